@@ -1,0 +1,95 @@
+"""Term data: what a newsroom glossary says, as plain frozen data.
+
+A glossary is named and ordered; requests stack several (`news`, then `outlet-tw`) and later
+ones override earlier ones. Nothing here reads files: `glossary.csvio` parses text that the
+service has read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+VARIANTS: tuple[str, ...] = ("zh-Hans", "zh-Hant", "zh-TW", "zh-HK")
+# Where a regional variant has no form of its own, it takes the generic Traditional one first.
+_FALLBACK: Mapping[str, tuple[str, ...]] = {
+    "zh-Hans": ("zh-Hans",),
+    "zh-Hant": ("zh-Hant",),
+    "zh-TW": ("zh-TW", "zh-Hant"),
+    "zh-HK": ("zh-HK", "zh-Hant"),
+}
+
+
+class UnknownVariantError(ValueError):
+    def __init__(self, variant: str) -> None:
+        super().__init__(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+        self.variant = variant
+
+
+@dataclass(frozen=True)
+class Term:
+    id: str
+    # Canonical English form first, then aliases ("Abe Shinzo", "Shinzo Abe").
+    forms: tuple[str, ...]
+    # Targets by variant tag; zh-Hans is required. Other variants only where the region differs.
+    targets: Mapping[str, str]
+    # None: decide per form (forms with a capital letter match exactly, lower-case ones in any case).
+    case_sensitive: bool | None = None
+    # Kept as-is in every variant (the English form itself is the target).
+    do_not_translate: bool = False
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.forms:
+            raise ValueError(f"term {self.id!r} has no English form")
+        if not self.do_not_translate and not self.targets.get("zh-Hans"):
+            raise ValueError(f"term {self.id!r} has no zh-Hans target")
+        for variant in self.targets:
+            if variant not in VARIANTS:
+                raise UnknownVariantError(variant)
+
+    @property
+    def canonical(self) -> str:
+        return self.forms[0]
+
+    def own_target(self, variant: str) -> str | None:
+        """The glossary's own form for `variant`, or None where it should be converted from zh-Hans."""
+        if variant not in _FALLBACK:
+            raise UnknownVariantError(variant)
+        if self.do_not_translate:
+            return None
+        for tag in _FALLBACK[variant]:
+            if tag in self.targets:
+                return self.targets[tag]
+        return None
+
+
+@dataclass(frozen=True, eq=False)  # identity: compiled matchers are cached per glossary object
+class Glossary:
+    name: str
+    terms: tuple[Term, ...] = field(default_factory=tuple)
+    description: str = ""
+
+    def by_id(self) -> dict[str, Term]:
+        return {t.id: t for t in self.terms}
+
+
+def stack(glossaries: Sequence[Glossary]) -> Glossary:
+    """Merge glossaries in order: a later term replaces an earlier one with the same id, and takes
+    over any English form it shares with earlier terms (an outlet's "Putin" beats the newsroom's)."""
+    merged: dict[str, Term] = {}
+    for glossary in glossaries:
+        for term in glossary.terms:
+            claimed = {f.casefold() for f in term.forms}
+            for tid, old in list(merged.items()):
+                if tid == term.id:
+                    continue
+                kept = tuple(f for f in old.forms if f.casefold() not in claimed)
+                if not kept:
+                    del merged[tid]
+                elif kept != old.forms:
+                    merged[tid] = Term(old.id, kept, old.targets, old.case_sensitive, old.do_not_translate, old.note)
+            merged.pop(term.id, None)
+            merged[term.id] = term
+    name = "+".join(g.name for g in glossaries)
+    return Glossary(name=name, terms=tuple(merged.values()))

@@ -1,0 +1,246 @@
+"""Translation engines: one protocol, and the transformers implementation of it.
+
+Shaped like CTranslate2's Translator: resources in the constructor (`TransformersEngine.load`),
+work options per call, keyword-only after the inputs, frozen results.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from models.batching import BatchPlan, plan_batches
+from models.specs import Family, ModelSpec, detect_family, spec_for
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    beam_size: int = 1
+    # Output cap per sentence: ratio × source tokens + extra, never above the model's limit.
+    max_length_ratio: float = 2.0
+    max_length_extra: int = 10
+    no_repeat_ngram_size: int = 0
+    repetition_penalty: float = 1.0
+
+
+# Settings for a second try at a sentence whose first decoding fell into a repetition loop.
+SAFE_DECODE = DecodeOptions(beam_size=4, no_repeat_ngram_size=3, repetition_penalty=1.3)
+
+
+@dataclass(frozen=True)
+class Translation:
+    text: str
+    source_tokens: int
+    output_tokens: int
+
+
+class Engine(Protocol):
+    """What the service needs of an engine. Both duiyi engines implement it."""
+
+    name: str  # model id or path, for logs and responses
+    spec: ModelSpec
+    device: str
+    max_source_tokens: int  # longest source the model accepts, prefix included
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def translate_batch(
+        self,
+        sources: Sequence[str],
+        *,
+        options: DecodeOptions = DecodeOptions(),
+        max_batch_tokens: int = 8192,
+        max_batch_size: int = 64,
+    ) -> list[Translation]: ...
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message says which and what to do."""
+
+
+def _pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} was asked for but CUDA is not available; use --device cpu")
+    return device
+
+
+def _pick_dtype(device: str) -> torch.dtype:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+class _RowLengthCap:
+    """Logits processor: a row that has used its own output cap may only emit EOS.
+
+    `generate` caps a whole batch at one `max_new_tokens`; this keeps each sentence to the cap
+    of its own length, so a short sentence in a batch of long ones cannot loop for long.
+    """
+
+    def __init__(self, caps: list[int], prompt_len: int, eos_token_id: int, num_beams: int) -> None:
+        import torch
+
+        self.caps = torch.tensor(caps).repeat_interleave(num_beams)
+        self.prompt_len = prompt_len
+        self.eos = eos_token_id
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        generated = input_ids.shape[1] - self.prompt_len
+        over = (self.caps.to(scores.device) <= generated).nonzero().flatten()
+        if over.numel():
+            scores[over] = float("-inf")
+            scores[over, self.eos] = 0.0
+        return scores
+
+
+class TransformersEngine:
+    """`AutoModelForSeq2SeqLM` + `AutoTokenizer`, from a hub id or a local directory."""
+
+    def __init__(self, name: str, model: Any, tokenizer: Any, spec: ModelSpec, device: str) -> None:
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.device = device
+        limit = getattr(model.config, "max_position_embeddings", 512) or 512
+        self.max_source_tokens = int(min(limit, getattr(tokenizer, "model_max_length", limit) or limit))
+        eos = model.generation_config.eos_token_id
+        self._eos = int(eos[0] if isinstance(eos, list) else eos)
+        self._forced_bos = tokenizer.convert_tokens_to_ids(spec.forced_bos_token) if spec.forced_bos_token else None
+        if spec.src_lang:
+            tokenizer.src_lang = spec.src_lang
+
+    @classmethod
+    def load(cls, name_or_path: str, *, device: str = "auto", family: str | None = None) -> TransformersEngine:
+        """Load a model; `ModelLoadError` with an actionable message when that is impossible."""
+        device = _pick_device(device)
+        try:
+            from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=_pick_dtype(device))
+        except (OSError, ValueError, ImportError, RuntimeError) as exc:
+            path = Path(name_or_path).expanduser()
+            if path.exists():
+                where = "the directory"
+            elif name_or_path.startswith(("/", ".", "~")):
+                where = "the directory (it does not exist)"
+            else:
+                where = "the Hugging Face hub (is this machine offline?)"
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(
+                f"cannot load translation model {name_or_path!r} from {where}: {reason}\n"
+                "Point duiyi at a local copy of the model with --model PATH or DUIYI_MODEL=PATH "
+                "(a directory holding config.json and the tokenizer files)."
+            ) from exc
+        spec = spec_for(family) if family else spec_for(detect_family(model.config, type(tokenizer).__name__))
+        model = model.to(device).eval()
+        log.info("loaded %s (%s) on %s", name_or_path, spec.family.value, device)
+        return cls(name_or_path, model, tokenizer, spec, device)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(self.spec.source_prefix + text)["input_ids"])
+
+    def plan(
+        self, sources: Sequence[str], *, options: DecodeOptions, max_batch_tokens: int, max_batch_size: int
+    ) -> list[BatchPlan]:
+        lengths = [self.count_tokens(s) for s in sources]
+        return plan_batches(
+            lengths,
+            max_batch_tokens=max_batch_tokens,
+            max_batch_size=max_batch_size,
+            ratio=options.max_length_ratio,
+            extra=options.max_length_extra,
+            ceiling=self.max_source_tokens,
+        )
+
+    def translate_batch(
+        self,
+        sources: Sequence[str],
+        *,
+        options: DecodeOptions = DecodeOptions(),
+        max_batch_tokens: int = 8192,
+        max_batch_size: int = 64,
+    ) -> list[Translation]:
+        results: list[Translation | None] = [None] * len(sources)
+        for plan in self.plan(
+            sources, options=options, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size
+        ):
+            batch = [sources[i] for i in plan.indices]
+            for i, result in zip(plan.indices, self._generate(batch, plan, options), strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def _generate(self, batch: list[str], plan: BatchPlan, options: DecodeOptions) -> list[Translation]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        texts = [self.spec.source_prefix + s for s in batch]
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=False)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        source_tokens = enc["attention_mask"].sum(dim=1).tolist()
+        caps = [
+            min(plan.max_new_tokens, max(1, int(n * options.max_length_ratio) + options.max_length_extra))
+            for n in source_tokens
+        ]
+        # The decoder prompt is the start token, plus the forced language token for NLLB.
+        prompt_len = 1
+        kwargs: dict[str, Any] = {}
+        if self._forced_bos is not None:
+            kwargs["forced_bos_token_id"] = self._forced_bos
+        with torch.inference_mode():
+            out = self.model.generate(
+                **enc,
+                max_new_tokens=plan.max_new_tokens,
+                num_beams=options.beam_size,
+                do_sample=False,
+                no_repeat_ngram_size=options.no_repeat_ngram_size or None,
+                repetition_penalty=options.repetition_penalty if options.repetition_penalty != 1.0 else None,
+                logits_processor=LogitsProcessorList([_RowLengthCap(caps, prompt_len, self._eos, options.beam_size)]),
+                **kwargs,
+            )
+        special = set(self.tokenizer.all_special_ids)
+        texts_out = self.tokenizer.batch_decode(out, skip_special_tokens=True)
+        counts = [sum(1 for t in row.tolist() if t not in special) for row in out]
+        return [
+            Translation(text=t.strip(), source_tokens=int(n), output_tokens=c)
+            for t, n, c in zip(texts_out, source_tokens, counts, strict=True)
+        ]
+
+
+def load_engine(
+    name_or_path: str, *, engine: str = "transformers", device: str = "auto", family: str | None = None
+) -> Engine:
+    """The engine named by the settings. (The CTranslate2 engine is the performance issue's.)"""
+    if engine != "transformers":
+        raise ModelLoadError(f"unknown engine {engine!r}; valid: transformers")
+    return TransformersEngine.load(os.fspath(name_or_path), device=device, family=family)
+
+
+__all__ = [
+    "SAFE_DECODE",
+    "DecodeOptions",
+    "Engine",
+    "Family",
+    "ModelLoadError",
+    "TransformersEngine",
+    "Translation",
+    "load_engine",
+]

@@ -1,0 +1,77 @@
+"""The app factory: settings and engine in, a FastAPI app out. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.responses import Response
+
+from models.engine import DecodeOptions, Engine
+from service.api import errors
+from service.api.deps import Runtime
+from service.api.routes import glossaries, health, translate
+from service.config import Settings
+from service.glossaries import GlossaryStore
+from service.pipeline import Pipeline, PipelineSettings
+from service.variants import variant_rules
+
+log = logging.getLogger(__name__)
+
+
+def build_pipeline(settings: Settings, engine: Engine) -> Pipeline:
+    return Pipeline(
+        engine,
+        variant_rules(tw_phrases=settings.tw_phrases, hant_corner_quotes=settings.hant_corner_quotes),
+        PipelineSettings(
+            decode=DecodeOptions(beam_size=settings.beam_size),
+            max_batch_tokens=settings.max_batch_tokens,
+            max_batch_size=settings.max_batch_size,
+        ),
+    )
+
+
+class _BodyLimit(BaseHTTPMiddleware):
+    """Refuse a body far above the character limit before reading it (UTF-8 ≤ 4 bytes a character,
+    plus room for JSON)."""
+
+    def __init__(self, app: object, max_bytes: int) -> None:
+        super().__init__(app)  # type: ignore[arg-type]
+        self.max_bytes = max_bytes
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.max_bytes:
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "too_large",
+                        "message": f"the request body has {int(length):,} bytes; the limit is {self.max_bytes:,}",
+                    }
+                },
+                status_code=413,
+            )
+        return await call_next(request)
+
+
+def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None = None) -> FastAPI:
+    app = FastAPI(
+        title="duiyi",
+        summary="English → Chinese translation for newsrooms: zh-Hans, zh-Hant, zh-TW, zh-HK, glossary enforced.",
+        version="0.1.0",
+    )
+    app.state.runtime = Runtime(
+        settings=settings,
+        pipeline=build_pipeline(settings, engine),
+        glossaries=store or GlossaryStore.load(settings.glossary_dir),
+        engine_lock=threading.Lock(),
+    )
+    app.add_middleware(_BodyLimit, max_bytes=settings.max_chars * 4 + 65_536)
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(translate.router)
+    app.include_router(glossaries.router)
+    return app

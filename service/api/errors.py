@@ -1,0 +1,85 @@
+"""Every error the API returns is JSON `{"error": {"code", "message", "valid"?}}` with a stable code.
+The handlers live here, in one place; routes raise `ApiError`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.schemas import ErrorResponse
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        valid: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.valid = valid
+        self.headers = headers
+
+
+def error_json(
+    status: int, code: str, message: str, valid: list[str] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if valid is not None:
+        body["valid"] = valid
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _describe(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for err in errors[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_json(exc.status, exc.code, exc.message, exc.valid, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_json(400, "malformed_json", f"the request body is not valid JSON: {_describe(errors)}")
+        return error_json(422, "invalid_request", _describe(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "too_large"}
+        return error_json(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+    @app.exception_handler(UnicodeDecodeError)
+    async def bad_utf8(_: Request, exc: UnicodeDecodeError) -> JSONResponse:
+        return error_json(
+            400, "invalid_utf8", f"the request body is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        )
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can return."""
+    text = {
+        400: "Malformed JSON or invalid UTF-8",
+        404: "Not found",
+        413: "Input larger than the configured limit",
+        422: "Empty input, unknown variant or glossary, or another invalid field",
+        500: "Internal error",
+        503: "Not ready: the model is not loaded or not answering",
+    }
+    return {s: {"model": ErrorResponse, "description": text[s]} for s in statuses}

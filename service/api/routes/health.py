@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import RuntimeDep
+from service.api.errors import ApiError, responses
+from service.schemas import Health, Ready
+
+router = APIRouter(tags=["health"])
+_PROBE_TTL_S = 10.0
+
+
+@router.get("/healthz", response_model=Health, summary="The process is up")
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Ready, responses=responses(503), summary="The model is loaded and answering")
+async def readyz(runtime: RuntimeDep) -> Ready:
+    engine = runtime.pipeline.engine
+    state = runtime.__dict__.setdefault("_probe", {"at": 0.0, "ok": False, "why": "not probed"})
+    if time.monotonic() - state["at"] > _PROBE_TTL_S:
+
+        def probe() -> None:
+            with runtime.engine_lock:
+                engine.translate_batch(["Hello."])
+
+        try:
+            await run_in_threadpool(probe)
+            state.update(ok=True, why="")
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready; the reason is reported
+            state.update(ok=False, why=f"{type(exc).__name__}: {exc}")
+        state["at"] = time.monotonic()
+    if not state["ok"]:
+        raise ApiError(503, "not_ready", f"the model {engine.name!r} is not answering: {state['why']}")
+    return Ready(status="ready", model=engine.name, device=engine.device)

@@ -1,0 +1,184 @@
+"""The `duiyi` command: serve, translate files, build tiny models."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from models.engine import Engine
+from models.tiny import HELP as TINY_HELP
+from service.config import Settings
+from service.schemas import TranslateResponse
+
+_FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="hub id or local directory (default: DUIYI_MODEL or Helsinki-NLP/opus-mt-en-zh)")
+    p.add_argument("--family", choices=["marian", "nllb", "m2m100"], help="model family (default: from its config)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="duiyi", description="English → Chinese translation for newsrooms.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    _engine_args(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+
+    tr = sub.add_parser("translate", help="translate files and print the result")
+    tr.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    _engine_args(tr)
+    tr.add_argument("--to", default=None, help="variants, comma-separated (default zh-Hans,zh-Hant)")
+    tr.add_argument("--glossary", default=None, help="glossaries, comma-separated, stacked in order (default news)")
+    tr.add_argument("--format", choices=["text", "markdown", "html"], help="input format (default: from the file name)")
+    tr.add_argument("--output", choices=["json", "text", "html"], default="text", help="what to print (default text)")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    models = sub.add_parser("models", help="model utilities")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    tiny = msub.add_parser("tiny", help=TINY_HELP, description=TINY_HELP)
+    tiny.add_argument("outdir", type=Path, metavar="OUTDIR")
+    tiny.add_argument("--family", choices=["marian", "nllb"], default="marian")
+    tiny.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {k: getattr(args, k, None) for k in ("model", "family", "device", "host", "port")}
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _load_engine(settings: Settings) -> Engine:
+    from models.engine import ModelLoadError, load_engine
+
+    try:
+        return load_engine(settings.model, engine=settings.engine, device=settings.device, family=settings.family)
+    except ModelLoadError as exc:
+        print(f"duiyi: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.api.app import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = _load_engine(settings)
+    app = create_app(settings, engine)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0
+
+
+def _bilingual_html(doc: TranslateResponse) -> str:
+    rows = []
+    for block in doc.blocks:
+        for seg in block.segments:
+            cells = "".join(f"<td lang='{v}'>{html.escape(seg.targets[v])}</td>" for v in doc.variants)
+            flags = "; ".join(f.reason for f in seg.flags)
+            rows.append(
+                f"<tr id='{seg.id}'><td>{seg.id}</td><td lang='en'>{html.escape(seg.source)}</td>{cells}"
+                f"<td class='flags'>{html.escape(flags)}</td></tr>"
+            )
+    head = "".join(f"<th>{v}</th>" for v in doc.variants)
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>duiyi</title></head><body><table>"
+        f"<tr><th>id</th><th>en</th>{head}<th>flags</th></tr>{''.join(rows)}</table></body></html>"
+    )
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from service.api.app import build_pipeline
+    from service.glossaries import GlossaryStore, UnknownGlossaryError
+    from service.schemas import TranslateRequest, aligned_to_response
+    from service.translate import InputError, prepare
+
+    settings = _settings(args)
+    missing = [str(f) for f in args.files if not f.is_file()]
+    if missing:
+        print(f"duiyi: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    store = GlossaryStore.load(settings.glossary_dir)
+    requests = []
+    for path in args.files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            print(f"duiyi: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
+            return 2
+        fmt = args.format or _FORMATS.get(path.suffix.lower(), "text")
+        request = TranslateRequest(
+            text=text,
+            format=fmt,
+            targets=args.to.split(",") if args.to else None,
+            glossaries=args.glossary.split(",") if args.glossary else None,
+        )
+        try:
+            requests.append((path, prepare(request, settings, store)))
+        except (InputError, UnknownGlossaryError) as exc:
+            print(f"duiyi: {path}: {exc}", file=sys.stderr)
+            return 2
+    pipeline = build_pipeline(settings, _load_engine(settings))
+    results = []
+    quiet = args.no_progress or not sys.stderr.isatty()
+    with tqdm(total=len(requests), desc="files", unit="file", disable=quiet, position=0) as files:
+        for path, job in requests:
+            with tqdm(desc=path.name, unit="sentence", disable=quiet, position=1, leave=False) as bar:
+
+                def progress(done: int, total: int, bar: tqdm = bar) -> None:
+                    bar.total = total
+                    bar.n = done
+                    bar.refresh()
+
+                doc = pipeline.translate(
+                    job.article,
+                    targets=job.targets,
+                    glossary=job.glossary,
+                    glossary_names=job.glossary_names,
+                    progress=progress,
+                )
+            results.append((path, aligned_to_response(doc)))
+            files.update(1)
+    for path, doc in results:
+        if args.output == "json":
+            payload = doc.model_dump(mode="json")
+            if len(results) > 1:
+                payload = {"file": str(path), **payload}
+            sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+        elif args.output == "html":
+            sys.stdout.write(_bilingual_html(doc) + "\n")
+        else:
+            for variant in doc.variants:
+                if len(doc.variants) > 1 or len(results) > 1:
+                    sys.stdout.write(f"=== {path.name} · {variant} ===\n")
+                sys.stdout.write(doc.full_text[variant].rstrip("\n") + "\n")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from models.tiny import build_tiny
+
+    out = build_tiny(args.outdir, args.family, seed=args.seed)
+    print(f"wrote a tiny random-weight {args.family} model to {out} (its translations are gibberish)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    commands = {"serve": cmd_serve, "translate": cmd_translate, "models": cmd_models}
+    return commands[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""The one data model that flows through the pipeline: Article → Document → Segments → AlignedDocument.
+
+Plain frozen dataclasses; parsing lives in `service.formats`, splitting in `service.segmenter`,
+translation in `service.pipeline`. Offsets are in characters of the block's plain text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class SourceFormat(StrEnum):
+    TEXT = "text"
+    MARKDOWN = "markdown"
+    HTML = "html"
+
+
+class BlockKind(StrEnum):
+    TITLE = "title"
+    SUBTITLE = "subtitle"
+    BYLINE = "byline"
+    DATE = "date"
+    HEADING = "heading"
+    PARAGRAPH = "paragraph"
+    QUOTE = "quote"
+    LIST_ITEM = "list_item"
+
+
+@dataclass(frozen=True)
+class Article:
+    """What the client sent, kept verbatim."""
+
+    body: str
+    format: SourceFormat = SourceFormat.TEXT
+    title: str = ""
+    subtitle: str = ""
+    byline: str = ""
+    date: str = ""
+
+
+@dataclass(frozen=True)
+class Inline:
+    """Inline markup around [start, end) of a block's text, as the source wrote it."""
+
+    start: int
+    end: int
+    open: str  # e.g. '<a href="https://x">' or '[' (Markdown link)
+    close: str  # e.g. '</a>' or '](https://x)'
+    verbatim: bool = False  # code: kept as written, never translated
+
+
+@dataclass(frozen=True)
+class Block:
+    id: str  # "b3"
+    kind: BlockKind
+    text: str  # plain text, inline markup removed
+    inlines: tuple[Inline, ...] = ()
+    level: int = 0  # heading level, list depth
+    # Text format: the exact separator (blank lines, indentation) before this block in the input.
+    sep_before: str = ""
+    # Markdown: the line prefix ("## ", "> ", "- ", "1. "); HTML: index of the element in the page.
+    prefix: str = ""
+    element: int = -1
+
+
+@dataclass(frozen=True)
+class SourceSegment:
+    id: str  # "b3.s2"
+    block_id: str
+    start: int  # in the block's text
+    end: int
+    text: str
+    ws_before: str  # white space between the previous segment (or block start) and this one
+    inlines: tuple[Inline, ...] = ()  # relative to this segment's text
+
+
+@dataclass(frozen=True)
+class Document:
+    format: SourceFormat
+    blocks: tuple[Block, ...]
+    segments: tuple[SourceSegment, ...]
+    # Text format: white space after the last block. HTML: the page, to re-render.
+    tail: str = ""
+    html: str = ""
+
+
+@dataclass(frozen=True)
+class Flag:
+    code: str  # term_missing, number_mismatch, untranslated, repetition, length_ratio, markup_moved
+    reason: str
+    variant: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetSpan:
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class AlignedTerm:
+    term_id: str
+    source_text: str
+    source_start: int  # in the segment's source
+    source_end: int
+    # Per variant: where the glossary target stands in that variant's text; None when missing.
+    targets: dict[str, TargetSpan | None] = field(default_factory=dict)
+    expected: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AlignedSegment:
+    id: str
+    block_id: str
+    source: str
+    ws_before: str
+    targets: dict[str, str]  # variant → text (inline markup restored in the source's syntax)
+    terms: tuple[AlignedTerm, ...]
+    flags: tuple[Flag, ...]
+    origin: str = "mt"  # mt | rule (dates and other text handled without the model)
+    status: str = "draft"
+
+
+@dataclass(frozen=True)
+class AlignedDocument:
+    format: SourceFormat
+    variants: tuple[str, ...]
+    blocks: tuple[Block, ...]
+    segments: tuple[AlignedSegment, ...]
+    # Each variant's full text, reassembled with the source's structure and format.
+    full_text: dict[str, str]
+    model: str
+    glossaries: tuple[str, ...]

@@ -1,0 +1,322 @@
+"""Source formats: plain text, Markdown and HTML in; blocks with inline markup out; and back.
+
+Parsing keeps each block's plain text and records inline markup as `Inline` spans so the sentence
+splitter and the glossary see clean English. Rendering puts a translated block back into the
+source's own syntax: Markdown prefixes, or the very HTML element it came from.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator, Mapping
+
+from bs4 import BeautifulSoup, NavigableString, Tag
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+from service.documents import Article, Block, BlockKind, Inline, SourceFormat
+
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+
+
+class FormatError(ValueError):
+    """Input that cannot be read in the format it claims."""
+
+
+def parse_blocks(article: Article) -> tuple[list[Block], str, str]:
+    """Blocks of the article (structured fields first), the text tail, and the HTML page if any."""
+    blocks: list[Block] = []
+    for kind, value in (
+        (BlockKind.TITLE, article.title),
+        (BlockKind.SUBTITLE, article.subtitle),
+        (BlockKind.BYLINE, article.byline),
+        (BlockKind.DATE, article.date),
+    ):
+        if value.strip():
+            blocks.append(Block(id=f"b{len(blocks)}", kind=kind, text=" ".join(value.split())))
+    tail = ""
+    if article.format is SourceFormat.TEXT:
+        body, tail = _text_blocks(article.body, len(blocks))
+    elif article.format is SourceFormat.MARKDOWN:
+        body = _markdown_blocks(article.body, len(blocks))
+    else:
+        body = _html_blocks(article.body, len(blocks))
+    return blocks + body, tail, article.body if article.format is SourceFormat.HTML else ""
+
+
+# --- plain text ---------------------------------------------------------------------------------
+
+
+def _text_blocks(text: str, first: int) -> tuple[list[Block], str]:
+    """Paragraphs separated by blank lines. Each block's text is stripped; the white space around it
+    is kept as the next block's separator (or the tail), so the input is exactly reproducible."""
+    blocks: list[Block] = []
+    pos = 0
+    sep = ""
+    for match in [*_PARAGRAPH_BREAK.finditer(text), None]:
+        end = match.start() if match else len(text)
+        chunk = text[pos:end]
+        body = chunk.strip()
+        if body:
+            lead = len(chunk) - len(chunk.lstrip())
+            sep += chunk[:lead]
+            blocks.append(Block(f"b{first + len(blocks)}", BlockKind.PARAGRAPH, body, sep_before=sep))
+            sep = chunk[lead + len(body) :]
+        else:
+            sep += chunk
+        if match:
+            sep += match.group(0)
+            pos = match.end()
+    return blocks, sep
+
+
+# --- Markdown -----------------------------------------------------------------------------------
+
+_MD = MarkdownIt("commonmark")
+
+
+def _md_inline(children: list[Token]) -> tuple[str, tuple[Inline, ...]]:
+    text: list[str] = []
+    inlines: list[Inline] = []
+    stack: list[tuple[int, str, str]] = []
+    length = 0
+    for tok in children:
+        if tok.type == "text" or tok.type == "html_inline":
+            text.append(tok.content)
+            length += len(tok.content)
+        elif tok.type in ("softbreak", "hardbreak"):
+            text.append("\n" if tok.type == "softbreak" else "  \n")
+            length += len(text[-1])
+        elif tok.type == "code_inline":
+            inlines.append(Inline(length, length + len(tok.content), tok.markup, tok.markup, verbatim=True))
+            text.append(tok.content)
+            length += len(tok.content)
+        elif tok.type == "link_open":
+            title = tok.attrs.get("title")
+            close = f"]({tok.attrs.get('href', '')}" + (f' "{title}"' if title else "") + ")"
+            stack.append((length, "[", close))
+        elif tok.type in ("em_open", "strong_open"):
+            stack.append((length, tok.markup, tok.markup))
+        elif tok.type in ("link_close", "em_close", "strong_close") and stack:
+            start, open_, close_ = stack.pop()
+            inlines.append(Inline(start, length, open_, close_))
+        elif tok.type == "image":
+            markup = f"![{tok.content}]({tok.attrs.get('src', '')})"
+            inlines.append(Inline(length, length + len(markup), "", "", verbatim=True))
+            text.append(markup)
+            length += len(markup)
+    return "".join(text), tuple(sorted(inlines, key=lambda i: (i.start, -i.end)))
+
+
+def _markdown_blocks(source: str, first: int) -> list[Block]:
+    blocks: list[Block] = []
+    containers: list[Token] = []
+    heading_level = 0
+    for tok in _MD.parse(source):
+        if tok.type in ("blockquote_open", "list_item_open", "bullet_list_open", "ordered_list_open"):
+            containers.append(tok)
+        elif tok.type in ("blockquote_close", "list_item_close", "bullet_list_close", "ordered_list_close"):
+            containers.pop()
+        elif tok.type == "heading_open":
+            heading_level = int(tok.tag[1])
+        elif tok.type == "inline":
+            text, inlines = _md_inline(tok.children or [])
+            quotes = sum(1 for c in containers if c.type == "blockquote_open")
+            items = [c for c in containers if c.type == "list_item_open"]
+            prefix = "> " * quotes
+            if items:
+                marker = f"{items[-1].info}{items[-1].markup} " if items[-1].info else f"{items[-1].markup} "
+                prefix += "   " * (len(items) - 1) + marker
+                kind = BlockKind.LIST_ITEM
+            elif heading_level:
+                prefix += "#" * heading_level + " "
+                kind = BlockKind.HEADING
+            else:
+                kind = BlockKind.QUOTE if quotes else BlockKind.PARAGRAPH
+            blocks.append(
+                Block(f"b{first + len(blocks)}", kind, text, inlines, level=heading_level or len(items), prefix=prefix)
+            )
+            heading_level = 0
+        elif tok.type in ("fence", "code_block", "html_block"):
+            # Code and raw HTML blocks are carried through untranslated.
+            raw = tok.content if tok.type == "html_block" else f"{tok.markup}{tok.info}\n{tok.content}{tok.markup}"
+            if tok.type == "code_block":
+                raw = "\n".join("    " + line for line in tok.content.rstrip("\n").split("\n"))
+            blocks.append(
+                Block(
+                    f"b{first + len(blocks)}",
+                    BlockKind.PARAGRAPH,
+                    raw.rstrip("\n"),
+                    (Inline(0, len(raw.rstrip("\n")), "", "", verbatim=True),),
+                )
+            )
+    return blocks
+
+
+# --- HTML ---------------------------------------------------------------------------------------
+
+_BLOCK_TAGS = (
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "p",
+    "li",
+    "blockquote",
+    "figcaption",
+    "dt",
+    "dd",
+    "td",
+    "th",
+    "caption",
+)
+_SKIP_TAGS = ("script", "style", "pre", "code", "template", "noscript")
+_SPACE = re.compile(r"\s+")
+
+
+def _html_elements(soup: BeautifulSoup) -> Iterator[Tag]:
+    """Block elements that hold text directly (a <li> holding <p>s yields the <p>s instead)."""
+    for el in soup.find_all(_BLOCK_TAGS):
+        if el.find_parent(_SKIP_TAGS):
+            continue
+        if el.find(_BLOCK_TAGS):
+            continue
+        yield el
+
+
+def _start_tag(tag: Tag) -> str:
+    attrs = "".join(
+        f' {k}="{html.escape(" ".join(v) if isinstance(v, list) else str(v))}"' for k, v in tag.attrs.items()
+    )
+    return f"<{tag.name}{attrs}>"
+
+
+def _html_inline(el: Tag) -> tuple[str, tuple[Inline, ...]]:
+    parts: list[str] = []
+    inlines: list[Inline] = []
+
+    def walk(node: Tag) -> None:
+        for child in node.children:
+            if isinstance(child, NavigableString):
+                if type(child) is NavigableString:
+                    parts.append(_SPACE.sub(" ", str(child)))
+            elif isinstance(child, Tag):
+                start = len("".join(parts))
+                if child.name == "br":
+                    parts.append("\n")  # rendered back as <br> (see service.pipeline)
+                elif child.name in _SKIP_TAGS or child.name in ("img", "svg", "math"):
+                    raw = child.get_text() if child.name == "code" else ""
+                    parts.append(raw)
+                    inlines.append(
+                        Inline(
+                            start,
+                            start + len(raw),
+                            _start_tag(child) if raw else str(child),
+                            f"</{child.name}>" if raw else "",
+                            verbatim=True,
+                        )
+                    )
+                else:
+                    walk(child)
+                    inlines.append(Inline(start, len("".join(parts)), _start_tag(child), f"</{child.name}>"))
+
+    walk(el)
+    raw = "".join(parts)
+    # Trim and collapse white space, moving inline offsets with it.
+    keep = [i for i, ch in enumerate(raw) if not (ch == " " and (i == 0 or raw[i - 1] in " \n"))]
+    text = "".join(raw[i] for i in keep)
+    offsets = {old: new for new, old in enumerate(keep)}
+
+    def moved(pos: int) -> int:
+        while pos < len(raw) and pos not in offsets:
+            pos += 1
+        return offsets.get(pos, len(text))
+
+    stripped = text.strip()
+    shift = len(text) - len(text.lstrip())
+    fixed = tuple(
+        sorted(
+            (
+                Inline(
+                    max(0, min(len(stripped), moved(i.start) - shift)),
+                    max(0, min(len(stripped), moved(i.end) - shift)),
+                    i.open,
+                    i.close,
+                    i.verbatim,
+                )
+                for i in inlines
+            ),
+            key=lambda i: (i.start, -i.end),
+        )
+    )
+    return stripped, fixed
+
+
+def _html_blocks(source: str, first: int) -> list[Block]:
+    soup = BeautifulSoup(source, "html.parser")
+    blocks: list[Block] = []
+    for index, el in enumerate(_html_elements(soup)):
+        text, inlines = _html_inline(el)
+        if not text.strip():
+            continue
+        name = el.name or "p"
+        if name[0] == "h" and name[1:].isdigit():
+            kind, level = BlockKind.HEADING, int(name[1:])
+        elif name == "li":
+            kind, level = BlockKind.LIST_ITEM, 0
+        elif name == "blockquote" or el.find_parent("blockquote"):
+            kind, level = BlockKind.QUOTE, 0
+        else:
+            kind, level = BlockKind.PARAGRAPH, 0
+        blocks.append(Block(f"b{first + len(blocks)}", kind, text, inlines, level=level, element=index))
+    return blocks
+
+
+def _continuation(prefix: str) -> str:
+    """What a Markdown block's second and later lines start with: its quote markers, and an
+    indent as wide as its list marker."""
+    quotes = 0
+    while prefix.startswith("> ", 2 * quotes):
+        quotes += 1
+    rest = prefix[2 * quotes :]
+    return "> " * quotes + ("" if rest.startswith("#") else " " * len(rest))
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+def render(
+    fmt: SourceFormat, blocks: tuple[Block, ...], inner: Mapping[str, str], *, tail: str = "", page: str = ""
+) -> str:
+    """One variant's full text: `inner` maps block id → the block's translated text, already in the
+    format's inline syntax (escaped for HTML)."""
+    if fmt is SourceFormat.TEXT:
+        return "".join(b.sep_before + inner[b.id] for b in blocks) + tail
+    if fmt is SourceFormat.MARKDOWN:
+        out: list[str] = []
+        for i, block in enumerate(blocks):
+            if i:
+                both_items = block.kind is BlockKind.LIST_ITEM and blocks[i - 1].kind is BlockKind.LIST_ITEM
+                out.append("\n" if both_items else "\n\n")
+            if block.kind in (BlockKind.TITLE, BlockKind.SUBTITLE):
+                out.append(("# " if block.kind is BlockKind.TITLE else "## ") + inner[block.id])
+            else:
+                out.append(block.prefix + inner[block.id].replace("\n", "\n" + _continuation(block.prefix)))
+        return "".join(out) + "\n"
+    soup = BeautifulSoup(page, "html.parser")
+    elements = list(_html_elements(soup))
+    head: list[str] = []
+    for block in blocks:
+        if block.element >= 0:
+            el = elements[block.element]
+            el.clear()
+            el.append(BeautifulSoup(inner[block.id], "html.parser"))
+        else:
+            tag = {BlockKind.TITLE: "h1", BlockKind.SUBTITLE: "h2", BlockKind.BYLINE: "p", BlockKind.DATE: "p"}.get(
+                block.kind, "p"
+            )
+            head.append(f'<{tag} class="duiyi-{block.kind.value}">{inner[block.id]}</{tag}>\n')
+    return "".join(head) + str(soup)

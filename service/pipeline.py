@@ -1,0 +1,288 @@
+"""The translation pipeline: Article → Document → Segments → protect → Engine → restore → QA → variants.
+
+One object, built once per process around one engine; `translate` is a plain synchronous call
+(the HTTP layer runs it in a worker thread). Every model call goes through `_decode`, which sends
+all of a request's sentences to the engine at once, so the engine batches them by length.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from glossary.matching import TermHit
+from glossary.terms import Glossary
+from models.engine import SAFE_DECODE, DecodeOptions, Engine
+from service.documents import (
+    AlignedDocument,
+    AlignedSegment,
+    AlignedTerm,
+    Article,
+    Block,
+    Document,
+    Flag,
+    SourceFormat,
+    SourceSegment,
+    TargetSpan,
+)
+from service.formats import parse_blocks, render
+from service.protect import Fragment, RenderContext, Rendered, build_fragment
+from service.protect import render as render_fragment
+from service.qa import QASettings, length_ratio, number_mismatch, repetition, untranslated
+from service.segmenter import segment_blocks
+from service.variants import CJK_OR_FULL, VariantRule, chinese_dates, is_date, localize, rule_for, tidy_hans
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (sentences done, sentences in all)
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+    max_batch_tokens: int = 8192
+    max_batch_size: int = 64
+    qa: QASettings = field(default_factory=QASettings)
+    # Tokens kept free below the model's limit when splitting long sentences (placeholders may
+    # tokenize a little longer than the words they replace).
+    length_margin: int = 16
+
+
+def parse(article: Article, engine: Engine, settings: PipelineSettings) -> Document:
+    blocks, tail, page = parse_blocks(article)
+    segments = segment_blocks(
+        blocks, measure=engine.count_tokens, limit=max(8, engine.max_source_tokens - settings.length_margin)
+    )
+    return Document(article.format, tuple(blocks), segments, tail=tail, html=page)
+
+
+class Pipeline:
+    def __init__(self, engine: Engine, rules: dict[str, VariantRule], settings: PipelineSettings | None = None) -> None:
+        self.engine = engine
+        self.rules = rules
+        self.settings = settings or PipelineSettings()
+
+    def translate(
+        self,
+        article: Article,
+        *,
+        targets: Sequence[str],
+        glossary: Glossary,
+        glossary_names: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> AlignedDocument:
+        rules = [rule_for(v, self.rules) for v in targets]
+        doc = parse(article, self.engine, self.settings)
+        keys = itertools.count(1)
+        fragments = [build_fragment(s.text, s.inlines, glossary, keys) for s in doc.segments]
+        mt, redecoded = self._translate_fragments(fragments, progress)
+        segments = tuple(
+            self._align(seg, frag, mt, rules, doc.format, redecoded)
+            for seg, frag in zip(doc.segments, fragments, strict=True)
+        )
+        full_text = {rule.variant: self._assemble(doc, segments, rule.variant) for rule in rules}
+        return AlignedDocument(
+            format=doc.format,
+            variants=tuple(targets),
+            blocks=doc.blocks,
+            segments=segments,
+            full_text=full_text,
+            model=self.engine.name,
+            glossaries=tuple(glossary_names) or (glossary.name,),
+        )
+
+    # --- model ---------------------------------------------------------------------------------
+
+    def _translate_fragments(
+        self, fragments: Sequence[Fragment], progress: Progress | None
+    ) -> tuple[dict[int, str], set[int]]:
+        """Tidied zh-Hans text (with placeholders) of every fragment, by fid; and the fids that
+        needed a second decoding."""
+        mt: dict[int, str] = {}
+        todo: dict[str, list[int]] = {}  # masked source → fids (identical sources decoded once)
+        for top in fragments:
+            for frag in top.walk():
+                if is_date(frag.source):
+                    mt[frag.fid] = chinese_dates(frag.source.strip())
+                elif not frag.needs_model:
+                    mt[frag.fid] = frag.masked
+                else:
+                    todo.setdefault(frag.masked, []).append(frag.fid)
+        sources = list(todo)
+        outputs = self._decode(sources, self.settings.decode, progress)
+        loops = [i for i, text in enumerate(outputs) if repetition(text, self.settings.qa)]
+        redecoded: set[int] = set()
+        if loops:
+            log.info("re-decoding %d sentence(s) that fell into repetition loops", len(loops))
+            second = self._decode([sources[i] for i in loops], SAFE_DECODE, None)
+            for i, text in zip(loops, second, strict=True):
+                outputs[i] = text
+                redecoded.update(todo[sources[i]])
+        for source, text in zip(sources, outputs, strict=True):
+            for fid in todo[source]:
+                mt[fid] = text
+        return mt, redecoded
+
+    def _decode(self, sources: list[str], options: DecodeOptions, progress: Progress | None) -> list[str]:
+        if not sources:
+            if progress:
+                progress(0, 0)
+            return []
+        # Chunks let a progress bar move; each chunk is still length-sorted into batches.
+        chunk = max(self.settings.max_batch_size, 1) * (4 if progress else 1_000_000)
+        out: list[str] = []
+        for start in range(0, len(sources), chunk):
+            part = sources[start : start + chunk]
+            results = self.engine.translate_batch(
+                part,
+                options=options,
+                max_batch_tokens=self.settings.max_batch_tokens,
+                max_batch_size=self.settings.max_batch_size,
+            )
+            out.extend(tidy_hans(r.text) for r in results)
+            if progress:
+                progress(len(out), len(sources))
+        return out
+
+    # --- restore, QA, variants -----------------------------------------------------------------
+
+    def _term_target(self, hit: TermHit, rule: VariantRule) -> str:
+        if hit.term.do_not_translate:
+            return hit.text
+        own = hit.term.own_target(rule.variant)
+        return own if own is not None else localize(hit.term.targets["zh-Hans"], rule)
+
+    def _context(self, rule: VariantRule, fmt: SourceFormat, *, markup: bool) -> RenderContext:
+        escape = html.escape if (markup and fmt is SourceFormat.HTML) else _identity
+        return RenderContext(
+            localize=lambda text: localize(text, rule),
+            term_target=lambda hit: escape(self._term_target(hit, rule)),
+            escape=lambda text: escape(text) if escape is not _identity else text,
+            markup=markup,
+        )
+
+    def _align(
+        self,
+        seg: SourceSegment,
+        frag: Fragment,
+        mt: dict[int, str],
+        rules: Sequence[VariantRule],
+        fmt: SourceFormat,
+        redecoded: set[int],
+    ) -> AlignedSegment:
+        hits = list(frag.hits())
+        targets: dict[str, str] = {}
+        flags: list[Flag] = []
+        spans: list[dict[str, TargetSpan | None]] = [{} for _ in hits]
+        expected: list[dict[str, str]] = [{} for _ in hits]
+        for rule in rules:
+            shown = render_fragment(frag, mt, self._context(rule, fmt, markup=True))
+            targets[rule.variant] = shown.text
+            self._record_terms(shown, hits, rule, spans, expected)
+            for hit in shown.missing:
+                flags.append(
+                    Flag(
+                        "term_missing",
+                        f"glossary term “{hit.text}” ({hit.term.id}) should read "
+                        f"“{self._term_target(hit, rule)}” but the model lost its place",
+                        rule.variant,
+                    )
+                )
+            if rule.variant == rules[0].variant:
+                for slot in shown.moved:
+                    flags.append(
+                        Flag(
+                            "markup_moved",
+                            f"inline markup around “{slot.text}” was moved to the end of the sentence",
+                        )
+                    )
+        flags.extend(self._qa(seg, frag, mt, redecoded))
+        origin = "rule" if is_date(seg.text) or not any(f.needs_model for f in frag.walk()) else "mt"
+        return AlignedSegment(
+            id=seg.id,
+            block_id=seg.block_id,
+            source=seg.text,
+            ws_before=seg.ws_before,
+            targets=targets,
+            terms=tuple(
+                AlignedTerm(
+                    term_id=hit.term.id,
+                    source_text=hit.text,
+                    source_start=offset + hit.span.start,
+                    source_end=offset + hit.span.end,
+                    targets=spans[i],
+                    expected=expected[i],
+                )
+                for i, (hit, offset) in enumerate(hits)
+            ),
+            flags=tuple(flags),
+            origin=origin,
+            status="needs_review" if flags else "draft",
+        )
+
+    def _record_terms(
+        self,
+        shown: Rendered,
+        hits: list[tuple[TermHit, int]],
+        rule: VariantRule,
+        spans: list[dict[str, TargetSpan | None]],
+        expected: list[dict[str, str]],
+    ) -> None:
+        placed = {id(h): (s, e) for h, s, e in shown.placed}
+        for i, (hit, _) in enumerate(hits):
+            where = placed.get(id(hit))
+            spans[i][rule.variant] = TargetSpan(*where) if where else None
+            expected[i][rule.variant] = self._term_target(hit, rule)
+
+    def _qa(self, seg: SourceSegment, frag: Fragment, mt: dict[int, str], redecoded: set[int]) -> list[Flag]:
+        hans = self.rules["zh-Hans"]
+        plain = render_fragment(frag, mt, self._context(hans, SourceFormat.TEXT, markup=False)).text
+        qa = self.settings.qa
+        # Figures inside glossary terms are the glossary's business; the rest must survive.
+        source = seg.text
+        for hit, offset in sorted(frag.hits(), key=lambda h: -(h[1] + h[0].span.start)):
+            start = offset + hit.span.start
+            source = source[:start] + " " + source[offset + hit.span.end :]
+        dnt = [h.text for h, _ in frag.hits() if h.term.do_not_translate]
+        verbatim = [s.text for f in frag.walk() for s in f.slots if s.kind is SlotKind.VERBATIM]
+        flags = [
+            number_mismatch(source, plain),
+            untranslated(plain, dnt + verbatim, qa) if seg.text.strip() else None,
+            length_ratio(seg.text, plain, qa),
+        ]
+        loop = repetition(plain, qa)
+        if loop is not None:
+            again = (
+                " after a second decoding with safer settings" if any(f.fid in redecoded for f in frag.walk()) else ""
+            )
+            flags.append(Flag(loop.code, loop.reason + again))
+        return [f for f in flags if f is not None]
+
+    def _assemble(self, doc: Document, segments: Sequence[AlignedSegment], variant: str) -> str:
+        inner: dict[str, str] = {}
+        for block in doc.blocks:
+            inner[block.id] = _join_block(block, [s for s in segments if s.block_id == block.id], variant, doc.format)
+        return render(doc.format, doc.blocks, inner, tail=doc.tail, page=doc.html)
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+def _join_block(block: Block, segments: Sequence[AlignedSegment], variant: str, fmt: SourceFormat) -> str:
+    """Chinese sentences follow each other without spaces; line breaks are kept."""
+    out = ""
+    for seg in segments:
+        text = seg.targets[variant]
+        ws = seg.ws_before
+        if "\n" in ws:
+            ws = "<br>" if fmt is SourceFormat.HTML else "\n"
+        elif out and text and (CJK_OR_FULL.match(out[-1]) or CJK_OR_FULL.match(text[0])):
+            ws = ""
+        elif out:
+            ws = " " if ws else ""
+        out += ws + text
+    return out

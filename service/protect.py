@@ -1,0 +1,210 @@
+"""Protected spans: glossary terms and inline markup travel through the model as placeholders.
+
+Why placeholders (the glossary-enforcement mechanism): the model never has to know a term.
+A matched term is replaced by an opaque ASCII token before decoding and the glossary's target
+for each variant is put in its place afterwards; OpenCC and typography run before that, so a
+term's zh-TW/zh-HK form comes from the glossary and is never converted. Constrained beam search
+is gone from transformers 5 and alignment-based replacement needs a trained model's attention;
+placeholders work the same for every engine (transformers, CTranslate2) and every family. When
+a model drops or garbles a placeholder, the segment is flagged `term_missing` for that term and
+variant: nothing fails silently.
+
+Inline markup works the same way: the marked-up text becomes a child fragment, translated on
+its own and put back inside its tags where its placeholder lands, so a link or emphasis
+surrounds the corresponding Chinese text in every variant. A lost markup placeholder is appended
+at the end of the sentence and flagged `markup_moved`: nothing of the source is dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from glossary.matching import TermHit, find_terms
+from glossary.terms import Glossary
+from service.documents import Inline
+from service.variants import CJK_OR_FULL
+
+# Marian/NLLB copy short capitalised nonce tokens through; the letters are ones English text
+# never puts together, so a real word is never mistaken for a placeholder.
+PLACEHOLDER = "QZX{}"
+_PLACEHOLDER = re.compile(r"([ \t]*)(?<![A-Za-z])Q\s?Z\s?X\s?(\d+)(?![0-9])([ \t]*)", re.IGNORECASE)
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+class SlotKind(StrEnum):
+    TERM = "term"
+    MARKUP = "markup"
+    VERBATIM = "verbatim"
+
+
+@dataclass(frozen=True)
+class Slot:
+    key: int
+    kind: SlotKind
+    start: int  # in the fragment's source
+    end: int
+    text: str  # the source text it covers
+    hit: TermHit | None = None
+    inline: Inline | None = None
+    child: Fragment | None = None
+
+
+@dataclass(frozen=True)
+class Fragment:
+    fid: int
+    source: str
+    masked: str  # what the model is given
+    slots: tuple[Slot, ...]
+
+    @property
+    def needs_model(self) -> bool:
+        """False when nothing but placeholders, digits and punctuation is left to translate."""
+        return bool(_LETTER.search(_PLACEHOLDER.sub(" ", self.masked)))
+
+    def walk(self) -> Iterator[Fragment]:
+        yield self
+        for slot in self.slots:
+            if slot.child is not None:
+                yield from slot.child.walk()
+
+    def hits(self) -> Iterator[tuple[TermHit, int]]:
+        """Every term hit in this fragment and its children, with its offset in this fragment."""
+        for slot in self.slots:
+            if slot.hit is not None:
+                yield slot.hit, 0
+            if slot.child is not None:
+                for hit, offset in slot.child.hits():
+                    yield hit, slot.start + offset
+
+
+def build_fragment(
+    text: str, inlines: tuple[Inline, ...], glossary: Glossary, keys: Iterator[int] | None = None
+) -> Fragment:
+    """Mask the outermost inline markup and the terms outside it; recurse into the markup."""
+    keys = keys if keys is not None else itertools.count(1)
+    outer: list[Inline] = []
+    for inline in sorted(inlines, key=lambda i: (i.start, -i.end)):
+        if not any(o.start <= inline.start and inline.end <= o.end and o.end > o.start for o in outer):
+            outer.append(inline)
+
+    def crosses(start: int, end: int) -> bool:
+        return any((start < o.end and o.start < end) if o.end > o.start else start < o.start < end for o in outer)
+
+    slots: list[Slot] = []
+    for inline in outer:
+        key = next(keys)
+        if inline.verbatim or inline.end == inline.start:
+            slots.append(
+                Slot(key, SlotKind.VERBATIM, inline.start, inline.end, text[inline.start : inline.end], inline=inline)
+            )
+            continue
+        inner = tuple(
+            Inline(i.start - inline.start, i.end - inline.start, i.open, i.close, i.verbatim)
+            for i in inlines
+            if i is not inline and inline.start <= i.start and i.end <= inline.end
+        )
+        child = build_fragment(text[inline.start : inline.end], inner, glossary, keys)
+        slots.append(Slot(key, SlotKind.MARKUP, inline.start, inline.end, child.source, inline=inline, child=child))
+    for hit in find_terms(text, glossary):
+        if not crosses(hit.span.start, hit.span.end):
+            slots.append(Slot(next(keys), SlotKind.TERM, hit.span.start, hit.span.end, hit.text, hit=hit))
+    slots.sort(key=lambda s: (s.start, s.end))
+    masked: list[str] = []
+    pos = 0
+    for slot in slots:
+        masked.append(text[pos : slot.start])
+        masked.append(PLACEHOLDER.format(slot.key))
+        pos = slot.end
+    masked.append(text[pos:])
+    return Fragment(next(keys), text, "".join(masked), tuple(slots))
+
+
+@dataclass
+class Rendered:
+    text: str = ""
+    # (hit, start, end) of each term target placed, in `text`'s offsets.
+    placed: list[tuple[TermHit, int, int]] = field(default_factory=list)
+    missing: list[TermHit] = field(default_factory=list)
+    moved: list[Slot] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """How to turn one variant's text back into output."""
+
+    localize: Callable[[str], str]  # tidied zh-Hans → this variant (OpenCC, quotes)
+    term_target: Callable[[TermHit], str]  # the glossary's form of a hit in this variant
+    escape: Callable[[str], str]  # HTML escaping, or identity
+    markup: bool  # False: plain text (for QA), tags left out
+
+
+def _joinable(before: str, after: str) -> bool:
+    """No space is kept between a placeholder and a Chinese neighbour (or the text's edge)."""
+    return not before or not after or bool(CJK_OR_FULL.match(before)) or bool(CJK_OR_FULL.match(after))
+
+
+def render(fragment: Fragment, mt: Mapping[int, str], ctx: RenderContext) -> Rendered:
+    """One variant's text of `fragment` from the tidied zh-Hans translations in `mt` (by fid)."""
+    text = ctx.escape(ctx.localize(mt[fragment.fid]))
+    by_key = {s.key: s for s in fragment.slots}
+    out = Rendered()
+    parts: list[str] = []
+    length = 0
+    pos = 0
+    used: set[int] = set()
+
+    def emit(piece: str) -> None:
+        nonlocal length
+        parts.append(piece)
+        length += len(piece)
+
+    def place(slot: Slot) -> None:
+        if slot.kind is SlotKind.TERM and slot.hit is not None:
+            target = ctx.term_target(slot.hit)
+            out.placed.append((slot.hit, length, length + len(target)))
+            emit(target)
+        elif slot.kind is SlotKind.VERBATIM and slot.inline is not None:
+            emit((slot.inline.open + ctx.escape(slot.text) + slot.inline.close) if ctx.markup else slot.text)
+        elif slot.child is not None and slot.inline is not None:
+            inner = render(slot.child, mt, ctx)
+            opener = slot.inline.open if ctx.markup else ""
+            offset = length + len(opener)
+            out.placed.extend((h, s + offset, e + offset) for h, s, e in inner.placed)
+            out.missing.extend(inner.missing)
+            out.moved.extend(inner.moved)
+            emit(opener + inner.text + (slot.inline.close if ctx.markup else ""))
+
+    for match in _PLACEHOLDER.finditer(text):
+        emit(text[pos : match.start()])
+        pos = match.end()
+        key = int(match.group(2))
+        slot = by_key.get(key)
+        before = text[match.start() - 1] if match.start() > 0 else ""
+        after = text[match.end()] if match.end() < len(text) else ""
+        lead, trail = match.group(1), match.group(3)
+        if slot is None or key in used:
+            # An invented or repeated placeholder carries nothing: drop it.
+            emit("" if _joinable(before, after) else " " if (lead or trail) else "")
+            continue
+        used.add(key)
+        is_cjk_target = slot.kind is not SlotKind.VERBATIM
+        if lead and not (is_cjk_target and _joinable(before, "一")):
+            emit(lead)
+        place(slot)
+        if trail and not (is_cjk_target and _joinable("一", after)):
+            emit(trail)
+    emit(text[pos:])
+    for slot in fragment.slots:
+        if slot.key in used:
+            continue
+        if slot.kind is SlotKind.TERM and slot.hit is not None:
+            out.missing.append(slot.hit)
+        else:
+            out.moved.append(slot)
+            place(slot)
+    out.text = "".join(parts)
+    return out

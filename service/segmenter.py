@@ -1,0 +1,159 @@
+"""English sentence splitting for news text, and clause splitting for sentences too long for the model.
+
+pySBD does the sentence work (it handles "U.S.", "Nov.", "Mr.", initials and quotes that continue a
+sentence); we hand it one paragraph at a time, in pieces of at most SPLITTER_CAP characters, because
+it slows down sharply on long strings. Everything returns (start, end) spans over the input, so no
+character of the source can be lost: the spans tile the text, white space included.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import pysbd
+
+from service.documents import Block, Inline, SourceSegment
+
+SPLITTER_CAP = 2000
+# A clause boundary: after , ; : or a dash, or before an opening parenthesis, at a space.
+_CLAUSE = re.compile(r"(?<=[,;:—–])\s+|\s+(?=\()|(?<=\))\s+|(?<=—)|\s+(?=—)")
+_SPACE = re.compile(r"\s+")
+
+
+@lru_cache(maxsize=1)
+def _pysbd() -> pysbd.Segmenter:
+    return pysbd.Segmenter(language="en", clean=False, char_span=True)
+
+
+def _pieces(text: str, cap: int) -> list[tuple[int, int]]:
+    """Cut `text` into pieces of at most `cap` characters at white space after sentence punctuation
+    where possible (any white space otherwise), so that the splitter never sees a huge string."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while len(text) - start > cap:
+        window = text[start : start + cap]
+        cut = max((m.end() for m in re.finditer(r"[.!?]['\"’”)]?\s+", window)), default=0)
+        if cut == 0:
+            cut = max((m.end() for m in _SPACE.finditer(window)), default=cap)
+        spans.append((start, start + cut))
+        start += cut
+    spans.append((start, len(text)))
+    return spans
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans over `text`, white space excluded; the text between spans is white space only."""
+    spans: list[tuple[int, int]] = []
+    for piece_start, piece_end in _pieces(text, SPLITTER_CAP):
+        piece = text[piece_start:piece_end]
+        if not piece.strip():
+            continue
+        for sent in _pysbd().segment(piece):
+            s, e = sent.start, sent.end
+            while s < e and piece[s].isspace():
+                s += 1
+            while e > s and piece[e - 1].isspace():
+                e -= 1
+            if s < e:
+                spans.append((piece_start + s, piece_start + e))
+    return _cover_gaps(text, spans)
+
+
+def _cover_gaps(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """pySBD may skip characters in rare inputs; fold any non-space text it left out into a span."""
+    fixed: list[tuple[int, int]] = []
+    pos = 0
+    for s, e in [*sorted(spans), (len(text), len(text))]:
+        s = max(s, pos)
+        gap = text[pos:s]
+        if gap.strip():
+            first = pos + len(gap) - len(gap.lstrip())
+            last = pos + len(gap.rstrip())
+            if fixed:
+                fixed[-1] = (fixed[-1][0], last)
+            else:
+                fixed.append((first, last))
+        if e > s:
+            fixed.append((s, e))
+            pos = e
+    return fixed
+
+
+def split_long(text: str, start: int, end: int, *, measure: Callable[[str], int], limit: int) -> list[tuple[int, int]]:
+    """Split the sentence text[start:end] at clause boundaries until each part measures ≤ limit
+    (in the model's tokens). Never truncates: a part with no boundary left is cut at white space,
+    and as a last resort in the middle, so the parts always tile the sentence."""
+    if measure(text[start:end]) <= limit or end - start < 2:
+        return [(start, end)]
+    sentence = text[start:end]
+    middle = len(sentence) // 2
+    cuts = [m for m in _CLAUSE.finditer(sentence) if m.start() > 0 and m.end() < len(sentence)]
+    if not cuts:
+        cuts = [m for m in _SPACE.finditer(sentence) if m.start() > 0 and m.end() < len(sentence)]
+    if cuts:
+        best = min(cuts, key=lambda m: abs(m.start() - middle))
+        left_end, right_start = start + best.start(), start + best.end()
+    else:
+        left_end = right_start = start + middle
+    if left_end == start:
+        left_end = right_start = start + middle
+    return split_long(text, start, left_end, measure=measure, limit=limit) + split_long(
+        text, right_start, end, measure=measure, limit=limit
+    )
+
+
+def _merge_crossing(spans: list[tuple[int, int]], inlines: tuple[Inline, ...]) -> list[tuple[int, int]]:
+    """Join neighbouring spans that an inline element straddles: markup never crosses segments."""
+    merged: list[tuple[int, int]] = []
+    for span in spans:
+        if merged and any(i.end > i.start and i.start < merged[-1][1] and i.end > span[0] for i in inlines):
+            merged[-1] = (merged[-1][0], span[1])
+        else:
+            merged.append(span)
+    return merged
+
+
+def segment_blocks(blocks: Sequence[Block], *, measure: Callable[[str], int], limit: int) -> tuple[SourceSegment, ...]:
+    """Sentence segments of every block, each no longer than `limit` model tokens where clause
+    boundaries allow. Per block, `ws_before + text` of its segments, concatenated, is the block's
+    text exactly."""
+    segments: list[SourceSegment] = []
+    for block in blocks:
+        text = block.text
+        if (
+            len(block.inlines) == 1
+            and block.inlines[0].verbatim
+            and block.inlines[0].end - block.inlines[0].start == len(text)
+        ):
+            spans = [(0, len(text))]  # a code block: one untranslated segment
+        else:
+            spans = _merge_crossing(split_sentences(text), block.inlines)
+            spans = [part for s, e in spans for part in split_long(text, s, e, measure=measure, limit=limit)]
+            spans = _merge_crossing(spans, block.inlines)
+        pos = 0
+        for j, (start, end) in enumerate(spans):
+            next_start = spans[j + 1][0] if j + 1 < len(spans) else len(text) + 1
+            inlines: list[Inline] = []
+            for i in block.inlines:
+                if i.end > i.start:
+                    if start <= i.start and i.end <= end:
+                        inlines.append(Inline(i.start - start, i.end - start, i.open, i.close, i.verbatim))
+                elif start <= i.start < next_start or (j == 0 and i.start < start):
+                    # A zero-width element (<br>) between sentences stays after the one before it.
+                    at = min(max(i.start, start), end) - start
+                    inlines.append(Inline(at, at, i.open, i.close, i.verbatim))
+            segments.append(
+                SourceSegment(
+                    id=f"{block.id}.s{j}",
+                    block_id=block.id,
+                    start=start,
+                    end=end,
+                    text=text[start:end],
+                    ws_before=text[pos:start],
+                    inlines=tuple(inlines),
+                )
+            )
+            pos = end
+    return tuple(segments)

@@ -1,0 +1,68 @@
+"""From a request (HTTP or CLI) to a validated translation job. One place for the rules, so the
+API and the CLI refuse the same inputs with the same words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from glossary.terms import VARIANTS, Glossary
+from service.config import Settings
+from service.documents import Article
+from service.glossaries import GlossaryStore
+from service.schemas import TranslateRequest
+
+
+class InputError(ValueError):
+    """Input the service refuses. `code` is stable; the message says what to change."""
+
+    def __init__(self, code: str, message: str, *, valid: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.valid = valid
+
+
+@dataclass(frozen=True)
+class TranslateJob:
+    article: Article
+    targets: tuple[str, ...]
+    glossary: Glossary
+    glossary_names: tuple[str, ...]
+
+
+def check_targets(targets: list[str] | None, settings: Settings) -> tuple[str, ...]:
+    chosen = list(dict.fromkeys(targets if targets is not None else settings.default_targets))
+    if not chosen:
+        raise InputError("invalid_targets", "targets is empty; name at least one variant", valid=list(VARIANTS))
+    unknown = [t for t in chosen if t not in VARIANTS]
+    if unknown:
+        raise InputError(
+            "unknown_variant",
+            f"unknown variant {', '.join(map(repr, unknown))}; valid: {', '.join(VARIANTS)}",
+            valid=list(VARIANTS),
+        )
+    return tuple(chosen)
+
+
+def prepare(request: TranslateRequest, settings: Settings, store: GlossaryStore) -> TranslateJob:
+    """Validate a request; raises InputError or UnknownGlossaryError."""
+    if (request.text is None) == (request.article is None):
+        raise InputError("invalid_request", "send exactly one of `text` or `article`")
+    if request.article is not None:
+        a = request.article
+        article = Article(a.body, request.format, a.title, a.subtitle, a.byline, a.date)
+    else:
+        article = Article(request.text or "", request.format)
+    size = sum(len(x) for x in (article.body, article.title, article.subtitle, article.byline, article.date))
+    if not any(x.strip() for x in (article.body, article.title, article.subtitle, article.byline, article.date)):
+        raise InputError("empty_input", "there is no text to translate")
+    if size > settings.max_chars:
+        raise InputError(
+            "too_large",
+            f"the input has {size:,} characters; the limit is {settings.max_chars:,} "
+            "(split the article, or raise DUIYI_MAX_CHARS)",
+        )
+    targets = check_targets(request.targets, settings)
+    names = tuple(request.glossaries if request.glossaries is not None else settings.default_glossaries)
+    glossary = store.stacked(names) if names else Glossary(name="none")
+    return TranslateJob(article, targets, glossary, names)
