@@ -29,7 +29,7 @@ from service.documents import (
     TargetSpan,
 )
 from service.formats import parse_blocks, render
-from service.protect import Fragment, RenderContext, Rendered, build_fragment
+from service.protect import Fragment, RenderContext, Rendered, SlotKind, build_fragment
 from service.protect import render as render_fragment
 from service.qa import QASettings, length_ratio, number_mismatch, repetition, untranslated
 from service.segmenter import segment_blocks
