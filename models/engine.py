@@ -138,13 +138,10 @@ class TransformersEngine:
             model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=_pick_dtype(device))
         except (OSError, ValueError, ImportError, RuntimeError) as exc:
             path = Path(name_or_path).expanduser()
-            if path.exists():
-                where = "the directory"
-            elif name_or_path.startswith(("/", ".", "~")):
-                where = "the directory (it does not exist)"
-            else:
-                where = "the Hugging Face hub (is this machine offline?)"
+            where = "the directory" if path.exists() else "the Hugging Face hub (is this machine offline?)"
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if not path.exists() and name_or_path.startswith(("/", ".", "~")):
+                where, reason = "the directory", "no such directory"
             raise ModelLoadError(
                 f"cannot load translation model {name_or_path!r} from {where}: {reason}\n"
                 "Point duiyi at a local copy of the model with --model PATH or DUIYI_MODEL=PATH "

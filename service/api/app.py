@@ -6,9 +6,9 @@ import logging
 import threading
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from models.engine import DecodeOptions, Engine
 from service.api import errors
@@ -34,26 +34,32 @@ def build_pipeline(settings: Settings, engine: Engine) -> Pipeline:
     )
 
 
-class _BodyLimit(BaseHTTPMiddleware):
-    """Refuse a body far above the character limit before reading it (UTF-8 ≤ 4 bytes a character,
-    plus room for JSON)."""
+class _RequestGuard(BaseHTTPMiddleware):
+    """Refuse, before any parsing, a body far above the character limit (UTF-8 takes at most 4 bytes
+    a character, plus room for JSON) and a body that is not UTF-8."""
 
-    def __init__(self, app: object, max_bytes: int) -> None:
-        super().__init__(app)  # type: ignore[arg-type]
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        super().__init__(app)
         self.max_bytes = max_bytes
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_bytes:
-            return JSONResponse(
-                {
-                    "error": {
-                        "code": "too_large",
-                        "message": f"the request body has {int(length):,} bytes; the limit is {self.max_bytes:,}",
-                    }
-                },
-                status_code=413,
+            return errors.error_json(
+                413, "too_large", f"the request body has {int(length):,} bytes; the limit is {self.max_bytes:,}"
             )
+        if request.method in ("POST", "PUT", "PATCH"):
+            body = await request.body()
+            if len(body) > self.max_bytes:
+                return errors.error_json(
+                    413, "too_large", f"the request body has {len(body):,} bytes; the limit is {self.max_bytes:,}"
+                )
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return errors.error_json(
+                    400, "invalid_utf8", f"the request body is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+                )
         return await call_next(request)
 
 
@@ -69,7 +75,7 @@ def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None =
         glossaries=store or GlossaryStore.load(settings.glossary_dir),
         engine_lock=threading.Lock(),
     )
-    app.add_middleware(_BodyLimit, max_bytes=settings.max_chars * 4 + 65_536)
+    app.add_middleware(_RequestGuard, max_bytes=settings.max_chars * 4 + 65_536)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(translate.router)

@@ -65,12 +65,6 @@ def install(app: FastAPI) -> None:
         codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "too_large"}
         return error_json(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
-    @app.exception_handler(UnicodeDecodeError)
-    async def bad_utf8(_: Request, exc: UnicodeDecodeError) -> JSONResponse:
-        return error_json(
-            400, "invalid_utf8", f"the request body is not valid UTF-8 ({exc.reason} at byte {exc.start})"
-        )
-
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can return."""
