@@ -1,0 +1,105 @@
+"""Shared fixtures: tiny models of each family built with the real classes, engines loaded through
+the production code path, and a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from glossary.terms import Glossary
+from models.engine import Engine, load_engine
+from models.tiny import build_tiny
+from service.api.app import build_pipeline, create_app
+from service.config import Settings
+from service.glossaries import GlossaryStore
+from service.pipeline import Pipeline
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("DUIYI_SHARED", REPO.parent / "shared"))
+FAMILIES = ("marian", "nllb")
+
+
+def shared_file(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the tests read the project's shared/ folder (set DUIYI_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_article() -> str:
+    return shared_file("samples", "us-japan-alliance-2013.txt").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {family: build_tiny(root / family, family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def engines(tiny_dirs: dict[str, Path]) -> dict[str, Engine]:
+    return {family: load_engine(str(path), device="cpu") for family, path in tiny_dirs.items()}
+
+
+@pytest.fixture(scope="session")
+def store() -> GlossaryStore:
+    return GlossaryStore.load()
+
+
+@pytest.fixture(scope="session")
+def news(store: GlossaryStore) -> Glossary:
+    return store.stacked(["news"])
+
+
+@pytest.fixture(scope="session", params=FAMILIES)
+def family(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def pipeline(engines: dict[str, Engine], family: str) -> Pipeline:
+    return build_pipeline(Settings(device="cpu"), engines[family])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    client: httpx.Client
+    settings: Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def server(engines: dict[str, Engine], tiny_dirs: dict[str, Path], family: str) -> Iterator[LiveServer]:
+    """The real app under uvicorn on a loopback port, one per model family."""
+    settings = Settings(model=str(tiny_dirs[family]), device="cpu", max_chars=20_000)
+    app = create_app(settings, engines[family])
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        if time.monotonic() > deadline:
+            pytest.fail("the test server did not start")
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, timeout=120) as client:
+        yield LiveServer(url, client, settings)
+    srv.should_exit = True
+    thread.join(timeout=10)

@@ -1,0 +1,75 @@
+"""Golden cases for glossary matching."""
+
+from __future__ import annotations
+
+import pytest
+
+from glossary.matching import find_terms
+from glossary.terms import Glossary, Term
+
+G = Glossary(
+    "t",
+    (
+        Term("abe-shinzo", ("Abe Shinzo", "Shinzo Abe"), {"zh-Hans": "安倍晋三"}),
+        Term("abe", ("Abe", "Mr. Abe"), {"zh-Hans": "安倍"}),
+        Term("abenomics", ("Abenomics",), {"zh-Hans": "安倍经济学"}),
+        Term("futenma", ("Futenma",), {"zh-Hans": "普天间"}),
+        Term(
+            "scc",
+            ("SCC", "Security Consultative Committee", "U.S.-Japan Security Consultative Committee"),
+            {"zh-Hans": "美日安全保障磋商委员会"},
+            case_sensitive=True,
+        ),
+        Term("two-plus-two", ("2+2",), {"zh-Hans": "2+2"}),
+        Term("csd", ("collective self-defense",), {"zh-Hans": "集体自卫权"}),
+        Term("pentagon", ("Pentagon",), {"zh-Hans": "五角大楼"}),
+        Term("ap", ("Associated Press",), {"zh-Hans": "美联社"}, do_not_translate=True),
+    ),
+)
+
+
+def hits(text: str) -> list[tuple[str, str]]:
+    return [(h.term.id, h.text) for h in find_terms(text, G)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Abe Shinzo spoke.", [("abe-shinzo", "Abe Shinzo")]),
+        ("Prime Minister Abe Shinzo’s government", [("abe-shinzo", "Abe Shinzo")]),
+        ("Abe’s actions", [("abe", "Abe")]),
+        ("Abe's actions", [("abe", "Abe")]),
+        ("Mr. Abe said", [("abe", "Mr. Abe")]),
+        ("Abel and Abenomics", [("abenomics", "Abenomics")]),
+        ("Kabe went home", []),
+        ("the Futenma-based Marines", [("futenma", "Futenma")]),
+        ("the SCC's role", [("scc", "SCC")]),
+        ("the scc met", []),
+        ("the SCCs", []),
+        ("the U.S.-Japan Security Consultative Committee (SCC)", [
+            ("scc", "U.S.-Japan Security Consultative Committee"), ("scc", "SCC")]),
+        ("the Security Consultative Committee met", [("scc", "Security Consultative Committee")]),
+        ("the first “2+2” meeting", [("two-plus-two", "2+2")]),
+        ("12+2 is not it", []),
+        ("Collective self-defense is legal", [("csd", "Collective self-defense")]),
+        ("collective  self-defense", [("csd", "collective  self-defense")]),
+        ("a pentagon is a shape", []),
+        ("The Pentagon sets", [("pentagon", "Pentagon")]),
+        ("", []),
+    ],
+)
+def test_golden(text: str, expected: list[tuple[str, str]]) -> None:
+    assert hits(text) == expected
+
+
+def test_spans_point_at_the_source() -> None:
+    text = "On November 2 Abe Shinzo’s government held the first “2+2” meeting."
+    for hit in find_terms(text, G):
+        assert text[hit.span.start : hit.span.end] == hit.text
+
+
+def test_longest_match_wins_over_an_earlier_shorter_one() -> None:
+    g = Glossary("t", (Term("a", ("Security",), {"zh-Hans": "安全"}), *G.terms))
+    assert [(h.term.id, h.text) for h in find_terms("the Security Consultative Committee", g)] == [
+        ("scc", "Security Consultative Committee")
+    ]

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import pytest
+
+from service.documents import Article, SourceFormat
+from service.formats import parse_blocks, render
+from service.segmenter import SPLITTER_CAP, segment_blocks, split_long, split_sentences
+
+
+def sentences(text: str) -> list[str]:
+    return [text[s:e] for s, e in split_sentences(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The U.S. and Japan met. Then they left.", ["The U.S. and Japan met.", "Then they left."]),
+        ("It was held on Nov. 7 in Tokyo.", ["It was held on Nov. 7 in Tokyo."]),
+        ("Mr. Smith and Dr. Jones came on Jan. 5. They left.", ["Mr. Smith and Dr. Jones came on Jan. 5.", "They left."]),
+        ("Stephen M. Harner is a former officer. He lives in Japan.",
+         ["Stephen M. Harner is a former officer.", "He lives in Japan."]),
+        ("He said “the alliance… is strong. We agree” and left.", ["He said “the alliance… is strong. We agree” and left."]),
+        ("The first “2+2” meeting was held. It ended.", ["The first “2+2” meeting was held.", "It ended."]),
+        ("He called it “fatal.” Then he left.", ["He called it “fatal.”", "Then he left."]),
+        ("What should we make of it? It is clear.", ["What should we make of it?", "It is clear."]),
+        ("The U.S. Department of Defense took over. The U.S. will defend Japan.",
+         ["The U.S. Department of Defense took over.", "The U.S. will defend Japan."]),
+    ],
+)
+def test_news_sentences(text: str, expected: list[str]) -> None:
+    assert sentences(text) == expected
+
+
+def test_spans_tile_the_text_with_white_space_only_between() -> None:
+    text = "  One.  Two?\nThree!  "
+    spans = split_sentences(text)
+    pos = 0
+    for start, end in spans:
+        assert not text[pos:start].strip()
+        pos = end
+    assert not text[pos:].strip()
+
+
+def test_long_paragraphs_are_cut_before_the_splitter() -> None:
+    text = " ".join(f"Sentence number {i} is here." for i in range(400))
+    assert len(text) > 3 * SPLITTER_CAP
+    got = sentences(text)
+    assert len(got) == 400
+    assert got[123] == "Sentence number 123 is here."
+
+
+def test_a_long_sentence_is_split_at_clause_boundaries_never_truncated() -> None:
+    text = (
+        "For decades, the alliance (comprising the U.S. secretaries of defense and state, the Japanese ministers) "
+        "has been the core; it is clear—very clear—that it matters, and more."
+    )
+    parts = split_long(text, 0, len(text), measure=lambda s: len(s.split()), limit=8)
+    assert len(parts) > 2
+    assert all(len(text[s:e].split()) <= 8 for s, e in parts)
+    joined = "".join(text[s:e] for s, e in parts)
+    assert joined.replace(" ", "") == text.replace(" ", "")
+    assert text[parts[0][0] : parts[0][1]] == "For decades, the alliance"
+
+
+def test_a_sentence_without_boundaries_is_still_cut_to_fit() -> None:
+    text = "x" * 100
+    parts = split_long(text, 0, len(text), measure=len, limit=30)
+    assert all(e - s <= 30 for s, e in parts)
+    assert "".join(text[s:e] for s, e in parts) == text
+
+
+def test_sample_article_reproduced_exactly(sample_article: str) -> None:
+    blocks, tail, _ = parse_blocks(Article(body=sample_article))
+    segments = segment_blocks(blocks, measure=lambda s: len(s.split()), limit=40)
+    inner = {b.id: "".join(s.ws_before + s.text for s in segments if s.block_id == b.id) for b in blocks}
+    assert render(SourceFormat.TEXT, tuple(blocks), inner, tail=tail) == sample_article
+    paragraphs = [p for p in sample_article.split("\n\n") if p.strip()]
+    assert len(blocks) == len(paragraphs)
+    assert max(len(s.text.split()) for s in segments) <= 40
+    assert [(s.id, s.text) for s in segments][2:4] == [
+        ("b1.s0", "Japanese Prime Minister Abe, the U.S.-Japan Alliance, and U.S.-China Relations"),
+        ("b2.s0", "Nov 07 , 2013"),
+    ]
+
+
+def test_inline_markup_never_crosses_segments() -> None:
+    blocks, _, _ = parse_blocks(
+        Article(body="<p>One. <a href='/x'>Two. Three.</a> Four.</p>", format=SourceFormat.HTML)
+    )
+    segments = segment_blocks(blocks, measure=len, limit=1000)
+    assert [s.text for s in segments] == ["One.", "Two. Three.", "Four."]
+    assert segments[1].inlines[0].open == '<a href="/x">'

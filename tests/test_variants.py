@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from service.variants import VariantRule, chinese_dates, is_date, localize, tidy_hans, variant_rules
+from tests.conftest import shared_file
+
+SERVED = ("s2t", "s2tw", "s2twp", "s2hk")
+
+
+def _opencc_cases() -> list[tuple[str, str, str, str]]:
+    raw = shared_file("opencc", "testcases.json").read_text(encoding="utf-8")
+    data = json.loads(re.sub(r",(\s*[\]}])", r"\1", raw))
+    return [
+        (case["id"], config, case["input"], expected)
+        for case in data["cases"]
+        for config, expected in case["expected"].items()
+        if config in SERVED
+    ]
+
+
+CASES = _opencc_cases()
+
+
+def test_conformance_set_is_not_empty() -> None:
+    assert {c[1] for c in CASES} == set(SERVED)
+    assert len(CASES) > 50
+
+
+@pytest.mark.parametrize(("case_id", "config", "text", "expected"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_opencc_conformance_through_our_layer(case_id: str, config: str, text: str, expected: str) -> None:
+    # Corner quotes on, as for zh-TW/zh-HK: the quote step must not disturb ordinary conversion.
+    rule = VariantRule("zh-TW", config, corner_quotes=True)
+    assert localize(text, rule) == expected
+
+
+def test_rules_use_the_configs_in_design() -> None:
+    rules = variant_rules()
+    assert [rules[v].opencc_config for v in ("zh-Hans", "zh-Hant", "zh-TW", "zh-HK")] == [None, "s2t", "s2twp", "s2hk"]
+    assert variant_rules(tw_phrases=False)["zh-TW"].opencc_config == "s2tw"
+
+
+@pytest.mark.parametrize(
+    ("variant", "text", "expected"),
+    [
+        ("zh-Hans", "他说“软件‘很好’”", "他说“软件‘很好’”"),
+        ("zh-Hant", "他说“软件‘很好’”", "他說“軟件‘很好’”"),
+        ("zh-TW", "他说“软件‘很好’”", "他說「軟體『很好』」"),
+        ("zh-HK", "他说“软件‘很好’”", "他説「軟件『很好』」"),  # HK standard form 説
+        ("zh-TW", "Abe’s 2+2", "Abe’s 2+2"),
+    ],
+)
+def test_variant_quotes_and_vocabulary(variant: str, text: str, expected: str) -> None:
+    assert localize(text, variant_rules()[variant]) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Nov 07 , 2013", "2013年11月7日"),
+        ("Nov 07, 2013", "2013年11月7日"),
+        ("November 7, 2013", "2013年11月7日"),
+        ("在October 3举行", "在10月3日举行"),
+        ("Sept. 11th", "9月11日"),
+        ("Mayor Smith", "Mayor Smith"),
+        ("May 40", "May 40"),
+    ],
+)
+def test_dates(text: str, expected: str) -> None:
+    assert chinese_dates(text) == expected
+
+
+def test_a_dateline_is_recognised() -> None:
+    assert is_date("Nov 07 , 2013")
+    assert not is_date("On Nov 07 they met")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("日本 政府 说 , 他们 \"同意\" .", "日本政府说，他们“同意”。"),
+        ("他说:好的;(测试)", "他说：好的；（测试）"),
+        ("价格为2.5美元.", "价格为2.5美元。"),
+        ("真的吗 ?", "真的吗？"),
+        ("1,000人", "1,000人"),
+        ("NATO and the UN", "NATO and the UN"),
+    ],
+)
+def test_hans_typography(text: str, expected: str) -> None:
+    assert tidy_hans(text) == expected
