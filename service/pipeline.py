@@ -149,21 +149,6 @@ class Pipeline:
 
     # --- restore, QA, variants -----------------------------------------------------------------
 
-    def _term_target(self, hit: TermHit, rule: VariantRule) -> str:
-        if hit.term.do_not_translate:
-            return hit.text
-        own = hit.term.own_target(rule.variant)
-        return own if own is not None else localize(hit.term.targets["zh-Hans"], rule)
-
-    def _context(self, rule: VariantRule, fmt: SourceFormat, *, markup: bool) -> RenderContext:
-        escape = html.escape if (markup and fmt is SourceFormat.HTML) else _identity
-        return RenderContext(
-            localize=lambda text: localize(text, rule),
-            term_target=lambda hit: escape(self._term_target(hit, rule)),
-            escape=lambda text: escape(text) if escape is not _identity else text,
-            markup=markup,
-        )
-
     def _align(
         self,
         seg: SourceSegment,
@@ -179,7 +164,7 @@ class Pipeline:
         spans: list[dict[str, TargetSpan | None]] = [{} for _ in hits]
         expected: list[dict[str, str]] = [{} for _ in hits]
         for rule in rules:
-            shown = render_fragment(frag, mt, self._context(rule, fmt, markup=True))
+            shown = render_fragment(frag, mt, render_context(rule, fmt, markup=True))
             targets[rule.variant] = shown.text
             self._record_terms(shown, hits, rule, spans, expected)
             for hit in shown.missing:
@@ -187,7 +172,7 @@ class Pipeline:
                     Flag(
                         "term_missing",
                         f"glossary term “{hit.text}” ({hit.term.id}) should read "
-                        f"“{self._term_target(hit, rule)}” but the model lost its place",
+                        f"“{term_target(hit, rule)}” but the model lost its place",
                         rule.variant,
                     )
                 )
@@ -235,11 +220,11 @@ class Pipeline:
         for i, (hit, _) in enumerate(hits):
             where = placed.get(id(hit))
             spans[i][rule.variant] = TargetSpan(*where) if where else None
-            expected[i][rule.variant] = self._term_target(hit, rule)
+            expected[i][rule.variant] = term_target(hit, rule)
 
     def _qa(self, seg: SourceSegment, frag: Fragment, mt: dict[int, str], redecoded: set[int]) -> list[Flag]:
         hans = self.rules["zh-Hans"]
-        plain = render_fragment(frag, mt, self._context(hans, SourceFormat.TEXT, markup=False)).text
+        plain = render_fragment(frag, mt, render_context(hans, SourceFormat.TEXT, markup=False)).text
         qa = self.settings.qa
         # Figures inside glossary terms are the glossary's business; the rest must survive.
         source = seg.text
@@ -270,6 +255,26 @@ class Pipeline:
 
 def _identity(text: str) -> str:
     return text
+
+
+def term_target(hit: TermHit, rule: VariantRule) -> str:
+    """The glossary's form of a hit in one variant: its own regional form, else its zh-Hans form
+    converted for the variant, or the English itself for do-not-translate terms."""
+    if hit.term.do_not_translate:
+        return hit.text
+    own = hit.term.own_target(rule.variant)
+    return own if own is not None else localize(hit.term.targets["zh-Hans"], rule)
+
+
+def render_context(rule: VariantRule, fmt: SourceFormat, *, markup: bool) -> RenderContext:
+    """How one variant is rendered: with the source's markup (escaped for HTML), or as plain text."""
+    escape = html.escape if (markup and fmt is SourceFormat.HTML) else _identity
+    return RenderContext(
+        localize=lambda text: localize(text, rule),
+        term_target=lambda hit: escape(term_target(hit, rule)),
+        escape=escape,
+        markup=markup,
+    )
 
 
 def _join_block(block: Block, segments: Sequence[AlignedSegment], variant: str, fmt: SourceFormat) -> str:

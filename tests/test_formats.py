@@ -17,7 +17,12 @@ A [link to **Abe**](http://x "t") and `code`. Second.
 def test_markdown_blocks_and_inlines() -> None:
     blocks, _, _ = parse_blocks(Article(body=MARKDOWN, format=SourceFormat.MARKDOWN, title="Title"))
     assert [b.kind for b in blocks] == [
-        BlockKind.TITLE, BlockKind.HEADING, BlockKind.PARAGRAPH, BlockKind.QUOTE, BlockKind.LIST_ITEM, BlockKind.LIST_ITEM
+        BlockKind.TITLE,
+        BlockKind.HEADING,
+        BlockKind.PARAGRAPH,
+        BlockKind.QUOTE,
+        BlockKind.LIST_ITEM,
+        BlockKind.LIST_ITEM,
     ]
     para = blocks[2]
     assert para.text == "A link to Abe and code. Second."

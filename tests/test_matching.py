@@ -46,8 +46,10 @@ def hits(text: str) -> list[tuple[str, str]]:
         ("the SCC's role", [("scc", "SCC")]),
         ("the scc met", []),
         ("the SCCs", []),
-        ("the U.S.-Japan Security Consultative Committee (SCC)", [
-            ("scc", "U.S.-Japan Security Consultative Committee"), ("scc", "SCC")]),
+        (
+            "the U.S.-Japan Security Consultative Committee (SCC)",
+            [("scc", "U.S.-Japan Security Consultative Committee"), ("scc", "SCC")],
+        ),
         ("the Security Consultative Committee met", [("scc", "Security Consultative Committee")]),
         ("the first “2+2” meeting", [("two-plus-two", "2+2")]),
         ("12+2 is not it", []),

@@ -16,15 +16,25 @@ def sentences(text: str) -> list[str]:
     [
         ("The U.S. and Japan met. Then they left.", ["The U.S. and Japan met.", "Then they left."]),
         ("It was held on Nov. 7 in Tokyo.", ["It was held on Nov. 7 in Tokyo."]),
-        ("Mr. Smith and Dr. Jones came on Jan. 5. They left.", ["Mr. Smith and Dr. Jones came on Jan. 5.", "They left."]),
-        ("Stephen M. Harner is a former officer. He lives in Japan.",
-         ["Stephen M. Harner is a former officer.", "He lives in Japan."]),
-        ("He said “the alliance… is strong. We agree” and left.", ["He said “the alliance… is strong. We agree” and left."]),
+        (
+            "Mr. Smith and Dr. Jones came on Jan. 5. They left.",
+            ["Mr. Smith and Dr. Jones came on Jan. 5.", "They left."],
+        ),
+        (
+            "Stephen M. Harner is a former officer. He lives in Japan.",
+            ["Stephen M. Harner is a former officer.", "He lives in Japan."],
+        ),
+        (
+            "He said “the alliance… is strong. We agree” and left.",
+            ["He said “the alliance… is strong. We agree” and left."],
+        ),
         ("The first “2+2” meeting was held. It ended.", ["The first “2+2” meeting was held.", "It ended."]),
         ("He called it “fatal.” Then he left.", ["He called it “fatal.”", "Then he left."]),
         ("What should we make of it? It is clear.", ["What should we make of it?", "It is clear."]),
-        ("The U.S. Department of Defense took over. The U.S. will defend Japan.",
-         ["The U.S. Department of Defense took over.", "The U.S. will defend Japan."]),
+        (
+            "The U.S. Department of Defense took over. The U.S. will defend Japan.",
+            ["The U.S. Department of Defense took over.", "The U.S. will defend Japan."],
+        ),
     ],
 )
 def test_news_sentences(text: str, expected: list[str]) -> None:

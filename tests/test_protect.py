@@ -1,0 +1,100 @@
+"""Placeholders: terms and inline markup through the model and back, per variant."""
+
+from __future__ import annotations
+
+import itertools
+
+from glossary.terms import Glossary
+from service.documents import Inline, SourceFormat
+from service.pipeline import render_context
+from service.protect import PLACEHOLDER, build_fragment, render
+from service.variants import tidy_hans, variant_rules
+
+RULES = variant_rules()
+
+
+def test_terms_are_masked_and_restored_in_each_variants_form(news: Glossary) -> None:
+    frag = build_fragment("Kerry met Putin’s envoy.", (), news)
+    assert frag.masked == "QZX1 met QZX2’s envoy."
+    mt = {frag.fid: tidy_hans("QZX1 会见了 QZX2 的特使.")}
+    hans = render(frag, mt, render_context(RULES["zh-Hans"], SourceFormat.TEXT, markup=True))
+    tw = render(frag, mt, render_context(RULES["zh-TW"], SourceFormat.TEXT, markup=True))
+    hk = render(frag, mt, render_context(RULES["zh-HK"], SourceFormat.TEXT, markup=True))
+    assert hans.text == "克里会见了普京的特使。"
+    assert tw.text == "凱瑞會見了普丁的特使。"
+    assert hk.text == "克里會見了普京的特使。"
+    assert not tw.missing
+    assert [(h.term.id, tw.text[s:e]) for h, s, e in tw.placed] == [("kerry", "凱瑞"), ("putin", "普丁")]
+
+
+def test_a_lost_placeholder_is_reported_not_guessed(news: Glossary) -> None:
+    frag = build_fragment("Abe Shinzo spoke.", (), news)
+    out = render(frag, {frag.fid: "他发言了。"}, render_context(RULES["zh-Hans"], SourceFormat.TEXT, markup=True))
+    assert out.text == "他发言了。"
+    assert [h.term.id for h in out.missing] == ["abe-shinzo"]
+
+
+def test_garbled_invented_and_repeated_placeholders(news: Glossary) -> None:
+    frag = build_fragment("Abe met Obama.", (), news)
+    mt = {frag.fid: "qzx 1 会见了 QZX2 和 QZX2 以及 QZX9。"}
+    out = render(frag, mt, render_context(RULES["zh-Hans"], SourceFormat.TEXT, markup=True))
+    assert out.text == "安倍会见了奥巴马和以及。"
+    assert not out.missing
+
+
+def test_markup_surrounds_the_corresponding_text_in_every_variant(news: Glossary) -> None:
+    text = "Read the statement on Futenma today."
+    start = text.index("statement")
+    link = Inline(start, len("Read the statement on Futenma"), '<a href="/s?a=1&amp;b=2">', "</a>")
+    keys = itertools.count(1)
+    frag = build_fragment(text, (link,), news, keys)
+    child = frag.slots[0].child
+    assert child is not None
+    assert frag.masked == f"Read the {PLACEHOLDER.format(frag.slots[0].key)} today."
+    mt = {frag.fid: f"今天阅读 {PLACEHOLDER.format(frag.slots[0].key)} 。", child.fid: "关于QZX2的报告"}
+    link_open = '<a href="/s?a=1&amp;b=2">'
+    for variant, expected in (
+        ("zh-Hans", f"今天阅读{link_open}关于普天间的报告</a>。"),
+        ("zh-TW", f"今天閱讀{link_open}關於普天間的報告</a>。"),
+        ("zh-HK", f"今天閲讀{link_open}關於普天間的報告</a>。"),  # HK standard 閲
+    ):
+        out = render(frag, mt, render_context(RULES[variant], SourceFormat.HTML, markup=True))
+        assert out.text == expected
+        plain = render(frag, mt, render_context(RULES[variant], SourceFormat.HTML, markup=False))
+        assert plain.text == expected.replace(link_open, "").replace("</a>", "")
+
+
+def test_lost_markup_is_appended_not_dropped(news: Glossary) -> None:
+    frag = build_fragment("A big day.", (Inline(2, 5, "**", "**"),), news)
+    child = frag.slots[0].child
+    assert child is not None
+    out = render(
+        frag,
+        {frag.fid: "一天。", child.fid: "重要"},
+        render_context(RULES["zh-Hans"], SourceFormat.MARKDOWN, markup=True),
+    )
+    assert out.text == "一天。**重要**"
+    assert [s.text for s in out.moved] == ["big"]
+
+
+def test_model_text_is_escaped_for_html_but_markup_is_not(news: Glossary) -> None:
+    frag = build_fragment("x <script> y", (), news)
+    out = render(
+        frag, {frag.fid: "<script>alert(1)</script>"}, render_context(RULES["zh-Hans"], SourceFormat.HTML, markup=True)
+    )
+    assert out.text == "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+def test_verbatim_code_is_kept(news: Glossary) -> None:
+    frag = build_fragment("Run pip install now.", (Inline(4, 15, "`", "`", verbatim=True),), news)
+    assert not frag.slots[0].child
+    out = render(
+        frag, {frag.fid: "现在运行 QZX1。"}, render_context(RULES["zh-Hans"], SourceFormat.MARKDOWN, markup=True)
+    )
+    assert out.text == "现在运行 `pip install`。"
+
+
+def test_fragments_of_placeholders_only_skip_the_model(news: Glossary) -> None:
+    assert not build_fragment("Futenma", (), news).needs_model
+    assert not build_fragment("“2+2”", (), news).needs_model
+    assert build_fragment("Futenma base", (), news).needs_model
