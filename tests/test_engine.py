@@ -1,0 +1,95 @@
+"""The transformers engine on tiny models of both families, loaded through the production path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models.batching import output_cap, plan_batches
+from models.engine import DecodeOptions, ModelLoadError, TransformersEngine, load_engine
+from models.specs import Family, UnknownFamilyError, detect_family, spec_for
+
+
+def test_family_recognised_from_config(engines: dict) -> None:
+    assert engines["marian"].spec.family is Family.MARIAN
+    assert engines["marian"].spec.source_prefix == ">>cmn_Hans<< "
+    assert engines["nllb"].spec.family is Family.NLLB
+    assert engines["nllb"].spec.forced_bos_token == "zho_Hans"
+
+
+def test_family_can_be_named(tiny_dirs: dict[str, Path]) -> None:
+    engine = load_engine(str(tiny_dirs["marian"]), device="cpu", family="marian")
+    assert engine.spec is spec_for("marian")
+    with pytest.raises(UnknownFamilyError, match="valid: marian, nllb, m2m100"):
+        spec_for("gpt")
+    with pytest.raises(UnknownFamilyError, match="--family"):
+        detect_family(type("C", (), {"model_type": "t5"})())
+
+
+def test_marian_prefix_and_nllb_language_tokens_reach_the_model(engines: dict) -> None:
+    marian = engines["marian"]
+    ids = marian.tokenizer(marian.spec.source_prefix + "Hello.")["input_ids"]
+    assert marian.tokenizer.convert_ids_to_tokens(ids)[0] == ">>cmn_Hans<<"
+    nllb = engines["nllb"]
+    ids = nllb.tokenizer("Hello.")["input_ids"]
+    assert "eng_Latn" in nllb.tokenizer.convert_ids_to_tokens(ids)
+
+
+def test_batches_are_length_sorted_and_within_budget() -> None:
+    lengths = [30, 5, 12, 5, 40, 7, 22, 9]
+    plans = plan_batches(lengths, max_batch_tokens=150, max_batch_size=3, ratio=1.5, extra=5, ceiling=200)
+    order = [i for p in plans for i in p.indices]
+    assert sorted(order) == list(range(len(lengths)))
+    assert [lengths[i] for i in order] == sorted(lengths)
+    for plan in plans:
+        assert len(plan.indices) <= 3
+        assert plan.padded_tokens <= 150 or len(plan.indices) == 1
+        assert plan.max_new_tokens == output_cap(plan.max_source_tokens, ratio=1.5, extra=5, ceiling=200)
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_one_generate_call_per_batch_not_per_sentence(engines: dict, family: str) -> None:
+    engine: TransformersEngine = engines[family]
+    calls: list[int] = []
+    real = engine.model.generate
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(int(kwargs["input_ids"].shape[0]))  # type: ignore[union-attr]
+        return real(*args, **kwargs)
+
+    engine.model.generate = counting  # type: ignore[method-assign]
+    try:
+        sources = [f"Sentence number {i} is about Japan and the alliance." for i in range(10)] + ["Short."]
+        results = engine.translate_batch(sources, max_batch_size=64)
+    finally:
+        del engine.model.generate
+    assert len(results) == len(sources)
+    assert calls == [len(sources)]
+    assert all(r.text for r in results)
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_output_length_is_capped_per_sentence(engines: dict, family: str) -> None:
+    engine = engines[family]
+    options = DecodeOptions(max_length_ratio=0.5, max_length_extra=2)
+    sources = ["A very long sentence " * 8, "Short."]
+    results = engine.translate_batch(sources, options=options)
+    for result in results:
+        assert result.output_tokens <= int(result.source_tokens * 0.5) + 2
+
+
+def test_results_come_back_in_input_order(engines: dict) -> None:
+    engine = engines["marian"]
+    sources = ["Long sentence about the alliance and the region.", "Hi.", "Medium sentence here."]
+    together = engine.translate_batch(sources)
+    alone = [engine.translate_batch([s])[0] for s in sources]
+    assert [r.source_tokens for r in together] == [r.source_tokens for r in alone]
+
+
+def test_missing_model_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError) as info:
+        TransformersEngine.load(str(tmp_path / "nope"), device="cpu")
+    message = str(info.value)
+    assert "nope" in message and "--model PATH" in message and "DUIYI_MODEL" in message
+    assert "Traceback" not in message
