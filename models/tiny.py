@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from models.specs import Family
 
@@ -74,7 +75,7 @@ def _train_spm(text: str, prefix: Path, *, vocab_size: int, model_type: str, sym
     )
 
 
-def _small_dims() -> dict[str, int]:
+def _small_dims() -> dict[str, Any]:
     return {
         "d_model": 32,
         "encoder_layers": 2,

@@ -13,6 +13,7 @@ from pathlib import Path
 from models.engine import Engine
 from models.tiny import HELP as TINY_HELP
 from service.config import Settings
+from service.documents import SourceFormat
 from service.schemas import TranslateResponse
 
 _FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
@@ -117,7 +118,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         except UnicodeDecodeError as exc:
             print(f"duiyi: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
             return 2
-        fmt = args.format or _FORMATS.get(path.suffix.lower(), "text")
+        fmt = SourceFormat(args.format or _FORMATS.get(path.suffix.lower(), "text"))
         request = TranslateRequest(
             text=text,
             format=fmt,
@@ -141,14 +142,14 @@ def cmd_translate(args: argparse.Namespace) -> int:
                     bar.n = done
                     bar.refresh()
 
-                doc = pipeline.translate(
+                aligned = pipeline.translate(
                     job.article,
                     targets=job.targets,
                     glossary=job.glossary,
                     glossary_names=job.glossary_names,
                     progress=progress,
                 )
-            results.append((path, aligned_to_response(doc)))
+            results.append((path, aligned_to_response(aligned)))
             files.update(1)
     for path, doc in results:
         if args.output == "json":

@@ -1,0 +1,41 @@
+# duiyi on one NVIDIA GPU (CPU works too). Build: docker build -t duiyi .
+# Run:   docker run --gpus all -p 8000:8000 -v duiyi-models:/models duiyi
+# The default model downloads into the /models volume on the first start (allow a few minutes);
+# mount a directory holding a model and set DUIYI_MODEL=/models/NAME to run offline.
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HOME=/models
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN groupadd --system --gid 10001 duiyi \
+    && useradd --system --uid 10001 --gid duiyi --create-home --home-dir /home/duiyi duiyi \
+    && mkdir -p /models /app \
+    && chown duiyi:duiyi /models
+
+WORKDIR /app
+# torch first, in its own layer: it is large and changes rarely.
+COPY requirements/ requirements/
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install -r requirements/torch.txt
+COPY pyproject.toml README.md ./
+COPY service/ service/
+COPY models/ models/
+COPY glossary/ glossary/
+RUN /opt/venv/bin/pip install .
+
+USER 10001:10001
+ENV PATH=/opt/venv/bin:$PATH \
+    DUIYI_HOST=0.0.0.0 \
+    DUIYI_PORT=8000
+VOLUME ["/models"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --retries=3 \
+    CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
+CMD ["duiyi", "serve"]
