@@ -21,7 +21,6 @@ from service.documents import (
     AlignedSegment,
     AlignedTerm,
     Article,
-    Block,
     Document,
     Flag,
     SourceFormat,
@@ -29,11 +28,11 @@ from service.documents import (
     TargetSpan,
 )
 from service.formats import parse_blocks, render
-from service.protect import Fragment, RenderContext, Rendered, SlotKind, build_fragment
+from service.protect import Fragment, RenderContext, Rendered, SlotKind, build_fragment, tidy
 from service.protect import render as render_fragment
 from service.qa import QASettings, length_ratio, number_mismatch, repetition, untranslated
 from service.segmenter import segment_blocks
-from service.variants import CJK_OR_FULL, VariantRule, chinese_dates, is_date, localize, rule_for, tidy_hans
+from service.variants import CJK_OR_FULL, VariantRule, chinese_dates, is_date, localize, rule_for
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ class Pipeline:
                 if is_date(frag.source):
                     mt[frag.fid] = chinese_dates(frag.source.strip())
                 elif not frag.needs_model:
-                    mt[frag.fid] = frag.masked
+                    mt[frag.fid] = tidy(frag.masked)
                 else:
                     todo.setdefault(frag.masked, []).append(frag.fid)
         sources = list(todo)
@@ -142,7 +141,7 @@ class Pipeline:
                 max_batch_tokens=self.settings.max_batch_tokens,
                 max_batch_size=self.settings.max_batch_size,
             )
-            out.extend(tidy_hans(r.text) for r in results)
+            out.extend(tidy(r.text) for r in results)
             if progress:
                 progress(len(out), len(sources))
         return out
@@ -247,9 +246,10 @@ class Pipeline:
         return [f for f in flags if f is not None]
 
     def _assemble(self, doc: Document, segments: Sequence[AlignedSegment], variant: str) -> str:
-        inner: dict[str, str] = {}
-        for block in doc.blocks:
-            inner[block.id] = _join_block(block, [s for s in segments if s.block_id == block.id], variant, doc.format)
+        by_block: dict[str, list[AlignedSegment]] = {b.id: [] for b in doc.blocks}
+        for seg in segments:
+            by_block[seg.block_id].append(seg)
+        inner = {block_id: _join_block(segs, variant, doc.format) for block_id, segs in by_block.items()}
         return render(doc.format, doc.blocks, inner, tail=doc.tail, page=doc.html)
 
 
@@ -277,7 +277,7 @@ def render_context(rule: VariantRule, fmt: SourceFormat, *, markup: bool) -> Ren
     )
 
 
-def _join_block(block: Block, segments: Sequence[AlignedSegment], variant: str, fmt: SourceFormat) -> str:
+def _join_block(segments: Sequence[AlignedSegment], variant: str, fmt: SourceFormat) -> str:
     """Chinese sentences follow each other without spaces; line breaks are kept."""
     out = ""
     for seg in segments:

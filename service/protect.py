@@ -26,13 +26,25 @@ from enum import StrEnum
 from glossary.matching import TermHit, find_terms
 from glossary.terms import Glossary
 from service.documents import Inline
-from service.variants import CJK_OR_FULL
+from service.variants import CJK_OR_FULL, tidy_hans
 
 # Marian/NLLB copy short capitalised nonce tokens through; the letters are ones English text
 # never puts together, so a real word is never mistaken for a placeholder.
 PLACEHOLDER = "QZX{}"
 _PLACEHOLDER = re.compile(r"([ \t]*)(?<![A-Za-z])Q\s?Z\s?X\s?(\d+)(?![0-9])([ \t]*)", re.IGNORECASE)
 _LETTER = re.compile(r"[^\W\d_]")
+
+
+_PRIVATE = 0xE000  # placeholders stand in the Private Use Area while typography runs
+
+
+def tidy(text: str) -> str:
+    """zh-Hans typography on a translation that still holds placeholders. A placeholder stands for
+    Chinese text, so for the typography rules it is one Chinese character: "QZX1." ends in 。"""
+    swapped = _PLACEHOLDER.sub(lambda m: f"{m.group(1)}{chr(_PRIVATE + int(m.group(2)) % 6400)}{m.group(3)}", text)
+    keys = {chr(_PRIVATE + int(m.group(2)) % 6400): m.group(2) for m in _PLACEHOLDER.finditer(text)}
+    tidied = tidy_hans(swapped)
+    return re.sub("[\ue000-\uf8ff]", lambda m: PLACEHOLDER.format(keys[m.group(0)]), tidied)
 
 
 class SlotKind(StrEnum):

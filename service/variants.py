@@ -62,7 +62,8 @@ def localize(hans: str, rule: VariantRule) -> str:
 
 # --- zh-Hans typography ---------------------------------------------------------------------------
 
-_HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# Han ideographs, plus the Private Use Area where service.protect parks placeholders during typography.
+_HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\ue000-\uf8ff"
 _FULL = r"\u3000-\u303f\uff00-\uffef“”‘’…—·"
 _CJK = f"[{_HAN}{_FULL}]"
 _SPACE_BETWEEN = re.compile(rf"(?<={_CJK})[ \t\u00a0]+(?={_CJK})")

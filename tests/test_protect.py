@@ -7,7 +7,7 @@ import itertools
 from glossary.terms import Glossary
 from service.documents import Inline, SourceFormat
 from service.pipeline import render_context
-from service.protect import PLACEHOLDER, build_fragment, render
+from service.protect import PLACEHOLDER, build_fragment, render, tidy
 from service.variants import tidy_hans, variant_rules
 
 RULES = variant_rules()
@@ -98,3 +98,9 @@ def test_fragments_of_placeholders_only_skip_the_model(news: Glossary) -> None:
     assert not build_fragment("Futenma", (), news).needs_model
     assert not build_fragment("“2+2”", (), news).needs_model
     assert build_fragment("Futenma base", (), news).needs_model
+
+
+def test_typography_treats_placeholders_as_chinese() -> None:
+    assert tidy("QZX1 会见了 QZX2 .") == "QZX1会见了QZX2。"
+    assert tidy('他说 "QZX3" , 然后离开 .') == "他说“QZX3”，然后离开。"
+    assert tidy("QZX1's role") == "QZX1's role"
