@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ class DecodeOptions:
     repetition_penalty: float = 1.0
 
 
+DEFAULT_DECODE = DecodeOptions()
 # Settings for a second try at a sentence whose first decoding fell into a repetition loop.
 SAFE_DECODE = DecodeOptions(beam_size=4, no_repeat_ngram_size=3, repetition_penalty=1.3)
 
@@ -57,10 +59,18 @@ class Engine(Protocol):
         self,
         sources: Sequence[str],
         *,
-        options: DecodeOptions = DecodeOptions(),
+        options: DecodeOptions = DEFAULT_DECODE,
         max_batch_tokens: int = 8192,
         max_batch_size: int = 64,
-    ) -> list[Translation]: ...
+        deadline: float | None = None,
+    ) -> list[Translation]:
+        """Translations of `sources`, in order. `deadline` (time.monotonic()): raise
+        DeadlineExceeded rather than start decoding after it."""
+        ...
+
+
+class DeadlineExceeded(TimeoutError):
+    """The caller's deadline passed before its sentences were decoded."""
 
 
 class ModelLoadError(RuntimeError):
@@ -172,14 +182,17 @@ class TransformersEngine:
         self,
         sources: Sequence[str],
         *,
-        options: DecodeOptions = DecodeOptions(),
+        options: DecodeOptions = DEFAULT_DECODE,
         max_batch_tokens: int = 8192,
         max_batch_size: int = 64,
+        deadline: float | None = None,
     ) -> list[Translation]:
         results: list[Translation | None] = [None] * len(sources)
         for plan in self.plan(
             sources, options=options, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size
         ):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceeded("the deadline passed before decoding finished")
             batch = [sources[i] for i in plan.indices]
             for i, result in zip(plan.indices, self._generate(batch, plan, options), strict=True):
                 results[i] = result

@@ -72,12 +72,15 @@ class Pipeline:
         glossary: Glossary,
         glossary_names: Sequence[str] = (),
         progress: Progress | None = None,
+        deadline: float | None = None,
     ) -> AlignedDocument:
+        """The aligned document of `article`. `deadline` (time.monotonic()): give up with
+        DeadlineExceeded, and leave undecoded sentences undecoded, once it passes."""
         rules = [rule_for(v, self.rules) for v in targets]
         doc = parse(article, self.engine, self.settings)
         keys = itertools.count(1)
         fragments = [build_fragment(s.text, s.inlines, glossary, keys) for s in doc.segments]
-        mt, redecoded = self._translate_fragments(fragments, progress)
+        mt, redecoded = self._translate_fragments(fragments, progress, deadline)
         segments = tuple(
             self._align(seg, frag, mt, rules, doc.format, redecoded)
             for seg, frag in zip(doc.segments, fragments, strict=True)
@@ -96,7 +99,7 @@ class Pipeline:
     # --- model ---------------------------------------------------------------------------------
 
     def _translate_fragments(
-        self, fragments: Sequence[Fragment], progress: Progress | None
+        self, fragments: Sequence[Fragment], progress: Progress | None, deadline: float | None
     ) -> tuple[dict[int, str], set[int]]:
         """Tidied zh-Hans text (with placeholders) of every fragment, by fid; and the fids that
         needed a second decoding."""
@@ -111,12 +114,12 @@ class Pipeline:
                 else:
                     todo.setdefault(frag.masked, []).append(frag.fid)
         sources = list(todo)
-        outputs = self._decode(sources, self.settings.decode, progress)
+        outputs = self._decode(sources, self.settings.decode, progress, deadline)
         loops = [i for i, text in enumerate(outputs) if repetition(text, self.settings.qa)]
         redecoded: set[int] = set()
         if loops:
             log.info("re-decoding %d sentence(s) that fell into repetition loops", len(loops))
-            second = self._decode([sources[i] for i in loops], SAFE_DECODE, None)
+            second = self._decode([sources[i] for i in loops], SAFE_DECODE, None, deadline)
             for i, text in zip(loops, second, strict=True):
                 outputs[i] = text
                 redecoded.update(todo[sources[i]])
@@ -125,7 +128,9 @@ class Pipeline:
                 mt[fid] = text
         return mt, redecoded
 
-    def _decode(self, sources: list[str], options: DecodeOptions, progress: Progress | None) -> list[str]:
+    def _decode(
+        self, sources: list[str], options: DecodeOptions, progress: Progress | None, deadline: float | None
+    ) -> list[str]:
         if not sources:
             if progress:
                 progress(0, 0)
@@ -140,6 +145,7 @@ class Pipeline:
                 options=options,
                 max_batch_tokens=self.settings.max_batch_tokens,
                 max_batch_size=self.settings.max_batch_size,
+                deadline=deadline,
             )
             out.extend(tidy(r.text) for r in results)
             if progress:
