@@ -36,4 +36,12 @@ class Settings(BaseSettings):
     max_batch_tokens: int = 8192
     max_batch_size: int = 64
     beam_size: int = 1
+    # Sentences that may wait for the engine; past it, 503 with Retry-After.
+    max_queue: int = 4096
+    # How long the engine worker waits for more sentences to fill a batch.
+    max_wait_ms: float = 5.0
+    # Recent translations remembered, so a repeated sentence is not decoded again.
+    cache_size: int = 4096
+    # A request's sentences not decoded by then are abandoned (504).
+    request_timeout_s: float = 120.0
     log_level: str = "info"

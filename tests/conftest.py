@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,22 +93,30 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def server(engines: dict[str, Engine], tiny_dirs: dict[str, Path], family: str) -> Iterator[LiveServer]:
-    """The real app under uvicorn on a loopback port, one per model family."""
-    settings = Settings(model=str(tiny_dirs[family]), device="cpu", max_chars=20_000)
-    app = create_app(settings, engines[family])
+@contextmanager
+def serve(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
+    """The real app under uvicorn on a free loopback port."""
+    app = create_app(settings, engine)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not srv.started:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("the test server did not start")
         time.sleep(0.05)
     url = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=url, timeout=120) as client:
-        yield LiveServer(url, client, settings)
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            yield LiveServer(url, client, settings)
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(engines: dict[str, Engine], tiny_dirs: dict[str, Path], family: str) -> Iterator[LiveServer]:
+    """The service on one model family, shared by the API tests."""
+    with serve(Settings(model=str(tiny_dirs[family]), device="cpu", max_chars=20_000), engines[family]) as live:
+        yield live

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from service.config import Settings
+from tests.conftest import LiveServer, serve
 
 ALL = ["zh-Hans", "zh-Hant", "zh-TW", "zh-HK"]
 EXPECTED_TERMS = {
@@ -169,7 +171,7 @@ def test_bad_inputs(server: LiveServer) -> None:
 def test_openapi_documents_every_status(server: LiveServer) -> None:
     spec = server.client.get("/openapi.json").json()
     translate = spec["paths"]["/v1/translate"]["post"]["responses"]
-    assert {"200", "400", "413", "422", "500"} <= set(translate)
+    assert {"200", "400", "413", "422", "500", "503", "504"} <= set(translate)
     assert translate["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
     assert "503" in spec["paths"]["/readyz"]["get"]["responses"]
     assert "404" in spec["paths"]["/v1/glossaries/{name}"]["get"]["responses"]
@@ -184,3 +186,61 @@ def test_health_and_glossaries(server: LiveServer) -> None:
     news = server.client.get("/v1/glossaries/news").json()
     putin = next(t for t in news["terms"] if t["id"] == "putin")
     assert putin["targets"]["zh-TW"] == "普丁"
+
+
+def test_busy_service_answers_503_with_retry_after(engines: dict, tiny_dirs: dict) -> None:
+    settings = Settings(model=str(tiny_dirs["marian"]), device="cpu", max_queue=2)
+    with serve(settings, engines["marian"]) as live:
+        response = live.client.post("/v1/translate", json={"text": "One here. Two here. Three here."})
+        error = _error(response, 503, "busy")
+        assert int(response.headers["Retry-After"]) >= 1 and "retry after" in error["message"]
+        assert live.client.post("/v1/translate", json={"text": "Just one."}).status_code == 200
+        metrics = live.client.get("/metrics").text
+        assert "duiyi_rejected_sentences_total 1.0" in metrics
+
+
+def test_a_request_past_its_timeout_answers_504(engines: dict, tiny_dirs: dict) -> None:
+    settings = Settings(model=str(tiny_dirs["marian"]), device="cpu", request_timeout_s=0.0001, max_wait_ms=50)
+    with serve(settings, engines["marian"]) as live:
+        error = _error(live.client.post("/v1/translate", json={"text": "Too slow for this."}), 504, "timeout")
+        assert "DUIYI_REQUEST_TIMEOUT_S" in error["message"]
+
+
+def test_metrics_report_batches_and_queue(server: LiveServer) -> None:
+    assert server.client.post("/v1/translate", json={"text": "Metrics please. Another one."}).status_code == 200
+    response = server.client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    for name in (
+        "duiyi_queue_depth",
+        "duiyi_batch_rows_bucket",
+        "duiyi_output_tokens_total",
+        "duiyi_tokens_per_second",
+        "duiyi_sentence_latency_seconds_count",
+    ):
+        assert name in text, name
+    rows = next(line for line in text.splitlines() if line.startswith("duiyi_batch_rows_count"))
+    assert float(rows.split()[-1]) >= 1
+
+
+def test_concurrent_requests_share_engine_batches(server: LiveServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def batches() -> float:
+        text = server.client.get("/metrics").text
+        return float(next(line for line in text.splitlines() if line.startswith("duiyi_batch_rows_count")).split()[-1])
+
+    before = batches()
+    texts = [f"Request {i} asks about the alliance. It has two sentences {i}." for i in range(8)]
+    with httpx.Client(base_url=server.url, timeout=120) as client, ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(
+            pool.map(lambda t: client.post("/v1/translate", json={"text": t, "targets": ["zh-Hans"]}), texts)
+        )
+    assert all(r.status_code == 200 for r in responses)
+    for text, response in zip(texts, responses, strict=True):
+        assert [s["source"] for b in response.json()["blocks"] for s in b["segments"]] == [
+            text[: text.index(".") + 1],
+            text[text.index(".") + 2 :],
+        ]
+    # 16 fresh sentences (plus any second decodings) in fewer batches than requests.
+    assert batches() - before < 16

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -11,11 +12,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from models.engine import DecodeOptions, Engine
+from models.scheduler import BatchingEngine
 from service.api import errors
 from service.api.deps import Runtime
 from service.api.routes import glossaries, health, translate
 from service.config import Settings
 from service.glossaries import GlossaryStore
+from service.metrics import EngineMetrics
 from service.pipeline import Pipeline, PipelineSettings
 from service.variants import variant_rules
 
@@ -64,16 +67,36 @@ class _RequestGuard(BaseHTTPMiddleware):
 
 
 def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None = None) -> FastAPI:
+    """The app around a loaded engine. Its sentences from all requests meet in one engine worker
+    (models.scheduler.BatchingEngine), started here and stopped with the app."""
+    metrics = EngineMetrics()
+    batching = BatchingEngine(
+        engine,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_batch_size=settings.max_batch_size,
+        max_queue=settings.max_queue,
+        max_wait_s=settings.max_wait_ms / 1000,
+        cache_size=settings.cache_size,
+        observer=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        batching.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="duiyi",
         summary="English → Chinese translation for newsrooms: zh-Hans, zh-Hant, zh-TW, zh-HK, glossary enforced.",
         version="0.1.0",
     )
     app.state.runtime = Runtime(
         settings=settings,
-        pipeline=build_pipeline(settings, engine),
+        pipeline=build_pipeline(settings, batching),
+        engine=batching,
         glossaries=store or GlossaryStore.load(settings.glossary_dir),
-        engine_lock=threading.Lock(),
+        metrics=metrics,
     )
     app.add_middleware(_RequestGuard, max_bytes=settings.max_chars * 4 + 65_536)
     errors.install(app)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from models.scheduler import BatchingEngine
 from service.config import Settings
 from service.glossaries import GlossaryStore
+from service.metrics import EngineMetrics
 from service.pipeline import Pipeline
 
 
@@ -18,11 +19,11 @@ class Runtime:
     """What the app holds for its lifetime, built once by the app factory."""
 
     settings: Settings
+    # Its engine is `engine`: every request's sentences meet in the engine worker's batches.
     pipeline: Pipeline
+    engine: BatchingEngine
     glossaries: GlossaryStore
-    # One engine owns the device; requests take turns on it (cross-request batching is the
-    # scheduler's job, see models/).
-    engine_lock: threading.Lock
+    metrics: EngineMetrics
 
 
 def get_runtime(request: Request) -> Runtime:

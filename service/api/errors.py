@@ -74,6 +74,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Input larger than the configured limit",
         422: "Empty input, unknown variant or glossary, or another invalid field",
         500: "Internal error",
-        503: "Not ready: the model is not loaded or not answering",
+        503: "Busy (the queue is full: retry after the Retry-After header's seconds) or, for /readyz, not ready",
+        504: "The translation did not finish within the request timeout",
     }
     return {s: {"model": ErrorResponse, "description": text[s]} for s in statuses}

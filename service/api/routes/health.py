@@ -3,6 +3,8 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import RuntimeDep
@@ -20,13 +22,12 @@ def healthz() -> Health:
 
 @router.get("/readyz", response_model=Ready, responses=responses(503), summary="The model is loaded and answering")
 async def readyz(runtime: RuntimeDep) -> Ready:
-    engine = runtime.pipeline.engine
+    engine = runtime.engine
     state = runtime.__dict__.setdefault("_probe", {"at": 0.0, "ok": False, "why": "not probed"})
     if time.monotonic() - state["at"] > _PROBE_TTL_S:
 
         def probe() -> None:
-            with runtime.engine_lock:
-                engine.translate_batch(["Hello."])
+            engine.translate_batch(["Hello."], deadline=time.monotonic() + 30)
 
         try:
             await run_in_threadpool(probe)
@@ -37,3 +38,13 @@ async def readyz(runtime: RuntimeDep) -> Ready:
     if not state["ok"]:
         raise ApiError(503, "not_ready", f"the model {engine.name!r} is not answering: {state['why']}")
     return Ready(status="ready", model=engine.name, device=engine.device)
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    summary="Prometheus metrics: queue depth, batch sizes, tokens/s, latency",
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+def metrics(runtime: RuntimeDep) -> PlainTextResponse:
+    return PlainTextResponse(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import math
+import time
+
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
+from models.engine import DeadlineExceeded
+from models.scheduler import QueueFull
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
 from service.glossaries import UnknownGlossaryError
@@ -15,7 +20,7 @@ router = APIRouter(prefix="/v1", tags=["translate"])
 @router.post(
     "/translate",
     response_model=TranslateResponse,
-    responses=responses(400, 413, 422, 500),
+    responses=responses(400, 413, 422, 500, 503, 504),
     summary="Translate a text or a structured article, synchronously",
 )
 async def translate(request: TranslateRequest, runtime: RuntimeDep) -> TranslateResponse:
@@ -26,11 +31,28 @@ async def translate(request: TranslateRequest, runtime: RuntimeDep) -> Translate
     except InputError as exc:
         raise ApiError(413 if exc.code == "too_large" else 422, exc.code, exc.message, valid=exc.valid) from None
 
+    deadline = time.monotonic() + runtime.settings.request_timeout_s
+
     def run() -> TranslateResponse:
-        with runtime.engine_lock:
-            doc = runtime.pipeline.translate(
-                job.article, targets=job.targets, glossary=job.glossary, glossary_names=job.glossary_names
-            )
+        doc = runtime.pipeline.translate(
+            job.article,
+            targets=job.targets,
+            glossary=job.glossary,
+            glossary_names=job.glossary_names,
+            deadline=deadline,
+        )
         return aligned_to_response(doc)
 
-    return await run_in_threadpool(run)
+    try:
+        return await run_in_threadpool(run)
+    except QueueFull as exc:
+        runtime.metrics.rejected(1)
+        retry = math.ceil(exc.retry_after_s)
+        raise ApiError(503, "busy", f"{exc}; retry after {retry} s", headers={"Retry-After": str(retry)}) from None
+    except DeadlineExceeded:
+        raise ApiError(
+            504,
+            "timeout",
+            f"the translation did not finish within {runtime.settings.request_timeout_s:g} s "
+            "(DUIYI_REQUEST_TIMEOUT_S); nothing more of it will be decoded",
+        ) from None
