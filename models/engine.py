@@ -235,13 +235,20 @@ class TransformersEngine:
         ]
 
 
+ENGINES = ("transformers", "ctranslate2")
+
+
 def load_engine(
     name_or_path: str, *, engine: str = "transformers", device: str = "auto", family: str | None = None
 ) -> Engine:
-    """The engine named by the settings. (The CTranslate2 engine is the performance issue's.)"""
-    if engine != "transformers":
-        raise ModelLoadError(f"unknown engine {engine!r}; valid: transformers")
-    return TransformersEngine.load(os.fspath(name_or_path), device=device, family=family)
+    """The engine named by the settings, loaded; ModelLoadError with an actionable message if not."""
+    if engine == "transformers":
+        return TransformersEngine.load(os.fspath(name_or_path), device=device, family=family)
+    if engine == "ctranslate2":
+        from models.ct2 import CTranslate2Engine
+
+        return CTranslate2Engine.load(os.fspath(name_or_path), device=device, family=family)
+    raise ModelLoadError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
 
 
 __all__ = [

@@ -23,6 +23,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="hub id or local directory (default: DUIYI_MODEL or Helsinki-NLP/opus-mt-en-zh)")
     p.add_argument("--family", choices=["marian", "nllb", "m2m100"], help="model family (default: from its config)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--engine", choices=["transformers", "ctranslate2"], help="inference engine (default transformers)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {k: getattr(args, k, None) for k in ("model", "family", "device", "host", "port")}
+    overrides = {k: getattr(args, k, None) for k in ("model", "family", "device", "engine", "host", "port")}
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -27,6 +27,7 @@ from service.pipeline import Pipeline
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DUIYI_SHARED", REPO.parent / "shared"))
 FAMILIES = ("marian", "nllb")
+ENGINE_KINDS = ("transformers", "ctranslate2")
 
 
 DATA = REPO / "tests" / "data"
@@ -56,8 +57,24 @@ def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def engines(tiny_dirs: dict[str, Path]) -> dict[str, Engine]:
-    return {family: load_engine(str(path), device="cpu") for family, path in tiny_dirs.items()}
+def all_engines(tiny_dirs: dict[str, Path]) -> dict[tuple[str, str], Engine]:
+    """Every engine kind on every family, loaded through load_engine as the service does."""
+    return {
+        (kind, family): load_engine(str(path), engine=kind, device="cpu")
+        for kind in ENGINE_KINDS
+        for family, path in tiny_dirs.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def engines(all_engines: dict[tuple[str, str], Engine]) -> dict[str, Engine]:
+    """The transformers engine of each family."""
+    return {family: all_engines[("transformers", family)] for family in FAMILIES}
+
+
+@pytest.fixture(scope="session", params=ENGINE_KINDS)
+def engine_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")
@@ -76,8 +93,9 @@ def family(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def pipeline(engines: dict[str, Engine], family: str) -> Pipeline:
-    return build_pipeline(Settings(device="cpu"), engines[family])
+def pipeline(all_engines: dict[tuple[str, str], Engine], engine_kind: str, family: str) -> Pipeline:
+    """The pipeline on each engine kind and family: the pipeline tests run against all four."""
+    return build_pipeline(Settings(device="cpu"), all_engines[(engine_kind, family)])
 
 
 @dataclass
@@ -116,7 +134,10 @@ def serve(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="session")
-def server(engines: dict[str, Engine], tiny_dirs: dict[str, Path], family: str) -> Iterator[LiveServer]:
-    """The service on one model family, shared by the API tests."""
-    with serve(Settings(model=str(tiny_dirs[family]), device="cpu", max_chars=20_000), engines[family]) as live:
+def server(
+    all_engines: dict[tuple[str, str], Engine], tiny_dirs: dict[str, Path], engine_kind: str, family: str
+) -> Iterator[LiveServer]:
+    """The service on one engine kind and model family, shared by the API tests."""
+    settings = Settings(model=str(tiny_dirs[family]), engine=engine_kind, device="cpu", max_chars=20_000)
+    with serve(settings, all_engines[(engine_kind, family)]) as live:
         yield live

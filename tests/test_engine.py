@@ -93,3 +93,45 @@ def test_missing_model_says_what_to_do(tmp_path: Path) -> None:
     message = str(info.value)
     assert "nope" in message and "--model PATH" in message and "DUIYI_MODEL" in message
     assert "Traceback" not in message
+
+
+def test_ctranslate2_converts_once_and_caches_next_to_the_model(
+    tiny_dirs: dict[str, Path], all_engines: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert all_engines[("ctranslate2", "marian")].spec.family is Family.MARIAN
+    cached = list((tiny_dirs["marian"] / "ctranslate2").glob("*-int8"))
+    assert len(cached) == 1 and (cached[0] / "model.bin").is_file()
+    stamp = (cached[0] / "model.bin").stat().st_mtime_ns
+    with caplog.at_level("INFO", logger="models.ct2"):
+        again = load_engine(str(tiny_dirs["marian"]), engine="ctranslate2", device="cpu")
+    assert (cached[0] / "model.bin").stat().st_mtime_ns == stamp
+    assert not any("converting" in r.message for r in caplog.records)
+    assert again.translate_batch(["Hello."])[0].source_tokens == again.count_tokens("Hello.")
+
+
+def test_ctranslate2_falls_back_to_cpu_with_a_clear_line(
+    tiny_dirs: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    import ctranslate2
+
+    if ctranslate2.get_cuda_device_count() > 0:
+        pytest.skip("this machine has a GPU for CTranslate2")
+    with caplog.at_level("WARNING", logger="models.ct2"):
+        engine = load_engine(str(tiny_dirs["nllb"]), engine="ctranslate2", device="cuda")
+    assert engine.device == "cpu"
+    assert any("running on the CPU" in r.message for r in caplog.records)
+
+
+def test_unknown_engine_names_the_valid_ones(tiny_dirs: dict[str, Path]) -> None:
+    with pytest.raises(ModelLoadError, match="valid: transformers, ctranslate2"):
+        load_engine(str(tiny_dirs["marian"]), engine="onnx")
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_both_engines_cap_output_the_same_way(all_engines: dict, family: str) -> None:
+    options = DecodeOptions(max_length_ratio=0.5, max_length_extra=2)
+    sources = ["A very long sentence " * 8, "Short."]
+    for kind in ("transformers", "ctranslate2"):
+        results = all_engines[(kind, family)].translate_batch(sources, options=options)
+        assert [r.source_tokens for r in results] == [all_engines[(kind, family)].count_tokens(s) for s in sources]
+        assert all(r.output_tokens <= int(r.source_tokens * 0.5) + 2 for r in results), kind

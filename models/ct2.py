@@ -1,0 +1,190 @@
+"""The CTranslate2 engine: the same Hugging Face model, converted once and run by CTranslate2
+(int8 on CPU; float16/bfloat16 on GPU when its CUDA runtime is there).
+
+The converted model is cached next to the model (`ctranslate2/<revision>-<quantization>`), or
+under ~/.cache/duiyi when that place is read-only, and reused on every later start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from models.batching import BatchPlan, output_cap, plan_batches
+from models.engine import DEFAULT_DECODE, DeadlineExceeded, DecodeOptions, ModelLoadError, Translation
+from models.specs import ModelSpec, detect_family, spec_for
+
+log = logging.getLogger(__name__)
+
+
+def _resolve(name_or_path: str) -> tuple[Path, str]:
+    """A local directory for the model, and its revision (the hub commit, or a content hash)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for item in sorted(path.iterdir()):
+            if item.is_file():
+                stat = item.stat()
+                digest.update(f"{item.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        return path, digest.hexdigest()[:16]
+    from huggingface_hub import snapshot_download
+
+    local = Path(snapshot_download(name_or_path))
+    return local, local.name  # snapshots/<commit>
+
+
+def _cache_dir(model_dir: Path, revision: str, quantization: str) -> Path:
+    # In the hub cache (…/models--org--name/snapshots/<commit>) the model's own folder is two up.
+    base = model_dir.parent.parent if model_dir.parent.name == "snapshots" else model_dir
+    target = base / "ctranslate2" / f"{revision}-{quantization}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        probe = target.parent / ".writable"
+        probe.touch()
+        probe.unlink()
+        return target
+    except OSError:
+        key = hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:16]
+        return Path.home() / ".cache" / "duiyi" / "ctranslate2" / f"{key}-{revision}-{quantization}"
+
+
+def convert(model_dir: Path, revision: str, quantization: str) -> Path:
+    """Convert once; later calls find the result. Written to a temporary folder, then renamed, so
+    an interrupted conversion never leaves a half model behind."""
+    target = _cache_dir(model_dir, revision, quantization)
+    if (target / "model.bin").is_file():
+        return target
+    from ctranslate2.converters import TransformersConverter
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        log.info("converting %s to CTranslate2 (%s) in %s", model_dir, quantization, target)
+        TransformersConverter(str(model_dir)).convert(str(tmp / "model"), quantization=quantization, force=True)
+        os.replace(tmp / "model", target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+class CTranslate2Engine:
+    """Implements models.engine.Engine with a ctranslate2.Translator."""
+
+    def __init__(
+        self, name: str, translator: Any, tokenizer: Any, spec: ModelSpec, device: str, max_source_tokens: int
+    ) -> None:
+        self.name = name
+        self.translator = translator
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.device = device
+        self.max_source_tokens = max_source_tokens
+        if spec.src_lang:
+            tokenizer.src_lang = spec.src_lang
+        self._special = set(tokenizer.all_special_tokens)
+
+    @classmethod
+    def load(
+        cls, name_or_path: str, *, device: str = "auto", family: str | None = None, compute_type: str = "auto"
+    ) -> CTranslate2Engine:
+        try:
+            import ctranslate2
+            from transformers import AutoConfig, AutoTokenizer
+
+            model_dir, revision = _resolve(name_or_path)
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            config = AutoConfig.from_pretrained(model_dir)
+        except (OSError, ValueError, ImportError) as exc:
+            raise ModelLoadError(
+                f"cannot load translation model {name_or_path!r} for CTranslate2: {str(exc).splitlines()[0]}\n"
+                "Point duiyi at a local copy of the model with --model PATH or DUIYI_MODEL=PATH."
+            ) from exc
+        gpus = ctranslate2.get_cuda_device_count()
+        want_gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
+        if want_gpu and gpus == 0:
+            log.warning("CTranslate2 has no CUDA runtime here (device %r asked for): running on the CPU, int8", device)
+            want_gpu = False
+        ct2_device = "cuda" if want_gpu else "cpu"
+        if compute_type == "auto":
+            compute_type = (
+                "bfloat16" if want_gpu and "bfloat16" in ctranslate2.get_supported_compute_types("cuda") else
+                "float16" if want_gpu else "int8"
+            )  # fmt: skip
+        converted = convert(model_dir, revision, compute_type)
+        index = int(device.split(":")[1]) if device.startswith("cuda:") else 0
+        translator = ctranslate2.Translator(
+            str(converted),
+            device=ct2_device,
+            device_index=index,
+            compute_type=compute_type,
+            inter_threads=1,
+            intra_threads=0,
+        )
+        spec = spec_for(family) if family else spec_for(detect_family(config, type(tokenizer).__name__))
+        limit = int(getattr(config, "max_position_embeddings", 512) or 512)
+        log.info("loaded %s with CTranslate2 (%s, %s) on %s", name_or_path, spec.family.value, compute_type, ct2_device)
+        return cls(name_or_path, translator, tokenizer, spec, f"{ct2_device}", limit)
+
+    def _tokens(self, text: str) -> list[str]:
+        ids = self.tokenizer(self.spec.source_prefix + text)["input_ids"]
+        return list(self.tokenizer.convert_ids_to_tokens(ids))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(self.spec.source_prefix + text)["input_ids"])
+
+    def translate_batch(
+        self,
+        sources: Sequence[str],
+        *,
+        options: DecodeOptions = DEFAULT_DECODE,
+        max_batch_tokens: int = 8192,
+        max_batch_size: int = 64,
+        deadline: float | None = None,
+    ) -> list[Translation]:
+        tokens = [self._tokens(s) for s in sources]
+        plans = plan_batches(
+            [len(t) for t in tokens],
+            max_batch_tokens=max_batch_tokens,
+            max_batch_size=max_batch_size,
+            ratio=options.max_length_ratio,
+            extra=options.max_length_extra,
+            ceiling=self.max_source_tokens,
+        )
+        results: list[Translation | None] = [None] * len(sources)
+        for plan in plans:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceeded("the deadline passed before decoding finished")
+            for i, result in zip(plan.indices, self._run(plan, tokens, options), strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def _run(self, plan: BatchPlan, tokens: list[list[str]], options: DecodeOptions) -> list[Translation]:
+        batch = [tokens[i] for i in plan.indices]
+        prefix = [[self.spec.forced_bos_token] for _ in batch] if self.spec.forced_bos_token else None
+        out = self.translator.translate_batch(
+            batch,
+            target_prefix=prefix,
+            beam_size=options.beam_size,
+            # The language prefix counts as decoded; positions stop at the model's limit.
+            max_decoding_length=min(plan.max_new_tokens + (1 if prefix else 0), self.max_source_tokens - 1),
+            no_repeat_ngram_size=options.no_repeat_ngram_size,
+            repetition_penalty=options.repetition_penalty,
+            max_batch_size=len(batch),
+        )
+        results = []
+        for source, result in zip(batch, out, strict=True):
+            # CTranslate2 caps a whole batch at once; hold each sentence to its own cap, as the
+            # transformers engine does, so both engines give the same shapes of output.
+            cap = output_cap(len(source), ratio=options.max_length_ratio, extra=options.max_length_extra,
+                             ceiling=self.max_source_tokens)  # fmt: skip
+            hyp = [t for t in result.hypotheses[0] if t not in self._special][:cap]
+            text = self.tokenizer.convert_tokens_to_string(hyp)
+            results.append(Translation(text=text.strip(), source_tokens=len(source), output_tokens=len(hyp)))
+        return results
