@@ -184,7 +184,8 @@ class CTranslate2Engine:
             # transformers engine does, so both engines give the same shapes of output.
             cap = output_cap(len(source), ratio=options.max_length_ratio, extra=options.max_length_extra,
                              ceiling=self.max_source_tokens)  # fmt: skip
-            hyp = [t for t in result.hypotheses[0] if t not in self._special][:cap]
-            text = self.tokenizer.convert_tokens_to_string(hyp)
+            hyp = result.hypotheses[0][1:] if prefix else result.hypotheses[0]
+            hyp = hyp[:cap]
+            text = self.tokenizer.convert_tokens_to_string([t for t in hyp if t not in self._special])
             results.append(Translation(text=text.strip(), source_tokens=len(source), output_tokens=len(hyp)))
         return results

@@ -95,7 +95,7 @@ def _pick_dtype(device: str) -> torch.dtype:
     return torch.float32
 
 
-class _RowLengthCap:
+class RowLengthCap:
     """Logits processor: a row that has used its own output cap may only emit EOS.
 
     `generate` caps a whole batch at one `max_new_tokens`; this keeps each sentence to the cap
@@ -198,6 +198,14 @@ class TransformersEngine:
                 results[i] = result
         return [r for r in results if r is not None]
 
+    def _generated(self, row: list[int]) -> int:
+        """Tokens the model decoded for one row: after the decoder start (and the forced language
+        token), up to its EOS."""
+        tokens = row[1:]
+        if self._forced_bos is not None and tokens[:1] == [self._forced_bos]:
+            tokens = tokens[1:]
+        return tokens.index(self._eos) if self._eos in tokens else len(tokens)
+
     def _generate(self, batch: list[str], plan: BatchPlan, options: DecodeOptions) -> list[Translation]:
         import torch
         from transformers import LogitsProcessorList
@@ -210,25 +218,26 @@ class TransformersEngine:
             min(plan.max_new_tokens, max(1, int(n * options.max_length_ratio) + options.max_length_extra))
             for n in source_tokens
         ]
-        # The decoder prompt is the start token, plus the forced language token for NLLB.
+        # The decoder prompt is the start token, plus the forced language token for NLLB; generate
+        # counts that token and the final EOS among its new tokens, so both get room of their own.
         prompt_len = 1
         kwargs: dict[str, Any] = {}
         if self._forced_bos is not None:
             kwargs["forced_bos_token_id"] = self._forced_bos
+            prompt_len = 2
         with torch.inference_mode():
             out = self.model.generate(
                 **enc,
-                max_new_tokens=plan.max_new_tokens,
+                max_new_tokens=plan.max_new_tokens + prompt_len,
                 num_beams=options.beam_size,
                 do_sample=False,
                 no_repeat_ngram_size=options.no_repeat_ngram_size or None,
                 repetition_penalty=options.repetition_penalty if options.repetition_penalty != 1.0 else None,
-                logits_processor=LogitsProcessorList([_RowLengthCap(caps, prompt_len, self._eos, options.beam_size)]),
+                logits_processor=LogitsProcessorList([RowLengthCap(caps, prompt_len, self._eos, options.beam_size)]),
                 **kwargs,
             )
-        special = set(self.tokenizer.all_special_ids)
         texts_out = self.tokenizer.batch_decode(out, skip_special_tokens=True)
-        counts = [sum(1 for t in row.tolist() if t not in special) for row in out]
+        counts = [self._generated(row.tolist()) for row in out]
         return [
             Translation(text=t.strip(), source_tokens=int(n), output_tokens=c)
             for t, n, c in zip(texts_out, source_tokens, counts, strict=True)

@@ -88,7 +88,31 @@ def _small_dims() -> dict[str, Any]:
     }
 
 
-def build_marian(outdir: Path, *, seed: int = 0) -> Path:
+# Helsinki-NLP/opus-mt-en-zh's architecture, for benchmarks (77.5M parameters).
+OPUS_MT_DIMS: dict[str, Any] = {
+    "d_model": 512,
+    "encoder_layers": 6,
+    "decoder_layers": 6,
+    "encoder_attention_heads": 8,
+    "decoder_attention_heads": 8,
+    "encoder_ffn_dim": 2048,
+    "decoder_ffn_dim": 2048,
+    "max_position_embeddings": 512,
+}
+OPUS_MT_VOCAB = 65001
+
+
+def build_marian(
+    outdir: Path,
+    *,
+    seed: int = 0,
+    dims: dict[str, Any] | None = None,
+    vocab_size: int | None = None,
+    never_eos: bool = False,
+) -> Path:
+    """A random Marian en→zh model. `dims`/`vocab_size` give it another size (the benchmark uses
+    opus-mt-en-zh's); `never_eos` biases EOS away so every sentence decodes to its length cap,
+    which pins output lengths identically for every engine."""
     import sentencepiece as spm
     import torch
     from transformers import MarianConfig, MarianMTModel, MarianTokenizer
@@ -105,6 +129,9 @@ def build_marian(outdir: Path, *, seed: int = 0) -> Path:
                 piece = proc.id_to_piece(i)
                 if piece not in vocab and not proc.is_control(i) and not proc.is_unknown(i):
                     vocab[piece] = len(vocab)
+        # Pad to the wanted size with tokens no text encodes to (the model can still emit them).
+        while vocab_size is not None and len(vocab) < vocab_size - 1:
+            vocab[f"<extra_{len(vocab)}>"] = len(vocab)
         vocab["<pad>"] = len(vocab)
         (work / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
         tokenizer = MarianTokenizer(
@@ -123,9 +150,12 @@ def build_marian(outdir: Path, *, seed: int = 0) -> Path:
             eos_token_id=0,
             forced_eos_token_id=0,
             share_encoder_decoder_embeddings=True,
-            **_small_dims(),
+            **(dims or _small_dims()),
         )
         model = MarianMTModel(config).eval()
+        if never_eos:
+            with torch.no_grad():
+                model.final_logits_bias[0, 0] = -1e4  # within fp16 range
         outdir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(outdir)
         tokenizer.save_pretrained(outdir)
