@@ -358,11 +358,12 @@ class BatchingEngine:
                     self.scheduler.fail(batch, exc)
                 continue
             seconds = time.monotonic() - started
+            if self.observer:  # before the callers wake, so their next look at the metrics sees it
+                self.observer.batch_done(len(batch.sources), sum(o.output_tokens for o in outputs), seconds)
             with self._cond:
                 finished = self.scheduler.update(batch, outputs, seconds=seconds)
                 self.batches += 1
             if self.observer:
-                self.observer.batch_done(len(batch.sources), sum(o.output_tokens for o in outputs), seconds)
                 end = time.monotonic()
                 for req in finished:
                     self.observer.sentence_done(end - req.arrival)

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     max_batch_tokens: int = 8192
     max_batch_size: int = 64
     beam_size: int = 1
+    # Output cap per sentence: ratio × source tokens + extra.
+    max_length_ratio: float = 2.0
+    max_length_extra: int = 10
+    # Decode a sentence again with safer settings when its translation loops.
+    redecode_loops: bool = True
     # Sentences that may wait for the engine; past it, 503 with Retry-After.
     max_queue: int = 4096
     # How long the engine worker waits for more sentences to fill a batch.

@@ -48,6 +48,8 @@ class PipelineSettings:
     # Tokens kept free below the model's limit when splitting long sentences (placeholders may
     # tokenize a little longer than the words they replace).
     length_margin: int = 16
+    # Decode a looping translation once more with SAFE_DECODE before flagging it.
+    redecode_loops: bool = True
 
 
 def parse(article: Article, engine: Engine, settings: PipelineSettings) -> Document:
@@ -116,6 +118,8 @@ class Pipeline:
         sources = list(todo)
         outputs = self._decode(sources, self.settings.decode, progress, deadline)
         loops = [i for i, text in enumerate(outputs) if repetition(text, self.settings.qa)]
+        if not self.settings.redecode_loops:
+            loops = []
         redecoded: set[int] = set()
         if loops:
             log.info("re-decoding %d sentence(s) that fell into repetition loops", len(loops))

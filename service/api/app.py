@@ -30,7 +30,12 @@ def build_pipeline(settings: Settings, engine: Engine) -> Pipeline:
         engine,
         variant_rules(tw_phrases=settings.tw_phrases, hant_corner_quotes=settings.hant_corner_quotes),
         PipelineSettings(
-            decode=DecodeOptions(beam_size=settings.beam_size),
+            decode=DecodeOptions(
+                beam_size=settings.beam_size,
+                max_length_ratio=settings.max_length_ratio,
+                max_length_extra=settings.max_length_extra,
+            ),
+            redecode_loops=settings.redecode_loops,
             max_batch_tokens=settings.max_batch_tokens,
             max_batch_size=settings.max_batch_size,
         ),

@@ -1,0 +1,33 @@
+"""The benchmark runs (CI-sized) and pins output lengths identically for every contender. Its
+speed figures are not asserted: speed is measured in bench/, not in tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def test_bench_small_runs_and_every_contender_decodes_the_same_tokens() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--device", "cpu", "--small", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    results = report["results"]
+    assert set(results) == {"naive", "transformers_batched", "duiyi_engine", "duiyi_http", "duiyi_ctranslate2"}
+    for beam in ("beam1", "beam4"):
+        tokens = {name: by_beam[beam]["output_tokens"] for name, by_beam in results.items()}
+        assert len(set(tokens.values())) == 1, tokens
+        for by_beam in results.values():
+            row = by_beam[beam]
+            assert row["sentences"] == report["config"]["sentences"]
+            assert row["output_tokens_per_s"] > 0 and row["p95_latency_ms"] >= row["p50_latency_ms"] > 0
+    assert set(report["ratios"]["beam1"]) >= {"http_vs_naive_sentences_per_s", "ctranslate2_vs_batched_tokens_per_s"}
