@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,8 +34,15 @@ class DecodeOptions:
 
 
 DEFAULT_DECODE = DecodeOptions()
-# Settings for a second try at a sentence whose first decoding fell into a repetition loop.
-SAFE_DECODE = DecodeOptions(beam_size=4, no_repeat_ngram_size=3, repetition_penalty=1.3)
+
+
+def safer(options: DecodeOptions) -> DecodeOptions:
+    """Settings for a second try at a sentence whose first decoding fell into a repetition loop:
+    the same length cap, a wider beam, no repeated 3-grams, a repetition penalty."""
+    return replace(options, beam_size=max(4, options.beam_size), no_repeat_ngram_size=3, repetition_penalty=1.3)
+
+
+SAFE_DECODE = safer(DEFAULT_DECODE)
 
 
 @dataclass(frozen=True)
@@ -269,4 +276,5 @@ __all__ = [
     "TransformersEngine",
     "Translation",
     "load_engine",
+    "safer",
 ]

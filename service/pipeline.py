@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from glossary.matching import TermHit
 from glossary.terms import Glossary
-from models.engine import SAFE_DECODE, DecodeOptions, Engine
+from models.engine import DecodeOptions, Engine, safer
 from service.documents import (
     AlignedDocument,
     AlignedSegment,
@@ -117,13 +117,15 @@ class Pipeline:
                     todo.setdefault(frag.masked, []).append(frag.fid)
         sources = list(todo)
         outputs = self._decode(sources, self.settings.decode, progress, deadline)
-        loops = [i for i, text in enumerate(outputs) if repetition(text, self.settings.qa)]
-        if not self.settings.redecode_loops:
-            loops = []
+        loops = (
+            [i for i, text in enumerate(outputs) if repetition(text, self.settings.qa)]
+            if self.settings.redecode_loops
+            else []
+        )
         redecoded: set[int] = set()
         if loops:
             log.info("re-decoding %d sentence(s) that fell into repetition loops", len(loops))
-            second = self._decode([sources[i] for i in loops], SAFE_DECODE, None, deadline)
+            second = self._decode([sources[i] for i in loops], safer(self.settings.decode), None, deadline)
             for i, text in zip(loops, second, strict=True):
                 outputs[i] = text
                 redecoded.update(todo[sources[i]])
