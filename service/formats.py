@@ -319,4 +319,8 @@ def render(
                 block.kind, "p"
             )
             head.append(f'<{tag} class="duiyi-{block.kind.value}">{inner[block.id]}</{tag}>\n')
+    # The structured fields (title, byline, …) open the page's body, or the fragment.
+    if head and soup.body is not None:
+        soup.body.insert(0, BeautifulSoup("".join(head), "html.parser"))
+        return str(soup)
     return "".join(head) + str(soup)

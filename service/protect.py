@@ -33,8 +33,6 @@ from service.variants import CJK_OR_FULL, tidy_hans
 PLACEHOLDER = "QZX{}"
 _PLACEHOLDER = re.compile(r"([ \t]*)(?<![A-Za-z])Q\s?Z\s?X\s?(\d+)(?![0-9])([ \t]*)", re.IGNORECASE)
 _LETTER = re.compile(r"[^\W\d_]")
-
-
 _PRIVATE = 0xE000  # placeholders stand in the Private Use Area while typography runs
 
 
@@ -44,7 +42,8 @@ def tidy(text: str) -> str:
     swapped = _PLACEHOLDER.sub(lambda m: f"{m.group(1)}{chr(_PRIVATE + int(m.group(2)) % 6400)}{m.group(3)}", text)
     keys = {chr(_PRIVATE + int(m.group(2)) % 6400): m.group(2) for m in _PLACEHOLDER.finditer(text)}
     tidied = tidy_hans(swapped)
-    return re.sub("[\ue000-\uf8ff]", lambda m: PLACEHOLDER.format(keys[m.group(0)]), tidied)
+    # Private-use characters the model wrote itself (not ours) are left as they are.
+    return re.sub("[\ue000-\uf8ff]", lambda m: PLACEHOLDER.format(keys[m[0]]) if m[0] in keys else m[0], tidied)
 
 
 class SlotKind(StrEnum):

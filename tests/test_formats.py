@@ -59,3 +59,17 @@ def test_plain_text_paragraphs_keep_their_separators() -> None:
     blocks, tail, _ = parse_blocks(Article(body=text))
     assert [b.text for b in blocks] == ["First para\nline two.", "Second."]
     assert render(SourceFormat.TEXT, tuple(blocks), {b.id: b.text for b in blocks}, tail=tail) == text
+
+
+def test_html_structured_fields_open_the_body() -> None:
+    page = "<html><body><p>Text.</p></body></html>"
+    blocks, _, kept = parse_blocks(Article(body=page, format=SourceFormat.HTML, title="Title", byline="By me"))
+    out = render(SourceFormat.HTML, tuple(blocks), {b.id: b.text for b in blocks}, page=kept)
+    assert out.startswith('<html><body><h1 class="duiyi-title">Title</h1>\n<p class="duiyi-byline">By me</p>')
+    fragment = render(
+        SourceFormat.HTML,
+        tuple(parse_blocks(Article(body="<p>x</p>", format=SourceFormat.HTML, title="T"))[0]),
+        {"b0": "T", "b1": "x"},
+        page="<p>x</p>",
+    )
+    assert fragment == '<h1 class="duiyi-title">T</h1>\n<p>x</p>'
