@@ -296,7 +296,12 @@ class BatchingEngine:
         then never is."""
         lengths = [self.engine.count_tokens(s) for s in sources]
         with self._cond:
-            requests = self.scheduler.add(sources, lengths, options, now=time.monotonic(), deadline=deadline)
+            try:
+                requests = self.scheduler.add(sources, lengths, options, now=time.monotonic(), deadline=deadline)
+            except QueueFull:
+                if self.observer:
+                    self.observer.rejected(len(sources))
+                raise
             self._observe_queue()
             self._cond.notify()
         try:

@@ -46,7 +46,6 @@ async def translate(request: TranslateRequest, runtime: RuntimeDep) -> Translate
     try:
         return await run_in_threadpool(run)
     except QueueFull as exc:
-        runtime.metrics.rejected(1)
         retry = math.ceil(exc.retry_after_s)
         raise ApiError(503, "busy", f"{exc}; retry after {retry} s", headers={"Retry-After": str(retry)}) from None
     except DeadlineExceeded:
