@@ -26,7 +26,8 @@ from models.scheduler import BatchingEngine
 from models.specs import SPECS, Family
 
 PREFIX = SPECS[Family.MARIAN].source_prefix
-PINNED = {"max_length_ratio": 1.0, "max_length_extra": 0}
+# Output cap = 1 × the source's tokens + 0: with EOS biased away, exactly the source's length.
+PIN_RATIO, PIN_EXTRA = 1.0, 0
 
 
 @dataclass
@@ -224,11 +225,16 @@ def engine_concurrent(
     concurrency: int,
     max_batch_tokens: int,
     max_batch_size: int,
+    min_batch_efficiency: float,
 ) -> Result:
     """The duiyi engine in-process: the batching engine under concurrent callers."""
-    options = DecodeOptions(beam_size=beam, **PINNED)
+    options = DecodeOptions(beam_size=beam, max_length_ratio=PIN_RATIO, max_length_extra=PIN_EXTRA)
     batching = BatchingEngine(
-        engine, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size, max_queue=1_000_000
+        engine,
+        max_batch_tokens=max_batch_tokens,
+        max_batch_size=max_batch_size,
+        max_queue=1_000_000,
+        min_batch_efficiency=min_batch_efficiency,
     )
     try:
         return _concurrent(
@@ -253,6 +259,7 @@ def http_concurrent(
     concurrency: int,
     max_batch_tokens: int,
     max_batch_size: int,
+    min_batch_efficiency: float,
 ) -> Result:
     """The duiyi HTTP service on loopback under concurrent clients (server and clients share this
     process, as the benchmark runs in one)."""
@@ -269,8 +276,10 @@ def http_concurrent(
         max_batch_tokens=max_batch_tokens,
         max_batch_size=max_batch_size,
         max_queue=1_000_000,
+        min_batch_efficiency=min_batch_efficiency,
         redecode_loops=False,
-        **PINNED,
+        max_length_ratio=PIN_RATIO,
+        max_length_extra=PIN_EXTRA,
     )
     app = create_app(settings, engine)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))

@@ -104,7 +104,11 @@ class Scheduler:
         max_wait_s: float,
         ceiling: int,
         cache_size: int = 4096,
+        min_batch_efficiency: float = 0.0,
+        min_batch_rows: int = 8,
     ) -> None:
+        self.min_batch_efficiency = min_batch_efficiency
+        self.min_batch_rows = min_batch_rows
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
@@ -189,24 +193,34 @@ class Scheduler:
         return len(self.waiting) * (longest + self._cap(longest, options)) >= self.max_batch_tokens
 
     def schedule(self) -> ScheduledBatch | None:
-        """The next batch: the oldest sentence's decoding options, then the shortest sentences
-        with those options that fit the token budget."""
+        """The next batch, built around the oldest waiting sentence (so none waits forever): with
+        its decoding options, it and the sentences closest to it in length, while the batch fits
+        the row and token budgets and, past `min_batch_rows`, pads no worse than
+        `min_batch_efficiency` (useful tokens / padded tokens: rows of one batch all run as long
+        as its longest)."""
         if not self.waiting:
             return None
-        options = next(iter(self.waiting))[1]
-        keys = sorted((k for k in self.waiting if k[1] == options), key=lambda k: self.waiting[k][0].source_tokens)
+        anchor = next(iter(self.waiting))
+        options = anchor[1]
+        size = {k: v[0].source_tokens for k, v in self.waiting.items() if k[1] == options}
+        order = sorted(size, key=lambda k: abs(size[k] - size[anchor]))
         chosen: list[tuple[str, DecodeOptions]] = []
-        longest = 0
-        for key in keys:
-            tokens = self.waiting[key][0].source_tokens
-            candidate = max(longest, tokens)
+        shortest = longest = size[anchor]
+        useful = 0
+        for key in order:
+            low, high = min(shortest, size[key]), max(longest, size[key])
             rows = len(chosen) + 1
+            padded = rows * (high + self._cap(high, options))
+            gain = size[key] + self._cap(size[key], options)
             if chosen and (
-                rows > self.max_batch_size or rows * (candidate + self._cap(candidate, options)) > self.max_batch_tokens
+                rows > self.max_batch_size
+                or padded > self.max_batch_tokens
+                or (len(chosen) >= self.min_batch_rows and (useful + gain) / padded < self.min_batch_efficiency)
             ):
-                break
+                continue
             chosen.append(key)
-            longest = candidate
+            shortest, longest, useful = low, high, useful + gain
+        chosen.sort(key=lambda k: size[k])
         requests = []
         for key in chosen:
             reqs = self.waiting.pop(key)
@@ -257,6 +271,7 @@ class BatchingEngine:
         max_queue: int = 4096,
         max_wait_s: float = 0.005,
         cache_size: int = 4096,
+        min_batch_efficiency: float = 0.0,
         observer: Observer | None = None,
     ) -> None:
         self.engine = engine
@@ -271,6 +286,7 @@ class BatchingEngine:
             max_wait_s=max_wait_s,
             ceiling=engine.max_source_tokens,
             cache_size=cache_size,
+            min_batch_efficiency=min_batch_efficiency,
         )
         self.observer = observer
         self.batches = 0  # batches executed, for tests and logs
