@@ -22,7 +22,6 @@ from typing import Any
 
 from bench.contenders import Result, batched_offline, engine_concurrent, http_concurrent, naive
 from bench.sentences import news_sentences, requests_of
-from service.config import Settings
 
 SMALL_DIMS = {
     "d_model": 128,
@@ -71,7 +70,6 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-sizes", help="batch sizes tried for transformers_batched (comma-separated)")
     p.add_argument("--max-batch-tokens", type=int, help="duiyi engine's token budget per batch")
     p.add_argument("--max-batch-size", type=int, help="duiyi engine's rows per batch")
-    p.add_argument("--min-batch-efficiency", type=float, help="duiyi engine's padding limit (default: the service's)")
     p.add_argument("--only", help=f"comma-separated subset of {','.join(CONTENDERS)}")
     p.add_argument(
         "--naive-limit", type=int, help="sentences for the naive contender (default: all on CPU, 256 on CUDA)"
@@ -108,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     batch_sizes = sorted({min(b, count) for b in batch_sizes})
     max_batch_tokens = args.max_batch_tokens or (1 << 20 if cuda else 8192)
     max_batch_size = args.max_batch_size or (4096 if cuda else 64)
-    min_eff = args.min_batch_efficiency if args.min_batch_efficiency is not None else Settings().min_batch_efficiency
     chosen = args.only.split(",") if args.only else list(CONTENDERS)
     unknown = [c for c in chosen if c not in CONTENDERS]
     if unknown:
@@ -154,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
                         "concurrency": concurrency,
                         "max_batch_tokens": max_batch_tokens,
                         "max_batch_size": max_batch_size,
-                        "min_batch_efficiency": min_eff,
                     }
                     if name == "duiyi_http":
                         result = http_concurrent(model_dir, engines[kind], requests, **common)
@@ -195,7 +191,6 @@ def main(argv: list[str] | None = None) -> int:
             "batch_sizes_tried": batch_sizes,
             "max_batch_tokens": max_batch_tokens,
             "max_batch_size": max_batch_size,
-            "min_batch_efficiency": min_eff,
             "output_length": "pinned to each sentence's source token count",
             "model": "small (CI-sized, not opus-mt)" if args.small else "opus-mt-en-zh architecture, random weights",
         },

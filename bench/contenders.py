@@ -225,7 +225,6 @@ def engine_concurrent(
     concurrency: int,
     max_batch_tokens: int,
     max_batch_size: int,
-    min_batch_efficiency: float,
 ) -> Result:
     """The duiyi engine in-process: the batching engine under concurrent callers."""
     options = DecodeOptions(beam_size=beam, max_length_ratio=PIN_RATIO, max_length_extra=PIN_EXTRA)
@@ -234,7 +233,6 @@ def engine_concurrent(
         max_batch_tokens=max_batch_tokens,
         max_batch_size=max_batch_size,
         max_queue=1_000_000,
-        min_batch_efficiency=min_batch_efficiency,
     )
     try:
         return _concurrent(
@@ -259,7 +257,6 @@ def http_concurrent(
     concurrency: int,
     max_batch_tokens: int,
     max_batch_size: int,
-    min_batch_efficiency: float,
 ) -> Result:
     """The duiyi HTTP service on loopback under concurrent clients (server and clients share this
     process, as the benchmark runs in one)."""
@@ -276,7 +273,6 @@ def http_concurrent(
         max_batch_tokens=max_batch_tokens,
         max_batch_size=max_batch_size,
         max_queue=1_000_000,
-        min_batch_efficiency=min_batch_efficiency,
         redecode_loops=False,
         max_length_ratio=PIN_RATIO,
         max_length_extra=PIN_EXTRA,

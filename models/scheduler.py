@@ -104,11 +104,7 @@ class Scheduler:
         max_wait_s: float,
         ceiling: int,
         cache_size: int = 4096,
-        min_batch_efficiency: float = 0.0,
-        min_batch_rows: int = 8,
     ) -> None:
-        self.min_batch_efficiency = min_batch_efficiency
-        self.min_batch_rows = min_batch_rows
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
@@ -195,9 +191,7 @@ class Scheduler:
     def schedule(self) -> ScheduledBatch | None:
         """The next batch, built around the oldest waiting sentence (so none waits forever): with
         its decoding options, it and the sentences closest to it in length, while the batch fits
-        the row and token budgets and, past `min_batch_rows`, pads no worse than
-        `min_batch_efficiency` (useful tokens / padded tokens: rows of one batch all run as long
-        as its longest)."""
+        the row and token budgets."""
         if not self.waiting:
             return None
         anchor = next(iter(self.waiting))
@@ -205,21 +199,16 @@ class Scheduler:
         size = {k: v[0].source_tokens for k, v in self.waiting.items() if k[1] == options}
         order = sorted(size, key=lambda k: abs(size[k] - size[anchor]))
         chosen: list[tuple[str, DecodeOptions]] = []
-        shortest = longest = size[anchor]
-        useful = 0
+        longest = size[anchor]
         for key in order:
-            low, high = min(shortest, size[key]), max(longest, size[key])
+            high = max(longest, size[key])
             rows = len(chosen) + 1
-            padded = rows * (high + self._cap(high, options))
-            gain = size[key] + self._cap(size[key], options)
             if chosen and (
-                rows > self.max_batch_size
-                or padded > self.max_batch_tokens
-                or (len(chosen) >= self.min_batch_rows and (useful + gain) / padded < self.min_batch_efficiency)
+                rows > self.max_batch_size or rows * (high + self._cap(high, options)) > self.max_batch_tokens
             ):
                 continue
             chosen.append(key)
-            shortest, longest, useful = low, high, useful + gain
+            longest = high
         chosen.sort(key=lambda k: size[k])
         requests = []
         for key in chosen:
@@ -271,7 +260,6 @@ class BatchingEngine:
         max_queue: int = 4096,
         max_wait_s: float = 0.005,
         cache_size: int = 4096,
-        min_batch_efficiency: float = 0.0,
         observer: Observer | None = None,
     ) -> None:
         self.engine = engine
@@ -286,7 +274,6 @@ class BatchingEngine:
             max_wait_s=max_wait_s,
             ceiling=engine.max_source_tokens,
             cache_size=cache_size,
-            min_batch_efficiency=min_batch_efficiency,
         )
         self.observer = observer
         self.batches = 0  # batches executed, for tests and logs

@@ -45,9 +45,6 @@ class Settings(BaseSettings):
     max_queue: int = 4096
     # How long the engine worker waits for more sentences to fill a batch.
     max_wait_ms: float = 5.0
-    # Past 8 rows, a batch takes no sentence that would drop its useful/padded token ratio below
-    # this (0: off). Rows of one batch all decode as long as its longest.
-    min_batch_efficiency: float = 0.0
     # Recent translations remembered, so a repeated sentence is not decoded again.
     cache_size: int = 4096
     # A request's sentences not decoded by then are abandoned (504).

@@ -47,19 +47,6 @@ def test_the_oldest_sentence_is_never_passed_over() -> None:
     assert batch is not None and "long" in batch.sources
 
 
-def test_batches_keep_lengths_alike_when_asked() -> None:
-    lengths = [10, 11, 12, 10, 60]
-    loose = scheduler(max_batch_tokens=10_000)
-    loose.add([f"s{i}" for i in range(5)], lengths, DEFAULT_DECODE, now=0.0, deadline=None)
-    first = loose.schedule()
-    assert first is not None and len(first.sources) == 5
-    tight = scheduler(max_batch_tokens=10_000, min_batch_efficiency=0.8, min_batch_rows=2)
-    tight.add([f"s{i}" for i in range(5)], lengths, DEFAULT_DECODE, now=0.0, deadline=None)
-    first, second = tight.schedule(), tight.schedule()
-    assert first is not None and first.sources == ("s0", "s3", "s1", "s2")
-    assert second is not None and second.sources == ("s4",)
-
-
 def test_identical_sentences_wait_once_and_are_cached() -> None:
     s = scheduler()
     first = s.add(["a", "b"], [3, 3], DEFAULT_DECODE, now=0.0, deadline=None)

@@ -82,7 +82,6 @@ def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None =
         max_queue=settings.max_queue,
         max_wait_s=settings.max_wait_ms / 1000,
         cache_size=settings.cache_size,
-        min_batch_efficiency=settings.min_batch_efficiency,
         observer=metrics,
     )
 
