@@ -6,6 +6,7 @@ work options per call, keyword-only after the inputs, frozen results.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
@@ -139,6 +140,15 @@ class TransformersEngine:
         eos = model.generation_config.eos_token_id
         self._eos = int(eos[0] if isinstance(eos, list) else eos)
         self._forced_bos = tokenizer.convert_tokens_to_ids(spec.forced_bos_token) if spec.forced_bos_token else None
+        gen = model.generation_config
+        self._start = int(model.config.decoder_start_token_id)
+        # Tokens never to decode: padding, and single-token bad words (opus-mt bans its pad id).
+        banned = {int(gen.pad_token_id)} if gen.pad_token_id is not None else set()
+        banned |= {int(w[0]) for w in (gen.bad_words_ids or []) if len(w) == 1}
+        self._suppress = sorted(banned - {self._eos})
+        # transformers ≥ 5.2x names the decoder cache `cache`; earlier 5.x `past_key_values`.
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
         if spec.src_lang:
             tokenizer.src_lang = spec.src_lang
 
@@ -214,8 +224,6 @@ class TransformersEngine:
         return tokens.index(self._eos) if self._eos in tokens else len(tokens)
 
     def _generate(self, batch: list[str], plan: BatchPlan, options: DecodeOptions) -> list[Translation]:
-        import torch
-        from transformers import LogitsProcessorList
 
         texts = [self.spec.source_prefix + s for s in batch]
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=False)
@@ -225,6 +233,24 @@ class TransformersEngine:
             min(plan.max_new_tokens, max(1, int(n * options.max_length_ratio) + options.max_length_extra))
             for n in source_tokens
         ]
+        if options.beam_size == 1 and not options.no_repeat_ngram_size and options.repetition_penalty == 1.0:
+            rows = self._greedy(enc, caps)
+            texts_out = self.tokenizer.batch_decode(rows, skip_special_tokens=True)
+            counts = [len(r) for r in rows]
+        else:
+            texts_out, counts = self._beam(enc, caps, plan, options)
+        return [
+            Translation(text=t.strip(), source_tokens=int(n), output_tokens=c)
+            for t, n, c in zip(texts_out, source_tokens, counts, strict=True)
+        ]
+
+    def _beam(
+        self, enc: dict[str, Any], caps: list[int], plan: BatchPlan, options: DecodeOptions
+    ) -> tuple[list[str], list[int]]:
+        """Beam search (and penalties) through `generate`."""
+        import torch
+        from transformers import LogitsProcessorList
+
         # The decoder prompt is the start token, plus the forced language token for NLLB; generate
         # counts that token and the final EOS among its new tokens, so both get room of their own.
         prompt_len = 1
@@ -244,11 +270,53 @@ class TransformersEngine:
                 **kwargs,
             )
         texts_out = self.tokenizer.batch_decode(out, skip_special_tokens=True)
-        counts = [self._generated(row.tolist()) for row in out]
-        return [
-            Translation(text=t.strip(), source_tokens=int(n), output_tokens=c)
-            for t, n, c in zip(texts_out, source_tokens, counts, strict=True)
-        ]
+        return texts_out, [self._generated(row.tolist()) for row in out]
+
+    def _greedy(self, enc: dict[str, Any], caps: list[int]) -> list[list[int]]:
+        """Greedy decoding in which a finished sentence leaves the batch at once: its rows of the
+        encoder output, the mask and the KV cache are dropped, so it stops costing compute
+        (`generate` keeps computing finished rows until the longest is done)."""
+        import torch
+        from transformers import DynamicCache, EncoderDecoderCache
+        from transformers.modeling_outputs import BaseModelOutput
+
+        model = self.model
+        batch = int(enc["input_ids"].shape[0])
+        with torch.inference_mode():
+            hidden = model.get_encoder()(**enc).last_hidden_state
+            mask = enc["attention_mask"]
+            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+            alive = torch.arange(batch, device=self.device)
+            limit = torch.tensor(caps, device=self.device)
+            current = torch.full((batch, 1), self._start, dtype=torch.long, device=self.device)
+            rows: list[list[int]] = [[] for _ in range(batch)]
+            step = 0
+            if self._forced_bos is not None:
+                # The language token is forced, not decoded: feed it as the second prompt token.
+                current = torch.cat([current, torch.full_like(current, self._forced_bos)], dim=1)
+            while alive.numel():
+                logits = model(
+                    encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                    attention_mask=mask,
+                    decoder_input_ids=current,
+                    use_cache=True,
+                    **{self._cache_arg: cache},
+                ).logits[:, -1, :]
+                if self._suppress:
+                    logits[:, self._suppress] = float("-inf")
+                chosen = logits.argmax(dim=-1)
+                chosen = torch.where(limit[alive] <= step, torch.full_like(chosen, self._eos), chosen)
+                done = chosen == self._eos
+                for row, token, finished in zip(alive.tolist(), chosen.tolist(), done.tolist(), strict=True):
+                    if not finished:
+                        rows[row].append(token)
+                step += 1
+                if bool(done.any()):
+                    keep = (~done).nonzero().flatten()
+                    alive, hidden, mask, chosen = alive[keep], hidden[keep], mask[keep], chosen[keep]
+                    cache.batch_select_indices(keep)
+                current = chosen[:, None]
+        return rows
 
 
 ENGINES = ("transformers", "ctranslate2")

@@ -49,21 +49,21 @@ def test_batches_are_length_sorted_and_within_budget() -> None:
 
 
 @pytest.mark.parametrize("family", ["marian", "nllb"])
-def test_one_generate_call_per_batch_not_per_sentence(engines: dict, family: str) -> None:
+def test_one_decoding_per_batch_not_per_sentence(engines: dict, family: str) -> None:
     engine: TransformersEngine = engines[family]
     calls: list[int] = []
-    real = engine.model.generate
+    real = engine._generate
 
-    def counting(*args: object, **kwargs: object) -> object:
-        calls.append(int(kwargs["input_ids"].shape[0]))  # type: ignore[union-attr]
-        return real(*args, **kwargs)
+    def counting(batch: list[str], *args: object, **kwargs: object) -> object:
+        calls.append(len(batch))
+        return real(batch, *args, **kwargs)  # type: ignore[arg-type]
 
-    engine.model.generate = counting  # type: ignore[method-assign]
+    engine._generate = counting  # type: ignore[method-assign,assignment]
     try:
         sources = [f"Sentence number {i} is about Japan and the alliance." for i in range(10)] + ["Short."]
         results = engine.translate_batch(sources, max_batch_size=64)
     finally:
-        del engine.model.generate
+        del engine._generate
     assert len(results) == len(sources)
     assert calls == [len(sources)]
     assert all(r.text for r in results)
@@ -135,3 +135,19 @@ def test_both_engines_cap_output_the_same_way(all_engines: dict, family: str) ->
         results = all_engines[(kind, family)].translate_batch(sources, options=options)
         assert [r.source_tokens for r in results] == [all_engines[(kind, family)].count_tokens(s) for s in sources]
         assert all(r.output_tokens <= int(r.source_tokens * 0.5) + 2 for r in results), kind
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_pruned_greedy_decoding_matches_generate(engines: dict, family: str) -> None:
+    """The greedy loop that drops finished sentences gives what `generate` gives."""
+    from models.batching import BatchPlan
+
+    engine: TransformersEngine = engines[family]
+    sources = ["Hello world.", "A much longer sentence that keeps going, and going, and going on.", "Short", "Okay."]
+    greedy = engine.translate_batch(sources)
+    enc = engine.tokenizer([engine.spec.source_prefix + s for s in sources], return_tensors="pt", padding=True)
+    lengths = enc["attention_mask"].sum(dim=1).tolist()
+    caps = [min(int(n * 2.0) + 10, engine.max_source_tokens) for n in lengths]
+    texts, counts = engine._beam(dict(enc), caps, BatchPlan(tuple(range(4)), max(lengths), max(caps)), DecodeOptions())
+    assert [g.text for g in greedy] == [t.strip() for t in texts]
+    assert [g.output_tokens for g in greedy] == counts
