@@ -155,7 +155,7 @@ class CTranslate2Engine:
             max_batch_size=max_batch_size,
             ratio=options.max_length_ratio,
             extra=options.max_length_extra,
-            ceiling=self.max_source_tokens,
+            ceiling=self.max_source_tokens - 2,
         )
         results: list[Translation | None] = [None] * len(sources)
         for plan in plans:
@@ -183,7 +183,7 @@ class CTranslate2Engine:
             # CTranslate2 caps a whole batch at once; hold each sentence to its own cap, as the
             # transformers engine does, so both engines give the same shapes of output.
             cap = output_cap(len(source), ratio=options.max_length_ratio, extra=options.max_length_extra,
-                             ceiling=self.max_source_tokens)  # fmt: skip
+                             ceiling=self.max_source_tokens - 2)  # fmt: skip
             hyp = result.hypotheses[0][1:] if prefix else result.hypotheses[0]
             hyp = hyp[:cap]
             text = self.tokenizer.convert_tokens_to_string([t for t in hyp if t not in self._special])

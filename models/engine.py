@@ -137,6 +137,8 @@ class TransformersEngine:
         self.device = device
         limit = getattr(model.config, "max_position_embeddings", 512) or 512
         self.max_source_tokens = int(min(limit, getattr(tokenizer, "model_max_length", limit) or limit))
+        # Decoder positions: the start token, the output, and the step that emits EOS fit the limit.
+        self.max_output_tokens = int(limit) - 2
         eos = model.generation_config.eos_token_id
         self._eos = int(eos[0] if isinstance(eos, list) else eos)
         self._forced_bos = tokenizer.convert_tokens_to_ids(spec.forced_bos_token) if spec.forced_bos_token else None
@@ -192,7 +194,7 @@ class TransformersEngine:
             max_batch_size=max_batch_size,
             ratio=options.max_length_ratio,
             extra=options.max_length_extra,
-            ceiling=self.max_source_tokens,
+            ceiling=self.max_output_tokens,
         )
 
     def translate_batch(

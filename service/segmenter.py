@@ -9,8 +9,8 @@ character of the source can be lost: the spans tile the text, white space includ
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 
 import pysbd
 
@@ -22,9 +22,16 @@ _CLAUSE = re.compile(r"(?<=[,;:—–])\s+|\s+(?=\()|(?<=\))\s+|(?<=—)|\s+(?=�
 _SPACE = re.compile(r"\s+")
 
 
-@lru_cache(maxsize=1)
+_local = threading.local()
+
+
 def _pysbd() -> pysbd.Segmenter:
-    return pysbd.Segmenter(language="en", clean=False, char_span=True)
+    """One segmenter per thread: pySBD keeps per-call state on the object, so requests served
+    concurrently must not share one (they did, and sentences ran together)."""
+    segmenter = getattr(_local, "segmenter", None)
+    if segmenter is None:
+        segmenter = _local.segmenter = pysbd.Segmenter(language="en", clean=False, char_span=True)
+    return segmenter
 
 
 def _pieces(text: str, cap: int) -> list[tuple[int, int]]:

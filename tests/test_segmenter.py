@@ -100,3 +100,15 @@ def test_inline_markup_never_crosses_segments() -> None:
     segments = segment_blocks(blocks, measure=len, limit=1000)
     assert [s.text for s in segments] == ["One.", "Two. Three.", "Four."]
     assert segments[1].inlines[0].open == '<a href="/x">'
+
+
+def test_splitting_is_safe_from_many_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def text(i: int) -> str:
+        return " ".join(f"Request {i} asks about alliance {j} today." for j in range(i % 7 + 1))
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda i: sentences(text(i)), range(2000)))
+    for i, got in enumerate(results):
+        assert got == [f"Request {i} asks about alliance {j} today." for j in range(i % 7 + 1)]
