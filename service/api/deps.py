@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,6 +15,16 @@ from service.pipeline import Pipeline
 
 
 @dataclass
+class Readiness:
+    """The last readiness probe: a real translation through the engine, redone at most every
+    few seconds so /readyz stays cheap."""
+
+    checked_at: float = 0.0  # time.monotonic(); 0: never
+    ok: bool = False
+    reason: str = "not probed yet"
+
+
+@dataclass
 class Runtime:
     """What the app holds for its lifetime, built once by the app factory."""
 
@@ -24,6 +34,7 @@ class Runtime:
     engine: BatchingEngine
     glossaries: GlossaryStore
     metrics: EngineMetrics
+    readiness: Readiness = field(default_factory=Readiness)
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -32,10 +43,3 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-
-
-def get_settings(runtime: RuntimeDep) -> Settings:
-    return runtime.settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]

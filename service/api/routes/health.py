@@ -23,20 +23,20 @@ def healthz() -> Health:
 @router.get("/readyz", response_model=Ready, responses=responses(503), summary="The model is loaded and answering")
 async def readyz(runtime: RuntimeDep) -> Ready:
     engine = runtime.engine
-    state = runtime.__dict__.setdefault("_probe", {"at": 0.0, "ok": False, "why": "not probed"})
-    if time.monotonic() - state["at"] > _PROBE_TTL_S:
+    state = runtime.readiness
+    if time.monotonic() - state.checked_at > _PROBE_TTL_S:
 
         def probe() -> None:
             engine.translate_batch(["Hello."], deadline=time.monotonic() + 30)
 
         try:
             await run_in_threadpool(probe)
-            state.update(ok=True, why="")
+            state.ok, state.reason = True, ""
         except Exception as exc:  # noqa: BLE001 - any failure means not ready; the reason is reported
-            state.update(ok=False, why=f"{type(exc).__name__}: {exc}")
-        state["at"] = time.monotonic()
-    if not state["ok"]:
-        raise ApiError(503, "not_ready", f"the model {engine.name!r} is not answering: {state['why']}")
+            state.ok, state.reason = False, f"{type(exc).__name__}: {exc}"
+        state.checked_at = time.monotonic()
+    if not state.ok:
+        raise ApiError(503, "not_ready", f"the model {engine.name!r} is not answering: {state.reason}")
     return Ready(status="ready", model=engine.name, device=engine.device)
 
 
