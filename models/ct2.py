@@ -12,13 +12,12 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from models.batching import BatchPlan, output_cap, plan_batches
-from models.engine import DEFAULT_DECODE, DeadlineExceeded, DecodeOptions, ModelLoadError, Translation
+from models.batching import BatchPlan, output_cap
+from models.engine import DEFAULT_DECODE, DecodeOptions, ModelLoadError, Translation, decode_in_batches
 from models.specs import ModelSpec, detect_family, spec_for
 
 log = logging.getLogger(__name__)
@@ -149,21 +148,15 @@ class CTranslate2Engine:
         deadline: float | None = None,
     ) -> list[Translation]:
         tokens = [self._tokens(s) for s in sources]
-        plans = plan_batches(
+        return decode_in_batches(
             [len(t) for t in tokens],
+            lambda plan: self._run(plan, tokens, options),
+            options=options,
             max_batch_tokens=max_batch_tokens,
             max_batch_size=max_batch_size,
-            ratio=options.max_length_ratio,
-            extra=options.max_length_extra,
             ceiling=self.max_source_tokens - 2,
+            deadline=deadline,
         )
-        results: list[Translation | None] = [None] * len(sources)
-        for plan in plans:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise DeadlineExceeded("the deadline passed before decoding finished")
-            for i, result in zip(plan.indices, self._run(plan, tokens, options), strict=True):
-                results[i] = result
-        return [r for r in results if r is not None]
 
     def _run(self, plan: BatchPlan, tokens: list[list[str]], options: DecodeOptions) -> list[Translation]:
         batch = [tokens[i] for i in plan.indices]

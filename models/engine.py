@@ -10,7 +10,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -103,6 +103,35 @@ def _pick_dtype(device: str) -> torch.dtype:
     return torch.float32
 
 
+def decode_in_batches(
+    lengths: Sequence[int],
+    run: Callable[[BatchPlan], list[Translation]],
+    *,
+    options: DecodeOptions,
+    max_batch_tokens: int,
+    max_batch_size: int,
+    ceiling: int,
+    deadline: float | None,
+) -> list[Translation]:
+    """What both engines' translate_batch do around their own decoding: plan length-sorted
+    batches, stop at the deadline, put each batch's results back in the callers' order."""
+    plans = plan_batches(
+        lengths,
+        max_batch_tokens=max_batch_tokens,
+        max_batch_size=max_batch_size,
+        ratio=options.max_length_ratio,
+        extra=options.max_length_extra,
+        ceiling=ceiling,
+    )
+    results: list[Translation | None] = [None] * len(lengths)
+    for plan in plans:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DeadlineExceeded("the deadline passed before decoding finished")
+        for i, result in zip(plan.indices, run(plan), strict=True):
+            results[i] = result
+    return [r for r in results if r is not None]
+
+
 class RowLengthCap:
     """Logits processor: a row that has used its own output cap may only emit EOS.
 
@@ -184,19 +213,6 @@ class TransformersEngine:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(self.spec.source_prefix + text)["input_ids"])
 
-    def plan(
-        self, sources: Sequence[str], *, options: DecodeOptions, max_batch_tokens: int, max_batch_size: int
-    ) -> list[BatchPlan]:
-        lengths = [self.count_tokens(s) for s in sources]
-        return plan_batches(
-            lengths,
-            max_batch_tokens=max_batch_tokens,
-            max_batch_size=max_batch_size,
-            ratio=options.max_length_ratio,
-            extra=options.max_length_extra,
-            ceiling=self.max_output_tokens,
-        )
-
     def translate_batch(
         self,
         sources: Sequence[str],
@@ -206,16 +222,15 @@ class TransformersEngine:
         max_batch_size: int = 64,
         deadline: float | None = None,
     ) -> list[Translation]:
-        results: list[Translation | None] = [None] * len(sources)
-        for plan in self.plan(
-            sources, options=options, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size
-        ):
-            if deadline is not None and time.monotonic() >= deadline:
-                raise DeadlineExceeded("the deadline passed before decoding finished")
-            batch = [sources[i] for i in plan.indices]
-            for i, result in zip(plan.indices, self._generate(batch, plan, options), strict=True):
-                results[i] = result
-        return [r for r in results if r is not None]
+        return decode_in_batches(
+            [self.count_tokens(s) for s in sources],
+            lambda plan: self._generate([sources[i] for i in plan.indices], plan, options),
+            options=options,
+            max_batch_tokens=max_batch_tokens,
+            max_batch_size=max_batch_size,
+            ceiling=self.max_output_tokens,
+            deadline=deadline,
+        )
 
     def _generated(self, row: list[int]) -> int:
         """Tokens the model decoded for one row: after the decoder start (and the forced language
