@@ -75,3 +75,14 @@ def _write(tmp_path: Path) -> Path:
     path = tmp_path / "in.txt"
     path.write_text("The alliance is strong.", encoding="utf-8")
     return path
+
+
+def test_translate_with_the_ctranslate2_engine(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
+    article = tmp_path / "a.txt"
+    article.write_text("Futenma\n\nThe alliance is strong.\n", encoding="utf-8")
+    done = run("translate", str(article), "--model", str(tiny_dirs["marian"]), "--engine", "ctranslate2",
+               "--to", "zh-TW", "--output", "json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["blocks"][0]["segments"][0]["targets"]["zh-TW"] == "普天間"
+    assert data["blocks"][1]["segments"][0]["targets"]["zh-TW"]
