@@ -7,6 +7,7 @@ under ~/.cache/duiyi when that place is read-only, and reused on every later sta
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -88,6 +89,8 @@ class CTranslate2Engine:
         if spec.src_lang:
             tokenizer.src_lang = spec.src_lang
         self._special = set(tokenizer.all_special_tokens)
+        # A sentence is measured for segmentation, scheduling and batching: tokenize it once.
+        self._counts = functools.lru_cache(maxsize=65_536)(self._count_uncached)
 
     @classmethod
     def load(
@@ -136,6 +139,9 @@ class CTranslate2Engine:
         return list(self.tokenizer.convert_ids_to_tokens(ids))
 
     def count_tokens(self, text: str) -> int:
+        return self._counts(text)
+
+    def _count_uncached(self, text: str) -> int:
         return len(self.tokenizer(self.spec.source_prefix + text)["input_ids"])
 
     def translate_batch(

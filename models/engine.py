@@ -6,6 +6,7 @@ work options per call, keyword-only after the inputs, frozen results.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -177,6 +178,8 @@ class TransformersEngine:
         banned = {int(gen.pad_token_id)} if gen.pad_token_id is not None else set()
         banned |= {int(w[0]) for w in (gen.bad_words_ids or []) if len(w) == 1}
         self._suppress = sorted(banned - {self._eos})
+        # A sentence is measured for segmentation, scheduling and batching: tokenize it once.
+        self._counts = functools.lru_cache(maxsize=65_536)(self._count_uncached)
         # transformers ≥ 5.2x names the decoder cache `cache`; earlier 5.x `past_key_values`.
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
@@ -211,6 +214,9 @@ class TransformersEngine:
         return cls(name_or_path, model, tokenizer, spec, device)
 
     def count_tokens(self, text: str) -> int:
+        return self._counts(text)
+
+    def _count_uncached(self, text: str) -> int:
         return len(self.tokenizer(self.spec.source_prefix + text)["input_ids"])
 
     def translate_batch(
