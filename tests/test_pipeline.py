@@ -87,3 +87,14 @@ def test_html_page_round_trip_keeps_everything_outside_the_text(pipeline: Pipeli
     assert '<nav id="n">menu</nav>' in out
     assert '<p class="lede">沖繩<strong>' in out and "</strong>。</p>" in out
     assert '<img alt="x" src="a.png"/>' in out and "普天間" in out
+
+
+def test_a_sentence_longer_than_the_model_takes_is_split_not_truncated(pipeline: Pipeline, news: Glossary) -> None:
+    clause = "the ministers discussed the alliance, the region and the budget"
+    sentence = "In Tokyo, " + "; ".join(f"{clause} for the {i}th time" for i in range(40)) + "."
+    engine = pipeline.engine
+    assert engine.count_tokens(sentence) > engine.max_source_tokens
+    doc = pipeline.translate(Article(sentence), targets=("zh-Hans",), glossary=news)
+    assert len(doc.segments) > 1
+    assert all(engine.count_tokens(s.source) <= engine.max_source_tokens for s in doc.segments)
+    assert "".join(s.ws_before + s.source for s in doc.segments) == sentence
