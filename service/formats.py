@@ -17,7 +17,7 @@ from markdown_it.token import Token
 
 from service.documents import Article, Block, BlockKind, Inline, SourceFormat
 
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+_PARAGRAPH_BREAK = re.compile(r"\r?\n[ \t]*\r?\n\s*")
 
 
 class FormatError(ValueError):

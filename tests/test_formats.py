@@ -73,3 +73,10 @@ def test_html_structured_fields_open_the_body() -> None:
         page="<p>x</p>",
     )
     assert fragment == '<h1 class="duiyi-title">T</h1>\n<p>x</p>'
+
+
+def test_windows_line_endings_separate_paragraphs_too() -> None:
+    text = "First para.\r\n\r\nSecond para.\r\n"
+    blocks, tail, _ = parse_blocks(Article(body=text))
+    assert [b.text for b in blocks] == ["First para.", "Second para."]
+    assert render(SourceFormat.TEXT, tuple(blocks), {b.id: b.text for b in blocks}, tail=tail) == text
