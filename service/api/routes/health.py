@@ -27,7 +27,8 @@ async def readyz(runtime: RuntimeDep) -> Ready:
     if time.monotonic() - state.checked_at > _PROBE_TTL_S:
 
         def probe() -> None:
-            engine.translate_batch(["Hello."], deadline=time.monotonic() + 30)
+            # A new sentence each time: a cached answer would not show that the model still runs.
+            engine.translate_batch([f"Ready check {time.time_ns()}."], deadline=time.monotonic() + 30)
 
         try:
             await run_in_threadpool(probe)
