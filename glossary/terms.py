@@ -70,9 +70,6 @@ class Glossary:
     terms: tuple[Term, ...] = field(default_factory=tuple)
     description: str = ""
 
-    def by_id(self) -> dict[str, Term]:
-        return {t.id: t for t in self.terms}
-
 
 def stack(glossaries: Sequence[Glossary]) -> Glossary:
     """Merge glossaries in order: a later term replaces an earlier one with the same id, and takes

@@ -195,7 +195,7 @@ class Pipeline:
                             f"inline markup around “{slot.text}” was moved to the end of the sentence",
                         )
                     )
-        flags.extend(self._qa(seg, frag, mt, redecoded))
+        flags.extend(self._qa(seg, frag, hits, mt, redecoded))
         origin = "rule" if is_date(seg.text) or not any(f.needs_model for f in frag.walk()) else "mt"
         return AlignedSegment(
             id=seg.id,
@@ -233,16 +233,23 @@ class Pipeline:
             spans[i][rule.variant] = TargetSpan(*where) if where else None
             expected[i][rule.variant] = term_target(hit, rule)
 
-    def _qa(self, seg: SourceSegment, frag: Fragment, mt: dict[int, str], redecoded: set[int]) -> list[Flag]:
+    def _qa(
+        self,
+        seg: SourceSegment,
+        frag: Fragment,
+        hits: list[tuple[TermHit, int]],
+        mt: dict[int, str],
+        redecoded: set[int],
+    ) -> list[Flag]:
         hans = self.rules["zh-Hans"]
         plain = render_fragment(frag, mt, render_context(hans, SourceFormat.TEXT, markup=False)).text
         qa = self.settings.qa
         # Figures inside glossary terms are the glossary's business; the rest must survive.
         source = seg.text
-        for hit, offset in sorted(frag.hits(), key=lambda h: -(h[1] + h[0].span.start)):
+        for hit, offset in sorted(hits, key=lambda h: -(h[1] + h[0].span.start)):
             start = offset + hit.span.start
             source = source[:start] + " " + source[offset + hit.span.end :]
-        dnt = [h.text for h, _ in frag.hits() if h.term.do_not_translate]
+        dnt = [h.text for h, _ in hits if h.term.do_not_translate]
         verbatim = [s.text for f in frag.walk() for s in f.slots if s.kind is SlotKind.VERBATIM]
         flags = [
             number_mismatch(source, plain),

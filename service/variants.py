@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import opencc
 
-from glossary.terms import VARIANTS, UnknownVariantError
+from glossary.terms import UnknownVariantError
 
 
 @dataclass(frozen=True)
@@ -119,5 +119,3 @@ def tidy_hans(text: str) -> str:
 
 HAN = re.compile(f"[{_HAN}]")
 CJK_OR_FULL = re.compile(_CJK)
-
-__all__ = ["VARIANTS", "VariantRule", "chinese_dates", "is_date", "localize", "rule_for", "tidy_hans", "variant_rules"]
