@@ -44,6 +44,24 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--output", choices=["json", "text", "html"], default="text", help="what to print (default text)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
+    worker = sub.add_parser("worker", help="translate article jobs (no HTTP); several may share one PostgreSQL")
+    _engine_args(worker)
+    worker.add_argument("--runners", type=int, help="job runner threads (default DUIYI_RUNNERS, at least 1)")
+
+    keys = sub.add_parser("keys", help="API keys")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    kc = ksub.add_parser("create", help="create a key; it is printed once, only its hash is stored")
+    kc.add_argument("--role", required=True, choices=["cms", "translator", "admin"])
+    kc.add_argument("--name", required=True, help="who uses it, e.g. the CMS's name or a translator's")
+    kc.add_argument("--callback-url", help="default webhook URL for this key's articles")
+    ksub.add_parser("list", help="list keys (never the keys themselves)")
+    kr = ksub.add_parser("revoke", help="revoke a key at once")
+    kr.add_argument("key_id", type=int, metavar="ID")
+
+    db = sub.add_parser("db", help="database")
+    dsub = db.add_subparsers(dest="db_command", required=True)
+    dsub.add_parser("upgrade", help="apply migrations (serve and worker also do this when they start)")
+
     models = sub.add_parser("models", help="model utilities")
     msub = models.add_subparsers(dest="models_command", required=True)
     tiny = msub.add_parser("tiny", help=TINY_HELP, description=TINY_HELP)
@@ -74,7 +92,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.api.app import create_app
 
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _logging(settings)
     engine = _load_engine(settings)
     app = create_app(settings, engine)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
@@ -168,6 +186,58 @@ def cmd_translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from service.jobs.worker import run_worker, stop_on_signals
+
+    settings = _settings(args)
+    _logging(settings)
+    stop = stop_on_signals()
+    run_worker(settings, _load_engine(settings), stop, runners=args.runners)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from service.auth import Role
+    from service.keys import KeyNameTaken, create_key, list_keys, revoke_key
+    from service.storage.db import Database
+
+    settings = Settings()
+    db = Database(settings.database)
+    db.migrate()
+    if args.keys_command == "create":
+        try:
+            made = create_key(db, name=args.name, role=Role(args.role), callback_url=args.callback_url)
+        except KeyNameTaken as exc:
+            print(f"duiyi: {exc}", file=sys.stderr)
+            return 2
+        print(f"key ({made.row.role}, {made.row.name}; shown only now, store it safely):\n{made.key}")
+        print(f"webhook secret (verifies Duiyi-Signature on this key's webhooks):\n{made.row.webhook_secret}")
+    elif args.keys_command == "list":
+        for row in list_keys(db):
+            state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+            print(f"{row.id}\t{row.role}\t{row.name}\tduiyi_{row.lookup}_…\t{state}")
+    else:
+        revoked = revoke_key(db, args.key_id)
+        if revoked is None:
+            print(f"duiyi: no API key with id {args.key_id}", file=sys.stderr)
+            return 2
+        print(f"revoked key {revoked.id} ({revoked.name})")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from service.storage.db import Database
+
+    db = Database(Settings().database)
+    db.migrate()
+    print(f"{db.describe()}: schema up to date")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from models.tiny import build_tiny
 
@@ -178,7 +248,14 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"serve": cmd_serve, "translate": cmd_translate, "models": cmd_models}
+    commands = {
+        "serve": cmd_serve,
+        "translate": cmd_translate,
+        "worker": cmd_worker,
+        "keys": cmd_keys,
+        "db": cmd_db,
+        "models": cmd_models,
+    }
     return commands[args.command](args)
 
 

@@ -3,6 +3,7 @@ or the CLI, and passed down; nothing reads the environment at import time."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -50,3 +51,52 @@ class Settings(BaseSettings):
     # A request's sentences not decoded by then are abandoned (504).
     request_timeout_s: float = 120.0
     log_level: str = "info"
+
+    # --- storage and jobs ---
+    # Where the embedded SQLite database (and nothing else yet) lives.
+    data_dir: Path = Field(default_factory=lambda: _default_data_dir())
+    # SQLAlchemy URL; empty: SQLite in data_dir. PostgreSQL: postgresql+psycopg://user@host/db
+    database_url: str | None = None
+    # Job runner threads inside `duiyi serve`; 0 leaves jobs to separate `duiyi worker` processes.
+    runners: int = 2
+    # Segments decoded and saved together; a runner that dies loses at most this much work.
+    job_chunk_segments: int = 32
+    # A runner renews its claim on a job this often / 3; a killed runner's job is taken over after this.
+    job_lease_s: float = 60.0
+    job_poll_s: float = 1.0
+    # A job whose runner died this many times is failed instead of retried again.
+    job_max_attempts: int = 3
+    # Jobs queued or translating; past it, POST /v1/articles answers 503 with Retry-After.
+    max_pending_jobs: int = 1000
+
+    # --- API keys ---
+    # Local use only: every request acts as an admin, and the service logs a warning.
+    auth_disabled: bool = False
+    # Per key; 0 disables. Past it: 429 with Retry-After.
+    rate_limit_per_minute: float = 600.0
+    rate_limit_burst: int = 60
+
+    # --- webhooks ---
+    # Host patterns callbacks may go to ("hooks.example.com", "*.example.com"); empty: no callbacks.
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    # Allow callbacks to loopback and private addresses (a CMS on the same network).
+    webhook_allow_private: bool = False
+    # Signs webhooks when authentication is disabled (with keys, each key's own secret does).
+    webhook_secret: str | None = None
+    webhook_max_attempts: int = 8
+    webhook_backoff_base_s: float = 2.0
+    webhook_backoff_cap_s: float = 600.0
+    webhook_timeout_s: float = 10.0
+    # The service's address as clients see it, for absolute links in webhooks; empty: relative links.
+    public_url: str = ""
+
+    @property
+    def database(self) -> str:
+        from service.storage.db import default_url
+
+        return self.database_url or default_url(self.data_dir)
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "duiyi"

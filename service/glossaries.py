@@ -1,16 +1,24 @@
-"""Where glossaries come from: the shipped CSVs in glossary/data/, then DUIYI_GLOSSARY_DIR.
+"""Where glossaries come from: the shipped CSVs in glossary/data/ and DUIYI_GLOSSARY_DIR (files),
+and the database, which the service seeds from the files and then keeps (edits through the API).
 
-The only place that reads glossary files; `glossary/` itself stays pure.
+The only place that reads glossary files or rows; `glossary/` itself stays pure.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import select
 
 import glossary
 from glossary.csvio import parse_csv
-from glossary.terms import Glossary, stack
+from glossary.terms import Glossary, Term, stack
+from service.jobs.codec import glossary_from_json, term_to_json
+from service.storage.db import Database
+from service.storage.tables import StoredGlossary, utcnow
 
 SHIPPED = Path(glossary.__file__).resolve().parent / "data"
 
@@ -20,6 +28,14 @@ class UnknownGlossaryError(LookupError):
         super().__init__(f"unknown glossary {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
         self.unknown = list(unknown)
         self.valid = list(valid)
+
+
+class Glossaries(Protocol):
+    """What the pipeline's callers need of a glossary source (files or database)."""
+
+    def names(self) -> list[str]: ...
+    def get(self, name: str) -> Glossary: ...
+    def stacked(self, names: Sequence[str]) -> Glossary: ...
 
 
 class GlossaryStore:
@@ -57,3 +73,136 @@ class GlossaryStore:
         if key not in self._stacks:
             self._stacks[key] = stack([self._glossaries[n] for n in key])
         return self._stacks[key]
+
+
+class DatabaseGlossaries:
+    """Glossaries kept in the database: the service's source of truth once it runs.
+
+    Seeded from the files (`GlossaryStore.load`) where a name is not stored yet, so a shipped
+    glossary arrives on first start and never overwrites edits made through the API. Each process
+    caches parsed glossaries by revision, so another process's edit is seen on the next read.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._cache: dict[str, tuple[int, Glossary]] = {}
+        self._stacks: dict[tuple[tuple[str, int], ...], Glossary] = {}
+        self._lock = threading.Lock()
+
+    def seed(self, files: GlossaryStore) -> list[str]:
+        """Store every file glossary the database lacks; the names added."""
+        added = []
+        with self.db.session() as session:
+            have = set(session.scalars(select(StoredGlossary.name)))
+            for name in files.names():
+                if name in have:
+                    continue
+                g = files.get(name)
+                origin = "shipped" if (SHIPPED / f"{name}.csv").exists() else "file"
+                session.add(
+                    StoredGlossary(
+                        name=name, description=g.description, terms=[term_to_json(t) for t in g.terms], origin=origin
+                    )
+                )
+                added.append(name)
+        return added
+
+    def names(self) -> list[str]:
+        with self.db.session() as session:
+            return sorted(session.scalars(select(StoredGlossary.name)))
+
+    def _revisions(self, names: Sequence[str]) -> dict[str, int]:
+        with self.db.session() as session:
+            rows = session.execute(
+                select(StoredGlossary.name, StoredGlossary.revision).where(StoredGlossary.name.in_(set(names)))
+            )
+            return {name: rev for name, rev in rows}
+
+    def _load(self, name: str, revision: int) -> Glossary:
+        with self._lock:
+            cached = self._cache.get(name)
+        if cached and cached[0] == revision:
+            return cached[1]
+        with self.db.session() as session:
+            row = session.get(StoredGlossary, name)
+            if row is None:
+                raise UnknownGlossaryError([name], self.names())
+            glossary = glossary_from_json(row.name, row.terms, row.description)
+            revision = row.revision
+        with self._lock:
+            self._cache[name] = (revision, glossary)
+        return glossary
+
+    def get(self, name: str) -> Glossary:
+        revisions = self._revisions([name])
+        if name not in revisions:
+            raise UnknownGlossaryError([name], self.names())
+        return self._load(name, revisions[name])
+
+    def stacked(self, names: Sequence[str]) -> Glossary:
+        revisions = self._revisions(names)
+        unknown = [n for n in names if n not in revisions]
+        if unknown:
+            raise UnknownGlossaryError(unknown, self.names())
+        key = tuple((n, revisions[n]) for n in names)
+        with self._lock:
+            cached = self._stacks.get(key)
+        if cached is None:
+            cached = stack([self._load(n, revisions[n]) for n in names])
+            with self._lock:
+                if len(self._stacks) > 256:
+                    self._stacks.clear()
+                self._stacks[key] = cached
+        return cached
+
+    def put(self, glossary: Glossary, *, by: str) -> tuple[Glossary, bool]:
+        """Create or replace a glossary; the stored glossary and whether it is new."""
+        with self.db.session() as session:
+            row = session.get(StoredGlossary, glossary.name, with_for_update=True)
+            terms = [term_to_json(t) for t in glossary.terms]
+            created = row is None
+            if row is None:
+                session.add(
+                    StoredGlossary(
+                        name=glossary.name, description=glossary.description, terms=terms, origin="api", updated_by=by
+                    )
+                )
+            else:
+                row.terms = terms
+                row.description = glossary.description or row.description
+                row.revision += 1
+                row.origin = "api"
+                row.updated_at = utcnow()
+                row.updated_by = by
+        return self.get(glossary.name), created
+
+    def put_term(self, name: str, term: Term, *, by: str) -> bool:
+        """Add or replace one term (by id); whether it is new."""
+        with self.db.session() as session:
+            row = session.get(StoredGlossary, name, with_for_update=True)
+            if row is None:
+                raise UnknownGlossaryError([name], sorted(session.scalars(select(StoredGlossary.name))))
+            terms = [t for t in row.terms if t["id"] != term.id]
+            created = len(terms) == len(row.terms)
+            terms.append(term_to_json(term))
+            row.terms = terms
+            row.revision += 1
+            row.origin = "api"
+            row.updated_at = utcnow()
+            row.updated_by = by
+        return created
+
+    def delete_term(self, name: str, term_id: str, *, by: str) -> bool:
+        """Remove one term; False when the glossary has no such term."""
+        with self.db.session() as session:
+            row = session.get(StoredGlossary, name, with_for_update=True)
+            if row is None:
+                raise UnknownGlossaryError([name], sorted(session.scalars(select(StoredGlossary.name))))
+            terms = [t for t in row.terms if t["id"] != term_id]
+            if len(terms) == len(row.terms):
+                return False
+            row.terms = terms
+            row.revision += 1
+            row.updated_at = utcnow()
+            row.updated_by = by
+        return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from glossary.matching import TermHit
@@ -60,6 +60,17 @@ def parse(article: Article, engine: Engine, settings: PipelineSettings) -> Docum
     return Document(article.format, tuple(blocks), segments, tail=tail, html=page)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An article parsed, segmented and protected, ready for the model."""
+
+    doc: Document
+    fragments: tuple[Fragment, ...]  # one per doc.segments, terms and markup as placeholders
+    rules: tuple[VariantRule, ...]
+    targets: tuple[str, ...]
+    glossary_names: tuple[str, ...]
+
+
 class Pipeline:
     def __init__(self, engine: Engine, rules: dict[str, VariantRule], settings: PipelineSettings | None = None) -> None:
         self.engine = engine
@@ -78,24 +89,54 @@ class Pipeline:
     ) -> AlignedDocument:
         """The aligned document of `article`. `deadline` (time.monotonic()): give up with
         DeadlineExceeded, and leave undecoded sentences undecoded, once it passes."""
-        rules = [rule_for(v, self.rules) for v in targets]
+        prepared = self.prepare(article, targets=targets, glossary=glossary, glossary_names=glossary_names)
+        segments = self.translate_segments(prepared, range(len(prepared.doc.segments)), progress, deadline)
+        return self.assemble(prepared.doc, segments, prepared.targets, prepared.glossary_names)
+
+    def prepare(
+        self, article: Article, *, targets: Sequence[str], glossary: Glossary, glossary_names: Sequence[str] = ()
+    ) -> Prepared:
+        """Parse and segment `article` and protect its terms: everything before the model. Cheap and
+        deterministic, so a resumed job prepares again and translates only what is missing."""
+        rules = tuple(rule_for(v, self.rules) for v in targets)
         doc = parse(article, self.engine, self.settings)
         keys = itertools.count(1)
-        fragments = [build_fragment(s.text, s.inlines, glossary, keys) for s in doc.segments]
-        mt, redecoded = self._translate_fragments(fragments, progress, deadline)
-        segments = tuple(
-            self._align(seg, frag, mt, rules, doc.format, redecoded)
-            for seg, frag in zip(doc.segments, fragments, strict=True)
-        )
-        full_text = {rule.variant: self._assemble(doc, segments, rule.variant) for rule in rules}
+        fragments = tuple(build_fragment(s.text, s.inlines, glossary, keys) for s in doc.segments)
+        return Prepared(doc, fragments, rules, tuple(targets), tuple(glossary_names) or (glossary.name,))
+
+    def translate_segments(
+        self,
+        prepared: Prepared,
+        indices: Iterable[int],
+        progress: Progress | None = None,
+        deadline: float | None = None,
+    ) -> list[AlignedSegment]:
+        """The aligned segments at `indices` of a prepared document, decoded together."""
+        chosen = list(indices)
+        frags = [prepared.fragments[i] for i in chosen]
+        mt, redecoded = self._translate_fragments(frags, progress, deadline)
+        fmt = prepared.doc.format
+        return [
+            self._align(prepared.doc.segments[i], prepared.fragments[i], mt, prepared.rules, fmt, redecoded)
+            for i in chosen
+        ]
+
+    def assemble(
+        self,
+        doc: Document,
+        segments: Sequence[AlignedSegment],
+        targets: Sequence[str],
+        glossary_names: Sequence[str],
+    ) -> AlignedDocument:
+        """The aligned document from its structure and its segments (machine or human translated)."""
         return AlignedDocument(
             format=doc.format,
             variants=tuple(targets),
             blocks=doc.blocks,
-            segments=segments,
-            full_text=full_text,
+            segments=tuple(segments),
+            full_text={v: assemble_text(doc, segments, v) for v in targets},
             model=self.engine.name,
-            glossaries=tuple(glossary_names) or (glossary.name,),
+            glossaries=tuple(glossary_names),
         )
 
     # --- model ---------------------------------------------------------------------------------
@@ -264,12 +305,14 @@ class Pipeline:
             flags.append(Flag(loop.code, loop.reason + again))
         return [f for f in flags if f is not None]
 
-    def _assemble(self, doc: Document, segments: Sequence[AlignedSegment], variant: str) -> str:
-        by_block: dict[str, list[AlignedSegment]] = {b.id: [] for b in doc.blocks}
-        for seg in segments:
-            by_block[seg.block_id].append(seg)
-        inner = {block_id: _join_block(segs, variant, doc.format) for block_id, segs in by_block.items()}
-        return render(doc.format, doc.blocks, inner, tail=doc.tail, page=doc.html)
+
+def assemble_text(doc: Document, segments: Sequence[AlignedSegment], variant: str) -> str:
+    """One variant's full text, in the source's structure and format."""
+    by_block: dict[str, list[AlignedSegment]] = {b.id: [] for b in doc.blocks}
+    for seg in segments:
+        by_block[seg.block_id].append(seg)
+    inner = {block_id: _join_block(segs, variant, doc.format) for block_id, segs in by_block.items()}
+    return render(doc.format, doc.blocks, inner, tail=doc.tail, page=doc.html)
 
 
 def _identity(text: str) -> str:

@@ -3,12 +3,15 @@ the pipeline's dataclasses. The OpenAPI document is generated from these."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from glossary.terms import Glossary, Term
-from service.documents import AlignedDocument, SourceFormat
+from service.documents import AlignedDocument, AlignedSegment, SourceFormat
 
 
 class ArticleIn(BaseModel):
@@ -72,6 +75,9 @@ class SegmentOut(BaseModel):
     flags: list[FlagOut]
     origin: Literal["mt", "tm", "human", "rule"]
     status: Literal["draft", "needs_review", "approved"]
+    # Stored articles only: the version an edit must name, and variants edited by hand.
+    version: int | None = None
+    locked_variants: list[str] | None = None
 
 
 class BlockOut(BaseModel):
@@ -129,34 +135,40 @@ class Ready(BaseModel):
     device: str
 
 
-def aligned_to_response(doc: AlignedDocument) -> TranslateResponse:
+@dataclass(frozen=True)
+class SegmentState:
+    version: int
+    locked_variants: list[str]
+
+
+def segment_out(s: AlignedSegment, state: SegmentState | None = None) -> SegmentOut:
+    return SegmentOut(
+        id=s.id,
+        source=s.source,
+        ws_before=s.ws_before,
+        targets=s.targets,
+        terms=[
+            TermOut(
+                term_id=t.term_id,
+                source_text=t.source_text,
+                source_span=Span(start=t.source_start, end=t.source_end),
+                target_spans={v: (Span(start=sp.start, end=sp.end) if sp else None) for v, sp in t.targets.items()},
+                expected=t.expected,
+            )
+            for t in s.terms
+        ],
+        flags=[FlagOut(code=f.code, reason=f.reason, variant=f.variant) for f in s.flags],
+        origin=s.origin,  # type: ignore[arg-type]
+        status=s.status,  # type: ignore[arg-type]
+        version=state.version if state else None,
+        locked_variants=state.locked_variants if state else None,
+    )
+
+
+def aligned_to_response(doc: AlignedDocument, states: Mapping[str, SegmentState] | None = None) -> TranslateResponse:
     blocks = []
     for block in doc.blocks:
-        segments = [
-            SegmentOut(
-                id=s.id,
-                source=s.source,
-                ws_before=s.ws_before,
-                targets=s.targets,
-                terms=[
-                    TermOut(
-                        term_id=t.term_id,
-                        source_text=t.source_text,
-                        source_span=Span(start=t.source_start, end=t.source_end),
-                        target_spans={
-                            v: (Span(start=sp.start, end=sp.end) if sp else None) for v, sp in t.targets.items()
-                        },
-                        expected=t.expected,
-                    )
-                    for t in s.terms
-                ],
-                flags=[FlagOut(code=f.code, reason=f.reason, variant=f.variant) for f in s.flags],
-                origin=s.origin,  # type: ignore[arg-type]
-                status=s.status,  # type: ignore[arg-type]
-            )
-            for s in doc.segments
-            if s.block_id == block.id
-        ]
+        segments = [segment_out(s, states[s.id] if states else None) for s in doc.segments if s.block_id == block.id]
         blocks.append(BlockOut(id=block.id, kind=block.kind.value, level=block.level, segments=segments))
     return TranslateResponse(
         model=doc.model,
@@ -181,3 +193,161 @@ def term_info(term: Term) -> TermInfo:
 
 def glossary_out(glossary: Glossary) -> GlossaryOut:
     return GlossaryOut(name=glossary.name, terms=[term_info(t) for t in glossary.terms])
+
+
+# --- article jobs -------------------------------------------------------------------------------
+
+
+class ArticleSubmit(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "external_id": "cms-4711",
+                    "revision": "3",
+                    "title": "Abe and the alliance",
+                    "body": "<p>Abe Shinzo met John Kerry in Tokyo.</p>",
+                    "format": "html",
+                    "targets": ["zh-Hans", "zh-TW"],
+                    "callback_url": "https://cms.example.com/hooks/duiyi",
+                }
+            ]
+        },
+    )
+    external_id: str | None = Field(default=None, max_length=200, description="the CMS's id of the article")
+    revision: str | None = Field(
+        default=None, max_length=100, description="the CMS's revision; with external_id, makes resubmission safe"
+    )
+    title: str = ""
+    subtitle: str = ""
+    byline: str = ""
+    date: str = ""
+    body: str = ""
+    format: SourceFormat = SourceFormat.TEXT
+    targets: list[str] | None = Field(default=None, description="variants; default zh-Hans and zh-Hant")
+    glossaries: list[str] | None = Field(default=None, description="glossaries stacked in order; default news")
+    callback_url: str | None = Field(
+        default=None, max_length=2000, description="receives article.translated and article.approved"
+    )
+
+
+class JobProgress(BaseModel):
+    done: int = Field(description="segments translated")
+    total: int = Field(description="segments in the article; 0 until translation starts")
+
+
+class ArticleLinks(BaseModel):
+    self: str
+    deliveries: str
+    previous: str | None = None
+
+
+class ArticleJob(BaseModel):
+    id: str
+    status: Literal["queued", "translating", "translated", "in_review", "approved", "failed"]
+    failure: str | None = None
+    external_id: str | None
+    revision: str | None
+    previous_id: str | None = Field(description="the job of this external_id's previous revision")
+    newer_ids: list[str] = Field(description="jobs of later revisions")
+    progress: JobProgress
+    targets: list[str]
+    glossaries: list[str]
+    callback_url: str | None
+    model: str | None
+    reviewer: str | None
+    approved_by: str | None
+    approval_override: str | None
+    created_at: datetime
+    updated_at: datetime
+    translated_at: datetime | None
+    approved_at: datetime | None
+    links: ArticleLinks
+    document: TranslateResponse | None = Field(default=None, description="the aligned document, once translated")
+
+
+class ArticleList(BaseModel):
+    items: list[ArticleJob]
+    next_since: datetime | None = Field(description="pass as `since` to get what changed after this page")
+
+
+class DeliveryAttemptOut(BaseModel):
+    number: int
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    event: str
+    url: str
+    state: Literal["pending", "delivered", "failed"]
+    created_at: datetime
+    delivered_at: datetime | None
+    next_attempt_at: datetime | None
+    last_error: str | None
+    attempts: list[DeliveryAttemptOut]
+
+
+class SegmentEditIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    variant: str = Field(default="zh-Hans", description="zh-Hans regenerates the others; another variant locks it")
+    text: str = Field(max_length=20_000)
+    version: int = Field(description="the segment version this edit is based on")
+
+
+class SegmentApproveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int
+
+
+class ArticleApproveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    override: str | None = Field(
+        default=None, max_length=2000, description="why approve although segments still need review (recorded)"
+    )
+
+
+class ConflictBody(ErrorBody):
+    current: SegmentOut | None = Field(default=None, description="the segment as stored now")
+
+
+class ConflictResponse(BaseModel):
+    error: ConflictBody
+
+
+# --- API keys and glossary edits ---------------------------------------------------------------
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["cms", "translator", "admin"]
+    callback_url: str | None = Field(default=None, max_length=2000)
+
+
+class KeyOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    lookup: str = Field(description="the key's public part, as in duiyi_<lookup>_…")
+    callback_url: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="shown once; only its hash is stored")
+    webhook_secret: str = Field(description="verifies this key's webhooks (Duiyi-Signature)")
+
+
+class TermIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    forms: list[str] = Field(min_length=1)
+    targets: dict[str, str] = Field(default_factory=dict)
+    case_sensitive: bool | None = None
+    do_not_translate: bool = False
+    note: str = ""

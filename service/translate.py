@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from glossary.terms import VARIANTS, Glossary
 from service.config import Settings
 from service.documents import Article
-from service.glossaries import GlossaryStore
+from service.glossaries import Glossaries
 from service.schemas import TranslateRequest
 
 
@@ -44,7 +44,7 @@ def check_targets(targets: list[str] | None, settings: Settings) -> tuple[str, .
     return tuple(chosen)
 
 
-def prepare(request: TranslateRequest, settings: Settings, store: GlossaryStore) -> TranslateJob:
+def prepare(request: TranslateRequest, settings: Settings, store: Glossaries) -> TranslateJob:
     """Validate a request; raises InputError or UnknownGlossaryError."""
     if (request.text is None) == (request.article is None):
         raise InputError("invalid_request", "send exactly one of `text` or `article`")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy
 import uvicorn
 
 from glossary.terms import Glossary
@@ -113,7 +116,14 @@ def _free_port() -> int:
 
 @contextmanager
 def serve(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
-    """The real app under uvicorn on a free loopback port."""
+    """The real app under uvicorn on a free loopback port. Unless the settings say otherwise, with
+    a database of its own and authentication disabled (the auth tests turn it on)."""
+    defaults: dict[str, object] = {}
+    if "data_dir" not in settings.model_fields_set:
+        defaults["data_dir"] = Path(tempfile.mkdtemp(prefix="duiyi-data-"))
+    if "auth_disabled" not in settings.model_fields_set:
+        defaults["auth_disabled"] = True
+    settings = settings.model_copy(update=defaults)
     app = create_app(settings, engine)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -141,3 +151,49 @@ def server(
     settings = Settings(model=str(tiny_dirs[family]), engine=engine_kind, device="cpu", max_chars=20_000)
     with serve(settings, all_engines[(engine_kind, family)]) as live:
         yield live
+
+
+# --- databases: every storage and job test runs on SQLite and on PostgreSQL ----------------------
+
+POSTGRES_ADMIN_URL = os.environ.get("DUIYI_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+DATABASES = ("sqlite", "postgresql")
+
+
+@contextmanager
+def fresh_postgres() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped afterwards. Missing PostgreSQL fails
+    in CI (.ci/run starts it) and skips on a developer's machine."""
+    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"duiyi_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    except sqlalchemy.exc.OperationalError as exc:
+        admin.dispose()
+        message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc.orig}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    url = sqlalchemy.engine.make_url(POSTGRES_ADMIN_URL).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'duiyi.db'}"
+    else:
+        with fresh_postgres() as url:
+            yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with fresh_postgres() as url:
+        yield url

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 from starlette.types import ASGIApp
@@ -15,11 +16,17 @@ from models.engine import DecodeOptions, Engine
 from models.scheduler import BatchingEngine
 from service.api import errors
 from service.api.deps import Runtime
-from service.api.routes import glossaries, health, translate
+from service.api.routes import articles, health, keys, translate
+from service.api.routes import glossaries as glossaries_routes
+from service.auth import RateLimiter
 from service.config import Settings
-from service.glossaries import GlossaryStore
+from service.glossaries import DatabaseGlossaries, GlossaryStore
+from service.jobs.deliveries import Dispatcher
+from service.jobs.runner import RunnerPool
+from service.keys import list_keys
 from service.metrics import EngineMetrics
 from service.pipeline import Pipeline, PipelineSettings
+from service.storage.db import Database
 from service.variants import variant_rules
 
 log = logging.getLogger(__name__)
@@ -72,8 +79,9 @@ class _RequestGuard(BaseHTTPMiddleware):
 
 
 def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None = None) -> FastAPI:
-    """The app around a loaded engine. Its sentences from all requests meet in one engine worker
-    (models.scheduler.BatchingEngine), started here and stopped with the app."""
+    """The app around a loaded engine. Its sentences from all requests and jobs meet in one engine
+    worker (models.scheduler.BatchingEngine); the database is migrated, glossaries seeded, and the
+    job runners and webhook dispatcher started with the app and stopped with it."""
     metrics = EngineMetrics()
     batching = BatchingEngine(
         engine,
@@ -84,11 +92,32 @@ def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None =
         cache_size=settings.cache_size,
         observer=metrics,
     )
+    db = Database(settings.database)
+    db.migrate()
+    glossaries = DatabaseGlossaries(db)
+    added = glossaries.seed(store or GlossaryStore.load(settings.glossary_dir))
+    if added:
+        log.info("glossaries seeded from files: %s", ", ".join(added))
+    pipeline = build_pipeline(settings, batching)
+    dispatcher = Dispatcher(db, settings)
+    runners = RunnerPool(db, pipeline, settings, settings.runners, dispatcher) if settings.runners > 0 else None
+    if settings.auth_disabled:
+        log.warning("authentication is DISABLED (DUIYI_AUTH_DISABLED): every caller acts as an admin; local use only")
+    elif not list_keys(db):
+        log.warning("no API keys yet: create one with `duiyi keys create --role admin --name NAME`")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        dispatcher.start()
+        if runners is not None:
+            runners.start()
+        log.info("database %s; %d job runner(s) in this process", db.describe(), settings.runners)
         yield
+        if runners is not None:
+            await run_in_threadpool(runners.stop)
+        await run_in_threadpool(dispatcher.stop)
         batching.close()
+        db.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -98,14 +127,18 @@ def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None =
     )
     app.state.runtime = Runtime(
         settings=settings,
-        pipeline=build_pipeline(settings, batching),
+        pipeline=pipeline,
         engine=batching,
-        glossaries=store or GlossaryStore.load(settings.glossary_dir),
+        glossaries=glossaries,
         metrics=metrics,
+        db=db,
+        limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        dispatcher=dispatcher,
+        rules=pipeline.rules,
+        runners=runners,
     )
     app.add_middleware(_RequestGuard, max_bytes=settings.max_chars * 4 + 65_536)
     errors.install(app)
-    app.include_router(health.router)
-    app.include_router(translate.router)
-    app.include_router(glossaries.router)
+    for module in (health, translate, articles, glossaries_routes, keys):
+        app.include_router(module.router)
     return app

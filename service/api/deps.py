@@ -8,10 +8,15 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from models.scheduler import BatchingEngine
+from service.auth import RateLimiter
 from service.config import Settings
-from service.glossaries import GlossaryStore
+from service.glossaries import DatabaseGlossaries
+from service.jobs.deliveries import Dispatcher
+from service.jobs.runner import RunnerPool
 from service.metrics import EngineMetrics
 from service.pipeline import Pipeline
+from service.storage.db import Database
+from service.variants import VariantRule
 
 
 @dataclass
@@ -32,8 +37,14 @@ class Runtime:
     # Its engine is `engine`: every request's sentences meet in the engine worker's batches.
     pipeline: Pipeline
     engine: BatchingEngine
-    glossaries: GlossaryStore
+    glossaries: DatabaseGlossaries
     metrics: EngineMetrics
+    db: Database
+    limiter: RateLimiter
+    dispatcher: Dispatcher
+    rules: dict[str, VariantRule]
+    # None when DUIYI_RUNNERS=0 (separate `duiyi worker` processes translate the jobs).
+    runners: RunnerPool | None = None
     readiness: Readiness = field(default_factory=Readiness)
 
 

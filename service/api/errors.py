@@ -62,7 +62,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "too_large"}
+        codes = {
+            404: "not_found",
+            405: "method_not_allowed",
+            400: "bad_request",
+            413: "too_large",
+            415: "unsupported_media_type",
+        }
         return error_json(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
 
@@ -70,9 +76,14 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can return."""
     text = {
         400: "Malformed JSON or invalid UTF-8",
+        401: "No API key, or not a valid one",
+        403: "The API key's role may not do this",
         404: "Not found",
+        409: "Conflict: the resource changed (edit based on an old version) or is not in a state that allows this",
         413: "Input larger than the configured limit",
+        415: "The body's Content-Type is not one this endpoint reads",
         422: "Empty input, unknown variant or glossary, or another invalid field",
+        429: "Rate limit of this API key exceeded: retry after the Retry-After header's seconds",
         500: "Internal error",
         503: "Busy (the queue is full: retry after the Retry-After header's seconds) or, for /readyz, not ready",
         504: "The translation did not finish within the request timeout",

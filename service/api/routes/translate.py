@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Annotated
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
@@ -10,7 +11,10 @@ from models.engine import DeadlineExceeded
 from models.scheduler import QueueFull
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
+from service.api.security import AUTH_ERRORS, Requires
+from service.auth import Permission
 from service.glossaries import UnknownGlossaryError
+from service.jobs.articles import Principal
 from service.schemas import TranslateRequest, TranslateResponse, aligned_to_response
 from service.translate import InputError, prepare
 
@@ -20,10 +24,12 @@ router = APIRouter(prefix="/v1", tags=["translate"])
 @router.post(
     "/translate",
     response_model=TranslateResponse,
-    responses=responses(400, 413, 422, 500, 503, 504),
+    responses=responses(400, *AUTH_ERRORS, 413, 422, 500, 503, 504),
     summary="Translate a text or a structured article, synchronously",
 )
-async def translate(request: TranslateRequest, runtime: RuntimeDep) -> TranslateResponse:
+async def translate(
+    request: TranslateRequest, runtime: RuntimeDep, _: Annotated[Principal, Requires(Permission.TRANSLATE)]
+) -> TranslateResponse:
     try:
         job = prepare(request, runtime.settings, runtime.glossaries)
     except UnknownGlossaryError as exc:

@@ -1,0 +1,344 @@
+"""Article jobs over HTTP: submit, read, list, deliveries, and review (edit, approve)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy import select
+
+from service.api.deps import RuntimeDep
+from service.api.errors import ApiError, responses
+from service.api.security import AUTH_ERRORS, Requires
+from service.auth import Permission
+from service.documents import Article
+from service.glossaries import UnknownGlossaryError
+from service.jobs import review
+from service.jobs.articles import (
+    IdempotencyConflict,
+    InvalidTransition,
+    JobNotFound,
+    JobStatus,
+    Principal,
+    Submission,
+    TooManyJobs,
+    get_job,
+    list_jobs,
+    newer_revisions,
+    stored_document,
+    submit,
+)
+from service.jobs.codec import segment_from_row
+from service.schemas import (
+    ArticleApproveIn,
+    ArticleJob,
+    ArticleLinks,
+    ArticleList,
+    ArticleSubmit,
+    ConflictResponse,
+    DeliveryAttemptOut,
+    DeliveryOut,
+    JobProgress,
+    SegmentApproveIn,
+    SegmentEditIn,
+    SegmentOut,
+    SegmentState,
+    aligned_to_response,
+    segment_out,
+)
+from service.storage.db import Database
+from service.storage.tables import Delivery, DeliveryAttempt, Job, StoredSegment
+from service.translate import InputError
+from service.webhooks import CallbackRefused
+
+router = APIRouter(prefix="/v1/articles", tags=["articles"])
+
+Submitter = Annotated[Principal, Requires(Permission.ARTICLES_SUBMIT)]
+Reader = Annotated[Principal, Requires(Permission.ARTICLES_READ)]
+Editor = Annotated[Principal, Requires(Permission.SEGMENTS_EDIT)]
+Approver = Annotated[Principal, Requires(Permission.ARTICLES_APPROVE)]
+
+
+def _job_out(db: Database, job_id: str, *, with_document: bool = True) -> ArticleJob:
+    with db.session() as session:
+        job = get_job(session, job_id)
+        stored = stored_document(session, job) if with_document else None
+        newer = newer_revisions(session, job.id)
+    document = None
+    if stored is not None:
+        doc, states = stored
+        document = aligned_to_response(doc, {k: SegmentState(v, locked) for k, (v, locked) in states.items()})
+    return _summary(job, newer, document)
+
+
+def _summary(job: Job, newer: list[str], document: object = None) -> ArticleJob:
+    return ArticleJob(
+        id=job.id,
+        status=job.status,  # type: ignore[arg-type]
+        failure=job.failure,
+        external_id=job.external_id,
+        revision=job.revision,
+        previous_id=job.previous_job_id,
+        newer_ids=newer,
+        progress=JobProgress(done=job.segments_done, total=job.segments_total),
+        targets=list(job.targets),
+        glossaries=list(job.glossaries),
+        callback_url=job.callback_url,
+        model=job.model,
+        reviewer=job.reviewer,
+        approved_by=job.approved_by,
+        approval_override=job.approval_override,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        translated_at=job.translated_at,
+        approved_at=job.approved_at,
+        links=ArticleLinks(
+            self=f"/v1/articles/{job.id}",
+            deliveries=f"/v1/articles/{job.id}/deliveries",
+            previous=f"/v1/articles/{job.previous_job_id}" if job.previous_job_id else None,
+        ),
+        document=document,  # type: ignore[arg-type]
+    )
+
+
+def _not_found(exc: LookupError) -> ApiError:
+    return ApiError(404, "not_found", str(exc).strip("'\""))
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=ArticleJob,
+    responses={
+        200: {"model": ArticleJob, "description": "The same article was submitted before: its existing job"},
+        **responses(400, *AUTH_ERRORS, 413, 422, 503),
+    },
+    summary="Submit an article for translation (asynchronous)",
+)
+def submit_article(
+    body: ArticleSubmit,
+    runtime: RuntimeDep,
+    principal: Submitter,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> ArticleJob:
+    """202 with `Location` for a new job. Resubmitting with the same `Idempotency-Key`, or the same
+    `external_id` and `revision`, answers 200 with the existing job; a new revision of an
+    `external_id` makes a new job linked to the previous one (`previous_id`)."""
+    sub = Submission(
+        article=Article(body.body, body.format, body.title, body.subtitle, body.byline, body.date),
+        targets=body.targets,
+        glossaries=body.glossaries,
+        external_id=body.external_id,
+        revision=body.revision,
+        callback_url=body.callback_url,
+        idempotency_key=idempotency_key,
+    )
+    try:
+        job, created = submit(
+            runtime.db, sub, principal=principal, settings=runtime.settings, glossaries=runtime.glossaries
+        )
+    except InputError as exc:
+        raise ApiError(413 if exc.code == "too_large" else 422, exc.code, exc.message, valid=exc.valid) from None
+    except UnknownGlossaryError as exc:
+        raise ApiError(422, "unknown_glossary", str(exc), valid=exc.valid) from None
+    except CallbackRefused as exc:
+        raise ApiError(422, "callback_refused", str(exc)) from None
+    except IdempotencyConflict as exc:
+        raise ApiError(422, "idempotency_conflict", str(exc)) from None
+    except TooManyJobs as exc:
+        raise ApiError(
+            503, "busy", f"{exc}; retry after {exc.retry_after_s} s", headers={"Retry-After": str(exc.retry_after_s)}
+        ) from None
+    response.headers["Location"] = f"/v1/articles/{job.id}"
+    if created:
+        if runtime.runners is not None:
+            runtime.runners.notify()
+    else:
+        response.status_code = 200
+    return _job_out(runtime.db, job.id)
+
+
+@router.get(
+    "",
+    response_model=ArticleList,
+    responses=responses(*AUTH_ERRORS, 422),
+    summary="List article jobs, oldest change first",
+)
+def list_articles(
+    runtime: RuntimeDep,
+    _: Reader,
+    status: Annotated[list[JobStatus] | None, Query(description="only these states (repeatable)")] = None,
+    since: Annotated[datetime | None, Query(description="changed at or after this time (ISO 8601)")] = None,
+    external_id: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> ArticleList:
+    with runtime.db.session() as session:
+        jobs = list_jobs(session, statuses=status or (), since=since, external_id=external_id, limit=limit)
+        items = [_summary(j, newer_revisions(session, j.id)) for j in jobs]
+    return ArticleList(items=items, next_since=items[-1].updated_at if len(items) == limit else None)
+
+
+@router.get(
+    "/{job_id}",
+    response_model=ArticleJob,
+    responses=responses(*AUTH_ERRORS, 404),
+    summary="An article job: status, progress and, once translated, the aligned document",
+)
+def read_article(job_id: str, runtime: RuntimeDep, _: Reader) -> ArticleJob:
+    try:
+        return _job_out(runtime.db, job_id)
+    except JobNotFound as exc:
+        raise _not_found(exc) from None
+
+
+@router.get(
+    "/{job_id}/deliveries",
+    response_model=list[DeliveryOut],
+    responses=responses(*AUTH_ERRORS, 404),
+    summary="Webhook deliveries of a job, with every attempt",
+)
+def read_deliveries(job_id: str, runtime: RuntimeDep, _: Reader) -> list[DeliveryOut]:
+    with runtime.db.session() as session:
+        try:
+            get_job(session, job_id)
+        except JobNotFound as exc:
+            raise _not_found(exc) from None
+        deliveries = list(
+            session.scalars(select(Delivery).where(Delivery.job_id == job_id).order_by(Delivery.created_at))
+        )
+        attempts: dict[str, list[DeliveryAttemptOut]] = {d.id: [] for d in deliveries}
+        for a in session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id.in_(list(attempts)))
+            .order_by(DeliveryAttempt.number)
+        ):
+            attempts[a.delivery_id].append(
+                DeliveryAttemptOut(
+                    number=a.number, at=a.at, status_code=a.status_code, error=a.error, duration_ms=a.duration_ms
+                )
+            )
+    return [
+        DeliveryOut(
+            id=d.id,
+            event=d.event,
+            url=d.url,
+            state=d.state,  # type: ignore[arg-type]
+            created_at=d.created_at,
+            delivered_at=d.delivered_at,
+            next_attempt_at=d.next_attempt_at if d.state == "pending" else None,
+            last_error=d.last_error,
+            attempts=attempts[d.id],
+        )
+        for d in deliveries
+    ]
+
+
+def _segment_out(row: StoredSegment) -> SegmentOut:
+    return segment_out(segment_from_row(row), SegmentState(row.version, list(row.locked_variants)))
+
+
+def _review_errors(exc: Exception) -> Exception:
+    if isinstance(exc, JobNotFound | review.SegmentNotFound):
+        return _not_found(exc)
+    if isinstance(exc, InvalidTransition):
+        return ApiError(409, "invalid_state", str(exc))
+    if isinstance(exc, review.ApprovalBlocked):
+        return ApiError(409, "needs_review", str(exc))
+    return exc
+
+
+def _conflict(exc: review.VersionConflict) -> Response:
+    body = ConflictResponse.model_validate(
+        {"error": {"code": "version_conflict", "message": str(exc), "current": _segment_out(exc.current)}}
+    )
+    return Response(body.model_dump_json(), status_code=409, media_type="application/json")
+
+
+_SEGMENT_ERRORS = {
+    **responses(*AUTH_ERRORS, 404, 422),
+    409: {"model": ConflictResponse, "description": "Based on an old version (the body has the newer segment)"},
+}
+
+
+@router.patch(
+    "/{job_id}/segments/{segment_id}",
+    response_model=SegmentOut,
+    responses=_SEGMENT_ERRORS,
+    summary="Edit a segment's target (optimistic: name the version the edit is based on)",
+)
+def edit_segment(
+    job_id: str, segment_id: str, body: SegmentEditIn, runtime: RuntimeDep, principal: Editor
+) -> SegmentOut | Response:
+    try:
+        row = review.edit_segment(
+            runtime.db,
+            job_id,
+            segment_id,
+            variant=body.variant,
+            text=body.text,
+            version=body.version,
+            by=principal.name,
+            rules=runtime.rules,
+            qa=runtime.pipeline.settings.qa,
+        )
+    except review.VersionConflict as exc:
+        return _conflict(exc)
+    except KeyError:
+        raise ApiError(422, "unknown_variant", f"this article has no {body.variant!r} target") from None
+    except (JobNotFound, review.SegmentNotFound, InvalidTransition) as exc:
+        raise _review_errors(exc) from None
+    return _segment_out(row)
+
+
+@router.post(
+    "/{job_id}/segments/{segment_id}/approve",
+    response_model=SegmentOut,
+    responses=_SEGMENT_ERRORS,
+    summary="Approve one segment",
+)
+def approve_segment(
+    job_id: str, segment_id: str, body: SegmentApproveIn, runtime: RuntimeDep, principal: Approver
+) -> SegmentOut | Response:
+    try:
+        row = review.approve_segment(runtime.db, job_id, segment_id, version=body.version, by=principal.name)
+    except review.VersionConflict as exc:
+        return _conflict(exc)
+    except (JobNotFound, review.SegmentNotFound, InvalidTransition) as exc:
+        raise _review_errors(exc) from None
+    return _segment_out(row)
+
+
+@router.post(
+    "/{job_id}/review",
+    response_model=ArticleJob,
+    responses=responses(*AUTH_ERRORS, 404, 409),
+    summary="Start reviewing a translated article (records the reviewer)",
+)
+def start_review(job_id: str, runtime: RuntimeDep, principal: Editor) -> ArticleJob:
+    try:
+        review.start_review(runtime.db, job_id, principal.name)
+    except (JobNotFound, InvalidTransition) as exc:
+        raise _review_errors(exc) from None
+    return _job_out(runtime.db, job_id, with_document=False)
+
+
+@router.post(
+    "/{job_id}/approve",
+    response_model=ArticleJob,
+    responses=responses(*AUTH_ERRORS, 404, 409, 422),
+    summary="Approve the article (fires article.approved)",
+)
+def approve_article(
+    job_id: str, runtime: RuntimeDep, principal: Approver, body: ArticleApproveIn | None = None
+) -> ArticleJob:
+    """Refused (409) while a segment needs review, unless `override` says why (recorded)."""
+    try:
+        review.approve_article(
+            runtime.db, job_id, by=principal.name, override=body.override if body else None, settings=runtime.settings
+        )
+    except (JobNotFound, InvalidTransition, review.ApprovalBlocked) as exc:
+        raise _review_errors(exc) from None
+    runtime.dispatcher.wake()
+    return _job_out(runtime.db, job_id, with_document=False)

@@ -1,0 +1,59 @@
+"""Access checks, in one place: who is calling (an API key, as `Authorization: Bearer KEY`), may
+their role do this, and are they within their rate limit. Routes declare what they need with
+`Requires(Permission.X)` and receive the caller's Principal."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import Depends, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import RuntimeDep
+from service.api.errors import ApiError
+from service.auth import ROLE_PERMISSIONS, Permission, Role, key_lookup, roles_with
+from service.jobs.articles import Principal
+from service.keys import authenticate
+
+_bearer = HTTPBearer(auto_error=False, description="An API key made with `duiyi keys create`")
+LOCAL = Principal(key_id=None, name="local", role=Role.ADMIN)
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def Requires(permission: Permission) -> Any:
+    async def check(
+        runtime: RuntimeDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+    ) -> Principal:
+        if runtime.settings.auth_disabled:
+            return LOCAL
+        if credentials is None:
+            raise _unauthorized("send an API key as `Authorization: Bearer KEY` (make one with `duiyi keys create`)")
+        key = credentials.credentials
+        lookup = key_lookup(key)
+        row = await run_in_threadpool(authenticate, runtime.db, lookup, key) if lookup else None
+        if row is None:
+            raise _unauthorized("the API key is not valid (mistyped, or revoked)")
+        role = Role(row.role)
+        if permission not in ROLE_PERMISSIONS[role]:
+            allowed = ", ".join(r.value for r in roles_with(permission))
+            raise ApiError(403, "forbidden", f"role {role.value} may not {permission.value}; this needs: {allowed}")
+        wait = runtime.limiter.check(lookup or "")
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many requests for this API key; retry after {retry} s",
+                headers={"Retry-After": str(retry)},
+            )
+        return Principal(key_id=row.id, name=row.name, role=role, callback_url=row.callback_url)
+
+    return Depends(check)
+
+
+AUTH_ERRORS = (401, 403, 429)

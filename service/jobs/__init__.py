@@ -1,0 +1,1 @@
+"""Article jobs: submission, the runners that translate them, review and approval, webhooks."""

@@ -1,0 +1,299 @@
+"""Article jobs: submission (idempotent, revisions linked), reading, listing and the state machine.
+
+    queued ──▶ translating ──▶ translated ──▶ in_review ──▶ approved
+                   │
+                   └──▶ failed (with a reason)
+
+A runner moves queued → translating → translated (`service.jobs.runner`); people move a job on
+through review (`service.jobs.review`). Every state change that a client may care about writes
+its webhook delivery in the same transaction (`service.jobs.deliveries`), so none is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.auth import Role
+from service.config import Settings
+from service.documents import AlignedDocument, Article, SourceFormat
+from service.glossaries import Glossaries
+from service.jobs.codec import document_from_json, segment_from_row, term_to_json
+from service.pipeline import assemble_text
+from service.storage.db import Database
+from service.storage.tables import Job, StoredArticle, StoredSegment, utcnow
+from service.translate import InputError, check_targets
+from service.webhooks import CallbackRefused, check_callback_url
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    TRANSLATING = "translating"
+    TRANSLATED = "translated"
+    IN_REVIEW = "in_review"
+    APPROVED = "approved"
+    FAILED = "failed"
+
+
+# Which states a job may move to from each state.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.TRANSLATING, JobStatus.FAILED}),
+    # Back to queued: a runner shutting down hands its job back.
+    JobStatus.TRANSLATING: frozenset({JobStatus.TRANSLATED, JobStatus.FAILED, JobStatus.QUEUED}),
+    JobStatus.TRANSLATED: frozenset({JobStatus.IN_REVIEW, JobStatus.APPROVED}),
+    JobStatus.IN_REVIEW: frozenset({JobStatus.APPROVED}),
+    # Reopened when a translator edits an approved article.
+    JobStatus.APPROVED: frozenset({JobStatus.IN_REVIEW}),
+    JobStatus.FAILED: frozenset(),
+}
+DONE_TRANSLATING = (JobStatus.TRANSLATED, JobStatus.IN_REVIEW, JobStatus.APPROVED)
+
+
+class InvalidTransition(Exception):
+    def __init__(self, job: Job, to: JobStatus) -> None:
+        super().__init__(f"article {job.id} is {job.status}; it cannot become {to.value} from there")
+
+
+def move(job: Job, to: JobStatus) -> None:
+    """Change a job's state, refusing moves the state machine does not have."""
+    if to not in TRANSITIONS[JobStatus(job.status)]:
+        raise InvalidTransition(job, to)
+    job.status = to.value
+    job.updated_at = utcnow()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an API key, or the local user when authentication is disabled."""
+
+    key_id: int | None
+    name: str
+    role: Role
+    callback_url: str | None = None
+
+    @property
+    def owner(self) -> str:
+        return f"key:{self.key_id}" if self.key_id is not None else "local"
+
+
+@dataclass(frozen=True)
+class Submission:
+    article: Article
+    targets: list[str] | None = None
+    glossaries: list[str] | None = None
+    external_id: str | None = None
+    revision: str | None = None
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        """What makes two submissions the same request (the idempotency key aside)."""
+        a = self.article
+        data = [a.body, a.format.value, a.title, a.subtitle, a.byline, a.date, self.targets, self.glossaries]
+        data += [self.external_id, self.revision, self.callback_url]
+        return hashlib.sha256(json.dumps(data, ensure_ascii=False).encode()).hexdigest()
+
+
+class IdempotencyConflict(Exception):
+    """The same idempotency key (or external_id + revision) with a different request."""
+
+
+class TooManyJobs(Exception):
+    def __init__(self, pending: int, limit: int, retry_after_s: int) -> None:
+        super().__init__(f"{pending:,} articles are waiting to be translated (the limit is {limit:,})")
+        self.retry_after_s = retry_after_s
+
+
+class JobNotFound(LookupError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no article job {job_id!r}")
+
+
+def _existing(session: Session, sub: Submission, owner: str) -> Job | None:
+    if sub.idempotency_key:
+        job = session.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == sub.idempotency_key))
+        if job is not None:
+            return job
+    if sub.external_id and sub.revision is not None:
+        return session.scalar(
+            select(Job).where(Job.owner == owner, Job.external_id == sub.external_id, Job.revision == sub.revision)
+        )
+    return None
+
+
+def _same_or_conflict(job: Job, sub: Submission) -> Job:
+    if job.request_hash != sub.fingerprint():
+        what = (
+            f"Idempotency-Key {sub.idempotency_key!r}"
+            if sub.idempotency_key and job.idempotency_key == sub.idempotency_key
+            else f"external_id {sub.external_id!r} revision {sub.revision!r}"
+        )
+        raise IdempotencyConflict(
+            f"{what} was already used for article {job.id} with different content; "
+            "use a new key (or a new revision) for a different request"
+        )
+    return job
+
+
+def check_article(article: Article, settings: Settings) -> None:
+    fields = (article.body, article.title, article.subtitle, article.byline, article.date)
+    if not any(x.strip() for x in fields):
+        raise InputError("empty_input", "there is no text to translate")
+    size = sum(len(x) for x in fields)
+    if size > settings.max_chars:
+        raise InputError(
+            "too_large",
+            f"the article has {size:,} characters; the limit is {settings.max_chars:,} "
+            "(split the article, or raise DUIYI_MAX_CHARS)",
+        )
+
+
+def submit(
+    db: Database, sub: Submission, *, principal: Principal, settings: Settings, glossaries: Glossaries
+) -> tuple[Job, bool]:
+    """The job for `sub` and whether it was created now (False: a resubmission of an existing one).
+
+    Raises InputError (bad article or targets), UnknownGlossaryError, CallbackRefused,
+    IdempotencyConflict or TooManyJobs; nothing is stored then.
+    """
+    owner = principal.owner
+    with db.session() as session:
+        found = _existing(session, sub, owner)
+        if found is not None:
+            return _same_or_conflict(found, sub), False
+
+    check_article(sub.article, settings)
+    targets = check_targets(sub.targets, settings)
+    names = list(sub.glossaries if sub.glossaries is not None else settings.default_glossaries)
+    glossary = glossaries.stacked(names) if names else None
+    callback = sub.callback_url or principal.callback_url
+    if callback:
+        check_callback_url(
+            callback, allowed_hosts=settings.webhook_allowed_hosts, allow_private=settings.webhook_allow_private
+        )
+        if principal.key_id is None and not settings.webhook_secret:
+            raise CallbackRefused("webhooks must be signed: set DUIYI_WEBHOOK_SECRET (authentication is disabled)")
+
+    try:
+        with db.session() as session:
+            pending = session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.status.in_([JobStatus.QUEUED.value, JobStatus.TRANSLATING.value]))
+            )
+            if (pending or 0) >= settings.max_pending_jobs:
+                raise TooManyJobs(pending or 0, settings.max_pending_jobs, retry_after_s=30)
+            previous = None
+            if sub.external_id:
+                previous = session.scalar(
+                    select(Job.id)
+                    .where(Job.owner == owner, Job.external_id == sub.external_id)
+                    .order_by(Job.created_at.desc())
+                    .limit(1)
+                )
+            a = sub.article
+            stored = StoredArticle(
+                external_id=sub.external_id,
+                revision=sub.revision,
+                format=a.format.value,
+                title=a.title,
+                subtitle=a.subtitle,
+                byline=a.byline,
+                date=a.date,
+                body=a.body,
+            )
+            session.add(stored)
+            session.flush()
+            job = Job(
+                id=str(uuid.uuid4()),
+                article_id=stored.id,
+                owner=owner,
+                api_key_id=principal.key_id,
+                idempotency_key=sub.idempotency_key,
+                request_hash=sub.fingerprint(),
+                external_id=sub.external_id,
+                revision=sub.revision,
+                previous_job_id=previous,
+                status=JobStatus.QUEUED.value,
+                targets=list(targets),
+                glossaries=names,
+                glossary_terms=[term_to_json(t) for t in glossary.terms] if glossary else [],
+                callback_url=callback,
+            )
+            session.add(job)
+        return job, True
+    except IntegrityError:
+        # Two identical submissions raced; the other one's insert won. Answer with its job.
+        with db.session() as session:
+            found = _existing(session, sub, owner)
+            if found is None:
+                raise
+            return _same_or_conflict(found, sub), False
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+def article_of(session: Session, job: Job) -> Article:
+    row = session.get(StoredArticle, job.article_id)
+    assert row is not None  # a foreign key guarantees it
+    return Article(row.body, SourceFormat(row.format), row.title, row.subtitle, row.byline, row.date)
+
+
+def newer_revisions(session: Session, job_id: str) -> list[str]:
+    return list(session.scalars(select(Job.id).where(Job.previous_job_id == job_id).order_by(Job.created_at)))
+
+
+def list_jobs(
+    session: Session,
+    *,
+    statuses: Sequence[JobStatus] = (),
+    since: datetime | None = None,
+    external_id: str | None = None,
+    limit: int = 50,
+) -> list[Job]:
+    """Jobs in the order they last changed (oldest first), so a client polling with `since` set to
+    the last `updated_at` it saw misses nothing."""
+    query = select(Job)
+    if statuses:
+        query = query.where(Job.status.in_([s.value for s in statuses]))
+    if since is not None:
+        query = query.where(Job.updated_at >= since)
+    if external_id is not None:
+        query = query.where(Job.external_id == external_id)
+    return list(session.scalars(query.order_by(Job.updated_at, Job.id).limit(limit)))
+
+
+def stored_document(session: Session, job: Job) -> tuple[AlignedDocument, dict[str, tuple[int, list[str]]]] | None:
+    """The job's aligned document as stored now (with people's edits), and each segment's version
+    and locked variants; None until translation has finished."""
+    if JobStatus(job.status) not in DONE_TRANSLATING or job.document is None:
+        return None
+    rows = list(
+        session.scalars(select(StoredSegment).where(StoredSegment.job_id == job.id).order_by(StoredSegment.position))
+    )
+    doc = document_from_json(job.document)
+    segments = tuple(segment_from_row(r) for r in rows)
+    aligned = AlignedDocument(
+        format=doc.format,
+        variants=tuple(job.targets),
+        blocks=doc.blocks,
+        segments=segments,
+        full_text={v: assemble_text(doc, segments, v) for v in job.targets},
+        model=job.model or "",
+        glossaries=tuple(job.glossaries),
+    )
+    return aligned, {r.id: (r.version, list(r.locked_variants)) for r in rows}

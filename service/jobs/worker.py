@@ -1,0 +1,61 @@
+"""`duiyi worker`: job runners and a webhook dispatcher without the HTTP API, for scaling the
+translation of articles out over processes and machines that share one PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from models.engine import Engine
+from models.scheduler import BatchingEngine
+from service.config import Settings
+from service.jobs.deliveries import Dispatcher
+from service.jobs.runner import RunnerPool
+from service.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings, engine: Engine, stop: threading.Event, *, runners: int | None = None) -> None:
+    """Translate jobs until `stop` is set; then finish the chunk in hand and hand unfinished jobs back."""
+    from service.api.app import build_pipeline
+
+    db = Database(settings.database)
+    db.migrate()
+    batching = BatchingEngine(
+        engine,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_batch_size=settings.max_batch_size,
+        max_queue=settings.max_queue,
+        max_wait_s=settings.max_wait_ms / 1000,
+        cache_size=settings.cache_size,
+    )
+    pipeline = build_pipeline(settings, batching)
+    dispatcher = Dispatcher(db, settings)
+    count = runners if runners is not None else max(1, settings.runners)
+    pool = RunnerPool(db, pipeline, settings, count, dispatcher)
+    dispatcher.start()
+    pool.start()
+    log.info("worker: %d runner(s) on %s", count, db.describe())
+    try:
+        stop.wait()
+    finally:
+        log.info("worker: stopping; unfinished jobs go back to the queue")
+        pool.stop()
+        dispatcher.stop()
+        batching.close()
+        db.close()
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (the main thread must call this)."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("worker: received signal %d", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
