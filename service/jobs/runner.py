@@ -160,9 +160,7 @@ class JobRunner:
             article = article_of(session, job)
             glossary = glossary_from_json("+".join(job.glossaries) or "none", job.glossary_terms)
             targets, names = list(job.targets), list(job.glossaries)
-            rows = session.execute(
-                select(StoredSegment.id, StoredSegment.source).where(StoredSegment.job_id == job_id)
-            )
+            rows = session.execute(select(StoredSegment.id, StoredSegment.source).where(StoredSegment.job_id == job_id))
             saved = {seg_id: source for seg_id, source in rows}
         prepared = self.pipeline.prepare(article, targets=targets, glossary=glossary, glossary_names=names)
         segments = prepared.doc.segments
