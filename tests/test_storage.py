@@ -1,0 +1,111 @@
+"""The database layer on SQLite and PostgreSQL: migrations build exactly the tables the code
+declares, times come back as aware UTC, and glossary edits made through the API persist."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from models.engine import Engine
+from service.config import Settings
+from service.glossaries import DatabaseGlossaries, GlossaryStore
+from service.storage.db import Database
+from service.storage.tables import Base, Job, StoredArticle
+from tests.conftest import serve
+
+
+def test_migrations_match_the_tables(database_url: str) -> None:
+    db = Database(database_url)
+    db.migrate()
+    db.migrate()  # a second run is a no-op
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        tables = set(inspect(conn).get_table_names())
+    assert diff == []
+    assert set(Base.metadata.tables) <= tables
+    db.close()
+
+
+def test_times_are_aware_utc(database_url: str) -> None:
+    db = Database(database_url)
+    db.migrate()
+    local = datetime(2026, 1, 2, 12, 0, tzinfo=UTC).astimezone()
+    with db.session() as session:
+        article = StoredArticle(format="text", body="x")
+        session.add(article)
+        session.flush()
+        session.add(
+            Job(
+                id="j1",
+                article_id=article.id,
+                owner="local",
+                request_hash="h",
+                targets=["zh-Hans"],
+                glossaries=[],
+                glossary_terms=[],
+                lease_until=local + timedelta(hours=1),
+            )
+        )
+    with db.session() as session:
+        job = session.get(Job, "j1")
+        assert job is not None and job.lease_until is not None
+        assert job.lease_until.tzinfo is not None
+        assert job.lease_until == datetime(2026, 1, 2, 13, 0, tzinfo=UTC)
+    db.close()
+
+
+def test_glossary_seed_never_overwrites_edits(database_url: str) -> None:
+    db = Database(database_url)
+    db.migrate()
+    glossaries = DatabaseGlossaries(db)
+    files = GlossaryStore.load()
+    assert "news" in glossaries.seed(files)
+    shipped = glossaries.get("news")
+    term = next(t for t in shipped.terms if t.id == "putin")
+    assert glossaries.delete_term("news", term.id, by="t")
+    assert glossaries.seed(files) == []  # already there: the edit stands
+    assert "putin" not in {t.id for t in glossaries.get("news").terms}
+    # Another process (another handle) sees the edit at once.
+    other = DatabaseGlossaries(Database(database_url))
+    assert len(other.get("news").terms) == len(shipped.terms) - 1
+    db.close()
+
+
+CSV = "id,en,zh-Hans,zh-TW,note\nnhk,NHK,日本广播协会,日本放送協會,broadcaster\n"
+
+
+def test_glossary_edits_through_the_api_persist(
+    database_url: str, tiny_dirs: dict[str, Path], engines: dict[str, Engine]
+) -> None:
+    settings = Settings(model=str(tiny_dirs["marian"]), device="cpu", database_url=database_url, runners=0)
+    with serve(settings, engines["marian"]) as live:
+        c = live.client
+        r = c.put("/v1/glossaries/outlet-tw", content=CSV, headers={"Content-Type": "text/csv"})
+        assert r.status_code == 201, r.text
+        assert c.put("/v1/glossaries/outlet-tw", content=CSV, headers={"Content-Type": "text/csv"}).status_code == 200
+        term = {"forms": ["Vladimir Putin", "Putin"], "targets": {"zh-Hans": "普京", "zh-TW": "蒲亭"}}
+        assert c.put("/v1/glossaries/outlet-tw/terms/putin-tw", json=term).status_code == 201
+        bad = c.put("/v1/glossaries/outlet-tw/terms/x", json={"forms": ["X"], "targets": {"zh-XX": "x"}})
+        assert bad.status_code == 422
+        assert (
+            c.put("/v1/glossaries/broken", content="what,ever\n1,2\n", headers={"Content-Type": "text/csv"}).status_code
+            == 422
+        )
+        assert c.put("/v1/glossaries/x", json={"a": 1}).status_code == 415
+        assert c.delete("/v1/glossaries/news/terms/no-such-term").status_code == 404
+    # A new process on the same database: the edits are there, and they translate.
+    with serve(settings, engines["marian"]) as live:
+        g = live.client.get("/v1/glossaries/outlet-tw").json()
+        assert {t["id"] for t in g["terms"]} == {"nhk", "putin-tw"}
+        csv = live.client.get("/v1/glossaries/outlet-tw/csv")
+        assert csv.headers["content-type"].startswith("text/csv") and "日本放送協會" in csv.text
+        r = live.client.post(
+            "/v1/translate",
+            json={"text": "Putin spoke to NHK.", "targets": ["zh-TW"], "glossaries": ["news", "outlet-tw"]},
+        ).json()
+        terms = {t["term_id"]: t["expected"]["zh-TW"] for b in r["blocks"] for s in b["segments"] for t in s["terms"]}
+        assert terms == {"putin-tw": "蒲亭", "nhk": "日本放送協會"}

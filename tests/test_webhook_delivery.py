@@ -1,0 +1,202 @@
+"""Webhooks end to end: the service's dispatcher posts signed events to a real receiver on
+loopback; a receiver that fails twice gets the event on the third attempt; a callback to a host
+outside the allow-list, or to a private address without permission, is refused at submission."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from models.engine import Engine
+from service.auth import Role
+from service.config import Settings
+from service.keys import create_key
+from service.storage.db import Database
+from service.webhooks import DELIVERY_HEADER, EVENT_HEADER, verify
+from tests.conftest import LiveServer, serve
+
+
+@dataclass
+class Receiver:
+    url: str
+    # Status codes to answer in turn; 200 once they run out.
+    script: list[int] = field(default_factory=list)
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    def wait(self, count: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            assert time.monotonic() < deadline, f"got {len(self.received)} webhook(s), expected {count}"
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.received.append((dict(self.headers.items()), body))
+            status = state.script.pop(0) if state.script else 200
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/duiyi"
+    yield state
+    server.shutdown()
+
+
+@pytest.fixture
+def hooked(
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path
+) -> Iterator[tuple[LiveServer, dict[str, tuple[str, str]]]]:
+    """The service with keys on, callbacks allowed to loopback (explicitly), fast retries."""
+    url = f"sqlite:///{tmp_path / 'duiyi.db'}"
+    db = Database(url)
+    db.migrate()
+    keys = {}
+    for role in (Role.CMS, Role.TRANSLATOR):
+        made = create_key(db, name=role.value, role=role)
+        keys[role.value] = (made.key, made.row.webhook_secret)
+    db.close()
+    settings = Settings(
+        model=str(tiny_dirs["marian"]),
+        device="cpu",
+        database_url=url,
+        auth_disabled=False,
+        webhook_allowed_hosts=["127.0.0.1"],
+        webhook_allow_private=True,
+        webhook_backoff_base_s=0.05,
+        webhook_backoff_cap_s=0.2,
+        job_poll_s=0.05,
+    )
+    with serve(settings, engines["marian"]) as live:
+        yield live, keys
+
+
+def auth(keys: dict[str, tuple[str, str]], role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {keys[role][0]}"}
+
+
+def submit(live: LiveServer, keys: dict[str, tuple[str, str]], callback: str) -> str:
+    r = live.client.post(
+        "/v1/articles", json={"body": "Abe Shinzo met John Kerry.", "callback_url": callback}, headers=auth(keys, "cms")
+    )
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+def test_signed_article_translated(hooked: tuple[LiveServer, dict[str, tuple[str, str]]], receiver: Receiver) -> None:
+    live, keys = hooked
+    job_id = submit(live, keys, receiver.url)
+    receiver.wait(1)
+    headers, body = receiver.received[0]
+    secret = keys["cms"][1]
+    assert verify(secret, headers, body)
+    assert not verify(keys["translator"][1], headers, body)  # another key's secret does not verify
+    event = json.loads(body)
+    assert headers[EVENT_HEADER] == event["event"] == "article.translated"
+    assert event["article"]["id"] == job_id and event["article"]["status"] == "translated"
+    assert event["article"]["links"]["article"] == f"/v1/articles/{job_id}"
+    assert live.client.get(f"/v1/articles/{job_id}", headers=auth(keys, "cms")).json()["status"] == "translated"
+    deliveries = live.client.get(f"/v1/articles/{job_id}/deliveries", headers=auth(keys, "cms")).json()
+    assert len(deliveries) == 1
+    assert deliveries[0]["state"] == "delivered" and deliveries[0]["id"] == headers[DELIVERY_HEADER]
+    assert [a["status_code"] for a in deliveries[0]["attempts"]] == [200]
+
+    # Approval fires article.approved, signed with the submitting key's secret.
+    live.client.post(f"/v1/articles/{job_id}/approve", json={"override": "test"}, headers=auth(keys, "translator"))
+    receiver.wait(2)
+    headers, body = receiver.received[1]
+    assert verify(secret, headers, body)
+    assert json.loads(body)["event"] == "article.approved"
+    assert json.loads(body)["article"]["status"] == "approved"
+
+
+def test_retries_until_the_receiver_answers(
+    hooked: tuple[LiveServer, dict[str, tuple[str, str]]], receiver: Receiver
+) -> None:
+    live, keys = hooked
+    receiver.script = [503, 500]
+    job_id = submit(live, keys, receiver.url)
+    receiver.wait(3)
+    ids = {h[DELIVERY_HEADER] for h, _ in receiver.received}
+    assert len(ids) == 1  # the same delivery, retried; a receiver can drop duplicates by id
+    assert all(verify(keys["cms"][1], h, b) for h, b in receiver.received)
+    deadline = time.monotonic() + 10
+    while True:
+        delivery = live.client.get(f"/v1/articles/{job_id}/deliveries", headers=auth(keys, "cms")).json()[0]
+        if delivery["state"] == "delivered" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert delivery["state"] == "delivered"
+    assert [a["status_code"] for a in delivery["attempts"]] == [503, 500, 200]
+    assert [a["number"] for a in delivery["attempts"]] == [1, 2, 3]
+    assert delivery["attempts"][0]["error"] == "HTTP 503"
+
+
+def test_gives_up_after_the_limit_and_records_it(
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = Settings(
+        model=str(tiny_dirs["marian"]),
+        device="cpu",
+        database_url=f"sqlite:///{tmp_path / 'duiyi.db'}",
+        webhook_allowed_hosts=["127.0.0.1"],
+        webhook_allow_private=True,
+        webhook_secret="local-secret",
+        webhook_backoff_base_s=0.01,
+        webhook_max_attempts=3,
+        job_poll_s=0.05,
+    )
+    receiver.script = [500] * 10
+    with serve(settings, engines["marian"]) as live:
+        job_id = live.client.post("/v1/articles", json={"body": "Hello.", "callback_url": receiver.url}).json()["id"]
+        receiver.wait(3)
+        time.sleep(0.5)
+        delivery = live.client.get(f"/v1/articles/{job_id}/deliveries").json()[0]
+    assert len(receiver.received) == 3
+    assert delivery["state"] == "failed" and len(delivery["attempts"]) == 3
+    assert verify("local-secret", *receiver.received[0])
+
+
+@pytest.mark.parametrize(
+    ("callback", "allow_private", "words"),
+    [
+        ("https://hooks.evil.example/x", True, "DUIYI_WEBHOOK_ALLOWED_HOSTS"),
+        ("http://127.0.0.1:9/hook", False, "DUIYI_WEBHOOK_ALLOW_PRIVATE"),
+        ("ftp://127.0.0.1/hook", True, "http"),
+    ],
+)
+def test_disallowed_callbacks_refused_at_submission(
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], callback: str, allow_private: bool, words: str
+) -> None:
+    settings = Settings(
+        model=str(tiny_dirs["marian"]),
+        device="cpu",
+        webhook_allowed_hosts=["127.0.0.1"],
+        webhook_allow_private=allow_private,
+        webhook_secret="s",
+        runners=0,
+    )
+    with serve(settings, engines["marian"]) as live:
+        r = live.client.post("/v1/articles", json={"body": "Hello.", "callback_url": callback})
+        assert r.status_code == 422
+        assert r.json()["error"]["code"] == "callback_refused"
+        assert words in r.json()["error"]["message"]
+        assert live.client.get("/v1/articles").json()["items"] == []
