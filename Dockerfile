@@ -1,5 +1,7 @@
 # duiyi on one NVIDIA GPU (CPU works too). Build: docker build -t duiyi .
-# Run:   docker run --gpus all -p 8000:8000 -v duiyi-models:/models duiyi
+# Run:   docker run --gpus all -p 8000:8000 -v duiyi-models:/models -v duiyi-data:/data duiyi
+# /data holds the embedded SQLite database (jobs, segments, keys, glossaries); with PostgreSQL
+# (DUIYI_DATABASE_URL) it stays empty. API keys: docker exec CONTAINER duiyi keys create ...
 # The default model downloads into the /models volume on the first start (allow a few minutes);
 # mount a directory holding a model and set DUIYI_MODEL=/models/NAME to run offline.
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
@@ -17,8 +19,8 @@ RUN apt-get update \
 
 RUN groupadd --system --gid 10001 duiyi \
     && useradd --system --uid 10001 --gid duiyi --create-home --home-dir /home/duiyi duiyi \
-    && mkdir -p /models /app \
-    && chown duiyi:duiyi /models
+    && mkdir -p /models /data /app \
+    && chown duiyi:duiyi /models /data
 
 WORKDIR /app
 # torch first, in its own layer: it is large and changes rarely.
@@ -33,8 +35,9 @@ RUN /opt/venv/bin/pip install .
 USER 10001:10001
 ENV PATH=/opt/venv/bin:$PATH \
     DUIYI_HOST=0.0.0.0 \
-    DUIYI_PORT=8000
-VOLUME ["/models"]
+    DUIYI_PORT=8000 \
+    DUIYI_DATA_DIR=/data
+VOLUME ["/models", "/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --retries=3 \
     CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]

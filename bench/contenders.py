@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -264,9 +266,18 @@ def http_concurrent(
     import uvicorn
 
     from service.api.app import create_app
+    from service.auth import Role
     from service.config import Settings
+    from service.keys import create_key
+    from service.storage.db import Database
 
+    # As deployed: API keys on (each request is authenticated against the database), a database of
+    # its own, no job runners, and no rate limit (it would measure the limit, not the service).
+    data_dir = Path(tempfile.mkdtemp(prefix="duiyi-bench-"))
     settings = Settings(
+        data_dir=data_dir,
+        runners=0,
+        rate_limit_per_minute=0,
         model=str(model_dir),
         device=device,
         beam_size=beam,
@@ -278,6 +289,9 @@ def http_concurrent(
         max_length_extra=PIN_EXTRA,
     )
     app = create_app(settings, engine)
+    db = Database(settings.database)
+    key = create_key(db, name="bench", role=Role.CMS).key
+    db.close()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -286,7 +300,8 @@ def http_concurrent(
     port = server.servers[0].sockets[0].getsockname()[1]
     limits = httpx.Limits(max_connections=concurrency)
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600, limits=limits) as client:
+        auth = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600, limits=limits, headers=auth) as client:
 
             def tokens_so_far() -> float:
                 text = client.get("/metrics").text
@@ -305,3 +320,4 @@ def http_concurrent(
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -28,7 +28,7 @@ def test_dockerfile_shape() -> None:
     )
     assert "USER 10001:10001" in text
     assert "HEALTHCHECK" in text and "/healthz" in text
-    assert 'VOLUME ["/models"]' in text and "HF_HOME=/models" in text
+    assert 'VOLUME ["/models", "/data"]' in text and "HF_HOME=/models" in text and "DUIYI_DATA_DIR=/data" in text
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -162,3 +162,48 @@ def test_two_runners_never_translate_the_same_job(
         assert len(takers) == 1, f"job {job_id} was translated by runners {takers}"
         assert all(by_runner[takers[0]][s] == 1 for s in body)
         assert job_state(db, job_id)[3] == 1  # claimed once
+
+
+def test_sigterm_hands_the_job_back(
+    setup_db: tuple[Database, Settings], tiny_dirs: dict[str, Path], postgres_url: str, tmp_path: Path
+) -> None:
+    db, settings = setup_db
+    job_id = add_job(db, settings, sentences("t", 40))
+    with worker(tmp_path / "w.log", tiny_dirs["marian"], postgres_url, delay_s=0.3) as proc:
+        wait_until(lambda: job_state(db, job_id)[1] >= 4, 120, "4 segments saved")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    status, done, total, attempts = job_state(db, job_id)
+    # Back in the queue at once (no lease to wait out), its saved segments kept, no attempt used up.
+    assert (status, attempts) == ("queued", 0)
+    assert 4 <= done < total
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.runner is None and job.lease_until is None
+
+
+def test_duiyi_worker_command(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """The real `duiyi worker` on the embedded SQLite database translates a job and stops on SIGTERM."""
+    url = f"sqlite:///{tmp_path / 'duiyi.db'}"
+    settings = Settings(database_url=url, default_glossaries=[])
+    db = Database(url)
+    db.migrate()
+    DatabaseGlossaries(db).seed(GlossaryStore.load())
+    job_id = add_job(db, settings, sentences("cli", 5))
+    env = {**os.environ, "DUIYI_DATABASE_URL": url, "DUIYI_JOB_POLL_S": "0.1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker", "--model", str(tiny_dirs["marian"]), "--device", "cpu"],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: job_state(db, job_id)[0] == "translated" or proc.poll() is not None, 120, "translation")
+        assert job_state(db, job_id)[:3] == ("translated", 5, 5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "worker: stopping" in err
+    db.close()

@@ -5,9 +5,10 @@ outside the allow-list, or to a private address without permission, is refused a
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,7 +21,7 @@ from service.config import Settings
 from service.keys import create_key
 from service.storage.db import Database
 from service.webhooks import DELIVERY_HEADER, EVENT_HEADER, verify
-from tests.conftest import LiveServer, serve
+from tests.conftest import REPO, LiveServer, serve
 
 
 @dataclass
@@ -89,6 +90,17 @@ def hooked(
         yield live, keys
 
 
+def readme_verify() -> Callable[[str, dict[str, str], bytes], bool]:
+    """The verification snippet from the README's Webhooks section."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Webhooks") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code, "the README's Webhooks section has no Python snippet"
+    scope: dict[str, object] = {}
+    exec(code.group(1), scope)
+    return scope["verify"]  # type: ignore[return-value]
+
+
 def auth(keys: dict[str, tuple[str, str]], role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {keys[role][0]}"}
 
@@ -108,6 +120,8 @@ def test_signed_article_translated(hooked: tuple[LiveServer, dict[str, tuple[str
     headers, body = receiver.received[0]
     secret = keys["cms"][1]
     assert verify(secret, headers, body)
+    assert readme_verify()(secret, headers, body)  # the snippet receivers copy works as printed
+    assert not readme_verify()(secret, headers, body + b" ")
     assert not verify(keys["translator"][1], headers, body)  # another key's secret does not verify
     event = json.loads(body)
     assert headers[EVENT_HEADER] == event["event"] == "article.translated"

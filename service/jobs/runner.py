@@ -20,13 +20,14 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from models.scheduler import QueueFull
 from service.config import Settings
 from service.documents import AlignedSegment
-from service.jobs.articles import JobStatus, article_of
+from service.jobs.articles import JobStatus, article_of, move
 from service.jobs.codec import document_to_json, glossary_from_json, segment_row
 from service.jobs.deliveries import Dispatcher, enqueue
 from service.pipeline import Pipeline, Prepared
@@ -136,6 +137,8 @@ class JobRunner:
             self._translate(job_id)
         except LostJob:
             log.warning("job %s: lost the claim (lease lapsed); another runner continues it", job_id)
+        except DBAPIError:  # the database, not the job: leave it for the next claim once the lease lapses
+            log.exception("job %s: database error; it will be resumed after its lease lapses", job_id)
         except Exception as exc:  # a bug or bad input: the job fails with a reason instead of looping
             log.exception("job %s failed", job_id)
             self._fail(job_id, f"{type(exc).__name__}: {exc}")
@@ -188,6 +191,9 @@ class JobRunner:
                 self._release(job_id)
                 return
             aligned = self._decode(prepared, chunk)
+            if aligned is None:
+                self._release(job_id)
+                return
             with self.db.session() as session:
                 self._ours(session, job_id)
                 session.add_all(segment_row(job_id, i, seg) for i, seg in zip(chunk, aligned, strict=True))
@@ -198,7 +204,7 @@ class JobRunner:
             self._ours(session, job_id)
             job = session.get(Job, job_id, populate_existing=True)
             assert job is not None
-            job.status = JobStatus.TRANSLATED.value
+            move(job, JobStatus.TRANSLATED)
             job.translated_at = utcnow()
             job.runner = None
             job.lease_until = None
@@ -207,13 +213,14 @@ class JobRunner:
         if delivery is not None and self.dispatcher is not None:
             self.dispatcher.wake()
 
-    def _decode(self, prepared: Prepared, chunk: Sequence[int]) -> list[AlignedSegment]:
+    def _decode(self, prepared: Prepared, chunk: Sequence[int]) -> list[AlignedSegment] | None:
+        """The chunk's aligned segments; None if the runner is stopping while the engine is busy."""
         while True:
             try:
                 return self.pipeline.translate_segments(prepared, chunk)
             except QueueFull as exc:  # the engine is busy with live requests: jobs wait, they are not lost
                 if self.stopping.wait(exc.retry_after_s):
-                    raise LostJob("stopping") from None
+                    return None
 
     def _release(self, job_id: str) -> None:
         """Hand a job back to the queue (this runner is shutting down)."""
