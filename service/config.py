@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     rate_limit_per_minute: float = 600.0
     rate_limit_burst: int = 60
 
+    # --- review web app ---
+    # Signs the review app's session cookies; empty: a random secret per process (sessions end on
+    # restart, and replicas behind a load balancer need one shared value).
+    session_secret: str | None = None
+    # Send the session cookie only over HTTPS (set behind a TLS-terminating proxy).
+    session_https_only: bool = False
+    session_max_age_s: int = 12 * 3600
+
     # --- webhooks ---
     # Host patterns callbacks may go to ("hooks.example.com", "*.example.com"); empty: no callbacks.
     webhook_allowed_hosts: list[str] = Field(default_factory=list)

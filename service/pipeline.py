@@ -12,6 +12,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from glossary.matching import TermHit
 from glossary.terms import Glossary
@@ -31,6 +32,7 @@ from service.formats import parse_blocks, render
 from service.protect import Fragment, RenderContext, Rendered, SlotKind, build_fragment, tidy
 from service.protect import render as render_fragment
 from service.qa import QASettings, length_ratio, number_mismatch, repetition, untranslated
+from service.retarget import realign
 from service.segmenter import segment_blocks
 from service.variants import CJK_OR_FULL, VariantRule, chinese_dates, is_date, localize, rule_for
 
@@ -71,11 +73,25 @@ class Prepared:
     glossary_names: tuple[str, ...]
 
 
+class Memory(Protocol):
+    """Approved translations (service.memory.TranslationMemory); what the pipeline asks of it."""
+
+    def exact(self, sources: Sequence[str], variants: Sequence[str]) -> dict[str, dict[str, str]]: ...
+
+
 class Pipeline:
-    def __init__(self, engine: Engine, rules: dict[str, VariantRule], settings: PipelineSettings | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        rules: dict[str, VariantRule],
+        settings: PipelineSettings | None = None,
+        memory: Memory | None = None,
+    ) -> None:
         self.engine = engine
         self.rules = rules
         self.settings = settings or PipelineSettings()
+        # Exact hits take the approved translation and skip the model.
+        self.memory = memory
 
     def translate(
         self,
@@ -111,15 +127,43 @@ class Pipeline:
         progress: Progress | None = None,
         deadline: float | None = None,
     ) -> list[AlignedSegment]:
-        """The aligned segments at `indices` of a prepared document, decoded together."""
+        """The aligned segments at `indices` of a prepared document: translation memory's exact
+        hits first, the rest decoded together."""
         chosen = list(indices)
-        frags = [prepared.fragments[i] for i in chosen]
-        mt, redecoded = self._translate_fragments(frags, progress, deadline)
+        segments = prepared.doc.segments
+        remembered: dict[str, dict[str, str]] = {}
+        if self.memory is not None:
+            # Segments with inline markup are always translated: a stored target carries another article's links.
+            plain = [segments[i].text for i in chosen if not segments[i].inlines]
+            remembered = self.memory.exact(plain, prepared.targets) if plain else {}
+        todo = [i for i in chosen if segments[i].inlines or segments[i].text not in remembered]
+        mt, redecoded = self._translate_fragments([prepared.fragments[i] for i in todo], progress, deadline)
         fmt = prepared.doc.format
-        return [
-            self._align(prepared.doc.segments[i], prepared.fragments[i], mt, prepared.rules, fmt, redecoded)
-            for i in chosen
-        ]
+        out = []
+        for i in chosen:
+            hit = None if segments[i].inlines else remembered.get(segments[i].text)
+            if hit is not None:
+                out.append(self._from_memory(prepared, i, hit))
+            else:
+                out.append(self._align(segments[i], prepared.fragments[i], mt, prepared.rules, fmt, redecoded))
+        return out
+
+    def _from_memory(self, prepared: Prepared, i: int, texts: dict[str, str]) -> AlignedSegment:
+        """A segment from an approved translation: its stored variants, the others derived from zh-Hans."""
+        seg = prepared.doc.segments[i]
+        terms = tuple(
+            AlignedTerm(
+                term_id=hit.term.id,
+                source_text=hit.text,
+                source_start=offset + hit.span.start,
+                source_end=offset + hit.span.end,
+                expected={rule.variant: term_target(hit, rule) for rule in prepared.rules},
+            )
+            for hit, offset in prepared.fragments[i].hits()
+        )
+        base = AlignedSegment(seg.id, seg.block_id, seg.text, seg.ws_before, {}, terms, ())
+        wanted = {v: t for v, t in texts.items() if v in prepared.targets or v == "zh-Hans"}
+        return realign(base, wanted, set(), prepared.rules, self.settings.qa, origin="tm")
 
     def assemble(
         self,

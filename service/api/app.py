@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
@@ -24,15 +27,17 @@ from service.glossaries import DatabaseGlossaries, GlossaryStore
 from service.jobs.deliveries import Dispatcher
 from service.jobs.runner import RunnerPool
 from service.keys import list_keys
+from service.memory import TranslationMemory
 from service.metrics import EngineMetrics
-from service.pipeline import Pipeline, PipelineSettings
+from service.pipeline import Memory, Pipeline, PipelineSettings
 from service.storage.db import Database
 from service.variants import variant_rules
+from service.web import routes as web
 
 log = logging.getLogger(__name__)
 
 
-def build_pipeline(settings: Settings, engine: Engine) -> Pipeline:
+def build_pipeline(settings: Settings, engine: Engine, memory: Memory | None = None) -> Pipeline:
     return Pipeline(
         engine,
         variant_rules(tw_phrases=settings.tw_phrases, hant_corner_quotes=settings.hant_corner_quotes),
@@ -46,6 +51,7 @@ def build_pipeline(settings: Settings, engine: Engine) -> Pipeline:
             max_batch_tokens=settings.max_batch_tokens,
             max_batch_size=settings.max_batch_size,
         ),
+        memory=memory,
     )
 
 
@@ -98,7 +104,8 @@ def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None =
     added = glossaries.seed(store or GlossaryStore.load(settings.glossary_dir))
     if added:
         log.info("glossaries seeded from files: %s", ", ".join(added))
-    pipeline = build_pipeline(settings, batching)
+    memory = TranslationMemory(db)
+    pipeline = build_pipeline(settings, batching, memory)
     dispatcher = Dispatcher(db, settings)
     runners = RunnerPool(db, pipeline, settings, settings.runners, dispatcher) if settings.runners > 0 else None
     if settings.auth_disabled:
@@ -135,10 +142,27 @@ def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None =
         limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         dispatcher=dispatcher,
         rules=pipeline.rules,
+        memory=memory,
         runners=runners,
     )
     app.add_middleware(_RequestGuard, max_bytes=settings.max_chars * 4 + 65_536)
+    # The review app's sessions: a signed cookie, HttpOnly, SameSite=Lax, sent to /review only.
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.session_secret or secrets.token_urlsafe(32),
+        session_cookie="duiyi_review",
+        max_age=settings.session_max_age_s,
+        path="/review",
+        same_site="lax",
+        https_only=settings.session_https_only,
+    )
     errors.install(app)
     for module in (health, translate, articles, glossaries_routes, keys):
         app.include_router(module.router)
+    web.install(app)
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/review")
+
     return app

@@ -13,6 +13,7 @@ from service.config import Settings
 from service.glossaries import DatabaseGlossaries
 from service.jobs.deliveries import Dispatcher
 from service.jobs.runner import RunnerPool
+from service.memory import TranslationMemory
 from service.metrics import EngineMetrics
 from service.pipeline import Pipeline
 from service.storage.db import Database
@@ -43,6 +44,7 @@ class Runtime:
     limiter: RateLimiter
     dispatcher: Dispatcher
     rules: dict[str, VariantRule]
+    memory: TranslationMemory
     # None when DUIYI_RUNNERS=0 (separate `duiyi worker` processes translate the jobs).
     runners: RunnerPool | None = None
     readiness: Readiness = field(default_factory=Readiness)

@@ -264,9 +264,10 @@ def list_jobs(
     since: datetime | None = None,
     external_id: str | None = None,
     limit: int = 50,
+    newest_first: bool = False,
 ) -> list[Job]:
     """Jobs in the order they last changed (oldest first), so a client polling with `since` set to
-    the last `updated_at` it saw misses nothing."""
+    the last `updated_at` it saw misses nothing; or newest first, for people."""
     query = select(Job)
     if statuses:
         query = query.where(Job.status.in_([s.value for s in statuses]))
@@ -274,7 +275,8 @@ def list_jobs(
         query = query.where(Job.updated_at >= since)
     if external_id is not None:
         query = query.where(Job.external_id == external_id)
-    return list(session.scalars(query.order_by(Job.updated_at, Job.id).limit(limit)))
+    order = (Job.updated_at.desc(), Job.id.desc()) if newest_first else (Job.updated_at, Job.id)
+    return list(session.scalars(query.order_by(*order).limit(limit)))
 
 
 def stored_document(session: Session, job: Job) -> tuple[AlignedDocument, dict[str, tuple[int, list[str]]]] | None:

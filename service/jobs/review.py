@@ -10,24 +10,20 @@ term's own regional form put in), unless a variant was itself edited by hand, wh
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.documents import AlignedSegment, AlignedTerm, Flag, TargetSpan
+from service.documents import AlignedSegment
 from service.jobs.articles import DONE_TRANSLATING, InvalidTransition, JobStatus, get_job, move
-from service.jobs.codec import flags_to_json, segment_from_row, terms_to_json
+from service.jobs.codec import document_from_json, flags_to_json, segment_from_row, terms_to_json
 from service.jobs.deliveries import enqueue
-from service.qa import QASettings, length_ratio, number_mismatch, repetition, untranslated
+from service.memory import Remembered, TranslationMemory
+from service.qa import QASettings
+from service.retarget import realign
 from service.storage.db import Database
 from service.storage.tables import Job, SegmentEdit, StoredSegment, utcnow
-from service.variants import VariantRule, localize
-
-# Private Use Area: OpenCC leaves these alone, so a term's zh-Hans form is kept out of conversion.
-_PUA = 0xE000
-_MARKUP = re.compile(r"<[^>]+>|\]\([^)]*\)|[\[*_`]")
+from service.variants import VariantRule
 
 
 class SegmentNotFound(LookupError):
@@ -51,83 +47,6 @@ class ApprovalBlocked(Exception):
         super().__init__(
             f"{pending} segment(s) still need review; fix them, or approve with an override reason (recorded)"
         )
-
-
-def _localize_with_terms(hans: str, terms: Sequence[AlignedTerm], rule: VariantRule) -> str:
-    """`hans` in the variant, each glossary term's zh-Hans form replaced by the variant's own form."""
-    masked, forms = hans, list[str]()
-    for term in sorted(terms, key=lambda t: -len(t.expected.get("zh-Hans", ""))):
-        source_form, target_form = term.expected.get("zh-Hans"), term.expected.get(rule.variant)
-        if not source_form or target_form is None or source_form not in masked:
-            continue
-        token = chr(_PUA + len(forms))
-        forms.append(target_form)
-        masked = masked.replace(source_form, token)
-    text = localize(masked, rule)
-    for i, form in enumerate(forms):
-        text = text.replace(chr(_PUA + i), form)
-    return text
-
-
-def _plain(text: str) -> str:
-    return _MARKUP.sub("", text)
-
-
-def realign(
-    seg: AlignedSegment,
-    texts: dict[str, str],
-    locked: set[str],
-    rules: Sequence[VariantRule],
-    qa: QASettings,
-) -> AlignedSegment:
-    """The segment with `texts` (variant → a person's text) in place: unlocked variants regenerated
-    from zh-Hans, term spans found again, QA run again on the new zh-Hans."""
-    hans = texts.get("zh-Hans", seg.targets.get("zh-Hans", ""))
-    targets: dict[str, str] = {}
-    for rule in rules:
-        v = rule.variant
-        if v in texts:
-            targets[v] = texts[v]
-        elif v == "zh-Hans":
-            targets[v] = hans
-        elif v in locked:
-            targets[v] = seg.targets[v]
-        else:
-            targets[v] = _localize_with_terms(hans, seg.terms, rule)
-    flags: list[Flag] = []
-    terms = []
-    for term in seg.terms:
-        spans: dict[str, TargetSpan | None] = {}
-        for v, text in targets.items():
-            form = term.expected.get(v, "")
-            at = text.find(form) if form else -1
-            spans[v] = TargetSpan(at, at + len(form)) if at >= 0 else None
-            if at < 0:
-                flags.append(
-                    Flag("term_missing", f"glossary term “{term.source_text}” ({term.term_id}) should read “{form}”", v)
-                )
-        terms.append(
-            AlignedTerm(term.term_id, term.source_text, term.source_start, term.source_end, spans, dict(term.expected))
-        )
-    source = seg.source
-    for term in sorted(seg.terms, key=lambda t: -t.source_start):
-        source = source[: term.source_start] + " " + source[term.source_end :]
-    plain = _plain(hans)
-    kept = [t.source_text for t in seg.terms if t.expected.get("zh-Hans") == t.source_text]
-    checks = [number_mismatch(source, plain), untranslated(plain, kept, qa), length_ratio(seg.source, plain, qa)]
-    checks.append(repetition(plain, qa))
-    flags.extend(f for f in checks if f is not None)
-    return AlignedSegment(
-        id=seg.id,
-        block_id=seg.block_id,
-        source=seg.source,
-        ws_before=seg.ws_before,
-        targets=targets,
-        terms=tuple(terms),
-        flags=tuple(flags),
-        origin="human",
-        status="needs_review" if flags else "draft",
-    )
 
 
 def _reviewable(job: Job) -> None:
@@ -242,7 +161,49 @@ def edit_segment(
     return _apply(db, job_id, row, new, based_on=version, by=by, locked=sorted(locked))
 
 
-def approve_segment(db: Database, job_id: str, segment_id: str, *, version: int, by: str) -> StoredSegment:
+def _with_markup(job: Job, rows: list[StoredSegment]) -> set[str]:
+    """Ids of segments with inline markup: their targets carry this article's links and tags, so
+    they are not reused for other articles."""
+    if not job.document:
+        return set()
+    doc = document_from_json(job.document)
+    inlines = {b.id: b.inlines for b in doc.blocks}
+    marked: set[str] = set()
+    end: dict[str, int] = {}
+    for row in sorted(rows, key=lambda r: r.position):
+        start = end.get(row.block_id, 0) + len(row.ws_before)
+        end[row.block_id] = start + len(row.source)
+        if any(i.start < end[row.block_id] and i.end > start for i in inlines.get(row.block_id, ())):
+            marked.add(row.id)
+    return marked
+
+
+def _remember(session: Session, job: Job, approved: list[StoredSegment], memory: TranslationMemory | None) -> None:
+    if memory is None or not approved:
+        return
+    everything = list(session.scalars(select(StoredSegment).where(StoredSegment.job_id == job.id)))
+    skip = _with_markup(job, everything)
+    memory.remember(
+        (
+            Remembered(r.source, variant, text, job_id=job.id, segment_id=r.id)
+            for r in approved
+            if r.id not in skip
+            for variant, text in r.targets.items()
+        ),
+        session,
+    )
+
+
+def approve_segment(
+    db: Database,
+    job_id: str,
+    segment_id: str,
+    *,
+    version: int,
+    by: str,
+    memory: TranslationMemory | None = None,
+) -> StoredSegment:
+    """Approve one segment; its translations go into the translation memory."""
     row = _segment(db, job_id, segment_id)
     if row.version != version:
         raise VersionConflict(row, version)
@@ -250,10 +211,21 @@ def approve_segment(db: Database, job_id: str, segment_id: str, *, version: int,
     new = AlignedSegment(
         seg.id, seg.block_id, seg.source, seg.ws_before, seg.targets, seg.terms, seg.flags, seg.origin, "approved"
     )
-    return _apply(db, job_id, row, new, based_on=version, by=by, locked=list(row.locked_variants))
+    stored = _apply(db, job_id, row, new, based_on=version, by=by, locked=list(row.locked_variants))
+    with db.session() as session:
+        _remember(session, get_job(session, job_id), [stored], memory)
+    return stored
 
 
-def approve_article(db: Database, job_id: str, *, by: str, override: str | None, settings: Settings) -> Job:
+def approve_article(
+    db: Database,
+    job_id: str,
+    *,
+    by: str,
+    override: str | None,
+    settings: Settings,
+    memory: TranslationMemory | None = None,
+) -> Job:
     """Approve the article: every segment becomes approved. Refused while a segment needs review,
     unless `override` gives a reason (recorded on the job)."""
     now = utcnow()
@@ -283,6 +255,7 @@ def approve_article(db: Database, job_id: str, *, by: str, override: str | None,
                 r.version += 1
                 r.updated_at = now
                 r.updated_by = by
+        _remember(session, job, rows, memory)
         move(job, JobStatus.APPROVED)
         job.approved_at = now
         job.approved_by = by

@@ -12,6 +12,7 @@ from models.scheduler import BatchingEngine
 from service.config import Settings
 from service.jobs.deliveries import Dispatcher
 from service.jobs.runner import RunnerPool
+from service.memory import TranslationMemory
 from service.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def run_worker(settings: Settings, engine: Engine, stop: threading.Event, *, run
         max_wait_s=settings.max_wait_ms / 1000,
         cache_size=settings.cache_size,
     )
-    pipeline = build_pipeline(settings, batching)
+    pipeline = build_pipeline(settings, batching, TranslationMemory(db))
     dispatcher = Dispatcher(db, settings)
     count = runners if runners is not None else max(1, settings.runners)
     pool = RunnerPool(db, pipeline, settings, count, dispatcher)

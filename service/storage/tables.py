@@ -215,3 +215,26 @@ class StoredGlossary(Base):
     origin: Mapped[str] = mapped_column(String(20))  # shipped | file | api
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class MemoryEntry(Base):
+    """Translation memory: an approved translation of one source sentence into one variant."""
+
+    __tablename__ = "tm_entries"
+    __table_args__ = (
+        UniqueConstraint("variant", "source_key", name="uq_tm_variant_source"),
+        Index("ix_tm_variant_length", "variant", "source_length"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    variant: Mapped[str] = mapped_column(String(10))
+    # SHA-256 of the source with white space normalised: the exact-match key.
+    source_key: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text)
+    # Characters of the normalised source: fuzzy search only compares sentences of similar length.
+    source_length: Mapped[int] = mapped_column()
+    target: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(String(20))  # approved | tmx
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    segment_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

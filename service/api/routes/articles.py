@@ -302,7 +302,9 @@ def approve_segment(
     job_id: str, segment_id: str, body: SegmentApproveIn, runtime: RuntimeDep, principal: Approver
 ) -> SegmentOut | Response:
     try:
-        row = review.approve_segment(runtime.db, job_id, segment_id, version=body.version, by=principal.name)
+        row = review.approve_segment(
+            runtime.db, job_id, segment_id, version=body.version, by=principal.name, memory=runtime.memory
+        )
     except review.VersionConflict as exc:
         return _conflict(exc)
     except (JobNotFound, review.SegmentNotFound, InvalidTransition) as exc:
@@ -336,7 +338,12 @@ def approve_article(
     """Refused (409) while a segment needs review, unless `override` says why (recorded)."""
     try:
         review.approve_article(
-            runtime.db, job_id, by=principal.name, override=body.override if body else None, settings=runtime.settings
+            runtime.db,
+            job_id,
+            by=principal.name,
+            override=body.override if body else None,
+            settings=runtime.settings,
+            memory=runtime.memory,
         )
     except (JobNotFound, InvalidTransition, review.ApprovalBlocked) as exc:
         raise _review_errors(exc) from None

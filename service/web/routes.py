@@ -1,0 +1,490 @@
+"""The review app's pages and the small JSON API its script calls. Both act through the same
+service functions as /v1 (submit, edit, approve), with the signed-in user's API key role.
+
+Pages are excluded from the OpenAPI document: they are not an API for other programs.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from glossary.terms import VARIANTS
+from service.api.deps import Runtime
+from service.auth import Permission, key_lookup
+from service.documents import AlignedSegment, Article, SourceFormat
+from service.glossaries import UnknownGlossaryError
+from service.jobs import review
+from service.jobs.articles import (
+    DONE_TRANSLATING,
+    IdempotencyConflict,
+    InvalidTransition,
+    JobNotFound,
+    JobStatus,
+    Submission,
+    TooManyJobs,
+    get_job,
+    list_jobs,
+    stored_document,
+    submit,
+)
+from service.jobs.codec import segment_from_row
+from service.keys import authenticate
+from service.schemas import SegmentState, segment_out
+from service.storage.tables import Job, StoredSegment
+from service.translate import InputError
+from service.web.session import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    BadCsrf,
+    Forbidden,
+    NotSignedIn,
+    WebUser,
+    check_csrf,
+    current_user,
+    sign_in,
+    sign_out,
+)
+from service.webhooks import CallbackRefused
+
+HERE = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(prefix="/review", include_in_schema=False)
+_FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def _user(request: Request, permission: Permission | None = None) -> WebUser:
+    runtime = _runtime(request)
+    user = await current_user(request, runtime.db, auth_disabled=runtime.settings.auth_disabled)
+    if permission is not None and not user.may(permission):
+        raise Forbidden(f"your role ({user.principal.role.value}) may not {permission.value}")
+    return user
+
+
+def _page(request: Request, name: str, user: WebUser | None, code: int = 200, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request, name, {"user": user, "csrf_field": CSRF_FIELD, **context}, status_code=code
+    )
+
+
+def marked(text: str, spans: list[tuple[int, int, str, str]]) -> Markup:
+    """`text` escaped, with each (start, end, css class, title) span in a <mark>."""
+    out, pos = [], 0
+    for start, end, cls, title in sorted(spans):
+        if start < pos or end > len(text) or start >= end:
+            continue  # overlapping or stale spans are left unmarked rather than mangled
+        out.append(escape(text[pos:start]))
+        out.append(Markup('<mark class="{}" title="{}">{}</mark>').format(cls, title, text[start:end]))
+        pos = end
+    out.append(escape(text[pos:]))
+    return Markup("").join(out)
+
+
+# --- sign in -------------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, next: str = "/review") -> HTMLResponse:
+    request.session.setdefault("login_csrf", secrets.token_urlsafe(16))
+    return _page(request, "login.html", None, next=next, login_csrf=request.session["login_csrf"])
+
+
+@router.post("/login", response_model=None)
+async def login(
+    request: Request,
+    key: Annotated[str, Form()],
+    csrf_token: Annotated[str, Form()],
+    next: Annotated[str, Form()] = "/review",
+) -> Response:
+    runtime = _runtime(request)
+    if csrf_token != request.session.get("login_csrf"):
+        return _page(
+            request,
+            "login.html",
+            None,
+            400,
+            next=next,
+            error="The form expired; try again.",
+            login_csrf=request.session.get("login_csrf", ""),
+        )
+    lookup = key_lookup(key.strip())
+    row = await run_in_threadpool(authenticate, runtime.db, lookup, key.strip()) if lookup else None
+    if row is None:
+        return _page(
+            request,
+            "login.html",
+            None,
+            401,
+            next=next,
+            error="That key is not valid (mistyped, or revoked).",
+            login_csrf=request.session["login_csrf"],
+        )
+    sign_in(request, row)
+    target = next if next.startswith("/review") else "/review"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf_token: Annotated[str, Form()]) -> RedirectResponse:
+    user = await _user(request)
+    check_csrf(user, csrf_token)
+    sign_out(request)
+    return RedirectResponse("/review/login", status_code=303)
+
+
+# --- the article list and submission ------------------------------------------------------------
+
+
+def _flag_counts(runtime: Runtime, jobs: list[Job]) -> dict[str, int]:
+    from sqlalchemy import select
+
+    counts: dict[str, int] = {j.id: 0 for j in jobs}
+    with runtime.db.session() as session:
+        for job_id, flags in session.execute(
+            select(StoredSegment.job_id, StoredSegment.flags).where(StoredSegment.job_id.in_(list(counts)))
+        ):
+            counts[job_id] += len(flags)
+    return counts
+
+
+@router.get("", response_class=HTMLResponse)
+async def article_list(request: Request, status: str = "") -> HTMLResponse:
+    user = await _user(request, Permission.ARTICLES_READ)
+    runtime = _runtime(request)
+    statuses = [JobStatus(status)] if status in {s.value for s in JobStatus} else []
+
+    def load() -> tuple[list[Job], dict[str, int]]:
+        with runtime.db.session() as session:
+            jobs = list_jobs(session, statuses=statuses, limit=500, newest_first=True)
+        return jobs, _flag_counts(runtime, jobs)
+
+    jobs, flags = await run_in_threadpool(load)
+    return _page(
+        request, "list.html", user, jobs=jobs, flags=flags, status=status, statuses=[s.value for s in JobStatus]
+    )
+
+
+@router.get("/new", response_class=HTMLResponse)
+async def new_page(request: Request) -> HTMLResponse:
+    user = await _user(request, Permission.ARTICLES_SUBMIT)
+    runtime = _runtime(request)
+    return _page(
+        request,
+        "new.html",
+        user,
+        variants=VARIANTS,
+        defaults=runtime.settings.default_targets,
+        glossaries=await run_in_threadpool(runtime.glossaries.names),
+        default_glossaries=runtime.settings.default_glossaries,
+        form={},
+    )
+
+
+@router.post("/new", response_model=None)
+async def new_article(request: Request) -> Response:
+    user = await _user(request, Permission.ARTICLES_SUBMIT)
+    runtime = _runtime(request)
+    form = await request.form()
+    check_csrf(user, str(form.get(CSRF_FIELD, "")))
+    body = str(form.get("body", ""))
+    fmt = str(form.get("format", "") or "")
+    upload = form.get("file")
+    if isinstance(upload, UploadFile) and upload.filename:
+        raw = await upload.read()
+        try:
+            body = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return await _new_error(request, user, form, "The file is not UTF-8 text.")
+        if not fmt or fmt == "auto":
+            fmt = _FORMATS.get(Path(upload.filename).suffix.lower(), "text")
+    if fmt not in {f.value for f in SourceFormat}:
+        fmt = "text"
+    sub = Submission(
+        article=Article(body, SourceFormat(fmt), str(form.get("title", "")), "", str(form.get("byline", ""))),
+        targets=[str(v) for v in form.getlist("targets")] or None,
+        glossaries=[str(g) for g in form.getlist("glossaries")],
+    )
+    try:
+        job, _ = await run_in_threadpool(
+            lambda: submit(
+                runtime.db, sub, principal=user.principal, settings=runtime.settings, glossaries=runtime.glossaries
+            )
+        )
+    except (InputError, UnknownGlossaryError, CallbackRefused, IdempotencyConflict, TooManyJobs) as exc:
+        return await _new_error(request, user, form, str(exc))
+    if runtime.runners is not None:
+        runtime.runners.notify()
+    return RedirectResponse(f"/review/articles/{job.id}", status_code=303)
+
+
+async def _new_error(request: Request, user: WebUser, form: Any, message: str) -> HTMLResponse:
+    runtime = _runtime(request)
+    return _page(
+        request,
+        "new.html",
+        user,
+        422,
+        error=message,
+        variants=VARIANTS,
+        defaults=[str(v) for v in form.getlist("targets")] or runtime.settings.default_targets,
+        glossaries=await run_in_threadpool(runtime.glossaries.names),
+        default_glossaries=[str(g) for g in form.getlist("glossaries")],
+        form={k: str(form.get(k, "")) for k in ("title", "byline", "body", "format")},
+    )
+
+
+# --- the article view ---------------------------------------------------------------------------
+
+
+def _term_titles(job: Job) -> dict[str, str]:
+    titles = {}
+    for t in job.glossary_terms:
+        forms = " · ".join(f"{v} {form}" for v, form in t["targets"].items())
+        titles[t["id"]] = " — ".join(x for x in (t.get("note", ""), forms) if x) or t["id"]
+    return titles
+
+
+def _row(seg: AlignedSegment, state: SegmentState, variant: str, titles: dict[str, str]) -> dict[str, Any]:
+    source_spans = [(t.source_start, t.source_end, "term", titles.get(t.term_id, t.term_id)) for t in seg.terms]
+    target_spans = []
+    for t in seg.terms:
+        span = t.targets.get(variant)
+        if span is not None:
+            target_spans.append((span.start, span.end, "term", titles.get(t.term_id, t.term_id)))
+    return {
+        "seg": seg,
+        "state": state,
+        "source_html": marked(seg.source, source_spans),
+        "target_html": marked(seg.targets.get(variant, ""), target_spans),
+        "target": seg.targets.get(variant, ""),
+        "flags": [f for f in seg.flags if f.variant in (None, variant)],
+        "data": segment_out(seg, state).model_dump(mode="json"),
+    }
+
+
+@router.get("/articles/{job_id}", response_class=HTMLResponse)
+async def article_view(request: Request, job_id: str, variant: str = "", flagged: bool = False) -> HTMLResponse:
+    user = await _user(request, Permission.ARTICLES_READ)
+    runtime = _runtime(request)
+
+    def load() -> tuple[Job, Any]:
+        with runtime.db.session() as session:
+            job = get_job(session, job_id)
+            return job, stored_document(session, job)
+
+    try:
+        job, stored = await run_in_threadpool(load)
+    except JobNotFound:
+        return _page(request, "message.html", user, 404, title="Not found", message=f"There is no article {job_id}.")
+    if stored is None:
+        return _page(request, "progress.html", user, job=job)
+    doc, states = stored
+    variant = variant if variant in doc.variants else doc.variants[0]
+    titles = _term_titles(job)
+    blocks = []
+    for block in doc.blocks:
+        rows = [_row(s, SegmentState(*states[s.id]), variant, titles) for s in doc.segments if s.block_id == block.id]
+        if flagged:
+            rows = [r for r in rows if r["flags"]]
+        if rows:
+            blocks.append({"block": block, "rows": rows})
+
+    def suggestions() -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for s in doc.segments:
+            if s.status != "approved" and s.origin != "tm":
+                found = [x for x in runtime.memory.fuzzy(s.source, variant) if x.score < 100]
+                if found:
+                    out[s.id] = found
+        return out
+
+    return _page(
+        request,
+        "article.html",
+        user,
+        job=job,
+        doc=doc,
+        blocks=blocks,
+        variant=variant,
+        flagged=flagged,
+        suggestions=await run_in_threadpool(suggestions),
+        can_edit=user.may(Permission.SEGMENTS_EDIT),
+        can_approve=user.may(Permission.ARTICLES_APPROVE),
+        pending=sum(1 for s in doc.segments if s.status == "needs_review"),
+        titles=titles,
+        message=request.query_params.get("message", ""),
+    )
+
+
+@router.post("/articles/{job_id}/approve", response_model=None)
+async def approve_article(request: Request, job_id: str) -> Response:
+    user = await _user(request, Permission.ARTICLES_APPROVE)
+    runtime = _runtime(request)
+    form = await request.form()
+    check_csrf(user, str(form.get(CSRF_FIELD, "")))
+    override = str(form.get("override", "")).strip() or None
+    try:
+        await run_in_threadpool(
+            lambda: review.approve_article(
+                runtime.db,
+                job_id,
+                by=user.principal.name,
+                override=override,
+                settings=runtime.settings,
+                memory=runtime.memory,
+            )
+        )
+        runtime.dispatcher.wake()
+        message = "Article approved."
+    except (JobNotFound, InvalidTransition, review.ApprovalBlocked) as exc:
+        message = str(exc)
+    return RedirectResponse(f"/review/articles/{job_id}?message={quote(message)}", status_code=303)
+
+
+# --- the script's JSON API (session cookie + CSRF header) ----------------------------------------
+
+
+class _Edit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    variant: str
+    text: str
+    version: int
+
+
+class _Approve(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int
+
+
+def _json_error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+
+
+def _seg_json(row: StoredSegment) -> dict[str, Any]:
+    state = SegmentState(row.version, list(row.locked_variants))
+    return segment_out(segment_from_row(row), state).model_dump(mode="json")
+
+
+@router.get("/api/articles/{job_id}/progress")
+async def progress(request: Request, job_id: str) -> JSONResponse:
+    await _user(request, Permission.ARTICLES_READ)
+    runtime = _runtime(request)
+
+    def load() -> Job:
+        with runtime.db.session() as session:
+            return get_job(session, job_id)
+
+    try:
+        job = await run_in_threadpool(load)
+    except JobNotFound as exc:
+        return _json_error(404, "not_found", str(exc))
+    ready = JobStatus(job.status) in DONE_TRANSLATING
+    return JSONResponse(
+        {
+            "status": job.status,
+            "done": job.segments_done,
+            "total": job.segments_total,
+            "ready": ready,
+            "failure": job.failure,
+        }
+    )
+
+
+async def _json_body(request: Request, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+@router.patch("/api/articles/{job_id}/segments/{segment_id}")
+async def edit(request: Request, job_id: str, segment_id: str) -> JSONResponse:
+    user = await _user(request, Permission.SEGMENTS_EDIT)
+    check_csrf(user, request.headers.get(CSRF_HEADER))
+    runtime = _runtime(request)
+    try:
+        body: _Edit = await _json_body(request, _Edit)
+        row = await run_in_threadpool(
+            lambda: review.edit_segment(
+                runtime.db,
+                job_id,
+                segment_id,
+                variant=body.variant,
+                text=body.text,
+                version=body.version,
+                by=user.principal.name,
+                rules=runtime.rules,
+                qa=runtime.pipeline.settings.qa,
+            )
+        )
+    except review.VersionConflict as exc:
+        return _json_error(409, "version_conflict", str(exc), current=_seg_json(exc.current))
+    except (ValueError, KeyError) as exc:
+        return _json_error(422, "invalid_request", str(exc))
+    except (JobNotFound, review.SegmentNotFound) as exc:
+        return _json_error(404, "not_found", str(exc))
+    except InvalidTransition as exc:
+        return _json_error(409, "invalid_state", str(exc))
+    return JSONResponse(_seg_json(row))
+
+
+@router.post("/api/articles/{job_id}/segments/{segment_id}/approve")
+async def approve_segment(request: Request, job_id: str, segment_id: str) -> JSONResponse:
+    user = await _user(request, Permission.ARTICLES_APPROVE)
+    check_csrf(user, request.headers.get(CSRF_HEADER))
+    runtime = _runtime(request)
+    try:
+        body: _Approve = await _json_body(request, _Approve)
+        row = await run_in_threadpool(
+            lambda: review.approve_segment(
+                runtime.db, job_id, segment_id, version=body.version, by=user.principal.name, memory=runtime.memory
+            )
+        )
+    except review.VersionConflict as exc:
+        return _json_error(409, "version_conflict", str(exc), current=_seg_json(exc.current))
+    except ValueError as exc:
+        return _json_error(422, "invalid_request", str(exc))
+    except (JobNotFound, review.SegmentNotFound) as exc:
+        return _json_error(404, "not_found", str(exc))
+    except InvalidTransition as exc:
+        return _json_error(409, "invalid_state", str(exc))
+    return JSONResponse(_seg_json(row))
+
+
+def install(app: Any) -> None:
+    """Mount the app's pages, its static files and the handlers that turn session problems into
+    a login redirect (pages) or a JSON error (the script's API)."""
+    from fastapi.staticfiles import StaticFiles
+
+    app.include_router(router)
+    app.mount("/review/static", StaticFiles(directory=HERE / "static"), name="review-static")
+
+    @app.exception_handler(NotSignedIn)
+    async def not_signed_in(request: Request, _: NotSignedIn) -> Response:
+        if request.url.path.startswith("/review/api/"):
+            return _json_error(401, "unauthorized", "sign in again")
+        return RedirectResponse(f"/review/login?next={quote(request.url.path)}", status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> Response:
+        if request.url.path.startswith("/review/api/"):
+            return _json_error(403, "forbidden", str(exc))
+        return _page(request, "message.html", None, 403, title="Not allowed", message=str(exc))
+
+    @app.exception_handler(BadCsrf)
+    async def bad_csrf(request: Request, _: BadCsrf) -> Response:
+        return _json_error(403, "csrf", "the form or request lacks this session's CSRF token; reload the page")
