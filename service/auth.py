@@ -34,6 +34,7 @@ class Permission(StrEnum):
     GLOSSARIES_READ = "glossaries:read"
     GLOSSARIES_EDIT = "glossaries:edit"
     KEYS_MANAGE = "keys:manage"
+    MEMORY_EDIT = "memory:edit"  # TMX import into the translation memory
 
 
 # Read-only so that no caller can widen a role at runtime by mutating the shared table.

@@ -36,6 +36,7 @@ EXPECTED: dict[str, set[str]] = {
         "glossaries:read",
         "glossaries:edit",
         "keys:manage",
+        "memory:edit",
     },
 }
 ALL_PERMISSIONS = [
@@ -47,6 +48,7 @@ ALL_PERMISSIONS = [
     "glossaries:read",
     "glossaries:edit",
     "keys:manage",
+    "memory:edit",
 ]
 
 KEY_RE = re.compile(r"duiyi_[0-9a-f]{8}_[A-Za-z0-9_-]{43}")

@@ -101,7 +101,7 @@ def test_glossary_edits_through_the_api_persist(
     with serve(settings, engines["marian"]) as live:
         g = live.client.get("/v1/glossaries/outlet-tw").json()
         assert {t["id"] for t in g["terms"]} == {"nhk", "putin-tw"}
-        csv = live.client.get("/v1/glossaries/outlet-tw/csv")
+        csv = live.client.get("/v1/glossaries/outlet-tw/export", params={"format": "csv"})
         assert csv.headers["content-type"].startswith("text/csv") and "日本放送協會" in csv.text
         r = live.client.post(
             "/v1/translate",

@@ -19,7 +19,7 @@ from models.engine import DecodeOptions, Engine
 from models.scheduler import BatchingEngine
 from service.api import errors
 from service.api.deps import Runtime
-from service.api.routes import articles, health, keys, translate
+from service.api.routes import articles, files, health, keys, translate
 from service.api.routes import glossaries as glossaries_routes
 from service.auth import RateLimiter
 from service.config import Settings
@@ -157,7 +157,7 @@ def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None =
         https_only=settings.session_https_only,
     )
     errors.install(app)
-    for module in (health, translate, articles, glossaries_routes, keys):
+    for module in (health, translate, articles, files, glossaries_routes, keys):
         app.include_router(module.router)
     web.install(app)
 

@@ -38,7 +38,7 @@ approved       state="final"                                       done; no furt
 =============  ==================================================  ==========================
 
 On import: final or reviewed → approved (a reviewer's sign-off is what approval means here);
-translated with subState duiyi:needs_review → needs_review (untouched by the translator);
+translated with subState duiyi:needs_review → needs_review (the flag was left as exported);
 translated otherwise → draft; initial (also the schema's default when state is absent) →
 needs_review, since a tool marks a segment initial to say that it still needs work.
 
@@ -440,6 +440,7 @@ def _scan_target(target: str, inlines: Mapping[int, XInline], *, crossing: bool)
     text: list[str] = []
     open_keys: list[int] = []
     used: set[int] = set()
+    found_closes: dict[int, int] = {}
 
     def flush() -> None:
         if text:
@@ -461,7 +462,7 @@ def _scan_target(target: str, inlines: Mapping[int, XInline], *, crossing: bool)
         for key, inline in inlines.items():
             if key in used or not target.startswith(inline.open, position):
                 continue
-            end = target.find(inline.close, position + len(inline.open))
+            end = _find_after(target, inline.close, position + len(inline.open), found_closes, key)
             if end < 0:
                 continue
             # The longest start string wins ('**' over '*'); among equal ones (two links both
@@ -482,6 +483,16 @@ def _scan_target(target: str, inlines: Mapping[int, XInline], *, crossing: bool)
         position += 1
     flush()
     return tokens, set(open_keys)
+
+
+def _find_after(text: str, needle: str, start: int, cache: dict[int, int], key: int) -> int:
+    """`text.find(needle, start)`, remembering the answer per key: the scan only moves forward, so an
+    earlier answer at or after `start` (or "none") still holds, and a long target with many start
+    strings is not searched over and over."""
+    known = cache.get(key)
+    if known is None or 0 <= known < start:
+        known = cache[key] = text.find(needle, start)
+    return known
 
 
 def _plain(tokens: Sequence[_Token]) -> str:
@@ -663,7 +674,7 @@ def _check_document(root: etree._Element, *, article_id: str, variant: str) -> N
     language = root.get("trgLang")
     if not language:
         raise XliffError(f"the file names no target language (trgLang); expected {variant}")
-    if language.lower() != variant.lower():
+    if language.lower() != variant.lower():  # language tags are case-insensitive (BCP 47)
         raise XliffError(
             f"the file is for {_brief(language)}, not {variant}: import it into the {_brief(language)} variant"
         )

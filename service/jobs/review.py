@@ -10,6 +10,8 @@ term's own regional form put in), unless a variant was itself edited by hand, wh
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -24,6 +26,9 @@ from service.retarget import realign
 from service.storage.db import Database
 from service.storage.tables import Job, SegmentEdit, StoredSegment, utcnow
 from service.variants import VariantRule
+
+# An HTML tag or comment, as a browser would read one.
+_TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
 
 
 class SegmentNotFound(LookupError):
@@ -40,6 +45,10 @@ class VersionConflict(Exception):
             f"last changed by {current.updated_by or 'the machine'}); reload it and edit the newer text"
         )
         self.current = current
+
+
+class MarkupNotAllowed(ValueError):
+    """A target with tags its source does not have."""
 
 
 class ApprovalBlocked(Exception):
@@ -153,6 +162,14 @@ def edit_segment(
         raise VersionConflict(row, version)
     if variant not in row.targets:
         raise KeyError(variant)
+    with db.session() as session:
+        job = get_job(session, job_id)
+        block = list(
+            session.scalars(
+                select(StoredSegment).where(StoredSegment.job_id == job_id, StoredSegment.block_id == row.block_id)
+            )
+        )
+    check_markup(job, block, row, text)
     locked = set(row.locked_variants)
     if variant != "zh-Hans":
         locked.add(variant)
@@ -161,21 +178,46 @@ def edit_segment(
     return _apply(db, job_id, row, new, based_on=version, by=by, locked=sorted(locked))
 
 
-def _with_markup(job: Job, rows: list[StoredSegment]) -> set[str]:
-    """Ids of segments with inline markup: their targets carry this article's links and tags, so
-    they are not reused for other articles."""
+def segment_markup(job: Job, rows: list[StoredSegment]) -> dict[str, set[str]]:
+    """Each segment's inline markup strings (the source's own tags, link syntax), by segment id."""
     if not job.document:
-        return set()
+        return {}
     doc = document_from_json(job.document)
     inlines = {b.id: b.inlines for b in doc.blocks}
-    marked: set[str] = set()
+    found: dict[str, set[str]] = {}
     end: dict[str, int] = {}
     for row in sorted(rows, key=lambda r: r.position):
         start = end.get(row.block_id, 0) + len(row.ws_before)
         end[row.block_id] = start + len(row.source)
-        if any(i.start < end[row.block_id] and i.end > start for i in inlines.get(row.block_id, ())):
-            marked.add(row.id)
-    return marked
+        strings = {
+            text
+            for i in inlines.get(row.block_id, ())
+            if i.start < end[row.block_id] and i.end > start
+            for text in (i.open, i.close)
+        }
+        if strings:
+            found[row.id] = strings
+    return found
+
+
+def _with_markup(job: Job, rows: list[StoredSegment]) -> set[str]:
+    """Ids of segments with inline markup: their targets carry this article's links and tags, so
+    they are not reused for other articles."""
+    return set(segment_markup(job, rows))
+
+
+def check_markup(job: Job, rows: list[StoredSegment], row: StoredSegment, text: str) -> None:
+    """An HTML or Markdown article's target may hold only the markup its source segment has: a
+    person's edit (or an imported file) must not bring new tags, such as a script, into a page."""
+    if not job.document or job.document.get("format") not in ("html", "markdown"):
+        return
+    allowed = segment_markup(job, rows).get(row.id, set())
+    foreign = [tag for tag in _TAG.findall(text) if tag not in allowed]
+    if foreign:
+        raise MarkupNotAllowed(
+            f"segment {row.id}: {foreign[0]} is not markup of its source; keep the source's own tags "
+            f"({', '.join(sorted(allowed)) or 'it has none'}) and write everything else as text"
+        )
 
 
 def _remember(session: Session, job: Job, approved: list[StoredSegment], memory: TranslationMemory | None) -> None:

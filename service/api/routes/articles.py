@@ -287,6 +287,8 @@ def edit_segment(
         return _conflict(exc)
     except KeyError:
         raise ApiError(422, "unknown_variant", f"this article has no {body.variant!r} target") from None
+    except review.MarkupNotAllowed as exc:
+        raise ApiError(422, "markup_not_allowed", str(exc)) from None
     except (JobNotFound, review.SegmentNotFound, InvalidTransition) as exc:
         raise _review_errors(exc) from None
     return _segment_out(row)

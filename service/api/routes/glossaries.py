@@ -3,10 +3,10 @@ and used by every request and job submitted afterwards."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
-from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from glossary.csvio import GlossaryFormatError, parse_csv, to_csv
@@ -16,6 +16,7 @@ from service.api.errors import ApiError, responses
 from service.api.security import AUTH_ERRORS, Requires
 from service.auth import Permission
 from service.glossaries import UnknownGlossaryError
+from service.interchange.tbx import TBXError, export_tbx, import_tbx
 from service.jobs.articles import Principal
 from service.schemas import GlossaryOut, GlossarySummary, TermIn, TermInfo, glossary_out, term_info
 
@@ -47,36 +48,61 @@ def read_glossary(name: Name, runtime: RuntimeDep, _: Reader) -> GlossaryOut:
         raise _unknown(exc) from None
 
 
+class GlossaryFormat(StrEnum):
+    CSV = "csv"
+    TBX = "tbx"
+
+
+_TBX_TYPES = ("application/x-tbx+xml", "application/tbx+xml", "application/xml", "text/xml")
+
+
 @router.get(
-    "/{name}/csv",
-    response_class=PlainTextResponse,
-    responses={200: {"content": {"text/csv": {}}}, **responses(*AUTH_ERRORS, 404)},
-    summary="A glossary as CSV (the spreadsheet format terminologists edit)",
+    "/{name}/export",
+    responses={200: {"content": {"text/csv": {}, "application/x-tbx+xml": {}}}, **responses(*AUTH_ERRORS, 404, 422)},
+    summary="A glossary as CSV (for spreadsheets) or TBX (for terminology tools)",
 )
-def export_csv(name: Name, runtime: RuntimeDep, _: Reader) -> Response:
+def export_glossary(
+    name: Name, runtime: RuntimeDep, _: Reader, format: GlossaryFormat = GlossaryFormat.CSV
+) -> Response:
     try:
-        text = to_csv(runtime.glossaries.get(name))
+        glossary = runtime.glossaries.get(name)
     except UnknownGlossaryError as exc:
         raise _unknown(exc) from None
-    headers = {"Content-Disposition": f'attachment; filename="{name}.csv"'}
-    return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
+    if format is GlossaryFormat.TBX:
+        body: bytes | str = export_tbx(glossary)
+        media, suffix = "application/x-tbx+xml", "tbx"
+    else:
+        body, media, suffix = to_csv(glossary), "text/csv; charset=utf-8", "csv"
+    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}.{suffix}"'})
 
 
 @router.put(
     "/{name}",
     response_model=GlossaryOut,
     responses={201: {"model": GlossaryOut, "description": "Created"}, **responses(400, *AUTH_ERRORS, 415, 422)},
-    openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}},
-    summary="Create or replace a glossary from CSV",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {t: {"schema": {"type": "string"}} for t in ("text/csv", "application/x-tbx+xml")},
+        }
+    },
+    summary="Create or replace a glossary from CSV or TBX",
 )
 async def put_glossary(name: Name, request: Request, response: Response, runtime: RuntimeDep, p: Editor) -> GlossaryOut:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in ("text/csv", "text/plain"):
-        raise ApiError(415, "unsupported_media_type", f"send the glossary as text/csv, not {media or 'no type'}")
-    text = (await request.body()).decode("utf-8")
+    data = await request.body()
     try:
-        glossary = parse_csv(text, name)
-    except (GlossaryFormatError, UnknownVariantError, ValueError) as exc:
+        if media in ("text/csv", "text/plain"):
+            glossary = parse_csv(data.decode("utf-8"), name)
+        elif media in _TBX_TYPES:
+            glossary = import_tbx(data, name)
+        else:
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"send the glossary as text/csv or application/x-tbx+xml, not {media or 'no type'}",
+            )
+    except (GlossaryFormatError, TBXError, UnknownVariantError, ValueError) as exc:
         raise ApiError(422, "invalid_glossary", str(exc)) from None
     stored, created = await run_in_threadpool(runtime.glossaries.put, glossary, by=p.name)
     if created:

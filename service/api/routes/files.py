@@ -1,0 +1,271 @@
+"""Files for CAT tools and publishing: an article's XLIFF/TMX/HTML/text/JSON exports, XLIFF import,
+translation memory suggestions and TMX import/export, and a segment's edit history."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import RuntimeDep
+from service.api.errors import ApiError, responses
+from service.api.security import AUTH_ERRORS, Requires
+from service.auth import Permission
+from service.interchange.tmx import TMEntry, TMXError, export_tmx, import_tmx
+from service.interchange.xliff import XliffError, export_xliff
+from service.jobs import files
+from service.jobs.articles import InvalidTransition, JobNotFound, Principal, get_job
+from service.memory import Remembered
+from service.schemas import SegmentState, aligned_to_response
+from service.storage.tables import SegmentEdit
+
+router = APIRouter(tags=["files"])
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).resolve().parents[2] / "web" / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+Reader = Annotated[Principal, Requires(Permission.ARTICLES_READ)]
+Editor = Annotated[Principal, Requires(Permission.SEGMENTS_EDIT)]
+MemoryEditor = Annotated[Principal, Requires(Permission.MEMORY_EDIT)]
+_XML_BODY = {"requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}}
+
+
+class ExportFormat(StrEnum):
+    JSON = "json"
+    XLIFF = "xliff"
+    TMX = "tmx"
+    HTML = "html"
+    TEXT = "text"
+
+
+class ImportFormat(StrEnum):
+    XLIFF = "xliff"
+
+
+class ImportSummary(BaseModel):
+    edited: list[str]
+    approved: list[str]
+    unchanged: list[str]
+
+
+class SuggestionOut(BaseModel):
+    score: float
+    source: str
+    target: str
+    diff: list[tuple[str, str]]
+
+
+class EditOut(BaseModel):
+    variant: str | None
+    before: str | None
+    after: str | None
+    status_before: str
+    status_after: str
+    by: str
+    at: str
+
+
+class MemoryImported(BaseModel):
+    entries: int
+
+
+def _file_errors(exc: Exception) -> ApiError:
+    if isinstance(exc, JobNotFound):
+        return ApiError(404, "not_found", str(exc).strip("'\""))
+    if isinstance(exc, files.NotTranslatedYet | InvalidTransition):
+        return ApiError(409, "invalid_state", str(exc))
+    if isinstance(exc, files.UnknownVariant):
+        return ApiError(422, "unknown_variant", str(exc), valid=exc.valid)
+    raise exc
+
+
+def _download(body: bytes | str, media: str, name: str) -> Response:
+    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get(
+    "/v1/articles/{job_id}/export",
+    responses={
+        200: {
+            "description": "The file",
+            "content": {
+                m: {}
+                for m in (
+                    "application/json",
+                    "application/xliff+xml",
+                    "application/x-tmx+xml",
+                    "text/html",
+                    "text/plain",
+                )
+            },
+        },
+        **responses(*AUTH_ERRORS, 404, 409, 422),
+    },
+    summary="Export an article: XLIFF 2.0, TMX 1.4 (approved segments), bilingual HTML, text or JSON",
+)
+def export_article(
+    job_id: str,
+    runtime: RuntimeDep,
+    _: Reader,
+    format: ExportFormat = ExportFormat.JSON,
+    variant: Annotated[str | None, Query(description="default: the article's first target")] = None,
+) -> Response:
+    try:
+        job, doc, states = files.load(runtime.db, job_id)
+        chosen = files.check_variant(doc, variant)
+    except (JobNotFound, files.NotTranslatedYet, files.UnknownVariant) as exc:
+        raise _file_errors(exc) from None
+    stem = f"{job.external_id or job.id}.{chosen}"
+    if format is ExportFormat.XLIFF:
+        return _download(export_xliff(files.to_xliff(job, doc, chosen)), "application/xliff+xml", f"{stem}.xlf")
+    if format is ExportFormat.TMX:
+        return _download(export_tmx(files.approved_entries(job, doc, chosen)), "application/x-tmx+xml", f"{stem}.tmx")
+    if format is ExportFormat.TEXT:
+        return Response(doc.full_text[chosen], media_type="text/plain; charset=utf-8")
+    if format is ExportFormat.HTML:
+        kinds = {b.id: b.kind.value for b in doc.blocks}
+        rows, seen = [], set()
+        for seg in doc.segments:
+            flags = [f for f in seg.flags if f.variant in (None, chosen)]
+            rows.append({"seg": seg, "first": seg.block_id not in seen, "kind": kinds[seg.block_id], "flags": flags})
+            seen.add(seg.block_id)
+        page = _templates.get_template("bilingual.html").render(
+            title=job.external_id or f"Article {job.id}", variant=chosen, status=job.status, model=doc.model, rows=rows
+        )
+        return Response(page, media_type="text/html; charset=utf-8")
+    body = aligned_to_response(doc, {k: SegmentState(v, locked) for k, (v, locked) in states.items()})
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
+@router.post(
+    "/v1/articles/{job_id}/import",
+    response_model=ImportSummary,
+    responses=responses(400, *AUTH_ERRORS, 404, 409, 413, 422),
+    openapi_extra=_XML_BODY,
+    summary="Import a CAT tool's edited XLIFF: targets become translators' edits, final segments approved",
+)
+async def import_article(
+    job_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    principal: Editor,
+    format: ImportFormat = ImportFormat.XLIFF,
+    variant: Annotated[
+        str | None, Query(description="default: the file's trgLang must be the article's first target")
+    ] = None,
+) -> ImportSummary:
+    data = await request.body()
+
+    def run() -> files.ImportResult:
+        return files.apply_xliff(
+            runtime.db,
+            job_id,
+            data,
+            variant=variant,
+            by=principal.name,
+            rules=runtime.rules,
+            qa=runtime.pipeline.settings.qa,
+            memory=runtime.memory,
+            settings=runtime.settings,
+        )
+
+    try:
+        result = await run_in_threadpool(run)
+    except XliffError as exc:
+        raise ApiError(422, "invalid_xliff", str(exc)) from None
+    except (JobNotFound, files.NotTranslatedYet, files.UnknownVariant, InvalidTransition) as exc:
+        raise _file_errors(exc) from None
+    return ImportSummary(edited=result.edited, approved=result.approved, unchanged=result.unchanged)
+
+
+@router.get(
+    "/v1/articles/{job_id}/segments/{segment_id}/suggestions",
+    response_model=list[SuggestionOut],
+    responses=responses(*AUTH_ERRORS, 404, 409, 422),
+    summary="Translation memory suggestions for a segment (≥ 75 % similar), best first",
+)
+def suggestions(
+    job_id: str, segment_id: str, runtime: RuntimeDep, _: Reader, variant: str | None = None
+) -> list[SuggestionOut]:
+    try:
+        doc = files.load(runtime.db, job_id)[1]
+        chosen = files.check_variant(doc, variant)
+    except (JobNotFound, files.NotTranslatedYet, files.UnknownVariant) as exc:
+        raise _file_errors(exc) from None
+    seg = next((s for s in doc.segments if s.id == segment_id), None)
+    if seg is None:
+        raise ApiError(404, "not_found", f"article {job_id} has no segment {segment_id!r}")
+    return [
+        SuggestionOut(score=s.score, source=s.source, target=s.target, diff=list(s.diff))
+        for s in runtime.memory.fuzzy(seg.source, chosen)
+    ]
+
+
+@router.get(
+    "/v1/articles/{job_id}/segments/{segment_id}/history",
+    response_model=list[EditOut],
+    responses=responses(*AUTH_ERRORS, 404),
+    summary="Every change people made to a segment: who, when, before, after",
+)
+def history(job_id: str, segment_id: str, runtime: RuntimeDep, _: Reader) -> list[EditOut]:
+    with runtime.db.session() as session:
+        try:
+            get_job(session, job_id)
+        except JobNotFound as exc:
+            raise _file_errors(exc) from None
+        rows = session.scalars(
+            select(SegmentEdit)
+            .where(SegmentEdit.job_id == job_id, SegmentEdit.segment_id == segment_id)
+            .order_by(SegmentEdit.at, SegmentEdit.id)
+        )
+        return [
+            EditOut(
+                variant=r.variant,
+                before=r.before,
+                after=r.after,
+                status_before=r.status_before,
+                status_after=r.status_after,
+                by=r.by,
+                at=r.at.isoformat(),
+            )
+            for r in rows
+        ]
+
+
+@router.post(
+    "/v1/memory/import",
+    response_model=MemoryImported,
+    responses=responses(400, *AUTH_ERRORS, 413, 422),
+    openapi_extra=_XML_BODY,
+    summary="Seed the translation memory from a TMX file",
+)
+async def import_memory(request: Request, runtime: RuntimeDep, _: MemoryEditor) -> MemoryImported:
+    data = await request.body()
+    try:
+        entries = import_tmx(data)
+    except TMXError as exc:
+        raise ApiError(422, "invalid_tmx", str(exc)) from None
+    count = await run_in_threadpool(
+        runtime.memory.remember, [Remembered(e.source, e.variant, e.target, origin="tmx") for e in entries]
+    )
+    return MemoryImported(entries=count)
+
+
+@router.get(
+    "/v1/memory/export",
+    responses={200: {"content": {"application/x-tmx+xml": {}}}, **responses(*AUTH_ERRORS, 422)},
+    summary="The translation memory as TMX 1.4",
+)
+def export_memory(runtime: RuntimeDep, _: Reader, variant: str | None = None) -> Response:
+    rows = runtime.memory.entries(variant)
+    entries = [
+        TMEntry(r.source, r.variant, r.target, r.created_at, f"{r.origin} {r.job_id or ''}".strip()) for r in rows
+    ]
+    return _download(export_tmx(entries), "application/x-tmx+xml", "duiyi-memory.tmx")

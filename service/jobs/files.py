@@ -1,0 +1,160 @@
+"""An article's files: XLIFF for CAT tools (export and import), TMX of its approved segments, a
+bilingual HTML page and the publishable text of one variant. The conversions themselves are pure
+(`service.interchange`); this module gathers the stored records they need and applies imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from service.config import Settings
+from service.documents import AlignedDocument, Block
+from service.interchange.tmx import TMEntry
+from service.interchange.xliff import XDocument, XEdit, XInline, XliffError, XSegment, XTerm, XUnit, import_xliff
+from service.jobs import review
+from service.jobs.articles import InvalidTransition, JobStatus, get_job, stored_document
+from service.memory import TranslationMemory
+from service.qa import QASettings
+from service.storage.db import Database
+from service.storage.tables import Job, StoredSegment
+from service.variants import VariantRule
+
+
+class NotTranslatedYet(Exception):
+    def __init__(self, job: Job) -> None:
+        super().__init__(
+            f"article {job.id} is {job.status}: there is nothing to export or import until it is translated"
+        )
+
+
+class UnknownVariant(ValueError):
+    def __init__(self, variant: str, variants: list[str]) -> None:
+        super().__init__(f"this article has no {variant!r} translation; it has {', '.join(variants)}")
+        self.valid = variants
+
+
+def load(db: Database, job_id: str) -> tuple[Job, AlignedDocument, dict[str, tuple[int, list[str]]]]:
+    with db.session() as session:
+        job = get_job(session, job_id)
+        stored = stored_document(session, job)
+    if stored is None:
+        raise NotTranslatedYet(job)
+    return job, *stored
+
+
+def check_variant(doc: AlignedDocument, variant: str | None) -> str:
+    chosen = variant or doc.variants[0]
+    if chosen not in doc.variants:
+        raise UnknownVariant(chosen, list(doc.variants))
+    return chosen
+
+
+def _segment_inlines(block: Block, start: int, end: int) -> tuple[XInline, ...]:
+    return tuple(
+        XInline(i.start - start, i.end - start, i.open, i.close)
+        for i in block.inlines
+        if i.start >= start and i.end <= end and not i.verbatim
+    )
+
+
+def to_xliff(job: Job, doc: AlignedDocument, variant: str) -> XDocument:
+    notes = {t["id"]: t.get("note", "") for t in job.glossary_terms}
+    blocks = {b.id: b for b in doc.blocks}
+    units = []
+    offsets: dict[str, int] = {}
+    by_block: dict[str, list[XSegment]] = {}
+    for seg in doc.segments:
+        start = offsets.get(seg.block_id, 0) + len(seg.ws_before)
+        end = start + len(seg.source)
+        offsets[seg.block_id] = end
+        by_block.setdefault(seg.block_id, []).append(
+            XSegment(
+                id=seg.id,
+                source=seg.source,
+                target=seg.targets.get(variant, ""),
+                status=seg.status,
+                inlines=_segment_inlines(blocks[seg.block_id], start, end),
+                terms=tuple(
+                    XTerm(
+                        t.source_start,
+                        t.source_end,
+                        t.term_id,
+                        t.source_text,
+                        t.expected.get(variant, ""),
+                        notes.get(t.term_id, ""),
+                    )
+                    for t in seg.terms
+                ),
+                flags=tuple((f.code, f.reason) for f in seg.flags if f.variant in (None, variant)),
+                ws_before=seg.ws_before,
+            )
+        )
+    for block in doc.blocks:
+        if block.id in by_block:
+            units.append(XUnit(block.id, block.kind.value, tuple(by_block[block.id])))
+    return XDocument(article_id=job.id, variant=variant, units=tuple(units))
+
+
+def approved_entries(job: Job, doc: AlignedDocument, variant: str) -> list[TMEntry]:
+    when = job.approved_at or job.updated_at
+    return [
+        TMEntry(source=s.source, variant=variant, target=s.targets[variant], created_at=when, note=f"{job.id} {s.id}")
+        for s in doc.segments
+        if s.status == "approved" and s.source.strip() and s.targets.get(variant, "").strip()
+    ]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    edited: list[str]
+    approved: list[str]
+    unchanged: list[str]
+
+
+def apply_xliff(
+    db: Database,
+    job_id: str,
+    data: bytes,
+    *,
+    variant: str | None,
+    by: str,
+    rules: dict[str, VariantRule],
+    qa: QASettings,
+    memory: TranslationMemory | None,
+    settings: Settings,
+) -> ImportResult:
+    """Take a CAT tool's edited XLIFF back: changed targets become a translator's edits (history
+    kept; zh-Hans regenerates the others, another variant is locked), final/reviewed segments are
+    approved. Raises XliffError (refused file), NotTranslatedYet, UnknownVariant."""
+    job, doc, _ = load(db, job_id)
+    if JobStatus(job.status) == JobStatus.FAILED:
+        raise InvalidTransition(job, JobStatus.IN_REVIEW)
+    chosen = check_variant(doc, variant)
+    sources = {s.id: s.source for s in doc.segments}
+    edits: list[XEdit] = import_xliff(data, article_id=job.id, variant=chosen, sources=sources)
+    # All or nothing: a file whose targets bring markup their sources lack is refused before any edit.
+    with db.session() as session:
+        rows = list(session.scalars(select(StoredSegment).where(StoredSegment.job_id == job.id)))
+    by_id = {r.id: r for r in rows}
+    for edit in edits:
+        try:
+            review.check_markup(job, rows, by_id[edit.segment_id], edit.target)
+        except review.MarkupNotAllowed as exc:
+            raise XliffError(str(exc)) from None
+    result = ImportResult([], [], [])
+    for edit in edits:
+        with db.session() as session:
+            row = session.get(StoredSegment, (job.id, edit.segment_id))
+            assert row is not None  # import_xliff refuses unknown ids
+        if row.targets.get(chosen) != edit.target:
+            row = review.edit_segment(
+                db, job.id, row.id, variant=chosen, text=edit.target, version=row.version, by=by, rules=rules, qa=qa
+            )
+            result.edited.append(row.id)
+        if edit.status == "approved" and row.status != "approved":
+            review.approve_segment(db, job.id, row.id, version=row.version, by=by, memory=memory)
+            result.approved.append(row.id)
+        elif row.id not in result.edited:
+            result.unchanged.append(row.id)
+    return result

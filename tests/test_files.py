@@ -1,0 +1,284 @@
+"""Files through the HTTP service: XLIFF 2.0 export validated against the OASIS schemas and round
+tripped through an edit, refused imports (another article, a changed source, XXE, billion laughs),
+TMX, bilingual HTML and text exports, TBX glossaries, and the translation memory: an exact hit
+skips the model (engine calls counted), fuzzy suggestions come ranked by score."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from lxml import etree
+
+from models.engine import Engine
+from service.config import Settings
+from tests.conftest import LiveServer, serve, shared_file
+from tests.worker_harness import RecordingEngine
+
+XLIFF = "urn:oasis:names:tc:xliff:document:2.0"
+GLS = "urn:oasis:names:tc:xliff:glossary:2.0"
+NS = {"x": XLIFF, "gls": GLS}
+HTML_ARTICLE = (
+    "<h1>Abe and the alliance</h1>"
+    '<p>Abe Shinzo met <a href="https://example.com/kerry?a=1&amp;b=2">John Kerry</a> in Tokyo. '
+    "The SCC met on Thursday.</p>"
+    "<p>A memo said &lt;script&gt;alert(1)&lt;/script&gt; twice.</p>"
+)
+
+
+@pytest.fixture
+def recorded(engines: dict[str, Engine], tmp_path: Path) -> RecordingEngine:
+    return RecordingEngine(engines["marian"], tmp_path / "decoded.log", 0.0)
+
+
+@pytest.fixture
+def live(tiny_dirs: dict[str, Path], recorded: RecordingEngine, tmp_path: Path) -> Iterator[LiveServer]:
+    settings = Settings(
+        model=str(tiny_dirs["marian"]),
+        device="cpu",
+        database_url=f"sqlite:///{tmp_path / 'duiyi.db'}",
+        job_poll_s=0.05,
+        cache_size=0,  # so that a sentence not decoded again is the memory's doing, not the engine cache's
+        redecode_loops=False,
+    )
+    with serve(settings, recorded) as server:  # type: ignore[arg-type]
+        yield server
+
+
+def translated(client: httpx.Client, body: dict) -> dict:
+    job_id = client.post("/v1/articles", json=body).json()["id"]
+    deadline = time.monotonic() + 60
+    while (job := client.get(f"/v1/articles/{job_id}").json())["status"] != "translated":
+        assert job["status"] != "failed" and time.monotonic() < deadline, job
+        time.sleep(0.05)
+    return job
+
+
+def segments(job: dict) -> list[dict]:
+    return [s for b in job["document"]["blocks"] for s in b["segments"]]
+
+
+def schema(name: str) -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(shared_file("xliff", name))))
+
+
+def test_xliff_export_validates(live: LiveServer) -> None:
+    job = translated(live.client, {"body": HTML_ARTICLE, "format": "html", "targets": ["zh-Hans", "zh-TW"]})
+    r = live.client.get(f"/v1/articles/{job['id']}/export", params={"format": "xliff", "variant": "zh-TW"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/xliff+xml")
+    doc = etree.fromstring(r.content)
+    core = schema("xliff_core_2.0.xsd")
+    assert core.validate(doc), core.error_log
+    glossary = schema("glossary.xsd")
+    entries = doc.findall(".//gls:glossary", NS)
+    assert entries, "glossary hits should be in the Glossary module"
+    for g in entries:
+        assert glossary.validate(etree.ElementTree(g)), glossary.error_log
+    assert doc.get("srcLang") == "en" and doc.get("trgLang") == "zh-TW"
+    assert doc.find("x:file", NS).get("original") == f"duiyi:article/{job['id']}"
+    # One unit per block, one segment per sentence; the link is an inline code, terms are marked.
+    assert len(doc.findall(".//x:unit", NS)) == len(job["document"]["blocks"])
+    assert len(doc.findall(".//x:segment", NS)) == len(segments(job))
+    assert doc.findall(".//x:source//x:pc", NS)
+    assert {d.text for d in doc.findall(".//x:originalData/x:data", NS)} >= {
+        '<a href="https://example.com/kerry?a=1&amp;b=2">',
+        "</a>",
+    }
+    assert doc.findall(".//x:source//x:mrk[@type='term']", NS)
+    texts = "".join(doc.itertext())
+    assert "<script>alert(1)</script>" in texts  # text, escaped in the file
+
+
+def _edit_targets(data: bytes, texts: dict[str, str], state: str) -> bytes:
+    doc = etree.fromstring(data)
+    for seg in doc.findall(".//x:segment", NS):
+        if seg.get("id") in texts:
+            target = seg.find("x:target", NS)
+            for child in list(target):
+                target.remove(child)
+            target.text = texts[seg.get("id")]
+            seg.set("state", state)
+            seg.attrib.pop("subState", None)
+    return etree.tostring(doc, xml_declaration=True, encoding="UTF-8")
+
+
+def test_xliff_round_trip(live: LiveServer) -> None:
+    job = translated(
+        live.client, {"body": "Abe Shinzo met John Kerry.\n\nTalks resume in May.", "targets": ["zh-Hans", "zh-TW"]}
+    )
+    segs = segments(job)
+    exported = live.client.get(
+        f"/v1/articles/{job['id']}/export", params={"format": "xliff", "variant": "zh-Hans"}
+    ).content
+    edits = {segs[0]["id"]: "安倍晋三会见了约翰·克里。", segs[1]["id"]: "会谈将于五月恢复。"}
+    edited = _edit_targets(exported, edits, "final")
+    r = live.client.post(
+        f"/v1/articles/{job['id']}/import",
+        params={"format": "xliff"},
+        content=edited,
+        headers={"Content-Type": "application/xml"},
+    )
+    assert r.status_code == 200, r.text
+    assert sorted(r.json()["edited"]) == sorted(edits) and sorted(r.json()["approved"]) == sorted(edits)
+    after = {s["id"]: s for s in segments(live.client.get(f"/v1/articles/{job['id']}").json())}
+    for sid, text in edits.items():
+        assert after[sid]["targets"]["zh-Hans"] == text
+        assert after[sid]["origin"] == "human" and after[sid]["status"] == "approved"
+    assert "約翰·凱瑞" in after[segs[0]["id"]]["targets"]["zh-TW"]  # regenerated from the import
+    history = live.client.get(f"/v1/articles/{job['id']}/segments/{segs[0]['id']}/history").json()
+    assert history[0]["after"] == edits[segs[0]["id"]] and history[0]["by"] == "local"
+    assert history[-1]["status_after"] == "approved"
+    # Importing the same file again changes nothing.
+    again = live.client.post(
+        f"/v1/articles/{job['id']}/import", content=edited, headers={"Content-Type": "application/xml"}
+    )
+    assert again.json()["edited"] == [] and again.json()["approved"] == []
+
+
+def test_xliff_imports_refused(live: LiveServer) -> None:
+    a = translated(live.client, {"body": "First story here.", "targets": ["zh-Hans"]})
+    b = translated(live.client, {"body": "Second story there.", "targets": ["zh-Hans"]})
+    for_a = live.client.get(f"/v1/articles/{a['id']}/export", params={"format": "xliff"}).content
+    changed = for_a.replace(b"First story here.", b"First story, changed.")
+    xxe = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+        b'<xliff xmlns="urn:oasis:names:tc:xliff:document:2.0" version="2.0" srcLang="en">&xxe;</xliff>'
+    )
+    laughs = (
+        b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+        + b"".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">'.encode() for i in range(9))
+        + b"]><l>&j;</l>"
+    )
+    cases = {
+        "another article": (b["id"], for_a, "article"),
+        "changed source": (a["id"], changed, "source"),
+        "malformed": (a["id"], b"<xliff", "well-formed"),
+        "xxe": (a["id"], xxe, "DTD"),
+        "billion laughs": (a["id"], laughs, "DTD"),
+    }
+    passwd = Path("/etc/passwd").read_text().splitlines()[0]
+    for name, (job_id, data, words) in cases.items():
+        started = time.monotonic()
+        r = live.client.post(f"/v1/articles/{job_id}/import", content=data, headers={"Content-Type": "application/xml"})
+        assert r.status_code == 422, (name, r.text)
+        assert r.json()["error"]["code"] == "invalid_xliff"
+        assert words.lower() in r.json()["error"]["message"].lower(), (name, r.json())
+        assert passwd not in r.text
+        assert time.monotonic() - started < 2, name
+    unchanged = segments(live.client.get(f"/v1/articles/{a['id']}").json())
+    assert all(s["version"] == 1 for s in unchanged)
+
+
+def test_other_exports(live: LiveServer) -> None:
+    job = translated(live.client, {"body": HTML_ARTICLE, "format": "html", "targets": ["zh-Hans", "zh-HK"]})
+    html = live.client.get(f"/v1/articles/{job['id']}/export", params={"format": "html", "variant": "zh-HK"})
+    assert html.headers["content-type"].startswith("text/html")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html.text and "<script>alert" not in html.text
+    text = live.client.get(f"/v1/articles/{job['id']}/export", params={"format": "text", "variant": "zh-HK"})
+    assert text.text == job["document"]["full_text"]["zh-HK"]
+    as_json = live.client.get(f"/v1/articles/{job['id']}/export").json()
+    assert as_json["full_text"] == job["document"]["full_text"]
+    bad = live.client.get(f"/v1/articles/{job['id']}/export", params={"variant": "zh-TW"})
+    assert bad.status_code == 422 and bad.json()["error"]["valid"] == ["zh-Hans", "zh-HK"]
+    queued = live.client.post("/v1/articles", json={"body": "Later."}).json()["id"]
+    r = live.client.get(f"/v1/articles/{queued}/export")
+    assert r.status_code in (200, 409)  # 409 while it is not translated yet
+
+
+def test_memory_exact_hit_skips_the_model(live: LiveServer, recorded: RecordingEngine) -> None:
+    sentence = "The harbour will reopen in May after repairs."
+    first = translated(live.client, {"body": f"{sentence}\n\nWork began in 2012.", "targets": ["zh-Hans", "zh-TW"]})
+    seg = next(s for s in segments(first) if s["source"] == sentence)
+    live.client.patch(
+        f"/v1/articles/{first['id']}/segments/{seg['id']}",
+        json={"text": "港口将在维修后于五月重新开放。", "version": 1},
+    )
+    approved = live.client.post(f"/v1/articles/{first['id']}/segments/{seg['id']}/approve", json={"version": 2})
+    assert approved.status_code == 200
+    before = recorded.log.read_text().count("harbour")
+    # The same sentence (spaced differently) in a new article comes from memory; the model is not asked.
+    second = translated(
+        live.client,
+        {"body": "The  harbour will reopen   in May after repairs. \n\nA new one.", "targets": ["zh-Hans", "zh-TW"]},
+    )
+    hit = segments(second)[0]
+    assert hit["origin"] == "tm"
+    assert hit["targets"]["zh-Hans"] == "港口将在维修后于五月重新开放。"
+    assert hit["targets"]["zh-TW"] == "港口將在維修後於五月重新開放。"
+    assert recorded.log.read_text().count("harbour") == before
+    assert "A new one." in recorded.log.read_text()
+
+
+def test_fuzzy_suggestions_ranked(live: LiveServer) -> None:
+    tmx = b"""<?xml version="1.0" encoding="UTF-8"?>
+<tmx version="1.4"><header creationtool="t" creationtoolversion="1" segtype="sentence" o-tmf="t" adminlang="en"
+ srclang="en" datatype="plaintext"/><body>
+<tu><tuv xml:lang="en"><seg>The harbour will reopen in June after repairs.</seg></tuv>
+<tuv xml:lang="zh-CN"><seg>A</seg></tuv></tu>
+<tu><tuv xml:lang="en"><seg>The harbour will reopen in June.</seg></tuv><tuv xml:lang="zh-CN"><seg>B</seg></tuv></tu>
+<tu><tuv xml:lang="en"><seg>Officials closed the airport.</seg></tuv><tuv xml:lang="zh-CN"><seg>C</seg></tuv></tu>
+</body></tmx>"""
+    r = live.client.post("/v1/memory/import", content=tmx, headers={"Content-Type": "application/xml"})
+    assert r.json() == {"entries": 3}
+    job = translated(live.client, {"body": "The harbour will reopen in May after repairs.", "targets": ["zh-Hans"]})
+    sid = segments(job)[0]["id"]
+    found = live.client.get(f"/v1/articles/{job['id']}/segments/{sid}/suggestions").json()
+    assert [s["target"] for s in found] == ["A", "B"]  # C is not similar enough
+    assert found[0]["score"] > found[1]["score"] >= 75
+    assert ("delete", "June") in [tuple(d) for d in found[0]["diff"]] and ("insert", "May") in [
+        tuple(d) for d in found[0]["diff"]
+    ]
+    exported = live.client.get("/v1/memory/export", params={"variant": "zh-Hans"})
+    assert exported.text.count("<tu ") == 3
+    bad = live.client.post("/v1/memory/import", content=b"<nope/>", headers={"Content-Type": "application/xml"})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_tmx"
+
+
+def test_tmx_export_of_approved_segments(live: LiveServer) -> None:
+    job = translated(live.client, {"body": "One sentence.\n\nTwo sentences.", "targets": ["zh-Hans", "zh-TW"]})
+    live.client.post(f"/v1/articles/{job['id']}/approve", json={"override": "test"})
+    tmx = etree.fromstring(
+        live.client.get(f"/v1/articles/{job['id']}/export", params={"format": "tmx", "variant": "zh-TW"}).content
+    )
+    tus = tmx.findall(".//tu")
+    assert len(tus) == 2
+    langs = {t.get("{http://www.w3.org/XML/1998/namespace}lang") for tu in tus for t in tu.findall("tuv")}
+    assert langs == {"en", "zh-TW"}
+
+
+def test_glossary_tbx_through_the_api(live: LiveServer) -> None:
+    tbx = live.client.get("/v1/glossaries/news/export", params={"format": "tbx"})
+    assert tbx.headers["content-type"].startswith("application/x-tbx+xml")
+    r = live.client.put("/v1/glossaries/copy", content=tbx.content, headers={"Content-Type": "application/x-tbx+xml"})
+    assert r.status_code == 201, r.text
+    assert (
+        live.client.get("/v1/glossaries/copy").json()["terms"] == live.client.get("/v1/glossaries/news").json()["terms"]
+    )
+    xxe = b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><tbx>&e;</tbx>'
+    assert (
+        live.client.put("/v1/glossaries/evil", content=xxe, headers={"Content-Type": "application/xml"}).status_code
+        == 422
+    )
+
+
+def test_markup_the_source_lacks_is_refused(live: LiveServer) -> None:
+    job = translated(live.client, {"body": HTML_ARTICLE, "format": "html", "targets": ["zh-Hans"]})
+    linked = next(s for s in segments(job) if "Kerry" in s["source"])
+    url = f"/v1/articles/{job['id']}/segments/{linked['id']}"
+    evil = live.client.patch(
+        url, json={"text": "安倍会见了<script>alert(1)</script>克里。", "version": linked["version"]}
+    )
+    assert evil.status_code == 422 and evil.json()["error"]["code"] == "markup_not_allowed"
+    own = '安倍会见了<a href="https://example.com/kerry?a=1&amp;b=2">克里</a>。'
+    assert live.client.patch(url, json={"text": own, "version": linked["version"]}).status_code == 200
+    # The same through an XLIFF file whose originalData was tampered with.
+    exported = live.client.get(f"/v1/articles/{job['id']}/export", params={"format": "xliff"}).content
+    tampered = exported.replace(b"&lt;/a&gt;</data>", b"&lt;/a&gt;&lt;img src=x onerror=alert(1)&gt;</data>")
+    assert tampered != exported
+    r = live.client.post(
+        f"/v1/articles/{job['id']}/import", content=tampered, headers={"Content-Type": "application/xml"}
+    )
+    assert r.status_code == 422 and "onerror" in r.json()["error"]["message"]
