@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     port: int = 8000
     # Largest article accepted, in characters of text (all fields together).
     max_chars: int = 100_000
+    # Largest uploaded file (XLIFF, TMX, TBX, CSV, an article file), in bytes.
+    max_upload_bytes: int = 50_000_000
     default_targets: list[str] = Field(default_factory=lambda: ["zh-Hans", "zh-Hant"])
     default_glossaries: list[str] = Field(default_factory=lambda: ["news"])
     # Extra glossaries: every NAME.csv in this directory is glossary NAME (overrides shipped ones).

@@ -189,3 +189,23 @@ def test_queue_limit(database_url: str, tiny_dirs: dict[str, Path], engines: dic
         assert r.status_code == 503
         assert int(r.headers["retry-after"]) > 0
         assert r.json()["error"]["code"] == "busy"
+
+
+def test_a_variant_edited_by_hand_is_no_longer_regenerated(live: LiveServer) -> None:
+    job_id = live.client.post(
+        "/v1/articles", json={"body": "Abe Shinzo spoke.", "targets": ["zh-Hans", "zh-TW"]}
+    ).json()["id"]
+    seg = wait_for(live.client, job_id, "translated")["document"]["blocks"][0]["segments"][0]
+    url = f"/v1/articles/{job_id}/segments/{seg['id']}"
+    tw = live.client.patch(
+        url, json={"variant": "zh-TW", "text": "安倍晉三發表講話。", "version": seg["version"]}
+    ).json()
+    assert tw["locked_variants"] == ["zh-TW"] and tw["targets"]["zh-TW"] == "安倍晉三發表講話。"
+    hans = live.client.patch(url, json={"text": "安倍晋三讲话了。", "version": tw["version"]}).json()
+    assert hans["targets"]["zh-Hans"] == "安倍晋三讲话了。"
+    assert hans["targets"]["zh-TW"] == "安倍晉三發表講話。"  # the translator's own zh-TW stands
+    history = live.client.get(f"{url}/history").json()
+    assert [(h["variant"], h["after"]) for h in history] == [
+        ("zh-TW", "安倍晉三發表講話。"),
+        ("zh-Hans", "安倍晋三讲话了。"),
+    ]

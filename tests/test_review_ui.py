@@ -200,6 +200,16 @@ def test_editor_submits_and_watches_progress(site: tuple[LiveServer, dict[str, s
     # An editor (cms role) can read but not edit or approve.
     assert page.locator("textarea.target-edit").count() == 0
     assert page.locator("button.approve").count() == 0
+    # A file upload: the format follows the file name (Markdown here).
+    page.goto("/review/new")
+    page.set_input_files(
+        "input[type=file]",
+        files=[{"name": "story.md", "mimeType": "text/markdown", "buffer": b"## Ports\n\nShips **returned** to port."}],
+    )
+    page.click("form[action='/review/new'] button[type=submit]")
+    page.wait_for_selector("#article", timeout=60_000)
+    assert page.locator(".block-heading").count() == 1
+    assert row_of(page, "returned to port").count() == 1
     page.context.close()
 
 

@@ -47,8 +47,8 @@ def main() -> None:
     settings = Settings()
     engine = RecordingEngine(load_engine(settings.model, device="cpu"), log, delay)
     stop = stop_on_signals()
-    Path(f"{log}.ready").touch()
-    run_worker(settings, engine, stop, runners=1)  # type: ignore[arg-type]
+    ready = Path(f"{log}.ready")
+    run_worker(settings, engine, stop, runners=1, on_ready=ready.touch)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

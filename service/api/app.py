@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -55,26 +56,36 @@ def build_pipeline(settings: Settings, engine: Engine, memory: Memory | None = N
     )
 
 
+# Uploads of files (XLIFF, TMX, TBX, CSV, an article file): larger, and in any encoding the format allows.
+_FILE_UPLOADS = re.compile(r"^/v1/(articles/[^/]+/import|memory/import|glossaries/[^/]+)$|^/review/new$")
+
+
 class _RequestGuard(BaseHTTPMiddleware):
     """Refuse, before any parsing, a body far above the character limit (UTF-8 takes at most 4 bytes
-    a character, plus room for JSON) and a body that is not UTF-8."""
+    a character, plus room for JSON) and a JSON body that is not UTF-8. File uploads have their own,
+    larger limit and are decoded by their parsers."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_file_bytes: int) -> None:
         super().__init__(app)
         self.max_bytes = max_bytes
+        self.max_file_bytes = max_file_bytes
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        upload = request.method in ("POST", "PUT") and bool(_FILE_UPLOADS.match(request.url.path))
+        limit = self.max_file_bytes if upload else self.max_bytes
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_bytes:
+        if length and length.isdigit() and int(length) > limit:
             return errors.error_json(
-                413, "too_large", f"the request body has {int(length):,} bytes; the limit is {self.max_bytes:,}"
+                413, "too_large", f"the request body has {int(length):,} bytes; the limit is {limit:,}"
             )
         if request.method in ("POST", "PUT", "PATCH"):
             body = await request.body()
-            if len(body) > self.max_bytes:
+            if len(body) > limit:
                 return errors.error_json(
-                    413, "too_large", f"the request body has {len(body):,} bytes; the limit is {self.max_bytes:,}"
+                    413, "too_large", f"the request body has {len(body):,} bytes; the limit is {limit:,}"
                 )
+            if upload:
+                return await call_next(request)
             try:
                 body.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -145,7 +156,9 @@ def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None =
         memory=memory,
         runners=runners,
     )
-    app.add_middleware(_RequestGuard, max_bytes=settings.max_chars * 4 + 65_536)
+    app.add_middleware(
+        _RequestGuard, max_bytes=settings.max_chars * 4 + 65_536, max_file_bytes=settings.max_upload_bytes
+    )
     # The review app's sessions: a signed cookie, HttpOnly, SameSite=Lax, sent to /review only.
     app.add_middleware(
         SessionMiddleware,
@@ -157,6 +170,7 @@ def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None =
         https_only=settings.session_https_only,
     )
     errors.install(app)
+    errors.document_common_errors(app)
     for module in (health, translate, articles, files, glossaries_routes, keys):
         app.include_router(module.router)
     web.install(app)

@@ -72,20 +72,44 @@ def install(app: FastAPI) -> None:
         return error_json(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
 
+_TEXT = {
+    400: "Malformed JSON or invalid UTF-8",
+    401: "No API key, or not a valid one",
+    403: "The API key's role may not do this",
+    404: "Not found",
+    409: "Conflict: the resource changed (edit based on an old version) or is not in a state that allows this",
+    413: "Input larger than the configured limit",
+    415: "The body's Content-Type is not one this endpoint reads",
+    422: "Empty input, unknown variant or glossary, or another invalid field",
+    429: "Rate limit of this API key exceeded: retry after the Retry-After header's seconds",
+    500: "Internal error",
+    503: "Busy (the queue is full: retry after the Retry-After header's seconds) or, for /readyz, not ready",
+    504: "The translation did not finish within the request timeout",
+}
+
+
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can return."""
-    text = {
-        400: "Malformed JSON or invalid UTF-8",
-        401: "No API key, or not a valid one",
-        403: "The API key's role may not do this",
-        404: "Not found",
-        409: "Conflict: the resource changed (edit based on an old version) or is not in a state that allows this",
-        413: "Input larger than the configured limit",
-        415: "The body's Content-Type is not one this endpoint reads",
-        422: "Empty input, unknown variant or glossary, or another invalid field",
-        429: "Rate limit of this API key exceeded: retry after the Retry-After header's seconds",
-        500: "Internal error",
-        503: "Busy (the queue is full: retry after the Retry-After header's seconds) or, for /readyz, not ready",
-        504: "The translation did not finish within the request timeout",
-    }
-    return {s: {"model": ErrorResponse, "description": text[s]} for s in statuses}
+    return {s: {"model": ErrorResponse, "description": _TEXT[s]} for s in statuses}
+
+
+def document_common_errors(app: FastAPI) -> None:
+    """Add to the OpenAPI document the statuses any operation can return from the app's shared
+    layers, so no route has to remember them: 500 everywhere; 400 (malformed JSON, not UTF-8) and
+    413 (too large) wherever there is a request body, since the request guard answers those."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        spec = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        for item in spec.get("paths", {}).values():
+            for operation in item.values():
+                statuses = [500] + ([400, 413] if "requestBody" in operation else [])
+                for status in statuses:
+                    operation["responses"].setdefault(str(status), {"description": _TEXT[status], "content": ref})
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 
 from models.engine import Engine
 from models.scheduler import BatchingEngine
@@ -18,8 +19,16 @@ from service.storage.db import Database
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, engine: Engine, stop: threading.Event, *, runners: int | None = None) -> None:
-    """Translate jobs until `stop` is set; then finish the chunk in hand and hand unfinished jobs back."""
+def run_worker(
+    settings: Settings,
+    engine: Engine,
+    stop: threading.Event,
+    *,
+    runners: int | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Translate jobs until `stop` is set; then finish the chunk in hand and hand unfinished jobs back.
+    `on_ready` is called once the runners are claiming jobs."""
     from service.api.app import build_pipeline
 
     db = Database(settings.database)
@@ -39,6 +48,8 @@ def run_worker(settings: Settings, engine: Engine, stop: threading.Event, *, run
     dispatcher.start()
     pool.start()
     log.info("worker: %d runner(s) on %s", count, db.describe())
+    if on_ready is not None:
+        on_ready()
     try:
         stop.wait()
     finally:

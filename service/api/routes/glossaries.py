@@ -79,7 +79,7 @@ def export_glossary(
 @router.put(
     "/{name}",
     response_model=GlossaryOut,
-    responses={201: {"model": GlossaryOut, "description": "Created"}, **responses(400, *AUTH_ERRORS, 415, 422)},
+    responses={201: {"model": GlossaryOut, "description": "Created"}, **responses(400, *AUTH_ERRORS, 413, 415, 422)},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -93,7 +93,7 @@ async def put_glossary(name: Name, request: Request, response: Response, runtime
     data = await request.body()
     try:
         if media in ("text/csv", "text/plain"):
-            glossary = parse_csv(data.decode("utf-8"), name)
+            glossary = parse_csv(data.decode("utf-8-sig"), name)
         elif media in _TBX_TYPES:
             glossary = import_tbx(data, name)
         else:
@@ -102,6 +102,8 @@ async def put_glossary(name: Name, request: Request, response: Response, runtime
                 "unsupported_media_type",
                 f"send the glossary as text/csv or application/x-tbx+xml, not {media or 'no type'}",
             )
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_utf8", f"the CSV is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except (GlossaryFormatError, TBXError, UnknownVariantError, ValueError) as exc:
         raise ApiError(422, "invalid_glossary", str(exc)) from None
     stored, created = await run_in_threadpool(runtime.glossaries.put, glossary, by=p.name)
