@@ -214,3 +214,29 @@ def test_disallowed_callbacks_refused_at_submission(
         assert r.json()["error"]["code"] == "callback_refused"
         assert words in r.json()["error"]["message"]
         assert live.client.get("/v1/articles").json()["items"] == []
+
+
+def test_a_keys_default_callback_is_used(
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: Receiver
+) -> None:
+    url = f"sqlite:///{tmp_path / 'duiyi.db'}"
+    db = Database(url)
+    db.migrate()
+    made = create_key(db, name="cms-with-hook", role=Role.CMS, callback_url=receiver.url)
+    db.close()
+    settings = Settings(
+        model=str(tiny_dirs["marian"]),
+        device="cpu",
+        database_url=url,
+        auth_disabled=False,
+        webhook_allowed_hosts=["127.0.0.1"],
+        webhook_allow_private=True,
+        job_poll_s=0.05,
+    )
+    with serve(settings, engines["marian"]) as live:
+        headers = {"Authorization": f"Bearer {made.key}"}
+        job = live.client.post("/v1/articles", json={"body": "No callback named here."}, headers=headers).json()
+        assert job["callback_url"] == receiver.url
+        receiver.wait(1)
+    assert verify(made.row.webhook_secret, *receiver.received[0])
+    assert json.loads(receiver.received[0][1])["article"]["id"] == job["id"]

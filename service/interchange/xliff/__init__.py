@@ -1,0 +1,104 @@
+"""XLIFF 2.0 export of one article variant for a translator's CAT tool, and import of the edited file.
+
+The package works on plain records (XDocument and the others) and knows nothing of storage or HTTP. Its
+modules: `model` (the records, constants and status mapping), `plan` (a segment laid out for export),
+`export` (building the XML) and `importing` (reading an edited file back).
+
+Layout of an export (XLIFF 2.0 core, `urn:oasis:names:tc:xliff:document:2.0`):
+
+* `<xliff version="2.0" srcLang="en" trgLang="{variant}">` with one `<file id="f1"
+  original="duiyi:article/{article_id}">`; the article title, when there is one, is a file-level note.
+* One `<unit id="{block id}" name="{kind}">` per block and one `<segment id="{segment id}">` per
+  sentence. The white space between two sentences of the source is an `<ignorable>`, so joining a
+  unit's sources gives back the block's text exactly. `xml:space="preserve"` is set on a source or
+  target whose white space matters (leading, trailing, runs, tabs or line breaks).
+* Inline markup (an HTML link, Markdown `**`) is a paired code `<pc id="n" dataRefStart="dns"
+  dataRefEnd="dne">` whose markup strings are in the unit's `<originalData>`, so the translator moves
+  codes, never types markup. Codes whose ranges cross in the source cannot be `<pc>` (which must
+  nest); that segment then uses `<sc>`/`<ec>` pairs for all of its codes. The target carries the same
+  codes where the variant's text contains the same markup strings, properly paired; markup that
+  cannot be paired is left in the target as plain text, which the translator sees and can fix.
+  Characters that XML cannot carry (control characters) are `<cp hex="…"/>`.
+* A glossary hit is `<mrk id="mK" type="term" ref="#gls=gK">` around the term in the source, and
+  around the glossary's form in the target when it occurs there, each only where it nests with the
+  codes. The Glossary module (`urn:oasis:names:tc:xliff:glossary:2.0`) inside the unit has a
+  `<gls:glossEntry id="gK" ref="#mK">` per hit with the English term, the variant's form and the
+  note. `#gls=gK` and `#mK` are XLIFF fragment identifiers relative to the unit (the `gls` selector
+  names a Glossary module element; no prefix names a source inline element, `t=` a target one).
+* QA flags are unit notes: `<note category="duiyi:{code}" appliesTo="target">{segment id}: {reason}</note>`.
+
+Status ↔ state. XLIFF has four states (initial, translated, reviewed, final) and a free `subState`:
+
+=============  ==================================================  ==========================
+duiyi status   exported as                                         why
+=============  ==================================================  ==========================
+draft          state="translated"                                  a machine or human draft
+needs_review   state="translated" subState="duiyi:needs_review"    it has a target, so not
+                                                                   "initial"; the subState
+                                                                   keeps the flag visible
+approved       state="final"                                       done; no further edits
+=============  ==================================================  ==========================
+
+On import: final or reviewed → approved (a reviewer's sign-off is what approval means here);
+translated with subState duiyi:needs_review → needs_review (the flag was left as exported);
+translated otherwise → draft; initial (also the schema's default when state is absent) →
+needs_review, since a tool marks a segment initial to say that it still needs work.
+
+Import refuses (XliffError, a message for the translator) a file that is not XLIFF 2.0 (2.1 shares
+the core namespace and is accepted), that is for another article or variant, that names a segment
+the article does not have, or whose source text differs from the article's; DTDs and entities are
+refused by `safexml` before parsing. Every segment with a `<target>` gives an XEdit, an empty target
+included (a translator may fold two English sentences into one Chinese one); segments left out of
+the file, or without a target, are not edited. Codes in a target become the markup strings of the
+unit's `<originalData>` again; a code whose data the unit does not define is refused.
+"""
+
+from service.interchange.xliff.export import export_xliff
+from service.interchange.xliff.importing import import_xliff
+from service.interchange.xliff.model import (
+    ACCEPTED_VERSIONS,
+    GLOSSARY_NS,
+    NEEDS_REVIEW_SUBSTATE,
+    ORIGINAL_PREFIX,
+    SOURCE_LANG,
+    STATES,
+    STATUS_TO_STATE,
+    STATUSES,
+    XLIFF_1_NS,
+    XLIFF_NS,
+    XML_NS,
+    XDocument,
+    XEdit,
+    XInline,
+    XliffError,
+    XSegment,
+    XTerm,
+    XUnit,
+    state_for,
+    status_for,
+)
+
+__all__ = [
+    "ACCEPTED_VERSIONS",
+    "GLOSSARY_NS",
+    "NEEDS_REVIEW_SUBSTATE",
+    "ORIGINAL_PREFIX",
+    "SOURCE_LANG",
+    "STATES",
+    "STATUSES",
+    "STATUS_TO_STATE",
+    "XLIFF_1_NS",
+    "XLIFF_NS",
+    "XML_NS",
+    "XDocument",
+    "XEdit",
+    "XInline",
+    "XSegment",
+    "XTerm",
+    "XUnit",
+    "XliffError",
+    "export_xliff",
+    "import_xliff",
+    "state_for",
+    "status_for",
+]

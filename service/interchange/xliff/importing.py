@@ -1,0 +1,206 @@
+"""Reading a translator's edited XLIFF file back: checking that it is an XLIFF 2.0 (or 2.1) file
+exported for this article and variant, matching each segment to the article's and refusing changed
+source text, and turning each target back into text, its inline codes restored to the markup strings
+of the unit's originalData. Every refusal is an XliffError with a message the translator can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from lxml import etree
+
+from service.interchange import safexml
+from service.interchange.xliff.model import (
+    _X,
+    ACCEPTED_VERSIONS,
+    ORIGINAL_PREFIX,
+    XLIFF_1_NS,
+    XEdit,
+    XliffError,
+    _brief,
+    status_for,
+)
+
+
+def import_xliff(data: bytes, *, article_id: str, variant: str, sources: Mapping[str, str]) -> list[XEdit]:
+    """The edits in a translator's XLIFF file for `article_id` in `variant`, in document order.
+
+    `sources` maps each segment id of the article to its source text (markup removed)."""
+    try:
+        root = safexml.parse(data, what="XLIFF file")
+    except (safexml.UnsafeXML, safexml.MalformedXML) as exc:
+        raise XliffError(str(exc)) from None
+    _check_document(root, article_id=article_id, variant=variant)
+    edits: list[XEdit] = []
+    seen: set[str] = set()
+    for file_el in root.iterfind(_X + "file"):
+        for unit in file_el.iter(_X + "unit"):
+            edits += _import_unit(unit, sources, seen)
+    return edits
+
+
+def _check_document(root: etree._Element, *, article_id: str, variant: str) -> None:
+    tag = root.tag if isinstance(root.tag, str) else ""
+    if tag == f"{{{XLIFF_1_NS}}}xliff":
+        raise XliffError("this is an XLIFF 1.2 file; export and import XLIFF 2.0 files")
+    if tag != _X + "xliff":
+        raise XliffError(f"this is not an XLIFF 2.0 file (its root element is <{_brief(etree.QName(tag).localname)}>)")
+    version = root.get("version")
+    if version not in ACCEPTED_VERSIONS:
+        raise XliffError(f"this file says XLIFF version {_brief(version or '(none)')!r}; expected 2.0")
+    language = root.get("trgLang")
+    if not language:
+        raise XliffError(f"the file names no target language (trgLang); expected {variant}")
+    if language.lower() != variant.lower():  # language tags are case-insensitive (BCP 47)
+        raise XliffError(
+            f"the file is for {_brief(language)}, not {variant}: import it into the {_brief(language)} variant"
+        )
+    files = root.findall(_X + "file")
+    if not files:
+        raise XliffError("the file has no <file> element, so no segments")
+    expected = ORIGINAL_PREFIX + article_id
+    for file_el in files:
+        original = file_el.get("original") or ""
+        if original == expected:
+            continue
+        if original.startswith(ORIGINAL_PREFIX):
+            other = original[len(ORIGINAL_PREFIX) :]
+            raise XliffError(f"the file is for article {_brief(other)}, not article {article_id}")
+        raise XliffError(f"the file was not exported by duiyi for article {article_id} (original={_brief(original)!r})")
+
+
+def _import_unit(unit: etree._Element, sources: Mapping[str, str], seen: set[str]) -> list[XEdit]:
+    unit_id = _brief(unit.get("id") or "?")
+    data: dict[str, str] = {}
+    for data_el in unit.iterfind(f"{_X}originalData/{_X}data"):
+        data_id = data_el.get("id")
+        if data_id:
+            data[data_id] = _content(data_el, f"the original data of unit {unit_id}", _no_codes)
+    edits: list[XEdit] = []
+    for segment in unit.iterfind(_X + "segment"):
+        segment_id = segment.get("id")
+        if not segment_id:
+            raise XliffError(f"a segment of unit {unit_id} has no id, so it cannot be matched to the article")
+        where = f"segment {_brief(segment_id)}"
+        if segment_id in seen:
+            raise XliffError(f"{where} appears twice in the file")
+        seen.add(segment_id)
+        if segment_id not in sources:
+            raise XliffError(f"{where} is not a segment of this article; was the file edited by hand?")
+        source_el = segment.find(_X + "source")
+        if source_el is None:
+            raise XliffError(f"{where} has no <source>")
+        source = _content(source_el, where, _no_codes)
+        if source != sources[segment_id]:
+            raise XliffError(f"{where}: the source text was changed; {_difference(source, sources[segment_id])}")
+        target_el = segment.find(_X + "target")
+        if target_el is None:
+            continue
+        target = _content(target_el, where, _Restorer(where, data, source_el))
+        try:
+            status = status_for(segment.get("state"), segment.get("subState"))
+        except ValueError as exc:
+            raise XliffError(f"{where}: {exc}") from None
+        edits.append(XEdit(segment_id=segment_id, target=target, status=status))
+    return edits
+
+
+# What an inline code stands for in the text: `part` is "start"/"end" for <pc>, else the tag name.
+_CodeText = Callable[[etree._Element, str], str]
+
+
+def _no_codes(element: etree._Element, part: str) -> str:
+    return ""
+
+
+# The attribute that names the original data of each kind of code ("start"/"end": the two of a <pc>).
+_DATA_REF = MappingProxyType(
+    {"start": "dataRefStart", "end": "dataRefEnd", "sc": "dataRef", "ec": "dataRef", "ph": "dataRef"}
+)
+
+
+class _Restorer:
+    """Turns a target's inline codes back into the markup strings of the unit's originalData."""
+
+    def __init__(self, where: str, data: Mapping[str, str], source: etree._Element) -> None:
+        self._where = where
+        self._data = data
+        # A tool may drop the dataRef of a target code, relying on the source code of the same id.
+        self._source_refs: dict[tuple[str, str], str] = {}
+        for element in source.iter(_X + "pc", _X + "sc", _X + "ec", _X + "ph"):
+            name = etree.QName(element).localname
+            ident = element.get("startRef") or element.get("id") or ""
+            for part in ("start", "end") if name == "pc" else (name,):
+                ref = element.get(_DATA_REF[part])
+                if ref:
+                    self._source_refs[(part, ident)] = ref
+
+    def __call__(self, element: etree._Element, part: str) -> str:
+        ident = element.get("startRef") or element.get("id") or ""
+        ref = element.get(_DATA_REF[part]) or self._source_refs.get((part, ident))
+        name = etree.QName(element).localname
+        described = f"<{name} id={_brief(ident)!r}>"
+        if not ref:
+            raise XliffError(f"{self._where}: the target has an inline code {described} that stands for no markup")
+        if ref not in self._data:
+            raise XliffError(
+                f"{self._where}: the target's inline code {described} refers to data {_brief(ref)!r}, "
+                "which the unit's originalData does not define"
+            )
+        return self._data[ref]
+
+
+def _content(element: etree._Element, where: str, code_text: _CodeText) -> str:
+    parts: list[str] = []
+    _walk(element, where, code_text, parts)
+    return "".join(parts)
+
+
+def _walk(element: etree._Element, where: str, code_text: _CodeText, parts: list[str]) -> None:
+    # Recursion is bounded: libxml2 refuses documents nested deeper than 256 levels without huge_tree.
+    if element.text:
+        parts.append(element.text)
+    for child in element:
+        tag = child.tag
+        if isinstance(tag, str):
+            name = tag[len(_X) :] if tag.startswith(_X) else None
+            if name == "cp":
+                parts.append(_code_point(child, where))
+            elif name == "pc":
+                parts.append(code_text(child, "start"))
+                _walk(child, where, code_text, parts)
+                parts.append(code_text(child, "end"))
+            elif name in ("sc", "ec", "ph"):
+                parts.append(code_text(child, name))
+            elif name == "mrk":
+                _walk(child, where, code_text, parts)
+            elif name not in ("sm", "em"):  # annotation boundaries carry no text
+                shown = etree.QName(tag)
+                raise XliffError(
+                    f"{where}: unexpected element <{_brief(shown.localname)}> ({_brief(shown.namespace or '')})"
+                )
+        if child.tail:
+            parts.append(child.tail)
+
+
+def _code_point(element: etree._Element, where: str) -> str:
+    value = element.get("hex") or ""
+    try:
+        code = int(value, 16)
+        return chr(code)
+    except (ValueError, OverflowError):
+        raise XliffError(f"{where}: <cp hex={_brief(value)!r}> is not a character") from None
+
+
+def _difference(got: str, want: str) -> str:
+    """Both texts around their first difference, briefly."""
+    at = next((index for index, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
+    start = max(0, at - 20)
+
+    def excerpt(text: str) -> str:
+        piece = text[start : at + 30]
+        return ("…" if start else "") + piece + ("…" if at + 30 < len(text) else "")
+
+    return f"the file has {excerpt(got)!r} where the article has {excerpt(want)!r}"

@@ -1,0 +1,119 @@
+"""The records that the XLIFF export and import work on, the namespaces and other constants of the
+format, XliffError, and the mapping between duiyi's segment statuses and XLIFF's states; also the two
+small helpers that the export and import modules share (`_X`, the Clark-notation prefix of the XLIFF
+core namespace, and `_brief`, which shortens a value from a file for a message).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+XLIFF_NS = "urn:oasis:names:tc:xliff:document:2.0"
+XLIFF_1_NS = "urn:oasis:names:tc:xliff:document:1.2"
+GLOSSARY_NS = "urn:oasis:names:tc:xliff:glossary:2.0"
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+SOURCE_LANG = "en"
+ORIGINAL_PREFIX = "duiyi:article/"
+NEEDS_REVIEW_SUBSTATE = "duiyi:needs_review"
+# XLIFF 2.1 keeps the 2.0 core namespace and structure; a CAT tool may write either version.
+ACCEPTED_VERSIONS = ("2.0", "2.1")
+
+STATUSES = ("draft", "needs_review", "approved")
+STATES = ("initial", "translated", "reviewed", "final")
+STATUS_TO_STATE: Mapping[str, tuple[str, str | None]] = MappingProxyType(
+    {
+        "draft": ("translated", None),
+        "needs_review": ("translated", NEEDS_REVIEW_SUBSTATE),
+        "approved": ("final", None),
+    }
+)
+
+_X = f"{{{XLIFF_NS}}}"
+
+
+@dataclass(frozen=True)
+class XInline:
+    """Inline markup around [start, end) of a segment's source text, as the source wrote it."""
+
+    start: int
+    end: int
+    open: str
+    close: str
+
+
+@dataclass(frozen=True)
+class XTerm:
+    """A glossary hit at [start, end) of a segment's source text."""
+
+    start: int
+    end: int
+    term_id: str
+    source_text: str
+    target: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class XSegment:
+    id: str
+    source: str
+    target: str
+    status: str
+    inlines: tuple[XInline, ...] = ()
+    terms: tuple[XTerm, ...] = ()
+    flags: tuple[tuple[str, str], ...] = ()
+    ws_before: str = ""
+
+
+@dataclass(frozen=True)
+class XUnit:
+    id: str
+    kind: str
+    segments: tuple[XSegment, ...]
+
+
+@dataclass(frozen=True)
+class XDocument:
+    article_id: str
+    variant: str
+    units: tuple[XUnit, ...]
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class XEdit:
+    segment_id: str
+    target: str
+    status: str
+
+
+class XliffError(ValueError):
+    """A file refused on import; the message tells a translator what is wrong (which segment, what differs)."""
+
+
+def state_for(status: str) -> tuple[str, str | None]:
+    """The XLIFF (state, subState) a duiyi status is exported as."""
+    try:
+        return STATUS_TO_STATE[status]
+    except KeyError:
+        raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}") from None
+
+
+def status_for(state: str | None, sub_state: str | None = None) -> str:
+    """The duiyi status of an imported segment's XLIFF state and subState."""
+    if state is None:
+        state = "initial"  # the core schema's default
+    if state in ("final", "reviewed"):
+        return "approved"
+    if state == "translated":
+        return "needs_review" if sub_state == NEEDS_REVIEW_SUBSTATE else "draft"
+    if state == "initial":
+        return "needs_review"
+    raise ValueError(f"unknown state {_brief(state)!r}; XLIFF 2.0 allows {', '.join(STATES)}")
+
+
+def _brief(text: str, limit: int = 80) -> str:
+    """A value from the file, cut short for a message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
