@@ -14,9 +14,8 @@ from models.engine import Engine
 from models.tiny import HELP as TINY_HELP
 from service.config import Settings
 from service.documents import SourceFormat
+from service.formats import FORMAT_BY_SUFFIX
 from service.schemas import TranslateResponse
-
-_FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
@@ -137,7 +136,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         except UnicodeDecodeError as exc:
             print(f"duiyi: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
             return 2
-        fmt = SourceFormat(args.format or _FORMATS.get(path.suffix.lower(), "text"))
+        fmt = SourceFormat(args.format or FORMAT_BY_SUFFIX.get(path.suffix.lower(), "text"))
         request = TranslateRequest(
             text=text,
             format=fmt,

@@ -17,6 +17,9 @@ from markdown_it.token import Token
 
 from service.documents import Article, Block, BlockKind, Inline, SourceFormat
 
+# The input format an uploaded or named file has, by its suffix; anything else is plain text.
+FORMAT_BY_SUFFIX = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
+
 _PARAGRAPH_BREAK = re.compile(r"\r?\n[ \t]*\r?\n\s*")
 
 

@@ -165,6 +165,11 @@ def segment_out(s: AlignedSegment, state: SegmentState | None = None) -> Segment
     )
 
 
+def stored_segment_out(seg: AlignedSegment, version: int, locked_variants: list[str]) -> SegmentOut:
+    """A stored segment on the wire, with the version an edit must name."""
+    return segment_out(seg, SegmentState(version, list(locked_variants)))
+
+
 def aligned_to_response(doc: AlignedDocument, states: Mapping[str, SegmentState] | None = None) -> TranslateResponse:
     blocks = []
     for block in doc.blocks:

@@ -44,6 +44,20 @@ def check_targets(targets: list[str] | None, settings: Settings) -> tuple[str, .
     return tuple(chosen)
 
 
+def check_article(article: Article, settings: Settings, *, what: str = "article") -> None:
+    """Refuse an article with no text, or more than DUIYI_MAX_CHARS characters in all its fields."""
+    fields = (article.body, article.title, article.subtitle, article.byline, article.date)
+    if not any(x.strip() for x in fields):
+        raise InputError("empty_input", "there is no text to translate")
+    size = sum(len(x) for x in fields)
+    if size > settings.max_chars:
+        raise InputError(
+            "too_large",
+            f"the {what} has {size:,} characters; the limit is {settings.max_chars:,} "
+            "(split the article, or raise DUIYI_MAX_CHARS)",
+        )
+
+
 def prepare(request: TranslateRequest, settings: Settings, store: Glossaries) -> TranslateJob:
     """Validate a request; raises InputError or UnknownGlossaryError."""
     if (request.text is None) == (request.article is None):
@@ -53,15 +67,7 @@ def prepare(request: TranslateRequest, settings: Settings, store: Glossaries) ->
         article = Article(a.body, request.format, a.title, a.subtitle, a.byline, a.date)
     else:
         article = Article(request.text or "", request.format)
-    size = sum(len(x) for x in (article.body, article.title, article.subtitle, article.byline, article.date))
-    if not any(x.strip() for x in (article.body, article.title, article.subtitle, article.byline, article.date)):
-        raise InputError("empty_input", "there is no text to translate")
-    if size > settings.max_chars:
-        raise InputError(
-            "too_large",
-            f"the input has {size:,} characters; the limit is {settings.max_chars:,} "
-            "(split the article, or raise DUIYI_MAX_CHARS)",
-        )
+    check_article(article, settings, what="input")
     targets = check_targets(request.targets, settings)
     names = tuple(request.glossaries if request.glossaries is not None else settings.default_glossaries)
     glossary = store.stacked(names) if names else Glossary(name="none")

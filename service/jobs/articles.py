@@ -31,7 +31,7 @@ from service.jobs.codec import document_from_json, segment_from_row, term_to_jso
 from service.pipeline import assemble_text
 from service.storage.db import Database
 from service.storage.tables import Job, StoredArticle, StoredSegment, utcnow
-from service.translate import InputError, check_targets
+from service.translate import check_article, check_targets
 from service.webhooks import CallbackRefused, check_callback_url
 
 
@@ -142,19 +142,6 @@ def _same_or_conflict(job: Job, sub: Submission) -> Job:
             "use a new key (or a new revision) for a different request"
         )
     return job
-
-
-def check_article(article: Article, settings: Settings) -> None:
-    fields = (article.body, article.title, article.subtitle, article.byline, article.date)
-    if not any(x.strip() for x in fields):
-        raise InputError("empty_input", "there is no text to translate")
-    size = sum(len(x) for x in fields)
-    if size > settings.max_chars:
-        raise InputError(
-            "too_large",
-            f"the article has {size:,} characters; the limit is {settings.max_chars:,} "
-            "(split the article, or raise DUIYI_MAX_CHARS)",
-        )
 
 
 def submit(

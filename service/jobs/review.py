@@ -164,10 +164,14 @@ def edit_segment(
         raise KeyError(variant)
     with db.session() as session:
         job = get_job(session, job_id)
-        block = list(
-            session.scalars(
-                select(StoredSegment).where(StoredSegment.job_id == job_id, StoredSegment.block_id == row.block_id)
+        block = (
+            list(
+                session.scalars(
+                    select(StoredSegment).where(StoredSegment.job_id == job_id, StoredSegment.block_id == row.block_id)
+                )
             )
+            if _has_markup(job)
+            else []
         )
     check_markup(job, block, row, text)
     locked = set(row.locked_variants)
@@ -206,10 +210,14 @@ def _with_markup(job: Job, rows: list[StoredSegment]) -> set[str]:
     return set(segment_markup(job, rows))
 
 
+def _has_markup(job: Job) -> bool:
+    return job.document is not None and job.document.get("format") in ("html", "markdown")
+
+
 def check_markup(job: Job, rows: list[StoredSegment], row: StoredSegment, text: str) -> None:
     """An HTML or Markdown article's target may hold only the markup its source segment has: a
     person's edit (or an imported file) must not bring new tags, such as a script, into a page."""
-    if not job.document or job.document.get("format") not in ("html", "markdown"):
+    if not _has_markup(job):
         return
     allowed = segment_markup(job, rows).get(row.id, set())
     foreign = [tag for tag in _TAG.findall(text) if tag not in allowed]

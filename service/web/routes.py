@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -23,6 +24,7 @@ from glossary.terms import VARIANTS
 from service.api.deps import Runtime
 from service.auth import Permission, key_lookup
 from service.documents import AlignedSegment, Article, SourceFormat
+from service.formats import FORMAT_BY_SUFFIX
 from service.glossaries import UnknownGlossaryError
 from service.jobs import review
 from service.jobs.articles import (
@@ -40,7 +42,7 @@ from service.jobs.articles import (
 )
 from service.jobs.codec import segment_from_row
 from service.keys import authenticate
-from service.schemas import SegmentState, segment_out
+from service.schemas import SegmentState, segment_out, stored_segment_out
 from service.storage.tables import Job, StoredSegment
 from service.translate import InputError
 from service.web.session import (
@@ -60,7 +62,6 @@ from service.webhooks import CallbackRefused
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(prefix="/review", include_in_schema=False)
-_FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
 
 
 def _runtime(request: Request) -> Runtime:
@@ -151,8 +152,6 @@ async def logout(request: Request, csrf_token: Annotated[str, Form()]) -> Redire
 
 
 def _flag_counts(runtime: Runtime, jobs: list[Job]) -> dict[str, int]:
-    from sqlalchemy import select
-
     counts: dict[str, int] = {j.id: 0 for j in jobs}
     with runtime.db.session() as session:
         for job_id, flags in session.execute(
@@ -211,7 +210,7 @@ async def new_article(request: Request) -> Response:
         except UnicodeDecodeError:
             return await _new_error(request, user, form, "The file is not UTF-8 text.")
         if not fmt or fmt == "auto":
-            fmt = _FORMATS.get(Path(upload.filename).suffix.lower(), "text")
+            fmt = FORMAT_BY_SUFFIX.get(Path(upload.filename).suffix.lower(), "text")
     if fmt not in {f.value for f in SourceFormat}:
         fmt = "text"
     sub = Submission(
@@ -376,8 +375,7 @@ def _json_error(status: int, code: str, message: str, **extra: Any) -> JSONRespo
 
 
 def _seg_json(row: StoredSegment) -> dict[str, Any]:
-    state = SegmentState(row.version, list(row.locked_variants))
-    return segment_out(segment_from_row(row), state).model_dump(mode="json")
+    return stored_segment_out(segment_from_row(row), row.version, row.locked_variants).model_dump(mode="json")
 
 
 @router.get("/api/articles/{job_id}/progress")

@@ -45,7 +45,7 @@ from service.schemas import (
     SegmentOut,
     SegmentState,
     aligned_to_response,
-    segment_out,
+    stored_segment_out,
 )
 from service.storage.db import Database
 from service.storage.tables import Delivery, DeliveryAttempt, Job, StoredSegment
@@ -236,7 +236,7 @@ def read_deliveries(job_id: str, runtime: RuntimeDep, _: Reader) -> list[Deliver
 
 
 def _segment_out(row: StoredSegment) -> SegmentOut:
-    return segment_out(segment_from_row(row), SegmentState(row.version, list(row.locked_variants)))
+    return stored_segment_out(segment_from_row(row), row.version, row.locked_variants)
 
 
 def _review_errors(exc: Exception) -> Exception:
