@@ -38,6 +38,11 @@ class DecodeOptions:
 DEFAULT_DECODE = DecodeOptions()
 
 
+def is_greedy(options: DecodeOptions) -> bool:
+    """Plain greedy decoding: the engines' own loops, no `generate` features needed."""
+    return options.beam_size == 1 and not options.no_repeat_ngram_size and options.repetition_penalty == 1.0
+
+
 def safer(options: DecodeOptions) -> DecodeOptions:
     """Settings for a second try at a sentence whose first decoding fell into a repetition loop:
     the same length cap, a wider beam, no repeated 3-grams, a repetition penalty."""
@@ -256,7 +261,7 @@ class TransformersEngine:
             min(plan.max_new_tokens, max(1, int(n * options.max_length_ratio) + options.max_length_extra))
             for n in source_tokens
         ]
-        if options.beam_size == 1 and not options.no_repeat_ngram_size and options.repetition_penalty == 1.0:
+        if is_greedy(options):
             rows = self._greedy(enc, caps)
             texts_out = self.tokenizer.batch_decode(rows, skip_special_tokens=True)
             counts = [len(r) for r in rows]

@@ -1,13 +1,20 @@
 """Cross-request batching: one worker owns the engine; sentences from every caller share batches.
 
-Shaped like vLLM v1's engine step, without its size: the scheduler plans on the CPU
-(`schedule() -> ScheduledBatch`), the engine runs the batch on the device (`execute`), and the
-scheduler resolves each caller's future from the output (`update`). The Scheduler class does no
-I/O and never touches a model, so its decisions are tested on plain data.
+Shaped like vLLM v1's engine step, without its size: the scheduler plans on the CPU, the engine
+runs on the device, and the scheduler resolves each caller's future from the output. The
+Scheduler class does no I/O and never touches a model, so its decisions are tested on plain data.
+
+Two ways to run the engine, chosen per sentence by its decoding options:
+- continuous (greedy decoding, where the engine offers a running batch, models.continuous): the
+  worker keeps one batch running; between two decoding steps new sentences join (`admit`) and
+  finished ones leave, resolving their callers at once;
+- whole batches (beam search, penalties, and engines without a running batch): `schedule` cuts a
+  batch, the engine decodes it from first step to last, `update` resolves it. These run between
+  two steps of the running batch.
 
 Guarantees:
-- batches are cut by a token budget (padded source + allowed output), sorted by length, after a
-  short bounded wait for company;
+- batches are cut by a token budget (padded source + allowed output; for the running batch, rows ×
+  (longest source + longest cap)), after a short bounded wait for company when the engine is idle;
 - identical sentences (same text, same decoding options) are decoded once, whether they wait
   together or arrive again soon after (a bounded LRU cache);
 - the queue is bounded: a caller that would overflow it is refused whole (`QueueFull`, with a
@@ -22,15 +29,15 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
-from concurrent.futures import CancelledError, Future
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
 from models.batching import output_cap
-from models.engine import DEFAULT_DECODE, DeadlineExceeded, DecodeOptions, Engine, Translation
+from models.engine import DEFAULT_DECODE, DeadlineExceeded, DecodeOptions, Engine, Translation, is_greedy
 from models.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -81,11 +88,42 @@ class ScheduledBatch:
     padded_tokens: int
 
 
+def _settle(
+    future: Future[Translation], *, result: Translation | None = None, error: BaseException | None = None
+) -> None:
+    """Give a caller its outcome, unless it has given up (a cancel may race with this)."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        elif result is not None:
+            future.set_result(result)
+    except InvalidStateError:
+        pass  # cancelled by its caller in the meantime
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A distinct sentence joining the running batch, and the requests it resolves."""
+
+    source: str
+    options: DecodeOptions
+    requests: tuple[Request, ...]
+    source_tokens: int
+    cap: int
+
+
+Select = Callable[[DecodeOptions], bool]
+
+
 class Observer(Protocol):
     """Hooks for metrics; the service implements them with Prometheus."""
 
     def queue_depth(self, sentences: int) -> None: ...
-    def batch_done(self, rows: int, output_tokens: int, seconds: float) -> None: ...
+    def batch_done(self, rows: int, output_tokens: int, seconds: float, finished: int) -> None:
+        """One engine pass: a whole batch, or one decoding step of the running batch. `rows`
+        sentences were decoded together; `finished` of them are done."""
+        ...
+
     def sentence_done(self, latency_s: float) -> None: ...
     def rejected(self, sentences: int) -> None: ...
     def expired(self, sentences: int) -> None: ...
@@ -163,7 +201,7 @@ class Scheduler:
                     dropped.append(req)
                 elif req.deadline is not None and now >= req.deadline:
                     req.status = RequestStatus.EXPIRED
-                    req.future.set_exception(DeadlineExceeded("the deadline passed before decoding started"))
+                    _settle(req.future, error=DeadlineExceeded("the deadline passed before decoding started"))
                     dropped.append(req)
                 else:
                     keep.append(req)
@@ -173,30 +211,37 @@ class Scheduler:
                 del self.waiting[key]
         return dropped
 
-    def ready_at(self) -> float | None:
-        """When the oldest waiting sentence has waited long enough to go without more company."""
-        if not self.waiting:
+    def _waiting(self, select: Select | None) -> list[tuple[str, DecodeOptions]]:
+        return [k for k in self.waiting if select is None or select(k[1])]
+
+    def ready_at(self, select: Select | None = None) -> float | None:
+        """When the oldest waiting sentence (of those `select` takes) has waited long enough to go
+        without more company."""
+        keys = self._waiting(select)
+        if not keys:
             return None
-        oldest = min(reqs[0].arrival for reqs in self.waiting.values())
-        return oldest + self.max_wait_s
+        return min(self.waiting[k][0].arrival for k in keys) + self.max_wait_s
 
-    def budget_full(self) -> bool:
+    def budget_full(self, select: Select | None = None) -> bool:
         """Enough is waiting to fill a batch: no reason to wait for more."""
-        if len(self.waiting) >= self.max_batch_size:
+        keys = self._waiting(select)
+        if len(keys) >= self.max_batch_size:
             return True
-        longest = max((reqs[0].source_tokens for reqs in self.waiting.values()), default=0)
-        options = next(iter(self.waiting))[1] if self.waiting else DecodeOptions()
-        return len(self.waiting) * (longest + self._cap(longest, options)) >= self.max_batch_tokens
+        if not keys:
+            return False
+        longest = max(self.waiting[k][0].source_tokens for k in keys)
+        return len(keys) * (longest + self._cap(longest, keys[0][1])) >= self.max_batch_tokens
 
-    def schedule(self) -> ScheduledBatch | None:
+    def schedule(self, select: Select | None = None) -> ScheduledBatch | None:
         """The next batch, built around the oldest waiting sentence (so none waits forever): with
         its decoding options, it and the sentences closest to it in length, while the batch fits
         the row and token budgets."""
-        if not self.waiting:
+        keys = self._waiting(select)
+        if not keys:
             return None
-        anchor = next(iter(self.waiting))
+        anchor = keys[0]
         options = anchor[1]
-        size = {k: v[0].source_tokens for k, v in self.waiting.items() if k[1] == options}
+        size = {k: self.waiting[k][0].source_tokens for k in keys if k[1] == options}
         order = sorted(size, key=lambda k: abs(size[k] - size[anchor]))
         chosen: list[tuple[str, DecodeOptions]] = []
         longest = size[anchor]
@@ -210,45 +255,72 @@ class Scheduler:
             chosen.append(key)
             longest = high
         chosen.sort(key=lambda k: size[k])
-        requests = []
-        for key in chosen:
-            reqs = self.waiting.pop(key)
-            for req in reqs:
-                req.status = RequestStatus.RUNNING
-            requests.append(tuple(reqs))
+        requests = [self._start(key) for key in chosen]
         padded = len(chosen) * (longest + self._cap(longest, options))
         return ScheduledBatch(tuple(k[0] for k in chosen), options, tuple(requests), padded)
 
-    def update(self, batch: ScheduledBatch, outputs: Sequence[Translation], *, seconds: float) -> list[Request]:
-        """Resolve the batch's requests from the engine's output; remember the results."""
-        finished: list[Request] = []
-        for source, reqs, result in zip(batch.sources, batch.requests, outputs, strict=True):
-            self.cache[(source, batch.options)] = result
-            self.cache.move_to_end((source, batch.options))
-            for req in reqs:
-                req.status = RequestStatus.FINISHED
-                if not req.future.cancelled():
-                    req.future.set_result(result)
-                finished.append(req)
+    def _start(self, key: tuple[str, DecodeOptions]) -> tuple[Request, ...]:
+        reqs = self.waiting.pop(key)
+        for req in reqs:
+            req.status = RequestStatus.RUNNING
+        return tuple(reqs)
+
+    def admit(self, select: Select, running: Sequence[tuple[int, int]]) -> list[Admission]:
+        """Sentences to add to a running batch whose rows have these (source tokens, output cap):
+        the oldest first (strictly, so a long sentence is not overtaken for ever), while rows ×
+        (longest source + longest cap) stays within the token budget and the rows within the row
+        limit. A sentence over the budget on its own is admitted into an empty batch."""
+        rows = len(running)
+        longest_source = max((s for s, _ in running), default=0)
+        longest_cap = max((c for _, c in running), default=0)
+        admitted: list[Admission] = []
+        for key in self._waiting(select):
+            tokens = self.waiting[key][0].source_tokens
+            cap = self._cap(tokens, key[1])
+            high_source, high_cap = max(longest_source, tokens), max(longest_cap, cap)
+            if rows + 1 > self.max_batch_size or (
+                rows and (rows + 1) * (high_source + high_cap) > self.max_batch_tokens
+            ):
+                break
+            admitted.append(Admission(key[0], key[1], self._start(key), tokens, cap))
+            rows, longest_source, longest_cap = rows + 1, high_source, high_cap
+        return admitted
+
+    def resolve(self, source: str, options: DecodeOptions, requests: Sequence[Request], result: Translation) -> None:
+        """One decoded sentence: its callers get the result, and the cache remembers it."""
+        self.cache[(source, options)] = result
+        self.cache.move_to_end((source, options))
+        for req in requests:
+            req.status = RequestStatus.FINISHED
+            _settle(req.future, result=result)
         while len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
-        if seconds > 0:
-            current = len(batch.sources) / seconds
-            self.rate = current if self.rate == 0 else 0.8 * self.rate + 0.2 * current
-        return finished
 
-    def fail(self, batch: ScheduledBatch, error: BaseException) -> None:
-        for reqs in batch.requests:
+    def update(self, batch: ScheduledBatch, outputs: Sequence[Translation], *, seconds: float) -> list[Request]:
+        """Resolve the batch's requests from the engine's output; remember the results."""
+        for source, reqs, result in zip(batch.sources, batch.requests, outputs, strict=True):
+            self.resolve(source, batch.options, reqs, result)
+        self.observe_rate(len(batch.sources), seconds)
+        return [req for reqs in batch.requests for req in reqs]
+
+    def observe_rate(self, sentences: int, seconds: float) -> None:
+        """Sentences decoded in `seconds`, for the Retry-After estimate."""
+        if seconds > 0:
+            current = sentences / seconds
+            self.rate = current if self.rate == 0 else 0.8 * self.rate + 0.2 * current
+
+    def fail(self, requests: Sequence[Sequence[Request]], error: BaseException) -> None:
+        for reqs in requests:
             for req in reqs:
                 req.status = RequestStatus.FINISHED
-                if not req.future.cancelled():
-                    req.future.set_exception(error)
+                _settle(req.future, error=error)
 
 
 class BatchingEngine:
     """An Engine whose calls from many threads are merged into shared batches by one worker thread.
 
     Drop-in for the pipeline: `translate_batch` queues the caller's sentences and waits for them.
+    `continuous=False` turns the running batch off (every sentence goes in whole batches).
     """
 
     def __init__(
@@ -261,7 +333,10 @@ class BatchingEngine:
         max_wait_s: float = 0.005,
         cache_size: int = 4096,
         observer: Observer | None = None,
+        continuous: bool = True,
     ) -> None:
+        from models.continuous import stepper_for
+
         self.engine = engine
         self.name = engine.name
         self.spec: ModelSpec = engine.spec
@@ -276,11 +351,18 @@ class BatchingEngine:
             cache_size=cache_size,
         )
         self.observer = observer
-        self.batches = 0  # batches executed, for tests and logs
+        self.stepper = stepper_for(engine) if continuous else None
+        self.batches = 0  # whole batches executed, for tests and logs
+        self.steps = 0  # decoding steps of the running batch
+        self._finished, self._busy_s = 0, 0.0
         self._cond = threading.Condition()
         self._stop = False
         self._worker = threading.Thread(target=self._run, name="duiyi-engine", daemon=True)
         self._worker.start()
+
+    @property
+    def continuous(self) -> bool:
+        return self.stepper is not None
 
     def count_tokens(self, text: str) -> int:
         return self.engine.count_tokens(text)
@@ -299,6 +381,8 @@ class BatchingEngine:
         then never is."""
         lengths = [self.engine.count_tokens(s) for s in sources]
         with self._cond:
+            if self._stop:
+                raise RuntimeError("the translation engine has been closed")
             try:
                 requests = self.scheduler.add(sources, lengths, options, now=time.monotonic(), deadline=deadline)
             except QueueFull:
@@ -318,10 +402,11 @@ class BatchingEngine:
             return results
         except BaseException:
             for req in requests:
-                req.future.cancel()  # sentences not started are skipped by the worker
+                req.future.cancel()  # sentences not started are skipped; running rows are dropped
             raise
 
     def close(self) -> None:
+        """Stop the worker; callers still waiting get an error rather than waiting for ever."""
         with self._cond:
             self._stop = True
             self._cond.notify()
@@ -331,7 +416,16 @@ class BatchingEngine:
         if self.observer:
             self.observer.queue_depth(self.scheduler.queued)
 
-    def _next_batch(self) -> ScheduledBatch | None:
+    def _steppable(self, options: DecodeOptions) -> bool:
+        return self.stepper is not None and is_greedy(options)
+
+    def _whole(self, options: DecodeOptions) -> bool:
+        return not self._steppable(options)
+
+    def _next(self) -> tuple[ScheduledBatch | None, list[Admission]] | None:
+        """What the worker does next: a whole batch, sentences to admit into the running batch
+        (possibly none, to take a step), or None to stop. Waits while there is nothing to do."""
+        stepper = self.stepper
         with self._cond:
             while True:
                 if self._stop:
@@ -340,38 +434,118 @@ class BatchingEngine:
                 dropped = self.scheduler.drop_abandoned(now)
                 if dropped and self.observer:
                     self.observer.expired(len(dropped))
-                ready = self.scheduler.ready_at()
-                if ready is not None and (now >= ready or self.scheduler.budget_full()):
-                    batch = self.scheduler.schedule()
+                running = bool(stepper and stepper.rows)
+                ready = self.scheduler.ready_at(self._whole)
+                if ready is not None and (now >= ready or self.scheduler.budget_full(self._whole)):
+                    batch = self.scheduler.schedule(self._whole)
                     self._observe_queue()
-                    return batch
+                    return batch, []
+                if stepper is not None:
+                    # A running batch takes newcomers at once; an idle one waits briefly for company.
+                    start = self.scheduler.ready_at(self._steppable)
+                    if running or (start is not None and (now >= start or self.scheduler.budget_full(self._steppable))):
+                        rows = [(r.source_tokens, r.cap) for r in stepper.rows]
+                        admitted = self.scheduler.admit(self._steppable, rows)
+                        if admitted:
+                            self._observe_queue()
+                        return None, admitted
+                    if start is not None:
+                        ready = start if ready is None else min(ready, start)
                 self._cond.wait(timeout=None if ready is None else max(0.0, ready - now))
 
     def _run(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            started = time.monotonic()
-            try:
-                outputs = self.engine.translate_batch(
-                    list(batch.sources),
-                    options=batch.options,
-                    max_batch_tokens=max(batch.padded_tokens, 1),
-                    max_batch_size=len(batch.sources),
-                )
-            except Exception as exc:  # the callers get the error; the worker lives on
-                log.exception("batch of %d sentences failed", len(batch.sources))
-                with self._cond:
-                    self.scheduler.fail(batch, exc)
-                continue
-            seconds = time.monotonic() - started
-            if self.observer:  # before the callers wake, so their next look at the metrics sees it
-                self.observer.batch_done(len(batch.sources), sum(o.output_tokens for o in outputs), seconds)
+        try:
+            while True:
+                work = self._next()
+                if work is None:
+                    return
+                batch, admitted = work
+                if batch is not None:
+                    self._execute(batch)
+                else:
+                    self._step(admitted)
+        finally:
+            self._abandon_all()
+
+    def _execute(self, batch: ScheduledBatch) -> None:
+        """Decode a whole batch and resolve its callers."""
+        started = time.monotonic()
+        try:
+            outputs = self.engine.translate_batch(
+                list(batch.sources),
+                options=batch.options,
+                max_batch_tokens=max(batch.padded_tokens, 1),
+                max_batch_size=len(batch.sources),
+            )
+        except Exception as exc:  # the callers get the error; the worker lives on
+            log.exception("batch of %d sentences failed", len(batch.sources))
             with self._cond:
-                finished = self.scheduler.update(batch, outputs, seconds=seconds)
-                self.batches += 1
-            if self.observer:
-                end = time.monotonic()
-                for req in finished:
-                    self.observer.sentence_done(end - req.arrival)
+                self.scheduler.fail(batch.requests, exc)
+            return
+        seconds = time.monotonic() - started
+        if self.observer:  # before the callers wake, so their next look at the metrics sees it
+            rows = len(batch.sources)
+            self.observer.batch_done(rows, sum(o.output_tokens for o in outputs), seconds, rows)
+        with self._cond:
+            finished = self.scheduler.update(batch, outputs, seconds=seconds)
+            self.batches += 1
+        self._observe_latency(finished)
+
+    def _step(self, admitted: list[Admission]) -> None:
+        """Admit newcomers into the running batch, drop rows nobody waits for, take one step."""
+        stepper = self.stepper
+        assert stepper is not None
+        started = time.monotonic()
+        try:
+            stepper.admit([(a, a.source, a.cap) for a in admitted])
+            if self.steps % 8 == 0:
+                gone = [
+                    i for i, row in enumerate(stepper.rows) if all(r.future.cancelled() for r in row.owner.requests)
+                ]
+                if gone:
+                    stepper.remove(gone)
+                    if self.observer:
+                        self.observer.expired(len(gone))
+            rows = len(stepper.rows)
+            done = stepper.step()
+        except Exception as exc:  # the callers get the error; the worker lives on with an empty batch
+            log.exception("running batch of %d sentences failed", len(stepper.rows))
+            with self._cond:
+                self.scheduler.fail([a.requests for a in admitted], exc)
+                self.scheduler.fail([row.owner.requests for row in stepper.clear()], exc)
+            return
+        seconds = time.monotonic() - started
+        self.steps += 1
+        if not done:
+            self._busy_s += seconds
+        if self.observer and rows:
+            emitted = rows - len(done)  # a finishing row's last step emits EOS, not a token
+            self.observer.batch_done(rows, emitted, seconds, len(done))
+        if not done:
+            return
+        with self._cond:
+            for row, result in done:
+                owner: Admission = row.owner
+                self.scheduler.resolve(owner.source, owner.options, owner.requests, result)
+            self._finished += len(done)
+            self._busy_s += seconds
+            if self._busy_s >= 1.0:  # Retry-After's rate: sentences finished per second of stepping
+                self.scheduler.observe_rate(self._finished, self._busy_s)
+                self._finished, self._busy_s = 0, 0.0
+        self._observe_latency([req for row, _ in done for req in row.owner.requests])
+
+    def _observe_latency(self, finished: Sequence[Request]) -> None:
+        if self.observer:
+            end = time.monotonic()
+            for req in finished:
+                self.observer.sentence_done(end - req.arrival)
+
+    def _abandon_all(self) -> None:
+        """The worker stopped: fail whatever still waits or runs, so no caller waits for ever."""
+        error = RuntimeError("the translation engine stopped")
+        with self._cond:
+            self._stop = True
+            self.scheduler.fail(list(self.scheduler.waiting.values()), error)
+            self.scheduler.waiting.clear()
+            if self.stepper is not None:
+                self.scheduler.fail([row.owner.requests for row in self.stepper.clear()], error)

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     redecode_loops: bool = True
     # Sentences that may wait for the engine; past it, 503 with Retry-After.
     max_queue: int = 4096
+    # Greedy decoding in one running batch that sentences join and leave between decoding steps
+    # (models.continuous; Marian models with the transformers engine). Off: whole batches only.
+    continuous_batching: bool = True
     # How long the engine worker waits for more sentences to fill a batch.
     max_wait_ms: float = 5.0
     # Recent translations remembered, so a repeated sentence is not decoded again.

@@ -107,6 +107,7 @@ def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None =
         max_queue=settings.max_queue,
         max_wait_s=settings.max_wait_ms / 1000,
         cache_size=settings.cache_size,
+        continuous=settings.continuous_batching,
         observer=metrics,
     )
     db = Database(settings.database)

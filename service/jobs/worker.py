@@ -40,6 +40,7 @@ def run_worker(
         max_queue=settings.max_queue,
         max_wait_s=settings.max_wait_ms / 1000,
         cache_size=settings.cache_size,
+        continuous=settings.continuous_batching,
     )
     pipeline = build_pipeline(settings, batching, TranslationMemory(db))
     dispatcher = Dispatcher(db, settings)

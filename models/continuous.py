@@ -1,0 +1,272 @@
+"""Iteration-level (continuous) batching for greedy decoding: sentences join and leave one running
+batch at every decoding step.
+
+The batch path (`TransformersEngine.translate_batch`) decodes a batch from its first step to its
+last. A sentence that arrives one step after a batch started waits for all of it, and a batch
+formed online from sentences of mixed lengths runs as many steps as its longest. Here the engine
+worker keeps one running batch instead: each row has its own position, its own slot in the KV
+cache and its own output cap; new sentences are encoded and join between two steps, and a
+finished sentence leaves at once, its slot refilled by the next (as in Orca and vLLM, without the
+paging: slots are rows of dense tensors, compacted when rows leave).
+
+transformers' cache classes keep one length for a whole batch, so the decoder step is written
+out here, over the loaded model's own modules (embeddings, attention projections, layer norms,
+feed-forward, LM head); the encoder is the model's own. Marian (opus-mt, the default model) only:
+`stepper_for` returns None for other families, which keep the batch path. Its output is the same
+as the batch path's (tests compare them token by token).
+
+Memory: the caches hold rows × (longest source + longest allowed output) positions, which the
+scheduler keeps within the token budget (`max_batch_tokens`) when it admits rows; they are
+released when the batch empties.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from models.engine import Translation
+
+if TYPE_CHECKING:
+    import torch
+
+    from models.engine import TransformersEngine
+
+
+@dataclass(eq=False)
+class Row:
+    """One sentence in the running batch. `owner` is the caller's handle (the scheduler's admission)."""
+
+    owner: Any
+    source_tokens: int
+    cap: int
+    tokens: list[int] = field(default_factory=list)
+
+
+def _round_up(n: int, step: int) -> int:
+    return max(step, math.ceil(n / step) * step)
+
+
+class MarianStepper:
+    """The running batch of one Marian model. Used by one thread (the engine worker)."""
+
+    def __init__(self, engine: TransformersEngine) -> None:
+        import torch
+
+        model = engine.model
+        decoder = model.get_decoder()
+        self.engine = engine
+        self.encoder = model.get_encoder()
+        self.layers = list(decoder.layers)
+        self.embed = decoder.embed_tokens
+        self.embed_scale = float(decoder.embed_scale)
+        self.positions = decoder.embed_positions.weight
+        self.lm_head = model.lm_head
+        self.logits_bias = model.final_logits_bias
+        config = model.config
+        self.heads = int(config.decoder_attention_heads)
+        self.d_model = int(config.d_model)
+        self.head_dim = self.d_model // self.heads
+        self.device = torch.device(engine.device)
+        self.dtype = self.positions.dtype
+        self.max_cap = engine.max_output_tokens
+        self.suppress = torch.tensor(engine._suppress, dtype=torch.long, device=self.device)
+        self.rows: list[Row] = []
+        self._free()
+
+    def _free(self) -> None:
+        """Drop the cache tensors (the batch is empty)."""
+        self._kv: torch.Tensor | None = None  # [layers, 2, rows, heads, positions, head_dim]
+        self._cross: torch.Tensor | None = None  # [layers, 2, rows, heads, source positions, head_dim]
+        self._src_mask: torch.Tensor | None = None  # [rows, source positions] bool
+        self._pos: torch.Tensor | None = None  # [rows] next decoder position = tokens generated
+        self._last: torch.Tensor | None = None  # [rows] the token fed at the next step
+        self._cap: torch.Tensor | None = None  # [rows] output cap
+        self._source_len: list[int] = []
+
+    @property
+    def capacity(self) -> tuple[int, int, int]:
+        """(rows, source positions, decoder positions) the caches hold now."""
+        if self._kv is None or self._cross is None:
+            return (0, 0, 0)
+        return (int(self._kv.shape[2]), int(self._cross.shape[4]), int(self._kv.shape[4]))
+
+    def _reserve(self, rows: int, source: int, positions: int) -> None:
+        """Grow the caches to hold at least this much, keeping the rows in them."""
+        import torch
+
+        have_rows, have_source, have_positions = self.capacity
+        if rows <= have_rows and source <= have_source and positions <= have_positions:
+            return
+        rows = _round_up(max(rows, have_rows), 8)
+        source = _round_up(max(source, have_source), 16)
+        positions = _round_up(max(positions, have_positions), 16)
+        n = len(self.rows)
+        shape = (len(self.layers), 2, rows, self.heads)
+        # Zeros, not empty: masked positions still meet the softmax's zero weights, and 0 × NaN is NaN.
+        kv = torch.zeros(*shape, positions, self.head_dim, dtype=self.dtype, device=self.device)
+        cross = torch.zeros(*shape, source, self.head_dim, dtype=self.dtype, device=self.device)
+        src_mask = torch.zeros(rows, source, dtype=torch.bool, device=self.device)
+        pos = torch.zeros(rows, dtype=torch.long, device=self.device)
+        last = torch.zeros(rows, dtype=torch.long, device=self.device)
+        cap = torch.zeros(rows, dtype=torch.long, device=self.device)
+        if n and self._kv is not None and self._cross is not None:
+            assert self._src_mask is not None and self._pos is not None
+            assert self._last is not None and self._cap is not None
+            kv[:, :, :n, :, :have_positions] = self._kv[:, :, :n]
+            cross[:, :, :n, :, :have_source] = self._cross[:, :, :n]
+            src_mask[:n, :have_source] = self._src_mask[:n]
+            pos[:n], last[:n], cap[:n] = self._pos[:n], self._last[:n], self._cap[:n]
+        self._kv, self._cross, self._src_mask = kv, cross, src_mask
+        self._pos, self._last, self._cap = pos, last, cap
+
+    def admit(self, items: Sequence[tuple[Any, str, int]]) -> None:
+        """Encode `(owner, source, cap)` items and add them to the running batch."""
+        import torch
+
+        if not items:
+            return
+        engine = self.engine
+        texts = [engine.spec.source_prefix + source for _, source, _ in items]
+        enc = engine.tokenizer(texts, return_tensors="pt", padding=True, truncation=False)
+        ids = enc["input_ids"].to(self.device)
+        mask = enc["attention_mask"].to(self.device)
+        lengths = mask.sum(dim=1).tolist()
+        caps = [max(1, min(cap, self.max_cap)) for _, _, cap in items]
+        n, k, width = len(self.rows), len(items), int(ids.shape[1])
+        longest_output = max([r.cap for r in self.rows] + caps)
+        # A row feeds at most cap + 1 tokens: the start token, cap outputs, and the step giving EOS.
+        self._reserve(n + k, max([width, *self._source_len]), longest_output + 1)
+        assert self._cross is not None and self._src_mask is not None and self._pos is not None
+        assert self._last is not None and self._cap is not None
+        with torch.inference_mode():
+            hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            for i, layer in enumerate(self.layers):
+                attn = layer.encoder_attn
+                for j, proj in enumerate((attn.k_proj, attn.v_proj)):
+                    states = proj(hidden).view(k, width, self.heads, self.head_dim).transpose(1, 2)
+                    self._cross[i, j, n : n + k, :, :width] = states
+            self._src_mask[n : n + k] = False
+            self._src_mask[n : n + k, :width] = mask.bool()
+            self._pos[n : n + k] = 0
+            self._last[n : n + k] = int(engine.model.config.decoder_start_token_id)
+            self._cap[n : n + k] = torch.tensor(caps, device=self.device)
+        for (owner, _, _), tokens, cap in zip(items, lengths, caps, strict=True):
+            self.rows.append(Row(owner, int(tokens), cap))
+        self._source_len.extend([width] * k)
+
+    def step(self) -> list[tuple[Row, Translation]]:
+        """One decoding step of every row; the rows that finished, with their translations."""
+        import torch
+        import torch.nn.functional as F
+
+        n = len(self.rows)
+        if not n:
+            return []
+        assert self._kv is not None and self._cross is not None and self._src_mask is not None
+        assert self._pos is not None and self._last is not None and self._cap is not None
+        heads, dim, d_model = self.heads, self.head_dim, self.d_model
+        positions = max(len(r.tokens) for r in self.rows) + 1
+        source = max(self._source_len)
+        eos = self.engine._eos
+        with torch.inference_mode():
+            pos = self._pos[:n]
+            x = (self.embed(self._last[:n]) * self.embed_scale + self.positions[pos])[:, None, :]
+            steps = torch.arange(positions, device=self.device)
+            self_mask = (steps[None, :] <= pos[:, None])[:, None, None, :]
+            cross_mask = self._src_mask[:n, None, None, :source]
+            slots = torch.arange(n, device=self.device)
+            for i, layer in enumerate(self.layers):
+                attn = layer.self_attn
+                query = attn.q_proj(x).view(n, 1, heads, dim).transpose(1, 2)
+                self._kv[i, 0][slots, :, pos] = attn.k_proj(x).view(n, heads, dim)
+                self._kv[i, 1][slots, :, pos] = attn.v_proj(x).view(n, heads, dim)
+                out = F.scaled_dot_product_attention(
+                    query,
+                    self._kv[i, 0, :n, :, :positions],
+                    self._kv[i, 1, :n, :, :positions],
+                    attn_mask=self_mask,
+                    scale=attn.scaling,
+                )
+                x = layer.self_attn_layer_norm(x + attn.out_proj(out.transpose(1, 2).reshape(n, 1, d_model)))
+                attn = layer.encoder_attn
+                query = attn.q_proj(x).view(n, 1, heads, dim).transpose(1, 2)
+                out = F.scaled_dot_product_attention(
+                    query,
+                    self._cross[i, 0, :n, :, :source],
+                    self._cross[i, 1, :n, :, :source],
+                    attn_mask=cross_mask,
+                    scale=attn.scaling,
+                )
+                x = layer.encoder_attn_layer_norm(x + attn.out_proj(out.transpose(1, 2).reshape(n, 1, d_model)))
+                x = layer.final_layer_norm(x + layer.fc2(layer.activation_fn(layer.fc1(x))))
+            logits = self.lm_head(x[:, 0]) + self.logits_bias
+            if self.suppress.numel():
+                logits[:, self.suppress] = float("-inf")
+            chosen = logits.argmax(dim=-1)
+            chosen = torch.where(self._cap[:n] <= pos, torch.full_like(chosen, eos), chosen)
+            self._last[:n] = chosen
+            self._pos[:n] += 1
+        done: list[int] = []
+        for i, (row, token) in enumerate(zip(self.rows, chosen.tolist(), strict=True)):
+            if token == eos:
+                done.append(i)
+            else:
+                row.tokens.append(token)
+        if not done:
+            return []
+        finished = [self.rows[i] for i in done]
+        texts = self.engine.tokenizer.batch_decode([r.tokens for r in finished], skip_special_tokens=True)
+        self.remove(done)
+        return [
+            (row, Translation(text=text.strip(), source_tokens=row.source_tokens, output_tokens=len(row.tokens)))
+            for row, text in zip(finished, texts, strict=True)
+        ]
+
+    def remove(self, indices: Sequence[int]) -> None:
+        """Take rows out of the batch: the last rows move into the freed slots, so the live rows
+        stay the first `len(rows)` slots of every cache."""
+        import torch
+
+        gone = set(indices)
+        n = len(self.rows)
+        keep = n - len(gone)
+        holes = sorted(i for i in gone if i < keep)
+        movers = [i for i in range(keep, n) if i not in gone]
+        if holes:
+            assert self._kv is not None and self._cross is not None and self._src_mask is not None
+            assert self._pos is not None and self._last is not None and self._cap is not None
+            dst = torch.tensor(holes, device=self.device)
+            src = torch.tensor(movers, device=self.device)
+            with torch.inference_mode():
+                self._kv[:, :, dst] = self._kv[:, :, src]
+                self._cross[:, :, dst] = self._cross[:, :, src]
+                for tensor in (self._src_mask, self._pos, self._last, self._cap):
+                    tensor[dst] = tensor[src]
+            for hole, mover in zip(holes, movers, strict=True):
+                self.rows[hole] = self.rows[mover]
+                self._source_len[hole] = self._source_len[mover]
+        del self.rows[keep:]
+        del self._source_len[keep:]
+        if not self.rows:
+            self._free()
+
+    def clear(self) -> list[Row]:
+        """Empty the batch (after an error); the rows that were in it."""
+        rows, self.rows = self.rows, []
+        self._free()
+        return rows
+
+
+def stepper_for(engine: Any) -> MarianStepper | None:
+    """A running batch for this engine, or None when it decodes whole batches only."""
+    from models.engine import TransformersEngine
+    from models.specs import Family
+
+    if not isinstance(engine, TransformersEngine) or engine.spec.family is not Family.MARIAN:
+        return None
+    if getattr(engine.model.config, "model_type", "") != "marian":
+        return None
+    return MarianStepper(engine)
