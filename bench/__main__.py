@@ -34,7 +34,16 @@ SMALL_DIMS = {
     "max_position_embeddings": 512,
 }
 SMALL_VOCAB = 4000
-CONTENDERS = ("naive", "transformers_batched", "duiyi_engine", "duiyi_http", "duiyi_ctranslate2")
+CONTENDERS = (
+    "naive",
+    "transformers_batched",
+    "duiyi_engine",
+    "duiyi_engine_whole_batches",
+    "duiyi_http",
+    "duiyi_ctranslate2",
+)
+# Contenders that differ from another only in greedy decoding: skipped with beam search.
+GREEDY_ONLY = {"duiyi_engine_whole_batches"}
 
 
 def _machine(device: str) -> dict[str, Any]:
@@ -133,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         results: list[Result] = []
         for beam in beams:
             for name in chosen:
+                if beam > 1 and name in GREEDY_ONLY:
+                    continue
                 say(f"{name}, beam {beam} …")
                 started = time.perf_counter()
                 if name == "naive":
@@ -155,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                     if name == "duiyi_http":
                         result = http_concurrent(model_dir, engines[kind], requests, **common)
                     else:
-                        result = engine_concurrent(name, engines[kind], requests, **common)
+                        whole = name == "duiyi_engine_whole_batches"
+                        result = engine_concurrent(name, engines[kind], requests, continuous=not whole, **common)
                 say(f"  {result.tokens_per_s:.1f} tok/s in {time.perf_counter() - started:.1f} s")
                 results.append(result)
 
@@ -176,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             "http_vs_naive_sentences_per_s": ratio("duiyi_http", "naive", "sentences_per_s"),
             "engine_vs_naive_sentences_per_s": ratio("duiyi_engine", "naive", "sentences_per_s"),
             "engine_vs_batched_tokens_per_s": ratio("duiyi_engine", "transformers_batched", "output_tokens_per_s"),
+            "engine_running_vs_whole_batches_tokens_per_s": ratio(
+                "duiyi_engine", "duiyi_engine_whole_batches", "output_tokens_per_s"
+            ),
             "ctranslate2_vs_batched_tokens_per_s": ratio(
                 "duiyi_ctranslate2", "transformers_batched", "output_tokens_per_s"
             ),

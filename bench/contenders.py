@@ -23,7 +23,7 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any
 
-from models.engine import DecodeOptions, Engine, RowLengthCap
+from models.engine import DecodeOptions, Engine, RowLengthCap, is_greedy
 from models.scheduler import BatchingEngine
 from models.specs import SPECS, Family
 
@@ -227,17 +227,20 @@ def engine_concurrent(
     concurrency: int,
     max_batch_tokens: int,
     max_batch_size: int,
+    continuous: bool = True,
 ) -> Result:
-    """The duiyi engine in-process: the batching engine under concurrent callers."""
+    """The duiyi engine in-process: the batching engine under concurrent callers (with its running
+    batch where the engine has one, or whole batches only)."""
     options = DecodeOptions(beam_size=beam, max_length_ratio=PIN_RATIO, max_length_extra=PIN_EXTRA)
     batching = BatchingEngine(
         engine,
         max_batch_tokens=max_batch_tokens,
         max_batch_size=max_batch_size,
         max_queue=1_000_000,
+        continuous=continuous,
     )
     try:
-        return _concurrent(
+        result = _concurrent(
             name,
             lambda req: sum(t.output_tokens for t in batching.translate_batch(req, options=options)),
             requests,
@@ -245,6 +248,9 @@ def engine_concurrent(
             device=device,
             concurrency=concurrency,
         )
+        running = batching.continuous and is_greedy(options)
+        result.note += ", running batch" if running else ", whole batches"
+        return result
     finally:
         batching.close()
 

@@ -22,12 +22,28 @@ def test_bench_small_runs_and_every_contender_decodes_the_same_tokens() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     results = report["results"]
-    assert set(results) == {"naive", "transformers_batched", "duiyi_engine", "duiyi_http", "duiyi_ctranslate2"}
+    assert set(results) == {
+        "naive",
+        "transformers_batched",
+        "duiyi_engine",
+        "duiyi_engine_whole_batches",
+        "duiyi_http",
+        "duiyi_ctranslate2",
+    }
+    assert set(results["duiyi_engine_whole_batches"]) == {"beam1"}  # greedy only: beam search is whole-batch anyway
     for beam in ("beam1", "beam4"):
-        tokens = {name: by_beam[beam]["output_tokens"] for name, by_beam in results.items()}
-        assert len(set(tokens.values())) == 1, tokens
+        tokens = {name: by_beam[beam]["output_tokens"] for name, by_beam in results.items() if beam in by_beam}
+        assert len(tokens) >= 5 and len(set(tokens.values())) == 1, tokens
         for by_beam in results.values():
+            if beam not in by_beam:
+                continue
             row = by_beam[beam]
             assert row["sentences"] == report["config"]["sentences"]
             assert row["output_tokens_per_s"] > 0 and row["p95_latency_ms"] >= row["p50_latency_ms"] > 0
-    assert set(report["ratios"]["beam1"]) >= {"http_vs_naive_sentences_per_s", "ctranslate2_vs_batched_tokens_per_s"}
+    assert set(report["ratios"]["beam1"]) >= {
+        "http_vs_naive_sentences_per_s",
+        "ctranslate2_vs_batched_tokens_per_s",
+        "engine_running_vs_whole_batches_tokens_per_s",
+    }
+    assert "running batch" in results["duiyi_engine"]["beam1"]["note"]
+    assert "whole batches" in results["duiyi_engine_whole_batches"]["beam1"]["note"]
