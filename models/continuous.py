@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from models.engine import Translation
 
@@ -42,7 +44,6 @@ class Row:
     owner: Any
     source_tokens: int
     cap: int
-    tokens: list[int] = field(default_factory=list)
 
 
 def _round_up(n: int, step: int) -> int:
@@ -84,7 +85,11 @@ class MarianStepper:
         self._pos: torch.Tensor | None = None  # [rows] next decoder position = tokens generated
         self._last: torch.Tensor | None = None  # [rows] the token fed at the next step
         self._cap: torch.Tensor | None = None  # [rows] output cap
-        self._source_len: list[int] = []
+        self._out: torch.Tensor | None = None  # [rows, positions] tokens generated
+        # The same positions on the host (one number per row, all moving together), and each
+        # row's padded source length: what the next step's attention spans, without a device sync.
+        self._host_pos = np.zeros(0, dtype=np.int64)
+        self._source_len = np.zeros(0, dtype=np.int64)
 
     @property
     def capacity(self) -> tuple[int, int, int]:
@@ -112,15 +117,17 @@ class MarianStepper:
         pos = torch.zeros(rows, dtype=torch.long, device=self.device)
         last = torch.zeros(rows, dtype=torch.long, device=self.device)
         cap = torch.zeros(rows, dtype=torch.long, device=self.device)
+        out = torch.zeros(rows, positions, dtype=torch.long, device=self.device)
         if n and self._kv is not None and self._cross is not None:
-            assert self._src_mask is not None and self._pos is not None
+            assert self._src_mask is not None and self._pos is not None and self._out is not None
             assert self._last is not None and self._cap is not None
             kv[:, :, :n, :, :have_positions] = self._kv[:, :, :n]
             cross[:, :, :n, :, :have_source] = self._cross[:, :, :n]
             src_mask[:n, :have_source] = self._src_mask[:n]
+            out[:n, :have_positions] = self._out[:n]
             pos[:n], last[:n], cap[:n] = self._pos[:n], self._last[:n], self._cap[:n]
         self._kv, self._cross, self._src_mask = kv, cross, src_mask
-        self._pos, self._last, self._cap = pos, last, cap
+        self._pos, self._last, self._cap, self._out = pos, last, cap, out
 
     def admit(self, items: Sequence[tuple[Any, str, int]]) -> None:
         """Encode `(owner, source, cap)` items and add them to the running batch."""
@@ -138,7 +145,7 @@ class MarianStepper:
         n, k, width = len(self.rows), len(items), int(ids.shape[1])
         longest_output = max([r.cap for r in self.rows] + caps)
         # A row feeds at most cap + 1 tokens: the start token, cap outputs, and the step giving EOS.
-        self._reserve(n + k, max([width, *self._source_len]), longest_output + 1)
+        self._reserve(n + k, max(width, int(self._source_len.max(initial=0))), longest_output + 1)
         assert self._cross is not None and self._src_mask is not None and self._pos is not None
         assert self._last is not None and self._cap is not None
         with torch.inference_mode():
@@ -155,7 +162,8 @@ class MarianStepper:
             self._cap[n : n + k] = torch.tensor(caps, device=self.device)
         for (owner, _, _), tokens, cap in zip(items, lengths, caps, strict=True):
             self.rows.append(Row(owner, int(tokens), cap))
-        self._source_len.extend([width] * k)
+        self._host_pos = np.concatenate([self._host_pos, np.zeros(k, dtype=np.int64)])
+        self._source_len = np.concatenate([self._source_len, np.full(k, width, dtype=np.int64)])
 
     def step(self) -> list[tuple[Row, Translation]]:
         """One decoding step of every row; the rows that finished, with their translations."""
@@ -167,9 +175,10 @@ class MarianStepper:
             return []
         assert self._kv is not None and self._cross is not None and self._src_mask is not None
         assert self._pos is not None and self._last is not None and self._cap is not None
+        assert self._out is not None
         heads, dim, d_model = self.heads, self.head_dim, self.d_model
-        positions = max(len(r.tokens) for r in self.rows) + 1
-        source = max(self._source_len)
+        positions = int(self._host_pos.max()) + 1
+        source = int(self._source_len.max())
         eos = self.engine._eos
         with torch.inference_mode():
             pos = self._pos[:n]
@@ -207,22 +216,23 @@ class MarianStepper:
                 logits[:, self.suppress] = float("-inf")
             chosen = logits.argmax(dim=-1)
             chosen = torch.where(self._cap[:n] <= pos, torch.full_like(chosen, eos), chosen)
+            self._out[slots, pos] = chosen
             self._last[:n] = chosen
             self._pos[:n] += 1
-        done: list[int] = []
-        for i, (row, token) in enumerate(zip(self.rows, chosen.tolist(), strict=True)):
-            if token == eos:
-                done.append(i)
-            else:
-                row.tokens.append(token)
+            # The one device-to-host copy of a step: which rows gave EOS (few, most steps none).
+            done = (chosen == eos).nonzero().flatten().tolist()
+        generated = self._host_pos[done].tolist()  # tokens before this step's EOS
+        self._host_pos += 1
         if not done:
             return []
         finished = [self.rows[i] for i in done]
-        texts = self.engine.tokenizer.batch_decode([r.tokens for r in finished], skip_special_tokens=True)
+        rows_out = self._out[torch.tensor(done, device=self.device)].tolist()
+        sequences = [tokens[:length] for tokens, length in zip(rows_out, generated, strict=True)]
+        texts = self.engine.tokenizer.batch_decode(sequences, skip_special_tokens=True)
         self.remove(done)
         return [
-            (row, Translation(text=text.strip(), source_tokens=row.source_tokens, output_tokens=len(row.tokens)))
-            for row, text in zip(finished, texts, strict=True)
+            (row, Translation(text=text.strip(), source_tokens=row.source_tokens, output_tokens=len(tokens)))
+            for row, text, tokens in zip(finished, texts, sequences, strict=True)
         ]
 
     def remove(self, indices: Sequence[int]) -> None:
@@ -238,18 +248,21 @@ class MarianStepper:
         if holes:
             assert self._kv is not None and self._cross is not None and self._src_mask is not None
             assert self._pos is not None and self._last is not None and self._cap is not None
+            assert self._out is not None
             dst = torch.tensor(holes, device=self.device)
             src = torch.tensor(movers, device=self.device)
             with torch.inference_mode():
                 self._kv[:, :, dst] = self._kv[:, :, src]
                 self._cross[:, :, dst] = self._cross[:, :, src]
-                for tensor in (self._src_mask, self._pos, self._last, self._cap):
+                for tensor in (self._src_mask, self._pos, self._last, self._cap, self._out):
                     tensor[dst] = tensor[src]
             for hole, mover in zip(holes, movers, strict=True):
                 self.rows[hole] = self.rows[mover]
-                self._source_len[hole] = self._source_len[mover]
+            self._host_pos[holes] = self._host_pos[movers]
+            self._source_len[holes] = self._source_len[movers]
         del self.rows[keep:]
-        del self._source_len[keep:]
+        self._host_pos = self._host_pos[:keep].copy()
+        self._source_len = self._source_len[:keep].copy()
         if not self.rows:
             self._free()
 

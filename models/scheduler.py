@@ -83,7 +83,7 @@ class ScheduledBatch:
     sources: tuple[str, ...]
     options: DecodeOptions
     # The requests each source resolves, in the same order as `sources`.
-    requests: tuple[tuple[Request, ...], ...]
+    requests: tuple[list[Request], ...]
     # Padded tokens the batch may use (rows × (longest source + its output cap)).
     padded_tokens: int
 
@@ -107,7 +107,7 @@ class Admission:
 
     source: str
     options: DecodeOptions
-    requests: tuple[Request, ...]
+    requests: list[Request]  # grows while it runs if the same sentence is asked for again
     source_tokens: int
     cap: int
 
@@ -150,6 +150,8 @@ class Scheduler:
         self.ceiling = ceiling
         self.waiting: OrderedDict[tuple[str, DecodeOptions], list[Request]] = OrderedDict()
         self.cache: OrderedDict[tuple[str, DecodeOptions], Translation] = OrderedDict()
+        # Sentences being decoded, with every request waiting for each: a repeat joins them.
+        self.running: dict[tuple[str, DecodeOptions], list[Request]] = {}
         self.cache_size = cache_size
         self._ids = itertools.count()
         # Recent throughput, for Retry-After: sentences per second, smoothed.
@@ -172,7 +174,7 @@ class Scheduler:
         deadline: float | None,
     ) -> list[Request]:
         """Queue one caller's sentences, all or none. Cached ones resolve at once."""
-        fresh = sum(1 for s in sources if (s, options) not in self.cache)
+        fresh = sum(1 for s in sources if (s, options) not in self.cache and (s, options) not in self.running)
         if fresh and self.queued + fresh > self.max_queue:
             backlog = self.queued + fresh
             retry = max(1.0, backlog / self.rate) if self.rate > 0 else 5.0
@@ -185,6 +187,9 @@ class Scheduler:
                 self.cache.move_to_end(request.key)
                 request.status = RequestStatus.FINISHED
                 request.future.set_result(hit)
+            elif request.key in self.running:  # being decoded now: this caller shares the result
+                request.status = RequestStatus.RUNNING
+                self.running[request.key].append(request)
             else:
                 self.waiting.setdefault(request.key, []).append(request)
             requests.append(request)
@@ -259,11 +264,12 @@ class Scheduler:
         padded = len(chosen) * (longest + self._cap(longest, options))
         return ScheduledBatch(tuple(k[0] for k in chosen), options, tuple(requests), padded)
 
-    def _start(self, key: tuple[str, DecodeOptions]) -> tuple[Request, ...]:
+    def _start(self, key: tuple[str, DecodeOptions]) -> list[Request]:
         reqs = self.waiting.pop(key)
         for req in reqs:
             req.status = RequestStatus.RUNNING
-        return tuple(reqs)
+        self.running[key] = reqs
+        return reqs
 
     def admit(self, select: Select, running: Sequence[tuple[int, int]]) -> list[Admission]:
         """Sentences to add to a running batch whose rows have these (source tokens, output cap):
@@ -288,6 +294,7 @@ class Scheduler:
 
     def resolve(self, source: str, options: DecodeOptions, requests: Sequence[Request], result: Translation) -> None:
         """One decoded sentence: its callers get the result, and the cache remembers it."""
+        self.running.pop((source, options), None)
         self.cache[(source, options)] = result
         self.cache.move_to_end((source, options))
         for req in requests:
@@ -309,9 +316,20 @@ class Scheduler:
             current = sentences / seconds
             self.rate = current if self.rate == 0 else 0.8 * self.rate + 0.2 * current
 
+    def abandon(self, running: Admission) -> bool:
+        """Whether every caller of a running sentence has given up; if so it is forgotten, and
+        the engine may stop decoding it."""
+        if not all(req.future.cancelled() for req in running.requests):
+            return False
+        self.running.pop((running.source, running.options), None)
+        for req in running.requests:
+            req.status = RequestStatus.CANCELLED
+        return True
+
     def fail(self, requests: Sequence[Sequence[Request]], error: BaseException) -> None:
         for reqs in requests:
             for req in reqs:
+                self.running.pop(req.key, None)
                 req.status = RequestStatus.FINISHED
                 _settle(req.future, error=error)
 
@@ -499,9 +517,8 @@ class BatchingEngine:
         try:
             stepper.admit([(a, a.source, a.cap) for a in admitted])
             if self.steps % 8 == 0:
-                gone = [
-                    i for i, row in enumerate(stepper.rows) if all(r.future.cancelled() for r in row.owner.requests)
-                ]
+                with self._cond:  # so no repeat of the sentence joins a row being dropped
+                    gone = [i for i, row in enumerate(stepper.rows) if self.scheduler.abandon(row.owner)]
                 if gone:
                     stepper.remove(gone)
                     if self.observer:

@@ -15,7 +15,15 @@ import pytest
 
 from models.batching import output_cap
 from models.continuous import MarianStepper, Row, stepper_for
-from models.engine import DEFAULT_DECODE, SAFE_DECODE, DeadlineExceeded, DecodeOptions, Engine, TransformersEngine
+from models.engine import (
+    DEFAULT_DECODE,
+    SAFE_DECODE,
+    DeadlineExceeded,
+    DecodeOptions,
+    Engine,
+    TransformersEngine,
+    Translation,
+)
 from models.scheduler import BatchingEngine, Scheduler
 from models.tiny import build_marian
 
@@ -112,6 +120,28 @@ def test_admission_takes_only_what_the_running_batch_can_decode() -> None:
     assert [a.source for a in admitted] == ["greedy"]
     batch = s.schedule(lambda o: o.beam_size > 1)
     assert batch is not None and batch.sources == ("beam",)
+
+
+def test_a_repeat_of_a_sentence_being_decoded_waits_for_that_decoding() -> None:
+    s = Scheduler(max_batch_tokens=10_000, max_batch_size=8, max_queue=50, max_wait_s=0.0, ceiling=512)
+    first = s.add(["same"], [4], DEFAULT_DECODE, now=0.0, deadline=None)
+    (running,) = s.admit(lambda o: True, [])
+    repeat = s.add(["same"], [4], DEFAULT_DECODE, now=1.0, deadline=None)
+    assert s.queued == 0 and s.admit(lambda o: True, [(4, 18)]) == []  # nothing new to decode
+    s.resolve(running.source, running.options, running.requests, Translation("同", 4, 1))
+    assert first[0].future.result(timeout=0) is repeat[0].future.result(timeout=0)
+
+
+def test_a_running_sentence_nobody_waits_for_is_forgotten() -> None:
+    s = Scheduler(max_batch_tokens=10_000, max_batch_size=8, max_queue=50, max_wait_s=0.0, ceiling=512)
+    (request,) = s.add(["gone"], [4], DEFAULT_DECODE, now=0.0, deadline=None)
+    (running,) = s.admit(lambda o: True, [])
+    assert not s.abandon(running)  # its caller still waits
+    request.future.cancel()
+    assert s.abandon(running)
+    # Asked for again later, it is decoded afresh rather than joining the dropped row.
+    s.add(["gone"], [4], DEFAULT_DECODE, now=1.0, deadline=None)
+    assert [a.source for a in s.admit(lambda o: True, [])] == ["gone"]
 
 
 class Watched:
