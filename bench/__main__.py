@@ -41,9 +41,16 @@ CONTENDERS = (
     "duiyi_engine_whole_batches",
     "duiyi_http",
     "duiyi_ctranslate2",
+    "duiyi_idle",
+    "duiyi_http_article",
 )
-# Contenders that differ from another only in greedy decoding: skipped with beam search.
-GREEDY_ONLY = {"duiyi_engine_whole_batches"}
+# Contenders that differ from another only in greedy decoding, or measure latency at the service's
+# default (greedy): skipped with beam search.
+GREEDY_ONLY = {"duiyi_engine_whole_batches", "duiyi_idle", "duiyi_http_article"}
+# Latency contenders: one caller, one request at a time, on sentences none of the others decode.
+IDLE_SENTENCES = {"small": 4, "cpu": 12, "cuda": 64}
+ARTICLES = {"small": 1, "cpu": 2, "cuda": 8}
+ARTICLE_SENTENCES = 50
 
 
 def _machine(device: str) -> dict[str, Any]:
@@ -89,14 +96,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 def _table(results: list[Result]) -> str:
     head = (
-        f"{'contender':<22}{'beam':>5}{'sent':>7}{'sent/s':>10}{'tok/s':>11}{'p50 ms':>10}{'p95 ms':>10}"
+        f"{'contender':<28}{'beam':>5}{'sent':>7}{'sent/s':>10}{'tok/s':>11}{'p50 ms':>10}{'p95 ms':>10}"
         f"{'RSS MB':>9}{'GPU MB':>9}  note"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         gpu = f"{r.peak_gpu_mb:.0f}" if r.peak_gpu_mb is not None else "-"
         lines.append(
-            f"{r.contender:<22}{r.beam:>5}{r.sentences:>7}{r.sentences_per_s:>10.2f}{r.tokens_per_s:>11.1f}"
+            f"{r.contender:<28}{r.beam:>5}{r.sentences:>7}{r.sentences_per_s:>10.2f}{r.tokens_per_s:>11.1f}"
             f"{r.percentile(50) * 1000:>10.1f}{r.percentile(95) * 1000:>10.1f}{r.peak_rss_mb:>9.0f}{gpu:>9}  {r.note}"
         )
     return "\n".join(lines)
@@ -135,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         if not (model_dir / "config.json").is_file():
             say(f"building a random opus-mt-en-zh-sized model in {model_dir} …")
             build_marian(model_dir, dims=dims, vocab_size=vocab, never_eos=True)
+        size_key = "small" if args.small else args.device
         sentences = news_sentences(count)
+        # Distinct from `sentences`, so no contender finds them in a cache.
+        extra = IDLE_SENTENCES[size_key] + ARTICLES[size_key] * ARTICLE_SENTENCES
+        spare = news_sentences(count + extra)[count:]
         requests = requests_of(sentences, args.request_size)
         naive_n = args.naive_limit or (count if not cuda else min(count, 256))
         engines: dict[str, Any] = {}
@@ -165,6 +176,20 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     if name == "duiyi_http":
                         result = http_concurrent(model_dir, engines[kind], requests, **common)
+                    elif name == "duiyi_idle":
+                        # One sentence at a time, each waiting for the last: latency with nothing queued.
+                        alone = [[s] for s in spare[: IDLE_SENTENCES[size_key]]]
+                        result = engine_concurrent(name, engines[kind], alone, **{**common, "concurrency": 1})
+                    elif name == "duiyi_http_article":
+                        # Whole 50-sentence articles through POST /v1/translate, one after another.
+                        start = IDLE_SENTENCES[size_key]
+                        articles = [
+                            spare[start + i * ARTICLE_SENTENCES : start + (i + 1) * ARTICLE_SENTENCES]
+                            for i in range(ARTICLES[size_key])
+                        ]
+                        result = http_concurrent(
+                            model_dir, engines[kind], articles, **{**common, "concurrency": 1}, name=name
+                        )
                     else:
                         whole = name == "duiyi_engine_whole_batches"
                         result = engine_concurrent(name, engines[kind], requests, continuous=not whole, **common)
@@ -188,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             "http_vs_naive_sentences_per_s": ratio("duiyi_http", "naive", "sentences_per_s"),
             "engine_vs_naive_sentences_per_s": ratio("duiyi_engine", "naive", "sentences_per_s"),
             "engine_vs_batched_tokens_per_s": ratio("duiyi_engine", "transformers_batched", "output_tokens_per_s"),
+            "idle_sentence_p50_ms": (get["duiyi_idle"] or {}).get("p50_latency_ms"),
+            "article_50_sentences_http_p50_ms": (get["duiyi_http_article"] or {}).get("p50_latency_ms"),
             "engine_running_vs_whole_batches_tokens_per_s": ratio(
                 "duiyi_engine", "duiyi_engine_whole_batches", "output_tokens_per_s"
             ),

@@ -193,7 +193,14 @@ def _concurrent(
     concurrency: int,
 ) -> Result:
     """`concurrency` callers take requests from one queue until it is empty."""
-    result = Result(name, beam, sum(len(r) for r in requests), 0, 0.0, note=f"{concurrency} concurrent callers")
+    result = Result(
+        name,
+        beam,
+        sum(len(r) for r in requests),
+        0,
+        0.0,
+        note="one request at a time" if concurrency == 1 else f"{concurrency} concurrent callers",
+    )
     work: SimpleQueue[list[str]] = SimpleQueue()
     for request in requests:
         work.put(request)
@@ -265,6 +272,7 @@ def http_concurrent(
     concurrency: int,
     max_batch_tokens: int,
     max_batch_size: int,
+    name: str = "duiyi_http",
 ) -> Result:
     """The duiyi HTTP service on loopback under concurrent clients (server and clients share this
     process, as the benchmark runs in one)."""
@@ -320,7 +328,7 @@ def http_concurrent(
                 return 0
 
             before = tokens_so_far()
-            result = _concurrent("duiyi_http", call, requests, beam=beam, device=device, concurrency=concurrency)
+            result = _concurrent(name, call, requests, beam=beam, device=device, concurrency=concurrency)
             result.output_tokens = int(tokens_so_far() - before)
             return result
     finally:

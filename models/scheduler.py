@@ -14,7 +14,8 @@ Two ways to run the engine, chosen per sentence by its decoding options:
 
 Guarantees:
 - batches are cut by a token budget (padded source + allowed output; for the running batch, rows ×
-  (longest source + longest cap)), after a short bounded wait for company when the engine is idle;
+  (longest source + longest cap)); a whole batch waits a few milliseconds at most for company,
+  the running batch none (newcomers join it at the next step);
 - identical sentences (same text, same decoding options) are decoded once, whether they wait
   together or arrive again soon after (a bounded LRU cache);
 - the queue is bounded: a caller that would overflow it is refused whole (`QueueFull`, with a
@@ -458,17 +459,14 @@ class BatchingEngine:
                     batch = self.scheduler.schedule(self._whole)
                     self._observe_queue()
                     return batch, []
-                if stepper is not None:
-                    # A running batch takes newcomers at once; an idle one waits briefly for company.
-                    start = self.scheduler.ready_at(self._steppable)
-                    if running or (start is not None and (now >= start or self.scheduler.budget_full(self._steppable))):
-                        rows = [(r.source_tokens, r.cap) for r in stepper.rows]
-                        admitted = self.scheduler.admit(self._steppable, rows)
-                        if admitted:
-                            self._observe_queue()
-                        return None, admitted
-                    if start is not None:
-                        ready = start if ready is None else min(ready, start)
+                # The running batch takes newcomers at once, idle or not: company that arrives a
+                # moment later joins at the next step, so waiting for it would only add latency.
+                if stepper is not None and (running or self.scheduler.ready_at(self._steppable) is not None):
+                    rows = [(r.source_tokens, r.cap) for r in stepper.rows]
+                    admitted = self.scheduler.admit(self._steppable, rows)
+                    if admitted:
+                        self._observe_queue()
+                    return None, admitted
                 self._cond.wait(timeout=None if ready is None else max(0.0, ready - now))
 
     def _run(self) -> None:

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     # Greedy decoding in one running batch that sentences join and leave between decoding steps
     # (models.continuous; Marian models with the transformers engine). Off: whole batches only.
     continuous_batching: bool = True
-    # How long the engine worker waits for more sentences to fill a batch.
+    # How long the engine worker waits for more sentences to fill a whole batch.
     max_wait_ms: float = 5.0
     # Recent translations remembered, so a repeated sentence is not decoded again.
     cache_size: int = 4096

@@ -29,13 +29,25 @@ def test_bench_small_runs_and_every_contender_decodes_the_same_tokens() -> None:
         "duiyi_engine_whole_batches",
         "duiyi_http",
         "duiyi_ctranslate2",
+        "duiyi_idle",
+        "duiyi_http_article",
     }
-    assert set(results["duiyi_engine_whole_batches"]) == {"beam1"}  # greedy only: beam search is whole-batch anyway
+    # Greedy only: beam search is whole-batch anyway, and latency is measured at the default.
+    for name in ("duiyi_engine_whole_batches", "duiyi_idle", "duiyi_http_article"):
+        assert set(results[name]) == {"beam1"}, name
+    latency = {"duiyi_idle", "duiyi_http_article"}  # their own sentences, one request at a time
+    assert results["duiyi_idle"]["beam1"]["sentences"] == 4
+    assert results["duiyi_http_article"]["beam1"]["sentences"] == 50
+    assert report["ratios"]["beam1"]["article_50_sentences_http_p50_ms"] > 0
     for beam in ("beam1", "beam4"):
-        tokens = {name: by_beam[beam]["output_tokens"] for name, by_beam in results.items() if beam in by_beam}
+        tokens = {
+            name: by_beam[beam]["output_tokens"]
+            for name, by_beam in results.items()
+            if beam in by_beam and name not in latency
+        }
         assert len(tokens) >= 5 and len(set(tokens.values())) == 1, tokens
-        for by_beam in results.values():
-            if beam not in by_beam:
+        for name, by_beam in results.items():
+            if beam not in by_beam or name in latency:
                 continue
             row = by_beam[beam]
             assert row["sentences"] == report["config"]["sentences"]
