@@ -29,8 +29,8 @@ import itertools
 import logging
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -154,13 +154,17 @@ class Scheduler:
         # Sentences being decoded, with every request waiting for each: a repeat joins them.
         self.running: dict[tuple[str, DecodeOptions], list[Request]] = {}
         self.cache_size = cache_size
+        # Kept as requests come and go, so the worker's per-step questions cost no scan of the queue:
+        # requests waiting, and waiting sentences per kind of decoding.
+        self._queued = 0
+        self._kinds: Counter[DecodeOptions] = Counter()
         self._ids = itertools.count()
         # Recent throughput, for Retry-After: sentences per second, smoothed.
         self.rate = 0.0
 
     @property
     def queued(self) -> int:
-        return sum(len(reqs) for reqs in self.waiting.values())
+        return self._queued
 
     def _cap(self, tokens: int, options: DecodeOptions) -> int:
         return output_cap(tokens, ratio=options.max_length_ratio, extra=options.max_length_extra, ceiling=self.ceiling)
@@ -192,7 +196,10 @@ class Scheduler:
                 request.status = RequestStatus.RUNNING
                 self.running[request.key].append(request)
             else:
+                if request.key not in self.waiting:
+                    self._kinds[options] += 1
                 self.waiting.setdefault(request.key, []).append(request)
+                self._queued += 1
             requests.append(request)
         return requests
 
@@ -215,22 +222,35 @@ class Scheduler:
                 self.waiting[key] = keep
             else:
                 del self.waiting[key]
+                self._kinds[key[1]] -= 1
+        self._queued -= len(dropped)
         return dropped
 
-    def _waiting(self, select: Select | None) -> list[tuple[str, DecodeOptions]]:
-        return [k for k in self.waiting if select is None or select(k[1])]
+    def take_all(self) -> list[list[Request]]:
+        """Empty the queue; what was waiting."""
+        waiting = list(self.waiting.values())
+        self.waiting.clear()
+        self._queued = 0
+        self._kinds.clear()
+        return waiting
+
+    def _waiting(self, select: Select | None) -> Iterator[tuple[str, DecodeOptions]]:
+        """Waiting sentences that `select` takes, in the order their first request arrived."""
+        if select is not None and not any(n and select(kind) for kind, n in self._kinds.items()):
+            return
+        for key in self.waiting:
+            if select is None or select(key[1]):
+                yield key
 
     def ready_at(self, select: Select | None = None) -> float | None:
-        """When the oldest waiting sentence (of those `select` takes) has waited long enough to go
-        without more company."""
-        keys = self._waiting(select)
-        if not keys:
-            return None
-        return min(self.waiting[k][0].arrival for k in keys) + self.max_wait_s
+        """When the first waiting sentence (of those `select` takes; sentences wait in the order
+        they were first asked for) has waited long enough to go without more company."""
+        oldest = next(self._waiting(select), None)
+        return None if oldest is None else self.waiting[oldest][0].arrival + self.max_wait_s
 
     def budget_full(self, select: Select | None = None) -> bool:
         """Enough is waiting to fill a batch: no reason to wait for more."""
-        keys = self._waiting(select)
+        keys = list(self._waiting(select))
         if len(keys) >= self.max_batch_size:
             return True
         if not keys:
@@ -242,7 +262,7 @@ class Scheduler:
         """The next batch, built around the oldest waiting sentence (so none waits forever): with
         its decoding options, it and the sentences closest to it in length, while the batch fits
         the row and token budgets."""
-        keys = self._waiting(select)
+        keys = list(self._waiting(select))
         if not keys:
             return None
         anchor = keys[0]
@@ -267,6 +287,8 @@ class Scheduler:
 
     def _start(self, key: tuple[str, DecodeOptions]) -> list[Request]:
         reqs = self.waiting.pop(key)
+        self._queued -= len(reqs)
+        self._kinds[key[1]] -= 1
         for req in reqs:
             req.status = RequestStatus.RUNNING
         self.running[key] = reqs
@@ -280,7 +302,7 @@ class Scheduler:
         rows = len(running)
         longest_source = max((s for s, _ in running), default=0)
         longest_cap = max((c for _, c in running), default=0)
-        admitted: list[Admission] = []
+        chosen: list[tuple[tuple[str, DecodeOptions], int, int]] = []
         for key in self._waiting(select):
             tokens = self.waiting[key][0].source_tokens
             cap = self._cap(tokens, key[1])
@@ -289,9 +311,9 @@ class Scheduler:
                 rows and (rows + 1) * (high_source + high_cap) > self.max_batch_tokens
             ):
                 break
-            admitted.append(Admission(key[0], key[1], self._start(key), tokens, cap))
+            chosen.append((key, tokens, cap))
             rows, longest_source, longest_cap = rows + 1, high_source, high_cap
-        return admitted
+        return [Admission(key[0], key[1], self._start(key), tokens, cap) for key, tokens, cap in chosen]
 
     def resolve(self, source: str, options: DecodeOptions, requests: Sequence[Request], result: Translation) -> None:
         """One decoded sentence: its callers get the result, and the cache remembers it."""
@@ -374,6 +396,7 @@ class BatchingEngine:
         self.batches = 0  # whole batches executed, for tests and logs
         self.steps = 0  # decoding steps of the running batch
         self._finished, self._busy_s = 0, 0.0
+        self._swept = 0.0
         self._cond = threading.Condition()
         self._stop = False
         self._worker = threading.Thread(target=self._run, name="duiyi-engine", daemon=True)
@@ -450,10 +473,13 @@ class BatchingEngine:
                 if self._stop:
                     return None
                 now = time.monotonic()
-                dropped = self.scheduler.drop_abandoned(now)
-                if dropped and self.observer:
-                    self.observer.expired(len(dropped))
                 running = bool(stepper and stepper.rows)
+                # A scan of the whole queue: between steps of a running batch, every 10 ms at most.
+                if not running or now - self._swept >= 0.01:
+                    self._swept = now
+                    dropped = self.scheduler.drop_abandoned(now)
+                    if dropped and self.observer:
+                        self.observer.expired(len(dropped))
                 ready = self.scheduler.ready_at(self._whole)
                 if ready is not None and (now >= ready or self.scheduler.budget_full(self._whole)):
                     batch = self.scheduler.schedule(self._whole)
@@ -560,7 +586,6 @@ class BatchingEngine:
         error = RuntimeError("the translation engine stopped")
         with self._cond:
             self._stop = True
-            self.scheduler.fail(list(self.scheduler.waiting.values()), error)
-            self.scheduler.waiting.clear()
+            self.scheduler.fail(self.scheduler.take_all(), error)
             if self.stepper is not None:
                 self.scheduler.fail([row.owner.requests for row in self.stepper.clear()], error)

@@ -144,6 +144,22 @@ def test_a_running_sentence_nobody_waits_for_is_forgotten() -> None:
     assert [a.source for a in s.admit(lambda o: True, [])] == ["gone"]
 
 
+def test_the_queue_counts_stay_true_as_sentences_come_and_go() -> None:
+    s = Scheduler(max_batch_tokens=10_000, max_batch_size=8, max_queue=50, max_wait_s=0.5, ceiling=512)
+    greedy = s.add(["a", "b", "a"], [3, 3, 3], DEFAULT_DECODE, now=0.0, deadline=None)
+    s.add(["c"], [3], SAFE_DECODE, now=1.0, deadline=None)
+    assert s.queued == 4
+    assert s.ready_at(lambda o: o.beam_size > 1) == 1.5 and s.ready_at(lambda o: o.beam_size == 1) == 0.5
+    greedy[0].future.cancel()
+    s.drop_abandoned(now=2.0)
+    assert s.queued == 3  # "a" still has its second caller
+    assert [a.source for a in s.admit(lambda o: o.beam_size == 1, [])] == ["a", "b"]
+    assert s.queued == 1 and s.ready_at(lambda o: o.beam_size == 1) is None
+    batch = s.schedule(lambda o: o.beam_size > 1)
+    assert batch is not None and batch.sources == ("c",)
+    assert s.queued == 0 and s.ready_at() is None
+
+
 class Watched:
     """Records what the engine worker's running batch does (the real stepper, observed)."""
 
