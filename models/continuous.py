@@ -99,15 +99,18 @@ class MarianStepper:
         return (int(self._kv.shape[2]), int(self._cross.shape[4]), int(self._kv.shape[4]))
 
     def _reserve(self, rows: int, source: int, positions: int) -> None:
-        """Grow the caches to hold at least this much, keeping the rows in them."""
+        """Room for `rows` rows of up to `source` source and `positions` decoder positions, keeping
+        the live rows. When anything must grow, the caches are sized to what is asked (rounded up),
+        not to the largest ever held: the scheduler keeps rows × (source + output) within the
+        token budget, so memory follows the budget, not the batch's history or the queue."""
         import torch
 
         have_rows, have_source, have_positions = self.capacity
         if rows <= have_rows and source <= have_source and positions <= have_positions:
             return
-        rows = _round_up(max(rows, have_rows), 8)
-        source = _round_up(max(source, have_source), 16)
-        positions = _round_up(max(positions, have_positions), 16)
+        rows, source, positions = _round_up(rows, 8), _round_up(source, 16), _round_up(positions, 16)
+        # Live rows use no more than the new sizes; what lies beyond them is unused.
+        keep_source, keep_positions = min(source, have_source), min(positions, have_positions)
         n = len(self.rows)
         shape = (len(self.layers), 2, rows, self.heads)
         # Zeros, not empty: masked positions still meet the softmax's zero weights, and 0 × NaN is NaN.
@@ -121,10 +124,10 @@ class MarianStepper:
         if n and self._kv is not None and self._cross is not None:
             assert self._src_mask is not None and self._pos is not None and self._out is not None
             assert self._last is not None and self._cap is not None
-            kv[:, :, :n, :, :have_positions] = self._kv[:, :, :n]
-            cross[:, :, :n, :, :have_source] = self._cross[:, :, :n]
-            src_mask[:n, :have_source] = self._src_mask[:n]
-            out[:n, :have_positions] = self._out[:n]
+            kv[:, :, :n, :, :keep_positions] = self._kv[:, :, :n, :, :keep_positions]
+            cross[:, :, :n, :, :keep_source] = self._cross[:, :, :n, :, :keep_source]
+            src_mask[:n, :keep_source] = self._src_mask[:n, :keep_source]
+            out[:n, :keep_positions] = self._out[:n, :keep_positions]
             pos[:n], last[:n], cap[:n] = self._pos[:n], self._last[:n], self._cap[:n]
         self._kv, self._cross, self._src_mask = kv, cross, src_mask
         self._pos, self._last, self._cap, self._out = pos, last, cap, out

@@ -264,6 +264,31 @@ def test_rows_stay_within_the_row_limit(engines: dict) -> None:
     assert len(watched.admitted) == len(SOURCES)
 
 
+def test_cache_memory_follows_the_token_budget_not_the_queue(engines: dict) -> None:
+    budget = 1200
+    sentences = [f"Report {i}: " + "the alliance met again " * (1 + i % 6) for i in range(60)]
+    for queued in (12, 60):
+        batching = BatchingEngine(engines["marian"], max_wait_s=0.0, max_batch_tokens=budget, max_batch_size=64)
+        stepper = batching.stepper
+        assert stepper is not None
+        held: list[tuple[int, int, int]] = []
+        step = stepper.step
+
+        def watched_step(step: Any = step, stepper: MarianStepper = stepper, held: list = held) -> Any:
+            held.append(stepper.capacity)
+            return step()
+
+        stepper.step = watched_step  # type: ignore[method-assign]
+        try:
+            batching.translate_batch(sentences[:queued])
+        finally:
+            batching.close()
+        largest = max(rows * (source + positions) for rows, source, positions in held)
+        # Rows × (source + output) stays within the budget; the caches add rounding (rows to 8,
+        # positions to 16), whatever the queue holds.
+        assert largest <= 2 * budget, (queued, max(held))
+
+
 def test_closing_fails_waiting_callers_instead_of_leaving_them(endless: TransformersEngine) -> None:
     batching = BatchingEngine(endless, max_wait_s=0.0)
     outcome: list[BaseException | None] = []
