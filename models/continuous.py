@@ -139,8 +139,7 @@ class MarianStepper:
         if not items:
             return
         engine = self.engine
-        texts = [engine.spec.source_prefix + source for _, source, _ in items]
-        enc = engine.tokenizer(texts, return_tensors="pt", padding=True, truncation=False)
+        enc = engine.encode([source for _, source, _ in items])
         ids = enc["input_ids"].to(self.device)
         mask = enc["attention_mask"].to(self.device)
         lengths = mask.sum(dim=1).tolist()
@@ -231,7 +230,7 @@ class MarianStepper:
         finished = [self.rows[i] for i in done]
         rows_out = self._out[torch.tensor(done, device=self.device)].tolist()
         sequences = [tokens[:length] for tokens, length in zip(rows_out, generated, strict=True)]
-        texts = self.engine.tokenizer.batch_decode(sequences, skip_special_tokens=True)
+        texts = self.engine.decode(sequences)
         self.remove(done)
         return [
             (row, Translation(text=text.strip(), source_tokens=row.source_tokens, output_tokens=len(tokens)))

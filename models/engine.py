@@ -10,6 +10,7 @@ import functools
 import inspect
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -168,6 +169,10 @@ class TransformersEngine:
         self.name = name
         self.model = model
         self.tokenizer = tokenizer
+        # A fast (Rust) tokenizer keeps its padding setting as state and may not be used from two
+        # threads at once: request threads count tokens (unpadded) while the engine worker encodes
+        # padded batches, and an interleaving leaves a batch unpadded or raises "Already borrowed".
+        self._tokenizer_lock = threading.Lock()
         self.spec = spec
         self.device = device
         limit = getattr(model.config, "max_position_embeddings", 512) or 512
@@ -222,7 +227,19 @@ class TransformersEngine:
         return self._counts(text)
 
     def _count_uncached(self, text: str) -> int:
-        return len(self.tokenizer(self.spec.source_prefix + text)["input_ids"])
+        with self._tokenizer_lock:
+            return len(self.tokenizer(self.spec.source_prefix + text)["input_ids"])
+
+    def encode(self, sources: Sequence[str]) -> Any:
+        """Sources (with the family's prefix) as one padded batch of tensors on the host."""
+        texts = [self.spec.source_prefix + s for s in sources]
+        with self._tokenizer_lock:
+            return self.tokenizer(texts, return_tensors="pt", padding=True, truncation=False)
+
+    def decode(self, rows: Any) -> list[str]:
+        """Token rows back to text, special tokens dropped."""
+        with self._tokenizer_lock:
+            return list(self.tokenizer.batch_decode(rows, skip_special_tokens=True))
 
     def translate_batch(
         self,
@@ -252,10 +269,7 @@ class TransformersEngine:
         return tokens.index(self._eos) if self._eos in tokens else len(tokens)
 
     def _generate(self, batch: list[str], plan: BatchPlan, options: DecodeOptions) -> list[Translation]:
-
-        texts = [self.spec.source_prefix + s for s in batch]
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=False)
-        enc = {k: v.to(self.device) for k, v in enc.items()}
+        enc = {k: v.to(self.device) for k, v in self.encode(batch).items()}
         source_tokens = enc["attention_mask"].sum(dim=1).tolist()
         caps = [
             min(plan.max_new_tokens, max(1, int(n * options.max_length_ratio) + options.max_length_extra))
@@ -263,7 +277,7 @@ class TransformersEngine:
         ]
         if is_greedy(options):
             rows = self._greedy(enc, caps)
-            texts_out = self.tokenizer.batch_decode(rows, skip_special_tokens=True)
+            texts_out = self.decode(rows)
             counts = [len(r) for r in rows]
         else:
             texts_out, counts = self._beam(enc, caps, plan, options)
@@ -297,7 +311,7 @@ class TransformersEngine:
                 logits_processor=LogitsProcessorList([RowLengthCap(caps, prompt_len, self._eos, options.beam_size)]),
                 **kwargs,
             )
-        texts_out = self.tokenizer.batch_decode(out, skip_special_tokens=True)
+        texts_out = self.decode(out)
         return texts_out, [self._generated(row.tolist()) for row in out]
 
     def _greedy(self, enc: dict[str, Any], caps: list[int]) -> list[list[int]]:

@@ -151,3 +151,40 @@ def test_pruned_greedy_decoding_matches_generate(engines: dict, family: str) -> 
     texts, counts = engine._beam(dict(enc), caps, BatchPlan(tuple(range(4)), max(lengths), max(caps)), DecodeOptions())
     assert [g.text for g in greedy] == [t.strip() for t in texts]
     assert [g.output_tokens for g in greedy] == counts
+
+
+def test_tokenizer_is_shared_safely_between_request_threads_and_the_worker(engines: dict, family: str) -> None:
+    """Request threads count tokens (unpadded) while the worker encodes padded batches. A fast
+    tokenizer keeps padding as state: unguarded, a count between the worker's setting of padding and
+    its encoding leaves the batch ragged ("Unable to create tensor"), or raises "Already borrowed"."""
+    import sys
+    import threading
+
+    engine = engines[family]
+    sources = [f"Sentence {i} " + "about the alliance " * (i % 7) for i in range(20)]
+    done = threading.Event()
+    failures: list[Exception] = []
+
+    def count(k: int) -> None:
+        i = 0
+        while not done.is_set():
+            i += 1
+            try:
+                engine._count_uncached(f"Request {k} sentence {i} about the alliance")
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                failures.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, as a loaded server does
+    counters = [threading.Thread(target=count, args=(k,)) for k in range(4)]
+    try:
+        for t in counters:
+            t.start()
+        for _ in range(300):
+            assert engine.encode(sources)["input_ids"].shape[0] == len(sources)
+    finally:
+        done.set()
+        for t in counters:
+            t.join()
+        sys.setswitchinterval(interval)
+    assert failures == []
