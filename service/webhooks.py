@@ -55,6 +55,7 @@ _MAX_ERROR_CHARS = 300
 # httpx percent-encodes rather than rejects odd characters in a host, so "exa mple.com" arrives as "exa%20mple.com".
 _HOST_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _RNG = random.Random()
 
 
@@ -137,7 +138,7 @@ def _default_resolve(host: str) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def _is_public(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         # IPv6 forms that carry an IPv4 address reach that address: judge it, not the wrapper (::ffff:127.0.0.1 is
         # loopback; ::ffff:93.184.216.34 is public even though ipaddress calls the whole ::ffff:0:0/96 block reserved).
@@ -175,14 +176,15 @@ def check_callback_url(
     allowed_hosts: Sequence[str],
     allow_private: bool,
     resolve: Callable[[str], list[str]] | None = None,
-) -> None:
-    """Raise CallbackRefused unless the service may POST to `url`.
+) -> list[IPAddress]:
+    """Raise CallbackRefused unless the service may POST to `url`; the addresses it was vetted for.
 
     The URL is parsed with httpx, the library that will send the request, so the host checked here is the host
     called: two URL parsers disagree on inputs like "http://a.example.com\\@evil.net/".
 
-    This checks the addresses the host resolves to now. A host whose DNS changes afterwards (rebinding) can still
-    point a later delivery elsewhere, so the dispatcher should check again just before each try."""
+    This checks the addresses the host resolves to now. A host whose DNS changes afterwards (rebinding) could point
+    a second lookup elsewhere, so a delivery connects to one of the addresses returned here (`deliver_once`'s
+    `address`) instead of resolving the name again, and the dispatcher checks again before each try."""
     if isinstance(allowed_hosts, str):
         # A bare string is a Sequence of one-character patterns, and one of them may well be "*".
         raise TypeError("allowed_hosts must be a list of host patterns, not a string")
@@ -231,7 +233,7 @@ def check_callback_url(
             raise CallbackRefused(f"the host {ascii_host} does not resolve to any address")
 
     if allow_private:
-        return
+        return addresses
     # Every address, not just the first: the connection may use any of them, and an attacker controls the order.
     for address in addresses:
         if not _is_public(address):
@@ -244,6 +246,7 @@ def check_callback_url(
                 f"{what} is not a public internet address; "
                 "an operator can allow such addresses with DUIYI_WEBHOOK_ALLOW_PRIVATE=true"
             )
+    return addresses
 
 
 # --- retries and one delivery try ----------------------------------------------------------------------------------
@@ -315,8 +318,16 @@ def _retry_after(value: str | None) -> float | None:
     return None
 
 
-def deliver_once(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str]) -> Attempt:
+def deliver_once(
+    client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str], *, address: IPAddress | None = None
+) -> Attempt:
     """One POST of `body` to `url`, judged. Timeouts are the client's: build it with an httpx.Timeout.
+
+    With `address` (one that `check_callback_url` vetted), the connection goes to that address rather than to
+    whatever the host name resolves to by now, so a rebound DNS name cannot turn a vetted URL into a request to the
+    service's own network. The request still names the host: in its Host header and, over TLS, as the server name
+    the certificate is checked against. It asks for the connection to be closed after the answer, so a pooled
+    connection opened for one host name is never reused for another that shares its address.
 
     Never raises for network problems; they come back as a retryable Attempt. Redirects are not followed: the URL was
     vetted, the place it redirects to was not, and a POST silently turned into a GET is no delivery anyway. The
@@ -326,8 +337,19 @@ def deliver_once(client: httpx.Client, url: str, body: bytes, headers: Mapping[s
     def elapsed_ms() -> float:
         return (time.perf_counter() - started) * 1000
 
+    target: str | httpx.URL = url
+    sent = dict(headers)
+    extensions: dict[str, str] = {}
+    if address is not None:
+        parsed = httpx.URL(url)
+        target = parsed.copy_with(host=str(address))
+        sent["Host"] = parsed.netloc.decode("ascii")
+        sent["Connection"] = "close"
+        extensions["sni_hostname"] = parsed.raw_host.decode("ascii")
     try:
-        with client.stream("POST", url, content=body, headers=dict(headers), follow_redirects=False) as response:
+        with client.stream(
+            "POST", target, content=body, headers=sent, follow_redirects=False, extensions=extensions
+        ) as response:
             status = response.status_code
             location = response.headers.get("location")
             retry_after = _retry_after(response.headers.get("retry-after")) if status in (429, 503) else None

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from models.engine import Engine
+from service import webhooks
 from service.auth import Role
 from service.config import Settings
 from service.keys import create_key
@@ -240,3 +242,44 @@ def test_a_keys_default_callback_is_used(
         receiver.wait(1)
     assert verify(made.row.webhook_secret, *receiver.received[0])
     assert json.loads(receiver.received[0][1])["article"]["id"] == job["id"]
+
+
+def test_the_dispatcher_connects_to_the_address_it_vetted(
+    tiny_dirs: dict[str, Path],
+    engines: dict[str, Engine],
+    tmp_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The callback's host resolves (for the service's check) to the receiver's loopback address and
+    nowhere else: the system resolver does not know it (.invalid). The event arrives, so the
+    dispatcher connected to the vetted address instead of looking the name up again, which is
+    what a DNS name rebound between check and connection would exploit."""
+    seen: list[str] = []
+
+    def resolve(host: str) -> list[str]:
+        seen.append(host)
+        assert host == "hooks.duiyi.invalid"
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(webhooks, "_default_resolve", resolve)
+    callback = receiver.url.replace("127.0.0.1", "hooks.duiyi.invalid")
+    settings = Settings(
+        model=str(tiny_dirs["marian"]),
+        device="cpu",
+        database_url=f"sqlite:///{tmp_path / 'duiyi.db'}",
+        webhook_allowed_hosts=["hooks.duiyi.invalid"],
+        webhook_allow_private=True,
+        webhook_secret="local-secret",
+        job_poll_s=0.05,
+    )
+    with serve(settings, engines["marian"]) as live:
+        r = live.client.post("/v1/articles", json={"body": "Hello.", "callback_url": callback})
+        assert r.status_code == 202, r.text
+        receiver.wait(1)
+        delivery = live.client.get(f"/v1/articles/{r.json()['id']}/deliveries").json()[0]
+    headers, body = receiver.received[0]
+    assert verify("local-secret", headers, body)
+    assert headers["Host"] == httpx.URL(callback).netloc.decode()
+    assert delivery["url"] == callback
+    assert len(seen) >= 2  # vetted at submission, and again before the attempt

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import random
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+import trustme
 
 from service.webhooks import (
     DELIVERY_HEADER,
@@ -472,3 +475,64 @@ def test_deliver_unsupported_scheme_is_final(client: httpx.Client) -> None:
     attempt, _ = _deliver(client, "ftp://127.0.0.1/x")
     assert (attempt.ok, attempt.retryable, attempt.status_code) == (False, False, None)
     assert attempt.error is not None and "cannot be called" in attempt.error
+
+
+# --- a delivery goes to the address that was vetted, not to a second lookup (DNS rebinding) --------------------------
+
+
+def test_check_callback_url_returns_the_addresses_it_vetted() -> None:
+    assert check_callback_url(
+        "https://hooks.example.com/x", allowed_hosts=ALLOW_ALL, allow_private=False, resolve=fake_resolve
+    ) == [ipaddress.ip_address(a) for a in DNS["hooks.example.com"]]
+    assert check_callback_url(
+        "http://[2606:2800:220:1::1]:8080/x", allowed_hosts=ALLOW_ALL, allow_private=False, resolve=resolve_nothing
+    ) == [ipaddress.ip_address("2606:2800:220:1::1")]
+
+
+def test_deliver_to_a_pinned_address_names_the_host(receiver: Receiver, client: httpx.Client) -> None:
+    """The name does not resolve at all (.invalid): the POST arrives only because it goes to the
+    pinned address, and the receiver still sees the URL's host in the Host header."""
+    port = httpx.URL(receiver.base).port
+    url = f"http://Hooks.Duiyi.invalid:{port}/ok?job=1"
+    unpinned, _ = _deliver(client, url)
+    assert not unpinned.ok and unpinned.retryable
+    headers = signed_headers(SECRET, BODY, event="article.translated", delivery_id="d-pinned")
+    attempt = deliver_once(client, url, BODY, headers, address=ipaddress.ip_address("127.0.0.1"))
+    assert attempt.ok, attempt.error
+    got = receiver.received[-1]
+    lower = {k.lower(): v for k, v in got.headers.items()}
+    assert got.path == "/ok?job=1"
+    assert lower["host"] == f"hooks.duiyi.invalid:{port}"
+    assert lower["connection"] == "close"
+    assert verify(SECRET, got.headers, got.body)
+
+
+def test_deliver_over_tls_to_a_pinned_address_checks_the_hosts_certificate() -> None:
+    """TLS to the pinned address still sends the host name as SNI and checks the certificate against
+    it: a certificate for the host is accepted, one for another name is not."""
+    ca = trustme.CA()
+    good = ca.issue_cert("hooks.duiyi.invalid")
+    wrong = ca.issue_cert("elsewhere.duiyi.invalid")
+    for cert, accepted in ((good, True), (wrong, False)):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server.daemon_threads = True
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        _Handler.receiver = Receiver(f"https://127.0.0.1:{server.server_address[1]}")
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            trust = ssl.create_default_context()
+            ca.configure_trust(trust)
+            with httpx.Client(verify=trust, timeout=httpx.Timeout(5.0)) as tls:
+                url = f"https://hooks.duiyi.invalid:{server.server_address[1]}/ok"
+                headers = signed_headers(SECRET, BODY, event="article.translated", delivery_id="d-tls")
+                attempt = deliver_once(tls, url, BODY, headers, address=ipaddress.ip_address("127.0.0.1"))
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+        assert attempt.ok is accepted, attempt.error
+        if not accepted:
+            assert attempt.error is not None and "certificate" in attempt.error

@@ -154,7 +154,7 @@ class Dispatcher:
             secret = self._secret(session, delivery)
         body = delivery.payload.encode()
         try:
-            check_callback_url(
+            addresses = check_callback_url(
                 delivery.url,
                 allowed_hosts=self.settings.webhook_allowed_hosts,
                 allow_private=self.settings.webhook_allow_private,
@@ -165,7 +165,8 @@ class Dispatcher:
             self._record(delivery, number, None, f"refused: {exc}", 0.0, ok=False, retry_in=None)
             return True
         headers = signed_headers(secret, body, event=delivery.event, delivery_id=delivery.id)
-        attempt = deliver_once(client, delivery.url, body, headers)
+        # To the address just vetted, not to a second lookup of the name (which DNS rebinding could aim elsewhere).
+        attempt = deliver_once(client, delivery.url, body, headers, address=addresses[0])
         retry_in = None
         if not attempt.ok and attempt.retryable and number < self.settings.webhook_max_attempts:
             retry_in = backoff_delay(
