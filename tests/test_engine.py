@@ -188,3 +188,25 @@ def test_tokenizer_is_shared_safely_between_request_threads_and_the_worker(engin
             t.join()
         sys.setswitchinterval(interval)
     assert failures == []
+
+
+def test_ctranslate2_on_cpu_splits_a_batch_among_its_workers(tiny_dirs: dict[str, Path], family: str) -> None:
+    """One worker per core, each decoding a sub-batch: results come back in input order, each row
+    held to its own output cap (the step callback's batch_id is the row's place in the call), the
+    same as one sentence at a time."""
+    import os
+
+    from models.ct2 import CTranslate2Engine
+
+    default = CTranslate2Engine.load(str(tiny_dirs[family]), device="cpu")
+    assert default.workers == default.translator.num_translators == len(os.sched_getaffinity(0))
+    engine = CTranslate2Engine.load(str(tiny_dirs[family]), device="cpu", cpu_workers=3)
+    assert engine.translator.num_translators == 3
+    sources = [f"Sentence {i} " + "about the alliance and Futenma " * (i % 5) for i in range(12)]
+    options = DecodeOptions(max_length_ratio=0.5, max_length_extra=1)
+    split = engine.translate_batch(sources, options=options)
+    alone = [engine.translate_batch([s], options=options)[0] for s in sources]
+    assert split == alone
+    caps = [output_cap(engine.count_tokens(s), ratio=0.5, extra=1, ceiling=engine.max_source_tokens) for s in sources]
+    assert [r.output_tokens for r in split] == caps  # the tiny models never stop early
+    assert len(set(caps)) > 3
