@@ -17,10 +17,12 @@ class BatchPlan:
     max_source_tokens: int
     # Decoding steps allowed: the output cap of the longest source.
     max_new_tokens: int
+    # Hypotheses decoded per sentence (the beam size): each is a row of its own on the device.
+    beams: int = 1
 
     @property
     def padded_tokens(self) -> int:
-        return len(self.indices) * (self.max_source_tokens + self.max_new_tokens)
+        return len(self.indices) * self.beams * (self.max_source_tokens + self.max_new_tokens)
 
 
 def output_cap(source_tokens: int, *, ratio: float, extra: int, ceiling: int) -> int:
@@ -40,9 +42,11 @@ def plan_batches(
     ratio: float,
     extra: int,
     ceiling: int,
+    beams: int = 1,
 ) -> list[BatchPlan]:
-    """Sort by length and cut into batches whose padded size (source + allowed output, times rows)
-    stays within `max_batch_tokens`. A single sentence over the budget still gets a batch of its own."""
+    """Sort by length and cut into batches whose padded size (source + allowed output, times rows,
+    times `beams` hypotheses per sentence) stays within `max_batch_tokens`. A single sentence over
+    the budget still gets a batch of its own."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     plans: list[BatchPlan] = []
     current: list[int] = []
@@ -50,16 +54,17 @@ def plan_batches(
     for i in order:
         candidate = max(longest, lengths[i])
         cap = output_cap(candidate, ratio=ratio, extra=extra, ceiling=ceiling)
-        if current and (len(current) + 1 > max_batch_size or (len(current) + 1) * (candidate + cap) > max_batch_tokens):
-            plans.append(_plan(current, longest, ratio, extra, ceiling))
+        rows = len(current) + 1
+        if current and (rows > max_batch_size or rows * beams * (candidate + cap) > max_batch_tokens):
+            plans.append(_plan(current, longest, ratio, extra, ceiling, beams))
             current, candidate = [], lengths[i]
         current.append(i)
         longest = candidate
     if current:
-        plans.append(_plan(current, longest, ratio, extra, ceiling))
+        plans.append(_plan(current, longest, ratio, extra, ceiling, beams))
     return plans
 
 
-def _plan(indices: list[int], longest: int, ratio: float, extra: int, ceiling: int) -> BatchPlan:
+def _plan(indices: list[int], longest: int, ratio: float, extra: int, ceiling: int, beams: int) -> BatchPlan:
     cap = output_cap(longest, ratio=ratio, extra=extra, ceiling=ceiling)
-    return BatchPlan(tuple(indices), longest, cap)
+    return BatchPlan(tuple(indices), longest, cap, beams)

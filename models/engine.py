@@ -129,6 +129,7 @@ def decode_in_batches(
         ratio=options.max_length_ratio,
         extra=options.max_length_extra,
         ceiling=ceiling,
+        beams=options.beam_size,
     )
     results: list[Translation | None] = [None] * len(lengths)
     for plan in plans:

@@ -13,9 +13,10 @@ Two ways to run the engine, chosen per sentence by its decoding options:
   two steps of the running batch.
 
 Guarantees:
-- batches are cut by a token budget (padded source + allowed output; for the running batch, rows ×
-  (longest source + longest cap)); a whole batch waits a few milliseconds at most for company,
-  the running batch none (newcomers join it at the next step);
+- batches are cut by a token budget (padded source + allowed output, times the beam size: each
+  hypothesis is a decoder row; for the running batch, rows × (longest source + longest cap)); a
+  whole batch waits a few milliseconds at most for company, the running batch none (newcomers
+  join it at the next step);
 - identical sentences (same text, same decoding options) are decoded once, whether they wait
   together or arrive again soon after (a bounded LRU cache);
 - the queue is bounded: a caller that would overflow it is refused whole (`QueueFull`, with a
@@ -85,7 +86,7 @@ class ScheduledBatch:
     options: DecodeOptions
     # The requests each source resolves, in the same order as `sources`.
     requests: tuple[list[Request], ...]
-    # Padded tokens the batch may use (rows × (longest source + its output cap)).
+    # Padded tokens the batch may use (rows × beams × (longest source + its output cap)).
     padded_tokens: int
 
 
@@ -256,7 +257,8 @@ class Scheduler:
         if not keys:
             return False
         longest = max(self.waiting[k][0].source_tokens for k in keys)
-        return len(keys) * (longest + self._cap(longest, keys[0][1])) >= self.max_batch_tokens
+        options = keys[0][1]
+        return len(keys) * options.beam_size * (longest + self._cap(longest, options)) >= self.max_batch_tokens
 
     def schedule(self, select: Select | None = None) -> ScheduledBatch | None:
         """The next batch, built around the oldest waiting sentence (so none waits forever): with
@@ -275,14 +277,15 @@ class Scheduler:
             high = max(longest, size[key])
             rows = len(chosen) + 1
             if chosen and (
-                rows > self.max_batch_size or rows * (high + self._cap(high, options)) > self.max_batch_tokens
+                rows > self.max_batch_size
+                or rows * options.beam_size * (high + self._cap(high, options)) > self.max_batch_tokens
             ):
                 continue
             chosen.append(key)
             longest = high
         chosen.sort(key=lambda k: size[k])
         requests = [self._start(key) for key in chosen]
-        padded = len(chosen) * (longest + self._cap(longest, options))
+        padded = len(chosen) * options.beam_size * (longest + self._cap(longest, options))
         return ScheduledBatch(tuple(k[0] for k in chosen), options, tuple(requests), padded)
 
     def _start(self, key: tuple[str, DecodeOptions]) -> list[Request]:

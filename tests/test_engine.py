@@ -48,6 +48,16 @@ def test_batches_are_length_sorted_and_within_budget() -> None:
         assert plan.max_new_tokens == output_cap(plan.max_source_tokens, ratio=1.5, extra=5, ceiling=200)
 
 
+def test_beam_search_batches_count_every_hypothesis() -> None:
+    """With beam 4 each sentence is four decoder rows: a quarter as many sentences fit the budget."""
+    common = {"max_batch_tokens": 400, "max_batch_size": 64, "ratio": 1.0, "extra": 0, "ceiling": 100}
+    greedy = plan_batches([10] * 40, **common)
+    beam = plan_batches([10] * 40, **common, beams=4)
+    assert [len(p.indices) for p in greedy] == [20, 20]
+    assert [len(p.indices) for p in beam] == [5] * 8
+    assert all(p.padded_tokens == 400 for p in greedy + beam)
+
+
 @pytest.mark.parametrize("family", ["marian", "nllb"])
 def test_one_decoding_per_batch_not_per_sentence(engines: dict, family: str) -> None:
     engine: TransformersEngine = engines[family]

@@ -39,6 +39,20 @@ def test_batches_are_length_sorted_within_the_token_budget() -> None:
     assert sorted(seen) == sorted(lengths)
 
 
+def test_beam_search_batches_count_every_hypothesis() -> None:
+    """Beam 4 decodes four rows per sentence: the same budget takes a quarter of the sentences."""
+    sizes = {}
+    for beams in (1, 4):
+        s = scheduler(max_batch_tokens=400, max_batch_size=64, max_queue=100)
+        options = DecodeOptions(beam_size=beams, max_length_ratio=1.0, max_length_extra=0)
+        s.add([f"s{i}" for i in range(40)], [10] * 40, options, now=0.0, deadline=None)
+        assert s.budget_full()
+        batch = s.schedule()
+        assert batch is not None and batch.padded_tokens <= 400
+        sizes[beams] = len(batch.sources)
+    assert sizes == {1: 20, 4: 5}
+
+
 def test_the_oldest_sentence_is_never_passed_over() -> None:
     s = scheduler(max_batch_tokens=200, max_batch_size=4)
     s.add(["long"], [60], DEFAULT_DECODE, now=0.0, deadline=None)
