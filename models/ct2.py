@@ -87,19 +87,12 @@ class CTranslate2Engine:
     """Implements models.engine.Engine with a ctranslate2.Translator."""
 
     def __init__(
-        self,
-        name: str,
-        translator: Any,
-        tokenizer: Any,
-        spec: ModelSpec,
-        device: str,
-        max_source_tokens: int,
-        workers: int = 1,
+        self, name: str, translator: Any, tokenizer: Any, spec: ModelSpec, device: str, max_source_tokens: int
     ) -> None:
         self.name = name
         self.translator = translator
         # Sub-batches of one call that CTranslate2 decodes side by side (its inter_threads).
-        self.workers = max(1, workers)
+        self.workers = max(1, int(translator.num_translators))
         self.tokenizer = tokenizer
         self.spec = spec
         self.device = device
@@ -170,7 +163,7 @@ class CTranslate2Engine:
             ct2_device,
             workers,
         )
-        return cls(name_or_path, translator, tokenizer, spec, f"{ct2_device}", limit, workers)
+        return cls(name_or_path, translator, tokenizer, spec, f"{ct2_device}", limit)
 
     def _tokens(self, text: str) -> list[str]:
         ids = self.tokenizer(self.spec.source_prefix + text)["input_ids"]

@@ -11,6 +11,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -362,14 +363,23 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    with _serving() as state:
+        yield state
+
+
+@contextmanager
+def _serving(tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    """A receiver on a loopback port of its own (over TLS with `tls`), with a handler class of its own."""
+    handler = type("Handler", (_Handler,), {})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    state = Receiver(f"http://127.0.0.1:{server.server_address[1]}")
-    _Handler.receiver = state
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    handler.receiver = Receiver(f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield state
+        yield handler.receiver
     finally:
         server.shutdown()
         server.server_close()
@@ -513,26 +523,15 @@ def test_deliver_over_tls_to_a_pinned_address_checks_the_hosts_certificate() -> 
     ca = trustme.CA()
     good = ca.issue_cert("hooks.duiyi.invalid")
     wrong = ca.issue_cert("elsewhere.duiyi.invalid")
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
     for cert, accepted in ((good, True), (wrong, False)):
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(context)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        _Handler.receiver = Receiver(f"https://127.0.0.1:{server.server_address[1]}")
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            trust = ssl.create_default_context()
-            ca.configure_trust(trust)
-            with httpx.Client(verify=trust, timeout=httpx.Timeout(5.0)) as tls:
-                url = f"https://hooks.duiyi.invalid:{server.server_address[1]}/ok"
-                headers = signed_headers(SECRET, BODY, event="article.translated", delivery_id="d-tls")
-                attempt = deliver_once(tls, url, BODY, headers, address=ipaddress.ip_address("127.0.0.1"))
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
+        with _serving(context) as tls_receiver, httpx.Client(verify=trust, timeout=httpx.Timeout(5.0)) as tls:
+            url = f"https://hooks.duiyi.invalid:{httpx.URL(tls_receiver.base).port}/ok"
+            headers = signed_headers(SECRET, BODY, event="article.translated", delivery_id="d-tls")
+            attempt = deliver_once(tls, url, BODY, headers, address=ipaddress.ip_address("127.0.0.1"))
         assert attempt.ok is accepted, attempt.error
         if not accepted:
             assert attempt.error is not None and "certificate" in attempt.error
