@@ -111,10 +111,10 @@ class CTranslate2Engine:
         device: str = "auto",
         family: str | None = None,
         compute_type: str = "auto",
-        cpu_workers: int | None = None,
+        cpu_threads: int = 0,
     ) -> CTranslate2Engine:
-        """`cpu_workers`: on the CPU, how many sub-batches run side by side, one core each (default:
-        every core this process may use)."""
+        """`cpu_threads`: on the CPU, how many sub-batches run side by side, one core each (0: every
+        core this process may use)."""
         try:
             import ctranslate2
             from transformers import AutoConfig, AutoTokenizer
@@ -144,7 +144,7 @@ class CTranslate2Engine:
         # sub-batches side by side decoded 990-1,580 tokens/s against 740-940 for one batch on both
         # cores (docs/benchmarks.md), which CTranslate2's intra-op threads barely speed up at these
         # sizes. The weights are shared between the workers. On a GPU, one worker drives the device.
-        workers = 1 if want_gpu else max(1, cpu_workers or _usable_cores())
+        workers = 1 if want_gpu else max(1, cpu_threads or _usable_cores())
         translator = ctranslate2.Translator(
             str(converted),
             device=ct2_device,

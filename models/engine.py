@@ -198,9 +198,16 @@ class TransformersEngine:
             tokenizer.src_lang = spec.src_lang
 
     @classmethod
-    def load(cls, name_or_path: str, *, device: str = "auto", family: str | None = None) -> TransformersEngine:
-        """Load a model; `ModelLoadError` with an actionable message when that is impossible."""
+    def load(
+        cls, name_or_path: str, *, device: str = "auto", family: str | None = None, cpu_threads: int = 0
+    ) -> TransformersEngine:
+        """Load a model; `ModelLoadError` with an actionable message when that is impossible.
+        `cpu_threads`: on the CPU, torch's intra-op threads (0: torch's default, every core)."""
         device = _pick_device(device)
+        if device == "cpu" and cpu_threads > 0:
+            import torch
+
+            torch.set_num_threads(cpu_threads)  # process-wide: one engine per process
         try:
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
             from transformers.utils import logging as hf_logging
@@ -366,15 +373,23 @@ ENGINES = ("transformers", "ctranslate2")
 
 
 def load_engine(
-    name_or_path: str, *, engine: str = "transformers", device: str = "auto", family: str | None = None
+    name_or_path: str,
+    *,
+    engine: str = "transformers",
+    device: str = "auto",
+    family: str | None = None,
+    cpu_threads: int = 0,
 ) -> Engine:
-    """The engine named by the settings, loaded; ModelLoadError with an actionable message if not."""
+    """The engine named by the settings, loaded; ModelLoadError with an actionable message if not.
+    `cpu_threads`: cores the engine uses on the CPU (0: every core this process may use)."""
+    if cpu_threads < 0:
+        raise ModelLoadError(f"cpu_threads must be 0 (every core) or more, not {cpu_threads}")
     if engine == "transformers":
-        return TransformersEngine.load(os.fspath(name_or_path), device=device, family=family)
+        return TransformersEngine.load(os.fspath(name_or_path), device=device, family=family, cpu_threads=cpu_threads)
     if engine == "ctranslate2":
         from models.ct2 import CTranslate2Engine
 
-        return CTranslate2Engine.load(os.fspath(name_or_path), device=device, family=family)
+        return CTranslate2Engine.load(os.fspath(name_or_path), device=device, family=family, cpu_threads=cpu_threads)
     raise ModelLoadError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
 
 

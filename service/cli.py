@@ -23,6 +23,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", choices=["marian", "nllb", "m2m100"], help="model family (default: from its config)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--engine", choices=["transformers", "ctranslate2"], help="inference engine (default transformers)")
+    p.add_argument("--cpu-threads", type=int, help="cores the engine uses on the CPU (default: every core)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,15 +72,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {k: getattr(args, k, None) for k in ("model", "family", "device", "engine", "host", "port")}
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """The settings: the environment (DUIYI_*), then the command line's flags. A bad value ends the
+    command with exit status 2 and one line per setting saying what is wrong."""
+    from pydantic import ValidationError
+
+    keys = ("model", "family", "device", "engine", "cpu_threads", "host", "port")
+    overrides = {k: getattr(args, k, None) for k in keys}
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"])
+            flag = f" / --{name.replace('_', '-')}" if name in keys else ""
+            print(f"duiyi: setting {name} (DUIYI_{name.upper()}{flag}): {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _load_engine(settings: Settings) -> Engine:
     from models.engine import ModelLoadError, load_engine
 
     try:
-        return load_engine(settings.model, engine=settings.engine, device=settings.device, family=settings.family)
+        return load_engine(
+            settings.model,
+            engine=settings.engine,
+            device=settings.device,
+            family=settings.family,
+            cpu_threads=settings.cpu_threads,
+        )
     except ModelLoadError as exc:
         print(f"duiyi: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     engine: str = "transformers"
     # auto (CUDA when available) | cpu | cuda | cuda:N
     device: str = "auto"
+    # Cores the engine uses on the CPU (torch's threads; CTranslate2's workers); 0: every core.
+    cpu_threads: int = Field(default=0, ge=0)
     host: str = "127.0.0.1"
     port: int = 8000
     # Largest article accepted, in characters of text (all fields together).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 DUIYI = str(Path(sys.executable).parent / "duiyi")
 
 
-def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DUIYI, *args], capture_output=True, text=True, timeout=timeout, check=False)
+def run(*args: str, timeout: int = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, **(env or {})}
+    return subprocess.run([DUIYI, *args], capture_output=True, text=True, timeout=timeout, check=False, env=environ)
 
 
 def test_translate_json_to_stdout(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
@@ -49,6 +51,7 @@ def test_translate_text_and_html_outputs(tiny_dirs: dict[str, Path], tmp_path: P
         (("translate", "{article}", "--glossary", "news,nope"), "unknown glossary 'nope'; valid: news"),
         (("translate", "{article}", "--model", "/no/such/model"), "--model PATH or DUIYI_MODEL=PATH"),
         (("serve", "--model", "/no/such/model"), "cannot load translation model '/no/such/model'"),
+        (("serve", "--cpu-threads", "-1"), "setting cpu_threads (DUIYI_CPU_THREADS / --cpu-threads): Input should be"),
     ],
 )
 def test_clear_errors_and_non_zero_exit(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
@@ -57,6 +60,17 @@ def test_clear_errors_and_non_zero_exit(tmp_path: Path, args: tuple[str, ...], m
     done = run(*(a.replace("{article}", str(article)) for a in args))
     assert done.returncode == 2
     assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_setting_from_the_environment_is_named(tmp_path: Path) -> None:
+    article = tmp_path / "a.txt"
+    article.write_text("Hello.", encoding="utf-8")
+    done = run("translate", str(article), env={"DUIYI_MAX_BATCH_SIZE": "many", "DUIYI_CPU_THREADS": "-2"})
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert "duiyi: setting max_batch_size (DUIYI_MAX_BATCH_SIZE): Input should be a valid integer" in lines[1]
+    assert lines[0].startswith("duiyi: setting cpu_threads (DUIYI_CPU_THREADS / --cpu-threads): Input should be")
     assert "Traceback" not in done.stderr
 
 

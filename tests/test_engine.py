@@ -210,7 +210,8 @@ def test_ctranslate2_on_cpu_splits_a_batch_among_its_workers(tiny_dirs: dict[str
 
     default = CTranslate2Engine.load(str(tiny_dirs[family]), device="cpu")
     assert default.workers == default.translator.num_translators == len(os.sched_getaffinity(0))
-    engine = CTranslate2Engine.load(str(tiny_dirs[family]), device="cpu", cpu_workers=3)
+    engine = load_engine(str(tiny_dirs[family]), engine="ctranslate2", device="cpu", cpu_threads=3)
+    assert isinstance(engine, CTranslate2Engine)
     assert engine.translator.num_translators == 3
     sources = [f"Sentence {i} " + "about the alliance and Futenma " * (i % 5) for i in range(12)]
     options = DecodeOptions(max_length_ratio=0.5, max_length_extra=1)
@@ -220,3 +221,20 @@ def test_ctranslate2_on_cpu_splits_a_batch_among_its_workers(tiny_dirs: dict[str
     caps = [output_cap(engine.count_tokens(s), ratio=0.5, extra=1, ceiling=engine.max_source_tokens) for s in sources]
     assert [r.output_tokens for r in split] == caps  # the tiny models never stop early
     assert len(set(caps)) > 3
+
+
+def test_cpu_threads_sets_the_cores_each_engine_uses(tiny_dirs: dict[str, Path]) -> None:
+    import torch
+
+    from models.ct2 import CTranslate2Engine
+
+    before = torch.get_num_threads()
+    try:
+        load_engine(str(tiny_dirs["marian"]), device="cpu", cpu_threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    engine = load_engine(str(tiny_dirs["marian"]), engine="ctranslate2", device="cpu", cpu_threads=1)
+    assert isinstance(engine, CTranslate2Engine) and engine.translator.num_translators == 1
+    with pytest.raises(ModelLoadError, match="cpu_threads must be 0"):
+        load_engine(str(tiny_dirs["marian"]), device="cpu", cpu_threads=-1)
