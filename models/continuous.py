@@ -18,10 +18,24 @@ as the batch path's (tests compare them token by token).
 Memory: the caches hold rows × (longest source + longest allowed output) positions, which the
 scheduler keeps within the token budget (`max_batch_tokens`) when it admits rows; they are
 released when the batch empties.
+
+Static shapes and CUDA graphs (`static_shapes`, `cuda_graphs`): by default a step runs over exactly
+the live rows, the longest source and the furthest position, so every step has new shapes and
+launches every kernel from Python — on a GPU, a step of a few thousand rows is then bound by kernel
+launches and Python, not by arithmetic. With static shapes a step runs over buckets instead (rows
+rounded up to two sizes per octave, source and positions to powers of two; the caches are sized in
+the same buckets), so a handful of shapes repeat; the rows between the live ones and the bucket's
+end are computed and ignored. With CUDA graphs, each bucket's step is captured once as a graph
+(sharing one memory pool) and replayed: one launch per step. The caches then stay allocated when the
+batch empties, as long as they are within `resting_tokens` (rows × (source + positions)), so an idle
+service's next sentence reuses the graphs; larger ones are released as before. The step that is
+captured is the same code that runs eagerly on the CPU, where the tests check that static shapes give
+the same tokens as exact ones; capture and replay themselves need a GPU (bench/device-run.sh).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.engine import Translation
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
@@ -50,10 +66,35 @@ def _round_up(n: int, step: int) -> int:
     return max(step, math.ceil(n / step) * step)
 
 
+def _pow2(n: int, floor: int) -> int:
+    """The smallest power of two ≥ n, at least `floor`."""
+    return max(floor, 1 << max(0, n - 1).bit_length())
+
+
+def row_bucket(n: int) -> int:
+    """Rows of a static-shape step: at least 8, then two sizes per octave (24, 32, 48, 64, 96, 128,
+    …), so at most a third of a step's rows are padding."""
+    if n <= 8:
+        return 8
+    step = max(8, 1 << (max(0, n - 1).bit_length() - 2))
+    return math.ceil(n / step) * step
+
+
 class MarianStepper:
     """The running batch of one Marian model. Used by one thread (the engine worker)."""
 
-    def __init__(self, engine: TransformersEngine) -> None:
+    def __init__(
+        self,
+        engine: TransformersEngine,
+        *,
+        static_shapes: bool = False,
+        cuda_graphs: bool = False,
+        resting_tokens: int = 0,
+    ) -> None:
+        """`cuda_graphs` (on a CUDA device; implies static shapes): capture each bucket's step once
+        and replay it. `static_shapes`: steps over buckets, without graphs (what CUDA graphs
+        capture; on the CPU, for tests). `resting_tokens`: with static shapes, caches of at most
+        this many rows × (source + positions) stay allocated when the batch empties."""
         import torch
 
         model = engine.model
@@ -74,11 +115,19 @@ class MarianStepper:
         self.dtype = self.positions.dtype
         self.max_cap = engine.max_output_tokens
         self.suppress = torch.tensor(engine._suppress, dtype=torch.long, device=self.device)
+        self.eos = int(engine._eos)
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self.static_shapes = static_shapes or self.cuda_graphs
+        self.resting_tokens = resting_tokens
         self.rows: list[Row] = []
+        self._graphs: dict[tuple[int, int, int], Any] = {}  # bucket → torch.cuda.CUDAGraph
+        self._pool: Any = None  # the graphs' shared memory pool
+        self.captures = 0  # graphs captured so far (each bucket once per cache allocation)
         self._free()
 
     def _free(self) -> None:
-        """Drop the cache tensors (the batch is empty)."""
+        """Drop the cache tensors (the batch is empty) and the graphs that use them."""
+        self._graphs, self._pool = {}, None
         self._kv: torch.Tensor | None = None  # [layers, 2, rows, heads, positions, head_dim]
         self._cross: torch.Tensor | None = None  # [layers, 2, rows, heads, source positions, head_dim]
         self._src_mask: torch.Tensor | None = None  # [rows, source positions] bool
@@ -86,6 +135,7 @@ class MarianStepper:
         self._last: torch.Tensor | None = None  # [rows] the token fed at the next step
         self._cap: torch.Tensor | None = None  # [rows] output cap
         self._out: torch.Tensor | None = None  # [rows, positions] tokens generated
+        self._chosen: torch.Tensor | None = None  # [rows] the token each row chose at the last step
         # The same positions on the host (one number per row, all moving together), and each
         # row's padded source length: what the next step's attention spans, without a device sync.
         self._host_pos = np.zeros(0, dtype=np.int64)
@@ -108,7 +158,10 @@ class MarianStepper:
         have_rows, have_source, have_positions = self.capacity
         if rows <= have_rows and source <= have_source and positions <= have_positions:
             return
-        rows, source, positions = _round_up(rows, 8), _round_up(source, 16), _round_up(positions, 16)
+        if self.static_shapes:  # the buckets' sizes, so that every bucket of the live rows fits
+            rows, source, positions = row_bucket(rows), _pow2(source, 16), _pow2(positions, 16)
+        else:
+            rows, source, positions = _round_up(rows, 8), _round_up(source, 16), _round_up(positions, 16)
         # Live rows use no more than the new sizes; what lies beyond them is unused.
         keep_source, keep_positions = min(source, have_source), min(positions, have_positions)
         n = len(self.rows)
@@ -121,6 +174,10 @@ class MarianStepper:
         last = torch.zeros(rows, dtype=torch.long, device=self.device)
         cap = torch.zeros(rows, dtype=torch.long, device=self.device)
         out = torch.zeros(rows, positions, dtype=torch.long, device=self.device)
+        chosen = torch.zeros(rows, dtype=torch.long, device=self.device)
+        # Every row may attend its first source position: a step over static shapes also computes
+        # the rows past the live ones, and a row that may attend nothing would fill its cache with NaN.
+        src_mask[:, 0] = True
         if n and self._kv is not None and self._cross is not None:
             assert self._src_mask is not None and self._pos is not None and self._out is not None
             assert self._last is not None and self._cap is not None
@@ -130,7 +187,8 @@ class MarianStepper:
             out[:n, :keep_positions] = self._out[:n, :keep_positions]
             pos[:n], last[:n], cap[:n] = self._pos[:n], self._last[:n], self._cap[:n]
         self._kv, self._cross, self._src_mask = kv, cross, src_mask
-        self._pos, self._last, self._cap, self._out = pos, last, cap, out
+        self._pos, self._last, self._cap, self._out, self._chosen = pos, last, cap, out, chosen
+        self._graphs, self._pool = {}, None  # captured over the old tensors
 
     def admit(self, items: Sequence[tuple[Any, str, int]]) -> None:
         """Encode `(owner, source, cap)` items and add them to the running batch."""
@@ -170,18 +228,55 @@ class MarianStepper:
     def step(self) -> list[tuple[Row, Translation]]:
         """One decoding step of every row; the rows that finished, with their translations."""
         import torch
-        import torch.nn.functional as F
 
         n = len(self.rows)
         if not n:
             return []
-        assert self._kv is not None and self._cross is not None and self._src_mask is not None
-        assert self._pos is not None and self._last is not None and self._cap is not None
+        assert self._chosen is not None and self._pos is not None and self._last is not None
         assert self._out is not None
-        heads, dim, d_model = self.heads, self.head_dim, self.d_model
+        # What the next step's attention spans, from the host's copies (no device sync).
         positions = int(self._host_pos.max()) + 1
         source = int(self._source_len.max())
-        eos = self.engine._eos
+        if not self.static_shapes:
+            self._forward(n, source, positions)
+        elif self.cuda_graphs:
+            self._replay((row_bucket(n), _pow2(source, 16), _pow2(positions, 16)))
+        else:
+            self._forward(row_bucket(n), _pow2(source, 16), _pow2(positions, 16))
+        with torch.inference_mode():
+            chosen, pos = self._chosen[:n], self._pos[:n]
+            self._out[torch.arange(n, device=self.device), pos] = chosen
+            self._last[:n] = chosen
+            self._pos[:n] += 1
+            # The one device-to-host copy of a step: which rows gave EOS (few, most steps none).
+            done = (chosen == self.eos).nonzero().flatten().tolist()
+        generated = self._host_pos[done].tolist()  # tokens before this step's EOS
+        self._host_pos += 1
+        if not done:
+            return []
+        finished = [self.rows[i] for i in done]
+        rows_out = self._out[torch.tensor(done, device=self.device)].tolist()
+        sequences = [tokens[:length] for tokens, length in zip(rows_out, generated, strict=True)]
+        texts = self.engine.decode(sequences)
+        self.remove(done)
+        return [
+            (row, Translation(text=text.strip(), source_tokens=row.source_tokens, output_tokens=len(tokens)))
+            for row, text, tokens in zip(finished, texts, sequences, strict=True)
+        ]
+
+    def _forward(self, rows: int, source: int, positions: int) -> None:
+        """The decoder's step for the first `rows` slots, attending `source` source and `positions`
+        decoder positions: writes each row's key and value at its position and its chosen token to
+        `_chosen`. Reads and writes only tensors the stepper holds, and does not advance them (so
+        running it twice, as a graph's warm-up and capture do, is harmless). The slots past the live
+        rows hold finished or empty rows: computed, never read."""
+        import torch
+        import torch.nn.functional as F
+
+        assert self._kv is not None and self._cross is not None and self._src_mask is not None
+        assert self._pos is not None and self._last is not None and self._cap is not None
+        assert self._chosen is not None
+        n, heads, dim, d_model = rows, self.heads, self.head_dim, self.d_model
         with torch.inference_mode():
             pos = self._pos[:n]
             x = (self.embed(self._last[:n]) * self.embed_scale + self.positions[pos])[:, None, :]
@@ -217,25 +312,40 @@ class MarianStepper:
             if self.suppress.numel():
                 logits[:, self.suppress] = float("-inf")
             chosen = logits.argmax(dim=-1)
-            chosen = torch.where(self._cap[:n] <= pos, torch.full_like(chosen, eos), chosen)
-            self._out[slots, pos] = chosen
-            self._last[:n] = chosen
-            self._pos[:n] += 1
-            # The one device-to-host copy of a step: which rows gave EOS (few, most steps none).
-            done = (chosen == eos).nonzero().flatten().tolist()
-        generated = self._host_pos[done].tolist()  # tokens before this step's EOS
-        self._host_pos += 1
-        if not done:
-            return []
-        finished = [self.rows[i] for i in done]
-        rows_out = self._out[torch.tensor(done, device=self.device)].tolist()
-        sequences = [tokens[:length] for tokens, length in zip(rows_out, generated, strict=True)]
-        texts = self.engine.decode(sequences)
-        self.remove(done)
-        return [
-            (row, Translation(text=text.strip(), source_tokens=row.source_tokens, output_tokens=len(tokens)))
-            for row, text, tokens in zip(finished, texts, sequences, strict=True)
-        ]
+            # A row at its cap gives EOS.
+            self._chosen[:n] = torch.where(self._cap[:n] <= pos, torch.full_like(chosen, self.eos), chosen)
+
+    def _replay(self, bucket: tuple[int, int, int]) -> None:
+        """The bucket's step as a CUDA graph: captured on first use, then replayed. If capture
+        fails, the stepper logs it once and carries on with static shapes, without graphs."""
+        import torch
+
+        graph = self._graphs.get(bucket)
+        if graph is None:
+            try:
+                # Warm-up outside the capture, on a side stream as CUDA graphs require: lazy
+                # initialisation (cuBLAS handles, kernel selection) must not happen while capturing.
+                side = torch.cuda.Stream(device=self.device)
+                side.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(side):
+                    self._forward(*bucket)
+                torch.cuda.current_stream(self.device).wait_stream(side)
+                if self._pool is None:
+                    self._pool = torch.cuda.graph_pool_handle()
+                graph = torch.cuda.CUDAGraph()
+                # thread_local: request threads do no CUDA work, but nothing else is stopped by it.
+                with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+                    self._forward(*bucket)
+            except RuntimeError:
+                log.exception("capturing a CUDA graph of the running batch's step failed; going on without graphs")
+                self.cuda_graphs = False
+                self._graphs = {}
+                self._forward(*bucket)
+                return
+            self._graphs[bucket] = graph
+            self.captures += 1
+            log.debug("captured the running batch's step for %d rows, %d source, %d positions", *bucket)
+        graph.replay()
 
     def remove(self, indices: Sequence[int]) -> None:
         """Take rows out of the batch: the last rows move into the freed slots, so the live rows
@@ -262,11 +372,18 @@ class MarianStepper:
                 self.rows[hole] = self.rows[mover]
             self._host_pos[holes] = self._host_pos[movers]
             self._source_len[holes] = self._source_len[movers]
+        if self.static_shapes and self._pos is not None:
+            # Static steps compute the freed slots too: a row that ended at its cap left its slot one
+            # past its last position, possibly the caches' end. Position 0 is always inside them.
+            with torch.inference_mode():
+                self._pos[keep:n] = 0
         del self.rows[keep:]
         self._host_pos = self._host_pos[:keep].copy()
         self._source_len = self._source_len[:keep].copy()
         if not self.rows:
-            self._free()
+            rows, source, positions = self.capacity
+            if not self.static_shapes or rows * (source + positions) > self.resting_tokens:
+                self._free()
 
     def clear(self) -> list[Row]:
         """Empty the batch (after an error); the rows that were in it."""
@@ -275,8 +392,9 @@ class MarianStepper:
         return rows
 
 
-def stepper_for(engine: Any) -> MarianStepper | None:
-    """A running batch for this engine, or None when it decodes whole batches only."""
+def stepper_for(engine: Any, *, cuda_graphs: bool = False, resting_tokens: int = 0) -> MarianStepper | None:
+    """A running batch for this engine, or None when it decodes whole batches only. `cuda_graphs`:
+    on a CUDA device, steps over static shapes replayed as CUDA graphs (MarianStepper)."""
     from models.engine import TransformersEngine
     from models.specs import Family
 
@@ -284,4 +402,4 @@ def stepper_for(engine: Any) -> MarianStepper | None:
         return None
     if getattr(engine.model.config, "model_type", "") != "marian":
         return None
-    return MarianStepper(engine)
+    return MarianStepper(engine, cuda_graphs=cuda_graphs, resting_tokens=resting_tokens)

@@ -364,7 +364,8 @@ class BatchingEngine:
     """An Engine whose calls from many threads are merged into shared batches by one worker thread.
 
     Drop-in for the pipeline: `translate_batch` queues the caller's sentences and waits for them.
-    `continuous=False` turns the running batch off (every sentence goes in whole batches).
+    `continuous=False` turns the running batch off (every sentence goes in whole batches);
+    `cuda_graphs` replays its steps as CUDA graphs on a CUDA device (models.continuous).
     """
 
     def __init__(
@@ -378,6 +379,7 @@ class BatchingEngine:
         cache_size: int = 4096,
         observer: Observer | None = None,
         continuous: bool = True,
+        cuda_graphs: bool = False,
     ) -> None:
         from models.continuous import stepper_for
 
@@ -395,7 +397,11 @@ class BatchingEngine:
             cache_size=cache_size,
         )
         self.observer = observer
-        self.stepper = stepper_for(engine) if continuous else None
+        # With CUDA graphs, caches within the token budget stay allocated between bursts, so the
+        # graphs captured over them are reused.
+        self.stepper = (
+            stepper_for(engine, cuda_graphs=cuda_graphs, resting_tokens=max_batch_tokens) if continuous else None
+        )
         self.batches = 0  # whole batches executed, for tests and logs
         self.steps = 0  # decoding steps of the running batch
         self._finished, self._busy_s = 0, 0.0

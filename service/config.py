@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # Greedy decoding in one running batch that sentences join and leave between decoding steps
     # (models.continuous; Marian models with the transformers engine). Off: whole batches only.
     continuous_batching: bool = True
+    # On CUDA, the running batch's steps over static shapes, each captured once as a CUDA graph and
+    # replayed (models.continuous). Off until measured on a GPU (bench/device-run.sh).
+    cuda_graphs: bool = False
     # How long the engine worker waits for more sentences to fill a whole batch.
     max_wait_ms: float = 5.0
     # Recent translations remembered, so a repeated sentence is not decoded again.

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from models.batching import output_cap
-from models.continuous import MarianStepper, Row, stepper_for
+from models.continuous import MarianStepper, Row, row_bucket, stepper_for
 from models.engine import (
     DEFAULT_DECODE,
     SAFE_DECODE,
@@ -87,6 +87,90 @@ def test_removed_rows_leave_the_others_untouched(engines: dict) -> None:
     expected = engine.translate_batch(SOURCES)
     assert set(got) >= {1, 4, 5, 6}
     assert all(got[i] == expected[i] for i in (1, 4, 5, 6))
+
+
+def test_static_shapes_give_the_exact_shapes_tokens(engines: dict) -> None:
+    """Steps over buckets (what CUDA graphs capture) compute padding rows past the live ones, some
+    of them rows that finished or moved away, and attend padded positions: the tokens are still the
+    batch path's, and nothing a padding row computes reaches a live one, even after rows came and
+    went in slots the cache kept."""
+    engine: TransformersEngine = engines["marian"]
+    sources = [f"{s} ({i})" for i, s in enumerate(SOURCES * 4)]
+    expected = engine.translate_batch(sources)
+    caps = caps_of(engine, sources)
+    stepper = MarianStepper(engine, static_shapes=True, resting_tokens=10**6)
+    rng = random.Random(11)
+    got: dict[int, Any] = {}
+    shapes = set()
+    retried: set[int] = set()
+    for wave in (sources[:9], sources[9:]):  # the second wave reuses the caches the first left
+        pending = [sources.index(s) for s in wave]
+        while pending or stepper.rows:
+            take = rng.randint(0, 4)
+            batch, pending = pending[:take], pending[take:]
+            stepper.admit([(i, sources[i], caps[i]) for i in batch])
+            if stepper.rows and rng.random() < 0.1:  # a caller gave up: its row leaves mid-decode
+                gone = rng.randrange(len(stepper.rows))
+                owner = stepper.rows[gone].owner
+                if owner not in retried:  # and comes back once, from the start
+                    retried.add(owner)
+                    pending.append(owner)
+                    stepper.remove([gone])
+            shapes.add((len(stepper.rows), stepper.capacity))
+            for row, translation in stepper.step():
+                got[row.owner] = translation
+        assert stepper.capacity != (0, 0, 0)  # kept for the next wave: within resting_tokens
+    assert retried  # some rows left mid-decode
+    assert [got[i] for i in range(len(sources))] == expected
+    # Padding rows were computed: steps ran with fewer live rows than the bucket.
+    assert any(rows < row_bucket(rows) for rows, _ in shapes if rows)
+
+
+def test_static_caches_are_kept_only_within_resting_tokens(engines: dict) -> None:
+    engine: TransformersEngine = engines["marian"]
+    caps = caps_of(engine, SOURCES)
+    for resting, kept in ((0, False), (10**6, True)):
+        stepper = MarianStepper(engine, static_shapes=True, resting_tokens=resting)
+        stepper.admit([(i, s, c) for i, (s, c) in enumerate(zip(SOURCES, caps, strict=True))])
+        rows, source, positions = stepper.capacity
+        assert rows == row_bucket(len(SOURCES)) and source & (source - 1) == 0 and positions & (positions - 1) == 0
+        while stepper.rows:
+            stepper.step()
+        assert (stepper.capacity != (0, 0, 0)) is kept
+
+
+def test_slots_left_by_finished_rows_are_safe_to_compute(engines: dict) -> None:
+    """A static step also computes the slots past the live rows. A row that ended at its cap left
+    its slot pointing one past its last position, which may be the caches' end: the slot is reset,
+    so computing it writes inside the caches."""
+    engine: TransformersEngine = engines["marian"]
+    stepper = MarianStepper(engine, static_shapes=True, resting_tokens=10**6)
+    cap = 15  # the start token and 15 outputs fill the 16 positions of the smallest bucket
+    stepper.admit([(0, SOURCES[0], cap), (1, SOURCES[1], cap)])
+    capacity = stepper.capacity
+    assert capacity[2] == cap + 1
+    done = []
+    while stepper.rows:
+        done += stepper.step()
+    assert len(done) == 2
+    stepper.admit([(2, SOURCES[3], 3)])  # one live row; the step computes the two old slots too
+    assert stepper.capacity == capacity  # the same caches, old slots and all
+    while stepper.rows:
+        done += stepper.step()
+    assert [row.owner for row, _ in done][-1] == 2
+
+
+def test_row_buckets_are_two_per_octave() -> None:
+    assert [row_bucket(n) for n in (1, 8, 9, 16, 17, 24, 25, 33, 49, 65, 100, 129, 2049, 4096)] == [
+        8, 8, 16, 16, 24, 24, 32, 48, 64, 96, 128, 192, 3072, 4096
+    ]  # fmt: skip
+    assert all(row_bucket(n) >= n and row_bucket(n) <= max(8, n * 3 // 2 + 8) for n in range(1, 5000))
+    assert len({row_bucket(n) for n in range(1, 4097)}) == 18  # 8, 16, 24, 32, 48, … 3072, 4096
+
+
+def test_cuda_graphs_asked_for_on_the_cpu_decode_exact_shapes(engines: dict) -> None:
+    stepper = stepper_for(engines["marian"], cuda_graphs=True)
+    assert stepper is not None and not stepper.cuda_graphs and not stepper.static_shapes
 
 
 def test_only_marian_transformers_engines_get_a_running_batch(all_engines: dict) -> None:

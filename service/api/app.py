@@ -38,6 +38,21 @@ from service.web import routes as web
 log = logging.getLogger(__name__)
 
 
+def build_batching(settings: Settings, engine: Engine, observer: EngineMetrics | None = None) -> BatchingEngine:
+    """The one engine worker that every request's and job's sentences go through (models.scheduler)."""
+    return BatchingEngine(
+        engine,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_batch_size=settings.max_batch_size,
+        max_queue=settings.max_queue,
+        max_wait_s=settings.max_wait_ms / 1000,
+        cache_size=settings.cache_size,
+        continuous=settings.continuous_batching,
+        cuda_graphs=settings.cuda_graphs,
+        observer=observer,
+    )
+
+
 def build_pipeline(settings: Settings, engine: Engine, memory: Memory | None = None) -> Pipeline:
     return Pipeline(
         engine,
@@ -100,16 +115,7 @@ def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None =
     worker (models.scheduler.BatchingEngine); the database is migrated, glossaries seeded, and the
     job runners and webhook dispatcher started with the app and stopped with it."""
     metrics = EngineMetrics()
-    batching = BatchingEngine(
-        engine,
-        max_batch_tokens=settings.max_batch_tokens,
-        max_batch_size=settings.max_batch_size,
-        max_queue=settings.max_queue,
-        max_wait_s=settings.max_wait_ms / 1000,
-        cache_size=settings.cache_size,
-        continuous=settings.continuous_batching,
-        observer=metrics,
-    )
+    batching = build_batching(settings, engine, metrics)
     db = Database(settings.database)
     db.migrate()
     glossaries = DatabaseGlossaries(db)

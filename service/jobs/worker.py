@@ -9,7 +9,6 @@ import threading
 from collections.abc import Callable
 
 from models.engine import Engine
-from models.scheduler import BatchingEngine
 from service.config import Settings
 from service.jobs.deliveries import Dispatcher
 from service.jobs.runner import RunnerPool
@@ -29,19 +28,11 @@ def run_worker(
 ) -> None:
     """Translate jobs until `stop` is set; then finish the chunk in hand and hand unfinished jobs back.
     `on_ready` is called once the runners are claiming jobs."""
-    from service.api.app import build_pipeline
+    from service.api.app import build_batching, build_pipeline
 
     db = Database(settings.database)
     db.migrate()
-    batching = BatchingEngine(
-        engine,
-        max_batch_tokens=settings.max_batch_tokens,
-        max_batch_size=settings.max_batch_size,
-        max_queue=settings.max_queue,
-        max_wait_s=settings.max_wait_ms / 1000,
-        cache_size=settings.cache_size,
-        continuous=settings.continuous_batching,
-    )
+    batching = build_batching(settings, engine)
     pipeline = build_pipeline(settings, batching, TranslationMemory(db))
     dispatcher = Dispatcher(db, settings)
     count = runners if runners is not None else max(1, settings.runners)
