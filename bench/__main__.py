@@ -43,10 +43,21 @@ CONTENDERS = (
     "duiyi_ctranslate2",
     "duiyi_idle",
     "duiyi_http_article",
+    "duiyi_engine_cuda_graphs",
+    "duiyi_idle_cuda_graphs",
 )
 # Contenders that differ from another only in greedy decoding, or measure latency at the service's
 # default (greedy): skipped with beam search.
-GREEDY_ONLY = {"duiyi_engine_whole_batches", "duiyi_idle", "duiyi_http_article"}
+GREEDY_ONLY = {
+    "duiyi_engine_whole_batches",
+    "duiyi_idle",
+    "duiyi_http_article",
+    "duiyi_engine_cuda_graphs",
+    "duiyi_idle_cuda_graphs",
+}
+# The running batch's steps replayed as CUDA graphs (DUIYI_CUDA_GRAPHS), beside the same contender
+# without them: skipped on the CPU.
+CUDA_ONLY = {"duiyi_engine_cuda_graphs", "duiyi_idle_cuda_graphs"}
 # Latency contenders: one caller, one request at a time, on sentences none of the others decode.
 IDLE_SENTENCES = {"small": 4, "cpu": 12, "cuda": 64}
 ARTICLES = {"small": 1, "cpu": 2, "cuda": 8}
@@ -155,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         results: list[Result] = []
         for beam in beams:
             for name in chosen:
-                if beam > 1 and name in GREEDY_ONLY:
+                if (beam > 1 and name in GREEDY_ONLY) or (not cuda and name in CUDA_ONLY):
                     continue
                 say(f"{name}, beam {beam} …")
                 started = time.perf_counter()
@@ -178,10 +189,13 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     if name == "duiyi_http":
                         result = http_concurrent(model_dir, engines[kind], requests, **common)
-                    elif name == "duiyi_idle":
+                    elif name in ("duiyi_idle", "duiyi_idle_cuda_graphs"):
                         # One sentence at a time, each waiting for the last: latency with nothing queued.
                         alone = [[s] for s in spare[: IDLE_SENTENCES[size_key]]]
-                        result = engine_concurrent(name, engines[kind], alone, **{**common, "concurrency": 1})
+                        graphs = name == "duiyi_idle_cuda_graphs"
+                        result = engine_concurrent(
+                            name, engines[kind], alone, **{**common, "concurrency": 1}, cuda_graphs=graphs
+                        )
                     elif name == "duiyi_http_article":
                         # Whole 50-sentence articles through POST /v1/translate, one after another.
                         start = IDLE_SENTENCES[size_key]
@@ -194,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     else:
                         whole = name == "duiyi_engine_whole_batches"
-                        result = engine_concurrent(name, engines[kind], requests, continuous=not whole, **common)
+                        graphs = name == "duiyi_engine_cuda_graphs"
+                        result = engine_concurrent(
+                            name, engines[kind], requests, continuous=not whole, cuda_graphs=graphs, **common
+                        )
                 say(f"  {result.tokens_per_s:.1f} tok/s in {time.perf_counter() - started:.1f} s")
                 results.append(result)
 
@@ -220,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
             "engine_running_vs_whole_batches_tokens_per_s": ratio(
                 "duiyi_engine", "duiyi_engine_whole_batches", "output_tokens_per_s"
             ),
+            "cuda_graphs_vs_engine_tokens_per_s": ratio(
+                "duiyi_engine_cuda_graphs", "duiyi_engine", "output_tokens_per_s"
+            ),
+            "idle_sentence_cuda_graphs_p50_ms": (get["duiyi_idle_cuda_graphs"] or {}).get("p50_latency_ms"),
             "ctranslate2_vs_batched_tokens_per_s": ratio(
                 "duiyi_ctranslate2", "transformers_batched", "output_tokens_per_s"
             ),

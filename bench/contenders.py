@@ -235,9 +235,11 @@ def engine_concurrent(
     max_batch_tokens: int,
     max_batch_size: int,
     continuous: bool = True,
+    cuda_graphs: bool = False,
 ) -> Result:
     """The duiyi engine in-process: the batching engine under concurrent callers (with its running
-    batch where the engine has one, or whole batches only)."""
+    batch where the engine has one, or whole batches only; its steps replayed as CUDA graphs with
+    `cuda_graphs`)."""
     options = DecodeOptions(beam_size=beam, max_length_ratio=PIN_RATIO, max_length_extra=PIN_EXTRA)
     batching = BatchingEngine(
         engine,
@@ -245,6 +247,7 @@ def engine_concurrent(
         max_batch_size=max_batch_size,
         max_queue=1_000_000,
         continuous=continuous,
+        cuda_graphs=cuda_graphs,
     )
     try:
         result = _concurrent(
@@ -257,6 +260,8 @@ def engine_concurrent(
         )
         running = batching.continuous and is_greedy(options)
         result.note += ", running batch" if running else ", whole batches"
+        if running and batching.stepper is not None and batching.stepper.cuda_graphs:
+            result.note += f", CUDA graphs ({batching.stepper.captures} captured)"
         return result
     finally:
         batching.close()
