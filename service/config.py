@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.specs import DEFAULT_MODEL
@@ -60,7 +61,8 @@ class Settings(BaseSettings):
     cache_size: int = 4096
     # A request's sentences not decoded by then are abandoned (504).
     request_timeout_s: float = 120.0
-    log_level: str = "info"
+    # Python's logging level and uvicorn's, in any case: critical, error, warning, info, debug.
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     # --- storage and jobs ---
     # Where the embedded SQLite database (and nothing else yet) lives.
@@ -73,7 +75,8 @@ class Settings(BaseSettings):
     job_chunk_segments: int = 32
     # A runner renews its claim on a job this often / 3; a killed runner's job is taken over after this.
     job_lease_s: float = 60.0
-    job_poll_s: float = 1.0
+    # How often an idle runner (and the webhook dispatcher, at most every second) looks for work.
+    job_poll_s: float = Field(default=1.0, gt=0)
     # A job whose runner died this many times is failed instead of retried again.
     job_max_attempts: int = 3
     # Jobs queued or translating; past it, POST /v1/articles answers 503 with Retry-After.
@@ -92,7 +95,8 @@ class Settings(BaseSettings):
     session_secret: str | None = None
     # Send the session cookie only over HTTPS (set behind a TLS-terminating proxy).
     session_https_only: bool = False
-    session_max_age_s: int = 12 * 3600
+    # How long a review app sign-in lasts.
+    session_max_age_s: int = Field(default=12 * 3600, gt=0)
 
     # --- webhooks ---
     # Host patterns callbacks may go to ("hooks.example.com", "*.example.com"); empty: no callbacks.
@@ -107,6 +111,11 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = 10.0
     # The service's address as clients see it, for absolute links in webhooks; empty: relative links.
     public_url: str = ""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @property
     def database(self) -> str:

@@ -72,6 +72,12 @@ def test_a_bad_setting_from_the_environment_is_named(tmp_path: Path) -> None:
     assert "duiyi: setting max_batch_size (DUIYI_MAX_BATCH_SIZE): Input should be a valid integer" in lines[1]
     assert lines[0].startswith("duiyi: setting cpu_threads (DUIYI_CPU_THREADS / --cpu-threads): Input should be")
     assert "Traceback" not in done.stderr
+    bad_level = run("translate", str(article), env={"DUIYI_LOG_LEVEL": "verbose"})
+    assert bad_level.returncode == 2
+    assert "duiyi: setting log_level (DUIYI_LOG_LEVEL): Input should be 'critical', 'error'" in bad_level.stderr
+    # A level in capitals is a level: the command goes past the settings, to the next error.
+    upper = run("translate", str(article), "--model", "/no/such/model", env={"DUIYI_LOG_LEVEL": "DEBUG"})
+    assert upper.returncode == 2 and "--model PATH or DUIYI_MODEL=PATH" in upper.stderr
 
 
 def test_models_tiny_writes_a_loadable_model(tmp_path: Path) -> None:

@@ -36,3 +36,12 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert ci[-1] == "./scripts/test"
     assert "./scripts/test " in readme and "./scripts/serve " in readme
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    from service.config import Settings
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Configuration") :]
+    missing = [name for name in Settings.model_fields if f"`DUIYI_{name.upper()}`" not in table]
+    assert not missing, f"settings missing from the README's configuration table: {missing}"
