@@ -25,12 +25,14 @@ launches every kernel from Python — on a GPU, a step of a few thousand rows is
 launches and Python, not by arithmetic. With static shapes a step runs over buckets instead (rows
 rounded up to two sizes per octave, source and positions to powers of two; the caches are sized in
 the same buckets), so a handful of shapes repeat; the rows between the live ones and the bucket's
-end are computed and ignored. With CUDA graphs, each bucket's step is captured once as a graph
-(sharing one memory pool) and replayed: one launch per step. The caches then stay allocated when the
-batch empties, as long as they are within `resting_tokens` (rows × (source + positions)), so an idle
-service's next sentence reuses the graphs; larger ones are released as before. The step that is
-captured is the same code that runs eagerly on the CPU, where the tests check that static shapes give
-the same tokens as exact ones; capture and replay themselves need a GPU (bench/device-run.sh).
+end are computed and ignored. The caches may then hold up to 1.5× the rows and twice the positions
+the token budget counts: still bounded by the budget, not by the queue. With CUDA graphs, each
+bucket's step is captured once as a graph (sharing one memory pool) and replayed: one launch per
+step. The caches then stay allocated when the batch empties, as long as they are within
+`resting_tokens` (rows × (source + positions)), so an idle service's next sentence reuses the
+graphs; larger ones are released as before. The step that is captured is the same code that runs
+eagerly on the CPU, where the tests check that static shapes give the same tokens as exact ones;
+capture and replay themselves need a GPU (bench/device-run.sh).
 """
 
 from __future__ import annotations
