@@ -108,7 +108,6 @@ class MarianStepper:
         self.embed_scale = float(decoder.embed_scale)
         self.positions = decoder.embed_positions.weight
         self.lm_head = model.lm_head
-        self.logits_bias = model.final_logits_bias
         config = model.config
         self.heads = int(config.decoder_attention_heads)
         self.d_model = int(config.d_model)
@@ -116,7 +115,11 @@ class MarianStepper:
         self.device = torch.device(engine.device)
         self.dtype = self.positions.dtype
         self.max_cap = engine.max_output_tokens
-        self.suppress = torch.tensor(engine._suppress, dtype=torch.long, device=self.device)
+        # The output bias with the tokens never generated (pad) at -inf: one addition a step instead
+        # of an indexed write of a Python number, so nothing in a captured step reads from the host.
+        with torch.inference_mode():
+            self.logits_bias = model.final_logits_bias.clone()
+            self.logits_bias[..., list(engine._suppress)] = float("-inf")
         self.eos = int(engine._eos)
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self.static_shapes = static_shapes or self.cuda_graphs
@@ -311,8 +314,6 @@ class MarianStepper:
                 x = layer.encoder_attn_layer_norm(x + attn.out_proj(out.transpose(1, 2).reshape(n, 1, d_model)))
                 x = layer.final_layer_norm(x + layer.fc2(layer.activation_fn(layer.fc1(x))))
             logits = self.lm_head(x[:, 0]) + self.logits_bias
-            if self.suppress.numel():
-                logits[:, self.suppress] = float("-inf")
             chosen = logits.argmax(dim=-1)
             # A row at its cap gives EOS.
             self._chosen[:n] = torch.where(self._cap[:n] <= pos, torch.full_like(chosen, self.eos), chosen)
@@ -322,32 +323,42 @@ class MarianStepper:
         fails, the stepper logs it once and carries on with static shapes, without graphs."""
         import torch
 
-        graph = self._graphs.get(bucket)
-        if graph is None:
-            try:
-                # Warm-up outside the capture, on a side stream as CUDA graphs require: lazy
-                # initialisation (cuBLAS handles, kernel selection) must not happen while capturing.
-                side = torch.cuda.Stream(device=self.device)
-                side.wait_stream(torch.cuda.current_stream(self.device))
-                with torch.cuda.stream(side):
+        # On the model's device (cuda:N), which need not be the thread's current one.
+        with torch.cuda.device(self.device):
+            graph = self._graphs.get(bucket)
+            if graph is None:
+                try:
+                    graph = self._capture(bucket)
+                except RuntimeError:
+                    log.exception("capturing a CUDA graph of the running batch's step failed; going on without it")
+                    self.cuda_graphs = False
+                    self._graphs = {}
                     self._forward(*bucket)
-                torch.cuda.current_stream(self.device).wait_stream(side)
-                if self._pool is None:
-                    self._pool = torch.cuda.graph_pool_handle()
-                graph = torch.cuda.CUDAGraph()
-                # thread_local: request threads do no CUDA work, but nothing else is stopped by it.
-                with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-                    self._forward(*bucket)
-            except RuntimeError:
-                log.exception("capturing a CUDA graph of the running batch's step failed; going on without graphs")
-                self.cuda_graphs = False
-                self._graphs = {}
-                self._forward(*bucket)
-                return
-            self._graphs[bucket] = graph
-            self.captures += 1
-            log.debug("captured the running batch's step for %d rows, %d source, %d positions", *bucket)
-        graph.replay()
+                    return
+                self._graphs[bucket] = graph
+                self.captures += 1
+                log.debug("captured the running batch's step for %d rows, %d source, %d positions", *bucket)
+            graph.replay()
+
+    def _capture(self, bucket: tuple[int, int, int]) -> Any:
+        """A CUDA graph of the bucket's step, in the graphs' shared memory pool."""
+        import torch
+
+        # Warm-up outside the capture, on a side stream as CUDA graphs require: lazy initialisation
+        # (cuBLAS handles, kernel selection) must not happen while capturing.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            self._forward(*bucket)
+        torch.cuda.current_stream().wait_stream(side)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: only this thread's CUDA calls are checked for being capture-safe (request
+        # threads only tokenize, but nothing they do may break a capture).
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+            self._forward(*bucket)
+        return graph
 
     def remove(self, indices: Sequence[int]) -> None:
         """Take rows out of the batch: the last rows move into the freed slots, so the live rows
