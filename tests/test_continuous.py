@@ -173,6 +173,27 @@ def test_cuda_graphs_asked_for_on_the_cpu_decode_exact_shapes(engines: dict) -> 
     assert stepper is not None and not stepper.cuda_graphs and not stepper.static_shapes
 
 
+def test_the_cuda_graphs_setting_says_when_it_has_no_effect(
+    all_engines: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    from service.api.app import build_batching
+    from service.config import Settings
+
+    for key, asked in (
+        (("transformers", "marian"), True),
+        (("ctranslate2", "marian"), True),
+        (("transformers", "marian"), False),
+    ):
+        caplog.clear()
+        batching = build_batching(Settings(device="cpu", cuda_graphs=asked), all_engines[key])
+        try:
+            said = [r.getMessage() for r in caplog.records if "DUIYI_CUDA_GRAPHS" in r.getMessage()]
+            assert len(said) == asked, said
+            assert not said or f"on {all_engines[key].device}" in said[0]
+        finally:
+            batching.close()
+
+
 def test_only_marian_transformers_engines_get_a_running_batch(all_engines: dict) -> None:
     assert stepper_for(all_engines[("transformers", "marian")]) is not None
     assert stepper_for(all_engines[("transformers", "nllb")]) is None

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 def build_batching(settings: Settings, engine: Engine, observer: EngineMetrics | None = None) -> BatchingEngine:
     """The one engine worker that every request's and job's sentences go through (models.scheduler)."""
-    return BatchingEngine(
+    batching = BatchingEngine(
         engine,
         max_batch_tokens=settings.max_batch_tokens,
         max_batch_size=settings.max_batch_size,
@@ -51,6 +51,14 @@ def build_batching(settings: Settings, engine: Engine, observer: EngineMetrics |
         cuda_graphs=settings.cuda_graphs,
         observer=observer,
     )
+    if settings.cuda_graphs and (batching.stepper is None or not batching.stepper.cuda_graphs):
+        log.warning(
+            "DUIYI_CUDA_GRAPHS has no effect here: it applies to the running batch of a Marian model "
+            "on the transformers engine on a CUDA device (this engine: %s on %s)",
+            type(engine).__name__,
+            getattr(engine, "device", "?"),
+        )
+    return batching
 
 
 def build_pipeline(settings: Settings, engine: Engine, memory: Memory | None = None) -> Pipeline:
