@@ -212,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
                         result = engine_concurrent(
                             name, engines[kind], requests, continuous=not whole, cuda_graphs=graphs, **common
                         )
+                # Each contender's figures as soon as it ends, so a run cut short (a time limit, a
+                # crash on a device) still leaves what it measured on stderr.
                 say(f"  {result.tokens_per_s:.1f} tok/s in {time.perf_counter() - started:.1f} s")
+                say(f"  {json.dumps(result.summary(), ensure_ascii=False)}")
                 results.append(result)
 
     by_beam: dict[str, dict[str, Any]] = {}
