@@ -108,6 +108,16 @@ class MarianStepper:
         self.embed_scale = float(decoder.embed_scale)
         self.positions = decoder.embed_positions.weight
         self.lm_head = model.lm_head
+        # Each layer's query, key and value projections as one (a step is bound by how many
+        # operations it launches more than by their size): [3 × d_model, d_model] weights.
+        with torch.inference_mode():
+            self.qkv = [
+                (
+                    torch.cat([p.weight for p in (a.q_proj, a.k_proj, a.v_proj)]),
+                    torch.cat([p.bias for p in (a.q_proj, a.k_proj, a.v_proj)]),
+                )
+                for a in (layer.self_attn for layer in self.layers)
+            ]
         config = model.config
         self.heads = int(config.decoder_attention_heads)
         self.d_model = int(config.d_model)
@@ -291,13 +301,13 @@ class MarianStepper:
             slots = torch.arange(n, device=self.device)
             for i, layer in enumerate(self.layers):
                 attn = layer.self_attn
-                query = attn.q_proj(x).view(n, 1, heads, dim).transpose(1, 2)
-                self._kv[i, 0][slots, :, pos] = attn.k_proj(x).view(n, heads, dim)
-                self._kv[i, 1][slots, :, pos] = attn.v_proj(x).view(n, heads, dim)
+                qkv = F.linear(x, *self.qkv[i]).view(n, 3, heads, dim)
+                cache = self._kv[i]  # [2, rows, heads, positions, head_dim]
+                cache[:, slots, :, pos] = qkv[:, 1:]  # each row's key and value at its position
                 out = F.scaled_dot_product_attention(
-                    query,
-                    self._kv[i, 0, :n, :, :positions],
-                    self._kv[i, 1, :n, :, :positions],
+                    qkv[:, 0, :, None, :],
+                    cache[0, :n, :, :positions],
+                    cache[1, :n, :, :positions],
                     attn_mask=self_mask,
                     scale=attn.scaling,
                 )
