@@ -69,7 +69,7 @@ timeout 150 $PY - <<'PYEOF' > "$OUT/cuda-graphs.txt" 2>&1
 import statistics, time, torch
 from pathlib import Path
 from models.engine import load_engine
-from models.continuous import MarianStepper
+from models.continuous import Stepper
 from bench.sentences import news_sentences
 e = load_engine("/tmp/opus-sized", engine="transformers", device="cuda")
 def ms_per_step(stepper, rows):
@@ -82,10 +82,10 @@ def ms_per_step(stepper, rows):
         torch.cuda.synchronize(); times.append((time.perf_counter() - t) / 4 * 1000)
     stepper.clear()
     return statistics.median(times)
-ms_per_step(MarianStepper(e), 8)  # warm-up: lazy initialisation, kernel selection
+ms_per_step(Stepper(e), 8)  # warm-up: lazy initialisation, kernel selection
 for rows in (1, 64, 512, 2048, 4096):
-    eager = ms_per_step(MarianStepper(e), rows)
-    graphs = MarianStepper(e, cuda_graphs=True)
+    eager = ms_per_step(Stepper(e), rows)
+    graphs = Stepper(e, cuda_graphs=True)
     replay = ms_per_step(graphs, rows)
     print(f"{rows:>5} rows: eager {eager:7.2f} ms/step ({rows / eager * 1000:>11,.0f} tok/s), "
           f"graphs {replay:7.2f} ms/step ({rows / replay * 1000:>11,.0f} tok/s), x{eager / replay:.2f}, "
@@ -101,7 +101,7 @@ def decode(stepper):
     return got
 # Against the same static shapes run eagerly (the same kernels: identical expected) and against exact
 # shapes (other matmul shapes: bf16 rounding may flip near-ties on random weights).
-graphs, static, exact = (decode(MarianStepper(e, **kw)) for kw in ({"cuda_graphs": True}, {"static_shapes": True}, {}))
+graphs, static, exact = (decode(Stepper(e, **kw)) for kw in ({"cuda_graphs": True}, {"static_shapes": True}, {}))
 for name, other in (("static shapes, eager", static), ("exact shapes, eager", exact)):
     print(f"graphs vs {name}:", sum(graphs[i] == other[i] for i in range(len(sents))), f"of {len(sents)} identical")
 PYEOF

@@ -11,9 +11,12 @@ paging: slots are rows of dense tensors, compacted when rows leave).
 
 transformers' cache classes keep one length for a whole batch, so the decoder step is written
 out here, over the loaded model's own modules (embeddings, attention projections, layer norms,
-feed-forward, LM head); the encoder is the model's own. Marian (opus-mt, the default model) only:
-`stepper_for` returns None for other families, which keep the batch path. Its output is the same
-as the batch path's (tests compare them token by token).
+feed-forward, LM head); the encoder is the model's own. Two decoder layouts: Marian (opus-mt, the
+default model; layer norm after each block) and M2M100 (NLLB and M2M100; layer norm before each
+block and once at the end, sinusoidal positions offset past the padding id, the target language
+token forced as the first output and not counted). `stepper_for` returns None for other models,
+which keep the batch path. The output is the same as the batch path's (tests compare them token by
+token, for both layouts).
 
 Memory: the caches hold rows × (longest source + longest allowed output) positions, which the
 scheduler keeps within the token budget (`max_batch_tokens`) when it admits rows; they are
@@ -82,8 +85,9 @@ def row_bucket(n: int) -> int:
     return math.ceil(n / step) * step
 
 
-class MarianStepper:
-    """The running batch of one Marian model. Used by one thread (the engine worker)."""
+class Stepper:
+    """The running batch of one Marian or M2M100 (NLLB) model. Used by one thread (the engine
+    worker)."""
 
     def __init__(
         self,
@@ -105,8 +109,21 @@ class MarianStepper:
         self.encoder = model.get_encoder()
         self.layers = list(decoder.layers)
         self.embed = decoder.embed_tokens
-        self.embed_scale = float(decoder.embed_scale)
-        self.positions = decoder.embed_positions.weight
+        config = model.config
+        # M2M100: layer norm before each block and once after the last layer (Marian: after each).
+        self.pre_norm = config.model_type == "m2m_100"
+        self.final_norm = decoder.layer_norm if self.pre_norm else None
+        self.dtype = self.embed.weight.dtype
+        with torch.inference_mode():
+            if self.pre_norm:
+                # The embedding module scales by itself; position p is row padding_idx + 1 + p of
+                # the sinusoidal table (created in float32, whatever the model's dtype).
+                self.embed_scale = 1.0
+                offset = int(decoder.embed_positions.padding_idx) + 1
+                self.positions = decoder.embed_positions.weights[offset:].to(self.dtype)
+            else:
+                self.embed_scale = float(decoder.embed_scale)
+                self.positions = decoder.embed_positions.weight
         self.lm_head = model.lm_head
         # Each layer's query, key and value projections as one (a step is bound by how many
         # operations it launches more than by their size): [3 × d_model, d_model] weights.
@@ -118,19 +135,27 @@ class MarianStepper:
                 )
                 for a in (layer.self_attn for layer in self.layers)
             ]
-        config = model.config
         self.heads = int(config.decoder_attention_heads)
         self.d_model = int(config.d_model)
         self.head_dim = self.d_model // self.heads
         self.device = torch.device(engine.device)
-        self.dtype = self.positions.dtype
         self.max_cap = engine.max_output_tokens
-        # The output bias with the tokens never generated (pad) at -inf: one addition a step instead
-        # of an indexed write of a Python number, so nothing in a captured step reads from the host.
+        # The output bias (Marian's final_logits_bias; none for M2M100) with the tokens never
+        # generated (pad) at -inf: one addition a step instead of an indexed write of a Python
+        # number, so nothing in a captured step reads from the host.
         with torch.inference_mode():
-            self.logits_bias = model.final_logits_bias.clone()
+            bias = getattr(model, "final_logits_bias", None)
+            vocab = int(self.lm_head.weight.shape[0])
+            self.logits_bias = (
+                bias.clone() if bias is not None else torch.zeros(1, vocab, dtype=self.dtype, device=self.device)
+            )
             self.logits_bias[..., list(engine._suppress)] = float("-inf")
         self.eos = int(engine._eos)
+        self.start = int(engine._start)
+        # NLLB/M2M100: the target language token is the first output, forced; a row's cap and its
+        # translation count only what follows it (as the batch path, which feeds it as a prompt).
+        self.forced = engine._forced_bos
+        self.prefix = 0 if self.forced is None else 1
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self.static_shapes = static_shapes or self.cuda_graphs
         self.resting_tokens = resting_tokens
@@ -219,8 +244,10 @@ class MarianStepper:
         caps = [max(1, min(cap, self.max_cap)) for _, _, cap in items]
         n, k, width = len(self.rows), len(items), int(ids.shape[1])
         longest_output = max([r.cap for r in self.rows] + caps)
-        # A row feeds at most cap + 1 tokens: the start token, cap outputs, and the step giving EOS.
-        self._reserve(n + k, max(width, int(self._source_len.max(initial=0))), longest_output + 1)
+        # A row feeds at most cap + 1 tokens: the start token (and a forced language token), cap
+        # outputs, and the step giving EOS.
+        positions = longest_output + 1 + self.prefix
+        self._reserve(n + k, max(width, int(self._source_len.max(initial=0))), positions)
         assert self._cross is not None and self._src_mask is not None and self._pos is not None
         assert self._last is not None and self._cap is not None
         with torch.inference_mode():
@@ -233,8 +260,8 @@ class MarianStepper:
             self._src_mask[n : n + k] = False
             self._src_mask[n : n + k, :width] = mask.bool()
             self._pos[n : n + k] = 0
-            self._last[n : n + k] = int(engine.model.config.decoder_start_token_id)
-            self._cap[n : n + k] = torch.tensor(caps, device=self.device)
+            self._last[n : n + k] = self.start
+            self._cap[n : n + k] = torch.tensor(caps, device=self.device) + self.prefix
         for (owner, _, _), tokens, cap in zip(items, lengths, caps, strict=True):
             self.rows.append(Row(owner, int(tokens), cap))
         self._host_pos = np.concatenate([self._host_pos, np.zeros(k, dtype=np.int64)])
@@ -265,13 +292,13 @@ class MarianStepper:
             self._pos[:n] += 1
             # The one device-to-host copy of a step: which rows gave EOS (few, most steps none).
             done = (chosen == self.eos).nonzero().flatten().tolist()
-        generated = self._host_pos[done].tolist()  # tokens before this step's EOS
+        generated = self._host_pos[done].tolist()  # tokens before this step's EOS, forced one included
         self._host_pos += 1
         if not done:
             return []
         finished = [self.rows[i] for i in done]
         rows_out = self._out[torch.tensor(done, device=self.device)].tolist()
-        sequences = [tokens[:length] for tokens, length in zip(rows_out, generated, strict=True)]
+        sequences = [tokens[self.prefix : length] for tokens, length in zip(rows_out, generated, strict=True)]
         texts = self.engine.decode(sequences)
         self.remove(done)
         return [
@@ -299,9 +326,11 @@ class MarianStepper:
             self_mask = (steps[None, :] <= pos[:, None])[:, None, None, :]
             cross_mask = self._src_mask[:n, None, None, :source]
             slots = torch.arange(n, device=self.device)
+            pre = self.pre_norm  # M2M100: norm, block, residual; Marian: block, residual, norm
             for i, layer in enumerate(self.layers):
                 attn = layer.self_attn
-                qkv = F.linear(x, *self.qkv[i]).view(n, 3, heads, dim)
+                h = layer.self_attn_layer_norm(x) if pre else x
+                qkv = F.linear(h, *self.qkv[i]).view(n, 3, heads, dim)
                 cache = self._kv[i]  # [2, rows, heads, positions, head_dim]
                 cache[:, slots, :, pos] = qkv[:, 1:]  # each row's key and value at its position
                 out = F.scaled_dot_product_attention(
@@ -311,9 +340,11 @@ class MarianStepper:
                     attn_mask=self_mask,
                     scale=attn.scaling,
                 )
-                x = layer.self_attn_layer_norm(x + attn.out_proj(out.transpose(1, 2).reshape(n, 1, d_model)))
+                x = x + attn.out_proj(out.transpose(1, 2).reshape(n, 1, d_model))
+                x = x if pre else layer.self_attn_layer_norm(x)
                 attn = layer.encoder_attn
-                query = attn.q_proj(x).view(n, 1, heads, dim).transpose(1, 2)
+                h = layer.encoder_attn_layer_norm(x) if pre else x
+                query = attn.q_proj(h).view(n, 1, heads, dim).transpose(1, 2)
                 out = F.scaled_dot_product_attention(
                     query,
                     self._cross[i, 0, :n, :, :source],
@@ -321,12 +352,21 @@ class MarianStepper:
                     attn_mask=cross_mask,
                     scale=attn.scaling,
                 )
-                x = layer.encoder_attn_layer_norm(x + attn.out_proj(out.transpose(1, 2).reshape(n, 1, d_model)))
-                x = layer.final_layer_norm(x + layer.fc2(layer.activation_fn(layer.fc1(x))))
+                x = x + attn.out_proj(out.transpose(1, 2).reshape(n, 1, d_model))
+                x = x if pre else layer.encoder_attn_layer_norm(x)
+                h = layer.final_layer_norm(x) if pre else x
+                x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
+                x = x if pre else layer.final_layer_norm(x)
+            if self.final_norm is not None:
+                x = self.final_norm(x)
             logits = self.lm_head(x[:, 0]) + self.logits_bias
             chosen = logits.argmax(dim=-1)
-            # A row at its cap gives EOS.
-            self._chosen[:n] = torch.where(self._cap[:n] <= pos, torch.full_like(chosen, self.eos), chosen)
+            # A row at its cap gives EOS (`_cap` counts the forced token too); a row's first output
+            # is the forced language token, if the model has one.
+            chosen = torch.where(self._cap[:n] <= pos, torch.full_like(chosen, self.eos), chosen)
+            if self.forced is not None:
+                chosen = torch.where(pos == 0, torch.full_like(chosen, self.forced), chosen)
+            self._chosen[:n] = chosen
 
     def _replay(self, bucket: tuple[int, int, int]) -> None:
         """The bucket's step as a CUDA graph: captured on first use, then replayed. If capture
@@ -415,14 +455,13 @@ class MarianStepper:
         return rows
 
 
-def stepper_for(engine: Any, *, cuda_graphs: bool = False, resting_tokens: int = 0) -> MarianStepper | None:
+def stepper_for(engine: Any, *, cuda_graphs: bool = False, resting_tokens: int = 0) -> Stepper | None:
     """A running batch for this engine, or None when it decodes whole batches only. `cuda_graphs`:
-    on a CUDA device, steps over static shapes replayed as CUDA graphs (MarianStepper)."""
+    on a CUDA device, steps over static shapes replayed as CUDA graphs (Stepper)."""
     from models.engine import TransformersEngine
-    from models.specs import Family
 
-    if not isinstance(engine, TransformersEngine) or engine.spec.family is not Family.MARIAN:
+    if not isinstance(engine, TransformersEngine):
         return None
-    if getattr(engine.model.config, "model_type", "") != "marian":
+    if getattr(engine.model.config, "model_type", "") not in ("marian", "m2m_100"):
         return None
-    return MarianStepper(engine, cuda_graphs=cuda_graphs, resting_tokens=resting_tokens)
+    return Stepper(engine, cuda_graphs=cuda_graphs, resting_tokens=resting_tokens)

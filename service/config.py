@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     # Sentences that may wait for the engine; past it, 503 with Retry-After.
     max_queue: int = 4096
     # Greedy decoding in one running batch that sentences join and leave between decoding steps
-    # (models.continuous; Marian models with the transformers engine). Off: whole batches only.
+    # (models.continuous; Marian, NLLB and M2M100 models on the transformers engine). Off: whole
+    # batches only.
     continuous_batching: bool = True
     # On CUDA, the running batch's steps over static shapes, each captured once as a CUDA graph and
     # replayed (models.continuous). Off until measured on a GPU (bench/device-run.sh).

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from models.batching import output_cap
-from models.continuous import MarianStepper, Row, row_bucket, stepper_for
+from models.continuous import Row, Stepper, row_bucket, stepper_for
 from models.engine import (
     DEFAULT_DECODE,
     SAFE_DECODE,
@@ -50,12 +50,14 @@ def caps_of(engine: Engine, sources: list[str], options: DecodeOptions = DEFAULT
     ]
 
 
-def test_the_running_batch_gives_the_batch_paths_tokens_while_rows_come_and_go(engines: dict) -> None:
-    engine: TransformersEngine = engines["marian"]
+def test_the_running_batch_gives_the_batch_paths_tokens_while_rows_come_and_go(engines: dict, family: str) -> None:
+    """Both decoder layouts: Marian (norm after each block) and NLLB (norm before, a forced language
+    token first)."""
+    engine: TransformersEngine = engines[family]
     sources = SOURCES * 3
     expected = engine.translate_batch(sources)
     stepper = stepper_for(engine)
-    assert isinstance(stepper, MarianStepper)
+    assert isinstance(stepper, Stepper)
     caps = caps_of(engine, sources)
     pending = list(range(len(sources)))
     got: dict[int, Any] = {}
@@ -73,8 +75,8 @@ def test_the_running_batch_gives_the_batch_paths_tokens_while_rows_come_and_go(e
     assert stepper.capacity == (0, 0, 0)  # an empty batch holds no cache
 
 
-def test_removed_rows_leave_the_others_untouched(engines: dict) -> None:
-    engine: TransformersEngine = engines["marian"]
+def test_removed_rows_leave_the_others_untouched(engines: dict, family: str) -> None:
+    engine: TransformersEngine = engines[family]
     stepper = stepper_for(engine)
     assert stepper is not None
     caps = caps_of(engine, SOURCES)
@@ -89,16 +91,16 @@ def test_removed_rows_leave_the_others_untouched(engines: dict) -> None:
     assert all(got[i] == expected[i] for i in (1, 4, 5, 6))
 
 
-def test_static_shapes_give_the_exact_shapes_tokens(engines: dict) -> None:
+def test_static_shapes_give_the_exact_shapes_tokens(engines: dict, family: str) -> None:
     """Steps over buckets (what CUDA graphs capture) compute padding rows past the live ones, some
     of them rows that finished or moved away, and attend padded positions: the tokens are still the
     batch path's, and nothing a padding row computes reaches a live one, even after rows came and
     went in slots the cache kept."""
-    engine: TransformersEngine = engines["marian"]
+    engine: TransformersEngine = engines[family]
     sources = [f"{s} ({i})" for i, s in enumerate(SOURCES * 4)]
     expected = engine.translate_batch(sources)
     caps = caps_of(engine, sources)
-    stepper = MarianStepper(engine, static_shapes=True, resting_tokens=10**6)
+    stepper = Stepper(engine, static_shapes=True, resting_tokens=10**6)
     rng = random.Random(11)
     got: dict[int, Any] = {}
     shapes = set()
@@ -130,7 +132,7 @@ def test_static_caches_are_kept_only_within_resting_tokens(engines: dict) -> Non
     engine: TransformersEngine = engines["marian"]
     caps = caps_of(engine, SOURCES)
     for resting, kept in ((0, False), (10**6, True)):
-        stepper = MarianStepper(engine, static_shapes=True, resting_tokens=resting)
+        stepper = Stepper(engine, static_shapes=True, resting_tokens=resting)
         stepper.admit([(i, s, c) for i, (s, c) in enumerate(zip(SOURCES, caps, strict=True))])
         rows, source, positions = stepper.capacity
         assert rows == row_bucket(len(SOURCES)) and source & (source - 1) == 0 and positions & (positions - 1) == 0
@@ -139,16 +141,18 @@ def test_static_caches_are_kept_only_within_resting_tokens(engines: dict) -> Non
         assert (stepper.capacity != (0, 0, 0)) is kept
 
 
-def test_slots_left_by_finished_rows_are_safe_to_compute(engines: dict) -> None:
+def test_slots_left_by_finished_rows_are_safe_to_compute(engines: dict, family: str) -> None:
     """A static step also computes the slots past the live rows. A row that ended at its cap left
     its slot pointing one past its last position, which may be the caches' end: the slot is reset,
     so computing it writes inside the caches."""
-    engine: TransformersEngine = engines["marian"]
-    stepper = MarianStepper(engine, static_shapes=True, resting_tokens=10**6)
-    cap = 15  # the start token and 15 outputs fill the 16 positions of the smallest bucket
+    engine: TransformersEngine = engines[family]
+    stepper = Stepper(engine, static_shapes=True, resting_tokens=10**6)
+    # The start token (and NLLB's forced language token) and the outputs fill the 16 positions of
+    # the smallest bucket.
+    cap = 15 - stepper.prefix
     stepper.admit([(0, SOURCES[0], cap), (1, SOURCES[1], cap)])
     capacity = stepper.capacity
-    assert capacity[2] == cap + 1
+    assert capacity[2] == 16
     done = []
     while stepper.rows:
         done += stepper.step()
@@ -194,9 +198,10 @@ def test_the_cuda_graphs_setting_says_when_it_has_no_effect(
             batching.close()
 
 
-def test_only_marian_transformers_engines_get_a_running_batch(all_engines: dict) -> None:
-    assert stepper_for(all_engines[("transformers", "marian")]) is not None
-    assert stepper_for(all_engines[("transformers", "nllb")]) is None
+def test_transformers_engines_of_both_layouts_get_a_running_batch(all_engines: dict) -> None:
+    marian, nllb = (stepper_for(all_engines[("transformers", f)]) for f in ("marian", "nllb"))
+    assert marian is not None and not marian.pre_norm and marian.prefix == 0
+    assert nllb is not None and nllb.pre_norm and nllb.prefix == 1
     assert stepper_for(all_engines[("ctranslate2", "marian")]) is None
 
 
@@ -379,7 +384,7 @@ def test_cache_memory_follows_the_token_budget_not_the_queue(engines: dict) -> N
         held: list[tuple[int, int, int]] = []
         step = stepper.step
 
-        def watched_step(step: Any = step, stepper: MarianStepper = stepper, held: list = held) -> Any:
+        def watched_step(step: Any = step, stepper: Stepper = stepper, held: list = held) -> Any:
             held.append(stepper.capacity)
             return step()
 

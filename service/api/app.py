@@ -53,8 +53,8 @@ def build_batching(settings: Settings, engine: Engine, observer: EngineMetrics |
     )
     if settings.cuda_graphs and (batching.stepper is None or not batching.stepper.cuda_graphs):
         log.warning(
-            "DUIYI_CUDA_GRAPHS has no effect here: it applies to the running batch of a Marian model "
-            "on the transformers engine on a CUDA device (this engine: %s on %s)",
+            "DUIYI_CUDA_GRAPHS has no effect here: it applies to the running batch of the transformers "
+            "engine on a CUDA device (this engine: %s on %s)",
             type(engine).__name__,
             getattr(engine, "device", "?"),
         )
