@@ -244,8 +244,8 @@ class Stepper:
         caps = [max(1, min(cap, self.max_cap)) for _, _, cap in items]
         n, k, width = len(self.rows), len(items), int(ids.shape[1])
         longest_output = max([r.cap for r in self.rows] + caps)
-        # A row feeds at most cap + 1 tokens: the start token (and a forced language token), cap
-        # outputs, and the step giving EOS.
+        # A row feeds at most cap + 1 + prefix tokens: the start token, the forced language token
+        # (NLLB, M2M100), cap outputs, and the step giving EOS.
         positions = longest_output + 1 + self.prefix
         self._reserve(n + k, max(width, int(self._source_len.max(initial=0))), positions)
         assert self._cross is not None and self._src_mask is not None and self._pos is not None
