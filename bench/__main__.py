@@ -46,18 +46,12 @@ CONTENDERS = (
     "duiyi_engine_cuda_graphs",
     "duiyi_idle_cuda_graphs",
 )
-# Contenders that differ from another only in greedy decoding, or measure latency at the service's
-# default (greedy): skipped with beam search.
-GREEDY_ONLY = {
-    "duiyi_engine_whole_batches",
-    "duiyi_idle",
-    "duiyi_http_article",
-    "duiyi_engine_cuda_graphs",
-    "duiyi_idle_cuda_graphs",
-}
 # The running batch's steps replayed as CUDA graphs (DUIYI_CUDA_GRAPHS), beside the same contender
 # without them: skipped on the CPU.
 CUDA_ONLY = {"duiyi_engine_cuda_graphs", "duiyi_idle_cuda_graphs"}
+# Contenders that differ from another only in greedy decoding, or measure latency at the service's
+# default (greedy): skipped with beam search.
+GREEDY_ONLY = {"duiyi_engine_whole_batches", "duiyi_idle", "duiyi_http_article"} | CUDA_ONLY
 # Latency contenders: one caller, one request at a time, on sentences none of the others decode.
 IDLE_SENTENCES = {"small": 4, "cpu": 12, "cuda": 64}
 ARTICLES = {"small": 1, "cpu": 2, "cuda": 8}

@@ -114,6 +114,12 @@ class Stepper:
         self.pre_norm = config.model_type == "m2m_100"
         self.final_norm = decoder.layer_norm if self.pre_norm else None
         self.dtype = self.embed.weight.dtype
+        self.lm_head = model.lm_head
+        self.heads = int(config.decoder_attention_heads)
+        self.d_model = int(config.d_model)
+        self.head_dim = self.d_model // self.heads
+        self.device = torch.device(engine.device)
+        self.max_cap = engine.max_output_tokens
         with torch.inference_mode():
             if self.pre_norm:
                 # The embedding module scales by itself; position p is row padding_idx + 1 + p of
@@ -124,10 +130,8 @@ class Stepper:
             else:
                 self.embed_scale = float(decoder.embed_scale)
                 self.positions = decoder.embed_positions.weight
-        self.lm_head = model.lm_head
-        # Each layer's query, key and value projections as one (a step is bound by how many
-        # operations it launches more than by their size): [3 × d_model, d_model] weights.
-        with torch.inference_mode():
+            # Each layer's query, key and value projections as one (a step is bound by how many
+            # operations it launches more than by their size): [3 × d_model, d_model] weights.
             self.qkv = [
                 (
                     torch.cat([p.weight for p in (a.q_proj, a.k_proj, a.v_proj)]),
@@ -135,15 +139,9 @@ class Stepper:
                 )
                 for a in (layer.self_attn for layer in self.layers)
             ]
-        self.heads = int(config.decoder_attention_heads)
-        self.d_model = int(config.d_model)
-        self.head_dim = self.d_model // self.heads
-        self.device = torch.device(engine.device)
-        self.max_cap = engine.max_output_tokens
-        # The output bias (Marian's final_logits_bias; none for M2M100) with the tokens never
-        # generated (pad) at -inf: one addition a step instead of an indexed write of a Python
-        # number, so nothing in a captured step reads from the host.
-        with torch.inference_mode():
+            # The output bias (Marian's final_logits_bias; none for M2M100) with the tokens never
+            # generated (pad) at -inf: one addition a step instead of an indexed write of a Python
+            # number, so nothing in a captured step reads from the host.
             bias = getattr(model, "final_logits_bias", None)
             vocab = int(self.lm_head.weight.shape[0])
             self.logits_bias = (
@@ -160,14 +158,13 @@ class Stepper:
         self.static_shapes = static_shapes or self.cuda_graphs
         self.resting_tokens = resting_tokens
         self.rows: list[Row] = []
-        self._graphs: dict[tuple[int, int, int], Any] = {}  # bucket → torch.cuda.CUDAGraph
-        self._pool: Any = None  # the graphs' shared memory pool
         self.captures = 0  # graphs captured so far (each bucket once per cache allocation)
         self._free()
 
     def _free(self) -> None:
         """Drop the cache tensors (the batch is empty) and the graphs that use them."""
-        self._graphs, self._pool = {}, None
+        self._graphs: dict[tuple[int, int, int], Any] = {}  # bucket → torch.cuda.CUDAGraph
+        self._pool: Any = None  # the graphs' shared memory pool
         self._kv: torch.Tensor | None = None  # [layers, 2, rows, heads, positions, head_dim]
         self._cross: torch.Tensor | None = None  # [layers, 2, rows, heads, source positions, head_dim]
         self._src_mask: torch.Tensor | None = None  # [rows, source positions] bool
