@@ -23,6 +23,7 @@ from models.engine import (
     Engine,
     TransformersEngine,
     Translation,
+    load_engine,
 )
 from models.scheduler import BatchingEngine, Scheduler
 from models.tiny import build_marian
@@ -126,6 +127,28 @@ def test_static_shapes_give_the_exact_shapes_tokens(engines: dict, family: str) 
     assert [got[i] for i in range(len(sources))] == expected
     # Padding rows were computed: steps ran with fewer live rows than the bucket.
     assert any(rows < row_bucket(rows) for rows, _ in shapes if rows)
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["exact", "static"])
+def test_the_running_batch_in_bfloat16_gives_the_batch_paths_tokens(tiny_dirs: dict, family: str, static: bool) -> None:
+    """bfloat16 is what the engine loads on a GPU: the stepper's own tensors (position table,
+    output bias with -inf, caches) must follow the model's dtype. Checked here on the CPU, which
+    runs bfloat16 too."""
+    import torch
+
+    engine = load_engine(str(tiny_dirs[family]), engine="transformers", device="cpu")
+    assert isinstance(engine, TransformersEngine)
+    engine.model.to(torch.bfloat16)
+    sources = SOURCES * 2
+    expected = engine.translate_batch(sources)
+    stepper = Stepper(engine, static_shapes=static)
+    assert stepper.dtype == torch.bfloat16
+    stepper.admit([(i, s, c) for i, (s, c) in enumerate(zip(sources, caps_of(engine, sources), strict=True))])
+    assert stepper._kv is not None and stepper._kv.dtype == torch.bfloat16
+    got: dict[int, Any] = {}
+    while stepper.rows:
+        got.update({row.owner: t for row, t in stepper.step()})
+    assert [got[i] for i in range(len(sources))] == expected
 
 
 def test_static_caches_are_kept_only_within_resting_tokens(engines: dict) -> None:
