@@ -7,14 +7,18 @@ translator as suggestions with their score and the differences. Seeded by approv
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import hashlib
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rapidfuzz import fuzz, process
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.storage.db import Database
@@ -23,13 +27,20 @@ from service.storage.tables import MemoryEntry, utcnow
 _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+|[^\w\s]|\s+")
 FUZZY_CUTOFF = 75.0
-# Fuzzy search compares only sentences within this ratio of the query's length: two sentences whose
-# lengths differ more than this cannot reach the cutoff anyway (and the candidates stay few).
-_LENGTH_WINDOW = 0.5
 
 
 def normalize(source: str) -> str:
     return _SPACE.sub(" ", source).strip()
+
+
+def length_window(length: int, cutoff: float = FUZZY_CUTOFF) -> tuple[int, int]:
+    """The stored sentences' lengths (characters, normalised) that can score `cutoff` against a
+    sentence of `length`. The score (rapidfuzz's `ratio`) is 100 × (1 − d / (a + b)) for lengths a
+    and b and an insert/delete distance d ≥ |a − b|; so |a − b| ≤ c (a + b) with c = 1 − cutoff / 100,
+    that is b between a (1 − c) / (1 + c) and a (1 + c) / (1 − c): 0.6 a to 1.67 a at 75 %."""
+    c = max(0.0, min(1.0, 1 - cutoff / 100))
+    high = length * (1 + c) / (1 - c) if c < 1 else float(2**31 - 1)
+    return math.floor(length * (1 - c) / (1 + c)), min(2**31 - 1, math.ceil(high))
 
 
 def source_key(source: str) -> str:
@@ -70,35 +81,68 @@ def word_diff(old: str, new: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+_REPLACED = ("source", "source_length", "target", "origin", "job_id", "segment_id", "created_at")
+
+
+def _upsert(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (variant, source_key) DO UPDATE, in the database's own dialect."""
+    stmt: postgresql.Insert | sqlite.Insert
+    if dialect == "postgresql":
+        stmt = postgresql.insert(MemoryEntry)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(MemoryEntry)
+    else:
+        raise RuntimeError(f"the translation memory needs SQLite or PostgreSQL, not {dialect}")
+    return stmt.on_conflict_do_update(
+        index_elements=["variant", "source_key"], set_={c: stmt.excluded[c] for c in _REPLACED}
+    )
+
+
 class TranslationMemory:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def remember(self, entries: Iterable[Remembered], session: Session | None = None) -> int:
-        """Store (or replace: the newest approval wins) entries; how many."""
+        """Store (or replace: the newest approval wins) entries; how many. Written 500 at a time, one
+        statement each (a TMX import may hold hundreds of thousands)."""
         if session is None:
             with self.db.session() as own:
                 return self.remember(entries, own)
         count = 0
+        chunk: list[Remembered] = []
         for e in entries:
             if not e.source.strip() or not e.target.strip():
                 continue
-            key = source_key(e.source)
-            row = session.scalar(
-                select(MemoryEntry).where(MemoryEntry.variant == e.variant, MemoryEntry.source_key == key)
-            )
-            if row is None:
-                row = MemoryEntry(variant=e.variant, source_key=key, source_length=len(normalize(e.source)))
-                session.add(row)
-            row.source = normalize(e.source)
-            row.target = e.target
-            row.origin = e.origin
-            row.job_id = e.job_id
-            row.segment_id = e.segment_id
-            row.created_at = utcnow()
-            session.flush()
             count += 1
+            chunk.append(e)
+            if len(chunk) == 500:
+                self._store(session, chunk)
+                chunk = []
+        self._store(session, chunk)
         return count
+
+    def _store(self, session: Session, entries: Sequence[Remembered]) -> None:
+        """One upsert (insert, or on the same variant and source replace) for a batch of entries: a
+        single statement, so approvals of the same sentence at once cannot collide."""
+        if not entries:
+            return
+        keyed = {(e.variant, source_key(e.source)): e for e in entries}  # of repeats, the last wins
+        now = utcnow()
+        rows = [
+            {
+                "variant": variant,
+                "source_key": key,
+                "source": normalize(e.source),
+                "source_length": len(normalize(e.source)),
+                "target": e.target,
+                "origin": e.origin,
+                "job_id": e.job_id,
+                "segment_id": e.segment_id,
+                "created_at": now,
+            }
+            for (variant, key), e in keyed.items()
+        ]
+        session.execute(_upsert(session.get_bind().dialect.name), rows)
 
     def exact(self, sources: Sequence[str], variants: Sequence[str]) -> dict[str, dict[str, str]]:
         """For each source with a zh-Hans entry: its stored targets by variant."""
@@ -120,27 +164,46 @@ class TranslationMemory:
 
     def fuzzy(self, source: str, variant: str, *, limit: int = 5, cutoff: float = FUZZY_CUTOFF) -> list[Suggestion]:
         """Stored translations of similar sentences, best first (an exact match scores 100)."""
-        query = normalize(source)
-        if not query:
-            return []
-        low, high = int(len(query) * (1 - _LENGTH_WINDOW)), int(len(query) * (1 + _LENGTH_WINDOW)) + 1
+        return self.fuzzy_many([source], variant, limit=limit, cutoff=cutoff)[0]
+
+    def fuzzy_many(
+        self, sources: Sequence[str], variant: str, *, limit: int = 5, cutoff: float = FUZZY_CUTOFF
+    ) -> list[list[Suggestion]]:
+        """`fuzzy` for each source (a review page's segments), with one read of the candidates: each
+        stored sentence is fetched once for all the sources whose length window holds it, and only the
+        hits' translations are read."""
+        queries = [normalize(s) for s in sources]
+        windows = [length_window(len(q), cutoff) for q in queries if q]
+        if not windows:
+            return [[] for _ in queries]
+        low, high = min(w[0] for w in windows), max(w[1] for w in windows)
         with self.db.session() as session:
             rows = session.execute(
-                select(MemoryEntry.id, MemoryEntry.source, MemoryEntry.target).where(
-                    MemoryEntry.variant == variant, MemoryEntry.source_length.between(low, high)
-                )
+                select(MemoryEntry.source_length, MemoryEntry.id, MemoryEntry.source)
+                .where(MemoryEntry.variant == variant, MemoryEntry.source_length.between(low, high))
+                .order_by(MemoryEntry.source_length, MemoryEntry.id)
             ).all()
-        choices = {row_id: src for row_id, src, _ in rows}
-        targets = {row_id: target for row_id, _, target in rows}
-        best = process.extract(query, choices, scorer=fuzz.ratio, score_cutoff=cutoff, limit=limit)
+        lengths = [length for length, _, _ in rows]
+        stored = [src for _, _, src in rows]
+        found: list[list[tuple[float, int, str]]] = []
+        for query in queries:
+            lo, hi = length_window(len(query), cutoff)
+            first, end = (bisect.bisect_left(lengths, lo), bisect.bisect_right(lengths, hi)) if query else (0, 0)
+            best = process.extract(query, stored[first:end], scorer=fuzz.ratio, score_cutoff=cutoff, limit=limit)
+            found.append([(score, rows[first + i][1], src) for src, score, i in best])
+        ids = sorted({row_id for hits in found for _, row_id, _ in hits})
+        targets: dict[int, str] = {}
+        with self.db.session() as session:
+            for start in range(0, len(ids), 500):
+                stmt = select(MemoryEntry.id, MemoryEntry.target).where(MemoryEntry.id.in_(ids[start : start + 500]))
+                targets.update((row_id, target) for row_id, target in session.execute(stmt))
         return [
-            Suggestion(
-                score=round(score, 1),
-                source=choices[row_id],
-                target=targets[row_id],
-                diff=word_diff(choices[row_id], query),
-            )
-            for _, score, row_id in best
+            [
+                Suggestion(score=round(score, 1), source=src, target=targets[row_id], diff=word_diff(src, query))
+                for score, row_id, src in hits
+                if row_id in targets
+            ]
+            for query, hits in zip(queries, found, strict=True)
         ]
 
     def entries(self, variant: str | None = None) -> list[MemoryEntry]:

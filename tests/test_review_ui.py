@@ -15,6 +15,7 @@ from models.engine import Engine
 from service.auth import Role
 from service.config import Settings
 from service.keys import create_key
+from service.memory import Remembered, TranslationMemory
 from service.storage.db import Database
 from tests.conftest import REPO, LiveServer, serve
 
@@ -230,3 +231,47 @@ def test_login_refuses_bad_keys_and_forms_need_csrf(site: tuple[LiveServer, dict
     )
     assert r.status_code == 403 and r.json()["error"]["code"] == "csrf"
     live.client.cookies.clear()
+
+
+def test_memory_suggestions_on_the_article_page(site: tuple[LiveServer, dict[str, str], str], browser: object) -> None:
+    """Similar approved sentences are offered under each open segment (read once for the whole page),
+    and "Use" puts one in the editor and saves it."""
+    live, keys, _ = site
+    cms = {"Authorization": f"Bearer {keys['cms']}"}
+    body = "The harbour will reopen in May.\n\nTalks resumed in Geneva on Tuesday."
+    job_id = live.client.post("/v1/articles", json={"body": body, "targets": ["zh-Hans"]}, headers=cms).json()["id"]
+    deadline = time.monotonic() + 60
+    while live.client.get(f"/v1/articles/{job_id}", headers=cms).json()["status"] != "translated":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    db = Database(live.settings.database_url)
+    try:
+        TranslationMemory(db).remember(
+            [
+                # 1.6 times the segment's length and 76.5 % similar: within the cutoff.
+                Remembered("The harbour will reopen in May. Officials said so.", "zh-Hans", "官员说港口将于五月重开。"),
+                Remembered("The harbour will reopen in June.", "zh-Hans", "港口将于六月重新开放。"),
+                Remembered("Talks resumed in Geneva on Tuesday.", "zh-TW", "會談週二在日內瓦恢復。"),  # another variant
+                Remembered("The airport closed.", "zh-Hans", "机场关闭。"),  # not similar
+            ]
+        )
+    finally:
+        db.close()
+    page = sign_in(browser, live, keys["translator"])
+    page.goto(f"/review/articles/{job_id}")
+    harbour = row_of(page, "reopen in May")
+    harbour.locator(".suggestions summary").click()  # folded until asked for
+    offered = harbour.locator(".suggestions li")
+    assert offered.count() == 2
+    assert [offered.nth(i).locator(".tm-target").inner_text() for i in range(2)] == [
+        "港口将于六月重新开放。",  # the closer one first
+        "官员说港口将于五月重开。",
+    ]
+    assert "June" in offered.first.locator(".tm-source del").inner_text()
+    assert row_of(page, "Geneva").locator(".suggestions").count() == 0
+    with page.expect_response(lambda r: "/segments/" in r.url and r.request.method == "PATCH") as saved:
+        offered.nth(1).locator(".use-suggestion").click()
+    assert saved.value.status == 200
+    page.reload()
+    assert row_of(page, "reopen in May").locator(".target-view").inner_text() == "官员说港口将于五月重开。"
+    page.context.close()

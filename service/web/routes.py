@@ -304,13 +304,13 @@ async def article_view(request: Request, job_id: str, variant: str = "", flagged
             blocks.append({"block": block, "rows": rows})
 
     def suggestions() -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {}
-        for s in doc.segments:
-            if s.status != "approved" and s.origin != "tm":
-                found = [x for x in runtime.memory.fuzzy(s.source, variant) if x.score < 100]
-                if found:
-                    out[s.id] = found
-        return out
+        wanted = [s for s in doc.segments if s.status != "approved" and s.origin != "tm"]
+        found = runtime.memory.fuzzy_many([s.source for s in wanted], variant)
+        return {
+            s.id: hits
+            for s, all_hits in zip(wanted, found, strict=True)
+            if (hits := [x for x in all_hits if x.score < 100])
+        }
 
     return _page(
         request,

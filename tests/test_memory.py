@@ -1,0 +1,114 @@
+"""Translation memory lookups on SQLite and PostgreSQL: fuzzy search finds every stored sentence
+that reaches the cutoff (checked against scoring them all), one read serves a whole page, and the
+length window is exactly what the cutoff allows."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from rapidfuzz import fuzz
+
+from service.memory import FUZZY_CUTOFF, Remembered, TranslationMemory, length_window, normalize
+from service.storage.db import Database
+
+BASE = [
+    "The harbour will reopen in May after repairs.",
+    "Officials said the talks would continue next week in Washington.",
+    "Abe Shinzo met John Kerry in Tokyo.",
+    "Futenma.",
+    "The alliance between the two countries has lasted more than sixty years, the minister said.",
+]
+
+
+@pytest.fixture
+def memory(database_url: str) -> TranslationMemory:
+    db = Database(database_url)
+    db.migrate()
+    return TranslationMemory(db)
+
+
+def variations(rng: random.Random, n: int) -> list[str]:
+    """Sentences near and far from BASE: words changed, clauses added and dropped."""
+    words = " ".join(BASE).split()
+    out = []
+    for _ in range(n):
+        s = rng.choice(BASE).split()
+        for _ in range(rng.randint(0, 4)):
+            s[rng.randrange(len(s))] = rng.choice(words)
+        if rng.random() < 0.4:
+            s += rng.sample(words, rng.randint(1, 8))  # up to about twice as long
+        if rng.random() < 0.3 and len(s) > 3:
+            s = s[: rng.randint(2, len(s))]
+        out.append(" ".join(s))
+    return out
+
+
+def test_fuzzy_finds_every_stored_sentence_within_the_cutoff(memory: TranslationMemory) -> None:
+    rng = random.Random(3)
+    stored = sorted(set(variations(rng, 300)))
+    memory.remember(Remembered(s, "zh-Hans", f"译文 {i}") for i, s in enumerate(stored))
+    memory.remember([Remembered(BASE[0], "zh-TW", "另一個變體")])  # other variants are not offered
+    target_of = {s: f"译文 {i}" for i, s in enumerate(stored)}
+    queries = [*BASE, *variations(rng, 15), "", "   "]
+    found = memory.fuzzy_many(queries, "zh-Hans", limit=1000)
+    assert len(found) == len(queries)
+    for query, hits in zip(queries, found, strict=True):
+        # Every stored sentence scored, with no length window: what the lookup must return.
+        expected = {s for s in stored if normalize(query) and fuzz.ratio(normalize(query), s) >= FUZZY_CUTOFF}
+        assert {h.source for h in hits} == expected, query
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        assert all(h.target == target_of[h.source] for h in hits)
+    assert sum(map(len, found)) > len(BASE)  # the check had something to find
+    # A stored sentence well past 1.5 times the query's length can still reach the cutoff.
+    assert any(len(h.source) > 1.5 * len(q) for q, hits in zip(queries, found, strict=True) for h in hits)
+    # The page-wide read gives what one lookup per sentence gives, five best each by default.
+    assert memory.fuzzy_many(queries, "zh-Hans") == [memory.fuzzy(q, "zh-Hans") for q in queries]
+    assert all(len(hits) <= 5 for hits in memory.fuzzy_many(queries, "zh-Hans"))
+
+
+def test_fuzzy_suggestions_show_what_changed(memory: TranslationMemory) -> None:
+    memory.remember([Remembered("The harbour will reopen in June after repairs.", "zh-Hans", "六月")])
+    (hit,) = memory.fuzzy("The harbour  will reopen in May after repairs.", "zh-Hans")
+    assert hit.target == "六月" and 75 <= hit.score < 100
+    assert ("delete", "June") in hit.diff and ("insert", "May") in hit.diff
+    assert memory.fuzzy_many([], "zh-Hans") == []
+    assert memory.fuzzy("Nothing like it at all, not one bit.", "zh-Hans") == []
+
+
+@pytest.mark.parametrize("cutoff", [50.0, 75.0, 90.0, 100.0])
+def test_the_length_window_is_what_the_cutoff_allows(cutoff: float) -> None:
+    """Every pair of lengths that can reach the cutoff is inside the window, and the window holds
+    no length that cannot (a sentence within the other plus or minus characters: the best case)."""
+    for a in range(1, 200):
+        low, high = length_window(a, cutoff)
+        for b in range(1, 400):
+            reachable = fuzz.ratio("x" * a, "x" * b) >= cutoff  # the best score two lengths allow
+            if reachable:
+                assert low <= b <= high, (a, b)
+            else:
+                assert not low < b < high, (a, b)  # only the window's rounded ends may be out of reach
+    assert length_window(30) == (18, 50)
+    assert length_window(30, 100.0) == (30, 30)
+
+
+def test_remembering_replaces_and_counts_across_batches(memory: TranslationMemory) -> None:
+    """Entries go in 500 at a time: a sentence given again, in the same batch or a later one, keeps
+    one entry with the newest translation; blank ones are skipped."""
+    first = [Remembered(f"Sentence number {i}.", "zh-Hans", f"第{i}句") for i in range(1200)]
+    again = [
+        Remembered("Sentence  number 3.", "zh-Hans", "新的第3句"),  # white space differs: the same entry
+        Remembered("Sentence number 700.", "zh-Hans", "新的第700句"),
+        Remembered("Sentence number 700.", "zh-TW", "第700句"),  # another variant: its own entry
+        Remembered("   ", "zh-Hans", "空"),
+        Remembered("Blank target.", "zh-Hans", " "),
+    ]
+    assert memory.remember([*first, *again, Remembered("Sentence number 3.", "zh-Hans", "最新的第3句")]) == 1204
+    entries = {(e.variant, e.source): e.target for e in memory.entries()}
+    assert len(entries) == 1201
+    assert entries[("zh-Hans", "Sentence number 3.")] == "最新的第3句"
+    assert entries[("zh-Hans", "Sentence number 700.")] == "新的第700句"
+    assert entries[("zh-TW", "Sentence number 700.")] == "第700句"
+    assert memory.remember([Remembered("Sentence number 1199.", "zh-Hans", "改")]) == 1
+    assert memory.exact(["Sentence number 1199."], []) == {"Sentence number 1199.": {"zh-Hans": "改"}}
+    assert memory.fuzzy("Sentence number 1199.", "zh-Hans")[0].score == 100
