@@ -1,0 +1,123 @@
+"""Translation memory at a newsroom's scale: `python -m bench.memory [--entries N]`.
+
+Seeds a fresh translation memory (SQLite in a temporary directory, or `--database-url`) with N
+sentences: news-like sentences that resemble nothing being translated, plus a few edited copies of
+each sentence of a 50-sentence article (what fuzzy search should find). Then times
+
+- storing them all (`TranslationMemory.remember`, as a TMX import does), then a fifth of them
+  again (replacing);
+
+and, side by side in one run (alternating, median of `--repeats`):
+
+- the review page's suggestions for the article: one fuzzy lookup per sentence (one read of the
+  candidates each, as before) against one page-wide lookup (`fuzzy_many`); both must agree.
+
+Prints one line per figure and, last, one JSON object. Not part of the tests' pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.sentences import news_sentences
+from service.memory import Remembered, TranslationMemory
+from service.storage.db import Database
+
+
+def stored_sentences(article: list[str], entries: int, seed: int = 0) -> list[str]:
+    """`entries` distinct sentences: three edited copies of each article sentence (a word or two
+    changed, a clause added), the rest news-like word sequences of 6 to 60 words."""
+    rng = random.Random(seed)
+    words = " ".join(news_sentences(400)).replace(",", "").replace(".", "").split()
+    out: set[str] = set()
+    for sentence in article:
+        for variant in range(3):
+            tokens = sentence.split()
+            for _ in range(variant + 1):
+                tokens[rng.randrange(len(tokens))] = rng.choice(words)
+            if variant == 2:
+                tokens += ["officials", "said."]
+            out.add(" ".join(tokens))
+    while len(out) < entries:
+        out.add(" ".join(rng.choice(words) for _ in range(rng.randint(6, 60))).capitalize() + ".")
+    return sorted(out)
+
+
+def _seconds(run: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=100_000, help="sentences in the memory (default 100,000)")
+    parser.add_argument("--sentences", type=int, default=50, help="sentences in the article (default 50)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--database-url", help="an empty database to use instead of a temporary SQLite file")
+    parser.add_argument("--json", action="store_true", help="print only the JSON object")
+    args = parser.parse_args(argv)
+    say: Callable[[str], None] = (lambda _: None) if args.json else print
+
+    article = news_sentences(args.sentences)
+    stored = stored_sentences(article, args.entries)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(args.database_url or f"sqlite:///{Path(tmp) / 'memory.db'}")
+        db.migrate()
+        memory = TranslationMemory(db)
+        entries = [Remembered(s, "zh-Hans", f"译文{i}", origin="tmx") for i, s in enumerate(stored)]
+
+        seed_s = _seconds(lambda: memory.remember(entries))
+        replace_s = _seconds(lambda: memory.remember(entries[: len(entries) // 5]))  # the same again: replaced
+        store = {
+            "entries_per_s": round(len(entries) / seed_s),
+            "replacing_entries_per_s": round(len(entries) // 5 / replace_s),
+        }
+        say(
+            f"stored {len(entries):,} entries in {seed_s:.1f} s ({store['entries_per_s']:,}/s); "
+            f"{len(entries) // 5:,} of them again, replacing, at {store['replacing_entries_per_s']:,}/s"
+        )
+
+        per_sentence = [memory.fuzzy(s, "zh-Hans") for s in article]
+        page = memory.fuzzy_many(article, "zh-Hans")
+        if page != per_sentence:
+            raise SystemExit("the page-wide lookup and the per-sentence lookups disagree")
+        # Alternating, so the machine's drift falls on both alike.
+        per_sentence_s, page_wide_s = [], []
+        for _ in range(args.repeats):
+            per_sentence_s.append(_seconds(lambda: [memory.fuzzy(s, "zh-Hans") for s in article]))
+            page_wide_s.append(_seconds(lambda: memory.fuzzy_many(article, "zh-Hans")))
+        fuzzy = {
+            "sentences": len(article),
+            "suggestions": sum(map(len, page)),
+            "per_sentence_ms": round(statistics.median(per_sentence_s) * 1000, 1),
+            "page_wide_ms": round(statistics.median(page_wide_s) * 1000, 1),
+        }
+        say(
+            f"suggestions for {len(article)} sentences ({fuzzy['suggestions']} found): one lookup per sentence "
+            f"{fuzzy['per_sentence_ms']:,} ms, one for the page {fuzzy['page_wide_ms']:,} ms"
+        )
+        db.close()
+    result = {
+        "entries": len(entries),
+        "database": "postgresql" if args.database_url and "postgres" in args.database_url else "sqlite",
+        "store": store,
+        "fuzzy": fuzzy,
+        "ratios": {
+            "fuzzy_page_wide_vs_per_sentence": round(fuzzy["per_sentence_ms"] / fuzzy["page_wide_ms"], 2),
+        },
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
