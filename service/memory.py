@@ -104,45 +104,37 @@ class TranslationMemory:
 
     def remember(self, entries: Iterable[Remembered], session: Session | None = None) -> int:
         """Store (or replace: the newest approval wins) entries; how many. Written 500 at a time, one
-        statement each (a TMX import may hold hundreds of thousands)."""
+        statement each (a TMX import may hold hundreds of thousands), in the order of their keys:
+        writers at once lock rows in one order, so they wait for each other instead of deadlocking."""
         if session is None:
             with self.db.session() as own:
                 return self.remember(entries, own)
         count = 0
-        chunk: list[Remembered] = []
+        keyed: dict[tuple[str, str], Remembered] = {}
         for e in entries:
-            if not e.source.strip() or not e.target.strip():
-                continue
-            count += 1
-            chunk.append(e)
-            if len(chunk) == 500:
-                self._store(session, chunk)
-                chunk = []
-        self._store(session, chunk)
-        return count
-
-    def _store(self, session: Session, entries: Sequence[Remembered]) -> None:
-        """One upsert (insert, or on the same variant and source replace) for a batch of entries: a
-        single statement, so approvals of the same sentence at once cannot collide."""
-        if not entries:
-            return
-        keyed = {(e.variant, source_key(e.source)): e for e in entries}  # of repeats, the last wins
+            if e.source.strip() and e.target.strip():
+                count += 1
+                keyed[(e.variant, source_key(e.source))] = e  # of repeats, the last wins
+        ordered = sorted(keyed.items())
         now = utcnow()
-        rows = [
-            {
-                "variant": variant,
-                "source_key": key,
-                "source": normalize(e.source),
-                "source_length": len(normalize(e.source)),
-                "target": e.target,
-                "origin": e.origin,
-                "job_id": e.job_id,
-                "segment_id": e.segment_id,
-                "created_at": now,
-            }
-            for (variant, key), e in keyed.items()
-        ]
-        session.execute(_upsert(session.get_bind().dialect.name), rows)
+        for start in range(0, len(ordered), 500):
+            rows = [
+                {
+                    "variant": variant,
+                    "source_key": key,
+                    "source": normalize(e.source),
+                    "source_length": len(normalize(e.source)),
+                    "target": e.target,
+                    "origin": e.origin,
+                    "job_id": e.job_id,
+                    "segment_id": e.segment_id,
+                    "created_at": now,
+                }
+                for (variant, key), e in ordered[start : start + 500]
+            ]
+            # One upsert: approvals of the same sentence at once cannot collide on the unique key.
+            session.execute(_upsert(session.get_bind().dialect.name), rows)
+        return count
 
     def exact(self, sources: Sequence[str], variants: Sequence[str]) -> dict[str, dict[str, str]]:
         """For each source with a zh-Hans entry: its stored targets by variant."""

@@ -5,6 +5,7 @@ length window is exactly what the cutoff allows."""
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
 from rapidfuzz import fuzz
@@ -112,3 +113,30 @@ def test_remembering_replaces_and_counts_across_batches(memory: TranslationMemor
     assert memory.remember([Remembered("Sentence number 1199.", "zh-Hans", "改")]) == 1
     assert memory.exact(["Sentence number 1199."], []) == {"Sentence number 1199.": {"zh-Hans": "改"}}
     assert memory.fuzzy("Sentence number 1199.", "zh-Hans")[0].score == 100
+
+
+def test_concurrent_imports_of_the_same_sentences_both_land(memory: TranslationMemory) -> None:
+    """Two imports overlapping in opposite orders, at once: on PostgreSQL each upsert locks the rows
+    it replaces, so writers that took them in different orders would deadlock and one would fail."""
+    first = [Remembered(f"Shared sentence {i}.", "zh-Hans", f"一{i}") for i in range(3000)]
+    second = [Remembered(e.source, e.variant, f"二{i}") for i, e in enumerate(first)][::-1]
+    memory.remember(first)  # both imports replace existing rows
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run(entries: list[Remembered]) -> None:
+        barrier.wait()
+        try:
+            for _ in range(3):
+                memory.remember(entries)
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(entries,)) for entries in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    targets = {e.target[0] for e in memory.entries("zh-Hans")}
+    assert len(memory.entries("zh-Hans")) == 3000 and targets <= {"一", "二"}
