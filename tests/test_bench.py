@@ -6,21 +6,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 from tests.conftest import REPO
 
 
-def test_bench_small_runs_and_every_contender_decodes_the_same_tokens() -> None:
+def run_bench(*args: str) -> dict[str, Any]:
+    """`python -m <args>` from the checkout; the JSON object it prints last."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--device", "cpu", "--small", "--json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+        [sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=600, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_bench_small_runs_and_every_contender_decodes_the_same_tokens() -> None:
+    report = run_bench("bench", "--device", "cpu", "--small", "--json")
     results = report["results"]
     assert set(results) == {
         "naive",
@@ -63,16 +64,7 @@ def test_bench_small_runs_and_every_contender_decodes_the_same_tokens() -> None:
 
 def test_memory_bench_small_runs_and_both_lookups_agree() -> None:
     """`python -m bench.memory` (exits non-zero if the page-wide and per-sentence lookups differ)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.memory", "--entries", "600", "--sentences", "20", "--repeats", "1", "--json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = run_bench("bench.memory", "--entries", "600", "--sentences", "20", "--repeats", "1", "--json")
     assert report["entries"] == 600 and report["fuzzy"]["sentences"] == 20
     # Three edited copies of each sentence were stored; the lookups find at least one of each.
     assert report["fuzzy"]["suggestions"] >= 20
