@@ -7,7 +7,6 @@ translator as suggestions with their score and the differences. Seeded by approv
 
 from __future__ import annotations
 
-import bisect
 import difflib
 import hashlib
 import math
@@ -155,47 +154,25 @@ class TranslationMemory:
         return {source: targets for source, targets in found.items() if "zh-Hans" in targets}
 
     def fuzzy(self, source: str, variant: str, *, limit: int = 5, cutoff: float = FUZZY_CUTOFF) -> list[Suggestion]:
-        """Stored translations of similar sentences, best first (an exact match scores 100)."""
-        return self.fuzzy_many([source], variant, limit=limit, cutoff=cutoff)[0]
-
-    def fuzzy_many(
-        self, sources: Sequence[str], variant: str, *, limit: int = 5, cutoff: float = FUZZY_CUTOFF
-    ) -> list[list[Suggestion]]:
-        """`fuzzy` for each source (a review page's segments), with one read of the candidates: each
-        stored sentence is fetched once for all the sources whose length window holds it, and only the
-        hits' translations are read."""
-        queries = [normalize(s) for s in sources]
-        windows = [length_window(len(q), cutoff) for q in queries if q]
-        if not windows:
-            return [[] for _ in queries]
-        low, high = min(w[0] for w in windows), max(w[1] for w in windows)
+        """Stored translations of similar sentences, best first (an exact match scores 100). Reads
+        only the stored sentences whose length can reach the cutoff, and only the hits' translations."""
+        query = normalize(source)
+        if not query:
+            return []
+        low, high = length_window(len(query), cutoff)
         with self.db.session() as session:
             rows = session.execute(
-                select(MemoryEntry.source_length, MemoryEntry.id, MemoryEntry.source)
-                .where(MemoryEntry.variant == variant, MemoryEntry.source_length.between(low, high))
-                .order_by(MemoryEntry.source_length, MemoryEntry.id)
+                select(MemoryEntry.id, MemoryEntry.source).where(
+                    MemoryEntry.variant == variant, MemoryEntry.source_length.between(low, high)
+                )
             ).all()
-        lengths = [length for length, _, _ in rows]
-        stored = [src for _, _, src in rows]
-        found: list[list[tuple[float, int, str]]] = []
-        for query in queries:
-            lo, hi = length_window(len(query), cutoff)
-            first, end = (bisect.bisect_left(lengths, lo), bisect.bisect_right(lengths, hi)) if query else (0, 0)
-            best = process.extract(query, stored[first:end], scorer=fuzz.ratio, score_cutoff=cutoff, limit=limit)
-            found.append([(score, rows[first + i][1], src) for src, score, i in best])
-        ids = sorted({row_id for hits in found for _, row_id, _ in hits})
-        targets: dict[int, str] = {}
-        with self.db.session() as session:
-            for start in range(0, len(ids), 500):
-                stmt = select(MemoryEntry.id, MemoryEntry.target).where(MemoryEntry.id.in_(ids[start : start + 500]))
-                targets.update((row_id, target) for row_id, target in session.execute(stmt))
+            best = process.extract(query, [src for _, src in rows], scorer=fuzz.ratio, score_cutoff=cutoff, limit=limit)
+            hits = [(score, *rows[i]) for _, score, i in best]
+            stmt = select(MemoryEntry.id, MemoryEntry.target).where(MemoryEntry.id.in_([i for _, i, _ in hits]))
+            targets = {row_id: target for row_id, target in session.execute(stmt)} if hits else {}
         return [
-            [
-                Suggestion(score=round(score, 1), source=src, target=targets[row_id], diff=word_diff(src, query))
-                for score, row_id, src in hits
-                if row_id in targets
-            ]
-            for query, hits in zip(queries, found, strict=True)
+            Suggestion(score=round(score, 1), source=src, target=targets[row_id], diff=word_diff(src, query))
+            for score, row_id, src in hits
         ]
 
     def entries(self, variant: str | None = None) -> list[MemoryEntry]:

@@ -62,10 +62,13 @@ def test_bench_small_runs_and_every_contender_decodes_the_same_tokens() -> None:
     assert "whole batches" in results["duiyi_engine_whole_batches"]["beam1"]["note"]
 
 
-def test_memory_bench_small_runs_and_both_lookups_agree() -> None:
-    """`python -m bench.memory` (exits non-zero if the page-wide and per-sentence lookups differ)."""
+def test_memory_bench_small_runs() -> None:
+    """`python -m bench.memory`."""
     report = run_bench("bench.memory", "--entries", "600", "--sentences", "20", "--repeats", "1", "--json")
     assert report["entries"] == 600 and report["fuzzy"]["sentences"] == 20
     # Three edited copies of each sentence were stored; the lookups find at least one of each.
     assert report["fuzzy"]["suggestions"] >= 20
-    assert report["store"]["entries_per_s"] > 0 and report["fuzzy"]["page_wide_ms"] > 0
+    assert (
+        report["store"]["entries_per_s"] > 0
+        and 0 < report["fuzzy"]["segment_p50_ms"] <= report["fuzzy"]["segment_p95_ms"]
+    )

@@ -168,13 +168,13 @@ def test_conflicting_edit_shows_the_newer_text(site: tuple[LiveServer, dict[str,
     # Both opened the same version; the first saves.
     target = row_of(first, "memo")
     target.locator(".target-view").click()
-    with first.expect_response(lambda r: "/segments/" in r.url) as saved:
+    with first.expect_response(lambda r: "/segments/" in r.url and r.request.method == "PATCH") as saved:
         target.locator("textarea.target-edit").fill("第一位译者的版本。")
     assert saved.value.status == 200
     # The second, still on the old version, is refused and shown the newer text instead.
     stale = row_of(second, "memo")
     stale.locator(".target-view").click()
-    with second.expect_response(lambda r: "/segments/" in r.url) as refused:
+    with second.expect_response(lambda r: "/segments/" in r.url and r.request.method == "PATCH") as refused:
         stale.locator("textarea.target-edit").fill("第二位译者的版本。")
     assert refused.value.status == 409
     conflict = stale.locator(".conflict")
@@ -233,9 +233,11 @@ def test_login_refuses_bad_keys_and_forms_need_csrf(site: tuple[LiveServer, dict
     live.client.cookies.clear()
 
 
-def test_memory_suggestions_on_the_article_page(site: tuple[LiveServer, dict[str, str], str], browser: object) -> None:
-    """Similar approved sentences are offered under each open segment (read once for the whole page),
-    and "Use" puts one in the editor and saves it."""
+def test_memory_suggestions_for_the_segment_being_edited(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    """Similar approved sentences are offered when a translator opens a segment (asked for then, one
+    segment at a time, not for the whole page at load), and "Use" puts one in the editor and saves it."""
     live, keys, _ = site
     cms = {"Authorization": f"Bearer {keys['cms']}"}
     body = "The harbour will reopen in May.\n\nTalks resumed in Geneva on Tuesday."
@@ -244,34 +246,86 @@ def test_memory_suggestions_on_the_article_page(site: tuple[LiveServer, dict[str
     while live.client.get(f"/v1/articles/{job_id}", headers=cms).json()["status"] != "translated":
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    doc = live.client.get(f"/v1/articles/{job_id}", headers=cms).json()["document"]
+    geneva_now = next(s for b in doc["blocks"] for s in b["segments"] if "Geneva" in s["source"])["targets"]["zh-Hans"]
     db = Database(live.settings.database_url)
     try:
         TranslationMemory(db).remember(
             [
+                # Approved since: the same sentence, another translation (100 %).
+                Remembered("The harbour will reopen in May.", "zh-Hans", "港口将于五月重开。"),
+                # What the Geneva segment already says: no suggestion.
+                Remembered("Talks resumed in Geneva on Tuesday.", "zh-Hans", geneva_now),
                 # 1.6 times the segment's length and 76.5 % similar: within the cutoff.
                 Remembered("The harbour will reopen in May. Officials said so.", "zh-Hans", "官员说港口将于五月重开。"),
                 Remembered("The harbour will reopen in June.", "zh-Hans", "港口将于六月重新开放。"),
                 Remembered("Talks resumed in Geneva on Tuesday.", "zh-TW", "會談週二在日內瓦恢復。"),  # another variant
                 Remembered("The airport closed.", "zh-Hans", "机场关闭。"),  # not similar
+                Remembered("<b>The harbour will reopen in May!</b>", "zh-Hans", "<img src=x onerror=alert(1)>"),
             ]
         )
     finally:
         db.close()
     page = sign_in(browser, live, keys["translator"])
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/suggestions" in r.url else None)
     page.goto(f"/review/articles/{job_id}")
+    assert asked == []  # nothing scanned the memory to show the page
     harbour = row_of(page, "reopen in May")
-    harbour.locator(".suggestions summary").click()  # folded until asked for
+    assert harbour.locator(".suggestions").is_hidden()
+    with page.expect_response(lambda r: "/suggestions" in r.url) as answered:
+        harbour.locator(".target-view").click()
+    assert answered.value.status == 200
     offered = harbour.locator(".suggestions li")
-    assert offered.count() == 2
-    assert [offered.nth(i).locator(".tm-target").inner_text() for i in range(2)] == [
-        "港口将于六月重新开放。",  # the closer one first
+    offered.first.wait_for()
+    assert offered.count() == 4
+    assert [offered.nth(i).locator(".tm-target").inner_text() for i in range(4)] == [
+        "港口将于五月重开。",  # the closest first
+        "港口将于六月重新开放。",
+        "<img src=x onerror=alert(1)>",  # shown as text: nothing in a suggestion is parsed as HTML
         "官员说港口将于五月重开。",
     ]
-    assert "June" in offered.first.locator(".tm-source del").inner_text()
-    assert row_of(page, "Geneva").locator(".suggestions").count() == 0
+    assert offered.first.locator(".score").inner_text() == "100%"
+    assert "June" in offered.nth(1).locator(".tm-source del").inner_text()
+    assert page.locator(".suggestions img").count() == 0
     with page.expect_response(lambda r: "/segments/" in r.url and r.request.method == "PATCH") as saved:
-        offered.nth(1).locator(".use-suggestion").click()
+        offered.nth(3).locator(".use-suggestion").click()
     assert saved.value.status == 200
+    geneva = row_of(page, "Geneva")
+    with page.expect_response(lambda r: "/suggestions" in r.url) as answered:
+        geneva.locator(".target-view").click()
+    # Its own text (100 %) is answered but not offered; the zh-TW entry is not answered for zh-Hans.
+    assert [s["target"] for s in answered.value.json()] == [geneva_now]
+    page.wait_for_timeout(200)
+    assert geneva.locator(".suggestions").is_hidden()
     page.reload()
     assert row_of(page, "reopen in May").locator(".target-view").inner_text() == "官员说港口将于五月重开。"
+    # The route answers for the review app's session only, like the rest of its API.
+    live.client.cookies.clear()
+    segment = live.client.get(f"/v1/articles/{job_id}", headers=cms).json()["document"]["blocks"][0]["segments"][0]
+    url = f"/review/api/articles/{job_id}/segments/{segment['id']}/suggestions"
+    assert live.client.get(url).status_code == 401
     page.context.close()
+
+
+def test_the_suggestions_route_says_what_is_wrong(site: tuple[LiveServer, dict[str, str], str]) -> None:
+    live, keys, job_id = site
+    token = re.search(r'name="csrf_token" value="([^"]+)"', live.client.get("/review/login").text)
+    assert token
+    signed_in = live.client.post("/review/login", data={"key": keys["translator"], "csrf_token": token.group(1)})
+    assert signed_in.status_code == 303
+    try:
+        base = f"/review/api/articles/{job_id}/segments"
+        doc = live.client.get(f"/v1/articles/{job_id}", headers={"Authorization": f"Bearer {keys['cms']}"}).json()
+        first = doc["document"]["blocks"][0]["segments"][0]["id"]
+        ok = live.client.get(f"{base}/{first}/suggestions", params={"variant": "zh-TW"})
+        assert ok.status_code == 200 and isinstance(ok.json(), list)
+        for url, params, status, code in (
+            (f"{base}/nope/suggestions", {}, 404, "not_found"),
+            (f"/review/api/articles/nope/segments/{first}/suggestions", {}, 404, "not_found"),
+            (f"{base}/{first}/suggestions", {"variant": "zh-XX"}, 422, "unknown_variant"),
+        ):
+            r = live.client.get(url, params=params)
+            assert r.status_code == status and r.json()["error"]["code"] == code, r.text
+    finally:
+        live.client.cookies.clear()

@@ -13,8 +13,8 @@ from service.documents import AlignedDocument, Block
 from service.interchange.tmx import TMEntry
 from service.interchange.xliff import XDocument, XEdit, XInline, XliffError, XSegment, XTerm, XUnit, import_xliff
 from service.jobs import review
-from service.jobs.articles import InvalidTransition, JobStatus, get_job, stored_document
-from service.memory import TranslationMemory
+from service.jobs.articles import DONE_TRANSLATING, InvalidTransition, JobStatus, get_job, stored_document
+from service.memory import Suggestion, TranslationMemory
 from service.qa import QASettings
 from service.storage.db import Database
 from service.storage.tables import Job, StoredSegment
@@ -48,6 +48,26 @@ def check_variant(doc: AlignedDocument, variant: str | None) -> str:
     if chosen not in doc.variants:
         raise UnknownVariant(chosen, list(doc.variants))
     return chosen
+
+
+def suggestions(
+    db: Database, memory: TranslationMemory, job_id: str, segment_id: str, variant: str | None
+) -> list[Suggestion]:
+    """Translation memory suggestions for one segment in one variant (`variant`: the article's first
+    when None), best first. Reads the job and that segment only, not the whole document. Raises
+    JobNotFound, NotTranslatedYet, UnknownVariant, review.SegmentNotFound."""
+    with db.session() as session:
+        job = get_job(session, job_id)
+        if JobStatus(job.status) not in DONE_TRANSLATING:
+            raise NotTranslatedYet(job)
+        chosen = variant or job.targets[0]
+        if chosen not in job.targets:
+            raise UnknownVariant(chosen, list(job.targets))
+        row = session.get(StoredSegment, (job.id, segment_id))
+        if row is None:
+            raise review.SegmentNotFound(job_id, segment_id)
+        source = row.source
+    return memory.fuzzy(source, chosen)
 
 
 def _segment_inlines(block: Block, start: int, end: int) -> tuple[XInline, ...]:

@@ -26,7 +26,7 @@ from service.auth import Permission, key_lookup
 from service.documents import AlignedSegment, Article, SourceFormat
 from service.formats import FORMAT_BY_SUFFIX
 from service.glossaries import UnknownGlossaryError
-from service.jobs import review
+from service.jobs import files, review
 from service.jobs.articles import (
     DONE_TRANSLATING,
     IdempotencyConflict,
@@ -303,15 +303,6 @@ async def article_view(request: Request, job_id: str, variant: str = "", flagged
         if rows:
             blocks.append({"block": block, "rows": rows})
 
-    def suggestions() -> dict[str, list[Any]]:
-        wanted = [s for s in doc.segments if s.status != "approved" and s.origin != "tm"]
-        found = runtime.memory.fuzzy_many([s.source for s in wanted], variant)
-        return {
-            s.id: hits
-            for s, all_hits in zip(wanted, found, strict=True)
-            if (hits := [x for x in all_hits if x.score < 100])
-        }
-
     return _page(
         request,
         "article.html",
@@ -321,7 +312,6 @@ async def article_view(request: Request, job_id: str, variant: str = "", flagged
         blocks=blocks,
         variant=variant,
         flagged=flagged,
-        suggestions=await run_in_threadpool(suggestions),
         can_edit=user.may(Permission.SEGMENTS_EDIT),
         can_approve=user.may(Permission.ARTICLES_APPROVE),
         pending=sum(1 for s in doc.segments if s.status == "needs_review"),
@@ -400,6 +390,27 @@ async def progress(request: Request, job_id: str) -> JSONResponse:
             "ready": ready,
             "failure": job.failure,
         }
+    )
+
+
+@router.get("/api/articles/{job_id}/segments/{segment_id}/suggestions")
+async def suggestions(request: Request, job_id: str, segment_id: str, variant: str = "") -> JSONResponse:
+    """Translation memory suggestions for the segment a translator opened, best first. Asked for one
+    segment at a time, so a page loads without scanning the memory for every segment it shows."""
+    await _user(request, Permission.ARTICLES_READ)
+    runtime = _runtime(request)
+    try:
+        found = await run_in_threadpool(
+            files.suggestions, runtime.db, runtime.memory, job_id, segment_id, variant or None
+        )
+    except (JobNotFound, review.SegmentNotFound) as exc:
+        return _json_error(404, "not_found", str(exc))
+    except files.NotTranslatedYet as exc:
+        return _json_error(409, "invalid_state", str(exc))
+    except files.UnknownVariant as exc:
+        return _json_error(422, "unknown_variant", str(exc))
+    return JSONResponse(
+        [{"score": x.score, "source": x.source, "target": x.target, "diff": [list(d) for d in x.diff]} for x in found]
     )
 
 

@@ -19,7 +19,7 @@ from service.api.security import AUTH_ERRORS, Requires
 from service.auth import Permission
 from service.interchange.tmx import TMEntry, TMXError, export_tmx, import_tmx
 from service.interchange.xliff import XliffError, export_xliff
-from service.jobs import files
+from service.jobs import files, review
 from service.jobs.articles import InvalidTransition, JobNotFound, Principal, get_job
 from service.memory import Remembered
 from service.schemas import SegmentState, aligned_to_response
@@ -77,7 +77,7 @@ class MemoryImported(BaseModel):
 
 
 def _file_errors(exc: Exception) -> ApiError:
-    if isinstance(exc, JobNotFound):
+    if isinstance(exc, JobNotFound | review.SegmentNotFound):
         return ApiError(404, "not_found", str(exc).strip("'\""))
     if isinstance(exc, files.NotTranslatedYet | InvalidTransition):
         return ApiError(409, "invalid_state", str(exc))
@@ -195,17 +195,10 @@ def suggestions(
     job_id: str, segment_id: str, runtime: RuntimeDep, _: Reader, variant: str | None = None
 ) -> list[SuggestionOut]:
     try:
-        doc = files.load(runtime.db, job_id)[1]
-        chosen = files.check_variant(doc, variant)
-    except (JobNotFound, files.NotTranslatedYet, files.UnknownVariant) as exc:
+        found = files.suggestions(runtime.db, runtime.memory, job_id, segment_id, variant)
+    except (JobNotFound, review.SegmentNotFound, files.NotTranslatedYet, files.UnknownVariant) as exc:
         raise _file_errors(exc) from None
-    seg = next((s for s in doc.segments if s.id == segment_id), None)
-    if seg is None:
-        raise ApiError(404, "not_found", f"article {job_id} has no segment {segment_id!r}")
-    return [
-        SuggestionOut(score=s.score, source=s.source, target=s.target, diff=list(s.diff))
-        for s in runtime.memory.fuzzy(seg.source, chosen)
-    ]
+    return [SuggestionOut(score=s.score, source=s.source, target=s.target, diff=list(s.diff)) for s in found]
 
 
 @router.get(

@@ -151,6 +151,57 @@
     row.querySelector(".target-view").hidden = true;
     edit.hidden = false;
     edit.focus();
+    suggest(row);
+  }
+
+  // Translation memory suggestions for the segment being edited, asked for once per segment when
+  // it is first opened; built with text nodes, never parsed as HTML.
+  const suggested = new WeakSet();
+  async function suggest(row) {
+    const box = row.querySelector(".suggestions");
+    if (!box || suggested.has(row)) return;
+    suggested.add(row);
+    const url = `/review/api/articles/${jobId}/segments/${encodeURIComponent(row.dataset.id)}/suggestions` +
+      `?variant=${encodeURIComponent(variant)}`;
+    const r = await call("GET", url);
+    if (r.status !== 200) { suggested.delete(row); return; }
+    // What the segment already says is no suggestion (an exact match the memory filled in).
+    const current = row.querySelector(".target-edit").value;
+    const offered = r.data.filter((s) => s.target !== current);
+    if (!offered.length) return;
+    box.querySelector("summary").textContent = `${offered.length} translation memory suggestion(s)`;
+    const list = box.querySelector("ol");
+    list.replaceChildren();
+    for (const s of offered) {
+      const li = document.createElement("li");
+      const score = document.createElement("span");
+      score.className = "score";
+      score.textContent = `${s.score}%`;
+      const source = document.createElement("span");
+      source.className = "tm-source";
+      for (const [op, text] of s.diff) {
+        const part = document.createElement(op === "equal" ? "span" : op === "insert" ? "ins" : "del");
+        part.textContent = text;
+        source.append(part);
+      }
+      const target = document.createElement("span");
+      target.className = "tm-target";
+      target.textContent = s.target;
+      const use = document.createElement("button");
+      use.type = "button";
+      use.className = "use-suggestion";
+      use.textContent = "Use";
+      use.addEventListener("click", () => {
+        const edit = row.querySelector(".target-edit");
+        open(row);
+        edit.value = s.target;
+        edit.dataset.dirty = "1";
+        save(row);
+      });
+      li.append(score, source, target, use);
+      list.append(li);
+    }
+    box.hidden = false;
   }
 
   async function close(row) {
@@ -185,14 +236,6 @@
       else if (e.key === "Enter") { e.preventDefault(); open(row); }
     });
     row.querySelector(".approve")?.addEventListener("click", () => approve(row));
-    for (const button of row.querySelectorAll(".use-suggestion")) {
-      button.addEventListener("click", () => {
-        open(row);
-        edit.value = button.dataset.text;
-        edit.dataset.dirty = "1";
-        save(row);
-      });
-    }
     if (!edit) continue;
     edit.addEventListener("input", () => {
       edit.dataset.dirty = "1";
