@@ -163,8 +163,9 @@
     suggested.add(row);
     const url = `/review/api/articles/${jobId}/segments/${encodeURIComponent(row.dataset.id)}/suggestions` +
       `?variant=${encodeURIComponent(variant)}`;
-    const r = await call("GET", url);
-    if (r.status !== 200) { suggested.delete(row); return; }
+    let r;
+    try { r = await call("GET", url); } catch (e) { r = { status: 0 }; }
+    if (r.status !== 200) { suggested.delete(row); return; }  // asked again when next opened
     // What the segment already says is no suggestion (an exact match the memory filled in).
     const current = row.querySelector(".target-edit").value;
     const offered = r.data.filter((s) => s.target !== current);
