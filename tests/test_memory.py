@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Iterator
 
 import pytest
 from rapidfuzz import fuzz
@@ -23,10 +24,11 @@ BASE = [
 
 
 @pytest.fixture
-def memory(database_url: str) -> TranslationMemory:
+def memory(database_url: str) -> Iterator[TranslationMemory]:
     db = Database(database_url)
     db.migrate()
-    return TranslationMemory(db)
+    yield TranslationMemory(db)
+    db.close()
 
 
 def variations(rng: random.Random, n: int) -> list[str]:
