@@ -31,7 +31,7 @@ from service.storage.db import Database
 
 
 def stored_sentences(article: list[str], entries: int, seed: int = 0) -> list[str]:
-    """`entries` distinct sentences: three edited copies of each article sentence (a word or two
+    """At least `entries` distinct sentences: three edited copies of each article sentence (a word or two
     changed, a clause added), the rest news-like word sequences of 6 to 60 words."""
     rng = random.Random(seed)
     words = " ".join(news_sentences(400)).replace(",", "").replace(".", "").split()
@@ -108,10 +108,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"p50 {fuzzy['segment_p50_ms']:,} ms, p95 {fuzzy['segment_p95_ms']:,} ms; "
             f"all {len(article)} together {fuzzy['all_segments_ms']:,} ms"
         )
+        backend = db.url.get_backend_name()
         db.close()
     result = {
         "entries": len(entries),
-        "database": "postgresql" if args.database_url and "postgres" in args.database_url else "sqlite",
+        "database": backend,
         "store": store,
         "fuzzy": fuzzy,
     }
