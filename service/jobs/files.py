@@ -4,6 +4,7 @@ bilingual HTML page and the publishable text of one variant. The conversions the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -43,10 +44,11 @@ def load(db: Database, job_id: str) -> tuple[Job, AlignedDocument, dict[str, tup
     return job, *stored
 
 
-def check_variant(doc: AlignedDocument, variant: str | None) -> str:
-    chosen = variant or doc.variants[0]
-    if chosen not in doc.variants:
-        raise UnknownVariant(chosen, list(doc.variants))
+def check_variant(variants: Sequence[str], variant: str | None) -> str:
+    """`variant` if the article has it (`variants`), its first when None; else UnknownVariant."""
+    chosen = variant or variants[0]
+    if chosen not in variants:
+        raise UnknownVariant(chosen, list(variants))
     return chosen
 
 
@@ -60,9 +62,7 @@ def suggestions(
         job = get_job(session, job_id)
         if JobStatus(job.status) not in DONE_TRANSLATING:
             raise NotTranslatedYet(job)
-        chosen = variant or job.targets[0]
-        if chosen not in job.targets:
-            raise UnknownVariant(chosen, list(job.targets))
+        chosen = check_variant(job.targets, variant)
         row = session.get(StoredSegment, (job.id, segment_id))
         if row is None:
             raise review.SegmentNotFound(job_id, segment_id)
@@ -150,7 +150,7 @@ def apply_xliff(
     job, doc, _ = load(db, job_id)
     if JobStatus(job.status) == JobStatus.FAILED:
         raise InvalidTransition(job, JobStatus.IN_REVIEW)
-    chosen = check_variant(doc, variant)
+    chosen = check_variant(doc.variants, variant)
     sources = {s.id: s.source for s in doc.segments}
     edits: list[XEdit] = import_xliff(data, article_id=job.id, variant=chosen, sources=sources)
     # All or nothing: a file whose targets bring markup their sources lack is refused before any edit.

@@ -119,7 +119,7 @@ def export_article(
 ) -> Response:
     try:
         job, doc, states = files.load(runtime.db, job_id)
-        chosen = files.check_variant(doc, variant)
+        chosen = files.check_variant(doc.variants, variant)
     except (JobNotFound, files.NotTranslatedYet, files.UnknownVariant) as exc:
         raise _file_errors(exc) from None
     stem = f"{job.external_id or job.id}.{chosen}"
