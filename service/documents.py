@@ -6,6 +6,8 @@ translation in `service.pipeline`. Offsets are in characters of the block's plai
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -14,6 +16,20 @@ class SourceFormat(StrEnum):
     TEXT = "text"
     MARKDOWN = "markdown"
     HTML = "html"
+
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+def plain_text(target: str, fmt: SourceFormat) -> str:
+    """A segment's target as plain text (what the translation memory and TMX hold): an HTML
+    article's targets are HTML, escaped and with the source's inline tags."""
+    return html.unescape(_TAG.sub("", target)) if fmt is SourceFormat.HTML else target
+
+
+def in_format(text: str, fmt: SourceFormat) -> str:
+    """Plain text as a target of an article in `fmt`: escaped for HTML, as the pipeline's own are."""
+    return html.escape(text) if fmt is SourceFormat.HTML else text
 
 
 class BlockKind(StrEnum):

@@ -27,6 +27,7 @@ from service.documents import (
     SourceFormat,
     SourceSegment,
     TargetSpan,
+    in_format,
 )
 from service.formats import parse_blocks, render
 from service.protect import Fragment, RenderContext, Rendered, SlotKind, build_fragment, tidy
@@ -157,12 +158,14 @@ class Pipeline:
                 source_text=hit.text,
                 source_start=offset + hit.span.start,
                 source_end=offset + hit.span.end,
-                expected={rule.variant: term_target(hit, rule) for rule in prepared.rules},
+                # zh-Hans too, targeted or not: the stored zh-Hans is what the other variants come from.
+                expected={rule.variant: term_target(hit, rule) for rule in (self.rules["zh-Hans"], *prepared.rules)},
             )
             for hit, offset in prepared.fragments[i].hits()
         )
         base = AlignedSegment(seg.id, seg.block_id, seg.text, seg.ws_before, {}, terms, ())
-        wanted = {v: t for v, t in texts.items() if v in prepared.targets or v == "zh-Hans"}
+        fmt = prepared.doc.format
+        wanted = {v: in_format(t, fmt) for v, t in texts.items() if v in prepared.targets or v == "zh-Hans"}
         return realign(base, wanted, set(), prepared.rules, self.settings.qa, origin="tm")
 
     def assemble(

@@ -9,27 +9,43 @@ from collections.abc import Sequence
 
 from service.documents import AlignedSegment, AlignedTerm, Flag, TargetSpan
 from service.qa import QASettings, length_ratio, number_mismatch, repetition, untranslated
-from service.variants import VariantRule, localize
+from service.variants import VariantRule, localize, to_hans
 
 # Private Use Area: OpenCC leaves these alone, so a term's zh-Hans form is kept out of conversion.
 _PUA = 0xE000
 _MARKUP = re.compile(r"<[^>]+>|\]\([^)]*\)|[\[*_`]")
 
 
-def _localize_with_terms(hans: str, terms: Sequence[AlignedTerm], rule: VariantRule) -> str:
-    """`hans` in the variant, each glossary term's zh-Hans form replaced by the variant's own form."""
-    masked, forms = hans, list[str]()
-    for term in sorted(terms, key=lambda t: -len(t.expected.get("zh-Hans", ""))):
-        source_form, target_form = term.expected.get("zh-Hans"), term.expected.get(rule.variant)
-        if not source_form or target_form is None or source_form not in masked:
+def _masked(text: str, terms: Sequence[AlignedTerm], variant: str) -> tuple[str, list[AlignedTerm]]:
+    """`text` with each glossary term's form in `variant` replaced by a private-use character (the
+    i-th term found: chr(_PUA + i)), so conversion leaves terms alone; and the terms found. A term
+    replaces as many occurrences as the source has hits of it, first ones first: Chinese has no word
+    boundaries, and 克里 (Kerry) also begins 克里姆林宫 (the Kremlin)."""
+    hits: dict[str, list[AlignedTerm]] = {}
+    for term in terms:
+        hits.setdefault(term.term_id, []).append(term)
+    masked, found = text, list[AlignedTerm]()
+    for same in sorted(hits.values(), key=lambda ts: -len(ts[0].expected.get(variant, ""))):
+        form = same[0].expected.get(variant)
+        if not form or form not in masked:
             continue
-        token = chr(_PUA + len(forms))
-        forms.append(target_form)
-        masked = masked.replace(source_form, token)
-    text = localize(masked, rule)
-    for i, form in enumerate(forms):
-        text = text.replace(chr(_PUA + i), form)
-    return text
+        masked = masked.replace(form, chr(_PUA + len(found)), len(same))
+        found.append(same[0])
+    return masked, found
+
+
+def _converted(text: str, frm: VariantRule, to: VariantRule, terms: Sequence[AlignedTerm]) -> str:
+    """A text in variant `frm` (zh-Hans, or a person's edit of another) in variant `to`, through
+    zh-Hans with OpenCC, each glossary term in `to`'s own form (a term's regional form comes from the
+    glossary, not from converting it)."""
+    masked, found = _masked(text, terms, frm.variant)
+    out = localize(to_hans(masked, frm), to)
+    for i, term in enumerate(found):
+        form = term.expected.get(to.variant)
+        if form is None:  # the glossary has no form for `to` here: the term converted like the rest
+            form = localize(to_hans(term.expected[frm.variant], frm), to)
+        out = out.replace(chr(_PUA + i), form)
+    return out
 
 
 def _plain(text: str) -> str:
@@ -46,19 +62,25 @@ def realign(
     origin: str = "human",
 ) -> AlignedSegment:
     """The segment with `texts` (variant → a person's text) in place: unlocked variants regenerated
-    from zh-Hans, term spans found again, QA run again on the new zh-Hans."""
-    hans = texts.get("zh-Hans", seg.targets.get("zh-Hans", ""))
+    from zh-Hans (the new one if given, else the segment's), or, in an article without zh-Hans,
+    from the text given; term spans found again; QA run again on the zh-Hans text."""
+    by_variant = {rule.variant: rule for rule in rules}
+    hans_rule = by_variant.get("zh-Hans") or VariantRule("zh-Hans", None, False)
+    if "zh-Hans" in texts or "zh-Hans" in seg.targets:
+        base, text = hans_rule, texts.get("zh-Hans", seg.targets.get("zh-Hans", ""))
+    else:  # an article without zh-Hans: the person's text stands in for it
+        given = next(iter(texts))
+        base, text = by_variant[given], texts[given]
+    hans = _converted(text, base, hans_rule, seg.terms)
     targets: dict[str, str] = {}
     for rule in rules:
         v = rule.variant
         if v in texts:
             targets[v] = texts[v]
-        elif v == "zh-Hans":
-            targets[v] = hans
         elif v in locked:
             targets[v] = seg.targets[v]
         else:
-            targets[v] = _localize_with_terms(hans, seg.terms, rule)
+            targets[v] = _converted(text, base, rule, seg.terms)
     flags: list[Flag] = []
     terms = []
     for term in seg.terms:
@@ -72,13 +94,20 @@ def realign(
                     Flag("term_missing", f"glossary term “{term.source_text}” ({term.term_id}) should read “{form}”", v)
                 )
         terms.append(
-            AlignedTerm(term.term_id, term.source_text, term.source_start, term.source_end, spans, dict(term.expected))
+            AlignedTerm(
+                term.term_id,
+                term.source_text,
+                term.source_start,
+                term.source_end,
+                spans,
+                {v: form for v, form in term.expected.items() if v in targets},
+            )
         )
     source = seg.source
     for term in sorted(seg.terms, key=lambda t: -t.source_start):
         source = source[: term.source_start] + " " + source[term.source_end :]
     plain = _plain(hans)
-    kept = [t.source_text for t in seg.terms if t.expected.get("zh-Hans") == t.source_text]
+    kept = [t.source_text for t in seg.terms if t.source_text in t.expected.values()]  # do-not-translate terms
     checks = [number_mismatch(source, plain), untranslated(plain, kept, qa), length_ratio(seg.source, plain, qa)]
     checks.append(repetition(plain, qa))
     flags.extend(f for f in checks if f is not None)

@@ -51,6 +51,22 @@ _DOUBLE = re.compile(r"“([^“”]*)”")
 _SINGLE = re.compile(r"‘([^‘’]*)’")
 
 
+# OpenCC's way back to Simplified from each variant's conversion.
+_TO_HANS = {"s2t": "t2s", "s2tw": "tw2s", "s2twp": "tw2sp", "s2hk": "hk2s"}
+_CORNER_DOUBLE = re.compile(r"「([^「」]*)」")
+_CORNER_SINGLE = re.compile(r"『([^『』]*)』")
+
+
+def to_hans(text: str, rule: VariantRule) -> str:
+    """The variant's text back in zh-Hans (OpenCC's reverse conversion, curly quotes again): how a
+    person's edit of a Traditional variant reaches the others when the article has no zh-Hans."""
+    if rule.opencc_config:
+        text = _converter(_TO_HANS[rule.opencc_config]).convert(text)
+    if rule.corner_quotes:
+        text = _CORNER_DOUBLE.sub(r"“\1”", _CORNER_SINGLE.sub(r"‘\1’", text))
+    return text
+
+
 def localize(hans: str, rule: VariantRule) -> str:
     """zh-Hans text → the variant's text: OpenCC, then the variant's quotation marks."""
     text = _converter(rule.opencc_config).convert(hans) if rule.opencc_config else hans

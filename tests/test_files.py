@@ -282,3 +282,83 @@ def test_markup_the_source_lacks_is_refused(live: LiveServer) -> None:
         f"/v1/articles/{job['id']}/import", content=tampered, headers={"Content-Type": "application/xml"}
     )
     assert r.status_code == 422 and "onerror" in r.json()["error"]["message"]
+
+
+def _approve(client: httpx.Client, job: dict, seg: dict, variant: str, text: str) -> dict:
+    url = f"/v1/articles/{job['id']}/segments/{seg['id']}"
+    edited = client.patch(url, json={"variant": variant, "text": text, "version": seg["version"]})
+    assert edited.status_code == 200, edited.text
+    approved = client.post(f"{url}/approve", json={"version": edited.json()["version"]})
+    assert approved.status_code == 200, approved.text
+    return approved.json()
+
+
+def test_the_memory_holds_plain_text_whatever_the_format(live: LiveServer) -> None:
+    """An HTML article's targets are HTML; the memory (and TMX) hold plain text, and a hit is
+    escaped again for an HTML article: stored text never becomes markup in a page."""
+    sentence = "The ministers & their aides met at noon."
+    job = translated(live.client, {"body": "<p>The ministers &amp; their aides met at noon.</p>", "format": "html"})
+    seg = segments(job)[0]
+    assert seg["source"] == sentence
+    _approve(live.client, job, seg, "zh-Hans", "部长们&amp;助手们中午会面。")
+    tmx = live.client.get("/v1/memory/export", params={"variant": "zh-Hans"}).content
+    assert [s.text for s in etree.fromstring(tmx).iter("seg")] == [sentence, "部长们&助手们中午会面。"]
+    as_text = translated(live.client, {"body": sentence, "targets": ["zh-Hans"]})
+    assert segments(as_text)[0]["origin"] == "tm"
+    assert segments(as_text)[0]["targets"]["zh-Hans"] == "部长们&助手们中午会面。"
+    as_html = translated(live.client, {"body": f"<p>{sentence.replace('&', '&amp;')}</p>", "format": "html"})
+    assert segments(as_html)[0]["targets"]["zh-Hans"] == "部长们&amp;助手们中午会面。"
+    article_tmx = live.client.get(
+        f"/v1/articles/{job['id']}/export", params={"format": "tmx", "variant": "zh-Hans"}
+    ).content
+    assert [s.text for s in etree.fromstring(article_tmx).iter("seg")] == [sentence, "部长们&助手们中午会面。"]
+    # A stored translation that looks like markup (imported, or from a text article) stays text.
+    tmx = """<?xml version="1.0" encoding="UTF-8"?>
+<tmx version="1.4"><header creationtool="t" creationtoolversion="1" segtype="sentence" o-tmf="t" adminlang="en"
+ srclang="en" datatype="plaintext"/><body>
+<tu><tuv xml:lang="en"><seg>The memo was short.</seg></tuv>
+<tuv xml:lang="zh-CN"><seg>&lt;script&gt;alert(1)&lt;/script&gt;备忘录很短。</seg></tuv></tu></body></tmx>""".encode()
+    assert live.client.post("/v1/memory/import", content=tmx, headers={"Content-Type": "application/xml"}).is_success
+    page = translated(live.client, {"body": "<p>The memo was short.</p>", "format": "html", "targets": ["zh-Hans"]})
+    assert segments(page)[0]["origin"] == "tm"
+    assert page["document"]["full_text"]["zh-Hans"] == "<p>&lt;script&gt;alert(1)&lt;/script&gt;备忘录很短。</p>"
+
+
+def test_an_edit_reaches_the_other_variants_without_zh_hans(live: LiveServer) -> None:
+    """An article for Taiwan and generic Traditional only: editing zh-TW regenerates zh-Hant from the
+    edit (through zh-Hans, each term in its own form), not from a zh-Hans the article lacks."""
+    job = translated(live.client, {"body": "Kerry met 3 people.", "targets": ["zh-Hant", "zh-TW"]})
+    seg = segments(job)[0]
+    r = live.client.patch(
+        f"/v1/articles/{job['id']}/segments/{seg['id']}",
+        json={"variant": "zh-TW", "text": "凱瑞會見了3個人。", "version": seg["version"]},
+    )
+    assert r.status_code == 200, r.text
+    after = r.json()
+    assert after["targets"] == {"zh-Hant": "克里會見了3個人。", "zh-TW": "凱瑞會見了3個人。"}
+    assert after["flags"] == []
+    assert "zh-Hans" not in after["targets"]
+
+
+def test_a_term_is_put_in_only_where_it_stands(live: LiveServer) -> None:
+    """克里 (Kerry) also begins 克里姆林宫 (the Kremlin): regenerating zh-TW from a zh-Hans edit
+    replaces the term where it stands, not inside the other word."""
+    job = translated(live.client, {"body": "Kerry flew to Moscow.", "targets": ["zh-Hans", "zh-TW"]})
+    seg = segments(job)[0]
+    r = live.client.patch(
+        f"/v1/articles/{job['id']}/segments/{seg['id']}",
+        json={"text": "克里飞往莫斯科，在克里姆林宫开会。", "version": seg["version"]},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["targets"]["zh-TW"] == "凱瑞飛往莫斯科，在克里姆林宮開會。"
+
+
+def test_a_memory_hit_takes_regional_terms_without_zh_hans(live: LiveServer) -> None:
+    """A hit goes into an article for Taiwan only: its terms take the glossary's Taiwan forms."""
+    sentence = "Putin spoke for an hour."
+    first = translated(live.client, {"body": sentence, "targets": ["zh-Hans"]})
+    _approve(live.client, first, segments(first)[0], "zh-Hans", "普京讲了一个小时。")
+    second = translated(live.client, {"body": sentence, "targets": ["zh-TW"]})
+    hit = segments(second)[0]
+    assert hit["origin"] == "tm"
+    assert hit["targets"] == {"zh-TW": "普丁講了一個小時。"} and hit["flags"] == []

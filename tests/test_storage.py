@@ -1,20 +1,22 @@
 """The database layer on SQLite and PostgreSQL: migrations build exactly the tables the code
-declares, times come back as aware UTC, and glossary edits made through the API persist."""
+declares and carry stored data forward, times come back as aware UTC, and glossary edits made
+through the API persist."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
 from models.engine import Engine
 from service.config import Settings
 from service.glossaries import DatabaseGlossaries, GlossaryStore
-from service.storage.db import Database
-from service.storage.tables import Base, Job, StoredArticle
+from service.storage.db import Database, alembic_config
+from service.storage.tables import Base, Job, MemoryEntry, StoredArticle
 from tests.conftest import serve
 
 
@@ -27,6 +29,49 @@ def test_migrations_match_the_tables(database_url: str) -> None:
         tables = set(inspect(conn).get_table_names())
     assert diff == []
     assert set(Base.metadata.tables) <= tables
+    db.close()
+
+
+def test_memory_entries_from_html_articles_become_plain_text(database_url: str) -> None:
+    """Revision 0003: entries approved in HTML articles were stored HTML-escaped; they are unescaped,
+    and entries from other articles or imports are left as they are."""
+    db = Database(database_url)
+    command.upgrade(alembic_config(db.url.render_as_string(hide_password=False)), "0002")
+    stored = {"html": "部长们&amp;助手们&lt;中午&gt;会面。", "text": "甲&amp;乙", None: "丙&amp;丁"}
+    with db.session() as session:
+        for i, (fmt, target) in enumerate(stored.items()):
+            job_id = None
+            if fmt is not None:
+                article = StoredArticle(format=fmt, body="x")
+                session.add(article)
+                session.flush()
+                job_id = f"j{i}"
+                job = Job(
+                    id=job_id,
+                    article_id=article.id,
+                    owner="local",
+                    request_hash="h",
+                    targets=["zh-Hans"],
+                    glossaries=[],
+                    glossary_terms=[],
+                )
+                session.add(job)
+                session.flush()
+            session.add(
+                MemoryEntry(
+                    variant="zh-Hans",
+                    source_key=f"k{i}",
+                    source=f"s{i}",
+                    source_length=2,
+                    target=target,
+                    origin="approved" if fmt else "tmx",
+                    job_id=job_id,
+                )
+            )
+    db.migrate()
+    with db.session() as session:
+        targets = {e.source_key: e.target for e in session.scalars(select(MemoryEntry))}
+    assert targets == {"k0": "部长们&助手们<中午>会面。", "k1": "甲&amp;乙", "k2": "丙&amp;丁"}
     db.close()
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from service.config import Settings
-from service.documents import AlignedDocument, Block
+from service.documents import AlignedDocument, Block, plain_text
 from service.interchange.tmx import TMEntry
 from service.interchange.xliff import XDocument, XEdit, XInline, XliffError, XSegment, XTerm, XUnit, import_xliff
 from service.jobs import review
@@ -119,9 +119,12 @@ def to_xliff(job: Job, doc: AlignedDocument, variant: str) -> XDocument:
 def approved_entries(job: Job, doc: AlignedDocument, variant: str) -> list[TMEntry]:
     when = job.approved_at or job.updated_at
     return [
-        TMEntry(source=s.source, variant=variant, target=s.targets[variant], created_at=when, note=f"{job.id} {s.id}")
+        TMEntry(source=s.source, variant=variant, target=target, created_at=when, note=f"{job.id} {s.id}")
         for s in doc.segments
-        if s.status == "approved" and s.source.strip() and s.targets.get(variant, "").strip()
+        if s.status == "approved" and s.source.strip()
+        # Plain text, as the source is: without an HTML article's tags and escapes.
+        for target in [plain_text(s.targets.get(variant, ""), doc.format)]
+        if target.strip()
     ]
 
 

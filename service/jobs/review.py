@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.documents import AlignedSegment
+from service.documents import AlignedSegment, SourceFormat, plain_text
 from service.jobs.articles import DONE_TRANSLATING, InvalidTransition, JobStatus, get_job, move
 from service.jobs.codec import document_from_json, flags_to_json, segment_from_row, terms_to_json
 from service.jobs.deliveries import enqueue
@@ -233,9 +233,10 @@ def _remember(session: Session, job: Job, approved: list[StoredSegment], memory:
         return
     everything = list(session.scalars(select(StoredSegment).where(StoredSegment.job_id == job.id)))
     skip = _with_markup(job, everything)
+    fmt = SourceFormat(job.document["format"]) if job.document else SourceFormat.TEXT
     memory.remember(
         (
-            Remembered(r.source, variant, text, job_id=job.id, segment_id=r.id)
+            Remembered(r.source, variant, plain_text(text, fmt), job_id=job.id, segment_id=r.id)
             for r in approved
             if r.id not in skip
             for variant, text in r.targets.items()
