@@ -1,8 +1,22 @@
 """Translation memory: approved translations, reused.
 
+The memory holds plain text, whatever the article's format: an HTML article's targets are stored
+without tags and unescaped (`documents.plain_text`), and a hit is escaped again for the article it
+goes into (`documents.in_format`), so a stored “&” or “<” is text in every article and never markup in an HTML page.
+
 An exact hit (the same source sentence, white space normalised) takes the approved translation
 without calling the model (origin `tm`); fuzzy hits (≥ 75 % similar, rapidfuzz) are shown to the
 translator as suggestions with their score and the differences. Seeded by approvals and by TMX.
+
+Fuzzy lookups score the stored sentences in this process's memory, not read from the database
+each time: reading the tens of thousands of sentences that a 100,000-entry memory holds in a
+sentence's length window took about ten times as long as scoring them (docs/benchmarks.md). Each
+lookup first reads the entries added since the last one (those with a higher id), so every
+process sees every other's writes at its next lookup. That relies on ids growing in the order
+writes commit: writers take turns (SQLite has one writer at a time; on PostgreSQL `remember`
+holds an advisory lock until its transaction ends), and entries are replaced in place, never
+deleted. The cost is the stored sentences' text in each process that looks things up (about
+200 bytes a sentence), read in full at its first lookup of a variant.
 """
 
 from __future__ import annotations
@@ -11,12 +25,13 @@ import difflib
 import hashlib
 import math
 import re
+import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,6 +41,8 @@ from service.storage.tables import MemoryEntry, utcnow
 _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+|[^\w\s]|\s+")
 FUZZY_CUTOFF = 75.0
+# Any constant: the PostgreSQL advisory lock that makes writers to the memory take turns.
+_WRITER_LOCK = 0x64757469
 
 
 def normalize(source: str) -> str:
@@ -97,9 +114,19 @@ def _upsert(dialect: str) -> Any:
     )
 
 
+@dataclass
+class _Sources:
+    """One variant's stored sentences as this process has read them: (id, source) by length."""
+
+    seen: int = 0  # the highest id read
+    by_length: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
+
+
 class TranslationMemory:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._sources: dict[str, _Sources] = {}
+        self._sources_lock = threading.Lock()
 
     def remember(self, entries: Iterable[Remembered], session: Session | None = None) -> int:
         """Store (or replace: the newest approval wins) entries; how many. Written 500 at a time, one
@@ -115,6 +142,10 @@ class TranslationMemory:
                 count += 1
                 keyed[(e.variant, source_key(e.source))] = e  # of repeats, the last wins
         ordered = sorted(keyed.items())
+        if ordered and session.get_bind().dialect.name == "postgresql":
+            # Until this transaction ends: the next writer's ids then follow all of this one's,
+            # which is what lets lookups read only what is new (see the module's docstring).
+            session.execute(select(func.pg_advisory_xact_lock(_WRITER_LOCK)))
         now = utcnow()
         for start in range(0, len(ordered), 500):
             rows = [
@@ -154,26 +185,42 @@ class TranslationMemory:
         return {source: targets for source, targets in found.items() if "zh-Hans" in targets}
 
     def fuzzy(self, source: str, variant: str, *, limit: int = 5, cutoff: float = FUZZY_CUTOFF) -> list[Suggestion]:
-        """Stored translations of similar sentences, best first (an exact match scores 100). Reads
-        only the stored sentences whose length can reach the cutoff, and only the hits' translations."""
+        """Stored translations of similar sentences, best first (an exact match scores 100). Scores
+        only the stored sentences whose length can reach the cutoff, and reads only the hits'
+        translations."""
         query = normalize(source)
         if not query:
             return []
         low, high = length_window(len(query), cutoff)
         with self.db.session() as session:
-            rows = session.execute(
-                select(MemoryEntry.id, MemoryEntry.source).where(
-                    MemoryEntry.variant == variant, MemoryEntry.source_length.between(low, high)
-                )
-            ).all()
-            best = process.extract(query, [src for _, src in rows], scorer=fuzz.ratio, score_cutoff=cutoff, limit=limit)
-            hits = [(score, *rows[i]) for _, score, i in best]
+            candidates = self._within(session, variant, low, high)
+            best = process.extract(
+                query, [src for _, src in candidates], scorer=fuzz.ratio, score_cutoff=cutoff, limit=limit
+            )
+            hits = [(score, *candidates[i]) for _, score, i in best]
             stmt = select(MemoryEntry.id, MemoryEntry.target).where(MemoryEntry.id.in_([i for _, i, _ in hits]))
             targets = {row_id: target for row_id, target in session.execute(stmt)} if hits else {}
         return [
             Suggestion(score=round(score, 1), source=src, target=targets[row_id], diff=word_diff(src, query))
             for score, row_id, src in hits
+            if row_id in targets  # gone only if deleted by hand, which the module's docstring rules out
         ]
+
+    def _within(self, session: Session, variant: str, low: int, high: int) -> list[tuple[int, str]]:
+        """The variant's stored (id, source) pairs of `low` to `high` characters, after reading the
+        entries added since the last lookup."""
+        with self._sources_lock:
+            known = self._sources.setdefault(variant, _Sources())
+            new = session.execute(
+                select(MemoryEntry.id, MemoryEntry.source, MemoryEntry.source_length)
+                .where(MemoryEntry.variant == variant, MemoryEntry.id > known.seen)
+                .order_by(MemoryEntry.id)
+            ).all()
+            for row_id, src, length in new:
+                known.by_length.setdefault(length, []).append((row_id, src))
+            if new:
+                known.seen = new[-1][0]
+            return [pair for length, pairs in known.by_length.items() if low <= length <= high for pair in pairs]
 
     def entries(self, variant: str | None = None) -> list[MemoryEntry]:
         with self.db.session() as session:

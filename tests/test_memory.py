@@ -1,6 +1,7 @@
 """Translation memory lookups on SQLite and PostgreSQL: fuzzy search finds every stored sentence
 that reaches the cutoff (checked against scoring them all), and the length window is exactly what
-the cutoff allows; storing replaces, counts and survives concurrent writers."""
+the cutoff allows; storing replaces, counts and survives concurrent writers; a process's lookups
+see what other processes stored since (writers take turns, so ids follow the order of commits)."""
 
 from __future__ import annotations
 
@@ -142,3 +143,55 @@ def test_concurrent_imports_of_the_same_sentences_both_land(memory: TranslationM
     assert not errors, errors
     targets = {e.target[0] for e in memory.entries("zh-Hans")}
     assert len(memory.entries("zh-Hans")) == 3000 and targets <= {"一", "二"}
+
+
+def test_lookups_see_what_another_process_stored_since(memory: TranslationMemory, database_url: str) -> None:
+    """Lookups score the sentences this process has read; each lookup first reads what was added."""
+    other_db = Database(database_url)
+    other = TranslationMemory(other_db)  # another process's memory: its own handle and sentences
+    try:
+        memory.remember([Remembered(BASE[1], "zh-Hans", "旧")])
+        assert [h.target for h in other.fuzzy(BASE[1], "zh-Hans")] == ["旧"]  # its first lookup reads all
+        memory.remember(
+            [
+                Remembered(BASE[1].replace("next week", "on Monday"), "zh-Hans", "新"),
+                Remembered(BASE[1], "zh-Hans", "改"),  # replaced in place: the new translation shows
+                Remembered(BASE[1], "zh-TW", "繁"),
+            ]
+        )
+        hits = other.fuzzy(BASE[1], "zh-Hans")
+        assert [h.target for h in hits] == ["改", "新"] and hits[0].score == 100 > hits[1].score >= FUZZY_CUTOFF
+        assert [h.target for h in other.fuzzy(BASE[1], "zh-TW")] == ["繁"]
+    finally:
+        other_db.close()
+
+
+def test_writers_take_turns_so_ids_follow_commits(memory: TranslationMemory, database_url: str) -> None:
+    """A write that starts while another is uncommitted waits for it, so its entries get higher
+    ids than every entry of the first: a lookup that reads past the highest id it has seen misses
+    nothing that commits later."""
+    reader = TranslationMemory(memory.db)
+    first = [Remembered(f"The first import's sentence number {i}.", "zh-Hans", f"一{i}") for i in range(600)]
+    second = [Remembered(f"The second import's sentence number {i}.", "zh-Hans", f"二{i}") for i in range(5)]
+    done = threading.Event()
+
+    def write_second() -> None:
+        memory.remember(second)
+        done.set()
+
+    with memory.db.session() as session:
+        memory.remember(first, session)
+        session.flush()
+        thread = threading.Thread(target=write_second)
+        thread.start()
+        assert not done.wait(1.0)  # waits for the first import to commit
+        assert reader.fuzzy(second[0].source, "zh-Hans") == []  # neither is visible yet
+    thread.join(timeout=60)
+    assert done.is_set()
+    ids: dict[str, list[int]] = {"一": [], "二": []}
+    for e in memory.entries():
+        ids[e.target[0]].append(e.id)
+    assert len(ids["一"]) == 600 and len(ids["二"]) == 5 and max(ids["一"]) < min(ids["二"])
+    # The reader, which saw nothing of either, now finds both.
+    assert [h.target for h in reader.fuzzy(first[7].source, "zh-Hans", limit=1)] == ["一7"]
+    assert [h.target for h in reader.fuzzy(second[3].source, "zh-Hans", limit=1)] == ["二3"]
