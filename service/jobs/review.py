@@ -5,7 +5,9 @@ when that is still the version stored (a conflicting edit gets VersionConflict, 
 text, instead of overwriting it). Every change is kept in `segment_edits`.
 
 Editing zh-Hans regenerates the Traditional variants from the edit (OpenCC, with each glossary
-term's own regional form put in), unless a variant was itself edited by hand, which locks it.
+term's own regional form put in), unless a variant was itself edited by hand, which locks it. In an
+article without zh-Hans, an edit of one variant stands in for it: the other unlocked variants are
+regenerated from it, through zh-Hans (service.retarget).
 """
 
 from __future__ import annotations
