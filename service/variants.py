@@ -53,7 +53,6 @@ _SINGLE = re.compile(r"‘([^‘’]*)’")
 
 # OpenCC's way back to Simplified from each variant's conversion.
 _TO_HANS = {"s2t": "t2s", "s2tw": "tw2s", "s2twp": "tw2sp", "s2hk": "hk2s"}
-_CORNER_DOUBLE = re.compile(r"「([^「」]*)」")
 _CORNER_SINGLE = re.compile(r"『([^『』]*)』")
 
 
@@ -63,7 +62,7 @@ def to_hans(text: str, rule: VariantRule) -> str:
     if rule.opencc_config:
         text = _converter(_TO_HANS[rule.opencc_config]).convert(text)
     if rule.corner_quotes:
-        text = _CORNER_DOUBLE.sub(r"“\1”", _CORNER_SINGLE.sub(r"‘\1’", text))
+        text = _CORNER_SINGLE.sub(r"‘\1’", text).replace("「", "“").replace("」", "”")
     return text
 
 
@@ -72,7 +71,9 @@ def localize(hans: str, rule: VariantRule) -> str:
     text = _converter(rule.opencc_config).convert(hans) if rule.opencc_config else hans
     if rule.corner_quotes:
         text = _SINGLE.sub(r"『\1』", text)
-        text = _DOUBLE.sub(r"「\1」", text)
+        # Pairs, then marks left alone in the segment: a quotation running over several paragraphs
+        # opens each with “ and closes only the last (‘ ’ stay: ’ is also an apostrophe).
+        text = _DOUBLE.sub(r"「\1」", text).replace("“", "「").replace("”", "」")
     return text
 
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from service.variants import VariantRule, chinese_dates, is_date, localize, tidy_hans, variant_rules
+from service.variants import VariantRule, chinese_dates, is_date, localize, tidy_hans, to_hans, variant_rules
 from tests.conftest import shared_file
 
 SERVED = ("s2t", "s2tw", "s2twp", "s2hk")
@@ -51,10 +51,23 @@ def test_rules_use_the_configs_in_design() -> None:
         ("zh-TW", "他说“软件‘很好’”", "他說「軟體『很好』」"),
         ("zh-HK", "他说“软件‘很好’”", "他説「軟件『很好』」"),  # HK standard form 説
         ("zh-TW", "Abe’s 2+2", "Abe’s 2+2"),
+        # A quotation over several paragraphs: each opens with “, only the last closes.
+        ("zh-TW", "“我们会回来的。", "「我們會回來的。"),
+        ("zh-HK", "他说：“我们会回来的。”", "他説：「我們會回來的。」"),
+        ("zh-Hant", "“我们会回来的。", "“我們會回來的。"),
     ],
 )
 def test_variant_quotes_and_vocabulary(variant: str, text: str, expected: str) -> None:
     assert localize(text, variant_rules()[variant]) == expected
+
+
+@pytest.mark.parametrize("variant", ["zh-Hant", "zh-TW", "zh-HK"])
+def test_a_variant_goes_back_to_zh_hans(variant: str) -> None:
+    """What an edit of a Traditional variant becomes when an article has no zh-Hans: OpenCC's reverse
+    conversion, quotation marks included (a paragraph of a longer quotation opens without closing)."""
+    rule = variant_rules()[variant]
+    for hans in ["他说：“软件‘很好’。”", "“我们会回来的。", "美日安全保障磋商委员会在东京开会。"]:
+        assert to_hans(localize(hans, rule), rule) == hans
 
 
 @pytest.mark.parametrize(
