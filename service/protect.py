@@ -29,9 +29,11 @@ from service.documents import Inline
 from service.variants import CJK_OR_FULL, tidy_hans
 
 # Marian/NLLB copy short capitalised nonce tokens through; the letters are ones English text
-# never puts together, so a real word is never mistaken for a placeholder.
+# never puts together, so a real word is never mistaken for a placeholder. That is also why a
+# placeholder is found right after a letter: markup inside a word (`un<i>believable</i>`, `Abe<sup>`)
+# puts it against the text before it, and a model that copies that text keeps it there.
 PLACEHOLDER = "QZX{}"
-_PLACEHOLDER = re.compile(r"([ \t]*)(?<![A-Za-z])Q\s?Z\s?X\s?(\d+)(?![0-9])([ \t]*)", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"([ \t]*)Q\s?Z\s?X\s?(\d+)(?![0-9])([ \t]*)", re.IGNORECASE)
 _LETTER = re.compile(r"[^\W\d_]")
 _PRIVATE = 0xE000  # placeholders stand in the Private Use Area while typography runs
 

@@ -77,6 +77,25 @@ def test_lost_markup_is_appended_not_dropped(news: Glossary) -> None:
     assert [s.text for s in out.moved] == ["big"]
 
 
+def test_markup_inside_a_word_is_restored(news: Glossary) -> None:
+    # Markup inside a word puts its placeholder against a letter ("AbeQZX1"); a model that copies
+    # the English keeps it there, and it must still be found, not left in the text.
+    for text, inline, mt, expected in (
+        ("Abe1 said.", Inline(3, 4, "<sup>", "</sup>"), "AbeQZX1 说。", "Abe<sup>1</sup>说。"),
+        ("It was unbelievable.", Inline(9, 19, "<i>", "</i>"), "It was unQZX1.", "It was un<i>难以置信</i>."),
+    ):
+        frag = build_fragment(text, (inline,), news)
+        child = frag.slots[0].child
+        assert child is not None
+        out = render(
+            frag,
+            {frag.fid: mt, child.fid: "难以置信" if child.source == "believable" else child.source},
+            render_context(RULES["zh-Hans"], SourceFormat.HTML, markup=True),
+        )
+        assert out.text == expected
+        assert not out.moved
+
+
 def test_model_text_is_escaped_for_html_but_markup_is_not(news: Glossary) -> None:
     frag = build_fragment("x <script> y", (), news)
     out = render(
