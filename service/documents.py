@@ -75,7 +75,8 @@ class Block:
     level: int = 0  # heading level, list depth
     # Text format: the exact separator (blank lines, indentation) before this block in the input.
     sep_before: str = ""
-    # Markdown: the line prefix ("## ", "> ", "- ", "1. "); HTML: index of the element in the page.
+    # Markdown: the line prefix ("## ", "> ", "- ", "1. "); HTML: the number of the place in the page
+    # (an element, or a run of loose text) its translation replaces, see service.formats.
     prefix: str = ""
     element: int = -1
 

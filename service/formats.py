@@ -8,10 +8,11 @@ source's own syntax: Markdown prefixes, or the very HTML element it came from.
 from __future__ import annotations
 
 import html
+import itertools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
-from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4 import BeautifulSoup, NavigableString, PageElement, Tag
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
@@ -74,6 +75,23 @@ def _text_blocks(text: str, first: int) -> tuple[list[Block], str]:
     return blocks, sep
 
 
+def _trimmed(text: str, inlines: Iterable[Inline]) -> tuple[Inline, ...]:
+    """`inlines` without white space at their edges, outermost first. Sentence spans leave out the
+    white space between sentences, so markup reaching into it (`First.<a> Read more.</a>`) would
+    belong to no segment and be lost; the space moves just outside the markup instead. `inlines`
+    lists inner elements before the elements around them, as both parsers close them."""
+    trimmed: list[tuple[int, Inline]] = []
+    for index, inline in enumerate(inlines):
+        start, end = inline.start, inline.end
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        trimmed.append((index, Inline(start, end, inline.open, inline.close, inline.verbatim)))
+    # Trimming can give nested elements the same range; the later one (the outer) stays first.
+    return tuple(i for _, i in sorted(trimmed, key=lambda t: (t[1].start, -t[1].end, -t[0])))
+
+
 # --- Markdown -----------------------------------------------------------------------------------
 
 _MD = MarkdownIt("commonmark")
@@ -109,7 +127,8 @@ def _md_inline(children: list[Token]) -> tuple[str, tuple[Inline, ...]]:
             inlines.append(Inline(length, length + len(markup), "", "", verbatim=True))
             text.append(markup)
             length += len(markup)
-    return "".join(text), tuple(sorted(inlines, key=lambda i: (i.start, -i.end)))
+    joined = "".join(text)
+    return joined, _trimmed(joined, inlines)
 
 
 def _markdown_blocks(source: str, first: int) -> list[Block]:
@@ -177,7 +196,50 @@ _BLOCK_TAGS = (
     "caption",
 )
 _SKIP_TAGS = ("script", "style", "pre", "code", "template", "noscript")
+# Carried through whole as markup: nothing in them is text to translate.
+_OPAQUE_TAGS = (*_SKIP_TAGS, "img", "svg", "math")
+# Elements a browser starts on a new line: text on either side of one never runs together.
+_BREAK_TAGS = (
+    *_BLOCK_TAGS,
+    "address",
+    "article",
+    "aside",
+    "body",
+    "details",
+    "dialog",
+    "div",
+    "dl",
+    "fieldset",
+    "figure",
+    "footer",
+    "form",
+    "head",
+    "header",
+    "hgroup",
+    "hr",
+    "html",
+    "legend",
+    "main",
+    "menu",
+    "nav",
+    "ol",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "tbody",
+    "tfoot",
+    "thead",
+    "tr",
+    "ul",
+)
+# Page chrome whose loose text is left as sent: the document head, and a site's navigation.
+_CHROME_TAGS = ("head", "nav")
 _SPACE = re.compile(r"\s+")
+
+# A place in the page that one block's translation replaces: a block element's content, or a run
+# of text and inline elements that stands directly in some other element (or in a bare fragment).
+_HtmlUnit = Tag | list[PageElement]
 
 
 def _html_elements(soup: BeautifulSoup) -> Iterator[Tag]:
@@ -190,6 +252,51 @@ def _html_elements(soup: BeautifulSoup) -> Iterator[Tag]:
         yield el
 
 
+def _has_text(node: PageElement) -> bool:
+    if isinstance(node, Tag):
+        return node.name not in _OPAQUE_TAGS and any(_has_text(child) for child in node.children)
+    # Comments, doctypes and CDATA are strings of other types.
+    return type(node) is NavigableString and bool(node.strip())
+
+
+def _html_units(soup: BeautifulSoup) -> list[tuple[int, _HtmlUnit]]:
+    """Every unit of the page that holds text, in document order, each with its number in the page.
+    Block elements are numbered as they always were (stored articles keep their numbers); runs of
+    loose text (`<div>Text</div>`, a bare fragment, a list item's text before its sublist) follow."""
+    leaves = {id(el): n for n, el in enumerate(_html_elements(soup))}
+    found: list[_HtmlUnit] = []
+
+    def flush(run: list[PageElement]) -> None:
+        # What has no text at a run's edges (white space, comments, a <br> or an image) stays where
+        # it is: the translation replaces only what lies between the first and the last text.
+        while run and not _has_text(run[0]):
+            run.pop(0)
+        while run and not _has_text(run[-1]):
+            run.pop()
+        if run:
+            found.append(run)
+
+    def walk(node: Tag, loose_text: bool) -> None:
+        run: list[PageElement] = []
+        for child in node.children:
+            if isinstance(child, Tag) and (child.name in _BREAK_TAGS or child.find(_BREAK_TAGS) is not None):
+                if loose_text:
+                    flush(run)
+                run = []
+                if id(child) in leaves:
+                    found.append(child)
+                elif child.name not in _SKIP_TAGS:
+                    walk(child, loose_text and child.name not in _CHROME_TAGS)
+            else:
+                run.append(child)
+        if loose_text:
+            flush(run)
+
+    walk(soup, True)
+    runs = itertools.count(len(leaves))
+    return [(leaves[id(u)] if isinstance(u, Tag) else next(runs), u) for u in found]
+
+
 def _start_tag(tag: Tag) -> str:
     attrs = "".join(
         f' {k}="{html.escape(" ".join(v) if isinstance(v, list) else str(v))}"' for k, v in tag.attrs.items()
@@ -197,12 +304,12 @@ def _start_tag(tag: Tag) -> str:
     return f"<{tag.name}{attrs}>"
 
 
-def _html_inline(el: Tag) -> tuple[str, tuple[Inline, ...]]:
+def _html_inline(nodes: Iterable[PageElement]) -> tuple[str, tuple[Inline, ...]]:
     parts: list[str] = []
     inlines: list[Inline] = []
 
-    def walk(node: Tag) -> None:
-        for child in node.children:
+    def walk(children: Iterable[PageElement]) -> None:
+        for child in children:
             if isinstance(child, NavigableString):
                 if type(child) is NavigableString:
                     parts.append(_SPACE.sub(" ", str(child)))
@@ -210,7 +317,7 @@ def _html_inline(el: Tag) -> tuple[str, tuple[Inline, ...]]:
                 start = len("".join(parts))
                 if child.name == "br":
                     parts.append("\n")  # rendered back as <br> (see service.pipeline)
-                elif child.name in _SKIP_TAGS or child.name in ("img", "svg", "math"):
+                elif child.name in _OPAQUE_TAGS:
                     raw = child.get_text() if child.name == "code" else ""
                     parts.append(raw)
                     inlines.append(
@@ -223,10 +330,10 @@ def _html_inline(el: Tag) -> tuple[str, tuple[Inline, ...]]:
                         )
                     )
                 else:
-                    walk(child)
+                    walk(child.children)
                     inlines.append(Inline(start, len("".join(parts)), _start_tag(child), f"</{child.name}>"))
 
-    walk(el)
+    walk(nodes)
     raw = "".join(parts)
     # Trim and collapse white space, moving inline offsets with it.
     keep = [i for i, ch in enumerate(raw) if not (ch == " " and (i == 0 or raw[i - 1] in " \n"))]
@@ -240,29 +347,26 @@ def _html_inline(el: Tag) -> tuple[str, tuple[Inline, ...]]:
 
     stripped = text.strip()
     shift = len(text) - len(text.lstrip())
-    fixed = tuple(
-        sorted(
-            (
-                Inline(
-                    max(0, min(len(stripped), moved(i.start) - shift)),
-                    max(0, min(len(stripped), moved(i.end) - shift)),
-                    i.open,
-                    i.close,
-                    i.verbatim,
-                )
-                for i in inlines
-            ),
-            key=lambda i: (i.start, -i.end),
+    moved_inlines = (
+        Inline(
+            max(0, min(len(stripped), moved(i.start) - shift)),
+            max(0, min(len(stripped), moved(i.end) - shift)),
+            i.open,
+            i.close,
+            i.verbatim,
         )
+        for i in inlines
     )
-    return stripped, fixed
+    return stripped, _trimmed(stripped, moved_inlines)
 
 
 def _html_blocks(source: str, first: int) -> list[Block]:
     soup = BeautifulSoup(source, "html.parser")
     blocks: list[Block] = []
-    for index, el in enumerate(_html_elements(soup)):
-        text, inlines = _html_inline(el)
+    for index, unit in _html_units(soup):
+        el = unit if isinstance(unit, Tag) else unit[0].parent
+        assert el is not None  # a run stands in an element, or in the document itself
+        text, inlines = _html_inline(unit.children if isinstance(unit, Tag) else unit)
         if not text.strip():
             continue
         name = el.name or "p"
@@ -288,6 +392,30 @@ def _continuation(prefix: str) -> str:
     return "> " * quotes + ("" if rest.startswith("#") else " " * len(rest))
 
 
+def _replace(unit: _HtmlUnit, inner: str) -> None:
+    """Put a block's translated HTML in the place of its unit's content."""
+    if isinstance(unit, Tag):
+        unit.clear()
+        unit.append(BeautifulSoup(inner, "html.parser"))
+        return
+    first, last, parent = unit[0], unit[-1], unit[0].parent
+    assert parent is not None
+    # The page's own line breaks and indentation around loose text stay (as strings of their own:
+    # the parser would collapse them).
+    lead = first[: len(first) - len(first.lstrip())] if isinstance(first, NavigableString) else ""
+    trail = last[len(last.rstrip()) :] if isinstance(last, NavigableString) else ""
+    at = parent.index(first)
+    for node in unit:
+        node.extract()
+    nodes: list[PageElement] = [node.extract() for node in list(BeautifulSoup(inner, "html.parser").contents)]
+    if lead:
+        nodes.insert(0, NavigableString(lead))
+    if trail:
+        nodes.append(NavigableString(trail))
+    for offset, node in enumerate(nodes):
+        parent.insert(at + offset, node)
+
+
 # --- rendering ----------------------------------------------------------------------------------
 
 
@@ -310,13 +438,11 @@ def render(
                 out.append(block.prefix + inner[block.id].replace("\n", "\n" + _continuation(block.prefix)))
         return "".join(out) + "\n"
     soup = BeautifulSoup(page, "html.parser")
-    elements = list(_html_elements(soup))
+    units = dict(_html_units(soup))
     head: list[str] = []
     for block in blocks:
         if block.element >= 0:
-            el = elements[block.element]
-            el.clear()
-            el.append(BeautifulSoup(inner[block.id], "html.parser"))
+            _replace(units[block.element], inner[block.id])
         else:
             tag = {BlockKind.TITLE: "h1", BlockKind.SUBTITLE: "h2", BlockKind.BYLINE: "p", BlockKind.DATE: "p"}.get(
                 block.kind, "p"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from service.documents import Article, BlockKind, SourceFormat
 from service.formats import parse_blocks, render
 
@@ -80,3 +82,79 @@ def test_windows_line_endings_separate_paragraphs_too() -> None:
     blocks, tail, _ = parse_blocks(Article(body=text))
     assert [b.text for b in blocks] == ["First para.", "Second para."]
     assert render(SourceFormat.TEXT, tuple(blocks), {b.id: b.text for b in blocks}, tail=tail) == text
+
+
+@pytest.mark.parametrize(
+    ("body", "fmt", "marked"),
+    [
+        ('<p>First sentence here.<a href="/x"> Read more.</a></p>', "html", [('<a href="/x">', "Read more.")]),
+        ("<p>One. <b>Two. </b>Three.</p>", "html", [("<b>", "Two.")]),
+        ("<p>Line one.<b><br>Line two.</b></p>", "html", [("<b>", "Line two.")]),
+        # Nested markup that trimming gives one range keeps its nesting: the link stays outside.
+        (
+            '<p>Keep <a href="/x"><b>bold link</b> </a>now.</p>',
+            "html",
+            [('<a href="/x">', "bold link"), ("<b>", "bold link")],
+        ),
+        ("First sentence here.[ Read more.](/x)\n", "markdown", [("[", "Read more.")]),
+    ],
+)
+def test_markup_leaves_out_the_white_space_at_its_edges(body: str, fmt: str, marked: list[tuple[str, str]]) -> None:
+    # The white space between sentences belongs to no sentence: markup reaching into it was lost.
+    (block,), _, _ = parse_blocks(Article(body=body, format=SourceFormat(fmt)))
+    assert [(i.open, block.text[i.start : i.end]) for i in block.inlines] == marked
+
+
+@pytest.mark.parametrize(
+    ("page", "texts", "rendered"),
+    [
+        ("<div>Loose text.</div>", ["Loose text."], "<div><b>b0</b></div>"),
+        ("Just text.", ["Just text."], "<b>b0</b>"),
+        (
+            "Text one.<p>Para.</p>Text <i>two</i>.",
+            ["Text one.", "Para.", "Text two."],
+            "<b>b0</b><p><b>b1</b></p><b>b2</b>",
+        ),
+        (
+            "<ul><li>Parent<ul><li>Child</li></ul></li></ul>",
+            ["Parent", "Child"],
+            "<ul><li><b>b0</b><ul><li><b>b1</b></li></ul></li></ul>",
+        ),
+        (
+            '<body>\n<div class="x">\n  Intro <i>text</i>.\n  <p>Para.</p>\n<!-- c --></div>\n</body>',
+            ["Intro text.", "Para."],
+            '<body>\n<div class="x">\n  <b>b0</b>\n  <p><b>b1</b></p>\n<!-- c --></div>\n</body>',
+        ),
+    ],
+)
+def test_html_text_outside_block_elements_is_translated_in_its_place(
+    page: str, texts: list[str], rendered: str
+) -> None:
+    blocks, _, kept = parse_blocks(Article(body=page, format=SourceFormat.HTML))
+    assert [b.text for b in blocks] == texts
+    assert render(SourceFormat.HTML, tuple(blocks), {b.id: f"<b>{b.id}</b>" for b in blocks}, page=kept) == rendered
+
+
+def test_html_loose_text_takes_its_kind_from_where_it_stands() -> None:
+    page = (
+        "<ul><li>Parent<ul><li>Child</li></ul></li></ul>"
+        "<blockquote>Said<p>Quoted.</p></blockquote><h2>Head<p>x</p></h2>"
+    )
+    blocks, _, _ = parse_blocks(Article(body=page, format=SourceFormat.HTML))
+    assert [(b.text, b.kind) for b in blocks] == [
+        ("Parent", BlockKind.LIST_ITEM),
+        ("Child", BlockKind.LIST_ITEM),
+        ("Said", BlockKind.QUOTE),
+        ("Quoted.", BlockKind.QUOTE),
+        ("Head", BlockKind.HEADING),
+        ("x", BlockKind.PARAGRAPH),
+    ]
+
+
+def test_html_block_elements_keep_their_numbers_beside_loose_text() -> None:
+    # Stored articles name the element each block replaces by this number, so loose text is
+    # numbered after the block elements and an article stored before it was found renders as then.
+    blocks, _, kept = parse_blocks(Article(body="<div>Loose.</div><p>Para.</p>", format=SourceFormat.HTML))
+    assert [(b.text, b.element) for b in blocks] == [("Loose.", 1), ("Para.", 0)]
+    stored = (blocks[1],)
+    assert render(SourceFormat.HTML, stored, {stored[0].id: "段"}, page=kept) == "<div>Loose.</div><p>段</p>"

@@ -102,6 +102,29 @@ def test_inline_markup_never_crosses_segments() -> None:
     assert segments[1].inlines[0].open == '<a href="/x">'
 
 
+@pytest.mark.parametrize(
+    ("body", "fmt", "texts", "marked"),
+    [
+        (
+            '<p>First sentence here.<a href="/x"> Read more.</a></p>',
+            "html",
+            ["First sentence here.", "Read more."],
+            {"b0.s1": [('<a href="/x">', "Read more.")]},
+        ),
+        ("<p>One. <b>Two. </b>Three.</p>", "html", ["One.", "Two.", "Three."], {"b0.s1": [("<b>", "Two.")]}),
+        ("One. [Two. ](/y)Three.\n", "markdown", ["One.", "Two.", "Three."], {"b0.s1": [("[", "Two.")]}),
+    ],
+)
+def test_markup_with_white_space_at_its_edges_stays_with_its_sentence(
+    body: str, fmt: str, texts: list[str], marked: dict[str, list[tuple[str, str]]]
+) -> None:
+    blocks, _, _ = parse_blocks(Article(body=body, format=SourceFormat(fmt)))
+    segments = segment_blocks(blocks, measure=len, limit=1000)
+    assert [s.text for s in segments] == texts
+    got = {s.id: [(i.open, s.text[i.start : i.end]) for i in s.inlines] for s in segments if s.inlines}
+    assert got == marked
+
+
 def test_splitting_is_safe_from_many_threads() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
