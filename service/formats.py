@@ -28,15 +28,13 @@ class FormatError(ValueError):
     """Input that cannot be read in the format it claims."""
 
 
+_FIELDS = (BlockKind.TITLE, BlockKind.SUBTITLE, BlockKind.BYLINE, BlockKind.DATE)
+
+
 def parse_blocks(article: Article) -> tuple[list[Block], str, str]:
     """Blocks of the article (structured fields first), the text tail, and the HTML page if any."""
     blocks: list[Block] = []
-    for kind, value in (
-        (BlockKind.TITLE, article.title),
-        (BlockKind.SUBTITLE, article.subtitle),
-        (BlockKind.BYLINE, article.byline),
-        (BlockKind.DATE, article.date),
-    ):
+    for kind, value in zip(_FIELDS, (article.title, article.subtitle, article.byline, article.date), strict=True):
         if value.strip():
             blocks.append(Block(id=f"b{len(blocks)}", kind=kind, text=" ".join(value.split())))
     tail = ""
@@ -425,7 +423,15 @@ def render(
     """One variant's full text: `inner` maps block id → the block's translated text, already in the
     format's inline syntax (escaped for HTML)."""
     if fmt is SourceFormat.TEXT:
-        return "".join(b.sep_before + inner[b.id] for b in blocks) + tail
+        # The article's fields (title, dek, byline, date) are paragraphs of their own before the body,
+        # whose own separators reproduce it exactly.
+        return (
+            "".join(
+                ("\n\n" if i and blocks[i - 1].kind in _FIELDS else "") + b.sep_before + inner[b.id]
+                for i, b in enumerate(blocks)
+            )
+            + tail
+        )
     if fmt is SourceFormat.MARKDOWN:
         out: list[str] = []
         for i, block in enumerate(blocks):

@@ -63,6 +63,17 @@ def test_plain_text_paragraphs_keep_their_separators() -> None:
     assert render(SourceFormat.TEXT, tuple(blocks), {b.id: b.text for b in blocks}, tail=tail) == text
 
 
+def test_plain_text_fields_are_paragraphs_of_their_own() -> None:
+    """Title, dek, byline and date before a text body: each its own paragraph, the body as sent."""
+    text = "First para.\n\n\nSecond."
+    article = Article(body=text, title="A title", subtitle="A dek", byline="By Someone", date="Nov 07, 2013")
+    blocks, tail, _ = parse_blocks(article)
+    out = render(SourceFormat.TEXT, tuple(blocks), {b.id: b.text for b in blocks}, tail=tail)
+    assert out == "A title\n\nA dek\n\nBy Someone\n\nNov 07, 2013\n\n" + text
+    blocks, tail, _ = parse_blocks(Article(body="\n  Body.", title="T"))
+    assert render(SourceFormat.TEXT, tuple(blocks), {b.id: b.text for b in blocks}, tail=tail) == "T\n\n\n  Body."
+
+
 def test_html_structured_fields_open_the_body() -> None:
     page = "<html><body><p>Text.</p></body></html>"
     blocks, _, kept = parse_blocks(Article(body=page, format=SourceFormat.HTML, title="Title", byline="By me"))
