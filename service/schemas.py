@@ -6,15 +6,46 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from glossary.terms import Glossary, Term
 from service.documents import AlignedDocument, AlignedSegment, SourceFormat
 
 
-class ArticleIn(BaseModel):
+def _text_only(value: Any) -> Any:
+    """`value`, if every string in it is text UTF-8 can carry: JSON's `\\ud800` escapes can smuggle in
+    a lone UTF-16 surrogate, which is not a character, and which storage and the model cannot take."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"holds a lone UTF-16 surrogate (U+{ord(value[exc.start]):04X} at character {exc.start}), "
+                "which is not a character: send the character itself, or both halves of its surrogate pair"
+            ) from None
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _text_only(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _text_only(key)
+            _text_only(item)
+    return value
+
+
+class Incoming(BaseModel):
+    """A request body: its strings are checked to be text (see `_text_only`); nested bodies are
+    Incoming too."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _strings_are_text(cls, value: Any) -> Any:
+        return _text_only(value)
+
+
+class ArticleIn(Incoming):
     model_config = ConfigDict(extra="forbid")
     title: str = ""
     subtitle: str = ""
@@ -23,7 +54,7 @@ class ArticleIn(BaseModel):
     body: str = ""
 
 
-class TranslateRequest(BaseModel):
+class TranslateRequest(Incoming):
     """Either `text` or `article` (structured fields), in `format`."""
 
     model_config = ConfigDict(
@@ -203,7 +234,7 @@ def glossary_out(glossary: Glossary) -> GlossaryOut:
 # --- article jobs -------------------------------------------------------------------------------
 
 
-class ArticleSubmit(BaseModel):
+class ArticleSubmit(Incoming):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -297,19 +328,19 @@ class DeliveryOut(BaseModel):
     attempts: list[DeliveryAttemptOut]
 
 
-class SegmentEditIn(BaseModel):
+class SegmentEditIn(Incoming):
     model_config = ConfigDict(extra="forbid")
     variant: str = Field(default="zh-Hans", description="zh-Hans regenerates the others; another variant locks it")
     text: str = Field(max_length=20_000)
     version: int = Field(description="the segment version this edit is based on")
 
 
-class SegmentApproveIn(BaseModel):
+class SegmentApproveIn(Incoming):
     model_config = ConfigDict(extra="forbid")
     version: int
 
 
-class ArticleApproveIn(BaseModel):
+class ArticleApproveIn(Incoming):
     model_config = ConfigDict(extra="forbid")
     override: str | None = Field(
         default=None, max_length=2000, description="why approve although segments still need review (recorded)"
@@ -327,7 +358,7 @@ class ConflictResponse(BaseModel):
 # --- API keys and glossary edits ---------------------------------------------------------------
 
 
-class KeyIn(BaseModel):
+class KeyIn(Incoming):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     role: Literal["cms", "translator", "admin"]
@@ -349,7 +380,7 @@ class KeyCreated(KeyOut):
     webhook_secret: str = Field(description="verifies this key's webhooks (Duiyi-Signature)")
 
 
-class TermIn(BaseModel):
+class TermIn(Incoming):
     model_config = ConfigDict(extra="forbid")
     forms: list[str] = Field(min_length=1)
     targets: dict[str, str] = Field(default_factory=dict)

@@ -166,6 +166,37 @@ def test_bad_inputs(server: LiveServer) -> None:
     _error(client.post("/v1/translate", json={"text": "x", "format": "pdf"}), 422, "invalid_request")
     _error(client.get("/v1/glossaries/nope"), 404, "unknown_glossary")
     _error(client.get("/v1/nothing"), 404, "not_found")
+    # JSON's escapes can carry half a surrogate pair, which is no character: refused, not a 500.
+    lone = b'{"text": "lone \\ud800 half"}'
+    error = _error(client.post("/v1/translate", content=lone, headers=headers), 422, "invalid_request")
+    assert "text: Value error, holds a lone UTF-16 surrogate (U+D800 at character 5)" in error["message"]
+    lone = b'{"body": "Fine.", "title": "\\udc00"}'
+    error = _error(client.post("/v1/articles", content=lone, headers=headers), 422, "invalid_request")
+    assert error["message"].startswith("title: Value error, holds a lone UTF-16 surrogate")
+    pair = b'{"text": "A whole pair \\ud83d\\ude00 is a character."}'
+    assert client.post("/v1/translate", content=pair, headers=headers).status_code == 200
+
+
+class _Broken:
+    """The real engine with a bug: what a failure no handler expects looks like to a client."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def translate_batch(self, sources: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_an_unexpected_failure_answers_json(engines: dict, tiny_dirs: dict) -> None:
+    settings = Settings(model=str(tiny_dirs["marian"]), device="cpu", continuous_batching=False)
+    with serve(settings, _Broken(engines["marian"])) as live:  # type: ignore[arg-type]
+        response = live.client.post("/v1/translate", json={"text": "This will fail."})
+        error = _error(response, 500, "internal_error")
+        assert "a bug" not in error["message"] and "logged" in error["message"]
+        assert live.client.get("/healthz").status_code == 200  # the service lives on
 
 
 def test_openapi_documents_every_status(server: LiveServer) -> None:

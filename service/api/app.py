@@ -86,7 +86,9 @@ _FILE_UPLOADS = re.compile(r"^/v1/(articles/[^/]+/import|memory/import|glossarie
 class _RequestGuard(BaseHTTPMiddleware):
     """Refuse, before any parsing, a body far above the character limit (UTF-8 takes at most 4 bytes
     a character, plus room for JSON) and a JSON body that is not UTF-8. File uploads have their own,
-    larger limit and are decoded by their parsers."""
+    larger limit and are decoded by their parsers. And answer an unexpected failure with JSON
+    (`errors.unexpected`): here, since Starlette's last-resort handler answers and then re-raises,
+    which drops the connection."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, max_file_bytes: int) -> None:
         super().__init__(app)
@@ -107,15 +109,17 @@ class _RequestGuard(BaseHTTPMiddleware):
                 return errors.error_json(
                     413, "too_large", f"the request body has {len(body):,} bytes; the limit is {limit:,}"
                 )
-            if upload:
-                return await call_next(request)
-            try:
-                body.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return errors.error_json(
-                    400, "invalid_utf8", f"the request body is not valid UTF-8 ({exc.reason} at byte {exc.start})"
-                )
-        return await call_next(request)
+            if not upload:
+                try:
+                    body.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    return errors.error_json(
+                        400, "invalid_utf8", f"the request body is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+                    )
+        try:
+            return await call_next(request)
+        except Exception as exc:  # noqa: BLE001 (a bug, answered and logged)
+            return errors.unexpected(request, exc)
 
 
 def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None = None) -> FastAPI:

@@ -3,6 +3,7 @@ The handlers live here, in one place; routes raise `ApiError`."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.schemas import ErrorResponse
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -70,6 +73,17 @@ def install(app: FastAPI) -> None:
             415: "unsupported_media_type",
         }
         return error_json(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+
+def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to a failure no handler expects (a bug): JSON like every other error, so clients
+    can parse it and the OpenAPI document is true, with the traceback in the log, not the answer."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_json(
+        500,
+        "internal_error",
+        "the service failed on this request and logged why; retry, and report it if it fails again",
+    )
 
 
 _TEXT = {

@@ -42,7 +42,7 @@ from service.jobs.articles import (
 )
 from service.jobs.codec import segment_from_row
 from service.keys import authenticate
-from service.schemas import SegmentState, segment_out, stored_segment_out
+from service.schemas import Incoming, SegmentState, segment_out, stored_segment_out
 from service.storage.tables import Job, StoredSegment
 from service.translate import InputError
 from service.web.session import (
@@ -348,14 +348,14 @@ async def approve_article(request: Request, job_id: str) -> Response:
 # --- the script's JSON API (session cookie + CSRF header) ----------------------------------------
 
 
-class _Edit(BaseModel):
+class _Edit(Incoming):
     model_config = ConfigDict(extra="forbid")
     variant: str
     text: str
     version: int
 
 
-class _Approve(BaseModel):
+class _Approve(Incoming):
     model_config = ConfigDict(extra="forbid")
     version: int
 
