@@ -81,7 +81,9 @@ def repetition(target: str, settings: QASettings) -> Flag | None:
 
 
 def length_ratio(source: str, target: str, settings: QASettings) -> Flag | None:
-    if len(source) < settings.length_check_min_chars or not target:
+    if not target.strip():  # at any length: publishing it would drop the sentence
+        return Flag("length_ratio", "the translation is empty") if source.strip() else None
+    if len(source) < settings.length_check_min_chars:
         return None
     # Chinese characters carry about three English characters each; Latin text counts as written.
     size = len(HAN.findall(target)) + len(HAN.sub("", target)) / 3

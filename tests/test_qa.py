@@ -33,3 +33,10 @@ def test_length_ratio() -> None:
     assert short is not None and "too short" in short.reason
     long = length_ratio("Short sentence here, ok.", "这" * 60, QA)
     assert long is not None and "too long" in long.reason
+    # An empty translation of any source, even one too short for the ratio, is flagged.
+    for text in ("", "  \n"):
+        for src in (source, "Futenma."):
+            empty = length_ratio(src, text, QA)
+            assert empty is not None and empty.reason == "the translation is empty"
+    assert length_ratio("", "", QA) is None
+    assert length_ratio("Futenma.", "普天间。", QA) is None
