@@ -387,13 +387,17 @@ def render_context(rule: VariantRule, fmt: SourceFormat, *, markup: bool) -> Ren
 
 
 def _join_block(segments: Sequence[AlignedSegment], variant: str, fmt: SourceFormat) -> str:
-    """Chinese sentences follow each other without spaces; line breaks are kept."""
+    """Chinese sentences follow each other without spaces; line breaks are kept, as many as the
+    source has in HTML (<br><br>), and hard ones as hard in Markdown (two spaces before the break)."""
     out = ""
     for seg in segments:
         text = seg.targets[variant]
         ws = seg.ws_before
         if "\n" in ws:
-            ws = "<br>" if fmt is SourceFormat.HTML else "\n"
+            if fmt is SourceFormat.HTML:
+                ws = "<br>" * ws.count("\n")
+            else:
+                ws = "  \n" if fmt is SourceFormat.MARKDOWN and "  \n" in ws else "\n"
         elif out and text and (CJK_OR_FULL.match(out[-1]) or CJK_OR_FULL.match(text[0])):
             ws = ""
         elif out:

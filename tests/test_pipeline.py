@@ -89,6 +89,18 @@ def test_html_page_round_trip_keeps_everything_outside_the_text(pipeline: Pipeli
     assert '<img alt="x" src="a.png"/>' in out and "普天間" in out
 
 
+def test_line_breaks_between_sentences_are_kept(pipeline: Pipeline, news: Glossary) -> None:
+    page = pipeline.translate(
+        Article("<p>Okinawa now.<br><br>Futenma later.</p>", SourceFormat.HTML), targets=("zh-Hans",), glossary=news
+    )
+    assert page.full_text["zh-Hans"].count("<br/>") == 2
+    md = "Okinawa now.  \nFutenma later.\nTokyo next.\n"
+    text = pipeline.translate(Article(md, SourceFormat.MARKDOWN), targets=("zh-Hans",), glossary=news).full_text[
+        "zh-Hans"
+    ]
+    assert text.count("  \n") == 1 and text.count("\n") == 3  # one hard break, one soft, the end
+
+
 def test_a_sentence_longer_than_the_model_takes_is_split_not_truncated(pipeline: Pipeline, news: Glossary) -> None:
     clause = "the ministers discussed the alliance, the region and the budget"
     sentence = "In Tokyo, " + "; ".join(f"{clause} for the {i}th time" for i in range(40)) + "."
