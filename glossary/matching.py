@@ -12,6 +12,7 @@ Rules (golden cases in tests/test_matching.py):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -72,16 +73,19 @@ def _compile(glossary: Glossary) -> _Compiled:
 _WORD_START = re.compile(r"(?<![^\W_])[^\s]")
 
 
-def find_terms(text: str, glossary: Glossary) -> list[TermHit]:
-    """All non-overlapping term hits in `text`, in text order, longest match winning."""
+def find_terms(text: str, glossary: Glossary, *, fits: Callable[[Span], bool] | None = None) -> list[TermHit]:
+    """All non-overlapping term hits in `text`, in text order, longest match winning. `fits`: only
+    the hits it accepts compete (a caller's constraint, such as not crossing inline markup), so a
+    shorter term inside a refused longer one still counts ("Putin" in "<b>Vladimir</b> Putin")."""
     compiled = _compile(glossary)
     candidates: list[TermHit] = []
     for start in _WORD_START.finditer(text):
         match = compiled.pattern.match(text, start.start())
         if match is None or match.lastindex is None:
             continue
-        term = compiled.terms[match.lastindex - 1]
-        candidates.append(TermHit(term, Span(match.start(), match.end()), match.group(0)))
+        span = Span(match.start(), match.end())
+        if fits is None or fits(span):
+            candidates.append(TermHit(compiled.terms[match.lastindex - 1], span, match.group(0)))
     chosen: list[TermHit] = []
     taken: list[Span] = []
     for hit in sorted(candidates, key=lambda h: (-(h.span.end - h.span.start), h.span.start)):

@@ -122,9 +122,8 @@ def build_fragment(
         )
         child = build_fragment(text[inline.start : inline.end], inner, glossary, keys)
         slots.append(Slot(key, SlotKind.MARKUP, inline.start, inline.end, child.source, inline=inline, child=child))
-    for hit in find_terms(text, glossary):
-        if not crosses(hit.span.start, hit.span.end):
-            slots.append(Slot(next(keys), SlotKind.TERM, hit.span.start, hit.span.end, hit.text, hit=hit))
+    for hit in find_terms(text, glossary, fits=lambda span: not crosses(span.start, span.end)):
+        slots.append(Slot(next(keys), SlotKind.TERM, hit.span.start, hit.span.end, hit.text, hit=hit))
     slots.sort(key=lambda s: (s.start, s.end))
     masked: list[str] = []
     pos = 0

@@ -123,3 +123,12 @@ def test_typography_treats_placeholders_as_chinese() -> None:
     assert tidy("QZX1 会见了 QZX2 .") == "QZX1会见了QZX2。"
     assert tidy('他说 "QZX3" , 然后离开 .') == "他说“QZX3”，然后离开。"
     assert tidy("QZX1's role") == "QZX1's role"
+
+
+def test_a_term_crossing_markup_gives_way_to_a_shorter_one(news: Glossary) -> None:
+    """“Vladimir Putin” spans the end of <b>…</b> and cannot be one placeholder; “Putin” can."""
+    text = "Met Vladimir Putin."
+    frag = build_fragment(text, (Inline(4, 12, "<b>", "</b>"),), news)
+    (term,) = [s for s in frag.slots if s.hit is not None]
+    assert term.hit is not None and term.hit.term.id == "putin" and term.text == "Putin"
+    assert frag.masked == f"Met QZX1 QZX{term.key}."  # the markup, then the term
