@@ -35,13 +35,17 @@ def _pysbd() -> pysbd.Segmenter:
 
 
 def _pieces(text: str, cap: int) -> list[tuple[int, int]]:
-    """Cut `text` into pieces of at most `cap` characters at white space after sentence punctuation
-    where possible (any white space otherwise), so that the splitter never sees a huge string."""
+    """Cut `text` into pieces of at most `cap` characters where the splitter itself sees the last
+    sentence of the window begin (so not after “Mr.”), else at white space after sentence punctuation,
+    else at any white space: the splitter never sees a huge string."""
     spans: list[tuple[int, int]] = []
     start = 0
     while len(text) - start > cap:
         window = text[start : start + cap]
-        cut = max((m.end() for m in re.finditer(r"[.!?]['\"’”)]?\s+", window)), default=0)
+        found = _pysbd().segment(window)
+        cut = found[-1].start if len(found) > 1 else 0  # the last one runs past the window's end
+        if cut == 0:
+            cut = max((m.end() for m in re.finditer(r"[.!?]['\"’”)]?\s+", window)), default=0)
         if cut == 0:
             cut = max((m.end() for m in _SPACE.finditer(window)), default=cap)
         spans.append((start, start + cut))

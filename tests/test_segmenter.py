@@ -57,6 +57,10 @@ def test_long_paragraphs_are_cut_before_the_splitter() -> None:
     got = sentences(text)
     assert len(got) == 400
     assert got[123] == "Sentence number 123 is here."
+    # Where a cut falls, an abbreviation's full stop is not taken for a sentence's end.
+    for filler in range(30, 60):
+        text = "This is a plain sentence about policy. " * filler + "Then Mr. Abe spoke to the press."
+        assert sentences(text)[-1] == "Then Mr. Abe spoke to the press.", filler
 
 
 def test_a_long_sentence_is_split_at_clause_boundaries_never_truncated() -> None:
