@@ -146,8 +146,9 @@ def _markdown_blocks(source: str, first: int) -> list[Block]:
             items = [c for c in containers if c.type == "list_item_open"]
             prefix = "> " * quotes
             if items:
-                marker = f"{items[-1].info}{items[-1].markup} " if items[-1].info else f"{items[-1].markup} "
-                prefix += "   " * (len(items) - 1) + marker
+                markers = [f"{i.info}{i.markup} " if i.info else f"{i.markup} " for i in items]
+                # A nested item sits under its parents' text: as wide as their markers ("10. " is 4).
+                prefix += "".join(" " * len(m) for m in markers[:-1]) + markers[-1]
                 kind = BlockKind.LIST_ITEM
             elif heading_level:
                 prefix += "#" * heading_level + " "

@@ -169,3 +169,13 @@ def test_html_block_elements_keep_their_numbers_beside_loose_text() -> None:
     assert [(b.text, b.element) for b in blocks] == [("Loose.", 1), ("Para.", 0)]
     stored = (blocks[1],)
     assert render(SourceFormat.HTML, stored, {stored[0].id: "段"}, page=kept) == "<div>Loose.</div><p>段</p>"
+
+
+def test_markdown_nested_lists_stay_nested_under_wide_markers() -> None:
+    """A list under “10.” must be indented four spaces to stay inside that item; under “-”, two."""
+    source = "9. Nine\n10. Ten\n    - Under ten\n        1. Deeper\n\n- Dash\n  - Under dash\n"
+    blocks, _, _ = parse_blocks(Article(body=source, format=SourceFormat.MARKDOWN))
+    out = render(SourceFormat.MARKDOWN, tuple(blocks), {b.id: b.text for b in blocks})
+    again, _, _ = parse_blocks(Article(body=out, format=SourceFormat.MARKDOWN))
+    assert [(b.text, b.level) for b in again] == [(b.text, b.level) for b in blocks]
+    assert [b.level for b in blocks] == [1, 1, 2, 3, 1, 2]
