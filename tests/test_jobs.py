@@ -209,3 +209,64 @@ def test_a_variant_edited_by_hand_is_no_longer_regenerated(live: LiveServer) -> 
         ("zh-TW", "安倍晉三發表講話。"),
         ("zh-Hans", "安倍晋三讲话了。"),
     ]
+
+
+def test_approving_an_approved_segment_changes_nothing(live: LiveServer) -> None:
+    job_id = live.client.post("/v1/articles", json={"body": "Abe Shinzo spoke."}).json()["id"]
+    wait_for(live.client, job_id, "translated")
+    r = live.client.post(f"/v1/articles/{job_id}/approve", json={"override": "checked by phone"})
+    assert r.status_code == 200, r.text
+    approved = r.json()
+    seg = live.client.get(f"/v1/articles/{job_id}").json()["document"]["blocks"][0]["segments"][0]
+    url = f"/v1/articles/{job_id}/segments/{seg['id']}"
+    again = live.client.post(f"{url}/approve", json={"version": seg["version"]})
+    assert again.status_code == 200, again.text
+    assert again.json() == seg  # no new version
+    job = live.client.get(f"/v1/articles/{job_id}").json()
+    assert job["status"] == "approved"
+    assert (job["approved_at"], job["approved_by"], job["approval_override"]) == (
+        approved["approved_at"],
+        "local",
+        "checked by phone",
+    )
+    # An edit does reopen the article, and then nothing of the old approval is left on it.
+    edited = live.client.patch(url, json={"text": "安倍晋三讲话了。", "version": seg["version"]})
+    assert edited.status_code == 200, edited.text
+    job = live.client.get(f"/v1/articles/{job_id}").json()
+    assert job["status"] == "in_review"
+    assert (job["approved_at"], job["approved_by"], job["approval_override"]) == (None, None, None)
+
+
+def test_since_without_a_timezone_is_utc(live: LiveServer) -> None:
+    job_id = live.client.post("/v1/articles", json=ARTICLE).json()["id"]
+    updated = wait_for(live.client, job_id, "translated")["updated_at"]
+    naive = updated.replace("Z", "").split("+")[0]
+    for since, found in (("2020-01-01", [job_id]), ("2020-01-01T00:00:00", [job_id]), (naive, [job_id])):
+        r = live.client.get("/v1/articles", params={"since": since})
+        assert r.status_code == 200, (since, r.text)
+        assert [j["id"] for j in r.json()["items"]] == found, since
+    # A naive time after the change finds nothing.
+    later = live.client.get("/v1/articles", params={"since": "2999-01-01T00:00:00"}).json()["items"]
+    assert later == []
+    described = live.client.get("/openapi.json").json()["paths"]["/v1/articles"]["get"]["parameters"]
+    assert "UTC" in next(p for p in described if p["name"] == "since")["description"]
+
+
+def test_error_messages_name_what_was_asked(
+    database_url: str, tiny_dirs: dict[str, Path], engines: dict[str, Engine]
+) -> None:
+    settings = Settings(model=str(tiny_dirs["marian"]), device="cpu", database_url=database_url, runners=0)
+    with serve(settings, engines["marian"]) as live:
+        missing = live.client.get("/v1/articles/nope")
+        assert missing.json()["error"]["message"] == "no article job 'nope'"
+        exported = live.client.get("/v1/articles/nope/export")
+        assert exported.json()["error"]["message"] == "no article job 'nope'"
+        job_id = live.client.post("/v1/articles", json={"body": "Still queued."}).json()["id"]
+        r = live.client.post(f"/v1/articles/{job_id}/approve", json={})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "invalid_state"
+        assert "approved" in r.json()["error"]["message"] and "in_review" not in r.json()["error"]["message"]
+        r = live.client.get("/v1/memory/export", params={"variant": "xx"})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "unknown_variant"
+        assert "zh-TW" in r.json()["error"]["valid"]
+        assert live.client.get("/v1/memory/export", params={"variant": "zh-TW"}).status_code == 200

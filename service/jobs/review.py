@@ -60,15 +60,20 @@ class ApprovalBlocked(Exception):
         )
 
 
-def _reviewable(job: Job) -> None:
+def _reviewable(job: Job, to: JobStatus = JobStatus.IN_REVIEW) -> None:
+    """Refuse review before translation has finished (or after it failed); `to` is what was asked
+    (review, or approval), so that the refusal names it."""
     if JobStatus(job.status) not in DONE_TRANSLATING:
-        raise InvalidTransition(job, JobStatus.IN_REVIEW)
+        raise InvalidTransition(job, to)
 
 
 def _into_review(job: Job, by: str) -> None:
     if job.status in (JobStatus.TRANSLATED.value, JobStatus.APPROVED.value):
         move(job, JobStatus.IN_REVIEW)
+        # A reopened article is no longer approved: none of the old approval may still show.
         job.approved_at = None
+        job.approved_by = None
+        job.approval_override = None
     if not job.reviewer:
         job.reviewer = by
 
@@ -124,6 +129,9 @@ def _apply(
         if done.rowcount != 1:  # type: ignore[attr-defined]
             current = session.get(StoredSegment, (job_id, row.id), populate_existing=True)
             assert current is not None
+            # Out of the session before raising: the rollback would expire its attributes, and the
+            # caller reads them (the 409 shows the newer segment) after the session is closed.
+            session.expunge(current)
             raise VersionConflict(current, based_on)
         changed: list[str | None] = [v for v in new.targets if new.targets[v] != row.targets.get(v)]
         changed = changed or [None]
@@ -260,6 +268,12 @@ def approve_segment(
     row = _segment(db, job_id, segment_id)
     if row.version != version:
         raise VersionConflict(row, version)
+    if row.status == "approved":
+        # Nothing to change: a new version would make others' edits conflict for nothing, and
+        # storing it would reopen an approved article.
+        with db.session() as session:
+            _reviewable(get_job(session, job_id))
+        return row
     seg = segment_from_row(row)
     new = AlignedSegment(
         seg.id, seg.block_id, seg.source, seg.ws_before, seg.targets, seg.terms, seg.flags, seg.origin, "approved"
@@ -286,7 +300,7 @@ def approve_article(
         job = get_job(session, job_id)
         if job.status == JobStatus.APPROVED.value:
             return job
-        _reviewable(job)
+        _reviewable(job, JobStatus.APPROVED)
         rows = list(session.scalars(select(StoredSegment).where(StoredSegment.job_id == job_id)))
         pending = [r for r in rows if r.status == "needs_review"]
         if pending and not (override and override.strip()):

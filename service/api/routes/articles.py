@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
@@ -103,7 +103,7 @@ def _summary(job: Job, newer: list[str], document: object = None) -> ArticleJob:
 
 
 def _not_found(exc: LookupError) -> ApiError:
-    return ApiError(404, "not_found", str(exc).strip("'\""))
+    return ApiError(404, "not_found", str(exc))
 
 
 @router.post(
@@ -170,10 +170,17 @@ def list_articles(
     runtime: RuntimeDep,
     _: Reader,
     status: Annotated[list[JobStatus] | None, Query(description="only these states (repeatable)")] = None,
-    since: Annotated[datetime | None, Query(description="changed at or after this time (ISO 8601)")] = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="changed at or after this time (ISO 8601; a time without a timezone is UTC)"),
+    ] = None,
     external_id: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ArticleList:
+    if since is not None and since.tzinfo is None:
+        # Times are stored and returned in UTC, so a bare `2024-05-01` or `…T12:00` means UTC too
+        # (never the server's local time, which a client cannot know).
+        since = since.replace(tzinfo=UTC)
     with runtime.db.session() as session:
         jobs = list_jobs(session, statuses=status or (), since=since, external_id=external_id, limit=limit)
         items = [_summary(j, newer_revisions(session, j.id)) for j in jobs]

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from glossary.terms import VARIANTS
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
 from service.api.security import AUTH_ERRORS, Requires
@@ -78,7 +79,7 @@ class MemoryImported(BaseModel):
 
 def _file_errors(exc: Exception) -> ApiError:
     if isinstance(exc, JobNotFound | review.SegmentNotFound):
-        return ApiError(404, "not_found", str(exc).strip("'\""))
+        return ApiError(404, "not_found", str(exc))
     if isinstance(exc, files.NotTranslatedYet | InvalidTransition):
         return ApiError(409, "invalid_state", str(exc))
     if isinstance(exc, files.UnknownVariant):
@@ -256,7 +257,19 @@ async def import_memory(request: Request, runtime: RuntimeDep, _: MemoryEditor) 
     responses={200: {"content": {"application/x-tmx+xml": {}}}, **responses(*AUTH_ERRORS, 422)},
     summary="The translation memory as TMX 1.4",
 )
-def export_memory(runtime: RuntimeDep, _: Reader, variant: str | None = None) -> Response:
+def export_memory(
+    runtime: RuntimeDep,
+    _: Reader,
+    variant: Annotated[str | None, Query(description="only this variant (default: every variant)")] = None,
+) -> Response:
+    if variant is not None and variant not in VARIANTS:
+        # An empty file would look like an empty memory; a misspelt variant is the client's mistake.
+        raise ApiError(
+            422,
+            "unknown_variant",
+            f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}",
+            valid=list(VARIANTS),
+        )
     rows = runtime.memory.entries(variant)
     entries = [
         TMEntry(r.source, r.variant, r.target, r.created_at, f"{r.origin} {r.job_id or ''}".strip()) for r in rows
