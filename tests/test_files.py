@@ -362,3 +362,117 @@ def test_a_memory_hit_takes_regional_terms_without_zh_hans(live: LiveServer) -> 
     hit = segments(second)[0]
     assert hit["origin"] == "tm"
     assert hit["targets"] == {"zh-TW": "普丁講了一個小時。"} and hit["flags"] == []
+
+
+LINKED_HTML = '<p>Smith said <a href="https://example.com/?a=1&amp;b=2">yes &amp; no</a> to the plan.</p>'
+LINKED_TARGET = '史密斯对计划说<a href="https://example.com/?a=1&amp;b=2">是&amp;否</a>。'
+
+
+def test_xliff_of_an_html_article_holds_text_as_text(live: LiveServer) -> None:
+    """An HTML article's targets are HTML; in the XLIFF file they are text with the source's tags as
+    inline codes, as its sources are: `&` is `&` (not `&amp;amp;`), and text imported back is
+    escaped again while its codes become the source's tags."""
+    job = translated(live.client, {"body": LINKED_HTML, "format": "html", "targets": ["zh-Hans"]})
+    seg = segments(job)[0]
+    url = f"/v1/articles/{job['id']}/segments/{seg['id']}"
+    assert live.client.patch(url, json={"text": LINKED_TARGET, "version": seg["version"]}).status_code == 200
+    exported = live.client.get(f"/v1/articles/{job['id']}/export", params={"format": "xliff"}).content
+    doc = etree.fromstring(exported)
+    target = doc.find(f".//x:segment[@id='{seg['id']}']/x:target", NS)
+    assert "".join(target.itertext()) == "史密斯对计划说是&否。"
+    code = target.find("x:pc", NS)
+    assert code is not None and "".join(code.itertext()) == "是&否"
+    assert code.get("dataRefStart") == doc.find(f".//x:segment[@id='{seg['id']}']/x:source/x:pc", NS).get(
+        "dataRefStart"
+    )
+    # Imported unchanged, the file changes nothing.
+    same = live.client.post(f"/v1/articles/{job['id']}/import", content=exported)
+    assert same.status_code == 200 and same.json()["edited"] == [], same.text
+    # Text that looks like markup is text: escaped into the page, not refused as a tag.
+    target.text = "史密斯说a<b，"
+    code.text = "<b>是</b>&否"
+    code.tail = "。"
+    r = live.client.post(
+        f"/v1/articles/{job['id']}/import", content=etree.tostring(doc, xml_declaration=True, encoding="UTF-8")
+    )
+    assert r.status_code == 200 and r.json()["edited"] == [seg["id"]], r.text
+    after = segments(live.client.get(f"/v1/articles/{job['id']}").json())[0]
+    assert after["targets"]["zh-Hans"] == (
+        '史密斯说a&lt;b，<a href="https://example.com/?a=1&amp;b=2">&lt;b&gt;是&lt;/b&gt;&amp;否</a>。'
+    )
+
+
+MARKDOWN_ARTICLE = "Read [the report](https://example.com/r) today. It is long.\n\n- A list item."
+
+
+def test_markdown_targets_may_not_bring_new_markup(live: LiveServer) -> None:
+    job = translated(live.client, {"body": MARKDOWN_ARTICLE, "format": "markdown", "targets": ["zh-Hans"]})
+    linked, plain, item = segments(job)
+    refused = {
+        linked["id"]: [
+            "阅读 [点击](javascript:alert(1)) 报告。",
+            "阅读![img](http://evil/x.png)[报告](https://example.com/r)。",
+            "阅读<https://evil.example/>报告。",
+            "阅读<b>报告</b>。",
+        ],
+        plain["id"]: [
+            "结束\n\n# 新标题\n\n- 新列表",
+            "很长。\n# 新标题",
+            "# 新标题",
+            "很长。\n> 引文",
+            "很长。\n- 新列表",
+            "很长。\n* 新列表",
+            "很长。\n+ 新列表",
+            "很长。\n1. 新列表",
+            "很长。\n```\n代码\n```",
+            "很长。\n---",
+            "[x]: https://evil.example/",
+            "*很*长。",
+            "很__长__。",
+        ],
+        item["id"]: ["一项。\n\n新段落"],
+    }
+    for sid, texts in refused.items():
+        for text in texts:
+            r = live.client.patch(f"/v1/articles/{job['id']}/segments/{sid}", json={"text": text, "version": 1})
+            assert r.status_code == 422, (text, r.text)
+            assert r.json()["error"]["code"] == "markup_not_allowed", (text, r.json())
+    message = live.client.patch(
+        f"/v1/articles/{job['id']}/segments/{plain['id']}", json={"text": "*很*长。", "version": 1}
+    ).json()["error"]["message"]
+    assert "＊" in message  # the translator is told what to write instead
+    # The source's own link, and `*`, `_` and `#` that cannot be Markdown, are fine.
+    fine = {
+        linked["id"]: "阅读[报告](https://example.com/r)。",
+        plain["id"]: "它很长 * 2，snake_case 和 C# 及 \\*星号\\*。",
+        item["id"]: "一项：＊重要＊。",
+    }
+    for sid, text in fine.items():
+        r = live.client.patch(f"/v1/articles/{job['id']}/segments/{sid}", json={"text": text, "version": 1})
+        assert r.status_code == 200, (text, r.text)
+    exported = live.client.get(f"/v1/articles/{job['id']}/export", params={"format": "text"}).text
+    assert exported == (
+        "阅读[报告](https://example.com/r)。它很长 * 2，snake_case 和 C# 及 \\*星号\\*。\n\n- 一项：＊重要＊。\n"
+    )
+
+
+def test_xliff_of_html_with_images_and_code_round_trips(live: LiveServer) -> None:
+    """An image between two sentences is in the one before it, and code keeps its tag: both are
+    inline codes in the file, which imports back unchanged and validates."""
+    body = '<p>See the <code>a&lt;b</code> map.<img src="m.png" alt=""> It is big &amp; new.</p>'
+    job = translated(live.client, {"body": body, "format": "html", "targets": ["zh-Hans"]})
+    first, _ = segments(job)
+    assert "<img" in first["targets"]["zh-Hans"] and "<code>a&lt;b</code>" in first["targets"]["zh-Hans"]
+    exported = live.client.get(f"/v1/articles/{job['id']}/export", params={"format": "xliff"}).content
+    doc = etree.fromstring(exported)
+    core = schema("xliff_core_2.0.xsd")
+    assert core.validate(doc), core.error_log
+    target = doc.find(f".//x:segment[@id='{first['id']}']/x:target", NS)
+    shown = "".join(target.itertext())
+    assert "<img" not in shown and "<code>" not in shown and "a<b" in shown
+    r = live.client.post(f"/v1/articles/{job['id']}/import", content=exported)
+    assert r.status_code == 200 and r.json()["edited"] == [], r.text
+    # A translator's edit that keeps the image is the source's own markup.
+    url = f"/v1/articles/{job['id']}/segments/{first['id']}"
+    r = live.client.patch(url, json={"text": first["targets"]["zh-Hans"] + "！", "version": first["version"]})
+    assert r.status_code == 200, r.text

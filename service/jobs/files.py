@@ -4,13 +4,15 @@ bilingual HTML page and the publishable text of one variant. The conversions the
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import select
 
 from service.config import Settings
-from service.documents import AlignedDocument, Block, plain_text
+from service.documents import AlignedDocument, Block, SourceFormat, in_format, plain_text
 from service.interchange.tmx import TMEntry
 from service.interchange.xliff import XDocument, XEdit, XInline, XliffError, XSegment, XTerm, XUnit, import_xliff
 from service.jobs import review
@@ -70,11 +72,18 @@ def suggestions(
     return memory.fuzzy(source, chosen)
 
 
-def _segment_inlines(block: Block, start: int, end: int) -> tuple[XInline, ...]:
+def _segment_inlines(
+    block: Block, start: int, end: int, following: int, fmt: SourceFormat, *, first: bool
+) -> tuple[XInline, ...]:
+    """The inlines of the segment at [start, end) of `block` (the next one starts at `following`),
+    as the segmenter gave them to it (review.in_segment). An HTML article's targets hold its code
+    and images as tags, so they are codes too; a Markdown article's are text in its targets."""
     return tuple(
-        XInline(i.start - start, i.end - start, i.open, i.close)
+        XInline(at - start, at - start + i.end - i.start, i.open, i.close)
         for i in block.inlines
-        if i.start >= start and i.end <= end and not i.verbatim
+        if (fmt is SourceFormat.HTML or not i.verbatim)
+        for at in [review.in_segment(i, start, end, following, first=first)]
+        if at >= 0
     )
 
 
@@ -83,18 +92,24 @@ def to_xliff(job: Job, doc: AlignedDocument, variant: str) -> XDocument:
     blocks = {b.id: b for b in doc.blocks}
     units = []
     offsets: dict[str, int] = {}
-    by_block: dict[str, list[XSegment]] = {}
+    starts: list[int] = []
     for seg in doc.segments:
-        start = offsets.get(seg.block_id, 0) + len(seg.ws_before)
+        starts.append(offsets.get(seg.block_id, 0) + len(seg.ws_before))
+        offsets[seg.block_id] = starts[-1] + len(seg.source)
+    by_block: dict[str, list[XSegment]] = {}
+    for index, seg in enumerate(doc.segments):
+        start = starts[index]
         end = start + len(seg.source)
-        offsets[seg.block_id] = end
+        first = index == 0 or doc.segments[index - 1].block_id != seg.block_id
+        last = index + 1 == len(doc.segments) or doc.segments[index + 1].block_id != seg.block_id
+        following = len(blocks[seg.block_id].text) + 1 if last else starts[index + 1]
         by_block.setdefault(seg.block_id, []).append(
             XSegment(
                 id=seg.id,
                 source=seg.source,
                 target=seg.targets.get(variant, ""),
                 status=seg.status,
-                inlines=_segment_inlines(blocks[seg.block_id], start, end),
+                inlines=_segment_inlines(blocks[seg.block_id], start, end, following, doc.format, first=first),
                 terms=tuple(
                     XTerm(
                         t.source_start,
@@ -108,6 +123,7 @@ def to_xliff(job: Job, doc: AlignedDocument, variant: str) -> XDocument:
                 ),
                 flags=tuple((f.code, f.reason) for f in seg.flags if f.variant in (None, variant)),
                 ws_before=seg.ws_before,
+                html=doc.format is SourceFormat.HTML,
             )
         )
     for block in doc.blocks:
@@ -126,6 +142,25 @@ def approved_entries(job: Job, doc: AlignedDocument, variant: str) -> list[TMEnt
         for target in [plain_text(s.targets.get(variant, ""), doc.format)]
         if target.strip()
     ]
+
+
+def _canonical(target: str, fmt: SourceFormat) -> str:
+    """An HTML target with its text escaped one way (`>` and `&gt;` are the same text); its tags as
+    they are. Other formats' targets as they are."""
+    if fmt is not SourceFormat.HTML:
+        return target
+    parts: list[str] = []
+    position = 0
+    for tag in review._TAG.finditer(target):
+        parts += [in_format(html.unescape(target[position : tag.start()]), fmt), tag.group()]
+        position = tag.end()
+    parts.append(in_format(html.unescape(target[position:]), fmt))
+    return "".join(parts)
+
+
+def _unchanged(edit: XEdit, rows: dict[str, StoredSegment], variant: str) -> XEdit:
+    """`edit` with the stored target, where the file's says the same."""
+    return XEdit(edit.segment_id, rows[edit.segment_id].targets.get(variant, ""), edit.status)
 
 
 @dataclass(frozen=True)
@@ -155,11 +190,20 @@ def apply_xliff(
         raise InvalidTransition(job, JobStatus.IN_REVIEW)
     chosen = check_variant(doc.variants, variant)
     sources = {s.id: s.source for s in doc.segments}
-    edits: list[XEdit] = import_xliff(data, article_id=job.id, variant=chosen, sources=sources)
+    # Text in the file is text: an HTML article's is escaped again, its codes become the source's tags.
+    escape = partial(in_format, fmt=doc.format)
+    edits: list[XEdit] = import_xliff(data, article_id=job.id, variant=chosen, sources=sources, escape=escape)
     # All or nothing: a file whose targets bring markup their sources lack is refused before any edit.
     with db.session() as session:
         rows = list(session.scalars(select(StoredSegment).where(StoredSegment.job_id == job.id)))
     by_id = {r.id: r for r in rows}
+    # A target that differs from the stored one only in how its text is escaped (`"` or `&quot;`) is
+    # the same text: left as stored, so that a file imported without edits changes nothing.
+    stored = {r.id: _canonical(r.targets.get(chosen, ""), doc.format) for r in rows}
+    edits = [
+        edit if _canonical(edit.target, doc.format) != stored[edit.segment_id] else _unchanged(edit, by_id, chosen)
+        for edit in edits
+    ]
     for edit in edits:
         try:
             review.check_markup(job, rows, by_id[edit.segment_id], edit.target)

@@ -13,12 +13,13 @@ regenerated from it, through zh-Hans (service.retarget).
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.documents import AlignedSegment, SourceFormat, plain_text
+from service.documents import AlignedSegment, Inline, SourceFormat, plain_text
 from service.jobs.articles import DONE_TRANSLATING, InvalidTransition, JobStatus, get_job, move
 from service.jobs.codec import document_from_json, flags_to_json, segment_from_row, terms_to_json
 from service.jobs.deliveries import enqueue
@@ -31,6 +32,22 @@ from service.variants import VariantRule
 
 # An HTML tag or comment, as a browser would read one.
 _TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
+# Markdown that starts a block of its own at the beginning of a line (CommonMark lets most of them
+# interrupt a paragraph): a heading, quote, list item, fence, thematic break or setext underline,
+# link reference definition, or indented code. Stricter than CommonMark (`#` needs no space here), as
+# other Markdown readers are.
+_MD_BLOCK = re.compile(
+    r"^(?: {0,3}(?:#|>|[-*+](?:\s|$)|\d{1,9}[.)](?:\s|$)|```|~~~|=+\s*$|-+\s*$|(?:[-*_]\s*){3,}$|\[[^\]]*\]:)"
+    r"| {4}|\t)",
+    re.MULTILINE,
+)
+_MD_BLANK_LINE = re.compile(r"\n[ \t]*(?:\n|$)|^[ \t]*\n")
+# Link or image syntax that the source's own text holds (an image is text in a Markdown block), and
+# code spans: taken out before the checks, as are the source's markup strings.
+_MD_SOURCE_IMAGE = re.compile(r"!?\[[^\]]*\]\([^)]*\)")
+_MD_CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+# A run of emphasis delimiters not escaped by a backslash.
+_MD_DELIMITERS = re.compile(r"(?<!\\)(?:\\\\)*(\*+|_+)")
 
 
 class SegmentNotFound(LookupError):
@@ -197,21 +214,43 @@ def segment_markup(job: Job, rows: list[StoredSegment]) -> dict[str, set[str]]:
     if not job.document:
         return {}
     doc = document_from_json(job.document)
-    inlines = {b.id: b.inlines for b in doc.blocks}
-    found: dict[str, set[str]] = {}
+    blocks = {b.id: b for b in doc.blocks}
+    ordered = sorted(rows, key=lambda r: r.position)
+    starts: list[int] = []
     end: dict[str, int] = {}
-    for row in sorted(rows, key=lambda r: r.position):
-        start = end.get(row.block_id, 0) + len(row.ws_before)
-        end[row.block_id] = start + len(row.source)
+    for row in ordered:
+        starts.append(end.get(row.block_id, 0) + len(row.ws_before))
+        end[row.block_id] = starts[-1] + len(row.source)
+    found: dict[str, set[str]] = {}
+    for index, row in enumerate(ordered):
+        block = blocks.get(row.block_id)
+        if block is None:
+            continue
+        first = index == 0 or ordered[index - 1].block_id != row.block_id
+        last = index + 1 == len(ordered) or ordered[index + 1].block_id != row.block_id
+        following = len(block.text) + 1 if last else starts[index + 1]
         strings = {
             text
-            for i in inlines.get(row.block_id, ())
-            if i.start < end[row.block_id] and i.end > start
+            for i in block.inlines
+            if in_segment(i, starts[index], starts[index] + len(row.source), following, first=first) >= 0
             for text in (i.open, i.close)
+            if text
         }
         if strings:
             found[row.id] = strings
     return found
+
+
+def in_segment(inline: Inline, start: int, end: int, following: int, *, first: bool) -> int:
+    """Where in its block `inline` begins if it belongs to the segment at [start, end) (the block's
+    next segment starts at `following`), else -1: the segmenter's rule (service.segmenter), so that
+    an image or other empty element between two sentences, whose tag the pipeline put in the one
+    before, is that segment's markup."""
+    if inline.end > inline.start:
+        return inline.start if start <= inline.start and inline.end <= end else -1
+    if start <= inline.start < following or (first and inline.start < start):
+        return min(max(inline.start, start), end)
+    return -1
 
 
 def _with_markup(job: Job, rows: list[StoredSegment]) -> set[str]:
@@ -226,9 +265,10 @@ def _has_markup(job: Job) -> bool:
 
 def check_markup(job: Job, rows: list[StoredSegment], row: StoredSegment, text: str) -> None:
     """An HTML or Markdown article's target may hold only the markup its source segment has: a
-    person's edit (or an imported file) must not bring new tags, such as a script, into a page."""
-    if not _has_markup(job):
-        return
+    person's edit (or an imported file) must not bring new tags, such as a script, into a page, nor
+    (Markdown) new links, images, emphasis or blocks."""
+    if not _has_markup(job) or text in row.targets.values():
+        return  # a stored target (the pipeline's, or one checked before) brings nothing new
     allowed = segment_markup(job, rows).get(row.id, set())
     foreign = [tag for tag in _TAG.findall(text) if tag not in allowed]
     if foreign:
@@ -236,6 +276,61 @@ def check_markup(job: Job, rows: list[StoredSegment], row: StoredSegment, text: 
             f"segment {row.id}: {foreign[0]} is not markup of its source; keep the source's own tags "
             f"({', '.join(sorted(allowed)) or 'it has none'}) and write everything else as text"
         )
+    if job.document is not None and job.document.get("format") == "markdown":
+        _check_markdown(row, text, allowed)
+
+
+def _check_markdown(row: StoredSegment, text: str, allowed: set[str]) -> None:
+    """New Markdown syntax in a target: links and images other than the source's, block syntax that
+    would start a new paragraph, heading, quote, list or code block, and emphasis the source lacks.
+    `*` and `_` that CommonMark cannot read as emphasis (`a * b`, `snake_case`, `\\*`) are text."""
+    where = f"segment {row.id}"
+    block = _MD_BLANK_LINE.search(text) or _MD_BLOCK.search(text)
+    if block:
+        line = text[block.start() :].strip("\n").split("\n", 1)[0]
+        raise MarkupNotAllowed(
+            f"{where}: a blank line or a line starting {line[:12]!r} would start a new Markdown block (paragraph, "
+            "heading, quote, list or code); keep the translation in its sentence's paragraph, without blank "
+            "lines, and write a leading #, >, -, +, * or 1. as full-width ＃ ＞ － ＋ ＊ or after other text"
+        )
+    # The source's own markup, images and code spans are taken out (as a letter, which joins no
+    # delimiter to white space) so that only what is new is left to check.
+    rest = _MD_CODE_SPAN.sub(lambda m: "x" if m.group(2) in row.source else m.group(), text)
+    rest = _MD_SOURCE_IMAGE.sub(lambda m: "x" if m.group() in row.source else m.group(), rest)
+    for markup in sorted(allowed, key=len, reverse=True):
+        rest = rest.replace(markup, "x")
+    if "](" in rest or "![" in rest:
+        shown = ", ".join(sorted(m for m in allowed if "](" in m)) or "it has none"
+        raise MarkupNotAllowed(
+            f"{where}: the target has a Markdown link or image its source does not have; keep the source's own "
+            f"links ({shown}) and write other brackets as text, e.g. full-width 【】 or （）"
+        )
+    for run in _MD_DELIMITERS.finditer(rest):
+        if not _can_emphasize(rest, run.start(1), run.end(1)):
+            continue
+        raise MarkupNotAllowed(
+            f"{where}: {run.group(1)!r} would be Markdown emphasis, which its source does not have; for the "
+            f"character itself write full-width ＊ or ＿, a backslash before it (\\{run.group(1)[0]}), or spaces "
+            "around it"
+        )
+
+
+def _can_emphasize(text: str, start: int, end: int) -> bool:
+    """Whether the delimiter run text[start:end] may open or close emphasis (CommonMark's flanking
+    rules, taken strictly: the text's edges count as anything, since other sentences join there)."""
+    before = text[start - 1] if start else ""
+    after = text[end] if end < len(text) else ""
+    if not before or not after:
+        return True
+    if before.isspace() and after.isspace():
+        return False
+    # `_` inside a word (letters, digits, Chinese on both sides) neither opens nor closes.
+    inside = not before.isspace() and not after.isspace() and not _punctuation(before) and not _punctuation(after)
+    return not (text[start] == "_" and inside)
+
+
+def _punctuation(char: str) -> bool:
+    return unicodedata.category(char)[0] in "PS"
 
 
 def _remember(session: Session, job: Job, approved: list[StoredSegment], memory: TranslationMemory | None) -> None:

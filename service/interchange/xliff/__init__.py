@@ -18,6 +18,9 @@ Layout of an export (XLIFF 2.0 core, `urn:oasis:names:tc:xliff:document:2.0`):
   nest); that segment then uses `<sc>`/`<ec>` pairs for all of its codes. The target carries the same
   codes where the variant's text contains the same markup strings, properly paired; markup that
   cannot be paired is left in the target as plain text, which the translator sees and can fix.
+  An HTML article's target (`XSegment.html`) holds text as text, as its source does: unescaped in
+  the file, and escaped again on import (`import_xliff`'s `escape`); there a source markup string
+  left unpaired by an edit is a standalone `<ph dataRef="…">`, so that the file imports unchanged.
   Characters that XML cannot carry (control characters) are `<cp hex="…"/>`.
 * A glossary hit is `<mrk id="mK" type="term" ref="#gls=gK">` around the term in the source, and
   around the glossary's form in the target when it occurs there, each only where it nests with the

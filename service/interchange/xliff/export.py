@@ -22,7 +22,7 @@ from service.interchange.xliff.model import (
     XUnit,
     state_for,
 )
-from service.interchange.xliff.plan import _Ids, _Mark, _plain, _plan, _SegmentPlan, _Token
+from service.interchange.xliff.plan import _Ids, _Lone, _Mark, _plain, _plan, _SegmentPlan, _Token
 
 _G = f"{{{GLOSSARY_NS}}}"
 _XML_SPACE = f"{{{XML_NS}}}space"
@@ -150,6 +150,10 @@ def _append_content(element: etree._Element, tokens: Sequence[_Token], plan: _Se
                 stack.append(etree.SubElement(current, _X + "mrk", attrib=attrib))
             else:
                 stack.pop()
+        elif isinstance(token, _Lone):
+            ref = plan.codes[token.key]
+            data = ref.data_start if token.opening else ref.data_end
+            etree.SubElement(current, _X + "ph", attrib={"id": token.id, "dataRef": data})
         else:
             ref = plan.codes[token.key]
             if plan.paired:

@@ -24,10 +24,19 @@ from service.interchange.xliff.model import (
 )
 
 
-def import_xliff(data: bytes, *, article_id: str, variant: str, sources: Mapping[str, str]) -> list[XEdit]:
+def import_xliff(
+    data: bytes,
+    *,
+    article_id: str,
+    variant: str,
+    sources: Mapping[str, str],
+    escape: Callable[[str], str] | None = None,
+) -> list[XEdit]:
     """The edits in a translator's XLIFF file for `article_id` in `variant`, in document order.
 
-    `sources` maps each segment id of the article to its source text (markup removed)."""
+    `sources` maps each segment id of the article to its source text (markup removed). `escape`
+    turns a target's text (not its codes' markup) into the article's format: an HTML article's
+    `html.escape`, so that `a<b` typed in a CAT tool stays text in the page."""
     try:
         root = safexml.parse(data, what="XLIFF file")
     except (safexml.UnsafeXML, safexml.MalformedXML) as exc:
@@ -37,7 +46,7 @@ def import_xliff(data: bytes, *, article_id: str, variant: str, sources: Mapping
     seen: set[str] = set()
     for file_el in root.iterfind(_X + "file"):
         for unit in file_el.iter(_X + "unit"):
-            edits += _import_unit(unit, sources, seen)
+            edits += _import_unit(unit, sources, seen, escape or _as_is)
     return edits
 
 
@@ -71,7 +80,13 @@ def _check_document(root: etree._Element, *, article_id: str, variant: str) -> N
         raise XliffError(f"the file was not exported by duiyi for article {article_id} (original={_brief(original)!r})")
 
 
-def _import_unit(unit: etree._Element, sources: Mapping[str, str], seen: set[str]) -> list[XEdit]:
+def _as_is(text: str) -> str:
+    return text
+
+
+def _import_unit(
+    unit: etree._Element, sources: Mapping[str, str], seen: set[str], escape: Callable[[str], str]
+) -> list[XEdit]:
     unit_id = _brief(unit.get("id") or "?")
     data: dict[str, str] = {}
     for data_el in unit.iterfind(f"{_X}originalData/{_X}data"):
@@ -98,7 +113,7 @@ def _import_unit(unit: etree._Element, sources: Mapping[str, str], seen: set[str
         target_el = segment.find(_X + "target")
         if target_el is None:
             continue
-        target = _content(target_el, where, _Restorer(where, data, source_el))
+        target = _content(target_el, where, _Restorer(where, data, source_el), escape)
         try:
             status = status_for(segment.get("state"), segment.get("subState"))
         except ValueError as exc:
@@ -152,37 +167,41 @@ class _Restorer:
         return self._data[ref]
 
 
-def _content(element: etree._Element, where: str, code_text: _CodeText) -> str:
+def _content(element: etree._Element, where: str, code_text: _CodeText, escape: Callable[[str], str] = _as_is) -> str:
+    """The element's text with its codes as `code_text` gives them; text (not the codes' markup)
+    through `escape`."""
     parts: list[str] = []
-    _walk(element, where, code_text, parts)
+    _walk(element, where, code_text, parts, escape)
     return "".join(parts)
 
 
-def _walk(element: etree._Element, where: str, code_text: _CodeText, parts: list[str]) -> None:
+def _walk(
+    element: etree._Element, where: str, code_text: _CodeText, parts: list[str], escape: Callable[[str], str]
+) -> None:
     # Recursion is bounded: libxml2 refuses documents nested deeper than 256 levels without huge_tree.
     if element.text:
-        parts.append(element.text)
+        parts.append(escape(element.text))
     for child in element:
         tag = child.tag
         if isinstance(tag, str):
             name = tag[len(_X) :] if tag.startswith(_X) else None
             if name == "cp":
-                parts.append(_code_point(child, where))
+                parts.append(escape(_code_point(child, where)))
             elif name == "pc":
                 parts.append(code_text(child, "start"))
-                _walk(child, where, code_text, parts)
+                _walk(child, where, code_text, parts, escape)
                 parts.append(code_text(child, "end"))
             elif name in ("sc", "ec", "ph"):
                 parts.append(code_text(child, name))
             elif name == "mrk":
-                _walk(child, where, code_text, parts)
+                _walk(child, where, code_text, parts, escape)
             elif name not in ("sm", "em"):  # annotation boundaries carry no text
                 shown = etree.QName(tag)
                 raise XliffError(
                     f"{where}: unexpected element <{_brief(shown.localname)}> ({_brief(shown.namespace or '')})"
                 )
         if child.tail:
-            parts.append(child.tail)
+            parts.append(escape(child.tail))
 
 
 def _code_point(element: etree._Element, where: str) -> str:

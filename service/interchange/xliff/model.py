@@ -65,6 +65,10 @@ class XSegment:
     terms: tuple[XTerm, ...] = ()
     flags: tuple[tuple[str, str], ...] = ()
     ws_before: str = ""
+    # The target is an HTML article's: its text is escaped (`&amp;`) and its markup raw. The file
+    # holds text as text, as the source does, so the export unescapes it (import_xliff's `escape`
+    # is the way back).
+    html: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ they nest with the codes. The export module turns a plan into XML.
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -33,8 +35,19 @@ class _Mark:
     opening: bool
 
 
+@dataclass(frozen=True)
+class _Lone:
+    """The start (opening=True) or end string of inline `key` standing alone in an HTML target, where
+    an edit left it unpaired: a standalone code (<ph id="{id}">) rather than text, which the import
+    would escape into characters shown on the page."""
+
+    key: int
+    opening: bool
+    id: str
+
+
 # A segment's content in document order: text runs (never empty) and code/annotation boundaries.
-_Token = str | _Code | _Mark
+_Token = str | _Code | _Mark | _Lone
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,8 @@ def _plan(segment: XSegment, ids: _Ids) -> _SegmentPlan:
     source = _source_tokens(segment.source, inlines)
     paired = _nests(source)
     target = _target_tokens(segment.target, inlines, crossing=not paired)
+    if segment.html:
+        target = _html_text(target, inlines, ids)
 
     mark_ids = {key: ids.mark() for key in range(len(segment.terms))}
     source_marks: set[int] = set()
@@ -146,7 +161,7 @@ def _nests(tokens: Sequence[_Token]) -> bool:
     """Whether every start is closed by its end in last-opened-first-closed order (what <pc> needs)."""
     stack: list[_Code | _Mark] = []
     for token in tokens:
-        if isinstance(token, str):
+        if isinstance(token, str | _Lone):
             continue
         if token.opening:
             stack.append(token)
@@ -163,7 +178,8 @@ def _target_tokens(target: str, inlines: Mapping[int, XInline], *, crossing: boo
     An inline whose start string is found but whose end cannot be paired properly drops out, and the
     scan starts again without it, so its markup stays in the text as typed."""
     # Empty markup strings cannot be found in text; such an inline simply has no code in the target.
-    candidates = {key: inline for key, inline in inlines.items() if inline.open and inline.close}
+    # One with a start string only (an HTML <img>) is whole in it, and has a code when that is found.
+    candidates = {key: inline for key, inline in inlines.items() if inline.open}
     while True:
         tokens, unclosed = _scan_target(target, candidates, crossing=crossing)
         if not unclosed:
@@ -212,14 +228,45 @@ def _scan_target(target: str, inlines: Mapping[int, XInline], *, crossing: bool)
             key = best[1]
             flush()
             used.add(key)
-            open_keys.append(key)
             tokens.append(_Code(key, True))
             position += len(inlines[key].open)
+            if inlines[key].close:
+                open_keys.append(key)
+            else:  # closed where it opens: nothing in the target can be inside it
+                tokens.append(_Code(key, False))
             continue
         text.append(target[position])
         position += 1
     flush()
     return tokens, set(open_keys)
+
+
+def _html_text(tokens: list[_Token], inlines: Mapping[int, XInline], ids: _Ids) -> list[_Token]:
+    """An HTML target's tokens as the file shows them: text unescaped (`&amp;` is `&`, as in the
+    source), and any of the source's markup strings still in it (a tag an edit left unpaired) as a
+    standalone code, so that importing the file unchanged gives back the same HTML."""
+    found: dict[str, tuple[int, bool]] = {}
+    for key, inline in inlines.items():
+        found.setdefault(inline.open, (key, True))
+        found.setdefault(inline.close, (key, False))
+    found.pop("", None)
+    # Longest first, so that a string which begins another (`<b>`, `<b class="x">`) does not cut it.
+    pattern = re.compile("|".join(re.escape(s) for s in sorted(found, key=len, reverse=True))) if found else None
+    result: list[_Token] = []
+    for token in tokens:
+        if not isinstance(token, str):
+            result.append(token)
+            continue
+        position = 0
+        for match in pattern.finditer(token) if pattern else ():
+            if match.start() > position:
+                result.append(html.unescape(token[position : match.start()]))
+            key, opening = found[match.group()]
+            result.append(_Lone(key, opening, str(ids.code())))
+            position = match.end()
+        if position < len(token):
+            result.append(html.unescape(token[position:]))
+    return result
 
 
 def _find_after(text: str, needle: str, start: int, cache: dict[int, int], key: int) -> int:
@@ -275,7 +322,7 @@ def _closed(tokens: Sequence[_Token]) -> bool:
     opened: set[tuple[type, int]] = set()
     closed: set[tuple[type, int]] = set()
     for token in tokens:
-        if isinstance(token, str):
+        if isinstance(token, str | _Lone):
             continue
         ident = (type(token), token.key)
         if token.opening:
