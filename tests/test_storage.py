@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
 
 from models.engine import Engine
 from service.config import Settings
@@ -32,6 +34,25 @@ def test_migrations_match_the_tables(database_url: str) -> None:
     db.close()
 
 
+def _stored_job(session: Session, job_id: str, fmt: str, **fields: Any) -> Job:
+    article = StoredArticle(format=fmt, body="x")
+    session.add(article)
+    session.flush()
+    job = Job(
+        id=job_id,
+        article_id=article.id,
+        owner="local",
+        request_hash="h",
+        targets=["zh-Hans"],
+        glossaries=[],
+        glossary_terms=[],
+        **fields,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
 def test_memory_entries_from_html_articles_become_plain_text(database_url: str) -> None:
     """Revision 0003: entries approved in HTML articles were stored HTML-escaped; they are unescaped,
     and entries from other articles or imports are left as they are."""
@@ -42,21 +63,8 @@ def test_memory_entries_from_html_articles_become_plain_text(database_url: str) 
         for i, (fmt, target) in enumerate(stored.items()):
             job_id = None
             if fmt is not None:
-                article = StoredArticle(format=fmt, body="x")
-                session.add(article)
-                session.flush()
                 job_id = f"j{i}"
-                job = Job(
-                    id=job_id,
-                    article_id=article.id,
-                    owner="local",
-                    request_hash="h",
-                    targets=["zh-Hans"],
-                    glossaries=[],
-                    glossary_terms=[],
-                )
-                session.add(job)
-                session.flush()
+                _stored_job(session, job_id, fmt)
             session.add(
                 MemoryEntry(
                     variant="zh-Hans",
@@ -80,21 +88,7 @@ def test_times_are_aware_utc(database_url: str) -> None:
     db.migrate()
     local = datetime(2026, 1, 2, 12, 0, tzinfo=UTC).astimezone()
     with db.session() as session:
-        article = StoredArticle(format="text", body="x")
-        session.add(article)
-        session.flush()
-        session.add(
-            Job(
-                id="j1",
-                article_id=article.id,
-                owner="local",
-                request_hash="h",
-                targets=["zh-Hans"],
-                glossaries=[],
-                glossary_terms=[],
-                lease_until=local + timedelta(hours=1),
-            )
-        )
+        _stored_job(session, "j1", "text", lease_until=local + timedelta(hours=1))
     with db.session() as session:
         job = session.get(Job, "j1")
         assert job is not None and job.lease_until is not None
