@@ -34,18 +34,24 @@ def _masked(text: str, terms: Sequence[AlignedTerm], variant: str) -> tuple[str,
     return masked, found
 
 
-def _converted(text: str, frm: VariantRule, to: VariantRule, terms: Sequence[AlignedTerm]) -> str:
-    """A text in variant `frm` (zh-Hans, or a person's edit of another) in variant `to`, through
-    zh-Hans with OpenCC, each glossary term in `to`'s own form (a term's regional form comes from the
-    glossary, not from converting it)."""
-    masked, found = _masked(text, terms, frm.variant)
-    out = localize(to_hans(masked, frm), to)
-    for i, term in enumerate(found):
-        form = term.expected.get(to.variant)
-        if form is None:  # the glossary has no form for `to` here: the term converted like the rest
-            form = localize(to_hans(term.expected[frm.variant], frm), to)
-        out = out.replace(chr(_PUA + i), form)
-    return out
+class _Converter:
+    """A text in variant `frm` (zh-Hans, or a person's edit of another) in any variant, through
+    zh-Hans with OpenCC, each glossary term in the variant's own form (a term's regional form comes
+    from the glossary, not from converting it). Masked and taken back to zh-Hans once."""
+
+    def __init__(self, text: str, frm: VariantRule, terms: Sequence[AlignedTerm]) -> None:
+        masked, self.found = _masked(text, terms, frm.variant)
+        self.frm = frm
+        self.hans = to_hans(masked, frm)
+
+    def to(self, rule: VariantRule) -> str:
+        out = localize(self.hans, rule)
+        for i, term in enumerate(self.found):
+            form = term.expected.get(rule.variant)
+            if form is None:  # the glossary has no form for this variant: the term converted like the rest
+                form = localize(to_hans(term.expected[self.frm.variant], self.frm), rule)
+            out = out.replace(chr(_PUA + i), form)
+        return out
 
 
 def _plain(text: str) -> str:
@@ -71,7 +77,8 @@ def realign(
     else:  # an article without zh-Hans: the person's text stands in for it
         given = next(iter(texts))
         base, text = by_variant[given], texts[given]
-    hans = _converted(text, base, hans_rule, seg.terms)
+    convert = _Converter(text, base, seg.terms)
+    hans = convert.to(hans_rule)
     targets: dict[str, str] = {}
     for rule in rules:
         v = rule.variant
@@ -80,7 +87,7 @@ def realign(
         elif v in locked:
             targets[v] = seg.targets[v]
         else:
-            targets[v] = _converted(text, base, rule, seg.terms)
+            targets[v] = convert.to(rule)
     flags: list[Flag] = []
     terms = []
     for term in seg.terms:
