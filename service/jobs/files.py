@@ -12,7 +12,7 @@ from functools import partial
 from sqlalchemy import select
 
 from service.config import Settings
-from service.documents import AlignedDocument, Block, SourceFormat, in_format, plain_text
+from service.documents import AlignedDocument, SourceFormat, in_format, plain_text
 from service.interchange.tmx import TMEntry
 from service.interchange.xliff import XDocument, XEdit, XInline, XliffError, XSegment, XTerm, XUnit, import_xliff
 from service.jobs import review
@@ -72,44 +72,26 @@ def suggestions(
     return memory.fuzzy(source, chosen)
 
 
-def _segment_inlines(
-    block: Block, start: int, end: int, following: int, fmt: SourceFormat, *, first: bool
-) -> tuple[XInline, ...]:
-    """The inlines of the segment at [start, end) of `block` (the next one starts at `following`),
-    as the segmenter gave them to it (review.in_segment). An HTML article's targets hold its code
-    and images as tags, so they are codes too; a Markdown article's are text in its targets."""
-    return tuple(
-        XInline(at - start, at - start + i.end - i.start, i.open, i.close)
-        for i in block.inlines
-        if (fmt is SourceFormat.HTML or not i.verbatim)
-        for at in [review.in_segment(i, start, end, following, first=first)]
-        if at >= 0
-    )
-
-
 def to_xliff(job: Job, doc: AlignedDocument, variant: str) -> XDocument:
     notes = {t["id"]: t.get("note", "") for t in job.glossary_terms}
     blocks = {b.id: b for b in doc.blocks}
     units = []
-    offsets: dict[str, int] = {}
-    starts: list[int] = []
-    for seg in doc.segments:
-        starts.append(offsets.get(seg.block_id, 0) + len(seg.ws_before))
-        offsets[seg.block_id] = starts[-1] + len(seg.source)
     by_block: dict[str, list[XSegment]] = {}
-    for index, seg in enumerate(doc.segments):
-        start = starts[index]
-        end = start + len(seg.source)
-        first = index == 0 or doc.segments[index - 1].block_id != seg.block_id
-        last = index + 1 == len(doc.segments) or doc.segments[index + 1].block_id != seg.block_id
-        following = len(blocks[seg.block_id].text) + 1 if last else starts[index + 1]
+    # Each segment's inlines as the segmenter gave them to it. An HTML article's targets hold its
+    # code and images as tags, so they are codes too; a Markdown article's are text in its targets.
+    placed = review.placed_inlines(blocks, doc.segments)
+    for seg, (start, inlines) in zip(doc.segments, placed, strict=True):
         by_block.setdefault(seg.block_id, []).append(
             XSegment(
                 id=seg.id,
                 source=seg.source,
                 target=seg.targets.get(variant, ""),
                 status=seg.status,
-                inlines=_segment_inlines(blocks[seg.block_id], start, end, following, doc.format, first=first),
+                inlines=tuple(
+                    XInline(at - start, at - start + i.end - i.start, i.open, i.close)
+                    for at, i in inlines
+                    if doc.format is SourceFormat.HTML or not i.verbatim
+                ),
                 terms=tuple(
                     XTerm(
                         t.source_start,

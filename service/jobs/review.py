@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.documents import AlignedSegment, Inline, SourceFormat, plain_text
+from service.documents import AlignedSegment, Block, Inline, SourceFormat, plain_text
 from service.jobs.articles import DONE_TRANSLATING, InvalidTransition, JobStatus, get_job, move
 from service.jobs.codec import document_from_json, flags_to_json, segment_from_row, terms_to_json
 from service.jobs.deliveries import enqueue
@@ -209,33 +211,53 @@ def edit_segment(
     return _apply(db, job_id, row, new, based_on=version, by=by, locked=sorted(locked))
 
 
+class _Placed(Protocol):
+    """A segment as stored or aligned: enough to find where it stands in its block."""
+
+    @property
+    def block_id(self) -> str: ...
+    @property
+    def ws_before(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+
+
+# Where a segment starts in its block, and its inlines, each with where it begins in the block.
+Placed = tuple[int, list[tuple[int, Inline]]]
+
+
+def placed_inlines(blocks: Mapping[str, Block], segments: Sequence[_Placed]) -> list[Placed]:
+    """For each segment (in document order): where it starts in its block, and the block's inlines
+    that belong to it (`in_segment`), each with where it begins in the block."""
+    starts: list[int] = []
+    end: dict[str, int] = {}
+    for seg in segments:
+        starts.append(end.get(seg.block_id, 0) + len(seg.ws_before))
+        end[seg.block_id] = starts[-1] + len(seg.source)
+    out: list[Placed] = []
+    for index, seg in enumerate(segments):
+        block = blocks.get(seg.block_id)
+        start = starts[index]
+        if block is None:
+            out.append((start, []))
+            continue
+        first = index == 0 or segments[index - 1].block_id != seg.block_id
+        last = index + 1 == len(segments) or segments[index + 1].block_id != seg.block_id
+        following = len(block.text) + 1 if last else starts[index + 1]
+        spots = ((in_segment(i, start, start + len(seg.source), following, first=first), i) for i in block.inlines)
+        out.append((start, [(at, i) for at, i in spots if at >= 0]))
+    return out
+
+
 def segment_markup(job: Job, rows: list[StoredSegment]) -> dict[str, set[str]]:
     """Each segment's inline markup strings (the source's own tags, link syntax), by segment id."""
     if not job.document:
         return {}
     doc = document_from_json(job.document)
-    blocks = {b.id: b for b in doc.blocks}
     ordered = sorted(rows, key=lambda r: r.position)
-    starts: list[int] = []
-    end: dict[str, int] = {}
-    for row in ordered:
-        starts.append(end.get(row.block_id, 0) + len(row.ws_before))
-        end[row.block_id] = starts[-1] + len(row.source)
     found: dict[str, set[str]] = {}
-    for index, row in enumerate(ordered):
-        block = blocks.get(row.block_id)
-        if block is None:
-            continue
-        first = index == 0 or ordered[index - 1].block_id != row.block_id
-        last = index + 1 == len(ordered) or ordered[index + 1].block_id != row.block_id
-        following = len(block.text) + 1 if last else starts[index + 1]
-        strings = {
-            text
-            for i in block.inlines
-            if in_segment(i, starts[index], starts[index] + len(row.source), following, first=first) >= 0
-            for text in (i.open, i.close)
-            if text
-        }
+    for row, (_, inlines) in zip(ordered, placed_inlines({b.id: b for b in doc.blocks}, ordered), strict=True):
+        strings = {text for _, i in inlines for text in (i.open, i.close) if text}
         if strings:
             found[row.id] = strings
     return found
