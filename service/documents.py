@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from markdown_it import MarkdownIt
+
 
 class SourceFormat(StrEnum):
     TEXT = "text"
@@ -19,17 +21,54 @@ class SourceFormat(StrEnum):
 
 
 _TAG = re.compile(r"<[^>]*>")
+_MD = MarkdownIt("commonmark")
+
+# Markdown: characters that would start inline syntax anywhere (emphasis, code, links, raw HTML, a
+# character reference), and what would start a block at the beginning of a line (heading, quote, list
+# item, setext underline, fence). A backslash makes each of them text (CommonMark, "Backslash escapes").
+_MD_INLINE = re.compile(r"[\\`*_\[\]<]|&(?=#?\w+;)")
+_MD_LINE_START = re.compile(r"(?m)^([ \t]*)(?:([#>+=~-])|(\d{1,9})([.)])(?=\s|$))")
+
+
+def markdown_escape(text: str) -> str:
+    """Plain text as Markdown that renders as that text: `*star*` stays two asterisks around a word,
+    a leading `#` stays a character, not a heading."""
+    text = _MD_INLINE.sub(lambda m: "\\" + m.group(), text)
+    return _MD_LINE_START.sub(
+        lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\" + m.group(4)), text
+    )
 
 
 def plain_text(target: str, fmt: SourceFormat) -> str:
     """A segment's target as plain text (what the translation memory and TMX hold): an HTML
-    article's targets are HTML, escaped and with the source's inline tags."""
-    return html.unescape(_TAG.sub("", target)) if fmt is SourceFormat.HTML else target
+    article's targets are HTML, escaped and with the source's inline tags; a Markdown article's are
+    Markdown, with backslash escapes and the source's inline syntax (links keep their text, images
+    and raw HTML tags go, as an HTML article's do)."""
+    if fmt is SourceFormat.HTML:
+        return html.unescape(_TAG.sub("", target))
+    if fmt is SourceFormat.MARKDOWN:
+        return _markdown_text(target)
+    return target
 
 
 def in_format(text: str, fmt: SourceFormat) -> str:
-    """Plain text as a target of an article in `fmt`: escaped for HTML, as the pipeline's own are."""
-    return html.escape(text) if fmt is SourceFormat.HTML else text
+    """Plain text as a target of an article in `fmt`: escaped for HTML and Markdown, as the
+    pipeline's own targets are."""
+    if fmt is SourceFormat.HTML:
+        return html.escape(text)
+    if fmt is SourceFormat.MARKDOWN:
+        return markdown_escape(text)
+    return text
+
+
+def _markdown_text(target: str) -> str:
+    parts: list[str] = []
+    for token in _MD.parseInline(target)[0].children or ():
+        if token.type in ("text", "code_inline"):
+            parts.append(token.content)
+        elif token.type in ("softbreak", "hardbreak"):
+            parts.append("\n")
+    return "".join(parts)
 
 
 class BlockKind(StrEnum):

@@ -101,9 +101,12 @@ def _md_inline(children: list[Token]) -> tuple[str, tuple[Inline, ...]]:
     stack: list[tuple[int, str, str]] = []
     length = 0
     for tok in children:
-        if tok.type == "text" or tok.type == "html_inline":
+        if tok.type == "text":
             text.append(tok.content)
             length += len(tok.content)
+        elif tok.type == "html_inline":
+            # A raw tag (`<span>`, `<br>`) is carried through as markup, as an HTML page's image is.
+            inlines.append(Inline(length, length, tok.content, "", verbatim=True))
         elif tok.type in ("softbreak", "hardbreak"):
             text.append("\n" if tok.type == "softbreak" else "  \n")
             length += len(text[-1])

@@ -1,8 +1,9 @@
 """Translation memory: approved translations, reused.
 
-The memory holds plain text, whatever the article's format: an HTML article's targets are stored
-without tags and unescaped (`documents.plain_text`), and a hit is escaped again for the article it
-goes into (`documents.in_format`), so a stored “&” or “<” is text in every article, never markup.
+The memory holds plain text, whatever the article's format: HTML and Markdown articles' targets
+are stored without markup and unescaped (`documents.plain_text`), and a hit is escaped again for the
+article it goes into (`documents.in_format`), so a stored “&”, “<” or “*” is text in every article,
+never markup.
 
 An exact hit (the same source sentence, white space normalised) takes the approved translation
 without calling the model (origin `tm`); fuzzy hits (≥ 75 % similar, rapidfuzz) are shown to the

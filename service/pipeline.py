@@ -12,6 +12,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from glossary.matching import TermHit
@@ -376,12 +377,15 @@ def term_target(hit: TermHit, rule: VariantRule) -> str:
 
 
 def render_context(rule: VariantRule, fmt: SourceFormat, *, markup: bool) -> RenderContext:
-    """How one variant is rendered: with the source's markup (escaped for HTML), or as plain text."""
-    escape = html.escape if (markup and fmt is SourceFormat.HTML) else _identity
+    """How one variant is rendered: with the source's markup, its text escaped for the format (HTML
+    entities, Markdown backslashes), or as plain text."""
+    escape: Callable[[str], str] = partial(in_format, fmt=fmt) if markup else _identity
     return RenderContext(
         localize=lambda text: localize(text, rule),
         term_target=lambda hit: escape(term_target(hit, rule)),
         escape=escape,
+        # Code inside backticks is taken literally; inside <code> it is HTML like the rest.
+        escape_code=html.escape if markup and fmt is SourceFormat.HTML else _identity,
         markup=markup,
     )
 

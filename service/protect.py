@@ -150,7 +150,8 @@ class RenderContext:
 
     localize: Callable[[str], str]  # tidied zh-Hans → this variant (OpenCC, quotes)
     term_target: Callable[[TermHit], str]  # the glossary's form of a hit in this variant
-    escape: Callable[[str], str]  # HTML escaping, or identity
+    escape: Callable[[str], str]  # the format's escaping of text (HTML, Markdown), or identity
+    escape_code: Callable[[str], str]  # of code kept verbatim: HTML's inside <code>, none inside backticks
     markup: bool  # False: plain text (for QA), tags left out
 
 
@@ -180,7 +181,7 @@ def render(fragment: Fragment, mt: Mapping[int, str], ctx: RenderContext) -> Ren
             out.placed.append((slot.hit, length, length + len(target)))
             emit(target)
         elif slot.kind is SlotKind.VERBATIM and slot.inline is not None:
-            emit((slot.inline.open + ctx.escape(slot.text) + slot.inline.close) if ctx.markup else slot.text)
+            emit((slot.inline.open + ctx.escape_code(slot.text) + slot.inline.close) if ctx.markup else slot.text)
         elif slot.child is not None and slot.inline is not None:
             inner = render(slot.child, mt, ctx)
             opener = slot.inline.open if ctx.markup else ""

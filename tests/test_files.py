@@ -476,3 +476,37 @@ def test_xliff_of_html_with_images_and_code_round_trips(live: LiveServer) -> Non
     url = f"/v1/articles/{job['id']}/segments/{first['id']}"
     r = live.client.patch(url, json={"text": first["targets"]["zh-Hans"] + "！", "version": first["version"]})
     assert r.status_code == 200, r.text
+
+
+def test_markdown_text_stays_text_through_the_memory_and_files(live: LiveServer) -> None:
+    """A Markdown article's targets are Markdown: the memory and TMX hold their text unescaped, a
+    hit is escaped again for a Markdown article (a leading # is no heading, *word* no emphasis), and
+    the article's XLIFF file, which holds its Markdown, imports back unchanged."""
+    body = "Use the \\*star\\* key. It <span>works</span>."
+    job = translated(live.client, {"body": body, "format": "markdown", "targets": ["zh-Hans"]})
+    first, second = segments(job)
+    assert first["source"] == "Use the *star* key." and second["source"] == "It works."
+    assert "<span>" in second["targets"]["zh-Hans"] and "</span>" in second["targets"]["zh-Hans"]
+    _approve(live.client, job, first, "zh-Hans", "使用\\*星\\*键。")
+    tmx = live.client.get("/v1/memory/export", params={"variant": "zh-Hans"}).content
+    assert [s.text for s in etree.fromstring(tmx).iter("seg")] == ["Use the *star* key.", "使用*星*键。"]
+    exported = live.client.get(f"/v1/articles/{job['id']}/export", params={"format": "xliff"}).content
+    doc = etree.fromstring(exported)
+    assert schema("xliff_core_2.0.xsd").validate(doc)
+    target = doc.find(f".//x:segment[@id='{second['id']}']/x:target", NS)
+    assert "<span>" not in "".join(target.itertext()) and len(target.findall(".//x:pc", NS)) == 2  # tags are codes
+    r = live.client.post(f"/v1/articles/{job['id']}/import", content=exported)
+    assert r.status_code == 200 and r.json()["edited"] == [], r.text
+    tmx = """<?xml version="1.0" encoding="UTF-8"?>
+<tmx version="1.4"><header creationtool="t" creationtoolversion="1" segtype="sentence" o-tmf="t" adminlang="en"
+ srclang="en" datatype="plaintext"/><body>
+<tu><tuv xml:lang="en"><seg>The movement grew.</seg></tuv><tuv xml:lang="zh-CN"><seg>#MeToo运动壮大了。</seg></tuv></tu>
+</body></tmx>""".encode()
+    assert live.client.post("/v1/memory/import", content=tmx, headers={"Content-Type": "application/xml"}).is_success
+    body = "The movement grew.\n\nUse the \\*star\\* key."
+    again = translated(live.client, {"body": body, "format": "markdown", "targets": ["zh-Hans"]})
+    assert [s["origin"] for s in segments(again)] == ["tm", "tm"]
+    full = again["document"]["full_text"]["zh-Hans"]
+    assert full == "\\#MeToo运动壮大了。\n\n使用\\*星\\*键。\n"
+    as_text = translated(live.client, {"body": "The movement grew.", "targets": ["zh-Hans"]})
+    assert segments(as_text)[0]["targets"]["zh-Hans"] == "#MeToo运动壮大了。"

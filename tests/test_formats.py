@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-import pytest
+import random
 
-from service.documents import Article, BlockKind, SourceFormat
+import pytest
+from markdown_it import MarkdownIt
+
+from service.documents import Article, BlockKind, SourceFormat, markdown_escape, plain_text
 from service.formats import parse_blocks, render
 
 MARKDOWN = """# The *Futenma* base
@@ -179,3 +182,38 @@ def test_markdown_nested_lists_stay_nested_under_wide_markers() -> None:
     again, _, _ = parse_blocks(Article(body=out, format=SourceFormat.MARKDOWN))
     assert [(b.text, b.level) for b in again] == [(b.text, b.level) for b in blocks]
     assert [b.level for b in blocks] == [1, 1, 2, 3, 1, 2]
+
+
+def test_markdown_escape_makes_any_text_render_as_itself() -> None:
+    """Whatever the model writes, a Markdown reader shows it as that text: one paragraph, no
+    emphasis, links, headings, lists, quotes or fences, and every character kept."""
+    rng = random.Random(7)
+    alphabet = [*"#>*_-+=~`[]()!<>&;\\.) 1\n", "&amp;", "&#35;", "1.", "10)", "***", "---", "<b>", "中", "a"]
+    cases = ["#MeToo运动", "1. 第一", "*星*", "a_b_c", "[1](x)", "<span>", "&copy;", "---", "===", "```", "> 引"]
+    cases += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 24))) for _ in range(3000)]
+    for text in cases:
+        text = "\n".join(line.strip() for line in text.strip().split("\n") if line.strip())
+        if not text:
+            continue
+        tokens = MarkdownIt("commonmark").parse(markdown_escape(text))
+        assert [t.type for t in tokens] == ["paragraph_open", "inline", "paragraph_close"], text
+        children = tokens[1].children or []
+        shown = "".join("\n" if t.type == "softbreak" else t.content for t in children)
+        assert {t.type for t in children} <= {"text", "softbreak"} and shown == text, text
+        assert plain_text(markdown_escape(text), SourceFormat.MARKDOWN) == text
+
+
+def test_markdown_raw_html_is_carried_as_markup_not_translated() -> None:
+    blocks, _, _ = parse_blocks(Article(body="A <span class='x'>red</span> flag.<br>\n", format=SourceFormat.MARKDOWN))
+    (block,) = blocks
+    assert block.text == "A red flag."
+    assert [(i.start, i.end, i.open, i.verbatim) for i in block.inlines] == [
+        (2, 2, "<span class='x'>", True),
+        (5, 5, "</span>", True),
+        (11, 11, "<br>", True),
+    ]
+
+
+def test_markdown_targets_read_back_as_plain_text() -> None:
+    target = "**强** [链接](http://x) ![图](s.png) `a*b` <span>红</span> \\*星\\* AT&T"
+    assert plain_text(target, SourceFormat.MARKDOWN) == "强 链接  a*b 红 *星* AT&T"

@@ -113,6 +113,22 @@ def test_verbatim_code_is_kept(news: Glossary) -> None:
     assert out.text == "现在运行 `pip install`。"
 
 
+def test_model_text_is_escaped_for_markdown_but_code_and_markup_are_not(news: Glossary) -> None:
+    """Characters the model writes are text in a Markdown article: `*` around a word is not emphasis,
+    a leading `#` no heading; the source's code span and emphasis stay as written."""
+    text = "Run a*b now with force."
+    code, strong = Inline(4, 7, "`", "`", verbatim=True), Inline(17, 22, "**", "**")
+    frag = build_fragment(text, (code, strong), news)
+    child = next(s.child for s in frag.slots if s.child is not None)
+    mt = {frag.fid: "#MeToo用QZX2*强行*运行QZX1 [1]", child.fid: "力_量"}
+    out = render(frag, mt, render_context(RULES["zh-Hans"], SourceFormat.MARKDOWN, markup=True))
+    assert out.text == "\\#MeToo用**力\\_量**\\*强行\\*运行`a*b` \\[1\\]"
+    html_out = render(frag, mt, render_context(RULES["zh-Hans"], SourceFormat.HTML, markup=True))
+    assert "`a*b`" in html_out.text and "#MeToo" in html_out.text  # only Markdown escapes these
+    plain = render(frag, mt, render_context(RULES["zh-Hans"], SourceFormat.MARKDOWN, markup=False))
+    assert plain.text == "#MeToo用力_量*强行*运行a*b [1]"
+
+
 def test_fragments_of_placeholders_only_skip_the_model(news: Glossary) -> None:
     assert not build_fragment("Futenma", (), news).needs_model
     assert not build_fragment("“2+2”", (), news).needs_model

@@ -78,7 +78,8 @@ def to_xliff(job: Job, doc: AlignedDocument, variant: str) -> XDocument:
     units = []
     by_block: dict[str, list[XSegment]] = {}
     # Each segment's inlines as the segmenter gave them to it. An HTML article's targets hold its
-    # code and images as tags, so they are codes too; a Markdown article's are text in its targets.
+    # code and images as tags, so they are codes too; a Markdown article's code spans and images are
+    # text in its targets, its raw HTML tags (which span no text) codes.
     placed = review.placed_inlines(blocks, doc.segments)
     for seg, (start, inlines) in zip(doc.segments, placed, strict=True):
         by_block.setdefault(seg.block_id, []).append(
@@ -90,7 +91,7 @@ def to_xliff(job: Job, doc: AlignedDocument, variant: str) -> XDocument:
                 inlines=tuple(
                     XInline(at - start, at - start + i.end - i.start, i.open, i.close)
                     for at, i in inlines
-                    if doc.format is SourceFormat.HTML or not i.verbatim
+                    if doc.format is SourceFormat.HTML or not i.verbatim or i.start == i.end
                 ),
                 terms=tuple(
                     XTerm(
@@ -173,7 +174,8 @@ def apply_xliff(
     chosen = check_variant(doc.variants, variant)
     sources = {s.id: s.source for s in doc.segments}
     # Text in the file is text: an HTML article's is escaped again, its codes become the source's tags.
-    escape = partial(in_format, fmt=doc.format)
+    # A Markdown article's file holds Markdown (its code spans and backslash escapes), taken as it is.
+    escape = partial(in_format, fmt=doc.format) if doc.format is SourceFormat.HTML else None
     edits: list[XEdit] = import_xliff(data, article_id=job.id, variant=chosen, sources=sources, escape=escape)
     # All or nothing: a file whose targets bring markup their sources lack is refused before any edit.
     with db.session() as session:
