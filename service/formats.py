@@ -87,7 +87,13 @@ def _trimmed(text: str, inlines: Iterable[Inline]) -> tuple[Inline, ...]:
             end -= 1
         trimmed.append((index, Inline(start, end, inline.open, inline.close, inline.verbatim)))
     # Trimming can give nested elements the same range; the later one (the outer) stays first.
-    return tuple(i for _, i in sorted(trimmed, key=lambda t: (t[1].start, -t[1].end, -t[0])))
+    # Elements with no content (images, breaks) at one place stay in the order they came.
+    return tuple(
+        i
+        for _, i in sorted(
+            trimmed, key=lambda t: (t[1].start, -t[1].end, t[0] if t[1].start == t[1].end else -t[0])
+        )
+    )
 
 
 # --- Markdown -----------------------------------------------------------------------------------
@@ -309,6 +315,7 @@ def _start_tag(tag: Tag) -> str:
 def _html_inline(nodes: Iterable[PageElement]) -> tuple[str, tuple[Inline, ...]]:
     parts: list[str] = []
     inlines: list[Inline] = []
+    breaks: list[Inline] = []
 
     def walk(children: Iterable[PageElement]) -> None:
         for child in children:
@@ -319,6 +326,9 @@ def _html_inline(nodes: Iterable[PageElement]) -> tuple[str, tuple[Inline, ...]]
                 start = len("".join(parts))
                 if child.name == "br":
                     parts.append("\n")  # rendered back as <br> (see service.pipeline)
+                    # At the block's edge, where no sentence takes it as white space, it is markup.
+                    breaks.append(Inline(start, start, str(child), "", verbatim=True))
+                    inlines.append(breaks[-1])
                 elif child.name in _OPAQUE_TAGS:
                     raw = child.get_text() if child.name == "code" else ""
                     parts.append(raw)
@@ -337,6 +347,8 @@ def _html_inline(nodes: Iterable[PageElement]) -> tuple[str, tuple[Inline, ...]]
 
     walk(nodes)
     raw = "".join(parts)
+    inside = range(len(raw) - len(raw.lstrip()), len(raw.rstrip()))
+    inlines = [i for i in inlines if not (any(i is b for b in breaks) and i.start in inside)]
     # Trim and collapse white space, moving inline offsets with it.
     keep = [i for i, ch in enumerate(raw) if not (ch == " " and (i == 0 or raw[i - 1] in " \n"))]
     text = "".join(raw[i] for i in keep)

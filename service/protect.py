@@ -94,6 +94,17 @@ class Fragment:
                     yield hit, slot.start + offset
 
 
+def _within(inline: Inline, outer: Inline) -> bool:
+    """Whether `inline` lies inside `outer`. An empty element (an image, a break) at the edge of
+    another's text is taken to stand outside it: where it stood is not known, and outside it stays
+    whatever the model does with the text inside."""
+    if outer.end == outer.start:
+        return False
+    if inline.start == inline.end:
+        return outer.start < inline.start < outer.end
+    return outer.start <= inline.start and inline.end <= outer.end
+
+
 def build_fragment(
     text: str, inlines: tuple[Inline, ...], glossary: Glossary, keys: Iterator[int] | None = None
 ) -> Fragment:
@@ -101,7 +112,7 @@ def build_fragment(
     keys = keys if keys is not None else itertools.count(1)
     outer: list[Inline] = []
     for inline in sorted(inlines, key=lambda i: (i.start, -i.end)):
-        if not any(o.start <= inline.start and inline.end <= o.end and o.end > o.start for o in outer):
+        if not any(_within(inline, o) for o in outer):
             outer.append(inline)
 
     def crosses(start: int, end: int) -> bool:
@@ -118,7 +129,7 @@ def build_fragment(
         inner = tuple(
             Inline(i.start - inline.start, i.end - inline.start, i.open, i.close, i.verbatim)
             for i in inlines
-            if i is not inline and inline.start <= i.start and i.end <= inline.end
+            if i is not inline and _within(i, inline)
         )
         child = build_fragment(text[inline.start : inline.end], inner, glossary, keys)
         slots.append(Slot(key, SlotKind.MARKUP, inline.start, inline.end, child.source, inline=inline, child=child))
@@ -191,6 +202,15 @@ def render(fragment: Fragment, mt: Mapping[int, str], ctx: RenderContext) -> Ren
             out.moved.extend(inner.moved)
             emit(opener + inner.text + (slot.inline.close if ctx.markup else ""))
 
+    # Markup the model left out is put back at the start if the source had it there (a leading <br>
+    # or image: exactly where it was, so not reported as moved), else at the end: none is lost.
+    written = {int(m.group(2)) for m in _PLACEHOLDER.finditer(text)}
+    for leading in fragment.slots:
+        if leading.start == 0 and leading.key not in written and leading.kind is not SlotKind.TERM:
+            used.add(leading.key)
+            if leading.end > 0:
+                out.moved.append(leading)
+            place(leading)
     for match in _PLACEHOLDER.finditer(text):
         emit(text[pos : match.start()])
         pos = match.end()

@@ -77,6 +77,21 @@ def test_lost_markup_is_appended_not_dropped(news: Glossary) -> None:
     assert [s.text for s in out.moved] == ["big"]
 
 
+def test_lost_markup_from_the_start_goes_back_to_the_start(news: Glossary) -> None:
+    """A leading break the model drops is put back where it stood, unreported; an image the source
+    had inside bold text at its edge stays outside it, in the order the source had them."""
+    br, bold, img = Inline(0, 0, "<br/>", "", verbatim=True), Inline(0, 3, "<b>", "</b>"), Inline(3, 3, "<img/>", "")
+    frag = build_fragment("Abe spoke.", (br, bold, img), news)
+    child = next(s.child for s in frag.slots if s.child is not None)
+    out = render(
+        frag,
+        {frag.fid: "说话了。", child.fid: child.masked},
+        render_context(RULES["zh-Hans"], SourceFormat.HTML, markup=True),
+    )
+    assert out.text == "<br/><b>安倍</b>说话了。<img/>"
+    assert [s.text for s in out.moved] == ["Abe", ""]
+
+
 def test_markup_inside_a_word_is_restored(news: Glossary) -> None:
     # Markup inside a word puts its placeholder against a letter ("AbeQZX1"); a model that copies
     # the English keeps it there, and it must still be found, not left in the text.
