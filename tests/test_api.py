@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -175,6 +177,24 @@ def test_bad_inputs(server: LiveServer) -> None:
     assert error["message"].startswith("title: Value error, holds a lone UTF-16 surrogate")
     pair = b'{"text": "A whole pair \\ud83d\\ude00 is a character."}'
     assert client.post("/v1/translate", content=pair, headers=headers).status_code == 200
+
+
+def test_a_body_without_length_is_refused_at_the_limit_not_read_whole(server: LiveServer) -> None:
+    """A chunked body (no Content-Length) is answered 413 as soon as it passes the limit, while the
+    client is still sending: the service never holds more of it than the limit."""
+    url = urlsplit(server.url)
+    limit = server.settings.max_chars * 4 + 65_536
+    chunk = b"x" * 65_536
+    with socket.create_connection((url.hostname, url.port), timeout=20) as sock:
+        head = f"POST /v1/translate HTTP/1.1\r\nHost: {url.hostname}\r\nContent-Type: application/json\r\n"
+        sock.sendall(head.encode() + b"Transfer-Encoding: chunked\r\n\r\n")
+        for _ in range(limit // len(chunk) + 2):  # past the limit, and the body never ends
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        answer = ""
+        while "}}" not in answer and (piece := sock.recv(65_536)):
+            answer += piece.decode("latin-1")
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert '"too_large"' in answer and f"{limit:,}" in answer
 
 
 class _Broken:

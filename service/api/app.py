@@ -104,11 +104,20 @@ class _RequestGuard(BaseHTTPMiddleware):
                 413, "too_large", f"the request body has {int(length):,} bytes; the limit is {limit:,}"
             )
         if request.method in ("POST", "PUT", "PATCH"):
-            body = await request.body()
-            if len(body) > limit:
-                return errors.error_json(
-                    413, "too_large", f"the request body has {len(body):,} bytes; the limit is {limit:,}"
-                )
+            # Read as it comes, and stop at the limit: a body sent without Content-Length (chunked)
+            # is never held in memory beyond it.
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return errors.error_json(
+                        413, "too_large", f"the request body has more than {limit:,} bytes, the limit"
+                    )
+                chunks.append(chunk)
+            body = b"".join(chunks)
+            # What Request.body() keeps, so that the route reads the same bytes.
+            request._body = body
             if not upload:
                 try:
                     body.decode("utf-8")
