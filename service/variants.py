@@ -97,8 +97,11 @@ _MONTHS = {
 }  # fmt: skip
 # "Nov 07 , 2013", "November 7, 2013", "Oct. 3", "October 3" (month names capitalised, as in news).
 _MONTH_NAMES = "|".join(m.capitalize() for m in sorted(_MONTHS, key=len, reverse=True))
+# A 日 or 号 the model already put after the day ("May 5日") belongs to the date, unless it begins a
+# word for Japan or the Japanese (日本, 日方, 日美, 日元, …), which a date may well precede.
+_DAY_MARK = "(?:\\s*[日号](?![本方美中韩俄朝元圆军籍相企产经媒语文菲澳欧印台英法德]))?"
 _DATE = re.compile(
-    rf"(?<![A-Za-z])(?P<month>{_MONTH_NAMES})\.?\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?(?!\d)"
+    rf"(?<![A-Za-z])(?P<month>{_MONTH_NAMES})\.?\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?(?!\d){_DAY_MARK}"
     rf"(?:\s*,\s*(?P<year>\d{{4}}))?"
 )
 

@@ -80,6 +80,12 @@ def test_a_variant_goes_back_to_zh_hans(variant: str) -> None:
         ("Sept. 11th", "9月11日"),
         ("Mayor Smith", "Mayor Smith"),
         ("May 40", "May 40"),
+        # The model wrote the day's 日 or 号 itself: one 日, not two; 日本 after a date is Japan.
+        ("May 5日在东京", "5月5日在东京"),
+        ("May 5号，", "5月5日，"),
+        ("May 5日前", "5月5日前"),
+        ("May 5日本首相", "5月5日日本首相"),
+        ("Nov 7日美会谈", "11月7日日美会谈"),
     ],
 )
 def test_dates(text: str, expected: str) -> None:
