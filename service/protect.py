@@ -171,6 +171,16 @@ def _joinable(before: str, after: str) -> bool:
     return not before or not after or bool(CJK_OR_FULL.match(before)) or bool(CJK_OR_FULL.match(after))
 
 
+def _shown(slot: Slot, mt: Mapping[int, str], ctx: RenderContext) -> str | None:
+    """The text a term or markup slot puts in the output, for the spacing on either side of it
+    (nested placeholders stand as Chinese); None for code and images, whose spaces always stay."""
+    if slot.kind is SlotKind.TERM and slot.hit is not None:
+        return ctx.term_target(slot.hit)
+    if slot.child is not None:
+        return _PLACEHOLDER.sub("一", ctx.localize(mt[slot.child.fid])).strip()
+    return None
+
+
 def render(fragment: Fragment, mt: Mapping[int, str], ctx: RenderContext) -> Rendered:
     """One variant's text of `fragment` from the tidied zh-Hans translations in `mt` (by fid)."""
     text = ctx.escape(ctx.localize(mt[fragment.fid]))
@@ -224,11 +234,11 @@ def render(fragment: Fragment, mt: Mapping[int, str], ctx: RenderContext) -> Ren
             emit("" if _joinable(before, after) else " " if (lead or trail) else "")
             continue
         used.add(key)
-        is_cjk_target = slot.kind is not SlotKind.VERBATIM
-        if lead and not (is_cjk_target and _joinable(before, "一")):
+        shown = _shown(slot, mt, ctx)
+        if lead and not (shown is not None and _joinable(before, shown[:1])):
             emit(lead)
         place(slot)
-        if trail and not (is_cjk_target and _joinable("一", after)):
+        if trail and not (shown is not None and _joinable(shown[-1:], after)):
             emit(trail)
     emit(text[pos:])
     for slot in fragment.slots:

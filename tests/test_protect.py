@@ -111,6 +111,24 @@ def test_markup_inside_a_word_is_restored(news: Glossary) -> None:
         assert not out.moved
 
 
+def test_spaces_around_latin_markup_stay_when_the_model_echoes_english(news: Glossary) -> None:
+    """Where the model leaves English as it was, the space beside markup whose text is Latin stays;
+    beside Chinese it goes, as Chinese is written."""
+    sup = Inline(3, 4, "<sup>", "</sup>")
+    frag = build_fragment("Abe1 said.", (sup,), news)
+    child = frag.slots[0].child
+    assert child is not None
+    ctx = render_context(RULES["zh-Hans"], SourceFormat.HTML, markup=True)
+    assert render(frag, {frag.fid: "AbeQZX1 said.", child.fid: "1"}, ctx).text == "Abe<sup>1</sup> said."
+    assert render(frag, {frag.fid: "AbeQZX1 说。", child.fid: "一"}, ctx).text == "Abe<sup>一</sup>说。"
+    em = Inline(10, 14, "<em>", "</em>")
+    frag = build_fragment("Meet with them now.", (em,), news)
+    child = frag.slots[0].child
+    assert child is not None
+    mt = {frag.fid: "Meet with QZX1 now.", child.fid: "them"}
+    assert render(frag, mt, ctx).text == "Meet with <em>them</em> now."
+
+
 def test_model_text_is_escaped_for_html_but_markup_is_not(news: Glossary) -> None:
     frag = build_fragment("x <script> y", (), news)
     out = render(
