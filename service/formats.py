@@ -89,10 +89,7 @@ def _trimmed(text: str, inlines: Iterable[Inline]) -> tuple[Inline, ...]:
     # Trimming can give nested elements the same range; the later one (the outer) stays first.
     # Elements with no content (images, breaks) at one place stay in the order they came.
     return tuple(
-        i
-        for _, i in sorted(
-            trimmed, key=lambda t: (t[1].start, -t[1].end, t[0] if t[1].start == t[1].end else -t[0])
-        )
+        i for _, i in sorted(trimmed, key=lambda t: (t[1].start, -t[1].end, t[0] if t[1].start == t[1].end else -t[0]))
     )
 
 
@@ -104,7 +101,7 @@ _MD = MarkdownIt("commonmark")
 def _md_inline(children: list[Token]) -> tuple[str, tuple[Inline, ...]]:
     text: list[str] = []
     inlines: list[Inline] = []
-    stack: list[tuple[int, str, str]] = []
+    stack: list[tuple[int, str, str, bool]] = []
     length = 0
     for tok in children:
         if tok.type == "text":
@@ -120,17 +117,21 @@ def _md_inline(children: list[Token]) -> tuple[str, tuple[Inline, ...]]:
             inlines.append(Inline(length, length + len(tok.content), tok.markup, tok.markup, verbatim=True))
             text.append(tok.content)
             length += len(tok.content)
+        elif tok.type == "link_open" and tok.markup == "autolink":
+            # <https://…>: the address is its text, kept as written.
+            stack.append((length, "<", ">", True))
         elif tok.type == "link_open":
             title = tok.attrs.get("title")
             close = f"]({tok.attrs.get('href', '')}" + (f' "{title}"' if title else "") + ")"
-            stack.append((length, "[", close))
+            stack.append((length, "[", close, False))
         elif tok.type in ("em_open", "strong_open"):
-            stack.append((length, tok.markup, tok.markup))
+            stack.append((length, tok.markup, tok.markup, False))
         elif tok.type in ("link_close", "em_close", "strong_close") and stack:
-            start, open_, close_ = stack.pop()
-            inlines.append(Inline(start, length, open_, close_))
+            start, open_, close_, verbatim = stack.pop()
+            inlines.append(Inline(start, length, open_, close_, verbatim))
         elif tok.type == "image":
-            markup = f"![{tok.content}]({tok.attrs.get('src', '')})"
+            title = tok.attrs.get("title")
+            markup = f"![{tok.content}]({tok.attrs.get('src', '')}" + (f' "{title}"' if title else "") + ")"
             inlines.append(Inline(length, length + len(markup), "", "", verbatim=True))
             text.append(markup)
             length += len(markup)

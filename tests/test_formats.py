@@ -217,3 +217,15 @@ def test_markdown_raw_html_is_carried_as_markup_not_translated() -> None:
 def test_markdown_targets_read_back_as_plain_text() -> None:
     target = "**强** [链接](http://x) ![图](s.png) `a*b` <span>红</span> \\*星\\* AT&T"
     assert plain_text(target, SourceFormat.MARKDOWN) == "强 链接  a*b 红 *星* AT&T"
+
+
+def test_markdown_autolinks_and_image_titles_are_kept_as_written() -> None:
+    """An autolink's address is its text: kept as written, not given to the model; an image keeps
+    its title."""
+    body = 'See <https://example.com/a?b=1> or <desk@example.org>. An ![map](m.png "The map") here.\n'
+    blocks, _, _ = parse_blocks(Article(body=body, format=SourceFormat.MARKDOWN))
+    (block,) = blocks
+    kept = [block.text[i.start : i.end] for i in block.inlines]
+    assert kept == ["https://example.com/a?b=1", "desk@example.org", '![map](m.png "The map")']
+    assert all(i.verbatim for i in block.inlines)
+    assert [(i.open, i.close) for i in block.inlines[:2]] == [("<", ">"), ("<", ">")]

@@ -105,13 +105,17 @@ def test_breaks_and_images_at_a_blocks_edges_are_kept_in_order(pipeline: Pipelin
     """A <br> at the very start or end of a paragraph belongs to no sentence's white space: it is
     markup, kept where it stood; side-by-side images keep their order."""
     page = '<p><br>Okinawa now. Futenma later.<br><img src="a.png"><img src="b.png"></p><p>Tokyo.<br><br></p>'
-    out = pipeline.translate(Article(page, SourceFormat.HTML), targets=("zh-Hans",), glossary=news).full_text[
-        "zh-Hans"
-    ]
+    out = pipeline.translate(Article(page, SourceFormat.HTML), targets=("zh-Hans",), glossary=news).full_text["zh-Hans"]
     first, second = out.split("</p>")[:2]
     assert first.startswith("<p><br/>") and first.count("<br/>") == 2, out
     assert first.index("<br/>", 1) < first.index('<img src="a.png"/>') < first.index('<img src="b.png"/>'), out
     assert second.endswith("<br/><br/>") and second.count("<br/>") == 2, out
+
+
+def test_markdown_autolinks_come_back_as_written(pipeline: Pipeline, news: Glossary) -> None:
+    md = "See <https://example.com/a?b=1_c> for Futenma.\n"
+    out = pipeline.translate(Article(md, SourceFormat.MARKDOWN), targets=("zh-TW",), glossary=news)
+    assert "<https://example.com/a?b=1_c>" in out.full_text["zh-TW"]
 
 
 def test_a_sentence_longer_than_the_model_takes_is_split_not_truncated(pipeline: Pipeline, news: Glossary) -> None:
