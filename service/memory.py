@@ -130,17 +130,17 @@ class TranslationMemory:
         self._sources_lock = threading.Lock()
 
     def remember(self, entries: Iterable[Remembered], session: Session | None = None) -> int:
-        """Store (or replace: the newest approval wins) entries; how many. Written 500 at a time, one
-        statement each (a TMX import may hold hundreds of thousands), in the order of their keys:
-        writers at once lock rows in one order, so they wait for each other instead of deadlocking."""
+        """Store (or replace: the newest approval wins) entries; how many were stored, one per source
+        sentence (white space normalised) and variant: of entries repeating one, only the last is
+        stored, and blank ones are skipped. Written 500 at a time, one statement each (a TMX import
+        may hold hundreds of thousands), in the order of their keys: writers at once lock rows in one
+        order, so they wait for each other instead of deadlocking."""
         if session is None:
             with self.db.session() as own:
                 return self.remember(entries, own)
-        count = 0
         keyed: dict[tuple[str, str], Remembered] = {}
         for e in entries:
             if e.source.strip() and e.target.strip():
-                count += 1
                 keyed[(e.variant, source_key(e.source))] = e  # of repeats, the last wins
         ordered = sorted(keyed.items())
         if ordered and session.get_bind().dialect.name == "postgresql":
@@ -165,7 +165,7 @@ class TranslationMemory:
             ]
             # One upsert: approvals of the same sentence at once cannot collide on the unique key.
             session.execute(_upsert(session.get_bind().dialect.name), rows)
-        return count
+        return len(ordered)
 
     def exact(self, sources: Sequence[str], variants: Sequence[str]) -> dict[str, dict[str, str]]:
         """For each source with a zh-Hans entry: its stored targets by variant."""

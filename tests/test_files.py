@@ -5,12 +5,15 @@ skips the model (engine calls counted), fuzzy suggestions come ranked by score."
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy
 from lxml import etree
 
 from models.engine import Engine
@@ -222,7 +225,7 @@ def test_fuzzy_suggestions_ranked(live: LiveServer) -> None:
 <tu><tuv xml:lang="en"><seg>Officials closed the airport.</seg></tuv><tuv xml:lang="zh-CN"><seg>C</seg></tuv></tu>
 </body></tmx>"""
     r = live.client.post("/v1/memory/import", content=tmx, headers={"Content-Type": "application/xml"})
-    assert r.json() == {"entries": 3}
+    assert r.json() == {"entries": 3, "duplicates": 0}
     job = translated(live.client, {"body": "The harbour will reopen in May after repairs.", "targets": ["zh-Hans"]})
     sid = segments(job)[0]["id"]
     found = live.client.get(f"/v1/articles/{job['id']}/segments/{sid}/suggestions").json()
@@ -510,3 +513,157 @@ def test_markdown_text_stays_text_through_the_memory_and_files(live: LiveServer)
     assert full == "\\#MeToo运动壮大了。\n\n使用\\*星\\*键。\n"
     as_text = translated(live.client, {"body": "The movement grew.", "targets": ["zh-Hans"]})
     assert segments(as_text)[0]["targets"]["zh-Hans"] == "#MeToo运动壮大了。"
+
+
+# Imports that are refused, or meet a concurrent edit, apply nothing -----------------------------
+
+TWO_SENTENCES = "The harbour reopened on Monday. Trade rose sharply."
+
+
+@pytest.fixture
+def live_db(database_url: str, tiny_dirs: dict[str, Path], engines: dict[str, Engine]) -> Iterator[LiveServer]:
+    """The service on SQLite and on PostgreSQL (which refuses NUL in text, where SQLite stores it)."""
+    settings = Settings(model=str(tiny_dirs["marian"]), device="cpu", database_url=database_url, job_poll_s=0.05)
+    with serve(settings, engines["marian"]) as server:
+        yield server
+
+
+def _import_xliff(client: httpx.Client, job: dict, data: bytes) -> httpx.Response:
+    return client.post(f"/v1/articles/{job['id']}/import", content=data, headers={"Content-Type": "application/xml"})
+
+
+def _with_code_point(data: bytes, segment_id: str, hex_value: str) -> bytes:
+    doc = etree.fromstring(data)
+    target = doc.find(f".//x:segment[@id='{segment_id}']/x:target", NS)
+    etree.SubElement(target, f"{{{XLIFF}}}cp", hex=hex_value)
+    return etree.tostring(doc, xml_declaration=True, encoding="UTF-8")
+
+
+def _stored(client: httpx.Client, job: dict) -> list[tuple[str, int, str, dict]]:
+    return [
+        (s["id"], s["version"], s["status"], s["targets"])
+        for s in segments(client.get(f"/v1/articles/{job['id']}").json())
+    ]
+
+
+@pytest.mark.parametrize("hex_value", ["D800", "0"])
+def test_an_xliff_with_a_code_point_that_cannot_be_stored_applies_nothing(live_db: LiveServer, hex_value: str) -> None:
+    """The first segment's new target comes before the second's <cp> of a lone surrogate (which no
+    database, nor UTF-8, can hold) or of NUL (which PostgreSQL cannot): 422 naming the segment, and
+    the first segment is not edited either."""
+    client = live_db.client
+    job = translated(client, {"body": TWO_SENTENCES, "targets": ["zh-Hans"]})
+    first, second = segments(job)[:2]
+    before = _stored(client, job)
+    exported = client.get(f"/v1/articles/{job['id']}/export", params={"format": "xliff"}).content
+    edited = _edit_targets(exported, {first["id"]: "港口周一重新开放。"}, "final")
+    r = _import_xliff(client, job, _with_code_point(edited, second["id"], hex_value))
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "invalid_xliff"
+    assert f"segment {second['id']}" in error["message"] and f"hex='{hex_value}'" in error["message"]
+    assert _stored(client, job) == before
+    assert client.get(f"/v1/articles/{job['id']}/segments/{first['id']}/history").json() == []
+    assert client.get(f"/v1/articles/{job['id']}").json()["status"] == "translated"
+
+
+def test_an_edit_saved_while_an_import_is_stored_is_a_conflict_and_nothing_is_applied(live_db: LiveServer) -> None:
+    """A translator saves the second segment in the review view just as the import starts storing
+    the file's changes (the first change's UPDATE, before it runs): the import answers 409 with the
+    translator's segment, and the file's first change is not stored either. Imported again, the file
+    applies."""
+    client = live_db.client
+    job = translated(client, {"body": TWO_SENTENCES, "targets": ["zh-Hans"]})
+    first, second = segments(job)[:2]
+    exported = client.get(f"/v1/articles/{job['id']}/export", params={"format": "xliff"}).content
+    texts = {first["id"]: "港口周一重新开放。", second["id"]: "贸易大幅增长。"}
+    data = _edit_targets(exported, texts, "final")
+    theirs = "另一位译者的译文。"
+    started = threading.Event()
+    patched: list[httpx.Response] = []
+
+    def meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if started.is_set() or not statement.lstrip().upper().startswith("UPDATE SEGMENTS"):
+            return
+        started.set()  # the PATCH's own UPDATE comes through here too
+        url = f"{live_db.url}/v1/articles/{job['id']}/segments/{second['id']}"
+        body = {"variant": "zh-Hans", "text": theirs, "version": second["version"]}
+        patched.append(httpx.patch(url, json=body, timeout=60))
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", meanwhile)
+    try:
+        r = _import_xliff(client, job, data)
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", meanwhile)
+    assert [p.status_code for p in patched] == [200], [p.text for p in patched]
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert error["code"] == "version_conflict" and "nothing of the file was applied" in error["message"]
+    assert error["current"]["id"] == second["id"] and error["current"]["targets"]["zh-Hans"] == theirs
+    stored = {sid: (version, status, targets) for sid, version, status, targets in _stored(client, job)}
+    assert stored[first["id"]] == (first["version"], first["status"], first["targets"])
+    assert stored[second["id"]][0] == second["version"] + 1 and stored[second["id"]][2]["zh-Hans"] == theirs
+    assert client.get(f"/v1/articles/{job['id']}/segments/{first['id']}/history").json() == []
+    # The file, imported again, applies over the translator's edit (it carries no versions).
+    again = _import_xliff(client, job, data)
+    assert again.status_code == 200, again.text
+    assert sorted(again.json()["edited"]) == sorted(texts) and sorted(again.json()["approved"]) == sorted(texts)
+    after = {s["id"]: s for s in segments(client.get(f"/v1/articles/{job['id']}").json())}
+    assert {sid: after[sid]["targets"]["zh-Hans"] for sid in texts} == texts
+    assert all(after[sid]["status"] == "approved" for sid in texts)
+
+
+def test_tmx_import_counts_what_it_stored(live: LiveServer) -> None:
+    """The same English sentence three times for zh-CN (once with other white space) is one entry,
+    the last translation; the answer says so, and how many were merged into it."""
+    tu = '<tu><tuv xml:lang="en"><seg>{}</seg></tuv><tuv xml:lang="zh-CN"><seg>{}</seg></tuv></tu>'
+    body = (
+        tu.format("Prices rose again.", "一")
+        + tu.format("Prices  rose again.", "二")
+        + tu.format("Prices rose again.", "三")
+        + tu.format("Rates fell.", "利率下降。")
+    )
+    tmx = (
+        '<?xml version="1.0" encoding="UTF-8"?><tmx version="1.4"><header srclang="en" creationtool="t" '
+        'creationtoolversion="1" segtype="sentence" o-tmf="t" adminlang="en" datatype="plaintext"/>'
+        f"<body>{body}</body></tmx>"
+    ).encode()
+    r = live.client.post("/v1/memory/import", content=tmx, headers={"Content-Type": "application/xml"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"entries": 2, "duplicates": 2}
+    exported = etree.fromstring(live.client.get("/v1/memory/export", params={"variant": "zh-Hans"}).content)
+    assert len(exported.findall(".//tu")) == 2
+    assert [t for t in exported.xpath(".//tuv[@xml:lang='zh-Hans']/seg/text()")] == ["三", "利率下降。"]
+
+
+@pytest.mark.parametrize(
+    ("csv_text", "fragments"),
+    [
+        # csv's own field limit (128 KiB) was a 500.
+        ("id,en,zh-Hans,note\nt1,Foo,福," + "n" * 200_000 + "\n", ("row 2", "131,072 characters")),
+        # An unquoted comma: the note's second half would have been lost.
+        (
+            "id,en,zh-Hans,note\nt1,Obama,奥巴马,former president, of the USA\n",
+            ("row 2", "column 5 (E)", "of the USA"),
+        ),
+        # Only the second zh-Hans was kept.
+        ("id,en,zh-Hans,zh-Hans\nt1,Foo,福,吧\n", ("'zh-Hans'", "columns 3 (C) and 4 (D)")),
+        # The open quote took the next row into t1's note.
+        ('id,en,zh-Hans,note\nt1,Foo,福,"a note\nt2,Bar,吧,x\n', ("row 2", "quote left open")),
+        ('id,en,zh-Hans,note\nt1,Foo,福,"a note\nt2,Bar,吧,12"\nt3,Baz,巴,z\n', ("row 2", "quote left open")),
+        ("id,en,zh-Hans,case\nt1,Foo,福,maybe\n", ("row 2: case must be",)),
+    ],
+    ids=["huge field", "extra field", "repeated column", "open quote", "open quote closed later", "bad case"],
+)
+def test_glossary_csv_that_would_lose_data_is_refused(live: LiveServer, csv_text: str, fragments: tuple) -> None:
+    csv = {"Content-Type": "text/csv"}
+    put = live.client.put("/v1/glossaries/desk", content="id,en,zh-Hans\nt0,Desk,编辑部\n".encode(), headers=csv)
+    assert put.status_code == 201, put.text
+    r = live.client.put("/v1/glossaries/desk", content=csv_text.encode(), headers=csv)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "invalid_glossary"
+    for fragment in fragments:
+        assert fragment in error["message"], error["message"]
+    assert "row 2: row 2" not in error["message"]
+    assert [t["id"] for t in live.client.get("/v1/glossaries/desk").json()["terms"]] == ["t0"]

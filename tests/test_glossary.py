@@ -57,12 +57,50 @@ def test_csv_round_trip(store: GlossaryStore) -> None:
         ("id,en,zh-Hans\nx,Abe,\n", "row 2: term 'x' has no zh-Hans target"),
         ("id,en,zh-Hans\nx,Abe,安倍\nx,Obama,奥巴马\n", "row 3: duplicate id 'x'"),
         ("id,en,zh-Hans\nbad id,Abe,安倍\n", "bad id"),
-        ("id,en,zh-Hans,case\nx,Abe,安倍,maybe\n", "case must be"),
+        ("id,en,zh-Hans,case\nx,Abe,安倍,maybe\n", "glossary 'g' row 2: case must be sensitive"),
+        # Rows with more fields than the header has columns: DictReader kept the rest aside, lost.
+        ("id,en,zh-Hans,note\nx,Abe,安倍,former PM, of Japan\n", "row 2: the row has 5 fields but the header only 4"),
+        ("id,en,zh-Hans\n,Abe,安倍,extra\n", "row 2: the row has 4 fields"),
+        ("id,en,zh-Hans\nx,Abe,安倍\n\ny,Obama,奥巴马,,,z\n", "row 4: the row has 6 fields"),  # blank rows count
+        # A column named twice: only the last one's values were kept.
+        ("id,en,zh-Hans,note,zh-Hans\nx,Abe,安倍,,晋三\n", "column 'zh-Hans' appears more than once"),
+        ("id,en,en\nx,Abe,Shinzo\n", "columns 2 (B) and 3 (C)"),
+        # A quote left open: the rest of the file, or the rows up to a stray quote, became one field.
+        ('id,en,zh-Hans\nx,"Abe,安倍\ny,Obama,奥巴马\n', "row 2 (from line 2): a quoted field is still open"),
+        ('id,en,zh-Hans,note\nx,Abe,安倍,"PM\ny,Obama,奥巴马,"US"\n', "row 2 (from line 2): a quoted field has more"),
+        ('id,en,zh-Hans,note\nx,Abe,安倍,"PM\ny,Obama,奥巴马,44"\nz,Kerry,克里,\n', "row 2: the note runs on"),
+        ('id,en,zh-Hans,note\nx,"Abe\ny",安倍,\n', "row 2: the en field holds a line break"),
+        ('id,en,zh-Hans\nx,Abe,安倍\ny,Obama,"奥巴马\n', "row 3 (from line 3)"),
+        # csv's field limit (128 KiB) was an uncaught csv.Error.
+        ("id,en,zh-Hans,note\nx,Abe,安倍," + "n" * 200_000 + "\n", "row 2 (from line 2): a field is longer than"),
+        # UTF-16 read as UTF-8 (ASCII only, so it decodes): NUL between the letters.
+        ("id,en,zh-Hans\nx,Abe,Abe\n".encode("utf-16-le").decode("utf-8"), "line 1: the file holds NUL"),
     ],
 )
 def test_csv_errors_name_the_row(text: str, message: str) -> None:
-    with pytest.raises(GlossaryFormatError, match=re.escape(message)):
+    with pytest.raises(GlossaryFormatError, match=re.escape(message)) as raised:
         parse_csv(text, "g")
+    assert "row 2: row 2" not in str(raised.value)
+
+
+def test_csv_that_loses_nothing_is_accepted() -> None:
+    """Spreadsheet habits that lose nothing: empty trailing fields, short rows, blank rows, a quoted
+    note over several lines with commas and quotes in it, a BOM."""
+    text = (
+        "\ufeffid,en,zh-Hans,note,case\n"
+        "x,Abe,安倍,,\n"
+        "y,Obama,奥巴马,,,,\n"
+        "\n"
+        'z,Kerry,克里,"Former secretary of state.\nSays ""hello"", often, in notes",insensitive\n'
+        "w,Putin,普京\n"
+    )
+    glossary = parse_csv(text, "g")
+    assert [(t.id, t.note, t.case_sensitive) for t in glossary.terms] == [
+        ("x", "", None),
+        ("y", "", None),
+        ("z", 'Former secretary of state.\nSays "hello", often, in notes', False),
+        ("w", "", None),
+    ]
 
 
 def test_regional_targets_fall_back_through_zh_hant() -> None:

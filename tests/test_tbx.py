@@ -258,6 +258,9 @@ def _error(data: bytes) -> str:
         (b'<martif type="TBX"><martifHeader/></martif>', "<text><body> is missing under <martif>"),
         (f'<tbx xmlns="{TBX_NS}"><text/></tbx>'.encode(), "<text><body> is missing under <tbx>"),
         (b"<martif><text><body></text></martif>", "not well-formed XML"),
+        # NUL and lone surrogates, which a stored glossary could not hold, are not XML: refused unread.
+        (_martif(_entry("Abe&#0;")), "value 0"),
+        (_martif(_entry("Abe&#xDC00;")), "56320"),
     ],
 )
 def test_import_refuses(data: bytes, expected: str) -> None:

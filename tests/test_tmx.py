@@ -261,6 +261,15 @@ def _error(data: bytes) -> str:
         (b'<tmx version="1.4"><header srclang="en"><body></tmx>', "not well-formed XML"),
         (b"", "not well-formed XML"),
         (b"\xff\xfe\x00garbage", "not well-formed XML"),
+        # What the memory could not store (NUL: PostgreSQL; a lone surrogate: UTF-8) is not XML either:
+        # the parser refuses it as a reference and as bytes, so no entry can hold it.
+        (_tmx('<tu><tuv xml:lang="en"><seg>a&#0;</seg></tuv><tuv xml:lang="zh"><seg>b</seg></tuv></tu>'), "value 0"),
+        (_tmx('<tu><tuv xml:lang="en"><seg>a</seg></tuv><tuv xml:lang="zh"><seg>&#xD800;</seg></tuv></tu>'), "55296"),
+        (_tmx('<tu><tuv xml:lang="en"><seg>a\x00</seg></tuv></tu>'), "not well-formed XML"),
+        (
+            _tmx("<tu><tuv xml:lang='en'><seg>a</seg></tuv></tu>").replace(b"<seg>a", b"<seg>\xed\xa0\x80"),
+            "well-formed",
+        ),
         (
             _tmx('<tu tuid="a7" creationdate="2013-10-03"><tuv xml:lang="en"><seg>x</seg></tuv></tu>'),
             "tu 1 (tuid 'a7'): creationdate must look like 20130926T143000Z, not '2013-10-03'",

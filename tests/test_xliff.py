@@ -316,6 +316,16 @@ def test_characters_xml_cannot_carry_are_code_points() -> None:
     assert [cp.get("hex") for cp in source.iterfind("x:cp", NS)] == ["000B", "0001"]
 
 
+def test_code_points_that_are_text_import_and_nul_only_in_a_source() -> None:
+    """<cp> carries what XML cannot: control characters and U+FFFF come back in a target; NUL only in
+    a source, which is compared with the article's (SQLite may hold one), never stored."""
+    doc = _doc(XSegment("b1.s1", "nul\x00 here", "控制\x01\x1f\uffff", "draft"))
+    root = _tree(doc)
+    assert [cp.get("hex") for cp in root.iterfind(".//x:target/x:cp", NS)] == ["0001", "001F", "FFFF"]
+    assert [cp.get("hex") for cp in root.iterfind(".//x:source/x:cp", NS)] == ["0000"]
+    assert _import(_bytes(root), sources={"b1.s1": "nul\x00 here"}) == _unchanged(doc)
+
+
 @pytest.mark.parametrize(
     ("source", "inlines", "target", "codes_in_target"),
     [
@@ -542,6 +552,52 @@ REFUSALS: dict[str, tuple[Callable[[], bytes], dict[str, Any], tuple[str, ...]]]
 }
 
 
+def _with_code_point(where: str, hex_value: str) -> Callable[[], bytes]:
+    """The exported DOC with <cp hex=…/> appended to `where` (a path from the file element)."""
+
+    def make() -> bytes:
+        root = _tree()
+        found = root.find(where, NS)
+        assert found is not None, where
+        found.append(etree.Element(f"{X}cp", hex=hex_value))
+        return _bytes(root)
+
+    return make
+
+
+REFUSALS.update(
+    {
+        # Half of a UTF-16 pair: UTF-8, the database and a JSON answer cannot carry it.
+        "surrogate in a target": (
+            _with_code_point(".//x:segment[@id='b2.s3']/x:target", "D800"),
+            {},
+            ("segment b2.s3", "hex='D800'", "surrogate"),
+        ),
+        "low surrogate in a source": (
+            _with_code_point(".//x:segment[@id='b2.s3']/x:source", "dfff"),
+            {},
+            ("segment b2.s3", "hex='dfff'", "surrogate"),
+        ),
+        # PostgreSQL cannot store NUL; on SQLite it would be stored, so it is refused everywhere alike.
+        "NUL in a target": (
+            _with_code_point(".//x:segment[@id='b2.s3']/x:target", "0"),
+            {},
+            ("segment b2.s3", "NUL"),
+        ),
+        "NUL in original data": (
+            _with_code_point(".//x:unit[@id='b2']/x:originalData/x:data", "0000"),
+            {},
+            ("unit b2", "NUL"),
+        ),
+        "beyond Unicode": (
+            _with_code_point(".//x:segment[@id='b2.s3']/x:target", "110000"),
+            {},
+            ("segment b2.s3", "not a character"),
+        ),
+    }
+)
+
+
 @pytest.mark.parametrize("case", REFUSALS)
 def test_import_refuses(case: str) -> None:
     make, overrides, fragments = REFUSALS[case]
@@ -602,14 +658,17 @@ def test_utf16_file_without_doctype_imports() -> None:
 # Random documents ---------------------------------------------------------------------------------
 
 MARKUP = [("**", "**"), ("*", "*"), ("[", "](u1)"), ("[", "](u2)"), ('<a href="x&y">', "</a>"), ("<br>", ""), ("", "")]
-LETTERS = "ab c*[]()<>&\"'\r\n\t\x0b\x00中文 **"
+LETTERS = "ab c*[]()<>&\"'\r\n\t\x0b\x01\ufffe中文 **"
+# A source may hold NUL (SQLite stores one), and comes back as it was; a target may not (see
+# test_a_code_point_that_cannot_be_stored_is_refused).
+SOURCE_LETTERS = LETTERS + "\x00"
 
 
 def _random_segment(rng: random.Random, index: int) -> XSegment:
-    def text(size: int) -> str:
-        return "".join(rng.choice(LETTERS) for _ in range(size))
+    def text(size: int, letters: str = LETTERS) -> str:
+        return "".join(rng.choice(letters) for _ in range(size))
 
-    source = text(rng.randint(0, 15))
+    source = text(rng.randint(0, 15), SOURCE_LETTERS)
     inlines = []
     for _ in range(rng.randint(0, 4)):
         start = rng.randint(-1, len(source) + 1)  # now and then out of range

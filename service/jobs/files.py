@@ -12,7 +12,7 @@ from functools import partial
 from sqlalchemy import select
 
 from service.config import Settings
-from service.documents import AlignedDocument, SourceFormat, in_format, plain_text
+from service.documents import AlignedDocument, AlignedSegment, SourceFormat, in_format, plain_text
 from service.interchange.tmx import TMEntry
 from service.interchange.xliff import XDocument, XEdit, XInline, XliffError, XSegment, XTerm, XUnit, import_xliff
 from service.jobs import review
@@ -167,7 +167,10 @@ def apply_xliff(
 ) -> ImportResult:
     """Take a CAT tool's edited XLIFF back: changed targets become a translator's edits (history
     kept; zh-Hans regenerates the others, another variant is locked), final/reviewed segments are
-    approved. Raises XliffError (refused file), NotTranslatedYet, UnknownVariant."""
+    approved. All or nothing: the whole file is read and checked and every edit worked out before
+    anything is stored, then everything is stored in one transaction. Raises XliffError (refused
+    file), NotTranslatedYet, UnknownVariant, InvalidTransition, and review.VersionConflict where a
+    segment the file changes was edited meanwhile; nothing is applied then."""
     job, doc, _ = load(db, job_id)
     if JobStatus(job.status) == JobStatus.FAILED:
         raise InvalidTransition(job, JobStatus.IN_REVIEW)
@@ -177,7 +180,8 @@ def apply_xliff(
     # A Markdown article's file holds Markdown (its code spans and backslash escapes), taken as it is.
     escape = partial(in_format, fmt=doc.format) if doc.format is SourceFormat.HTML else None
     edits: list[XEdit] = import_xliff(data, article_id=job.id, variant=chosen, sources=sources, escape=escape)
-    # All or nothing: a file whose targets bring markup their sources lack is refused before any edit.
+    # The segments as read now: each change is based on its version here, so that a segment edited
+    # by someone else before the changes are stored is a conflict rather than overwritten.
     with db.session() as session:
         rows = list(session.scalars(select(StoredSegment).where(StoredSegment.job_id == job.id)))
     by_id = {r.id: r for r in rows}
@@ -188,24 +192,25 @@ def apply_xliff(
         edit if _canonical(edit.target, doc.format) != stored[edit.segment_id] else _unchanged(edit, by_id, chosen)
         for edit in edits
     ]
-    for edit in edits:
-        try:
-            review.check_markup(job, rows, by_id[edit.segment_id], edit.target)
-        except review.MarkupNotAllowed as exc:
-            raise XliffError(str(exc)) from None
     result = ImportResult([], [], [])
+    changes: list[review.Change] = []
     for edit in edits:
-        with db.session() as session:
-            row = session.get(StoredSegment, (job.id, edit.segment_id))
-            assert row is not None  # import_xliff refuses unknown ids
+        row = by_id[edit.segment_id]  # import_xliff refuses unknown ids
+        change: tuple[AlignedSegment, list[str]] | None = None
         if row.targets.get(chosen) != edit.target:
-            row = review.edit_segment(
-                db, job.id, row.id, variant=chosen, text=edit.target, version=row.version, by=by, rules=rules, qa=qa
-            )
+            try:
+                # Refused here, before anything is stored, where a target brings markup its source lacks.
+                change = review.edited(job, rows, row, variant=chosen, text=edit.target, rules=rules, qa=qa)
+            except review.MarkupNotAllowed as exc:
+                raise XliffError(str(exc)) from None
             result.edited.append(row.id)
-        if edit.status == "approved" and row.status != "approved":
-            review.approve_segment(db, job.id, row.id, version=row.version, by=by, memory=memory)
+        approve = edit.status == "approved" and (change[0].status if change else row.status) != "approved"
+        if approve:
             result.approved.append(row.id)
-        elif row.id not in result.edited:
+        elif change is None:
             result.unchanged.append(row.id)
+        if change is not None or approve:
+            changes.append(review.Change(row, change, approve))
+    if changes:
+        review.apply_changes(db, job.id, changes, by=by, memory=memory)
     return result

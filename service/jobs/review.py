@@ -2,7 +2,9 @@
 
 Edits are optimistic: each names the segment version it was based on, and the UPDATE only applies
 when that is still the version stored (a conflicting edit gets VersionConflict, with the newer
-text, instead of overwriting it). Every change is kept in `segment_edits`.
+text, instead of overwriting it). Every change is kept in `segment_edits`. An imported file's edits
+and approvals are worked out first (`edited`) and stored together in one transaction
+(`apply_changes`): all of them, or none where one conflicts.
 
 Editing zh-Hans regenerates the Traditional variants from the edit (OpenCC, with each glossary
 term's own regional form put in), unless a variant was itself edited by hand, which locks it. In an
@@ -15,6 +17,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import select, update
@@ -130,48 +134,64 @@ def _apply(
     with db.session() as session:
         job = get_job(session, job_id)
         _reviewable(job)
-        done = session.execute(
-            update(StoredSegment)
-            .where(StoredSegment.job_id == job_id, StoredSegment.id == row.id, StoredSegment.version == based_on)
-            .values(
-                targets=dict(new.targets),
-                terms=terms_to_json(new.terms),
-                flags=flags_to_json(new.flags),
-                origin=new.origin,
-                status=new.status,
-                locked_variants=locked,
-                version=based_on + 1,
-                updated_at=now,
-                updated_by=by,
+        return _store(session, job, row, new, based_on=based_on, by=by, locked=locked, now=now)
+
+
+def _store(
+    session: Session,
+    job: Job,
+    row: StoredSegment,
+    new: AlignedSegment,
+    *,
+    based_on: int,
+    by: str,
+    locked: list[str],
+    now: datetime,
+) -> StoredSegment:
+    """In the caller's transaction: store `new` over `row` if `row` is still at version `based_on`
+    (else VersionConflict), history for what changed, and the job into review."""
+    done = session.execute(
+        update(StoredSegment)
+        .where(StoredSegment.job_id == job.id, StoredSegment.id == row.id, StoredSegment.version == based_on)
+        .values(
+            targets=dict(new.targets),
+            terms=terms_to_json(new.terms),
+            flags=flags_to_json(new.flags),
+            origin=new.origin,
+            status=new.status,
+            locked_variants=locked,
+            version=based_on + 1,
+            updated_at=now,
+            updated_by=by,
+        )
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        current = session.get(StoredSegment, (job.id, row.id), populate_existing=True)
+        assert current is not None
+        # Out of the session before raising: the rollback would expire its attributes, and the
+        # caller reads them (the 409 shows the newer segment) after the session is closed.
+        session.expunge(current)
+        raise VersionConflict(current, based_on)
+    changed: list[str | None] = [v for v in new.targets if new.targets[v] != row.targets.get(v)]
+    changed = changed or [None]
+    for variant in changed:
+        session.add(
+            SegmentEdit(
+                job_id=job.id,
+                segment_id=row.id,
+                variant=variant,
+                before=row.targets.get(variant) if variant else None,
+                after=new.targets.get(variant) if variant else None,
+                status_before=row.status,
+                status_after=new.status,
+                by=by,
+                at=now,
             )
         )
-        if done.rowcount != 1:  # type: ignore[attr-defined]
-            current = session.get(StoredSegment, (job_id, row.id), populate_existing=True)
-            assert current is not None
-            # Out of the session before raising: the rollback would expire its attributes, and the
-            # caller reads them (the 409 shows the newer segment) after the session is closed.
-            session.expunge(current)
-            raise VersionConflict(current, based_on)
-        changed: list[str | None] = [v for v in new.targets if new.targets[v] != row.targets.get(v)]
-        changed = changed or [None]
-        for variant in changed:
-            session.add(
-                SegmentEdit(
-                    job_id=job_id,
-                    segment_id=row.id,
-                    variant=variant,
-                    before=row.targets.get(variant) if variant else None,
-                    after=new.targets.get(variant) if variant else None,
-                    status_before=row.status,
-                    status_after=new.status,
-                    by=by,
-                    at=now,
-                )
-            )
-        _into_review(job, by)
-        stored = session.get(StoredSegment, (job_id, row.id), populate_existing=True)
-        assert stored is not None
-        return stored
+    _into_review(job, by)
+    stored = session.get(StoredSegment, (job.id, row.id), populate_existing=True)
+    assert stored is not None
+    return stored
 
 
 def edit_segment(
@@ -202,13 +222,85 @@ def edit_segment(
             if _has_markup(job)
             else []
         )
+    new, locked = edited(job, block, row, variant=variant, text=text, rules=rules, qa=qa)
+    return _apply(db, job_id, row, new, based_on=version, by=by, locked=locked)
+
+
+def edited(
+    job: Job,
+    block: list[StoredSegment],
+    row: StoredSegment,
+    *,
+    variant: str,
+    text: str,
+    rules: dict[str, VariantRule],
+    qa: QASettings,
+) -> tuple[AlignedSegment, list[str]]:
+    """What editing `row`'s `variant` to `text` makes of the segment (the other variants regenerated,
+    QA run again), and its locked variants; nothing is stored. `block`: the stored segments of its
+    block (read only for HTML and Markdown articles). Raises KeyError (no such variant) and
+    MarkupNotAllowed."""
+    if variant not in row.targets:
+        raise KeyError(variant)
     check_markup(job, block, row, text)
     locked = set(row.locked_variants)
     if variant != "zh-Hans":
         locked.add(variant)
     variants = list(row.targets)
     new = realign(segment_from_row(row), {variant: text}, locked, [rules[v] for v in variants], qa)
-    return _apply(db, job_id, row, new, based_on=version, by=by, locked=sorted(locked))
+    return new, sorted(locked)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One segment's part in `apply_changes`: the segment as read (its version is the one the
+    change is based on), what an edit makes of it (`edited`'s answer) or None, and whether to approve
+    it afterwards."""
+
+    row: StoredSegment
+    edit: tuple[AlignedSegment, list[str]] | None
+    approve: bool
+
+
+def apply_changes(
+    db: Database,
+    job_id: str,
+    changes: Sequence[Change],
+    *,
+    by: str,
+    memory: TranslationMemory | None = None,
+) -> list[StoredSegment]:
+    """Edits and approvals of several segments (an imported file) in one transaction: each stored as
+    edit_segment and approve_segment store it (history kept, the job into review, approved
+    translations into the memory), in order. All or nothing: a segment changed since its row was read
+    (VersionConflict), or an article that cannot be reviewed (InvalidTransition), leaves every
+    segment as it was. The stored segments, in the order of `changes`."""
+    now = utcnow()
+    with db.session() as session:
+        job = get_job(session, job_id)
+        _reviewable(job)
+        stored: list[StoredSegment] = []
+        approved: list[StoredSegment] = []
+        for change in changes:
+            row = change.row
+            if change.edit is not None:
+                new, locked = change.edit
+                row = _store(session, job, row, new, based_on=row.version, by=by, locked=locked, now=now)
+            if change.approve and row.status != "approved":
+                row = _store(
+                    session,
+                    job,
+                    row,
+                    _approved(row),
+                    based_on=row.version,
+                    by=by,
+                    locked=list(row.locked_variants),
+                    now=now,
+                )
+                approved.append(row)
+            stored.append(row)
+        _remember(session, job, approved, memory)
+        return stored
 
 
 class _Placed(Protocol):
@@ -355,6 +447,14 @@ def _punctuation(char: str) -> bool:
     return unicodedata.category(char)[0] in "PS"
 
 
+def _approved(row: StoredSegment) -> AlignedSegment:
+    """The stored segment, approved."""
+    seg = segment_from_row(row)
+    return AlignedSegment(
+        seg.id, seg.block_id, seg.source, seg.ws_before, seg.targets, seg.terms, seg.flags, seg.origin, "approved"
+    )
+
+
 def _remember(session: Session, job: Job, approved: list[StoredSegment], memory: TranslationMemory | None) -> None:
     if memory is None or not approved:
         return
@@ -391,11 +491,7 @@ def approve_segment(
         with db.session() as session:
             _reviewable(get_job(session, job_id))
         return row
-    seg = segment_from_row(row)
-    new = AlignedSegment(
-        seg.id, seg.block_id, seg.source, seg.ws_before, seg.targets, seg.terms, seg.flags, seg.origin, "approved"
-    )
-    stored = _apply(db, job_id, row, new, based_on=version, by=by, locked=list(row.locked_variants))
+    stored = _apply(db, job_id, row, _approved(row), based_on=version, by=by, locked=list(row.locked_variants))
     with db.session() as session:
         _remember(session, get_job(session, job_id), [stored], memory)
     return stored

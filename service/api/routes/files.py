@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -22,8 +22,9 @@ from service.interchange.tmx import TMEntry, TMXError, export_tmx, import_tmx
 from service.interchange.xliff import XliffError, export_xliff
 from service.jobs import files, review
 from service.jobs.articles import InvalidTransition, JobNotFound, Principal, get_job
+from service.jobs.codec import segment_from_row
 from service.memory import Remembered
-from service.schemas import SegmentState, aligned_to_response
+from service.schemas import ConflictResponse, SegmentState, aligned_to_response, stored_segment_out
 from service.storage.tables import SegmentEdit
 
 router = APIRouter(tags=["files"])
@@ -74,7 +75,11 @@ class EditOut(BaseModel):
 
 
 class MemoryImported(BaseModel):
-    entries: int
+    entries: int = Field(description="translations stored: one per English sentence and variant")
+    duplicates: int = Field(
+        description="translations of a sentence and variant the file already had (white space aside), "
+        "merged into the last of them"
+    )
 
 
 def _file_errors(exc: Exception) -> ApiError:
@@ -148,7 +153,14 @@ def export_article(
 @router.post(
     "/v1/articles/{job_id}/import",
     response_model=ImportSummary,
-    responses=responses(400, *AUTH_ERRORS, 404, 409, 413, 422),
+    responses={
+        **responses(400, *AUTH_ERRORS, 404, 413, 422),
+        409: {
+            "model": ConflictResponse,
+            "description": "Not translated yet, or a segment the file changes was edited meanwhile (the body has "
+            "it); nothing was applied",
+        },
+    },
     openapi_extra=_XML_BODY,
     summary="Import a CAT tool's edited XLIFF: targets become translators' edits, final segments approved",
 )
@@ -161,7 +173,7 @@ async def import_article(
     variant: Annotated[
         str | None, Query(description="default: the file's trgLang must be the article's first target")
     ] = None,
-) -> ImportSummary:
+) -> ImportSummary | Response:
     data = await request.body()
 
     def run() -> files.ImportResult:
@@ -181,6 +193,20 @@ async def import_article(
         result = await run_in_threadpool(run)
     except XliffError as exc:
         raise ApiError(422, "invalid_xliff", str(exc)) from None
+    except review.VersionConflict as exc:
+        # Someone edited a segment the file changes while it was being imported: nothing was applied.
+        body = ConflictResponse.model_validate(
+            {
+                "error": {
+                    "code": "version_conflict",
+                    "message": f"{exc}; nothing of the file was applied: import it again to apply it over that edit",
+                    "current": stored_segment_out(
+                        segment_from_row(exc.current), exc.current.version, exc.current.locked_variants
+                    ),
+                }
+            }
+        )
+        return Response(body.model_dump_json(), status_code=409, media_type="application/json")
     except (JobNotFound, files.NotTranslatedYet, files.UnknownVariant, InvalidTransition) as exc:
         raise _file_errors(exc) from None
     return ImportSummary(edited=result.edited, approved=result.approved, unchanged=result.unchanged)
@@ -246,10 +272,10 @@ async def import_memory(request: Request, runtime: RuntimeDep, _: MemoryEditor) 
         entries = import_tmx(data)
     except TMXError as exc:
         raise ApiError(422, "invalid_tmx", str(exc)) from None
-    count = await run_in_threadpool(
-        runtime.memory.remember, [Remembered(e.source, e.variant, e.target, origin="tmx") for e in entries]
-    )
-    return MemoryImported(entries=count)
+    remembered = [Remembered(e.source, e.variant, e.target, origin="tmx") for e in entries]
+    stored = await run_in_threadpool(runtime.memory.remember, remembered)
+    # import_tmx gives no blank entries, which the memory would skip: the rest repeated a sentence.
+    return MemoryImported(entries=stored, duplicates=len(remembered) - stored)
 
 
 @router.get(

@@ -49,8 +49,9 @@ needs_review, since a tool marks a segment initial to say that it still needs wo
 
 Import refuses (XliffError, a message for the translator) a file that is not XLIFF 2.0 (2.1 shares
 the core namespace and is accepted), that is for another article or variant, that names a segment
-the article does not have, or whose source text differs from the article's; DTDs and entities are
-refused by `safexml` before parsing. Every segment with a `<target>` gives an XEdit, an empty target
+the article does not have, or whose source text differs from the article's, or with a `<cp>` that is
+not a character (a UTF-16 surrogate) or, outside a source, NUL, which cannot be stored; DTDs and
+entities are refused by `safexml` before parsing. Every segment with a `<target>` gives an XEdit, an empty target
 included (a translator may fold two English sentences into one Chinese one); segments left out of
 the file, or without a target, are not edited. Codes in a target become the markup strings of the
 unit's `<originalData>` again; a code whose data the unit does not define is refused.

@@ -107,7 +107,8 @@ def _import_unit(
         source_el = segment.find(_X + "source")
         if source_el is None:
             raise XliffError(f"{where} has no <source>")
-        source = _content(source_el, where, _no_codes)
+        # A source is only compared with the article's, which may hold a NUL (SQLite stores one).
+        source = _content(source_el, where, _no_codes, stored_text=False)
         if source != sources[segment_id]:
             raise XliffError(f"{where}: the source text was changed; {_difference(source, sources[segment_id])}")
         target_el = segment.find(_X + "target")
@@ -167,16 +168,29 @@ class _Restorer:
         return self._data[ref]
 
 
-def _content(element: etree._Element, where: str, code_text: _CodeText, escape: Callable[[str], str] = _as_is) -> str:
+def _content(
+    element: etree._Element,
+    where: str,
+    code_text: _CodeText,
+    escape: Callable[[str], str] = _as_is,
+    *,
+    stored_text: bool = True,
+) -> str:
     """The element's text with its codes as `code_text` gives them; text (not the codes' markup)
-    through `escape`."""
+    through `escape`. `stored_text`: the text will be stored (a target, original data), so a <cp>
+    may not be NUL either (see `_code_point`)."""
     parts: list[str] = []
-    _walk(element, where, code_text, parts, escape)
+    _walk(element, where, code_text, parts, escape, stored_text)
     return "".join(parts)
 
 
 def _walk(
-    element: etree._Element, where: str, code_text: _CodeText, parts: list[str], escape: Callable[[str], str]
+    element: etree._Element,
+    where: str,
+    code_text: _CodeText,
+    parts: list[str],
+    escape: Callable[[str], str],
+    stored_text: bool,
 ) -> None:
     # Recursion is bounded: libxml2 refuses documents nested deeper than 256 levels without huge_tree.
     if element.text:
@@ -186,15 +200,15 @@ def _walk(
         if isinstance(tag, str):
             name = tag[len(_X) :] if tag.startswith(_X) else None
             if name == "cp":
-                parts.append(escape(_code_point(child, where)))
+                parts.append(escape(_code_point(child, where, stored_text=stored_text)))
             elif name == "pc":
                 parts.append(code_text(child, "start"))
-                _walk(child, where, code_text, parts, escape)
+                _walk(child, where, code_text, parts, escape, stored_text)
                 parts.append(code_text(child, "end"))
             elif name in ("sc", "ec", "ph"):
                 parts.append(code_text(child, name))
             elif name == "mrk":
-                _walk(child, where, code_text, parts, escape)
+                _walk(child, where, code_text, parts, escape, stored_text)
             elif name not in ("sm", "em"):  # annotation boundaries carry no text
                 shown = etree.QName(tag)
                 raise XliffError(
@@ -204,13 +218,27 @@ def _walk(
             parts.append(escape(child.tail))
 
 
-def _code_point(element: etree._Element, where: str) -> str:
+def _code_point(element: etree._Element, where: str, *, stored_text: bool) -> str:
+    """The character of a <cp hex="…"/>. It carries what XML cannot (a control character, U+FFFE),
+    but only a Unicode character: a UTF-16 surrogate (U+D800 to U+DFFF) is half of one, which UTF-8,
+    the database and JSON cannot carry, and NUL (U+0000) is not text and cannot be stored (PostgreSQL
+    refuses it) unless `stored_text` is False. Refused with the segment's name, before anything is
+    applied."""
     value = element.get("hex") or ""
+    shown = f"<cp hex={_brief(value)!r}/>"
     try:
         code = int(value, 16)
-        return chr(code)
+        char = chr(code)
     except (ValueError, OverflowError):
-        raise XliffError(f"{where}: <cp hex={_brief(value)!r}> is not a character") from None
+        raise XliffError(f"{where}: {shown} is not a character") from None
+    if 0xD800 <= code <= 0xDFFF:
+        raise XliffError(
+            f"{where}: {shown} is a UTF-16 surrogate (U+{code:04X}), half of a character, not a character; "
+            "write the character itself, or one <cp> with its full code point (such as hex='1F600')"
+        )
+    if code == 0 and stored_text:
+        raise XliffError(f"{where}: {shown} is NUL (U+0000), which is not text and cannot be stored; remove it")
+    return char
 
 
 def _difference(got: str, want: str) -> str:
