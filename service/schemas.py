@@ -16,7 +16,8 @@ from service.documents import AlignedDocument, AlignedSegment, SourceFormat
 
 def _text_only(value: Any) -> Any:
     """`value`, if every string in it is text UTF-8 can carry: JSON's `\\ud800` escapes can smuggle in
-    a lone UTF-16 surrogate, which is not a character, and which storage and the model cannot take."""
+    a lone UTF-16 surrogate, which is not a character, and which storage and the model cannot take;
+    and `\\u0000` a NUL, which is no text either and which PostgreSQL refuses to store."""
     if isinstance(value, str):
         try:
             value.encode("utf-8")
@@ -25,6 +26,8 @@ def _text_only(value: Any) -> Any:
                 f"holds a lone UTF-16 surrogate (U+{ord(value[exc.start]):04X} at character {exc.start}), "
                 "which is not a character: send the character itself, or both halves of its surrogate pair"
             ) from None
+        if "\0" in value:
+            raise ValueError(f"holds a NUL (U+0000 at character {value.index(chr(0))}), which is not text: remove it")
     elif isinstance(value, list | tuple):
         for item in value:
             _text_only(item)

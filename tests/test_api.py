@@ -175,6 +175,9 @@ def test_bad_inputs(server: LiveServer) -> None:
     lone = b'{"body": "Fine.", "title": "\\udc00"}'
     error = _error(client.post("/v1/articles", content=lone, headers=headers), 422, "invalid_request")
     assert error["message"].startswith("title: Value error, holds a lone UTF-16 surrogate")
+    nul = b'{"body": "Fine.\\u0000 Not."}'
+    error = _error(client.post("/v1/articles", content=nul, headers=headers), 422, "invalid_request")
+    assert error["message"].startswith("body: Value error, holds a NUL (U+0000 at character 5)")
     pair = b'{"text": "A whole pair \\ud83d\\ude00 is a character."}'
     assert client.post("/v1/translate", content=pair, headers=headers).status_code == 200
 
