@@ -667,3 +667,16 @@ def test_glossary_csv_that_would_lose_data_is_refused(live: LiveServer, csv_text
         assert fragment in error["message"], error["message"]
     assert "row 2: row 2" not in error["message"]
     assert [t["id"] for t in live.client.get("/v1/glossaries/desk").json()["terms"]] == ["t0"]
+
+
+def test_a_markdown_autolink_may_stay_in_an_edit(live: LiveServer) -> None:
+    """The source's own autolink is its markup: an edit keeps it; another address in angle brackets
+    is new markup."""
+    job = translated(live.client, {"body": "Write to <desk@example.org> today.", "format": "markdown"})
+    (seg,) = segments(job)
+    assert "<desk@example.org>" in seg["targets"]["zh-Hans"]
+    url = f"/v1/articles/{job['id']}/segments/{seg['id']}"
+    refused = live.client.patch(url, json={"text": "今天写信给<https://evil.example/>。", "version": 1})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "markup_not_allowed"
+    kept = live.client.patch(url, json={"text": "今天写信给<desk@example.org>。", "version": 1})
+    assert kept.status_code == 200, kept.text

@@ -342,14 +342,20 @@ def placed_inlines(blocks: Mapping[str, Block], segments: Sequence[_Placed]) -> 
 
 
 def segment_markup(job: Job, rows: list[StoredSegment]) -> dict[str, set[str]]:
-    """Each segment's inline markup strings (the source's own tags, link syntax), by segment id."""
+    """Each segment's inline markup strings (the source's own tags, link syntax, and a Markdown
+    autolink whole, `<https://…>`, since its address is written as it is), by segment id."""
     if not job.document:
         return {}
     doc = document_from_json(job.document)
+    blocks = {b.id: b for b in doc.blocks}
     ordered = sorted(rows, key=lambda r: r.position)
     found: dict[str, set[str]] = {}
-    for row, (_, inlines) in zip(ordered, placed_inlines({b.id: b for b in doc.blocks}, ordered), strict=True):
+    for row, (_, inlines) in zip(ordered, placed_inlines(blocks, ordered), strict=True):
         strings = {text for _, i in inlines for text in (i.open, i.close) if text}
+        autolinks = [(at, i) for at, i in inlines if (i.open, i.close) == ("<", ">")]
+        if autolinks:
+            written = blocks[row.block_id].text
+            strings |= {f"<{written[at : at + i.end - i.start]}>" for at, i in autolinks}
         if strings:
             found[row.id] = strings
     return found
