@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import re
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from models.engine import Engine
@@ -17,6 +20,7 @@ from service.config import Settings
 from service.keys import create_key
 from service.memory import Remembered, TranslationMemory
 from service.storage.db import Database
+from service.storage.tables import Job, StoredArticle
 from tests.conftest import REPO, LiveServer, serve
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -93,10 +97,15 @@ def browser() -> Iterator[object]:
         b.close()
 
 
-def sign_in(browser: object, live: LiveServer, key: str) -> object:
+def sign_in(browser: object, live: LiveServer, key: str, dialogs: list[str] | None = None) -> object:
+    """A new browser context signed in with `key`. A dialog fails the test, unless `dialogs` is
+    given: then each dialog's type is added to it and the dialog dismissed (the page stays)."""
     context = browser.new_context(base_url=live.url, viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
     page = context.new_page()
-    page.on("dialog", lambda d: pytest.fail(f"a dialog opened: {d.message}"))
+    if dialogs is None:
+        page.on("dialog", lambda d: pytest.fail(f"a dialog opened: {d.message}"))
+    else:
+        page.on("dialog", lambda d: (dialogs.append(d.type), d.dismiss()))
     page.goto("/review")
     assert "/review/login" in page.url
     page.fill("input[name=key]", key)
@@ -210,7 +219,10 @@ def test_editor_submits_and_watches_progress(site: tuple[LiveServer, dict[str, s
     page.click("form[action='/review/new'] button[type=submit]")
     page.wait_for_selector("#article", timeout=60_000)
     assert page.locator(".block-heading").count() == 1
-    assert row_of(page, "returned to port").count() == 1
+    # The source shows its Markdown as the target does: the emphasis marks, as markup.
+    shipped = row_of(page, "Ships **returned** to port.")
+    assert shipped.count() == 1
+    assert shipped.locator(".source span.tag").all_inner_texts() == ["**", "**"]
     page.context.close()
 
 
@@ -329,3 +341,396 @@ def test_the_suggestions_route_says_what_is_wrong(site: tuple[LiveServer, dict[s
             assert r.status_code == status and r.json()["error"]["code"] == code, r.text
     finally:
         live.client.cookies.clear()
+
+
+# --- saving reliably, leaving safely, and the page's other promises -----------------------------
+
+# Answers to the page's PATCH requests reach the script `window.__delay` ms late (the server has
+# already saved): a slow connection, without sleeping in the test.
+SLOW_SAVES = """
+const realFetch = window.fetch;
+window.__delay = 1500;
+window.fetch = async (url, options) => {
+  const response = await realFetch(url, options);
+  if (options && options.method === "PATCH") await new Promise((ok) => setTimeout(ok, window.__delay));
+  return response;
+};
+"""
+
+
+def new_job(
+    live: LiveServer, keys: dict[str, str], body: str, fmt: str = "text", targets: list[str] | None = None
+) -> str:
+    cms = {"Authorization": f"Bearer {keys['cms']}"}
+    sent = {"body": body, "format": fmt, "targets": targets or ["zh-Hans", "zh-TW"]}
+    job_id = str(live.client.post("/v1/articles", json=sent, headers=cms).json()["id"])
+    deadline = time.monotonic() + 60
+    while live.client.get(f"/v1/articles/{job_id}", headers=cms).json()["status"] != "translated":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return job_id
+
+
+def stored(live: LiveServer, keys: dict[str, str], job_id: str, text: str) -> dict[str, object]:
+    """The segment whose source contains `text`, as /v1 has it now."""
+    doc = live.client.get(f"/v1/articles/{job_id}", headers={"Authorization": f"Bearer {keys['cms']}"}).json()
+    return dict(next(s for b in doc["document"]["blocks"] for s in b["segments"] if text in s["source"]))
+
+
+def settled(live: LiveServer, keys: dict[str, str], job_id: str, text: str, target: str) -> str:
+    """The segment's zh-Hans target once it is `target`, or as it is after a few seconds."""
+    deadline = time.monotonic() + 8
+    while True:
+        now = str(stored(live, keys, job_id, text)["targets"]["zh-Hans"])  # type: ignore[index]
+        if now == target or time.monotonic() > deadline:
+            return now
+        time.sleep(0.1)
+
+
+def signed_in_client(live: LiveServer, key: str) -> tuple[httpx.Client, str]:
+    """An HTTP client of its own with a review app session, and that session's CSRF token."""
+    client = httpx.Client(base_url=live.url, follow_redirects=False)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/review/login").text)
+    assert token
+    assert client.post("/review/login", data={"key": key, "csrf_token": token.group(1)}).status_code == 303
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/review").text)
+    assert csrf
+    return client, csrf.group(1)
+
+
+SAVED = re.compile(r"^Saved$")  # not "Unsaved changes" nor "Not saved"
+TWO = "The port reopened on Monday.\n\nThe mayor spoke on Tuesday."
+
+
+def test_a_save_that_fails_keeps_the_text_and_is_sent_again(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    live, keys, _ = site
+    job_id = new_job(live, keys, TWO)
+    dialogs: list[str] = []
+    page = sign_in(browser, live, keys["translator"], dialogs)
+    page.goto(f"/review/articles/{job_id}")
+    row = row_of(page, "port reopened")
+    row.locator(".target-view").click()
+    page.context.set_offline(True)
+    row.locator("textarea.target-edit").fill("港口周一重新开放。离线时写的。")
+    row.locator(".save-state", has_text="Not saved").wait_for()
+    assert "could not be reached" in row.locator(".conflict").inner_text()
+    # Leaving the segment keeps the editor, and the text, open; leaving the page asks first.
+    page.locator("h1").click()
+    page.wait_for_timeout(300)
+    assert row.locator("textarea.target-edit").input_value() == "港口周一重新开放。离线时写的。"
+    assert row.locator("textarea.target-edit").is_visible()
+    page.close(run_before_unload=True)
+    page.wait_for_timeout(300)
+    assert dialogs == ["beforeunload"] and not page.is_closed()
+    # Back online: it is sent again by itself.
+    with page.expect_response(lambda r: r.request.method == "PATCH", timeout=10_000) as saved:
+        page.context.set_offline(False)
+    assert saved.value.status == 200
+    row.locator(".save-state", has_text=SAVED).wait_for()
+    assert stored(live, keys, job_id, "port reopened")["targets"]["zh-Hans"] == "港口周一重新开放。离线时写的。"  # type: ignore[index]
+    assert row.locator(".conflict").is_hidden()
+    page.context.close()
+
+
+def test_saves_and_approval_wait_for_the_save_on_its_way(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    """Typing on while an autosave is on its way, and Ctrl+Enter then, send the version that save
+    got back: no conflict with one's own save, and the approval is of the text typed."""
+    live, keys, _ = site
+    job_id = new_job(live, keys, TWO)
+    page = sign_in(browser, live, keys["translator"])
+    page.add_init_script(SLOW_SAVES)
+    answers: list[int] = []
+    page.on("response", lambda r: answers.append(r.status) if "/review/api/" in r.url else None)
+    page.goto(f"/review/articles/{job_id}")
+    row = row_of(page, "port reopened")
+    row.locator(".target-view").click()
+    edit = row.locator("textarea.target-edit")
+    with page.expect_request(lambda r: r.method == "PATCH"):
+        edit.fill("港口周一重新开放")
+    edit.press("End")
+    edit.type("，第二句。")  # the first save's answer is still on its way
+    assert settled(live, keys, job_id, "port reopened", "港口周一重新开放，第二句。") == "港口周一重新开放，第二句。"
+    row.locator(".save-state", has_text=SAVED).wait_for(timeout=10_000)
+    assert row.locator(".conflict").is_hidden()
+
+    mayor = row_of(page, "mayor spoke")
+    mayor.locator(".target-view").click()
+    with page.expect_request(lambda r: r.method == "PATCH"):
+        mayor.locator("textarea.target-edit").fill("市长周二讲话。")
+    with page.expect_response(lambda r: r.url.endswith("/approve"), timeout=10_000) as approved:
+        mayor.locator("textarea.target-edit").press("Control+Enter")
+    assert approved.value.status == 200
+    segment = stored(live, keys, job_id, "mayor spoke")
+    assert segment["status"] == "approved" and segment["targets"]["zh-Hans"] == "市长周二讲话。"  # type: ignore[index]
+    mayor.locator(".save-state", has_text=re.compile(r"^Approved$")).wait_for()
+    assert 409 not in answers
+    page.context.close()
+
+
+def test_leaving_the_page_saves_the_typing_first(site: tuple[LiveServer, dict[str, str], str], browser: object) -> None:
+    live, keys, _ = site
+    job_id = new_job(live, keys, TWO)
+    page = sign_in(browser, live, keys["translator"])
+    page.goto(f"/review/articles/{job_id}")
+    row = row_of(page, "port reopened")
+    row.locator(".target-view").click()
+    row.locator("textarea.target-edit").fill("切换前写的。")
+    page.click("nav.variants a:has-text('zh-TW')")  # before the autosave
+    page.wait_for_url(re.compile(r".*variant=zh-TW"))
+    assert stored(live, keys, job_id, "port reopened")["targets"]["zh-Hans"] == "切换前写的。"  # type: ignore[index]
+    page.goto(f"/review/articles/{job_id}")
+    row = row_of(page, "mayor spoke")
+    row.locator(".target-view").click()
+    row.locator("textarea.target-edit").fill("只看标记前写的。")
+    page.check("#flagged-only")
+    page.wait_for_url(re.compile(r".*flagged=1"))
+    assert stored(live, keys, job_id, "mayor spoke")["targets"]["zh-Hans"] == "只看标记前写的。"  # type: ignore[index]
+    page.context.close()
+
+
+def test_signing_out_ends_the_session_everywhere(site: tuple[LiveServer, dict[str, str], str]) -> None:
+    live, keys, job_id = site
+    client, csrf = signed_in_client(live, keys["translator"])
+    copy = httpx.Client(
+        base_url=live.url, follow_redirects=False, cookies={"duiyi_review": client.cookies["duiyi_review"]}
+    )
+    assert copy.get("/review").status_code == 200
+    out = client.post("/review/logout", data={"csrf_token": csrf})
+    assert out.status_code == 303 and out.headers["location"] == "/review/login"
+    # The cookie as it was before signing out, replayed: signed in no more.
+    assert copy.get("/review").status_code == 303
+    r = copy.patch(
+        f"/review/api/articles/{job_id}/segments/b1.s1",
+        json={"variant": "zh-Hans", "text": "x", "version": 1},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 401
+    client.close()
+    copy.close()
+
+
+def test_pages_cannot_be_framed_or_cached(site: tuple[LiveServer, dict[str, str], str], browser: object) -> None:
+    live, keys, job_id = site
+    client, _ = signed_in_client(live, keys["translator"])
+    for url in ("/review", f"/review/articles/{job_id}", "/review/login", f"/review/api/articles/{job_id}/progress"):
+        r = client.get(url)
+        assert r.headers["x-frame-options"] == "DENY", url
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], url
+        assert "script-src 'self'" in r.headers["content-security-policy"], url
+        assert r.headers["x-content-type-options"] == "nosniff", url
+        assert r.headers["cache-control"] == "no-store", url
+    assert client.get("/review/static/review.js").headers["x-content-type-options"] == "nosniff"
+    client.close()
+    # The pages work under that policy: nothing refused in the browser, the list's filter submits.
+    page = sign_in(browser, live, keys["translator"])
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(f"/review/articles/{job_id}")
+    row_of(page, "Futenma").locator(".target-view").click()
+    assert row_of(page, "Futenma").locator("textarea.target-edit").is_visible()
+    page.goto("/review")
+    page.select_option("select[name=status]", "translated")
+    page.wait_for_url(re.compile(r".*status=translated"))
+    assert refused == []
+    page.context.close()
+
+
+def test_notices_come_from_the_app_not_the_url(site: tuple[LiveServer, dict[str, str], str], browser: object) -> None:
+    live, keys, _ = site
+    job_id = new_job(live, keys, TWO)
+    page = sign_in(browser, live, keys["translator"])
+    page.goto(f"/review/articles/{job_id}?message=Your+session+expired.+Sign+in+at+https://evil.example")
+    assert page.locator("#message").count() == 0 and "evil.example" not in page.content()
+    page.click("#approve-article")  # two segments need review and no reason was given: refused
+    page.wait_for_load_state()
+    assert "need review" in page.locator("#message").inner_text()
+    assert "message=" not in page.url
+    page.reload()
+    assert page.locator("#message").count() == 0  # said once
+    page.context.close()
+
+
+def test_the_source_shows_its_markup_as_the_target_does(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    live, keys, _ = site
+    html_job = new_job(live, keys, '<p>Read <a href="https://x.example/"><b>the memo</b></a> &amp; weep.</p>', "html")
+    md_job = new_job(live, keys, "See [the *report*](https://x.example/r) now.", "markdown")
+    page = sign_in(browser, live, keys["translator"])
+    page.goto(f"/review/articles/{html_job}")
+    source = row_of(page, "memo").locator(".source")
+    assert source.inner_text() == 'Read <a href="https://x.example/"><b>the memo</b></a> &amp; weep.'
+    tags = ['<a href="https://x.example/">', "<b>", "</b>", "</a>"]
+    assert source.locator("span.tag").all_inner_texts() == tags
+    # The target's copies of the same markup are shown the same way.
+    target_tags = row_of(page, "memo").locator(".target-view span.tag").all_inner_texts()
+    assert sorted(target_tags) == sorted(tags)
+    page.goto(f"/review/articles/{md_job}")
+    source = row_of(page, "report").locator(".source")
+    assert source.inner_text() == "See [the *report*](https://x.example/r) now."
+    assert source.locator("span.tag").all_inner_texts() == ["[", "*", "*", "](https://x.example/r)"]
+    page.context.close()
+
+
+def test_each_text_has_its_own_language(site: tuple[LiveServer, dict[str, str], str], browser: object) -> None:
+    live, keys, job_id = site
+    page = sign_in(browser, live, keys["translator"])
+    page.goto(f"/review/articles/{job_id}?variant=zh-TW")
+    ships = row_of(page, "ships")
+    langs = ships.evaluate(
+        """row => ({
+          view: row.querySelector('.target-view').closest('[lang]').lang,
+          edit: row.querySelector('.target-edit').closest('[lang]').lang,
+          other: [...row.querySelectorAll('.other')].map(
+            o => [o.dataset.variant, o.querySelector('.other-text').closest('[lang]').lang]),
+          flag: row.querySelector('.flag').closest('[lang]').lang,
+          source: row.querySelector('.source').closest('[lang]').lang,
+        })"""
+    )
+    assert langs == {"view": "zh-TW", "edit": "zh-TW", "other": [["zh-Hans", "zh-Hans"]], "flag": "en", "source": "en"}
+    page.context.close()
+
+
+def test_the_editor_refuses_markup_with_the_apis_code(site: tuple[LiveServer, dict[str, str], str]) -> None:
+    live, keys, _ = site
+    job_id = new_job(live, keys, "<p>Plain words here.</p>", "html", ["zh-Hans"])
+    segment = stored(live, keys, job_id, "Plain words")
+    client, csrf = signed_in_client(live, keys["translator"])
+    r = client.patch(
+        f"/review/api/articles/{job_id}/segments/{segment['id']}",
+        json={"variant": "zh-Hans", "text": "<script>alert(1)</script>", "version": segment["version"]},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "markup_not_allowed"
+    client.close()
+
+
+def test_a_stale_csrf_token_loses_nothing(site: tuple[LiveServer, dict[str, str], str], browser: object) -> None:
+    live, keys, _ = site
+    job_id = new_job(live, keys, TWO)
+    page = sign_in(browser, live, keys["translator"])
+    page.goto(f"/review/articles/{job_id}")
+    # Signed out and in again in another tab: this page's token is stale; its typing still saves.
+    other = page.context.new_page()
+    other.goto("/review")
+    other.click("header form.who button")
+    other.fill("input[name=key]", keys["translator"])
+    other.click("button[type=submit]")
+    other.wait_for_url(re.compile(r".*/review$"))
+    row = row_of(page, "port reopened")
+    row.locator(".target-view").click()
+    row.locator("textarea.target-edit").fill("换了会话后写的。")
+    assert settled(live, keys, job_id, "port reopened", "换了会话后写的。") == "换了会话后写的。"
+    row.locator(".save-state", has_text=SAVED).wait_for(timeout=10_000)
+    assert row.locator(".conflict").is_hidden()
+    page.context.close()
+    # A browser form with a stale token gets a page saying so, not JSON.
+    client, _ = signed_in_client(live, keys["translator"])
+    for url in (f"/review/articles/{job_id}/approve", "/review/logout"):
+        r = client.post(url, data={"csrf_token": "stale"})
+        assert r.status_code == 403 and r.headers["content-type"].startswith("text/html"), url
+        assert "The form expired" in r.text and "Nothing was done" in r.text
+    assert f'href="/review/articles/{job_id}"' in client.post(f"/review/articles/{job_id}/approve", data={}).text
+    client.close()
+
+
+def test_approving_a_stale_segment_quotes_no_text_of_ones_own(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    live, keys, _ = site
+    job_id = new_job(live, keys, TWO)
+    page = sign_in(browser, live, keys["translator"])
+    page.goto(f"/review/articles/{job_id}")
+    segment = stored(live, keys, job_id, "mayor spoke")
+    edited = live.client.patch(
+        f"/v1/articles/{job_id}/segments/{segment['id']}",
+        json={"text": "别人刚改的。", "version": segment["version"]},
+        headers={"Authorization": f"Bearer {keys['translator']}"},
+    )
+    assert edited.status_code == 200
+    row = row_of(page, "mayor spoke")
+    with page.expect_response(lambda r: r.url.endswith("/approve")) as refused:
+        row.locator("button.approve").click()
+    assert refused.value.status == 409
+    conflict = row.locator(".conflict")
+    conflict.wait_for(state="visible")
+    assert "Nothing was approved" in conflict.inner_text() and "Your text was" not in conflict.inner_text()
+    assert row.locator(".target-view").inner_text() == "别人刚改的。"
+    page.context.close()
+
+
+def test_the_progress_page_says_why_a_job_failed(site: tuple[LiveServer, dict[str, str], str], browser: object) -> None:
+    live, keys, _ = site
+    db = Database(live.settings.database_url)
+    job_id = str(uuid.uuid4())
+    try:
+        with db.session() as session:
+            article = StoredArticle(format="text", body="Held elsewhere.")
+            session.add(article)
+            session.flush()
+            # Leased by a runner of another process for an hour: this server's runners leave it.
+            session.add(
+                Job(
+                    id=job_id,
+                    article_id=article.id,
+                    owner="cms-desk",
+                    request_hash="h",
+                    targets=["zh-Hans"],
+                    glossaries=[],
+                    glossary_terms=[],
+                    status="translating",
+                    runner="elsewhere",
+                    lease_until=datetime.now(UTC) + timedelta(hours=1),
+                    segments_total=3,
+                )
+            )
+        page = sign_in(browser, live, keys["translator"])
+        page.goto(f"/review/articles/{job_id}")
+        assert page.locator("#progress-failure").is_hidden()
+        with db.session() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            job.status, job.failure = "failed", "the model ran out of memory"
+        page.get_by_text("the model ran out of memory").wait_for(timeout=10_000)
+        assert page.locator("#progress-failure").is_visible()
+        assert page.locator("#progress-status").inner_text() == "failed"
+        page.context.close()
+    finally:
+        db.close()
+
+
+def test_keyboard_names_and_counts_follow_the_edits(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    """Escape gives the focus back to the translation; each Approve button names its segment; a
+    save is said in words; the count of segments needing review follows the approvals."""
+    live, keys, _ = site
+    job_id = new_job(live, keys, TWO)
+    page = sign_in(browser, live, keys["translator"])
+    page.goto(f"/review/articles/{job_id}")
+    names = page.locator("button.approve").evaluate_all(
+        "bs => bs.map(b => b.getAttribute('aria-label') || b.textContent)"
+    )
+    assert len(set(names)) == len(names) == 2 and any("port reopened" in n for n in names)
+    row = row_of(page, "port reopened")
+    row.locator(".target-view").click()
+    with page.expect_response(lambda r: r.request.method == "PATCH"):
+        row.locator("textarea.target-edit").fill("港口周一重新开放。")
+    row.locator(".save-state", has_text=SAVED).wait_for()
+    assert row.locator(".save-state").get_attribute("aria-live") == "polite"
+    row.locator("textarea.target-edit").press("Escape")
+    page.wait_for_function("() => document.activeElement.classList.contains('target-view')")
+    assert row.locator(".target-view").evaluate("v => v === document.activeElement")
+    before = int(page.locator("#pending-count").inner_text())
+    needing = [s for s in ("port reopened", "mayor spoke") if stored(live, keys, job_id, s)["status"] == "needs_review"]
+    with page.expect_response(lambda r: r.url.endswith("/approve")):
+        row_of(page, "mayor spoke").locator("button.approve").click()
+    expected = before - (1 if "mayor spoke" in needing else 0)
+    page.wait_for_function(f"() => document.querySelector('#pending-count').textContent.trim() === '{expected}'")
+    page.reload()
+    assert int(page.locator("#pending-count").inner_text()) == expected
+    page.context.close()

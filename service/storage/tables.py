@@ -60,6 +60,18 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class ReviewSession(Base):
+    """A signed-in review app session (service.web.session; revision 0004). Deleted on sign-out;
+    past `expires_at` it no longer counts and the next sign-in clears it away."""
+
+    __tablename__ = "review_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the cookie's token, hex
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
 class StoredArticle(Base):
     """An article exactly as the client sent it."""
 

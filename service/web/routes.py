@@ -6,7 +6,9 @@ Pages are excluded from the OpenAPI document: they are not an API for other prog
 
 from __future__ import annotations
 
+import re
 import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -23,7 +25,7 @@ from starlette.datastructures import UploadFile
 from glossary.terms import VARIANTS
 from service.api.deps import Runtime
 from service.auth import Permission, key_lookup
-from service.documents import AlignedSegment, Article, SourceFormat
+from service.documents import AlignedSegment, Article, Inline, SourceFormat, in_format
 from service.formats import FORMAT_BY_SUFFIX
 from service.glossaries import UnknownGlossaryError
 from service.jobs import files, review
@@ -83,16 +85,71 @@ def _page(request: Request, name: str, user: WebUser | None, code: int = 200, **
     )
 
 
+TAG_CLASS = "tag"
+
+
+def _span(cls: str, title: str, text: str) -> Markup:
+    if cls == TAG_CLASS:
+        return Markup('<span class="tag">{}</span>').format(text)
+    return Markup('<mark class="{}" title="{}">{}</mark>').format(cls, title, text)
+
+
 def marked(text: str, spans: list[tuple[int, int, str, str]]) -> Markup:
-    """`text` escaped, with each (start, end, css class, title) span in a <mark>."""
+    """`text` escaped, with each (start, end, css class, title) span in a <mark> (a "tag" span,
+    inline markup the source has, in a <span class="tag">)."""
     out, pos = [], 0
     for start, end, cls, title in sorted(spans):
         if start < pos or end > len(text) or start >= end:
             continue  # overlapping or stale spans are left unmarked rather than mangled
         out.append(escape(text[pos:start]))
-        out.append(Markup('<mark class="{}" title="{}">{}</mark>').format(cls, title, text[start:end]))
+        out.append(_span(cls, title, text[start:end]))
         pos = end
     out.append(escape(text[pos:]))
+    return Markup("").join(out)
+
+
+def tag_spans(text: str, markup: list[str]) -> list[tuple[int, int, str, str]]:
+    """Where the segment's inline markup strings (its source's tags, link syntax) are in a target,
+    as "tag" spans: the translator sees which markup the translation keeps, as in the source."""
+    if not markup or not text:
+        return []
+    pattern = re.compile("|".join(re.escape(m) for m in sorted(markup, key=len, reverse=True)))
+    return [(m.start(), m.end(), TAG_CLASS, "") for m in pattern.finditer(text)]
+
+
+def source_markup(
+    text: str, fmt: SourceFormat, inlines: list[tuple[int, int, Inline]], terms: list[tuple[int, int, str, str]]
+) -> Markup:
+    """A segment's source as its target is written: the text escaped for the article's format
+    (`&amp;` in HTML, backslashes in Markdown) with the source's inline markup where it is, each
+    markup string in a <span class="tag"> and glossary terms in a <mark>. `inlines` are (start,
+    end, inline) within the segment's text; `terms` (start, end, css class, title) spans of it."""
+    n = len(text)
+    opens: dict[int, list[str]] = {}
+    closes: dict[int, list[str]] = {}
+    verbatim: list[tuple[int, int]] = []
+    for start, end, inline in sorted(inlines, key=lambda x: (x[0], -x[1])):
+        start, end = min(max(start, 0), n), min(max(end, start, 0), n)
+        if start == end:
+            opens.setdefault(start, []).append(inline.open + inline.close)
+            continue
+        if inline.open:
+            opens.setdefault(start, []).append(inline.open)
+        if inline.close:
+            closes.setdefault(end, []).insert(0, inline.close)
+        if inline.verbatim and fmt is SourceFormat.MARKDOWN:
+            verbatim.append((start, end))
+    spans = [(a, b, cls, title) for a, b, cls, title in sorted(terms) if 0 <= a < b <= n]
+    cuts = sorted({0, n, *opens, *closes, *(x for a, b, _, _ in spans for x in (a, b))})
+    out: list[Markup] = []
+    for index, pos in enumerate(cuts):
+        out += [_span(TAG_CLASS, "", m) for m in closes.get(pos, []) + opens.get(pos, []) if m]
+        if index + 1 == len(cuts):
+            break
+        piece = text[pos : cuts[index + 1]]
+        shown = piece if any(a <= pos < b for a, b in verbatim) else in_format(piece, fmt)
+        term = next((t for t in spans if t[0] <= pos < t[1]), None)
+        out.append(_span(term[2], term[3], shown) if term else escape(shown))
     return Markup("").join(out)
 
 
@@ -135,7 +192,7 @@ async def login(
             error="That key is not valid (mistyped, or revoked).",
             login_csrf=request.session["login_csrf"],
         )
-    sign_in(request, row)
+    await sign_in(request, runtime.db, row, max_age_s=runtime.settings.session_max_age_s)
     target = next if next.startswith("/review") else "/review"
     return RedirectResponse(target, status_code=303)
 
@@ -144,7 +201,7 @@ async def login(
 async def logout(request: Request, csrf_token: Annotated[str, Form()]) -> RedirectResponse:
     user = await _user(request)
     check_csrf(user, csrf_token)
-    sign_out(request)
+    await sign_out(request, _runtime(request).db)
     return RedirectResponse("/review/login", status_code=303)
 
 
@@ -258,9 +315,18 @@ def _term_titles(job: Job) -> dict[str, str]:
     return titles
 
 
-def _row(seg: AlignedSegment, state: SegmentState, variant: str, titles: dict[str, str]) -> dict[str, Any]:
+def _row(
+    seg: AlignedSegment,
+    state: SegmentState,
+    variant: str,
+    titles: dict[str, str],
+    fmt: SourceFormat,
+    inlines: list[tuple[int, int, Inline]],
+) -> dict[str, Any]:
     source_spans = [(t.source_start, t.source_end, "term", titles.get(t.term_id, t.term_id)) for t in seg.terms]
-    target_spans = []
+    target = seg.targets.get(variant, "")
+    markup = sorted({m for _, _, i in inlines for m in (i.open, i.close, i.open + i.close) if m})
+    target_spans = tag_spans(target, markup)
     for t in seg.terms:
         span = t.targets.get(variant)
         if span is not None:
@@ -268,9 +334,10 @@ def _row(seg: AlignedSegment, state: SegmentState, variant: str, titles: dict[st
     return {
         "seg": seg,
         "state": state,
-        "source_html": marked(seg.source, source_spans),
-        "target_html": marked(seg.targets.get(variant, ""), target_spans),
-        "target": seg.targets.get(variant, ""),
+        "source_html": source_markup(seg.source, fmt, inlines, source_spans),
+        "target_html": marked(target, target_spans),
+        "target": target,
+        "markup": markup,
         "flags": [f for f in seg.flags if f.variant in (None, variant)],
         "data": segment_out(seg, state).model_dump(mode="json"),
     }
@@ -295,9 +362,20 @@ async def article_view(request: Request, job_id: str, variant: str = "", flagged
     doc, states = stored
     variant = variant if variant in doc.variants else doc.variants[0]
     titles = _term_titles(job)
+    # Each segment's inline markup, within its text: shown in the source as the target shows it.
+    inlines = {
+        s.id: [(at - start, at - start + i.end - i.start, i) for at, i in placed]
+        for s, (start, placed) in zip(
+            doc.segments, review.placed_inlines({b.id: b for b in doc.blocks}, doc.segments), strict=True
+        )
+    }
     blocks = []
     for block in doc.blocks:
-        rows = [_row(s, SegmentState(*states[s.id]), variant, titles) for s in doc.segments if s.block_id == block.id]
+        rows = [
+            _row(s, SegmentState(*states[s.id]), variant, titles, doc.format, inlines[s.id])
+            for s in doc.segments
+            if s.block_id == block.id
+        ]
         if flagged:
             rows = [r for r in rows if r["flags"]]
         if rows:
@@ -316,8 +394,15 @@ async def article_view(request: Request, job_id: str, variant: str = "", flagged
         can_approve=user.may(Permission.ARTICLES_APPROVE),
         pending=sum(1 for s in doc.segments if s.status == "needs_review"),
         titles=titles,
-        message=request.query_params.get("message", ""),
+        message=_pop_flash(request),
     )
+
+
+def _pop_flash(request: Request) -> str:
+    """The notice a form post left for the page it redirected to (in the signed session, never
+    the URL: a link cannot make the page say anything)."""
+    flash = request.session.pop("flash", "")
+    return flash if isinstance(flash, str) else ""
 
 
 @router.post("/articles/{job_id}/approve", response_model=None)
@@ -342,7 +427,8 @@ async def approve_article(request: Request, job_id: str) -> Response:
         message = "Article approved."
     except (JobNotFound, InvalidTransition, review.ApprovalBlocked) as exc:
         message = str(exc)
-    return RedirectResponse(f"/review/articles/{job_id}?message={quote(message)}", status_code=303)
+    request.session["flash"] = message
+    return RedirectResponse(f"/review/articles/{quote(job_id)}", status_code=303)
 
 
 # --- the script's JSON API (session cookie + CSRF header) ----------------------------------------
@@ -366,6 +452,15 @@ def _json_error(status: int, code: str, message: str, **extra: Any) -> JSONRespo
 
 def _seg_json(row: StoredSegment) -> dict[str, Any]:
     return stored_segment_out(segment_from_row(row), row.version, row.locked_variants).model_dump(mode="json")
+
+
+@router.get("/api/session")
+async def session_info(request: Request) -> JSONResponse:
+    """This session's CSRF token, for a page whose token went stale (the translator signed in
+    again in another tab): the script asks, and sends its unsaved text again. Readable by the
+    app's own pages only (same origin; no CORS)."""
+    user = await _user(request)
+    return JSONResponse({"csrf": user.csrf, "user": user.principal.name})
 
 
 @router.get("/api/articles/{job_id}/progress")
@@ -443,6 +538,8 @@ async def edit(request: Request, job_id: str, segment_id: str) -> JSONResponse:
         )
     except review.VersionConflict as exc:
         return _json_error(409, "version_conflict", str(exc), current=_seg_json(exc.current))
+    except review.MarkupNotAllowed as exc:
+        return _json_error(422, "markup_not_allowed", str(exc))  # as /v1 says it
     except (ValueError, KeyError) as exc:
         return _json_error(422, "invalid_request", str(exc))
     except (JobNotFound, review.SegmentNotFound) as exc:
@@ -497,4 +594,68 @@ def install(app: Any) -> None:
 
     @app.exception_handler(BadCsrf)
     async def bad_csrf(request: Request, _: BadCsrf) -> Response:
-        return _json_error(403, "csrf", "the form or request lacks this session's CSRF token; reload the page")
+        if request.url.path.startswith("/review/api/"):
+            return _json_error(403, "csrf", "the request lacks this session's CSRF token (signed in again since?)")
+        # A browser form from a page loaded before the session changed: a page, not JSON, saying
+        # nothing was done, with the way back.
+        back = _FORM_BACK.match(request.url.path)
+        try:
+            user: WebUser | None = await _user(request)
+        except NotSignedIn:
+            user = None
+        return _page(
+            request,
+            "message.html",
+            user,
+            403,
+            title="The form expired",
+            message="Nothing was done: the page was loaded before you last signed in (or out). "
+            "Open it again and repeat what you did.",
+            back=f"/review/articles/{back.group(1)}" if back else "/review",
+        )
+
+    app.add_middleware(SecurityHeaders)
+
+
+_FORM_BACK = re.compile(r"^/review/articles/([^/]+)/approve$")
+
+# The review app's own script and stylesheet only: no inline script or style (the pages' JSON data
+# blocks are not scripts that run), no framing, forms posted back to the app only.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+_Scope = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class SecurityHeaders:
+    """Headers on every /review response: not framed (clickjacking), the CSP above, no MIME
+    sniffing; pages and API answers (article text, CSRF tokens) not stored by any cache."""
+
+    def __init__(self, app: Callable[[_Scope, _Receive, _Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or not (path == "/review" or path.startswith("/review/")):
+            await self.app(scope, receive, send)
+            return
+        static = path.startswith("/review/static/")
+
+        async def with_headers(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control" or static]
+                headers += [
+                    (b"x-frame-options", b"DENY"),
+                    (b"content-security-policy", CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                ]
+                if not static:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -1,38 +1,85 @@
 // duiyi review workspace: inline editing with autosave, Ctrl+Enter to approve and move on,
 // optimistic concurrency (a 409 shows the newer text), progress polling. No dependencies.
+//
+// A segment's saves and approvals run one after another (each sends the version the one before
+// got back), text that could not be saved stays in its editor, marked, and is sent again, and
+// leaving the page waits for the saves or warns.
 "use strict";
 
 (function () {
-  const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
+  let csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
+  const me = document.querySelector('meta[name="review-user"]')?.content || "";
   const article = document.getElementById("article");
 
-  async function call(method, url, body) {
-    const response = await fetch(url, {
-      method,
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "same-origin",
-    });
+  // One request; status 0 when it never got an answer (offline, server down).
+  async function send(method, url, body) {
+    let response;
+    try {
+      response = await fetch(url, {
+        method,
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "same-origin",
+      });
+    } catch (e) {
+      return { status: 0, data: null };
+    }
     let data = null;
     try { data = await response.json(); } catch (e) { data = null; }
     return { status: response.status, data };
+  }
+
+  // A request; when this page's CSRF token went stale (the translator signed in again in another
+  // tab) and the session is still the same translator's, the new token is taken and it is sent again.
+  async function call(method, url, body) {
+    let r = await send(method, url, body);
+    if (r.status === 403 && r.data?.error?.code === "csrf") {
+      const s = await send("GET", "/review/api/session");
+      if (s.status === 200 && s.data?.csrf && s.data.user === me) {
+        csrf = s.data.csrf;
+        for (const input of document.querySelectorAll('input[name="csrf_token"]')) input.value = csrf;
+        r = await send(method, url, body);
+      } else if (s.status === 200) {
+        r = { status: 403, data: { error: { code: "csrf", message: `signed in as ${s.data?.user} in another tab` } } };
+      } else if (s.status === 401) {
+        r = s;
+      }
+    }
+    return r;
+  }
+
+  function why(r) {
+    if (r.status === 0) return "the server could not be reached (offline?)";
+    if (r.status === 401) return "you are signed out; sign in again in another tab";
+    return r.data?.error?.message || `the server answered HTTP ${r.status}`;
+  }
+
+  for (const select of document.querySelectorAll("select.submit-on-change")) {
+    select.addEventListener("change", () => select.form.submit());
   }
 
   // --- progress page ---------------------------------------------------------------------------
   const progress = document.getElementById("progress");
   if (progress) {
     const tick = async () => {
-      const r = await fetch(progress.dataset.url, { credentials: "same-origin" });
-      if (r.ok) {
-        const p = await r.json();
-        document.getElementById("progress-status").textContent = p.status;
+      const r = await send("GET", progress.dataset.url);
+      if (r.status === 200 && r.data) {
+        const p = r.data;
+        const status = document.getElementById("progress-status");
+        status.textContent = p.status;
+        status.className = "status status-" + p.status;
         document.getElementById("progress-done").textContent = p.done;
         document.getElementById("progress-total").textContent = p.total;
         const bar = document.getElementById("progress-bar");
         bar.max = Math.max(p.total, 1);
         bar.value = p.done;
         if (p.ready) { window.location.reload(); return; }
-        if (p.status === "failed") { return; }
+        if (p.status === "failed") {
+          const failure = document.getElementById("progress-failure");
+          failure.textContent = "Translation failed: " + (p.failure || "no reason was recorded.");
+          failure.hidden = false;
+          return;
+        }
       }
       setTimeout(tick, 1000);
     };
@@ -43,42 +90,65 @@
   const jobId = article.dataset.job;
   const variant = article.dataset.variant;
   const titles = JSON.parse(document.getElementById("term-titles")?.textContent || "{}");
+  const pageError = document.getElementById("page-error");
+  const segUrl = (row) => `/review/api/articles/${jobId}/segments/${encodeURIComponent(row.dataset.id)}`;
 
-  const flaggedOnly = document.getElementById("flagged-only");
-  flaggedOnly?.addEventListener("change", () => {
-    const url = new URL(window.location.href);
-    if (flaggedOnly.checked) url.searchParams.set("flagged", "1"); else url.searchParams.delete("flagged");
-    window.location.href = url.toString();
-  });
-
-  // Text with glossary spans in <mark>, built with text nodes so nothing is ever parsed as HTML.
+  // Text with glossary terms in <mark> and the source's inline markup in <span class="tag">, built
+  // with text nodes so nothing is ever parsed as HTML.
   function render(view, text, spans) {
     view.replaceChildren();
     let pos = 0;
     for (const s of spans.sort((a, b) => a.start - b.start)) {
-      if (s.start < pos || s.end > text.length) continue;
+      if (s.start < pos || s.end > text.length || s.start >= s.end) continue;
       view.append(document.createTextNode(text.slice(pos, s.start)));
-      const mark = document.createElement("mark");
-      mark.className = "term";
-      mark.title = s.title;
-      mark.textContent = text.slice(s.start, s.end);
-      view.append(mark);
+      const el = document.createElement(s.tag ? "span" : "mark");
+      el.className = s.tag ? "tag" : "term";
+      if (!s.tag) el.title = s.title;
+      el.textContent = text.slice(s.start, s.end);
+      view.append(el);
       pos = s.end;
     }
     view.append(document.createTextNode(text.slice(pos)));
   }
 
+  function tagSpans(row, text) {
+    const markup = JSON.parse(row.dataset.markup || "[]").sort((a, b) => b.length - a.length);
+    const spans = [];
+    for (let i = 0; i < text.length && markup.length;) {
+      const m = markup.find((x) => text.startsWith(x, i));
+      if (m) { spans.push({ start: i, end: i + m.length, tag: true }); i += m.length; } else i += 1;
+    }
+    return spans;
+  }
+
+  // The counts at the top follow the segments' statuses; the article's status is asked for again.
+  function setPending(delta) {
+    for (const el of document.querySelectorAll("#pending-count, .pending-count")) {
+      el.textContent = Math.max(0, Number(el.textContent) + delta);
+    }
+  }
+  async function refreshJobStatus() {
+    const r = await send("GET", `/review/api/articles/${jobId}/progress`);
+    const badge = document.getElementById("job-status");
+    if (r.status === 200 && r.data && badge) {
+      badge.textContent = r.data.status;
+      badge.className = "status status-" + r.data.status;
+    }
+  }
+
   function update(row, seg) {
     row.dataset.version = seg.version;
     row.querySelector(".seg-data").textContent = JSON.stringify(seg);
-    const spans = [];
+    const text = seg.targets[variant] || "";
+    const spans = tagSpans(row, text);
     for (const t of seg.terms) {
       const sp = t.target_spans[variant];
       if (sp) spans.push({ start: sp.start, end: sp.end, title: titles[t.term_id] || t.term_id });
     }
-    render(row.querySelector(".target-view"), seg.targets[variant] || "", spans);
+    render(row.querySelector(".target-view"), text, spans);
     const edit = row.querySelector(".target-edit");
-    if (edit && document.activeElement !== edit) edit.value = seg.targets[variant] || "";
+    // Never over what the translator typed and has not saved yet.
+    if (edit && edit.dataset.dirty !== "1" && document.activeElement !== edit) edit.value = text;
     for (const other of row.querySelectorAll(".other")) {
       other.querySelector(".other-text").textContent = seg.targets[other.dataset.variant] || "";
     }
@@ -93,55 +163,148 @@
       li.append(b, document.createTextNode(" " + f.reason));
       flags.append(li);
     }
-    row.querySelector(".seg-status").textContent = seg.status;
+    const badge = row.querySelector(".seg-status");
+    const before = badge.textContent.trim();
+    if (before !== seg.status) {
+      if (before === "needs_review") setPending(-1);
+      else if (seg.status === "needs_review") setPending(1);
+    }
+    badge.textContent = seg.status;
     row.querySelector(".origin").textContent = seg.origin;
     row.className = row.className.replace(/status-\S+/, "status-" + seg.status);
   }
 
+  // What the row says about its text: also as words (the status line is a live region).
+  const STATES = {
+    dirty: "Unsaved changes",
+    saving: "Saving…",
+    saved: "Saved",
+    failed: "Not saved — your text is kept here",
+    conflict: "Not saved — changed by someone else",
+    approving: "Approving…",
+    approved: "Approved",
+  };
+  function setState(row, state) {
+    row.dataset.save = state;
+    const line = row.querySelector(".save-state");
+    if (line) line.textContent = STATES[state] || "";
+    row.classList.toggle("saved", state === "saved" || state === "approved");
+    row.classList.toggle("unsaved", state === "failed");
+  }
+
+  function showProblem(row, message) {
+    const box = row.querySelector(".conflict");
+    box.replaceChildren(document.createTextNode(message));
+    box.hidden = false;
+  }
+  function clearProblem(row) {
+    const box = row.querySelector(".conflict");
+    box.hidden = true;
+    box.replaceChildren();
+    row.classList.remove("conflicted");
+  }
+
+  // `mine`: what the translator typed, or null when they typed nothing (then nothing is quoted).
   function showConflict(row, current, mine) {
     const box = row.querySelector(".conflict");
     box.hidden = false;
     box.replaceChildren();
     const p = document.createElement("p");
-    p.textContent = "Someone else changed this segment; their newer text is shown. Your text was:";
-    const q = document.createElement("blockquote");
-    q.className = "mine";
-    q.textContent = mine;
-    box.append(p, q);
+    const theirs = current.targets[variant] || "";
+    if (mine !== null && mine !== theirs) {
+      p.textContent = "Someone else changed this segment; their newer text is shown. Your text was:";
+      const q = document.createElement("blockquote");
+      q.className = "mine";
+      q.lang = variant;
+      q.textContent = mine;
+      box.append(p, q);
+    } else {
+      p.textContent = "Someone else changed this segment since this page was loaded; their newer text " +
+        "is shown. Nothing was approved: check it and approve again.";
+      box.append(p);
+    }
     row.classList.add("conflicted");
     const edit = row.querySelector(".target-edit");
-    if (edit) edit.value = current.targets[variant] || "";
+    if (edit) { edit.dataset.dirty = "0"; edit.value = theirs; }
     update(row, current);
+    setState(row, "conflict");
   }
 
-  const timers = new WeakMap();
-  const saving = new WeakMap();
+  // --- one queue per segment --------------------------------------------------------------------
+  const timers = new WeakMap(); // row → the autosave or retry timer
+  const chains = new WeakMap(); // row → the last queued save/approval, while one is queued
+  const retries = new WeakMap(); // row → failed attempts in a row
 
-  async function save(row) {
-    const edit = row.querySelector(".target-edit");
-    if (!edit || edit.dataset.dirty !== "1") return true;
+  const isDirty = (row) => row.querySelector(".target-edit")?.dataset.dirty === "1";
+
+  // Runs task(ok of the task before) after the row's queued tasks; resolves to its own ok.
+  function enqueue(row, task) {
+    const prev = chains.get(row) || Promise.resolve(true);
+    const next = prev.then((ok) => task(ok)).catch((e) => { console.error(e); return false; });
+    chains.set(row, next);
+    next.then(() => { if (chains.get(row) === next) chains.delete(row); });
+    return next;
+  }
+
+  function save(row) {
     clearTimeout(timers.get(row));
-    edit.dataset.dirty = "0";
+    return enqueue(row, (ok) => doSave(row, ok));
+  }
+
+  function retryLater(row) {
+    const n = retries.get(row) || 0;
+    retries.set(row, n + 1);
+    clearTimeout(timers.get(row));
+    timers.set(row, setTimeout(() => save(row), Math.min(30000, 2000 * 2 ** n)));
+  }
+
+  async function doSave(row, ok) {
+    const edit = row.querySelector(".target-edit");
+    if (!edit || edit.dataset.dirty !== "1") return ok;
+    clearTimeout(timers.get(row));
     const text = edit.value;
-    const url = `/review/api/articles/${jobId}/segments/${encodeURIComponent(row.dataset.id)}`;
-    const pending = call("PATCH", url, { variant, text, version: Number(row.dataset.version) });
-    saving.set(row, pending);
-    const r = await pending;
+    setState(row, "saving");
+    const r = await call("PATCH", segUrl(row), { variant, text, version: Number(row.dataset.version) });
     if (r.status === 200) {
-      row.classList.remove("conflicted");
-      row.querySelector(".conflict").hidden = true;
+      retries.delete(row);
+      clearProblem(row);
+      const typedSince = edit.value !== text;
+      if (!typedSince) edit.dataset.dirty = "0";
       update(row, r.data);
-      row.classList.add("saved");
+      setState(row, typedSince ? "dirty" : "saved");
+      if (typedSince) { clearTimeout(timers.get(row)); timers.set(row, setTimeout(() => save(row), 800)); }
+      refreshJobStatus();
       return true;
     }
     if (r.status === 409 && r.data?.error?.current) {
-      showConflict(row, r.data.error.current, text);
+      showConflict(row, r.data.error.current, edit.value);
       return false;
     }
-    edit.dataset.dirty = "1";
-    const box = row.querySelector(".conflict");
-    box.hidden = false;
-    box.textContent = r.data?.error?.message || `Saving failed (HTTP ${r.status}).`;
+    // Not saved: the text stays in the editor, marked unsaved, and is sent again.
+    const again = r.status === 0 || r.status === 401 || r.status === 403 || r.status === 429 || r.status >= 500;
+    showProblem(row, `Not saved: ${why(r)}. Your text is kept here` +
+      (again ? "; it is sent again automatically and when you edit it." : "; change it and it is sent again."));
+    setState(row, "failed");
+    if (again) retryLater(row);
+    return false;
+  }
+
+  async function doApprove(row) {
+    setState(row, "approving");
+    const r = await call("POST", segUrl(row) + "/approve", { version: Number(row.dataset.version) });
+    if (r.status === 200) {
+      clearProblem(row);
+      update(row, r.data);
+      setState(row, isDirty(row) ? "dirty" : "approved");
+      refreshJobStatus();
+      return true;
+    }
+    if (r.status === 409 && r.data?.error?.current) {
+      showConflict(row, r.data.error.current, null); // the approval had no text of the translator's
+      return false;
+    }
+    showProblem(row, `Not approved: ${why(r)}.`);
+    setState(row, isDirty(row) ? "failed" : "saved");
     return false;
   }
 
@@ -161,11 +324,9 @@
     const box = row.querySelector(".suggestions");
     if (!box || suggested.has(row)) return;
     suggested.add(row);
-    const url = `/review/api/articles/${jobId}/segments/${encodeURIComponent(row.dataset.id)}/suggestions` +
-      `?variant=${encodeURIComponent(variant)}`;
-    let r;
-    try { r = await call("GET", url); } catch (e) { r = { status: 0 }; }
-    if (r.status !== 200) { suggested.delete(row); return; }  // asked again when next opened
+    const url = `${segUrl(row)}/suggestions?variant=${encodeURIComponent(variant)}`;
+    const r = await send("GET", url);
+    if (r.status !== 200) { suggested.delete(row); return; } // asked again when next opened
     // What the segment already says is no suggestion (an exact match the memory filled in).
     const current = row.querySelector(".target-edit").value;
     const offered = r.data.filter((s) => s.target !== current);
@@ -180,6 +341,7 @@
       score.textContent = `${s.score}%`;
       const source = document.createElement("span");
       source.className = "tm-source";
+      source.lang = "en";
       for (const [op, text] of s.diff) {
         const part = document.createElement(op === "equal" ? "span" : op === "insert" ? "ins" : "del");
         part.textContent = text;
@@ -187,16 +349,19 @@
       }
       const target = document.createElement("span");
       target.className = "tm-target";
+      target.lang = variant;
       target.textContent = s.target;
       const use = document.createElement("button");
       use.type = "button";
       use.className = "use-suggestion";
       use.textContent = "Use";
+      use.setAttribute("aria-label", `Use suggestion ${s.score}%`);
       use.addEventListener("click", () => {
         const edit = row.querySelector(".target-edit");
         open(row);
         edit.value = s.target;
         edit.dataset.dirty = "1";
+        setState(row, "dirty");
         save(row);
       });
       li.append(score, source, target, use);
@@ -205,30 +370,85 @@
     box.hidden = false;
   }
 
-  async function close(row) {
+  // Close the editor once its text is saved; text that could not be saved keeps it open.
+  async function close(row, refocus = false) {
     const edit = row.querySelector(".target-edit");
     if (!edit || edit.hidden) return;
     await save(row);
+    if (isDirty(row) || edit.hidden) return;
+    const hadFocus = document.activeElement === edit;
     edit.hidden = true;
-    row.querySelector(".target-view").hidden = false;
+    const view = row.querySelector(".target-view");
+    view.hidden = false;
+    if (refocus || hadFocus) view.focus();
   }
 
+  // Approve what the translator sees: after the segment's running and pending saves, with the
+  // version they got back; nothing is approved when one of them failed or conflicted.
   async function approve(row) {
-    if (!(await save(row))) return;
-    const url = `/review/api/articles/${jobId}/segments/${encodeURIComponent(row.dataset.id)}/approve`;
-    const r = await call("POST", url, { version: Number(row.dataset.version) });
-    if (r.status === 200) {
-      update(row, r.data);
-      await close(row);
-      const rows = [...document.querySelectorAll(".seg")];
-      const next = rows[rows.indexOf(row) + 1];
-      if (next) { open(next); next.scrollIntoView({ block: "center" }); }
-    } else if (r.status === 409 && r.data?.error?.current) {
-      showConflict(row, r.data.error.current, row.querySelector(".target-edit")?.value || "");
-    }
+    clearTimeout(timers.get(row));
+    const ok = await enqueue(row, async (before) => {
+      if (!(await doSave(row, before))) return false;
+      while (isDirty(row)) { // typed while that save was on its way
+        if (!(await doSave(row, true))) return false;
+      }
+      return doApprove(row);
+    });
+    if (!ok) return;
+    await close(row);
+    const rows = [...document.querySelectorAll(".seg")];
+    const next = rows[rows.indexOf(row) + 1];
+    if (next) { open(next); next.scrollIntoView({ block: "center" }); }
   }
 
-  for (const row of document.querySelectorAll(".seg")) {
+  // --- leaving the page -------------------------------------------------------------------------
+  const rows = [...document.querySelectorAll(".seg")];
+  const unsaved = () => rows.filter((row) => isDirty(row) || chains.has(row));
+
+  // Save everything first; stay (and say why) when something could not be saved.
+  let leaving = false;
+  async function leave(go, undo) {
+    if (leaving) return;
+    leaving = true;
+    pageError.hidden = false;
+    pageError.textContent = "Saving your changes first…";
+    await Promise.all(unsaved().map((row) => save(row)));
+    leaving = false;
+    const left = unsaved();
+    if (!left.length) { pageError.hidden = true; go(); return; }
+    if (undo) undo();
+    pageError.textContent = `${left.length} segment(s) could not be saved; your text is still in them ` +
+      "(marked). Nothing was left; try again when the connection is back.";
+    left[0].scrollIntoView({ block: "center" });
+  }
+
+  window.addEventListener("beforeunload", (e) => {
+    if (unsaved().length) { e.preventDefault(); e.returnValue = ""; }
+  });
+  window.addEventListener("online", () => { for (const row of unsaved()) save(row); });
+
+  document.addEventListener("click", (e) => {
+    const a = e.target.closest?.("a[href]");
+    if (!a || e.defaultPrevented || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || a.target) return;
+    if (!unsaved().length) return;
+    e.preventDefault();
+    leave(() => { window.location.href = a.href; });
+  });
+  document.addEventListener("submit", (e) => {
+    if (!unsaved().length) return;
+    e.preventDefault();
+    const form = e.target;
+    leave(() => form.submit());
+  });
+
+  const flaggedOnly = document.getElementById("flagged-only");
+  flaggedOnly?.addEventListener("change", () => {
+    const url = new URL(window.location.href);
+    if (flaggedOnly.checked) url.searchParams.set("flagged", "1"); else url.searchParams.delete("flagged");
+    leave(() => { window.location.href = url.toString(); }, () => { flaggedOnly.checked = !flaggedOnly.checked; });
+  });
+
+  for (const row of rows) {
     const view = row.querySelector(".target-view");
     const edit = row.querySelector(".target-edit");
     view.addEventListener("click", () => open(row));
@@ -240,13 +460,13 @@
     if (!edit) continue;
     edit.addEventListener("input", () => {
       edit.dataset.dirty = "1";
-      row.classList.remove("saved");
+      if (row.dataset.save !== "failed") setState(row, "dirty");
       clearTimeout(timers.get(row));
       timers.set(row, setTimeout(() => save(row), 800));
     });
     edit.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); approve(row); }
-      if (e.key === "Escape") { e.preventDefault(); close(row); }
+      if (e.key === "Escape") { e.preventDefault(); close(row, true); }
     });
     edit.addEventListener("blur", () => { setTimeout(() => { if (document.activeElement !== edit) close(row); }, 150); });
   }
