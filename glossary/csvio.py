@@ -6,7 +6,7 @@ Columns (header row required; order free; unknown or repeated columns are an err
   zh-Hans       Simplified target (required unless dnt)
   zh-Hant, zh-TW, zh-HK   regional overrides, empty where OpenCC's conversion is right
   case          'sensitive', 'insensitive' or empty (auto: forms with a capital match exactly)
-  dnt           'yes' to keep the English form in every variant
+  dnt           'yes' to keep the English form in every variant ('no' or empty: translate it)
   note          free text shown to translators
 """
 
@@ -36,6 +36,17 @@ def _case(value: str) -> bool | None:
     if value in ("insensitive", "no", "false"):
         return False
     raise GlossaryFormatError(f"case must be sensitive, insensitive or empty, not {value!r}")
+
+
+def _dnt(value: str) -> bool:
+    """The `dnt` column: a value it does not know is refused, never read as "no" (a term meant to
+    stay in English would be translated)."""
+    value = value.strip().lower()
+    if value in ("yes", "y", "true", "1"):
+        return True
+    if value in ("", "no", "n", "false", "0"):
+        return False
+    raise GlossaryFormatError(f"dnt must be yes, no or empty, not {value!r}")
 
 
 def _column(index: int) -> str:
@@ -165,7 +176,7 @@ def parse_csv(text: str, name: str, description: str = "") -> Glossary:
                     forms=forms,
                     targets=targets,
                     case_sensitive=_case(row.get("case", "")),
-                    do_not_translate=row.get("dnt", "").strip().lower() in ("yes", "true", "1"),
+                    do_not_translate=_dnt(row.get("dnt", "")),
                     note=row.get("note", "").strip(),
                 )
             )

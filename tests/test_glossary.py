@@ -58,6 +58,8 @@ def test_csv_round_trip(store: GlossaryStore) -> None:
         ("id,en,zh-Hans\nx,Abe,安倍\nx,Obama,奥巴马\n", "row 3: duplicate id 'x'"),
         ("id,en,zh-Hans\nbad id,Abe,安倍\n", "bad id"),
         ("id,en,zh-Hans,case\nx,Abe,安倍,maybe\n", "glossary 'g' row 2: case must be sensitive"),
+        # An unknown dnt value was read as "no": a term meant to stay English got translated.
+        ("id,en,zh-Hans,dnt\nx,NATO,北约,keep\n", "glossary 'g' row 2: dnt must be yes, no or empty, not 'keep'"),
         # Rows with more fields than the header has columns: DictReader kept the rest aside, lost.
         ("id,en,zh-Hans,note\nx,Abe,安倍,former PM, of Japan\n", "row 2: the row has 5 fields but the header only 4"),
         ("id,en,zh-Hans\n,Abe,安倍,extra\n", "row 2: the row has 4 fields"),
