@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.engine import Engine
 from models.tiny import HELP as TINY_HELP
@@ -16,6 +17,9 @@ from service.config import Settings
 from service.documents import SourceFormat
 from service.formats import FORMAT_BY_SUFFIX
 from service.schemas import TranslateResponse
+
+if TYPE_CHECKING:
+    from service.storage.db import Database
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
@@ -83,7 +87,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     except ValidationError as exc:
         for error in exc.errors():
             name = ".".join(str(part) for part in error["loc"])
-            flag = f" / --{name.replace('_', '-')}" if name in keys else ""
+            # The flag only where this command has it (`keys` and `db` take none of these).
+            flag = f" / --{name.replace('_', '-')}" if name in keys and hasattr(args, name) else ""
             print(f"duiyi: setting {name} (DUIYI_{name.upper()}{flag}): {error['msg']}", file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -111,6 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _logging(settings)
+    _database(settings).close()  # a database it cannot use: one line now, before the model loads
     engine = _load_engine(settings)
     app = create_app(settings, engine)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
@@ -151,7 +157,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     requests = []
     for path in args.files:
         try:
-            text = path.read_text(encoding="utf-8")
+            # utf-8-sig: a byte order mark (Windows editors write one) is not part of the first sentence.
+            text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as exc:
             print(f"duiyi: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
             return 2
@@ -213,19 +220,74 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _logging(settings)
+    _database(settings).close()  # a database it cannot use: one line now, before the model loads
     stop = stop_on_signals()
     run_worker(settings, _load_engine(settings), stop, runners=args.runners)
     return 0
 
 
-def cmd_keys(args: argparse.Namespace) -> int:
-    from service.auth import Role
-    from service.keys import KeyNameTaken, create_key, list_keys, revoke_key
+def _database(settings: Settings) -> Database:
+    """The database, migrated. One that cannot be opened or migrated (an unparsable URL, a server
+    that does not answer, a directory that cannot be made) ends the command with exit status 2 and
+    one line naming the setting, like a bad value does."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
     from service.storage.db import Database
 
-    settings = Settings()
-    db = Database(settings.database)
-    db.migrate()
+    if settings.database_url:
+        setting = "database_url (DUIYI_DATABASE_URL)"
+    else:
+        setting = f"data_dir (DUIYI_DATA_DIR, the SQLite database in {settings.data_dir})"
+    db: Database | None = None
+    try:
+        db = Database(settings.database)
+        db.migrate()
+    except (SQLAlchemyError, CommandError, OSError) as exc:
+        # The first line only: SQLAlchemy appends the SQL and a link on further lines. The URL
+        # itself is not repeated, since it may hold a password.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        where = f" {db.describe()}" if db is not None else ""
+        print(
+            f"duiyi: setting {setting}: cannot use the database{where}: {reason[0] if reason else type(exc).__name__}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+    return db
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from service.auth import Role
+    from service.keys import KeyNameTaken, create_key, list_keys, revoke_key
+    from service.schemas import KeyIn
+    from service.webhooks import CallbackRefused, check_callback_url
+
+    settings = _settings(args)
+    if args.keys_command == "create":
+        # The same rules as POST /v1/keys, checked before the database is touched.
+        try:
+            KeyIn(name=args.name, role=args.role, callback_url=args.callback_url)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            flag = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "the key"
+            print(f"duiyi: {flag}: {error['msg']}", file=sys.stderr)
+            return 2
+        if not args.name.strip():
+            print("duiyi: --name: must not be blank; name who uses the key", file=sys.stderr)
+            return 2
+        if args.callback_url is not None:
+            try:
+                check_callback_url(
+                    args.callback_url,
+                    allowed_hosts=settings.webhook_allowed_hosts,
+                    allow_private=settings.webhook_allow_private,
+                )
+            except CallbackRefused as exc:
+                print(f"duiyi: --callback-url: {exc}", file=sys.stderr)
+                return 2
+    db = _database(settings)
     if args.keys_command == "create":
         try:
             made = create_key(db, name=args.name, role=Role(args.role), callback_url=args.callback_url)
@@ -248,10 +310,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from service.storage.db import Database
-
-    db = Database(Settings().database)
-    db.migrate()
+    db = _database(_settings(args))
     print(f"{db.describe()}: schema up to date")
     return 0
 
@@ -259,7 +318,12 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from models.tiny import build_tiny
 
-    out = build_tiny(args.outdir, args.family, seed=args.seed)
+    try:
+        out = build_tiny(args.outdir, args.family, seed=args.seed)
+    except OSError as exc:
+        # An OUTDIR that is a file, a directory that may not be written to, a full disk.
+        print(f"duiyi: cannot write a model to {args.outdir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"wrote a tiny random-weight {args.family} model to {out} (its translations are gibberish)")
     return 0
 

@@ -26,11 +26,12 @@ class Settings(BaseSettings):
     # Cores the engine uses on the CPU (torch's threads; CTranslate2's workers); 0: every core.
     cpu_threads: int = Field(default=0, ge=0)
     host: str = "127.0.0.1"
-    port: int = 8000
+    # 0: any free port.
+    port: int = Field(default=8000, ge=0, le=65535)
     # Largest article accepted, in characters of text (all fields together).
-    max_chars: int = 100_000
+    max_chars: int = Field(default=100_000, gt=0)
     # Largest uploaded file (XLIFF, TMX, TBX, CSV, an article file), in bytes.
-    max_upload_bytes: int = 50_000_000
+    max_upload_bytes: int = Field(default=50_000_000, gt=0)
     default_targets: list[str] = Field(default_factory=lambda: ["zh-Hans", "zh-Hant"])
     default_glossaries: list[str] = Field(default_factory=lambda: ["news"])
     # Extra glossaries: every NAME.csv in this directory is glossary NAME (overrides shipped ones).
@@ -39,16 +40,16 @@ class Settings(BaseSettings):
     tw_phrases: bool = True
     # zh-Hant with 「」 quotes instead of “”.
     hant_corner_quotes: bool = False
-    max_batch_tokens: int = 8192
-    max_batch_size: int = 64
-    beam_size: int = 1
+    max_batch_tokens: int = Field(default=8192, gt=0)
+    max_batch_size: int = Field(default=64, gt=0)
+    beam_size: int = Field(default=1, ge=1)
     # Output cap per sentence: ratio × source tokens + extra.
-    max_length_ratio: float = 2.0
-    max_length_extra: int = 10
+    max_length_ratio: float = Field(default=2.0, gt=0)
+    max_length_extra: int = Field(default=10, ge=0)
     # Decode a sentence again with safer settings when its translation loops.
     redecode_loops: bool = True
     # Sentences that may wait for the engine; past it, 503 with Retry-After.
-    max_queue: int = 4096
+    max_queue: int = Field(default=4096, gt=0)
     # Greedy decoding in one running batch that sentences join and leave between decoding steps
     # (models.continuous; Marian, NLLB and M2M100 models on the transformers engine). Off: whole
     # batches only.
@@ -57,11 +58,11 @@ class Settings(BaseSettings):
     # replayed (models.continuous). Off until measured on a GPU (bench/device-run.sh).
     cuda_graphs: bool = False
     # How long the engine worker waits for more sentences to fill a whole batch.
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = Field(default=5.0, ge=0)
     # Recent translations remembered, so a repeated sentence is not decoded again.
-    cache_size: int = 4096
+    cache_size: int = Field(default=4096, ge=0)
     # A request's sentences not decoded by then are abandoned (504).
-    request_timeout_s: float = 120.0
+    request_timeout_s: float = Field(default=120.0, gt=0)
     # Python's logging level and uvicorn's, in any case: critical, error, warning, info, debug.
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
@@ -71,24 +72,24 @@ class Settings(BaseSettings):
     # SQLAlchemy URL; empty: SQLite in data_dir. PostgreSQL: postgresql+psycopg://user@host/db
     database_url: str | None = None
     # Job runner threads inside `duiyi serve`; 0 leaves jobs to separate `duiyi worker` processes.
-    runners: int = 2
+    runners: int = Field(default=2, ge=0)
     # Segments decoded and saved together; a runner that dies loses at most this much work.
-    job_chunk_segments: int = 32
+    job_chunk_segments: int = Field(default=32, gt=0)
     # A runner renews its claim on a job this often / 3; a killed runner's job is taken over after this.
-    job_lease_s: float = 60.0
+    job_lease_s: float = Field(default=60.0, gt=0)
     # How often an idle runner (and the webhook dispatcher, at most every second) looks for work.
     job_poll_s: float = Field(default=1.0, gt=0)
     # A job whose runner died this many times is failed instead of retried again.
-    job_max_attempts: int = 3
+    job_max_attempts: int = Field(default=3, ge=1)
     # Jobs queued or translating; past it, POST /v1/articles answers 503 with Retry-After.
-    max_pending_jobs: int = 1000
+    max_pending_jobs: int = Field(default=1000, ge=0)
 
     # --- API keys ---
     # Local use only: every request acts as an admin, and the service logs a warning.
     auth_disabled: bool = False
     # Per key; 0 disables. Past it: 429 with Retry-After.
-    rate_limit_per_minute: float = 600.0
-    rate_limit_burst: int = 60
+    rate_limit_per_minute: float = Field(default=600.0, ge=0)
+    rate_limit_burst: int = Field(default=60, ge=1)
 
     # --- review web app ---
     # Signs the review app's session cookies; empty: a random secret per process (sessions end on
@@ -106,10 +107,14 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     # Signs webhooks when authentication is disabled (with keys, each key's own secret does).
     webhook_secret: str | None = None
-    webhook_max_attempts: int = 8
-    webhook_backoff_base_s: float = 2.0
-    webhook_backoff_cap_s: float = 600.0
-    webhook_timeout_s: float = 10.0
+    # Tries of one delivery (a redelivery starts a new round). With the base and cap below, the
+    # retries of a delivery whose receiver stays down span about a day (15 to 30 hours, by the
+    # jitter): waits of 5 s doubling to an hour, then about hourly, so a CMS that is down for
+    # minutes, or overnight, still gets its events.
+    webhook_max_attempts: int = Field(default=40, ge=1)
+    webhook_backoff_base_s: float = Field(default=5.0, ge=0)
+    webhook_backoff_cap_s: float = Field(default=3600.0, ge=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
     # The service's address as clients see it, for absolute links in webhooks; empty: relative links.
     public_url: str = ""
 

@@ -133,6 +133,15 @@ class CallbackRefused(ValueError):
     """A callback URL the service will not call; str(exc) says why, for a person (it becomes a 422 message)."""
 
 
+class CallbackUnresolved(CallbackRefused):
+    """The callback's host name did not resolve to an address just now (no answer, a resolver failure, no such name).
+
+    A CallbackRefused, so a submission naming such a host is refused like any other URL that cannot be called. It is
+    not a judgement on the URL, though: DNS failures are usually passing (a resolver restarting, a zone being
+    redeployed), so the dispatcher treats one at send time as a network error and retries, whereas the other
+    refusals (scheme, host not allowed, a private address) stand until someone changes the URL or the settings."""
+
+
 def _default_resolve(host: str) -> list[str]:
     infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
@@ -179,6 +188,8 @@ def check_callback_url(
 ) -> list[IPAddress]:
     """Raise CallbackRefused unless the service may POST to `url`; the addresses it was vetted for.
 
+    A host name that does not resolve now raises CallbackUnresolved, the one refusal that may pass by itself.
+
     The URL is parsed with httpx, the library that will send the request, so the host checked here is the host
     called: two URL parsers disagree on inputs like "http://a.example.com\\@evil.net/".
 
@@ -223,14 +234,17 @@ def check_callback_url(
     if not addresses:
         try:
             resolved = (resolve or _default_resolve)(ascii_host)
-        except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
-            raise CallbackRefused(f"the host {ascii_host} does not resolve: {exc}") from exc
+        except UnicodeError as exc:  # the IDNA codec: a label over 63 characters, an empty one; no lookup fixes that
+            reason = f"the callback URL's host {ascii_host} is not a valid host name: {exc}"
+            raise CallbackRefused(_clip(reason)) from exc
+        except OSError as exc:  # socket.gaierror is an OSError
+            raise CallbackUnresolved(_clip(f"the host {ascii_host} does not resolve: {exc}")) from exc
         try:
             addresses = [ipaddress.ip_address(address) for address in resolved]
         except ValueError as exc:
-            raise CallbackRefused(f"the host {ascii_host} resolved to something that is not an address") from exc
+            raise CallbackUnresolved(f"the host {ascii_host} resolved to something that is not an address") from exc
         if not addresses:
-            raise CallbackRefused(f"the host {ascii_host} does not resolve to any address")
+            raise CallbackUnresolved(f"the host {ascii_host} does not resolve to any address")
 
     if allow_private:
         return addresses

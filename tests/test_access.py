@@ -29,6 +29,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/articles"): ALL,
     ("GET", "/v1/articles/{job_id}"): ALL,
     ("GET", "/v1/articles/{job_id}/deliveries"): ALL,
+    ("POST", "/v1/articles/{job_id}/deliveries/{delivery_id}/redeliver"): {"cms", "admin"},
     ("POST", "/v1/articles/{job_id}/review"): EDITORS,
     ("PATCH", "/v1/articles/{job_id}/segments/{segment_id}"): EDITORS,
     ("POST", "/v1/articles/{job_id}/segments/{segment_id}/approve"): EDITORS,

@@ -57,7 +57,8 @@ def test_translate_text_and_html_outputs(tiny_dirs: dict[str, Path], tmp_path: P
 def test_clear_errors_and_non_zero_exit(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     article = tmp_path / "a.txt"
     article.write_text("Hello.", encoding="utf-8")
-    done = run(*(a.replace("{article}", str(article)) for a in args))
+    # serve opens (and makes) its database before loading the model: not the user's own.
+    done = run(*(a.replace("{article}", str(article)) for a in args), env={"DUIYI_DATA_DIR": str(tmp_path)})
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
@@ -106,3 +107,95 @@ def test_translate_with_the_ctranslate2_engine(tiny_dirs: dict[str, Path], tmp_p
     data = json.loads(done.stdout)
     assert data["blocks"][0]["segments"][0]["targets"]["zh-TW"] == "普天間"
     assert data["blocks"][1]["segments"][0]["targets"]["zh-TW"]
+
+
+def _one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> None:
+    """Exit status 2 and a single line on stderr, holding `words`: no traceback."""
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    for word in words:
+        assert word in done.stderr
+
+
+def test_keys_create_checks_the_callback_url_like_the_api(tmp_path: Path) -> None:
+    """A key whose default callback the service would refuse could submit nothing (422 on every
+    article): the command refuses it, with the API's reasons, and makes no key."""
+    env = {"DUIYI_DATA_DIR": str(tmp_path)}
+    create = ("keys", "create", "--role", "cms", "--name", "cms", "--callback-url")
+    _one_line_error(run(*create, "ftp://10.0.0.5/hook", env=env), "--callback-url", "DUIYI_WEBHOOK_ALLOWED_HOSTS")
+    allowed = {**env, "DUIYI_WEBHOOK_ALLOWED_HOSTS": '["10.0.0.5"]'}
+    _one_line_error(run(*create, "ftp://10.0.0.5/hook", env=allowed), "must start with http:// or https://")
+    _one_line_error(run(*create, "http://10.0.0.5/hook", env=allowed), "DUIYI_WEBHOOK_ALLOW_PRIVATE")
+    listed = run("keys", "list", env=env)
+    assert listed.returncode == 0 and listed.stdout == ""
+    made = run(*create, "http://10.0.0.5/hook", env={**allowed, "DUIYI_WEBHOOK_ALLOW_PRIVATE": "true"})
+    assert made.returncode == 0, made.stderr
+    assert "\tcms\tcms\t" in run("keys", "list", env=env).stdout
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_keys_create_refuses_a_blank_name(tmp_path: Path, name: str) -> None:
+    env = {"DUIYI_DATA_DIR": str(tmp_path)}
+    _one_line_error(run("keys", "create", "--role", "admin", "--name", name, env=env), "--name")
+    assert run("keys", "list", env=env).stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "words"),
+    [
+        (("keys", "list"), {"DUIYI_PORT": "abc"}, ("setting port (DUIYI_PORT): Input should be a valid integer",)),
+        (("db", "upgrade"), {"DUIYI_PORT": "abc"}, ("setting port (DUIYI_PORT): Input should be a valid integer",)),
+        (("db", "upgrade"), {"DUIYI_DATABASE_URL": "nonsense"}, ("setting database_url (DUIYI_DATABASE_URL)",)),
+        (("keys", "list"), {"DUIYI_DATABASE_URL": "nosuchdb://x/y"}, ("DUIYI_DATABASE_URL", "nosuchdb")),
+        (
+            ("db", "upgrade"),
+            {"DUIYI_DATABASE_URL": "postgresql+psycopg://duiyi:hunter2@127.0.0.1:1/duiyi"},
+            ("setting database_url (DUIYI_DATABASE_URL)", "127.0.0.1:1/duiyi", "Connection refused"),
+        ),
+        (
+            ("keys", "create", "--role", "cms", "--name", "x"),
+            {"DUIYI_DATA_DIR": "{file}/sub"},
+            ("setting data_dir (DUIYI_DATA_DIR",),
+        ),
+        # serve and worker check the database before they spend time loading a model.
+        (("worker", "--model", "/no/such/model"), {"DUIYI_DATABASE_URL": "nonsense"}, ("DUIYI_DATABASE_URL",)),
+        (("serve", "--model", "/no/such/model"), {"DUIYI_DATA_DIR": "{file}/sub"}, ("DUIYI_DATA_DIR",)),
+    ],
+)
+def test_commands_name_a_bad_setting_or_database(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], words: tuple[str, ...]
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory", encoding="utf-8")
+    done = run(*args, env={k: v.replace("{file}", str(a_file)) for k, v in env.items()})
+    _one_line_error(done, *words)
+    assert "hunter2" not in done.stderr
+
+
+def test_models_tiny_onto_an_existing_file(tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("something else", encoding="utf-8")
+    _one_line_error(run("models", "tiny", str(taken)), f"cannot write a model to {taken}")
+    assert taken.read_text(encoding="utf-8") == "something else"
+
+
+def test_translate_drops_a_byte_order_mark(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
+    article = tmp_path / "bom.txt"
+    article.write_bytes("\ufeffFutenma\n\nThe alliance is strong.\n".encode())
+    done = run("translate", str(article), "--model", str(tiny_dirs["marian"]), "--to", "zh-TW", "--output", "json")
+    assert done.returncode == 0, done.stderr
+    first = json.loads(done.stdout)["blocks"][0]["segments"][0]
+    assert first["source"] == "Futenma"
+    assert first["targets"]["zh-TW"] == "普天間"  # the glossary term matched: no BOM in front of it
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("DUIYI_MAX_CHARS", "-1"), ("DUIYI_MAX_CHARS", "0"), ("DUIYI_REQUEST_TIMEOUT_S", "0"), ("DUIYI_BEAM_SIZE", "0")],
+)
+def test_limits_must_be_positive(tmp_path: Path, variable: str, value: str) -> None:
+    article = tmp_path / "a.txt"
+    article.write_text("Hello.", encoding="utf-8")
+    done = run("translate", str(article), env={variable: value})
+    name = variable.removeprefix("DUIYI_").lower()
+    _one_line_error(done, f"duiyi: setting {name} ({variable}): Input should be greater than")

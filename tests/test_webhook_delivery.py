@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -64,32 +67,38 @@ def receiver() -> Iterator[Receiver]:
     server.shutdown()
 
 
+@contextmanager
+def keyed_service(
+    model: Path, engine: Engine, url: str, **settings: Any
+) -> Iterator[tuple[LiveServer, dict[str, tuple[str, str]]]]:
+    """The service on database `url` with keys on (one per role: the key and its webhook secret),
+    callbacks allowed to loopback (explicitly), fast retries unless `settings` say otherwise."""
+    db = Database(url)
+    db.migrate()
+    keys = {}
+    for role in (Role.CMS, Role.TRANSLATOR, Role.ADMIN):
+        made = create_key(db, name=role.value, role=role)
+        keys[role.value] = (made.key, made.row.webhook_secret)
+    db.close()
+    defaults: dict[str, Any] = {
+        "webhook_allowed_hosts": ["127.0.0.1"],
+        "webhook_allow_private": True,
+        "webhook_backoff_base_s": 0.05,
+        "webhook_backoff_cap_s": 0.2,
+        "job_poll_s": 0.05,
+    }
+    config = Settings(model=str(model), device="cpu", database_url=url, auth_disabled=False, **(defaults | settings))
+    with serve(config, engine) as live:
+        yield live, keys
+
+
 @pytest.fixture
 def hooked(
     tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path
 ) -> Iterator[tuple[LiveServer, dict[str, tuple[str, str]]]]:
     """The service with keys on, callbacks allowed to loopback (explicitly), fast retries."""
-    url = f"sqlite:///{tmp_path / 'duiyi.db'}"
-    db = Database(url)
-    db.migrate()
-    keys = {}
-    for role in (Role.CMS, Role.TRANSLATOR):
-        made = create_key(db, name=role.value, role=role)
-        keys[role.value] = (made.key, made.row.webhook_secret)
-    db.close()
-    settings = Settings(
-        model=str(tiny_dirs["marian"]),
-        device="cpu",
-        database_url=url,
-        auth_disabled=False,
-        webhook_allowed_hosts=["127.0.0.1"],
-        webhook_allow_private=True,
-        webhook_backoff_base_s=0.05,
-        webhook_backoff_cap_s=0.2,
-        job_poll_s=0.05,
-    )
-    with serve(settings, engines["marian"]) as live:
-        yield live, keys
+    with keyed_service(tiny_dirs["marian"], engines["marian"], f"sqlite:///{tmp_path / 'duiyi.db'}") as service:
+        yield service
 
 
 def readme_verify() -> Callable[[str, dict[str, str], bytes], bool]:
@@ -283,3 +292,222 @@ def test_the_dispatcher_connects_to_the_address_it_vetted(
     assert headers["Host"] == httpx.URL(callback).netloc.decode()
     assert delivery["url"] == callback
     assert len(seen) >= 2  # vetted at submission, and again before the attempt
+
+
+def _deliveries(live: LiveServer, job_id: str, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    r = live.client.get(f"/v1/articles/{job_id}/deliveries", headers=headers)
+    assert r.status_code == 200, r.text
+    return list(r.json())
+
+
+def _until(
+    live: LiveServer,
+    job_id: str,
+    state: str,
+    headers: dict[str, str] | None = None,
+    *,
+    attempts: int = 0,
+    timeout: float = 20,
+) -> dict[str, Any]:
+    """The job's only delivery, once it is in `state` with at least `attempts` attempts recorded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = _deliveries(live, job_id, headers)
+        delivery = found[0] if found else {"state": "(not yet written)", "attempts": []}
+        if delivery["state"] == state and len(delivery["attempts"]) >= attempts:
+            return delivery
+        assert time.monotonic() < deadline, f"the delivery is still {delivery['state']}: {delivery}"
+        time.sleep(0.05)
+
+
+def test_a_dns_failure_at_send_time_is_retried(
+    tiny_dirs: dict[str, Path],
+    engines: dict[str, Engine],
+    tmp_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The resolver fails with EAI_AGAIN ("Temporary failure in name resolution") when the
+    dispatcher looks the host up for its first try, and answers again afterwards: a network error,
+    retried, and the event arrives. (A real passing DNS failure cannot be had on demand; the
+    system resolver is what is replaced, and everything after it is real.)"""
+    lookups: list[str] = []
+
+    def resolve(host: str) -> list[str]:
+        assert host == "hooks.duiyi.invalid"
+        lookups.append(host)
+        if len(lookups) == 2:  # 1: the check at submission; 2: the dispatcher's, before its first try
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(webhooks, "_default_resolve", resolve)
+    callback = receiver.url.replace("127.0.0.1", "hooks.duiyi.invalid")
+    settings = Settings(
+        model=str(tiny_dirs["marian"]),
+        device="cpu",
+        database_url=f"sqlite:///{tmp_path / 'duiyi.db'}",
+        webhook_allowed_hosts=["hooks.duiyi.invalid"],
+        webhook_allow_private=True,
+        webhook_secret="local-secret",
+        webhook_backoff_base_s=0.05,
+        webhook_backoff_cap_s=0.2,
+        job_poll_s=0.05,
+    )
+    with serve(settings, engines["marian"]) as live:
+        r = live.client.post("/v1/articles", json={"body": "Hello.", "callback_url": callback})
+        assert r.status_code == 202, r.text
+        receiver.wait(1)
+        delivery = _until(live, r.json()["id"], "delivered")
+    first, second = delivery["attempts"]
+    assert first["status_code"] is None
+    assert "does not resolve" in first["error"] and "Temporary failure in name resolution" in first["error"]
+    assert not first["error"].startswith("refused")
+    assert (second["number"], second["status_code"]) == (2, 200)
+    assert len(receiver.received) == 1 and verify("local-secret", *receiver.received[0])
+
+
+def test_a_callback_refused_by_policy_at_send_time_fails_at_once(
+    tiny_dirs: dict[str, Path],
+    engines: dict[str, Engine],
+    tmp_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The host resolves to a public address at submission and to a private one when the
+    dispatcher checks it (DNS rebinding, or a CMS moved inside): no retry can make that allowed."""
+    answers = iter([["93.184.216.34"], ["10.0.0.1"]])
+    monkeypatch.setattr(webhooks, "_default_resolve", lambda host: next(answers, ["10.0.0.1"]))
+    settings = Settings(
+        model=str(tiny_dirs["marian"]),
+        device="cpu",
+        database_url=f"sqlite:///{tmp_path / 'duiyi.db'}",
+        webhook_allowed_hosts=["hooks.duiyi.invalid"],
+        webhook_secret="local-secret",
+        webhook_backoff_base_s=0.05,
+        job_poll_s=0.05,
+    )
+    with serve(settings, engines["marian"]) as live:
+        r = live.client.post("/v1/articles", json={"body": "Hello.", "callback_url": "http://hooks.duiyi.invalid/x"})
+        assert r.status_code == 202, r.text
+        delivery = _until(live, r.json()["id"], "failed")
+    assert len(delivery["attempts"]) == 1
+    assert delivery["last_error"].startswith("refused: ") and "not a public internet address" in delivery["last_error"]
+    assert receiver.received == []
+
+
+def test_a_failed_delivery_can_be_redelivered(
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], database_url: str, receiver: Receiver
+) -> None:
+    receiver.script = [500, 502]
+    with keyed_service(tiny_dirs["marian"], engines["marian"], database_url, webhook_max_attempts=2) as (live, keys):
+        job_id = submit(live, keys, receiver.url)
+        failed = _until(live, job_id, "failed", auth(keys, "cms"))
+        assert [a["status_code"] for a in failed["attempts"]] == [500, 502]
+        path = f"/v1/articles/{job_id}/deliveries/{failed['id']}/redeliver"
+
+        # A translator may read deliveries, not have them sent; no key at all is 401.
+        r = live.client.post(path, headers=auth(keys, "translator"))
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+        assert live.client.post(path).status_code == 401
+        assert _deliveries(live, job_id, auth(keys, "cms"))[0]["state"] == "failed"
+
+        r = live.client.post(path, headers=auth(keys, "cms"))
+        assert r.status_code == 202, r.text
+        assert r.json()["id"] == failed["id"] and r.json()["state"] in ("pending", "delivered")
+        receiver.wait(3)
+        delivered = _until(live, job_id, "delivered", auth(keys, "cms"))
+        # The same delivery, attempts numbered on; the same id and body reach the receiver.
+        assert [(a["number"], a["status_code"]) for a in delivered["attempts"]] == [(1, 500), (2, 502), (3, 200)]
+        assert {h[DELIVERY_HEADER] for h, _ in receiver.received} == {failed["id"]}
+        assert len({b for _, b in receiver.received}) == 1
+        assert verify(keys["cms"][1], *receiver.received[2])
+
+        r = live.client.post(path, headers=auth(keys, "admin"))
+        assert r.status_code == 409 and r.json()["error"]["code"] == "already_delivered"
+        for wrong in (
+            f"/v1/articles/{job_id}/deliveries/no-such-delivery/redeliver",
+            f"/v1/articles/no-such-job/deliveries/{failed['id']}/redeliver",
+        ):
+            r = live.client.post(wrong, headers=auth(keys, "cms"))
+            assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+        assert len(receiver.received) == 3
+
+        operation = live.client.get("/openapi.json").json()["paths"][
+            "/v1/articles/{job_id}/deliveries/{delivery_id}/redeliver"
+        ]["post"]
+    assert {"202", "401", "403", "404", "409", "422", "429", "500"} <= set(operation["responses"])
+    error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    for status in ("401", "403", "404", "409", "422", "429", "500"):
+        assert operation["responses"][status]["content"]["application/json"]["schema"] == error_ref
+
+
+def test_a_redelivery_gets_a_fresh_round_of_attempts(
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: Receiver
+) -> None:
+    """A redelivered delivery that keeps failing is tried DUIYI_WEBHOOK_MAX_ATTEMPTS times again,
+    not once: the limit counts the tries since it was queued."""
+    receiver.script = [500] * 4 + [200]
+    url = f"sqlite:///{tmp_path / 'duiyi.db'}"
+    with keyed_service(tiny_dirs["marian"], engines["marian"], url, webhook_max_attempts=2) as (live, keys):
+        job_id = submit(live, keys, receiver.url)
+        failed = _until(live, job_id, "failed", auth(keys, "cms"))
+        path = f"/v1/articles/{job_id}/deliveries/{failed['id']}/redeliver"
+        assert live.client.post(path, headers=auth(keys, "cms")).status_code == 202
+        again = _until(live, job_id, "failed", auth(keys, "cms"))
+        assert [a["status_code"] for a in again["attempts"]] == [500] * 4
+        assert live.client.post(path, headers=auth(keys, "cms")).status_code == 202
+        done = _until(live, job_id, "delivered", auth(keys, "cms"))
+    assert [a["number"] for a in done["attempts"]] == [1, 2, 3, 4, 5]
+
+
+def test_a_pending_delivery_is_sent_at_once_when_redelivered(
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: Receiver
+) -> None:
+    """A CMS back from an outage need not wait out the backoff (up to an hour by default)."""
+    receiver.script = [503]
+    url = f"sqlite:///{tmp_path / 'duiyi.db'}"
+    with keyed_service(
+        tiny_dirs["marian"], engines["marian"], url, webhook_backoff_base_s=600, webhook_backoff_cap_s=600
+    ) as (live, keys):
+        job_id = submit(live, keys, receiver.url)
+        pending = _until(live, job_id, "pending", auth(keys, "cms"), attempts=1)
+        assert pending["next_attempt_at"] is not None  # 5 to 10 minutes away
+        r = live.client.post(f"/v1/articles/{job_id}/deliveries/{pending['id']}/redeliver", headers=auth(keys, "cms"))
+        assert r.status_code == 202, r.text
+        receiver.wait(2, timeout=10)
+        done = _until(live, job_id, "delivered", auth(keys, "cms"))
+    assert [a["status_code"] for a in done["attempts"]] == [503, 200]
+
+
+def test_a_redelivery_to_a_url_no_longer_allowed_is_refused(
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: Receiver
+) -> None:
+    """The operator has since taken the receiver's host off DUIYI_WEBHOOK_ALLOWED_HOSTS: 422 at
+    once, rather than a queued delivery that can only fail."""
+    receiver.script = [500]
+    url = f"sqlite:///{tmp_path / 'duiyi.db'}"
+    with keyed_service(tiny_dirs["marian"], engines["marian"], url, webhook_max_attempts=1) as (live, keys):
+        job_id = submit(live, keys, receiver.url)
+        failed = _until(live, job_id, "failed", auth(keys, "cms"))
+    db = Database(url)
+    try:
+        made = create_key(db, name="cms after the change", role=Role.CMS)
+    finally:
+        db.close()
+    settings = Settings(
+        model=str(tiny_dirs["marian"]),
+        device="cpu",
+        database_url=url,
+        auth_disabled=False,
+        webhook_allowed_hosts=["cms.example.com"],
+    )
+    with serve(settings, engines["marian"]) as live:
+        r = live.client.post(
+            f"/v1/articles/{job_id}/deliveries/{failed['id']}/redeliver",
+            headers={"Authorization": f"Bearer {made.key}"},
+        )
+        assert r.status_code == 422
+        assert r.json()["error"]["code"] == "callback_refused"
+        assert "DUIYI_WEBHOOK_ALLOWED_HOSTS" in r.json()["error"]["message"]
+        assert _deliveries(live, job_id, {"Authorization": f"Bearer {made.key}"})[0]["state"] == "failed"
+    assert len(receiver.received) == 1

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import trustme
 
+from service.config import Settings
 from service.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -26,6 +27,7 @@ from service.webhooks import (
     TIMESTAMP_HEADER,
     Attempt,
     CallbackRefused,
+    CallbackUnresolved,
     backoff_delay,
     check_callback_url,
     deliver_once,
@@ -276,6 +278,52 @@ def test_callback_refused_is_a_value_error() -> None:
     assert issubclass(CallbackRefused, ValueError)
 
 
+def _failing(error: OSError) -> Callable[[str], list[str]]:
+    def resolve(host: str) -> list[str]:
+        raise error
+
+    return resolve
+
+
+@pytest.mark.parametrize(
+    "resolve",
+    [
+        _failing(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")),
+        _failing(socket.gaierror(socket.EAI_FAIL, "Non-recoverable failure in name resolution")),
+        _failing(socket.gaierror(socket.EAI_NONAME, "Name or service not known")),
+        _failing(TimeoutError("timed out")),
+        lambda host: [],
+    ],
+)
+def test_a_host_that_does_not_resolve_now_is_unresolved(resolve: Callable[[str], list[str]]) -> None:
+    """Not resolving is a state of the DNS, which passes: the dispatcher retries it. It is still a
+    refusal (a CallbackRefused) for whoever checks a URL once, at submission."""
+    with pytest.raises(CallbackUnresolved, match="does not resolve") as raised:
+        check_callback_url("https://hooks.example.com/x", allowed_hosts=ALLOW_ALL, allow_private=False, resolve=resolve)
+    assert isinstance(raised.value, CallbackRefused)
+
+
+POLICY_REFUSALS = [case for case in URL_CASES if case[2] is not None and "does not resolve" not in case[2]]
+
+
+@pytest.mark.parametrize(("url", "allowed", "refusal"), POLICY_REFUSALS)
+def test_refusals_by_policy_are_not_unresolved(url: str, allowed: list[str], refusal: str) -> None:
+    with pytest.raises(CallbackRefused, match=refusal) as refused:
+        check_callback_url(url, allowed_hosts=allowed, allow_private=False, resolve=fake_resolve)
+    assert not isinstance(refused.value, CallbackUnresolved)
+
+
+def test_private_addresses_and_bad_names_are_not_unresolved() -> None:
+    with pytest.raises(CallbackRefused) as refused:
+        url = "http://internal.example.com/"
+        check_callback_url(url, allowed_hosts=ALLOW_ALL, allow_private=False, resolve=fake_resolve)
+    assert not isinstance(refused.value, CallbackUnresolved)
+    # A label over 63 characters: the IDNA codec refuses it before any lookup, and always will.
+    with pytest.raises(CallbackRefused, match="not a valid host name") as refused:
+        check_callback_url(f"http://{'a' * 70}.example.com/", allowed_hosts=ALLOW_ALL, allow_private=True)
+    assert not isinstance(refused.value, CallbackUnresolved)
+
+
 # --- backoff -------------------------------------------------------------------------------------------------------
 
 
@@ -294,6 +342,32 @@ def test_backoff_delay_is_reproducible_with_a_seed() -> None:
     first = [backoff_delay(n, base_s=1, cap_s=60, rng=random.Random(7)) for n in range(1, 10)]
     second = [backoff_delay(n, base_s=1, cap_s=60, rng=random.Random(7)) for n in range(1, 10)]
     assert first == second
+
+
+class _Shortest(random.Random):
+    """Jitter that always picks the shortest wait."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
+
+
+def test_default_retries_outlast_a_long_cms_outage() -> None:
+    """With the default settings, a delivery whose receiver stays down is retried for most of a
+    day even with the shortest waits the jitter can pick, and a five-minute outage is ridden out
+    with attempts to spare (the old defaults, 8 attempts from 2 s, gave up after 2 to 4 minutes)."""
+    settings = Settings()
+    shortest = _Shortest()
+    waits = [
+        backoff_delay(n, base_s=settings.webhook_backoff_base_s, cap_s=settings.webhook_backoff_cap_s, rng=shortest)
+        for n in range(1, settings.webhook_max_attempts)
+    ]
+    assert sum(waits) >= 12 * 3600
+    # Retries (after the first attempt) before five minutes have surely passed.
+    retries = next(n for n in range(1, len(waits) + 1) if sum(waits[:n]) > 300)
+    assert retries <= settings.webhook_max_attempts // 2
+    # The other way round: not so long that a receiver's fix is never seen, nor hourly probing forever.
+    assert sum(2 * w for w in waits) <= 3 * 24 * 3600
+    assert settings.webhook_backoff_cap_s <= 2 * 3600
 
 
 def test_backoff_delay_edge_cases() -> None:

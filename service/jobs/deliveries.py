@@ -4,11 +4,16 @@
 an event exists exactly when its state change does. The dispatcher, a thread in every process that
 serves or works, claims due deliveries with a lease (safe with several processes on PostgreSQL),
 signs and sends them, records every attempt, and schedules retries with exponential backoff and
-jitter on network errors, 429 and 5xx, up to DUIYI_WEBHOOK_MAX_ATTEMPTS.
+jitter on network errors (a host name that does not resolve at send time among them), 429 and 5xx,
+up to DUIYI_WEBHOOK_MAX_ATTEMPTS. `redeliver` puts a failed delivery back in the queue.
+
+One dispatcher thread per process sends one delivery at a time: a receiver that times out holds
+the others back by up to DUIYI_WEBHOOK_TIMEOUT_S per due attempt (more processes, more senders).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -17,13 +22,20 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.storage.db import Database
 from service.storage.tables import ApiKey, Delivery, DeliveryAttempt, Job, utcnow
-from service.webhooks import CallbackRefused, backoff_delay, check_callback_url, deliver_once, signed_headers
+from service.webhooks import (
+    CallbackRefused,
+    CallbackUnresolved,
+    backoff_delay,
+    check_callback_url,
+    deliver_once,
+    signed_headers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,20 +150,33 @@ class Dispatcher:
             return session.get(Delivery, delivery_id)
 
     def _secret(self, session: Session, delivery: Delivery) -> str | None:
-        job = session.get(Job, delivery.job_id)
-        if job is not None and job.api_key_id is not None:
-            key = session.get(ApiKey, job.api_key_id)
-            return key.webhook_secret if key is not None else None
-        return self.settings.webhook_secret
+        return signing_secret(session, delivery, self.settings)
+
+    def _retry_in(self, tries: int, retry_after_s: float | None = None) -> float | None:
+        """Seconds until the next try after try number `tries` (of this delivery's current round) failed in a way
+        worth retrying; None when the round's DUIYI_WEBHOOK_MAX_ATTEMPTS are spent."""
+        if tries >= self.settings.webhook_max_attempts:
+            return None
+        cap = self.settings.webhook_backoff_cap_s
+        retry_in = backoff_delay(tries, base_s=self.settings.webhook_backoff_base_s, cap_s=cap)
+        if retry_after_s is not None:
+            retry_in = max(retry_in, min(retry_after_s, cap))
+        return retry_in
 
     def run_once(self, client: httpx.Client) -> bool:
         """Try one due delivery; False when none was due."""
         delivery = self._claim()
         if delivery is None:
             return False
-        number = delivery.attempts + 1
+        # Tries since the delivery was queued (or queued again by `redeliver`): they set the backoff and the limit.
+        tries = delivery.attempts + 1
         with self.db.session() as session:
             secret = self._secret(session, delivery)
+            # Attempts are numbered over the delivery's whole life, across redeliveries.
+            last = session.scalar(
+                select(func.max(DeliveryAttempt.number)).where(DeliveryAttempt.delivery_id == delivery.id)
+            )
+        number = (last or 0) + 1
         body = delivery.payload.encode()
         try:
             addresses = check_callback_url(
@@ -161,22 +186,29 @@ class Dispatcher:
             )
             if not secret:
                 raise CallbackRefused("no signing secret (the API key is gone, or DUIYI_WEBHOOK_SECRET is unset)")
+        except CallbackUnresolved as exc:
+            # DNS failing now (no answer, a resolver restarting) is a network error like any other: retried.
+            self._record(delivery, number, tries, None, str(exc), 0.0, ok=False, retry_in=self._retry_in(tries))
+            return True
         except CallbackRefused as exc:
-            self._record(delivery, number, None, f"refused: {exc}", 0.0, ok=False, retry_in=None)
+            # Refused by policy (scheme, host not allowed, a private address) or unsigned: no retry changes that.
+            self._record(delivery, number, tries, None, f"refused: {exc}", 0.0, ok=False, retry_in=None)
             return True
         headers = signed_headers(secret, body, event=delivery.event, delivery_id=delivery.id)
         # To the address just vetted, not to a second lookup of the name (which DNS rebinding could aim elsewhere).
         attempt = deliver_once(client, delivery.url, body, headers, address=addresses[0])
         retry_in = None
-        if not attempt.ok and attempt.retryable and number < self.settings.webhook_max_attempts:
-            retry_in = backoff_delay(
-                number, base_s=self.settings.webhook_backoff_base_s, cap_s=self.settings.webhook_backoff_cap_s
-            )
-            if attempt.retry_after_s is not None:
-                retry_in = max(retry_in, min(attempt.retry_after_s, self.settings.webhook_backoff_cap_s))
-        error = attempt.error
+        if not attempt.ok and attempt.retryable:
+            retry_in = self._retry_in(tries, attempt.retry_after_s)
         self._record(
-            delivery, number, attempt.status_code, error, attempt.duration_ms, ok=attempt.ok, retry_in=retry_in
+            delivery,
+            number,
+            tries,
+            attempt.status_code,
+            attempt.error,
+            attempt.duration_ms,
+            ok=attempt.ok,
+            retry_in=retry_in,
         )
         return True
 
@@ -184,6 +216,7 @@ class Dispatcher:
         self,
         delivery: Delivery,
         number: int,
+        tries: int,
         status_code: int | None,
         error: str | None,
         duration_ms: float,
@@ -205,7 +238,7 @@ class Dispatcher:
             )
             row = session.get(Delivery, delivery.id)
             assert row is not None
-            row.attempts = number
+            row.attempts = tries
             row.lease_until = None
             row.last_error = error
             if ok:
@@ -223,3 +256,70 @@ class Dispatcher:
             log.error(
                 "webhook %s to %s failed for good after %d attempt(s): %s", delivery.id, delivery.url, number, error
             )
+
+
+def signing_secret(session: Session, delivery: Delivery, settings: Settings) -> str | None:
+    """The secret that signs `delivery`: its job's API key's, or DUIYI_WEBHOOK_SECRET for a job submitted without
+    one (authentication disabled). None when there is none (the key row is gone, or the setting is unset)."""
+    job = session.get(Job, delivery.job_id)
+    if job is not None and job.api_key_id is not None:
+        key = session.get(ApiKey, job.api_key_id)
+        return key.webhook_secret if key is not None else None
+    return settings.webhook_secret
+
+
+class DeliveryNotFound(LookupError):
+    def __init__(self, job_id: str, delivery_id: str) -> None:
+        super().__init__(f"article job {job_id} has no webhook delivery {delivery_id}")
+
+
+class AlreadyDelivered(Exception):
+    def __init__(self, delivery_id: str) -> None:
+        super().__init__(f"webhook delivery {delivery_id} was delivered already; there is nothing to send again")
+
+
+def redeliver(db: Database, job_id: str, delivery_id: str, settings: Settings) -> Delivery:
+    """Send a delivery of `job_id` again, as soon as a dispatcher is free; the row as it is now.
+
+    A failed delivery goes back in the queue with a fresh round of DUIYI_WEBHOOK_MAX_ATTEMPTS tries (backoff starting
+    over from DUIYI_WEBHOOK_BACKOFF_BASE_S); a pending one, waiting for a retry, is tried now rather than at its
+    scheduled time. It stays the same delivery, with the same id and body, so a receiver that did process an
+    earlier try (one whose answer was lost) drops the copy; its attempts are numbered on from the earlier ones.
+
+    Raises DeliveryNotFound, AlreadyDelivered, and CallbackRefused when the URL is refused as things stand (the
+    allowed hosts changed, no signing secret): queueing it would only fail again. A host that does not resolve at
+    the moment is no reason to refuse; the dispatcher retries that."""
+    with db.session() as session:
+        row = session.get(Delivery, delivery_id)
+        if row is None or row.job_id != job_id:
+            raise DeliveryNotFound(job_id, delivery_id)
+        if row.state == "delivered":
+            raise AlreadyDelivered(delivery_id)
+        url = row.url
+        secret = signing_secret(session, row, settings)
+    with contextlib.suppress(CallbackUnresolved):
+        check_callback_url(
+            url, allowed_hosts=settings.webhook_allowed_hosts, allow_private=settings.webhook_allow_private
+        )
+    if not secret:
+        raise CallbackRefused("no signing secret (the API key is gone, or DUIYI_WEBHOOK_SECRET is unset)")
+    now = utcnow()
+    with db.session() as session:
+        # Conditional updates, so a dispatcher finishing a try meanwhile is never overwritten: a failed row has no
+        # lease, and a pending one only has its next try brought forward (one in flight keeps what it records).
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.state == "failed")
+            .values(state="pending", attempts=0, next_attempt_at=now, lease_until=None)
+        )
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.state == "pending", Delivery.next_attempt_at > now)
+            .values(next_attempt_at=now)
+        )
+        row = session.get(Delivery, delivery_id)
+        assert row is not None
+        if row.state == "delivered":
+            raise AlreadyDelivered(delivery_id)
+        log.info("webhook %s to %s: redelivery requested", delivery_id, row.url)
+        return row

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
@@ -30,6 +31,7 @@ from service.jobs.articles import (
     submit,
 )
 from service.jobs.codec import segment_from_row
+from service.jobs.deliveries import AlreadyDelivered, DeliveryNotFound, redeliver
 from service.schemas import (
     ArticleApproveIn,
     ArticleJob,
@@ -58,6 +60,8 @@ Submitter = Annotated[Principal, Requires(Permission.ARTICLES_SUBMIT)]
 Reader = Annotated[Principal, Requires(Permission.ARTICLES_READ)]
 Editor = Annotated[Principal, Requires(Permission.SEGMENTS_EDIT)]
 Approver = Annotated[Principal, Requires(Permission.ARTICLES_APPROVE)]
+# Whoever may submit articles (a CMS, an admin) may have their webhooks sent again.
+Redeliverer = Annotated[Principal, Requires(Permission.ARTICLES_SUBMIT)]
 
 
 def _job_out(db: Database, job_id: str, *, with_document: bool = True) -> ArticleJob:
@@ -215,17 +219,19 @@ def read_deliveries(job_id: str, runtime: RuntimeDep, _: Reader) -> list[Deliver
         deliveries = list(
             session.scalars(select(Delivery).where(Delivery.job_id == job_id).order_by(Delivery.created_at))
         )
-        attempts: dict[str, list[DeliveryAttemptOut]] = {d.id: [] for d in deliveries}
-        for a in session.scalars(
-            select(DeliveryAttempt)
-            .where(DeliveryAttempt.delivery_id.in_(list(attempts)))
-            .order_by(DeliveryAttempt.number)
-        ):
-            attempts[a.delivery_id].append(
-                DeliveryAttemptOut(
-                    number=a.number, at=a.at, status_code=a.status_code, error=a.error, duration_ms=a.duration_ms
-                )
+        return _deliveries_out(session, deliveries)
+
+
+def _deliveries_out(session: Session, deliveries: list[Delivery]) -> list[DeliveryOut]:
+    attempts: dict[str, list[DeliveryAttemptOut]] = {d.id: [] for d in deliveries}
+    for a in session.scalars(
+        select(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(list(attempts))).order_by(DeliveryAttempt.number)
+    ):
+        attempts[a.delivery_id].append(
+            DeliveryAttemptOut(
+                number=a.number, at=a.at, status_code=a.status_code, error=a.error, duration_ms=a.duration_ms
             )
+        )
     return [
         DeliveryOut(
             id=d.id,
@@ -240,6 +246,35 @@ def read_deliveries(job_id: str, runtime: RuntimeDep, _: Reader) -> list[Deliver
         )
         for d in deliveries
     ]
+
+
+@router.post(
+    "/{job_id}/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    response_model=DeliveryOut,
+    responses=responses(*AUTH_ERRORS, 404, 409, 422),
+    summary="Send a webhook delivery again (a failed one, or a pending one now rather than at its next retry)",
+)
+def redeliver_delivery(job_id: str, delivery_id: str, runtime: RuntimeDep, _: Redeliverer) -> DeliveryOut:
+    """202: a failed delivery is queued again with a fresh round of `DUIYI_WEBHOOK_MAX_ATTEMPTS`
+    tries; a pending one is tried at once instead of at `next_attempt_at`. It stays the same
+    delivery (same `Duiyi-Delivery` id and body, so a receiver drops a copy it already has), and
+    its attempts go on being numbered from the earlier ones; follow them at `…/deliveries`.
+    409 (`already_delivered`) once delivered; 422 (`callback_refused`) when the URL is no longer
+    one the service may call (allowed hosts changed) or there is no secret to sign with."""
+    try:
+        redeliver(runtime.db, job_id, delivery_id, runtime.settings)
+    except DeliveryNotFound as exc:
+        raise _not_found(exc) from None
+    except AlreadyDelivered as exc:
+        raise ApiError(409, "already_delivered", str(exc)) from None
+    except CallbackRefused as exc:
+        raise ApiError(422, "callback_refused", str(exc)) from None
+    runtime.dispatcher.wake()
+    with runtime.db.session() as session:
+        row = session.get(Delivery, delivery_id)
+        assert row is not None
+        return _deliveries_out(session, [row])[0]
 
 
 def _segment_out(row: StoredSegment) -> SegmentOut:
