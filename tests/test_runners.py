@@ -52,7 +52,9 @@ def add_job(db: Database, settings: Settings, body: list[str]) -> str:
 
 
 @contextmanager
-def worker(log: Path, model: Path, db_url: str, delay_s: float = 0.0) -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    log: Path, model: Path, db_url: str, delay_s: float = 0.0, **extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
         "DUIYI_DATABASE_URL": db_url,
@@ -64,6 +66,7 @@ def worker(log: Path, model: Path, db_url: str, delay_s: float = 0.0) -> Iterato
         # One decoding per sentence, so calls can be counted exactly.
         "DUIYI_REDECODE_LOOPS": "false",
         "DUIYI_CACHE_SIZE": "0",
+        **extra,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.worker_harness", str(log), str(delay_s)],
@@ -180,6 +183,28 @@ def test_sigterm_hands_the_job_back(
     with db.session() as session:
         job = session.get(Job, job_id)
         assert job is not None and job.runner is None and job.lease_until is None
+
+
+def test_sigterm_while_a_chunk_is_decoding_hands_the_job_back(
+    setup_db: tuple[Database, Settings], tiny_dirs: dict[str, Path], postgres_url: str, tmp_path: Path
+) -> None:
+    """A chunk that outlasts the wait at shutdown (half a lease here, 1 s; 30 s by default) is
+    abandoned by closing the engine, and its job goes back to the queue: it is not failed."""
+    db, settings = setup_db
+    job_id = add_job(db, settings, sentences("s", 40))
+    log = tmp_path / "w.log"
+    # One sentence a batch, two seconds each: the chunk of 24 takes 48 s, longer than any wait.
+    slow = {"DUIYI_JOB_CHUNK_SEGMENTS": "24", "DUIYI_MAX_BATCH_SIZE": "1"}
+    with worker(log, tiny_dirs["marian"], postgres_url, delay_s=2.0, **slow) as proc:
+        wait_until(lambda: len(decoded(log)) >= 1, 120, "the first chunk to be decoding")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    assert len(decoded(log)) < 24  # the chunk was cut short
+    status, done, total, attempts = job_state(db, job_id)
+    assert (status, done, total, attempts) == ("queued", 0, 40, 0)
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and (job.failure, job.runner, job.lease_until) == (None, None, None)
 
 
 def test_duiyi_worker_command(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:

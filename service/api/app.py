@@ -160,7 +160,9 @@ def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None =
         log.info("database %s; %d job runner(s) in this process", db.describe(), settings.runners)
         yield
         if runners is not None:
-            await run_in_threadpool(runners.stop)
+            # Each runner finishes its chunk in hand or, past the wait, has it abandoned by closing the
+            # engine: either way its job goes back to the queue (never failed) before the database closes.
+            await run_in_threadpool(runners.stop, abandon=batching.close)
         await run_in_threadpool(dispatcher.stop)
         batching.close()
         db.close()

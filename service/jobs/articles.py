@@ -1,12 +1,15 @@
 """Article jobs: submission (idempotent, revisions linked), reading, listing and the state machine.
 
     queued ──▶ translating ──▶ translated ──▶ in_review ──▶ approved
-                   │
-                   └──▶ failed (with a reason)
+      ▲  ▲          │
+      │  └──────────┤  (handed back: the runner stopped, or an attempt failed and will be retried)
+      │             ▼
+      └───────── failed (with a reason; resubmitting the article queues it again)
 
-A runner moves queued → translating → translated (`service.jobs.runner`); people move a job on
-through review (`service.jobs.review`). Every state change that a client may care about writes
-its webhook delivery in the same transaction (`service.jobs.deliveries`), so none is lost.
+A runner moves queued → translating → translated (`service.jobs.runner`), or hands the job back to
+the queue, or fails it; people move a job on through review (`service.jobs.review`). Every state
+change that a client may care about writes its webhook delivery in the same transaction
+(`service.jobs.deliveries`), so none is lost.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -53,7 +56,8 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.IN_REVIEW: frozenset({JobStatus.APPROVED}),
     # Reopened when a translator edits an approved article.
     JobStatus.APPROVED: frozenset({JobStatus.IN_REVIEW}),
-    JobStatus.FAILED: frozenset(),
+    # Queued again when its article is resubmitted.
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
 }
 DONE_TRANSLATING = (JobStatus.TRANSLATED, JobStatus.IN_REVIEW, JobStatus.APPROVED)
 
@@ -103,6 +107,14 @@ class Submission:
         return hashlib.sha256(json.dumps(data, ensure_ascii=False).encode()).hexdigest()
 
 
+class Outcome(StrEnum):
+    """What a submission did."""
+
+    CREATED = "created"  # a new job
+    EXISTING = "existing"  # the same article was submitted before: its job, as it is
+    REQUEUED = "requeued"  # the same article's job had failed: queued again (its saved segments kept)
+
+
 class IdempotencyConflict(Exception):
     """The same idempotency key (or external_id + revision) with a different request."""
 
@@ -144,19 +156,57 @@ def _same_or_conflict(job: Job, sub: Submission) -> Job:
     return job
 
 
+def _check_pending(session: Session, settings: Settings) -> None:
+    pending = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.status.in_([JobStatus.QUEUED.value, JobStatus.TRANSLATING.value]))
+    )
+    if (pending or 0) >= settings.max_pending_jobs:
+        raise TooManyJobs(pending or 0, settings.max_pending_jobs, retry_after_s=30)
+
+
+def _resubmitted(db: Database, job: Job, settings: Settings) -> tuple[Job, Outcome]:
+    """A resubmission of `job`'s article: a failed job is queued again, with a fresh budget of
+    attempts and its saved segments kept (its failure is cleared); any other is answered as it is."""
+    if job.status != JobStatus.FAILED.value:
+        return job, Outcome.EXISTING
+    with db.session() as session:
+        _check_pending(session, settings)
+        # Conditional: of two resubmissions racing, one queues it and the other sees it queued.
+        requeued = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.FAILED.value)
+            .values(
+                status=JobStatus.QUEUED.value,
+                failure=None,
+                attempts=0,
+                runner=None,
+                lease_until=None,
+                updated_at=utcnow(),
+            )
+        )
+        again = requeued.rowcount == 1  # type: ignore[attr-defined]
+        current = session.get(Job, job.id, populate_existing=True)
+        assert current is not None
+    return current, Outcome.REQUEUED if again else Outcome.EXISTING
+
+
 def submit(
     db: Database, sub: Submission, *, principal: Principal, settings: Settings, glossaries: Glossaries
-) -> tuple[Job, bool]:
-    """The job for `sub` and whether it was created now (False: a resubmission of an existing one).
+) -> tuple[Job, Outcome]:
+    """The job for `sub`, and what the submission did: created it; or, as a resubmission of the
+    same article (the same Idempotency-Key or external_id + revision, the same content), found
+    it, and queued it again if it had failed.
 
     Raises InputError (bad article or targets), UnknownGlossaryError, CallbackRefused,
-    IdempotencyConflict or TooManyJobs; nothing is stored then.
+    IdempotencyConflict or TooManyJobs; nothing is stored or changed then.
     """
     owner = principal.owner
     with db.session() as session:
         found = _existing(session, sub, owner)
-        if found is not None:
-            return _same_or_conflict(found, sub), False
+    if found is not None:
+        return _resubmitted(db, _same_or_conflict(found, sub), settings)
 
     check_article(sub.article, settings)
     targets = check_targets(sub.targets, settings)
@@ -172,13 +222,7 @@ def submit(
 
     try:
         with db.session() as session:
-            pending = session.scalar(
-                select(func.count())
-                .select_from(Job)
-                .where(Job.status.in_([JobStatus.QUEUED.value, JobStatus.TRANSLATING.value]))
-            )
-            if (pending or 0) >= settings.max_pending_jobs:
-                raise TooManyJobs(pending or 0, settings.max_pending_jobs, retry_after_s=30)
+            _check_pending(session, settings)
             previous = None
             if sub.external_id:
                 previous = session.scalar(
@@ -217,14 +261,14 @@ def submit(
                 callback_url=callback,
             )
             session.add(job)
-        return job, True
+        return job, Outcome.CREATED
     except IntegrityError:
         # Two identical submissions raced; the other one's insert won. Answer with its job.
         with db.session() as session:
             found = _existing(session, sub, owner)
-            if found is None:
-                raise
-            return _same_or_conflict(found, sub), False
+        if found is None:
+            raise
+        return _same_or_conflict(found, sub), Outcome.EXISTING
 
 
 def get_job(session: Session, job_id: str) -> Job:

@@ -39,7 +39,7 @@ from service.webhooks import (
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("article.translated", "article.approved")
+EVENTS = ("article.translated", "article.approved", "article.failed")
 
 
 def links(settings: Settings, job_id: str) -> dict[str, str]:

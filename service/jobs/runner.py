@@ -1,11 +1,29 @@
 """Job runners: claim queued articles, translate them chunk by chunk, save as they go.
 
-Claiming is a conditional UPDATE (status queued, or translating with a lapsed lease) that only one
-runner can win, on SQLite and PostgreSQL alike; PostgreSQL also skips rows other runners hold
-(`FOR UPDATE SKIP LOCKED`) so runners do not queue behind each other. A runner renews its lease
-while it works; a runner killed mid-job stops renewing, and once the lease lapses the next runner
-takes the job over. Segments are saved in the same transaction that checks the job is still this
-runner's, so finished segments are never redone and a runner that lost its job saves nothing.
+Claiming is a conditional UPDATE (status queued and not waiting out a retry's backoff, or
+translating with a lapsed lease) that only one runner can win, on SQLite and PostgreSQL alike;
+PostgreSQL also skips rows other runners hold (`FOR UPDATE SKIP LOCKED`) so runners do not queue
+behind each other. A runner renews its lease while it works; a runner killed mid-job stops
+renewing, and once the lease lapses the next runner takes the job over. Segments are saved in the
+same transaction that checks the job is still this runner's, so finished segments are never
+redone and a runner that lost its job saves nothing.
+
+What ends an attempt, and what becomes of the job (its saved segments are always kept):
+
+- The runner stops (SIGTERM, the service shutting down), even while the engine is decoding its
+  chunk: the job goes back to the queue at once, and the attempt does not count.
+- The database is unavailable (connection errors, an exhausted connection pool): the runner hands
+  the job back as soon as the database answers again, the attempt does not count, and the runner
+  pauses a little longer after each such failure before it claims again.
+- Translating a chunk fails (an engine error such as CUDA running out of memory), or the database
+  refuses a statement (a constraint, a value: a bug, not an outage): the job goes back to the
+  queue, claimable again after a backoff, and the attempt counts; after `job_max_attempts`
+  attempts the job fails with the last error as its reason.
+- The job's data cannot be translated (its article does not parse, its stored glossary is
+  unreadable): retrying would fail the same way, so the job fails at once.
+
+A failed job gets its `article.failed` webhook; resubmitting its article queues it again
+(`service.jobs.articles.submit`).
 """
 
 from __future__ import annotations
@@ -16,11 +34,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -32,13 +51,34 @@ from service.jobs.codec import document_to_json, glossary_from_json, segment_row
 from service.jobs.deliveries import Dispatcher, enqueue
 from service.pipeline import Pipeline, Prepared
 from service.storage.db import Database
-from service.storage.tables import Job, StoredSegment, utcnow
+from service.storage.tables import Delivery, Job, StoredSegment, utcnow
+from service.webhooks import backoff_delay
 
 log = logging.getLogger(__name__)
+
+# What the database raises: errors from the driver, and a connection pool with none to spare.
+DATABASE_ERRORS = (DBAPIError, PoolTimeout)
 
 
 class LostJob(Exception):
     """This runner's claim on a job lapsed and another runner may have it now."""
+
+
+class DecodeFailed(Exception):
+    """Translating a chunk failed (the engine, or a step after it); the cause is chained. Another
+    attempt may well succeed (the engine ran out of memory, a device was reset)."""
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database could not be used just now (an outage: no connection, a lost
+    one, a lock or a pool with none to spare), rather than that a statement was wrong."""
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def runner_name() -> str:
@@ -46,8 +86,9 @@ def runner_name() -> str:
 
 
 def _claimable(now: datetime) -> ColumnElement[bool]:
+    # A queued job's lease_until, when set, is when it may be retried (it failed and waits out a backoff).
     return or_(
-        Job.status == JobStatus.QUEUED.value,
+        and_(Job.status == JobStatus.QUEUED.value, or_(Job.lease_until.is_(None), Job.lease_until <= now)),
         and_(Job.status == JobStatus.TRANSLATING.value, Job.lease_until < now),
     )
 
@@ -68,6 +109,9 @@ class JobRunner:
         self.name = name or runner_name()
         self.dispatcher = dispatcher
         self.stopping = threading.Event()
+        # Jobs handed back in a row because the database was unavailable (0 once a chunk is saved):
+        # the runner pauses longer after each before it claims again.
+        self.database_failures = 0
 
     # --- claiming --------------------------------------------------------------------------
 
@@ -78,6 +122,7 @@ class JobRunner:
         """Take the oldest claimable job; its id, or None when there is none."""
         for _ in range(5):  # another runner may win the row between the SELECT and the UPDATE
             now = utcnow()
+            gave_up, delivery = False, None
             with self.db.session() as session:
                 query = select(Job.id).where(_claimable(now)).order_by(Job.created_at).limit(1)
                 if self.db.is_postgres:
@@ -100,19 +145,25 @@ class JobRunner:
                     continue
                 job = session.get(Job, job_id)
                 assert job is not None
-                if job.attempts > self.settings.job_max_attempts:
-                    job.status = JobStatus.FAILED.value
-                    job.failure = (
-                        f"gave up after {job.attempts - 1} attempts: the runners translating it stopped "
-                        "mid-job each time (see their logs)"
+                attempts = job.attempts
+                if attempts > self.settings.job_max_attempts:
+                    # An attempt that ended in an error was counted (and the last such failed the job);
+                    # one handed back on a shutdown or a database outage was not. So the last attempt
+                    # ended with its runner gone.
+                    gave_up = True
+                    delivery = self._mark_failed(
+                        session,
+                        job,
+                        f"gave up after {attempts - 1} attempts; the last ended without its runner "
+                        "finishing or handing the job back (the runner was killed, or cut off from the "
+                        "database for longer than its lease; see the runners' logs)",
                     )
-                    job.runner = None
-                    job.lease_until = None
-                    log.error("job %s failed: %s", job_id, job.failure)
-                    continue
-                if job.attempts > 1:
-                    log.warning("job %s: resuming (attempt %d; a runner stopped mid-job)", job_id, job.attempts)
-                return job_id
+            if gave_up:
+                self._wake_dispatcher(delivery)
+                continue
+            if attempts > 1:
+                log.warning("job %s: attempt %d (an earlier one failed or was cut short)", job_id, attempts)
+            return job_id
         return None
 
     def _ours(self, session: Session, job_id: str, **values: object) -> None:
@@ -129,19 +180,38 @@ class JobRunner:
     # --- translating -------------------------------------------------------------------------
 
     def process(self, job_id: str) -> None:
-        """Translate a claimed job to the end (or until the runner stops or loses it)."""
+        """Translate a claimed job to the end (or until the runner stops or loses it), and settle
+        what becomes of the job when it cannot (see the module's docstring). Raises nothing that
+        the database or the job can cause."""
         stop_beat = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(job_id, stop_beat), daemon=True)
         beat.start()
         try:
-            self._translate(job_id)
+            try:
+                self._translate(job_id)
+            except DecodeFailed as exc:
+                cause = exc.__cause__ or exc
+                if self.stopping.is_set():  # the engine closed under a stopping runner: not the job's fault
+                    log.info("job %s: the engine stopped (%s) while the runner was stopping", job_id, describe(cause))
+                    self._hand_back(job_id)
+                else:
+                    self._retry_or_fail(job_id, cause)
+            except DATABASE_ERRORS as exc:
+                if database_unavailable(exc):
+                    raise
+                # A statement the database refused (a constraint, a value): a bug worth a few attempts.
+                self._retry_or_fail(job_id, exc)
+            except LostJob:
+                raise
+            # Bad job data (or a bug) before or after the engine: it would fail again. (_fail logs it.)
+            except Exception as exc:  # noqa: BLE001
+                self._fail(job_id, exc)
         except LostJob:
             log.warning("job %s: lost the claim (lease lapsed); another runner continues it", job_id)
-        except DBAPIError:  # the database, not the job: leave it for the next claim once the lease lapses
-            log.exception("job %s: database error; it will be resumed after its lease lapses", job_id)
-        except Exception as exc:  # a bug or bad input: the job fails with a reason instead of looping
-            log.exception("job %s failed", job_id)
-            self._fail(job_id, f"{type(exc).__name__}: {exc}")
+        except DATABASE_ERRORS as exc:  # the database, not the job (or settling the job failed on it)
+            self.database_failures += 1
+            log.warning("job %s: the database is unavailable (%s); handing the job back", job_id, describe(exc))
+            self._hand_back(job_id)
         finally:
             stop_beat.set()
             beat.join()
@@ -188,11 +258,11 @@ class JobRunner:
             )
         for chunk in _chunks(todo, max(1, self.settings.job_chunk_segments)):
             if self.stopping.is_set():
-                self._release(job_id)
+                self._hand_back(job_id)
                 return
             aligned = self._decode(prepared, chunk)
             if aligned is None:
-                self._release(job_id)
+                self._hand_back(job_id)
                 return
             with self.db.session() as session:
                 self._ours(session, job_id)
@@ -200,6 +270,7 @@ class JobRunner:
                 session.flush()
                 done = session.scalar(select(func.count()).where(StoredSegment.job_id == job_id))
                 self._ours(session, job_id, segments_done=done)
+            self.database_failures = 0
         with self.db.session() as session:
             self._ours(session, job_id)
             job = session.get(Job, job_id, populate_existing=True)
@@ -209,43 +280,130 @@ class JobRunner:
             job.runner = None
             job.lease_until = None
             delivery = enqueue(session, job, "article.translated", self.settings)
+        self.database_failures = 0
         log.info("job %s translated (%d segments)", job_id, len(segments))
-        if delivery is not None and self.dispatcher is not None:
-            self.dispatcher.wake()
+        self._wake_dispatcher(delivery)
 
     def _decode(self, prepared: Prepared, chunk: Sequence[int]) -> list[AlignedSegment] | None:
-        """The chunk's aligned segments; None if the runner is stopping while the engine is busy."""
+        """The chunk's aligned segments; None if the runner is stopping while the engine is busy.
+        Raises DecodeFailed when translating fails, and database errors as they are."""
         while True:
             try:
                 return self.pipeline.translate_segments(prepared, chunk)
             except QueueFull as exc:  # the engine is busy with live requests: jobs wait, they are not lost
                 if self.stopping.wait(exc.retry_after_s):
                     return None
+            except DATABASE_ERRORS:  # the translation memory's lookup: the database, not the engine
+                raise
+            except Exception as exc:
+                raise DecodeFailed(describe(exc)) from exc
 
-    def _release(self, job_id: str) -> None:
-        """Hand a job back to the queue (this runner is shutting down)."""
-        with self.db.session() as session:
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.runner == self.name)
-                .values(status=JobStatus.QUEUED.value, runner=None, lease_until=None, attempts=Job.attempts - 1)
-            )
-        log.info("job %s handed back to the queue", job_id)
+    # --- settling a job that did not finish --------------------------------------------------
 
-    def _fail(self, job_id: str, reason: str) -> None:
+    def _release(self, job_id: str) -> bool:
+        """Hand a job back to the queue, its saved segments kept and this attempt not counted;
+        False when it was no longer this runner's."""
         with self.db.session() as session:
-            session.execute(
+            done = session.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.runner == self.name)
+                .where(Job.id == job_id, Job.runner == self.name, Job.status == JobStatus.TRANSLATING.value)
                 .values(
-                    status=JobStatus.FAILED.value, failure=reason, runner=None, lease_until=None, updated_at=utcnow()
+                    status=JobStatus.QUEUED.value,
+                    runner=None,
+                    lease_until=None,
+                    attempts=Job.attempts - 1,
+                    updated_at=utcnow(),
                 )
             )
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+    def _hand_back(self, job_id: str) -> None:
+        """Release the job, retrying while the database is unavailable; a stopping runner tries
+        once more and then leaves the job to be taken over once its lease lapses."""
+        tries = 0
+        while True:
+            try:
+                if self._release(job_id):
+                    log.info("job %s handed back to the queue", job_id)
+                else:
+                    log.warning("job %s: not handed back: it is no longer this runner's", job_id)
+                return
+            except DATABASE_ERRORS as exc:
+                tries += 1
+                if self.stopping.is_set() and tries > 1:
+                    log.error(
+                        "job %s: could not hand it back (%s); it is resumed once its lease lapses",
+                        job_id,
+                        describe(exc),
+                    )
+                    return
+                delay = backoff_delay(tries, base_s=self.settings.job_poll_s, cap_s=10.0)
+                log.warning("job %s: handing it back failed (%s); retrying in %.1f s", job_id, describe(exc), delay)
+                self.stopping.wait(delay)
+            except Exception:  # a bug: never out of the runner's thread
+                log.exception("job %s: could not hand it back; it is resumed once its lease lapses", job_id)
+                return
+
+    def _retry_or_fail(self, job_id: str, error: BaseException) -> None:
+        """An attempt failed with `error`: the job goes back to the queue, claimable after a backoff
+        (exponential in its attempts, from a quarter of a lease up to a lease), or fails once it has
+        had DUIYI_JOB_MAX_ATTEMPTS attempts."""
+        lease = self.settings.job_lease_s
+        with self.db.session() as session:
+            self._ours(session, job_id)
+            job = session.get(Job, job_id, populate_existing=True)
+            assert job is not None
+            attempts = job.attempts
+            if attempts >= self.settings.job_max_attempts:
+                reason = f"translation failed on {attempts} attempt(s); the last error: {describe(error)}"
+                delivery = self._mark_failed(session, job, reason, error)
+            else:
+                delivery = None
+                delay = backoff_delay(max(1, attempts), base_s=lease / 4, cap_s=lease)
+                move(job, JobStatus.QUEUED)
+                job.runner = None
+                job.lease_until = utcnow() + timedelta(seconds=delay)
+        if attempts >= self.settings.job_max_attempts:
+            self._wake_dispatcher(delivery)
+        else:
+            log.warning(
+                "job %s: attempt %d of %d failed; queued again, to be retried in %.1f s",
+                job_id,
+                attempts,
+                self.settings.job_max_attempts,
+                delay,
+                exc_info=error,
+            )
+
+    def _fail(self, job_id: str, error: BaseException) -> None:
+        """Fail the job at once: `error` says its data cannot be translated, and would again."""
+        with self.db.session() as session:
+            self._ours(session, job_id)
+            job = session.get(Job, job_id, populate_existing=True)
+            assert job is not None
+            delivery = self._mark_failed(session, job, describe(error), error)
+        self._wake_dispatcher(delivery)
+
+    def _mark_failed(
+        self, session: Session, job: Job, reason: str, error: BaseException | None = None
+    ) -> Delivery | None:
+        """Fail `job` in `session`'s transaction, with its `article.failed` webhook."""
+        move(job, JobStatus.FAILED)
+        job.failure = reason
+        job.runner = None
+        job.lease_until = None
+        log.error("job %s failed: %s", job.id, reason, exc_info=error)
+        return enqueue(session, job, "article.failed", self.settings)
+
+    def _wake_dispatcher(self, delivery: Delivery | None) -> None:
+        if delivery is not None and self.dispatcher is not None:
+            self.dispatcher.wake()
 
     # --- the loop ----------------------------------------------------------------------------
 
     def run(self, wake: threading.Event | None = None) -> None:
-        """Claim and translate jobs until `stopping` is set."""
+        """Claim and translate jobs until `stopping` is set. Nothing the database or a job does
+        ends the loop."""
         wake = wake or threading.Event()
         while not self.stopping.is_set():
             try:
@@ -257,7 +415,15 @@ class JobRunner:
                 wake.wait(self.settings.job_poll_s)
                 wake.clear()
                 continue
-            self.process(job_id)
+            try:
+                self.process(job_id)
+            except Exception:  # a bug; the job is resumed once its lease lapses
+                log.exception("runner %s: unexpected error with job %s", self.name, job_id)
+                self.database_failures += 1
+            if self.database_failures:
+                pause = backoff_delay(self.database_failures, base_s=self.settings.job_poll_s, cap_s=30.0)
+                log.info("runner %s: pausing %.1f s before claiming again", self.name, pause)
+                self.stopping.wait(pause)
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
@@ -272,6 +438,7 @@ class RunnerPool:
         self, db: Database, pipeline: Pipeline, settings: Settings, count: int, dispatcher: Dispatcher | None = None
     ) -> None:
         base = runner_name()
+        self.settings = settings
         self.wake = threading.Event()
         self.runners = [
             JobRunner(db, pipeline, settings, name=f"{base}/{i}", dispatcher=dispatcher) for i in range(count)
@@ -288,11 +455,28 @@ class RunnerPool:
         """A job was submitted: one idle runner looks at once."""
         self.wake.set()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish the chunk in hand, hand unfinished jobs back, and return."""
+    def stop(
+        self, timeout: float | None = None, *, abandon: Callable[[], None] | None = None, grace_s: float = 30.0
+    ) -> bool:
+        """Stop the runners; True when all have. Each finishes the chunk in hand if it can within
+        `timeout` (default: half of DUIYI_JOB_LEASE_S, at most 30 s) and hands its job back to the
+        queue. Then `abandon` (closing the engine) ends the decoding of the chunks still in hand,
+        and their runners hand their jobs back too (within `grace_s`): a job is never failed
+        because its runner stopped."""
         for runner in self.runners:
             runner.stopping.set()
         self.wake.set()
+        self._join(timeout if timeout is not None else min(30.0, self.settings.job_lease_s / 2))
+        if abandon is not None and any(thread.is_alive() for thread in self.threads):
+            log.info("runners: a chunk is still being decoded; abandoning it (its job goes back to the queue)")
+            abandon()
+            self._join(grace_s)
+        stuck = [thread.name for thread in self.threads if thread.is_alive()]
+        for name in stuck:
+            log.warning("runner %s did not stop in time; its job is resumed once its lease lapses", name)
+        return not stuck
+
+    def _join(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))

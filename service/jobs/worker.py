@@ -26,8 +26,9 @@ def run_worker(
     runners: int | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Translate jobs until `stop` is set; then finish the chunk in hand and hand unfinished jobs back.
-    `on_ready` is called once the runners are claiming jobs."""
+    """Translate jobs until `stop` is set; then finish the chunk in hand and hand unfinished jobs back
+    (a chunk that takes longer than half a lease, at most 30 s, is abandoned: its job goes back to
+    the queue all the same, never failed). `on_ready` is called once the runners are claiming jobs."""
     from service.api.app import build_batching, build_pipeline
 
     db = Database(settings.database)
@@ -46,7 +47,8 @@ def run_worker(
         stop.wait()
     finally:
         log.info("worker: stopping; unfinished jobs go back to the queue")
-        pool.stop()
+        # Closing the engine ends the decoding of a chunk still in hand; its runner hands its job back.
+        pool.stop(abandon=batching.close)
         dispatcher.stop()
         batching.close()
         db.close()

@@ -21,6 +21,7 @@ from service.jobs.articles import (
     InvalidTransition,
     JobNotFound,
     JobStatus,
+    Outcome,
     Principal,
     Submission,
     TooManyJobs,
@@ -116,6 +117,10 @@ def _not_found(exc: LookupError) -> ApiError:
     response_model=ArticleJob,
     responses={
         200: {"model": ArticleJob, "description": "The same article was submitted before: its existing job"},
+        202: {
+            "model": ArticleJob,
+            "description": "A new job; or the same article's job, which had failed, queued again",
+        },
         **responses(400, *AUTH_ERRORS, 413, 422, 503),
     },
     summary="Submit an article for translation (asynchronous)",
@@ -128,8 +133,9 @@ def submit_article(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> ArticleJob:
     """202 with `Location` for a new job. Resubmitting with the same `Idempotency-Key`, or the same
-    `external_id` and `revision`, answers 200 with the existing job; a new revision of an
-    `external_id` makes a new job linked to the previous one (`previous_id`)."""
+    `external_id` and `revision`, answers 200 with the existing job, except that a job that had
+    `failed` is queued again (202, status `queued`, `failure` cleared, segments saved so far kept);
+    a new revision of an `external_id` makes a new job linked to the previous one (`previous_id`)."""
     sub = Submission(
         article=Article(body.body, body.format, body.title, body.subtitle, body.byline, body.date),
         targets=body.targets,
@@ -140,7 +146,7 @@ def submit_article(
         idempotency_key=idempotency_key,
     )
     try:
-        job, created = submit(
+        job, outcome = submit(
             runtime.db, sub, principal=principal, settings=runtime.settings, glossaries=runtime.glossaries
         )
     except InputError as exc:
@@ -156,11 +162,10 @@ def submit_article(
             503, "busy", f"{exc}; retry after {exc.retry_after_s} s", headers={"Retry-After": str(exc.retry_after_s)}
         ) from None
     response.headers["Location"] = f"/v1/articles/{job.id}"
-    if created:
-        if runtime.runners is not None:
-            runtime.runners.notify()
-    else:
+    if outcome is Outcome.EXISTING:
         response.status_code = 200
+    elif runtime.runners is not None:
+        runtime.runners.notify()
     return _job_out(runtime.db, job.id)
 
 
