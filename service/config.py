@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(default=60.0, gt=0)
     # How often an idle runner (and the webhook dispatcher, at most every second) looks for work.
     job_poll_s: float = Field(default=1.0, gt=0)
-    # A job whose runner died this many times is failed instead of retried again.
+    # Attempts (ended by an engine error or a dead runner) after which a job fails instead of being retried.
     job_max_attempts: int = Field(default=3, ge=1)
     # Jobs queued or translating; past it, POST /v1/articles answers 503 with Retry-After.
     max_pending_jobs: int = Field(default=1000, ge=0)
