@@ -286,6 +286,9 @@ class ArticleJob(BaseModel):
     id: str
     status: Literal["queued", "translating", "translated", "in_review", "approved", "failed"]
     failure: str | None = None
+    retry_at: datetime | None = Field(
+        default=None, description="queued again after a failed attempt: when it may be tried again"
+    )
     external_id: str | None
     revision: str | None
     previous_id: str | None = Field(description="the job of this external_id's previous revision")

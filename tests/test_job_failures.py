@@ -9,11 +9,13 @@ The engine is the real tiny model, wrapped to fail (or be slow) when a test says
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +126,18 @@ def test_a_transient_engine_error_is_retried(
 ) -> None:
     engine = FaultyEngine(engines["marian"])
     engine.fail_calls = {1}
-    with serve(service_settings(database_url, tiny_dirs), engine) as live:  # type: ignore[arg-type]
+    # A longer lease, so that the wait before the retry (a quarter of it, give or take) is seen.
+    with serve(service_settings(database_url, tiny_dirs, job_lease_s=8.0), engine) as live:  # type: ignore[arg-type]
         r = live.client.post("/v1/articles", json={"body": "The harbour reopened on Monday after repairs."})
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
+        assert r.json()["retry_at"] is None
+        wait_until(
+            lambda: live.client.get(f"/v1/articles/{job_id}").json()["retry_at"] is not None, 30, "the retry's time"
+        )
+        waiting = live.client.get(f"/v1/articles/{job_id}").json()
+        when = {k: datetime.fromisoformat(waiting[k]) for k in ("retry_at", "updated_at")}
+        assert waiting["status"] == "queued" and when["retry_at"] > when["updated_at"], waiting
         wait_until(
             lambda: live.client.get(f"/v1/articles/{job_id}").json()["status"] in ("translated", "failed"),
             60,
@@ -179,6 +189,7 @@ def test_a_job_that_keeps_failing_fails_with_a_webhook_and_a_resubmission_queues
         headers, payload = receiver.received[0]
         assert headers["Duiyi-Event"] == "article.failed"
         assert b'"status":"failed"' in payload and job_id.encode() in payload
+        assert json.loads(payload)["article"]["failure"] == failed["failure"]  # why, in the webhook itself
 
         engine.fail_calls = set()  # mended
         again = live.client.post("/v1/articles", json=body, headers=key)

@@ -69,6 +69,8 @@ def enqueue(session: Session, job: Job, event: str, settings: Settings) -> Deliv
             "links": links(settings, job.id),
         },
     }
+    if event == "article.failed":
+        payload["article"]["failure"] = job.failure  # why, so the CMS can tell its editors at once
     delivery = Delivery(
         id=delivery_id,
         job_id=job.id,

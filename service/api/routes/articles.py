@@ -82,6 +82,8 @@ def _summary(job: Job, newer: list[str], document: object = None) -> ArticleJob:
         id=job.id,
         status=job.status,  # type: ignore[arg-type]
         failure=job.failure,
+        # A queued job's lease_until is when a failed attempt may be retried (service.jobs.runner).
+        retry_at=job.lease_until if job.status == JobStatus.QUEUED.value else None,
         external_id=job.external_id,
         revision=job.revision,
         previous_id=job.previous_job_id,
