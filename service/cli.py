@@ -116,9 +116,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _logging(settings)
-    _database(settings).close()  # a database it cannot use: one line now, before the model loads
-    engine = _load_engine(settings)
-    app = create_app(settings, engine)
+    db = _database(settings)  # a database it cannot use: one line now, before the model loads
+    app = create_app(settings, _load_engine(settings), db=db)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0
 
@@ -220,9 +219,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _logging(settings)
-    _database(settings).close()  # a database it cannot use: one line now, before the model loads
+    db = _database(settings)  # a database it cannot use: one line now, before the model loads
     stop = stop_on_signals()
-    run_worker(settings, _load_engine(settings), stop, runners=args.runners)
+    run_worker(settings, _load_engine(settings), stop, runners=args.runners, db=db)
     return 0
 
 

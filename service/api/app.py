@@ -131,14 +131,18 @@ class _RequestGuard(BaseHTTPMiddleware):
             return errors.unexpected(request, exc)
 
 
-def create_app(settings: Settings, engine: Engine, store: GlossaryStore | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, engine: Engine, store: GlossaryStore | None = None, db: Database | None = None
+) -> FastAPI:
     """The app around a loaded engine. Its sentences from all requests and jobs meet in one engine
-    worker (models.scheduler.BatchingEngine); the database is migrated, glossaries seeded, and the
-    job runners and webhook dispatcher started with the app and stopped with it."""
+    worker (models.scheduler.BatchingEngine); the database is migrated (unless `db`, already
+    migrated, is given: the app then owns it), glossaries seeded, and the job runners and webhook
+    dispatcher started with the app and stopped with it."""
     metrics = EngineMetrics()
     batching = build_batching(settings, engine, metrics)
-    db = Database(settings.database)
-    db.migrate()
+    if db is None:
+        db = Database(settings.database)
+        db.migrate()
     glossaries = DatabaseGlossaries(db)
     added = glossaries.seed(store or GlossaryStore.load(settings.glossary_dir))
     if added:

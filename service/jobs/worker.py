@@ -25,14 +25,17 @@ def run_worker(
     *,
     runners: int | None = None,
     on_ready: Callable[[], None] | None = None,
+    db: Database | None = None,
 ) -> None:
     """Translate jobs until `stop` is set; then finish the chunk in hand and hand unfinished jobs back
     (a chunk that takes longer than half a lease, at most 30 s, is abandoned: its job goes back to
-    the queue all the same, never failed). `on_ready` is called once the runners are claiming jobs."""
+    the queue all the same, never failed). `on_ready` is called once the runners are claiming jobs.
+    `db`: the database, already migrated (else it is opened and migrated here); closed at the end."""
     from service.api.app import build_batching, build_pipeline
 
-    db = Database(settings.database)
-    db.migrate()
+    if db is None:
+        db = Database(settings.database)
+        db.migrate()
     batching = build_batching(settings, engine)
     pipeline = build_pipeline(settings, batching, TranslationMemory(db))
     dispatcher = Dispatcher(db, settings)
