@@ -353,8 +353,16 @@ class ArticleApproveIn(Incoming):
     )
 
 
+class ImportConflictOut(BaseModel):
+    current: SegmentOut = Field(description="the segment as stored now, changed since the file's export")
+    file_target: str = Field(description="the target the file has for it")
+
+
 class ConflictBody(ErrorBody):
     current: SegmentOut | None = Field(default=None, description="the segment as stored now")
+    segments: list[ImportConflictOut] | None = Field(
+        default=None, description="an import's segments changed in duiyi since the file's export (edited_since_export)"
+    )
 
 
 class ConflictResponse(BaseModel):

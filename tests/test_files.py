@@ -23,6 +23,7 @@ from tests.worker_harness import RecordingEngine
 
 XLIFF = "urn:oasis:names:tc:xliff:document:2.0"
 GLS = "urn:oasis:names:tc:xliff:glossary:2.0"
+MDA = "urn:oasis:names:tc:xliff:metadata:2.0"
 NS = {"x": XLIFF, "gls": GLS}
 HTML_ARTICLE = (
     "<h1>Abe and the alliance</h1>"
@@ -528,8 +529,13 @@ def live_db(database_url: str, tiny_dirs: dict[str, Path], engines: dict[str, En
         yield server
 
 
-def _import_xliff(client: httpx.Client, job: dict, data: bytes) -> httpx.Response:
-    return client.post(f"/v1/articles/{job['id']}/import", content=data, headers={"Content-Type": "application/xml"})
+def _import_xliff(client: httpx.Client, job: dict, data: bytes, *, overwrite: bool = False) -> httpx.Response:
+    return client.post(
+        f"/v1/articles/{job['id']}/import",
+        params={"overwrite": "true"} if overwrite else {},
+        content=data,
+        headers={"Content-Type": "application/xml"},
+    )
 
 
 def _with_code_point(data: bytes, segment_id: str, hex_value: str) -> bytes:
@@ -604,13 +610,133 @@ def test_an_edit_saved_while_an_import_is_stored_is_a_conflict_and_nothing_is_ap
     assert stored[first["id"]] == (first["version"], first["status"], first["targets"])
     assert stored[second["id"]][0] == second["version"] + 1 and stored[second["id"]][2]["zh-Hans"] == theirs
     assert client.get(f"/v1/articles/{job['id']}/segments/{first['id']}/history").json() == []
-    # The file, imported again, applies over the translator's edit (it carries no versions).
+    # Imported again, the file names the translator's segment as changed since the export; with
+    # overwrite=true it applies over it.
     again = _import_xliff(client, job, data)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "edited_since_export", again.text
+    assert [c["current"]["id"] for c in again.json()["error"]["segments"]] == [second["id"]]
+    again = _import_xliff(client, job, data, overwrite=True)
     assert again.status_code == 200, again.text
     assert sorted(again.json()["edited"]) == sorted(texts) and sorted(again.json()["approved"]) == sorted(texts)
     after = {s["id"]: s for s in segments(client.get(f"/v1/articles/{job['id']}").json())}
     assert {sid: after[sid]["targets"]["zh-Hans"] for sid in texts} == texts
     assert all(after[sid]["status"] == "approved" for sid in texts)
+
+
+THREE_SENTENCES = "The harbour reopened on Monday. Trade rose sharply. Exports doubled."
+
+
+def _edit(client: httpx.Client, job: dict, seg: dict, text: str) -> dict:
+    url = f"/v1/articles/{job['id']}/segments/{seg['id']}"
+    r = client.patch(url, json={"variant": "zh-Hans", "text": text, "version": seg["version"]})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _by_id(client: httpx.Client, job: dict) -> dict[str, dict]:
+    return {s["id"]: s for s in segments(client.get(f"/v1/articles/{job['id']}").json())}
+
+
+def test_an_xliff_import_keeps_edits_made_in_duiyi_since_the_export(live: LiveServer) -> None:
+    """A translator exports the article for a CAT tool; meanwhile a reviewer fixes the second
+    sentence in the review view. The file comes back with the first sentence edited and the second
+    as exported: the first is applied, the reviewer's fix stays (the file's stale text went over it)."""
+    client = live.client
+    job = translated(client, {"body": THREE_SENTENCES, "targets": ["zh-Hans", "zh-TW"]})
+    first, second, _ = segments(job)
+    exported = client.get(f"/v1/articles/{job['id']}/export", params={"format": "xliff"}).content
+    fixed = _edit(client, job, second, "贸易大幅增长。")
+    data = _edit_targets(exported, {first["id"]: "港口周一重新开放。"}, "translated")
+    r = _import_xliff(client, job, data)
+    assert r.status_code == 200, r.text
+    assert r.json()["edited"] == [first["id"]] and second["id"] in r.json()["unchanged"]
+    after = _by_id(client, job)
+    assert after[first["id"]]["targets"]["zh-Hans"] == "港口周一重新开放。"
+    assert after[second["id"]]["targets"] == fixed["targets"] and after[second["id"]]["version"] == fixed["version"]
+
+
+def test_an_xliff_import_over_newer_edits_is_a_conflict_unless_overwrite(live: LiveServer) -> None:
+    """The file changes a sentence that was also changed in duiyi since the export: 409
+    edited_since_export with the stored segment and the file's text, nothing applied (not even
+    the file's other, unconflicting edit). overwrite=true applies the file; the reviewer's text
+    stays in the segment's history."""
+    client = live.client
+    job = translated(client, {"body": THREE_SENTENCES, "targets": ["zh-Hans"]})
+    first, second, _ = segments(job)
+    exported = client.get(f"/v1/articles/{job['id']}/export", params={"format": "xliff"}).content
+    theirs = _edit(client, job, second, "贸易大幅增长。")
+    mine = {first["id"]: "港口周一重新开放。", second["id"]: "贸易急剧上升。"}
+    data = _edit_targets(exported, mine, "final")
+    before = _stored(client, job)
+    r = _import_xliff(client, job, data)
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert error["code"] == "edited_since_export" and "overwrite=true" in error["message"]
+    assert [(c["current"]["id"], c["current"]["targets"]["zh-Hans"], c["file_target"]) for c in error["segments"]] == [
+        (second["id"], theirs["targets"]["zh-Hans"], mine[second["id"]])
+    ]
+    assert _stored(client, job) == before
+    r = _import_xliff(client, job, data, overwrite=True)
+    assert r.status_code == 200, r.text
+    assert sorted(r.json()["edited"]) == sorted(mine) and sorted(r.json()["approved"]) == sorted(mine)
+    after = _by_id(client, job)
+    assert {sid: after[sid]["targets"]["zh-Hans"] for sid in mine} == mine
+    history = client.get(f"/v1/articles/{job['id']}/segments/{second['id']}/history").json()
+    assert theirs["targets"]["zh-Hans"] in {h["before"] for h in history}
+
+
+def test_an_xliff_import_approves_only_what_the_translator_saw(live: LiveServer) -> None:
+    """Segment one was approved when exported, then reopened and changed in duiyi: the file's
+    untouched final state does not approve the newer text. Segment two, changed in duiyi since,
+    is set to final in the file without an edit: that would approve text the translator never saw,
+    so the import is a conflict. Segment three, unchanged in duiyi, set to final: approved."""
+    client = live.client
+    job = translated(client, {"body": THREE_SENTENCES, "targets": ["zh-Hans"]})
+    first, second, third = segments(job)
+    first = _approve(client, job, first, "zh-Hans", "港口周一重新开放。")
+    exported = client.get(f"/v1/articles/{job['id']}/export", params={"format": "xliff"}).content
+    reopened = _edit(client, job, first, "港口于周一重新开放。")
+    assert reopened["status"] != "approved"
+    changed = _edit(client, job, second, "贸易大幅增长。")
+
+    def finals(*sids: str) -> bytes:
+        doc = etree.fromstring(exported)
+        for sid in sids:
+            doc.find(f".//x:segment[@id='{sid}']", NS).set("state", "final")
+        return etree.tostring(doc, xml_declaration=True, encoding="UTF-8")
+
+    r = _import_xliff(client, job, finals(third["id"]))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"edited": [], "approved": [third["id"]], "unchanged": [first["id"], second["id"]]}
+    after = _by_id(client, job)
+    assert after[first["id"]]["status"] == reopened["status"] and after[first["id"]]["version"] == reopened["version"]
+    assert after[second["id"]]["version"] == changed["version"]
+    r = _import_xliff(client, job, finals(second["id"]))
+    assert r.status_code == 409 and [c["current"]["id"] for c in r.json()["error"]["segments"]] == [second["id"]]
+
+
+def test_an_xliff_file_without_its_export_record_is_taken_as_it_is(live: LiveServer) -> None:
+    """A file exported before duiyi recorded the export (or from a tool that drops the Metadata
+    module) has nothing to compare with: every target that differs from the stored one is an edit,
+    as before. A damaged record is refused (422), since it cannot be compared either."""
+    client = live.client
+    job = translated(client, {"body": TWO_SENTENCES, "targets": ["zh-Hans"]})
+    second = segments(job)[1]
+    exported = client.get(f"/v1/articles/{job['id']}/export", params={"format": "xliff"}).content
+    doc = etree.fromstring(exported)
+    records = doc.findall(".//mda:metadata", {"mda": MDA})
+    assert len(records) == len(doc.findall(".//x:unit", NS))
+    damaged = etree.fromstring(exported)
+    damaged.find(".//mda:meta[@type='target-sha256']", {"mda": MDA}).text = "not a digest"
+    r = _import_xliff(client, job, etree.tostring(damaged))
+    assert r.status_code == 422 and "export record" in r.json()["error"]["message"], r.text
+    for record in records:
+        record.getparent().remove(record)
+    _edit(client, job, second, "贸易大幅增长。")
+    r = _import_xliff(client, job, etree.tostring(doc))
+    assert r.status_code == 200, r.text
+    assert r.json()["edited"] == [second["id"]]
+    assert _by_id(client, job)[second["id"]]["targets"]["zh-Hans"] == second["targets"]["zh-Hans"]
 
 
 def test_tmx_import_counts_what_it_stored(live: LiveServer) -> None:

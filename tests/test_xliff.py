@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,12 @@ import pytest
 from lxml import etree
 
 from service.interchange.xliff import (
+    BASIS_CATEGORY,
     GLOSSARY_NS,
+    METADATA_NS,
     STATUS_TO_STATE,
     XLIFF_NS,
+    XBasis,
     XDocument,
     XEdit,
     XInline,
@@ -30,7 +34,7 @@ from service.interchange.xliff import (
 )
 from tests.conftest import shared_file
 
-NS = {"x": XLIFF_NS, "gls": GLOSSARY_NS}
+NS = {"x": XLIFF_NS, "gls": GLOSSARY_NS, "mda": METADATA_NS}
 X = f"{{{XLIFF_NS}}}"
 XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
 LINK = '<a href="https://example.com/x?a=1&b=2">'
@@ -295,6 +299,55 @@ def test_flags_are_unit_notes() -> None:
     assert [(n.get("category"), n.get("appliesTo"), n.text) for n in notes] == [
         ("duiyi:term_missing", "target", "b2.s1: glossary term “alliance” should read 同盟")
     ]
+
+
+BASES = {"b2.s1": XBasis(3, "draft", "a" * 64), "b2.s2": XBasis(1, "approved", "0123456789abcdef" * 4)}
+
+
+def _with_bases(doc: XDocument) -> XDocument:
+    units = tuple(XUnit(u.id, u.kind, tuple(replace(s, basis=BASES.get(s.id)) for s in u.segments)) for u in doc.units)
+    return replace(doc, units=units)
+
+
+def test_each_segment_records_what_it_was_at_export(core_schema: etree.XMLSchema) -> None:
+    """A Metadata module group per segment (the module's rules: metadata holds metaGroups, each meta
+    has a type), and the import gives each edit the record of its segment."""
+    doc = _with_bases(DOC)
+    root = etree.fromstring(export_xliff(doc))
+    core_schema.assertValid(etree.ElementTree(root))
+    unit = root.find("x:file/x:unit[@id='b2']", NS)
+    children = [etree.QName(child).localname for child in unit]
+    assert children.index("metadata") < children.index("notes") < children.index("segment")
+    groups = unit.findall("mda:metadata/mda:metaGroup", NS)
+    assert [g.get("category") for g in groups] == [BASIS_CATEGORY] * 2
+    assert {m.get("type"): m.text for m in groups[0]} == {
+        "segment": "b2.s1",
+        "version": "3",
+        "status": "draft",
+        "target-sha256": "a" * 64,
+    }
+    assert root.find("x:file/x:unit[@id='b1']/mda:metadata", NS) is None  # no record given, none written
+    edits = _import(export_xliff(doc))
+    assert {e.segment_id: e.basis for e in edits} == {"b1.s1": None, **BASES, "b2.s3": None}
+
+
+@pytest.mark.parametrize(
+    ("meta_type", "value", "message"),
+    [
+        ("version", "three", "damaged"),
+        ("version", "", "damaged"),
+        ("status", "final", "damaged"),
+        ("target-sha256", "A" * 64, "damaged"),
+        ("segment", "", "damaged"),
+        ("segment", "b2.s2", "appears twice"),
+    ],
+)
+def test_a_damaged_export_record_is_refused(meta_type: str, value: str, message: str) -> None:
+    root = etree.fromstring(export_xliff(_with_bases(DOC)))
+    meta = root.find(f".//mda:metaGroup/mda:meta[@type='{meta_type}']", NS)
+    meta.text = value
+    with pytest.raises(XliffError, match=message):
+        _import(_bytes(root))
 
 
 def test_crossing_codes_become_start_and_end_codes() -> None:

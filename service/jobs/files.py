@@ -4,6 +4,7 @@ bilingual HTML page and the publishable text of one variant. The conversions the
 
 from __future__ import annotations
 
+import hashlib
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,17 @@ from sqlalchemy import select
 from service.config import Settings
 from service.documents import AlignedDocument, AlignedSegment, SourceFormat, in_format, plain_text
 from service.interchange.tmx import TMEntry
-from service.interchange.xliff import XDocument, XEdit, XInline, XliffError, XSegment, XTerm, XUnit, import_xliff
+from service.interchange.xliff import (
+    XBasis,
+    XDocument,
+    XEdit,
+    XInline,
+    XliffError,
+    XSegment,
+    XTerm,
+    XUnit,
+    import_xliff,
+)
 from service.jobs import review
 from service.jobs.articles import DONE_TRANSLATING, InvalidTransition, JobStatus, get_job, stored_document
 from service.memory import Suggestion, TranslationMemory
@@ -72,7 +83,9 @@ def suggestions(
     return memory.fuzzy(source, chosen)
 
 
-def to_xliff(job: Job, doc: AlignedDocument, variant: str) -> XDocument:
+def to_xliff(job: Job, doc: AlignedDocument, variant: str, versions: dict[str, int]) -> XDocument:
+    """The XLIFF records of `variant`; `versions`: each segment's stored version, which the file
+    records with its status and target (`XBasis`) for the import to compare."""
     notes = {t["id"]: t.get("note", "") for t in job.glossary_terms}
     blocks = {b.id: b for b in doc.blocks}
     units = []
@@ -82,11 +95,12 @@ def to_xliff(job: Job, doc: AlignedDocument, variant: str) -> XDocument:
     # text in its targets, its raw HTML tags (which span no text) codes.
     placed = review.placed_inlines(blocks, doc.segments)
     for seg, (start, inlines) in zip(doc.segments, placed, strict=True):
+        target = seg.targets.get(variant, "")
         by_block.setdefault(seg.block_id, []).append(
             XSegment(
                 id=seg.id,
                 source=seg.source,
-                target=seg.targets.get(variant, ""),
+                target=target,
                 status=seg.status,
                 inlines=tuple(
                     XInline(at - start, at - start + i.end - i.start, i.open, i.close)
@@ -107,6 +121,7 @@ def to_xliff(job: Job, doc: AlignedDocument, variant: str) -> XDocument:
                 flags=tuple((f.code, f.reason) for f in seg.flags if f.variant in (None, variant)),
                 ws_before=seg.ws_before,
                 html=doc.format is SourceFormat.HTML,
+                basis=XBasis(versions[seg.id], seg.status, _digest(target, doc.format)),
             )
         )
     for block in doc.blocks:
@@ -141,9 +156,10 @@ def _canonical(target: str, fmt: SourceFormat) -> str:
     return "".join(parts)
 
 
-def _unchanged(edit: XEdit, rows: dict[str, StoredSegment], variant: str) -> XEdit:
-    """`edit` with the stored target, where the file's says the same."""
-    return XEdit(edit.segment_id, rows[edit.segment_id].targets.get(variant, ""), edit.status)
+def _digest(target: str, fmt: SourceFormat) -> str:
+    """What an export records of a target, to tell on import whether it changed: the SHA-256 of its
+    canonical form, so that a CAT tool's other escaping of the same text is no change."""
+    return hashlib.sha256(_canonical(target, fmt).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -151,6 +167,27 @@ class ImportResult:
     edited: list[str]
     approved: list[str]
     unchanged: list[str]
+
+
+@dataclass(frozen=True)
+class ImportConflict:
+    """A segment that an imported file changes or approves, and that was changed in duiyi after the
+    file was exported: `current` as stored, `file_target` as the file has it."""
+
+    current: StoredSegment
+    file_target: str
+
+
+class EditedSinceExport(Exception):
+    """The file would overwrite (or approve over) text changed in duiyi since its export."""
+
+    def __init__(self, conflicts: list[ImportConflict]) -> None:
+        shown = ", ".join(c.current.id for c in conflicts[:10]) + (", …" if len(conflicts) > 10 else "")
+        super().__init__(
+            f"{len(conflicts)} segment(s) that the file changes were changed in duiyi after the file was "
+            f"exported ({shown})"
+        )
+        self.conflicts = conflicts
 
 
 def apply_xliff(
@@ -164,13 +201,17 @@ def apply_xliff(
     qa: QASettings,
     memory: TranslationMemory | None,
     settings: Settings,
+    overwrite: bool = False,
 ) -> ImportResult:
-    """Take a CAT tool's edited XLIFF back: changed targets become a translator's edits (history
-    kept; zh-Hans regenerates the others, another variant is locked), final/reviewed segments are
-    approved. All or nothing: the whole file is read and checked and every edit worked out before
-    anything is stored, then everything is stored in one transaction. Raises XliffError (refused
-    file), NotTranslatedYet, UnknownVariant, InvalidTransition, and review.VersionConflict where a
-    segment the file changes was edited meanwhile; nothing is applied then."""
+    """Take a CAT tool's edited XLIFF back: targets the translator changed become their edits
+    (history kept; zh-Hans regenerates the others, another variant is locked), segments they set to
+    final/reviewed are approved. All or nothing: the whole file is read and checked and every edit
+    worked out before anything is stored, then everything is stored in one transaction. Raises
+    XliffError (refused file), NotTranslatedYet, UnknownVariant, InvalidTransition,
+    EditedSinceExport where the file changes or approves segments changed in duiyi since its
+    export (unless `overwrite`: then the file's text wins, the newer text stays in the history),
+    and review.VersionConflict where a segment the file changes is edited while it is being
+    stored; nothing is applied then."""
     job, doc, _ = load(db, job_id)
     if JobStatus(job.status) == JobStatus.FAILED:
         raise InvalidTransition(job, JobStatus.IN_REVIEW)
@@ -185,32 +226,46 @@ def apply_xliff(
     with db.session() as session:
         rows = list(session.scalars(select(StoredSegment).where(StoredSegment.job_id == job.id)))
     by_id = {r.id: r for r in rows}
-    # A target that differs from the stored one only in how its text is escaped (`"` or `&quot;`) is
-    # the same text: left as stored, so that a file imported without edits changes nothing.
-    stored = {r.id: _canonical(r.targets.get(chosen, ""), doc.format) for r in rows}
-    edits = [
-        edit if _canonical(edit.target, doc.format) != stored[edit.segment_id] else _unchanged(edit, by_id, chosen)
-        for edit in edits
-    ]
     result = ImportResult([], [], [])
     changes: list[review.Change] = []
+    conflicts: list[ImportConflict] = []
     for edit in edits:
         row = by_id[edit.segment_id]  # import_xliff refuses unknown ids
+        stored = row.targets.get(chosen, "")
+        # A target that differs from the stored one only in how its text is escaped (`"` or `&quot;`)
+        # is the same text: left as stored, so that a file imported without edits changes nothing.
+        same_text = _canonical(edit.target, doc.format) == _canonical(stored, doc.format)
+        # Three-way, where the file records what each segment was at export (`basis`): what the
+        # translator did not change in the file is no edit, so it does not undo an edit made in duiyi
+        # since; what they changed, or approved, over text changed since is a conflict. A file that
+        # records nothing is taken as it is: each target different from the stored one is an edit.
+        basis = edit.basis
+        in_file = basis is None or _digest(edit.target, doc.format) != basis.digest
+        approving = edit.status == "approved" and (in_file or basis is None or basis.status != "approved")
+        since = basis is not None and _digest(stored, doc.format) != basis.digest
+        if since and ((in_file and not same_text) or (not in_file and approving)):
+            if not overwrite:
+                conflicts.append(ImportConflict(row, edit.target))
+                continue
+            in_file = True  # the file's text over the newer one, as asked; the newer stays in history
+        text = edit.target if in_file and not same_text else stored
         change: tuple[AlignedSegment, list[str]] | None = None
-        if row.targets.get(chosen) != edit.target:
+        if text != stored:
             try:
                 # Refused here, before anything is stored, where a target brings markup its source lacks.
-                change = review.edited(job, rows, row, variant=chosen, text=edit.target, rules=rules, qa=qa)
+                change = review.edited(job, rows, row, variant=chosen, text=text, rules=rules, qa=qa)
             except review.MarkupNotAllowed as exc:
                 raise XliffError(str(exc)) from None
             result.edited.append(row.id)
-        approve = edit.status == "approved" and (change[0].status if change else row.status) != "approved"
+        approve = approving and (change[0].status if change else row.status) != "approved"
         if approve:
             result.approved.append(row.id)
         elif change is None:
             result.unchanged.append(row.id)
         if change is not None or approve:
             changes.append(review.Change(row, change, approve))
+    if conflicts:
+        raise EditedSinceExport(conflicts)
     if changes:
         review.apply_changes(db, job.id, changes, by=by, memory=memory)
     return result

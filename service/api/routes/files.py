@@ -25,7 +25,7 @@ from service.jobs.articles import InvalidTransition, JobNotFound, Principal, get
 from service.jobs.codec import segment_from_row
 from service.memory import Remembered
 from service.schemas import ConflictResponse, SegmentState, aligned_to_response, stored_segment_out
-from service.storage.tables import SegmentEdit
+from service.storage.tables import SegmentEdit, StoredSegment
 
 router = APIRouter(tags=["files"])
 _templates = Environment(
@@ -130,7 +130,11 @@ def export_article(
         raise _file_errors(exc) from None
     stem = f"{job.external_id or job.id}.{chosen}"
     if format is ExportFormat.XLIFF:
-        return _download(export_xliff(files.to_xliff(job, doc, chosen)), "application/xliff+xml", f"{stem}.xlf")
+        return _download(
+            export_xliff(files.to_xliff(job, doc, chosen, {sid: version for sid, (version, _) in states.items()})),
+            "application/xliff+xml",
+            f"{stem}.xlf",
+        )
     if format is ExportFormat.TMX:
         return _download(export_tmx(files.approved_entries(job, doc, chosen)), "application/x-tmx+xml", f"{stem}.tmx")
     if format is ExportFormat.TEXT:
@@ -157,8 +161,9 @@ def export_article(
         **responses(400, *AUTH_ERRORS, 404, 413, 422),
         409: {
             "model": ConflictResponse,
-            "description": "Not translated yet, or a segment the file changes was edited meanwhile (the body has "
-            "it); nothing was applied",
+            "description": "Not translated yet; segments the file changes or approves were changed in duiyi "
+            "since its export (edited_since_export, listed in `segments`); or a segment the file changes was "
+            "edited while it was being stored (version_conflict, as `current`). Nothing was applied",
         },
     },
     openapi_extra=_XML_BODY,
@@ -173,6 +178,14 @@ async def import_article(
     variant: Annotated[
         str | None, Query(description="default: the file's trgLang must be the article's first target")
     ] = None,
+    overwrite: Annotated[
+        bool,
+        Query(
+            description="apply the file's targets also over segments changed in duiyi since the file was "
+            "exported (without it, those make the import a 409 edited_since_export); the text it replaces "
+            "stays in each segment's history"
+        ),
+    ] = False,
 ) -> ImportSummary | Response:
     data = await request.body()
 
@@ -187,22 +200,37 @@ async def import_article(
             qa=runtime.pipeline.settings.qa,
             memory=runtime.memory,
             settings=runtime.settings,
+            overwrite=overwrite,
         )
 
     try:
         result = await run_in_threadpool(run)
     except XliffError as exc:
         raise ApiError(422, "invalid_xliff", str(exc)) from None
+    except files.EditedSinceExport as exc:
+        body = ConflictResponse.model_validate(
+            {
+                "error": {
+                    "code": "edited_since_export",
+                    "message": f"{exc}; nothing of the file was applied. Export the article again and redo "
+                    "those segments in the new file, or import this one with overwrite=true to put the "
+                    "file's text over the newer one (which stays in each segment's history)",
+                    "segments": [
+                        {"current": _segment_out(c.current), "file_target": c.file_target} for c in exc.conflicts
+                    ],
+                }
+            }
+        )
+        return Response(body.model_dump_json(), status_code=409, media_type="application/json")
     except review.VersionConflict as exc:
         # Someone edited a segment the file changes while it was being imported: nothing was applied.
         body = ConflictResponse.model_validate(
             {
                 "error": {
                     "code": "version_conflict",
-                    "message": f"{exc}; nothing of the file was applied: import it again to apply it over that edit",
-                    "current": stored_segment_out(
-                        segment_from_row(exc.current), exc.current.version, exc.current.locked_variants
-                    ),
+                    "message": f"{exc}; nothing of the file was applied: import it again (a segment the file "
+                    "changes that was changed since the export is then a 409 edited_since_export)",
+                    "current": _segment_out(exc.current),
                 }
             }
         )
@@ -210,6 +238,10 @@ async def import_article(
     except (JobNotFound, files.NotTranslatedYet, files.UnknownVariant, InvalidTransition) as exc:
         raise _file_errors(exc) from None
     return ImportSummary(edited=result.edited, approved=result.approved, unchanged=result.unchanged)
+
+
+def _segment_out(row: StoredSegment) -> dict:
+    return stored_segment_out(segment_from_row(row), row.version, row.locked_variants).model_dump()
 
 
 @router.get(

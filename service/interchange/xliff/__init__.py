@@ -28,6 +28,11 @@ Layout of an export (XLIFF 2.0 core, `urn:oasis:names:tc:xliff:document:2.0`):
   `<gls:glossEntry id="gK" ref="#mK">` per hit with the English term, the variant's form and the
   note. `#gls=gK` and `#mK` are XLIFF fragment identifiers relative to the unit (the `gls` selector
   names a Glossary module element; no prefix names a source inline element, `t=` a target one).
+* What each segment was when exported (`XSegment.basis`: its version, status and the SHA-256 of its
+  target) is a Metadata module group in its unit (`urn:oasis:names:tc:xliff:metadata:2.0`):
+  `<mda:metaGroup category="duiyi:exported" appliesTo="target">` with `<mda:meta>` of the types
+  segment, version, status and target-sha256. The import hands it back (`XEdit.basis`) so that the
+  caller can tell the translator's changes from changes made in duiyi since the export.
 * QA flags are unit notes: `<note category="duiyi:{code}" appliesTo="target">{segment id}: {reason}</note>`.
 
 Status ↔ state. XLIFF has four states (initial, translated, reviewed, final) and a free `subState`:
@@ -54,14 +59,18 @@ not a character (a UTF-16 surrogate) or, outside a source, NUL, which cannot be 
 entities are refused by `safexml` before parsing. Every segment with a `<target>` gives an XEdit, an empty target
 included (a translator may fold two English sentences into one Chinese one); segments left out of
 the file, or without a target, are not edited. Codes in a target become the markup strings of the
-unit's `<originalData>` again; a code whose data the unit does not define is refused.
+unit's `<originalData>` again; a code whose data the unit does not define is refused. An export
+record that is there but damaged (a field missing or malformed, or recorded twice) is refused too:
+ignored, it would let the import overwrite newer edits.
 """
 
 from service.interchange.xliff.export import export_xliff
 from service.interchange.xliff.importing import import_xliff
 from service.interchange.xliff.model import (
     ACCEPTED_VERSIONS,
+    BASIS_CATEGORY,
     GLOSSARY_NS,
+    METADATA_NS,
     NEEDS_REVIEW_SUBSTATE,
     ORIGINAL_PREFIX,
     SOURCE_LANG,
@@ -71,6 +80,7 @@ from service.interchange.xliff.model import (
     XLIFF_1_NS,
     XLIFF_NS,
     XML_NS,
+    XBasis,
     XDocument,
     XEdit,
     XInline,
@@ -84,7 +94,9 @@ from service.interchange.xliff.model import (
 
 __all__ = [
     "ACCEPTED_VERSIONS",
+    "BASIS_CATEGORY",
     "GLOSSARY_NS",
+    "METADATA_NS",
     "NEEDS_REVIEW_SUBSTATE",
     "ORIGINAL_PREFIX",
     "SOURCE_LANG",
@@ -94,6 +106,7 @@ __all__ = [
     "XLIFF_1_NS",
     "XLIFF_NS",
     "XML_NS",
+    "XBasis",
     "XDocument",
     "XEdit",
     "XInline",

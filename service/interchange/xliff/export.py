@@ -13,7 +13,9 @@ from lxml import etree
 
 from service.interchange.xliff.model import (
     _X,
+    BASIS_CATEGORY,
     GLOSSARY_NS,
+    METADATA_NS,
     ORIGINAL_PREFIX,
     SOURCE_LANG,
     XLIFF_NS,
@@ -25,6 +27,7 @@ from service.interchange.xliff.model import (
 from service.interchange.xliff.plan import _Ids, _Lone, _Mark, _plain, _plan, _SegmentPlan, _Token
 
 _G = f"{{{GLOSSARY_NS}}}"
+_M = f"{{{METADATA_NS}}}"
 _XML_SPACE = f"{{{XML_NS}}}space"
 # Characters outside XML 1.0's Char production; XLIFF carries them as <cp hex="…"/>.
 _NOT_XML = re.compile(r"[^\t\n\r\x20-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
@@ -34,7 +37,7 @@ _NMTOKEN = re.compile(r"[A-Za-z0-9._:\-]+")
 _LANGUAGE = re.compile(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*")
 _STRUCTURAL = frozenset(
     _X + name for name in ("xliff", "file", "group", "unit", "segment", "ignorable", "notes", "originalData")
-) | frozenset((_G + "glossary", _G + "glossEntry"))
+) | frozenset((_G + "glossary", _G + "glossEntry", _M + "metadata", _M + "metaGroup"))
 
 
 def export_xliff(doc: XDocument) -> bytes:
@@ -44,7 +47,7 @@ def export_xliff(doc: XDocument) -> bytes:
     root = etree.Element(
         _X + "xliff",
         attrib={"version": "2.0", "srcLang": SOURCE_LANG, "trgLang": doc.variant},
-        nsmap={None: XLIFF_NS, "gls": GLOSSARY_NS},
+        nsmap={None: XLIFF_NS, "gls": GLOSSARY_NS, "mda": METADATA_NS},
     )
     file_el = etree.SubElement(root, _X + "file", attrib={"id": "f1", "original": ORIGINAL_PREFIX + doc.article_id})
     if doc.title:
@@ -88,6 +91,20 @@ def _export_unit(file_el: etree._Element, unit: XUnit) -> None:
         glossary = etree.SubElement(unit_el, _G + "glossary")
         for plan, key in entries:
             _gloss_entry(glossary, plan, key)
+    bases = [(segment.id, segment.basis) for segment in unit.segments if segment.basis is not None]
+    if bases:
+        metadata = etree.SubElement(unit_el, _M + "metadata")
+        for segment_id, basis in bases:
+            group = etree.SubElement(
+                metadata, _M + "metaGroup", attrib={"category": BASIS_CATEGORY, "appliesTo": "target"}
+            )
+            for kind, value in (
+                ("segment", segment_id),
+                ("version", str(basis.version)),
+                ("status", basis.status),
+                ("target-sha256", basis.digest),
+            ):
+                etree.SubElement(group, _M + "meta", attrib={"type": kind}).text = _clean(value)
     flags = [(plan.segment.id, code, reason) for plan in plans for code, reason in plan.segment.flags]
     if flags:
         notes = etree.SubElement(unit_el, _X + "notes")

@@ -6,6 +6,7 @@ of the unit's originalData. Every refusal is an XliffError with a message the tr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
@@ -15,8 +16,12 @@ from service.interchange import safexml
 from service.interchange.xliff.model import (
     _X,
     ACCEPTED_VERSIONS,
+    BASIS_CATEGORY,
+    METADATA_NS,
     ORIGINAL_PREFIX,
+    STATUSES,
     XLIFF_1_NS,
+    XBasis,
     XEdit,
     XliffError,
     _brief,
@@ -93,6 +98,7 @@ def _import_unit(
         data_id = data_el.get("id")
         if data_id:
             data[data_id] = _content(data_el, f"the original data of unit {unit_id}", _no_codes)
+    bases = _bases(unit, unit_id)
     edits: list[XEdit] = []
     for segment in unit.iterfind(_X + "segment"):
         segment_id = segment.get("id")
@@ -119,8 +125,38 @@ def _import_unit(
             status = status_for(segment.get("state"), segment.get("subState"))
         except ValueError as exc:
             raise XliffError(f"{where}: {exc}") from None
-        edits.append(XEdit(segment_id=segment_id, target=target, status=status))
+        edits.append(XEdit(segment_id=segment_id, target=target, status=status, basis=bases.get(segment_id)))
     return edits
+
+
+_M = f"{{{METADATA_NS}}}"
+_VERSION = re.compile(r"[0-9]{1,18}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _bases(unit: etree._Element, unit_id: str) -> dict[str, XBasis]:
+    """What each segment of the unit was when exported, from its Metadata module groups. A group
+    that is there but damaged is refused rather than ignored: without it the import could not tell
+    the translator's changes from newer ones made in duiyi, and would overwrite those."""
+    bases: dict[str, XBasis] = {}
+    for group in unit.iterfind(f"{_M}metadata/{_M}metaGroup"):
+        if group.get("category") != BASIS_CATEGORY:
+            continue
+        meta: dict[str, str] = {}
+        for element in group.iterfind(_M + "meta"):
+            meta[element.get("type") or ""] = (element.text or "").strip()
+        segment_id = meta.get("segment", "")
+        where = f"the export record ({BASIS_CATEGORY}) of segment {_brief(segment_id or '?')} in unit {unit_id}"
+        version, status, digest = meta.get("version", ""), meta.get("status", ""), meta.get("target-sha256", "")
+        if not segment_id or not _VERSION.fullmatch(version) or status not in STATUSES or not _SHA256.fullmatch(digest):
+            raise XliffError(
+                f"{where} is damaged (it needs segment, version, status and target-sha256); export the "
+                "article again, or remove the record to import the file without checking for newer edits"
+            )
+        if segment_id in bases:
+            raise XliffError(f"{where} appears twice")
+        bases[segment_id] = XBasis(int(version), status, digest)
+    return bases
 
 
 # What an inline code stands for in the text: `part` is "start"/"end" for <pc>, else the tag name.

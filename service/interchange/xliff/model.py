@@ -13,6 +13,9 @@ from types import MappingProxyType
 XLIFF_NS = "urn:oasis:names:tc:xliff:document:2.0"
 XLIFF_1_NS = "urn:oasis:names:tc:xliff:document:1.2"
 GLOSSARY_NS = "urn:oasis:names:tc:xliff:glossary:2.0"
+METADATA_NS = "urn:oasis:names:tc:xliff:metadata:2.0"
+# The category of the Metadata module group that records what a segment was when it was exported.
+BASIS_CATEGORY = "duiyi:exported"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 SOURCE_LANG = "en"
 ORIGINAL_PREFIX = "duiyi:article/"
@@ -56,6 +59,17 @@ class XTerm:
 
 
 @dataclass(frozen=True)
+class XBasis:
+    """What a segment was when its file was exported: its version, its status and a digest of its
+    target. The file carries it (a Metadata module group per segment), so that an import can tell
+    what the translator changed in the file from what was changed in duiyi after the export."""
+
+    version: int
+    status: str
+    digest: str
+
+
+@dataclass(frozen=True)
 class XSegment:
     id: str
     source: str
@@ -69,6 +83,7 @@ class XSegment:
     # holds text as text, as the source does, so the export unescapes it (import_xliff's `escape`
     # is the way back).
     html: bool = False
+    basis: XBasis | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,9 @@ class XEdit:
     segment_id: str
     target: str
     status: str
+    # What the segment was at export, where the file says (files exported before duiyi recorded it,
+    # or a tool that drops the Metadata module, say nothing).
+    basis: XBasis | None = None
 
 
 class XliffError(ValueError):
