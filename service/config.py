@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     webhook_backoff_base_s: float = Field(default=5.0, ge=0)
     webhook_backoff_cap_s: float = Field(default=3600.0, ge=0)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # Threads per process that send webhooks; each receiver (callback URL) gets one at a time.
+    webhook_senders: int = Field(default=4, ge=1, le=64)
     # The service's address as clients see it, for absolute links in webhooks; empty: relative links.
     public_url: str = ""
 

@@ -511,3 +511,48 @@ def test_a_redelivery_to_a_url_no_longer_allowed_is_refused(
         assert "DUIYI_WEBHOOK_ALLOWED_HOSTS" in r.json()["error"]["message"]
         assert _deliveries(live, job_id, {"Authorization": f"Bearer {made.key}"})[0]["state"] == "failed"
     assert len(receiver.received) == 1
+
+
+def test_a_receiver_that_hangs_holds_back_only_its_own_webhooks(
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: Receiver
+) -> None:
+    """One CMS's receiver hangs past the timeout while events for it pile up; another receiver's
+    webhook still arrives at once (a second sender takes it), and the hanging receiver is never
+    sent two webhooks at a time by the process."""
+    hanging = {"now": 0, "most": 0, "calls": 0}
+    lock = threading.Lock()
+
+    class Hangs(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            with lock:
+                hanging["now"] += 1
+                hanging["calls"] += 1
+                hanging["most"] = max(hanging["most"], hanging["now"])
+            time.sleep(8)  # past the 4 s timeout
+            with lock:
+                hanging["now"] -= 1
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hangs)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    slow_url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    try:
+        url = f"sqlite:///{tmp_path / 'duiyi.db'}"
+        with keyed_service(tiny_dirs["marian"], engines["marian"], url, webhook_timeout_s=4.0) as (live, keys):
+            for _ in range(3):
+                submit(live, keys, slow_url)
+            deadline = time.monotonic() + 30
+            while not hanging["calls"]:
+                assert time.monotonic() < deadline, "the hanging receiver was never called"
+                time.sleep(0.02)
+            started = time.monotonic()
+            submit(live, keys, receiver.url)
+            receiver.wait(1, timeout=30)
+            waited = time.monotonic() - started
+            assert waited < 3.0, f"the healthy receiver waited {waited:.1f} s behind the hanging one"
+            assert hanging["most"] == 1
+    finally:
+        server.shutdown()

@@ -7,8 +7,9 @@ signs and sends them, records every attempt, and schedules retries with exponent
 jitter on network errors (a host name that does not resolve at send time among them), 429 and 5xx,
 up to DUIYI_WEBHOOK_MAX_ATTEMPTS. `redeliver` puts a failed delivery back in the queue.
 
-One dispatcher thread per process sends one delivery at a time: a receiver that times out holds
-the others back by up to DUIYI_WEBHOOK_TIMEOUT_S per due attempt (more processes, more senders).
+Each process sends with DUIYI_WEBHOOK_SENDERS threads, and at most one delivery to a callback URL
+at a time: a receiver that times out (or a burst of events for one CMS) holds back only its own
+deliveries, while the other senders keep serving the other receivers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -89,22 +91,30 @@ class Dispatcher:
         self.db = db
         self.settings = settings
         self.name = name or f"dispatcher-{uuid.uuid4().hex[:8]}"
-        self._wake = threading.Event()
+        self._wake = threading.Condition()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        # Callback URLs a sender of this process is sending to now, so that no second sender waits
+        # on the same receiver; claims are made one at a time under the lock.
+        self._claiming = threading.Lock()
+        self._sending: set[str] = set()
 
     def wake(self) -> None:
-        self._wake.set()
+        with self._wake:
+            self._wake.notify_all()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
+        for index in range(self.settings.webhook_senders):
+            thread = threading.Thread(target=self._run, name=f"{self.name}-{index}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         timeout = httpx.Timeout(self.settings.webhook_timeout_s)
@@ -115,11 +125,24 @@ class Dispatcher:
                 except Exception:  # a database hiccup must not end the thread; the outbox keeps the work
                     log.exception("webhook dispatcher: unexpected error; retrying shortly")
                     busy = False
-                if not busy:
-                    self._wake.wait(min(1.0, self.settings.job_poll_s))
-                    self._wake.clear()
+                if not busy and not self._stop.is_set():
+                    with self._wake:
+                        self._wake.wait(min(1.0, self.settings.job_poll_s))
 
     def _claim(self) -> Delivery | None:
+        """A due delivery to a URL that no sender of this process is sending to, leased to this
+        process and its URL marked as being sent to (`_sent` clears it); None when there is none."""
+        with self._claiming:
+            delivery = self._claim_one(sorted(self._sending))
+            if delivery is not None:
+                self._sending.add(delivery.url)
+            return delivery
+
+    def _sent(self, delivery: Delivery) -> None:
+        with self._claiming:
+            self._sending.discard(delivery.url)
+
+    def _claim_one(self, sending: list[str]) -> Delivery | None:
         now = utcnow()
         lease = now + timedelta(seconds=self.settings.webhook_timeout_s * 3 + 5)
         with self.db.session() as session:
@@ -129,6 +152,7 @@ class Dispatcher:
                     Delivery.state == "pending",
                     Delivery.next_attempt_at <= now,
                     or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+                    Delivery.url.not_in(sending),
                 )
                 .order_by(Delivery.next_attempt_at)
                 .limit(1)
@@ -170,6 +194,13 @@ class Dispatcher:
         delivery = self._claim()
         if delivery is None:
             return False
+        try:
+            self._send(client, delivery)
+        finally:
+            self._sent(delivery)
+        return True
+
+    def _send(self, client: httpx.Client, delivery: Delivery) -> None:
         # Tries since the delivery was queued (or queued again by `redeliver`): they set the backoff and the limit.
         tries = delivery.attempts + 1
         with self.db.session() as session:
@@ -191,11 +222,11 @@ class Dispatcher:
         except CallbackUnresolved as exc:
             # DNS failing now (no answer, a resolver restarting) is a network error like any other: retried.
             self._record(delivery, number, tries, None, str(exc), 0.0, ok=False, retry_in=self._retry_in(tries))
-            return True
+            return
         except CallbackRefused as exc:
             # Refused by policy (scheme, host not allowed, a private address) or unsigned: no retry changes that.
             self._record(delivery, number, tries, None, f"refused: {exc}", 0.0, ok=False, retry_in=None)
-            return True
+            return
         headers = signed_headers(secret, body, event=delivery.event, delivery_id=delivery.id)
         # To the address just vetted, not to a second lookup of the name (which DNS rebinding could aim elsewhere).
         attempt = deliver_once(client, delivery.url, body, headers, address=addresses[0])
@@ -212,7 +243,6 @@ class Dispatcher:
             ok=attempt.ok,
             retry_in=retry_in,
         )
-        return True
 
     def _record(
         self,
