@@ -80,6 +80,10 @@ class BlockKind(StrEnum):
     PARAGRAPH = "paragraph"
     QUOTE = "quote"
     LIST_ITEM = "list_item"
+    # An image's text attributes, translated as blocks of their own and written back into the image
+    # (HTML `<img alt title>`, Markdown `![alt](src "title")`), see service.formats.
+    IMAGE_ALT = "image_alt"
+    IMAGE_TITLE = "image_title"
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,8 @@ class Block:
     # Text format: the exact separator (blank lines, indentation) before this block in the input.
     sep_before: str = ""
     # Markdown: the line prefix ("## ", "> ", "- ", "1. "); HTML: the number of the place in the page
-    # (an element, or a run of loose text) its translation replaces, see service.formats.
+    # (an element, or a run of loose text) its translation replaces, see service.formats. An image
+    # text's block (image_alt, image_title) in either format: the number of its image in the document.
     prefix: str = ""
     element: int = -1
 

@@ -16,7 +16,7 @@ from bs4 import BeautifulSoup, NavigableString, PageElement, Tag
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from service.documents import Article, Block, BlockKind, Inline, SourceFormat
+from service.documents import Article, Block, BlockKind, Inline, SourceFormat, markdown_escape, plain_text
 
 # The input format an uploaded or named file has, by its suffix; anything else is plain text.
 FORMAT_BY_SUFFIX = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
@@ -29,6 +29,8 @@ class FormatError(ValueError):
 
 
 _FIELDS = (BlockKind.TITLE, BlockKind.SUBTITLE, BlockKind.BYLINE, BlockKind.DATE)
+# An image's texts that are translated, each as a block of its own, and the attribute each one is.
+IMAGE_TEXTS = {BlockKind.IMAGE_ALT: "alt", BlockKind.IMAGE_TITLE: "title"}
 
 
 def parse_blocks(article: Article) -> tuple[list[Block], str, str]:
@@ -73,6 +75,20 @@ def _text_blocks(text: str, first: int) -> tuple[list[Block], str]:
     return blocks, sep
 
 
+def _image_blocks(first: int, number: int, texts: Iterable[tuple[str, object]]) -> list[Block]:
+    """The blocks of one image's texts (`texts`: attribute name → value as the source has it), in
+    the order of IMAGE_TEXTS. An empty or blank text (`alt=""` marks a decorative image) is no block:
+    there is nothing to translate, and the image stays exactly as it is."""
+    given = dict(texts)
+    blocks: list[Block] = []
+    for kind, attr in IMAGE_TEXTS.items():
+        value = given.get(attr)
+        text = " ".join((" ".join(value) if isinstance(value, list) else str(value or "")).split())
+        if text:
+            blocks.append(Block(f"b{first + len(blocks)}", kind, text, element=number))
+    return blocks
+
+
 def _trimmed(text: str, inlines: Iterable[Inline]) -> tuple[Inline, ...]:
     """`inlines` without white space at their edges, outermost first. Sentence spans leave out the
     white space between sentences, so markup reaching into it (`First.<a> Read more.</a>`) would
@@ -96,6 +112,27 @@ def _trimmed(text: str, inlines: Iterable[Inline]) -> tuple[Inline, ...]:
 # --- Markdown -----------------------------------------------------------------------------------
 
 _MD = MarkdownIt("commonmark")
+# What a backslash keeps from ending or escaping a link title ("…"): CommonMark, "Link title".
+_MD_TITLE_SYNTAX = re.compile(r'[\\"]|&(?=#?\w+;)')
+
+
+def _md_image(label: str, src: str, title: str | None) -> str:
+    """An image in Markdown syntax, `label` as written; its title quoted so that it reads back as itself."""
+    quoted = (' "' + _MD_TITLE_SYNTAX.sub(lambda m: "\\" + m.group(), title) + '"') if title else ""
+    return f"![{label}]({src}{quoted})"
+
+
+def _md_alt(children: Iterable[Token]) -> str:
+    """An image's alternative text: its label's text without markup (as markdown-it renders `alt`)."""
+    parts: list[str] = []
+    for tok in children:
+        if tok.type in ("text", "code_inline", "html_inline"):
+            parts.append(tok.content)
+        elif tok.type == "image":
+            parts.append(_md_alt(tok.children or ()))
+        elif tok.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+    return "".join(parts)
 
 
 def _md_inline(children: list[Token]) -> tuple[str, tuple[Inline, ...]]:
@@ -131,7 +168,7 @@ def _md_inline(children: list[Token]) -> tuple[str, tuple[Inline, ...]]:
             inlines.append(Inline(start, length, open_, close_, verbatim))
         elif tok.type == "image":
             title = tok.attrs.get("title")
-            markup = f"![{tok.content}]({tok.attrs.get('src', '')}" + (f' "{title}"' if title else "") + ")"
+            markup = _md_image(tok.content, str(tok.attrs.get("src", "")), str(title) if title else None)
             inlines.append(Inline(length, length + len(markup), "", "", verbatim=True))
             text.append(markup)
             length += len(markup)
@@ -140,9 +177,11 @@ def _md_inline(children: list[Token]) -> tuple[str, tuple[Inline, ...]]:
 
 
 def _markdown_blocks(source: str, first: int) -> list[Block]:
+    """Blocks in document order; an image's alt text and title follow the block that holds it."""
     blocks: list[Block] = []
     containers: list[Token] = []
     heading_level = 0
+    images = itertools.count()
     for tok in _MD.parse(source):
         if tok.type in ("blockquote_open", "list_item_open", "bullet_list_open", "ordered_list_open"):
             containers.append(tok)
@@ -169,6 +208,9 @@ def _markdown_blocks(source: str, first: int) -> list[Block]:
                 Block(f"b{first + len(blocks)}", kind, text, inlines, level=heading_level or len(items), prefix=prefix)
             )
             heading_level = 0
+            for image in (t for t in tok.children or () if t.type == "image"):
+                texts = (("alt", _md_alt(image.children or ())), ("title", image.attrs.get("title")))
+                blocks += _image_blocks(first + len(blocks), next(images), texts)
         elif tok.type in ("fence", "code_block", "html_block"):
             # Code and raw HTML blocks are carried through untranslated.
             raw = tok.content if tok.type == "html_block" else f"{tok.markup}{tok.info}\n{tok.content}{tok.markup}"
@@ -249,6 +291,14 @@ _SPACE = re.compile(r"\s+")
 # A place in the page that one block's translation replaces: a block element's content, or a run
 # of text and inline elements that stands directly in some other element (or in a bare fragment).
 _HtmlUnit = Tag | list[PageElement]
+
+
+def _html_images(soup: BeautifulSoup) -> list[Tag]:
+    """The page's images whose texts are translated, in document order: not those in script, code
+    and the like, whose content is carried through as sent, nor those of the page's chrome (a
+    site's logo in its <nav>). Stored documents name images by their number in this list, so what
+    counts as one changes only with a migration of their image blocks."""
+    return [img for img in soup.find_all("img") if img.find_parent((*_OPAQUE_TAGS, *_CHROME_TAGS)) is None]
 
 
 def _html_elements(soup: BeautifulSoup) -> Iterator[Tag]:
@@ -376,9 +426,20 @@ def _html_inline(nodes: Iterable[PageElement]) -> tuple[str, tuple[Inline, ...]]
 
 
 def _html_blocks(source: str, first: int) -> list[Block]:
+    """Blocks in document order: an image's alt text and title stand where the image does, after
+    the block that holds it, or between the blocks around it (an image in a <figure>)."""
     soup = BeautifulSoup(source, "html.parser")
+    order = {id(node): n for n, node in enumerate(soup.descendants)}
+    # Where each unit and each image begins in the page (a run of loose text never begins with an image).
+    unit_at = {order[id(u if isinstance(u, Tag) else u[0])]: (index, u) for index, u in _html_units(soup)}
+    image_at = {order[id(img)]: (number, img) for number, img in enumerate(_html_images(soup))}
     blocks: list[Block] = []
-    for index, unit in _html_units(soup):
+    for position in sorted([*unit_at, *image_at]):
+        if position in image_at:
+            number, img = image_at[position]
+            blocks += _image_blocks(first + len(blocks), number, img.attrs.items())
+            continue
+        index, unit = unit_at[position]
         el = unit if isinstance(unit, Tag) else unit[0].parent
         assert el is not None  # a run stands in an element, or in the document itself
         text, inlines = _html_inline(unit.children if isinstance(unit, Tag) else unit)
@@ -438,7 +499,8 @@ def render(
     fmt: SourceFormat, blocks: tuple[Block, ...], inner: Mapping[str, str], *, tail: str = "", page: str = ""
 ) -> str:
     """One variant's full text: `inner` maps block id → the block's translated text, already in the
-    format's inline syntax (escaped for HTML)."""
+    format's inline syntax (escaped for HTML). An image text's block has no place of its own: its
+    translation goes into its image's attribute, in the block that holds the image or in the page."""
     if fmt is SourceFormat.TEXT:
         # The article's fields (title, dek, byline, date) are paragraphs of their own before the body,
         # whose own separators reproduce it exactly.
@@ -450,6 +512,8 @@ def render(
             + tail
         )
     if fmt is SourceFormat.MARKDOWN:
+        inner = _with_markdown_image_texts(blocks, inner)
+        blocks = tuple(b for b in blocks if b.kind not in IMAGE_TEXTS)
         out: list[str] = []
         for i, block in enumerate(blocks):
             if i:
@@ -462,8 +526,11 @@ def render(
         return "".join(out) + "\n"
     soup = BeautifulSoup(page, "html.parser")
     units = dict(_html_units(soup))
+    inner = _with_html_image_texts(soup, units, blocks, inner)
     head: list[str] = []
     for block in blocks:
+        if block.kind in IMAGE_TEXTS:
+            continue
         if block.element >= 0:
             _replace(units[block.element], inner[block.id])
         else:
@@ -476,3 +543,74 @@ def render(
         soup.body.insert(0, BeautifulSoup("".join(head), "html.parser"))
         return str(soup)
     return "".join(head) + str(soup)
+
+
+def _image_texts(blocks: Iterable[Block], inner: Mapping[str, str], fmt: SourceFormat) -> dict[int, dict[str, str]]:
+    """The translated texts of each image (by its number in the document), attribute → plain text."""
+    texts: dict[int, dict[str, str]] = {}
+    for block in blocks:
+        attr = IMAGE_TEXTS.get(block.kind)
+        if attr is not None and block.id in inner:
+            texts.setdefault(block.element, {})[attr] = " ".join(plain_text(inner[block.id], fmt).split())
+    return texts
+
+
+def _with_html_image_texts(
+    soup: BeautifulSoup, units: Mapping[int, _HtmlUnit], blocks: tuple[Block, ...], inner: Mapping[str, str]
+) -> dict[str, str]:
+    """`inner` with each translated image text in its image: an image outside the text blocks (in a
+    <figure>, say) changes in the page; one inside a block changes in that block's translation, which
+    carries the source's own tag (a person's edit may keep only that tag, see service.jobs.review)."""
+    out = dict(inner)
+    texts = _image_texts(blocks, inner, SourceFormat.HTML)
+    if not texts:
+        return out
+    images = _html_images(soup)
+    holders = {b.element: b.id for b in blocks if b.element >= 0 and b.kind not in IMAGE_TEXTS}
+    held: dict[int, str] = {}  # id(image) → the block whose translation holds it
+    for index, unit in units.items():
+        if index in holders:
+            for node in [unit] if isinstance(unit, Tag) else unit:
+                if isinstance(node, Tag):
+                    found = [node] if node.name == "img" else node.find_all("img")
+                    held.update((id(img), holders[index]) for img in found)
+    for number, attrs in sorted(texts.items()):
+        if number >= len(images):
+            continue
+        img = images[number]
+        source = str(img)
+        img.attrs.update(attrs)
+        holder = held.get(id(img))
+        if holder is not None:
+            out[holder] = out[holder].replace(source, str(img), 1)
+    return out
+
+
+def _is_md_image(block: Block, inline: Inline) -> bool:
+    """Whether `inline` is one of the block's images (kept as written, see _md_inline)."""
+    return inline.verbatim and not (inline.open or inline.close) and block.text.startswith("![", inline.start)
+
+
+def _with_markdown_image_texts(blocks: tuple[Block, ...], inner: Mapping[str, str]) -> dict[str, str]:
+    """`inner` with each translated image text in its image, in the translation of the block that
+    holds it: the label escaped so that it reads back as that text (`]` is `\\]`), the title quoted."""
+    out = dict(inner)
+    texts = _image_texts(blocks, inner, SourceFormat.MARKDOWN)
+    if not texts:
+        return out
+    written: list[tuple[str, str]] = []  # each image in the document: its block, its markup
+    for block in blocks:
+        if block.kind not in IMAGE_TEXTS:
+            written += [(block.id, block.text[i.start : i.end]) for i in block.inlines if _is_md_image(block, i)]
+    for number, attrs in sorted(texts.items()):
+        if number >= len(written):
+            continue
+        holder, source = written[number]
+        children = _MD.parseInline(source)[0].children or []
+        if len(children) != 1 or children[0].type != "image":
+            continue  # not markup this module wrote
+        image = children[0]
+        label = markdown_escape(attrs["alt"]) if "alt" in attrs else image.content
+        title = attrs.get("title", str(image.attrs.get("title") or ""))
+        out[holder] = out[holder].replace(source, _md_image(label, str(image.attrs.get("src", "")), title or None), 1)
+    return out

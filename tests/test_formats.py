@@ -221,11 +221,62 @@ def test_markdown_targets_read_back_as_plain_text() -> None:
 
 def test_markdown_autolinks_and_image_titles_are_kept_as_written() -> None:
     """An autolink's address is its text: kept as written, not given to the model; an image keeps
-    its title."""
+    its title (its alt text and title are translated as blocks of their own, after this one)."""
     body = 'See <https://example.com/a?b=1> or <desk@example.org>. An ![map](m.png "The map") here.\n'
     blocks, _, _ = parse_blocks(Article(body=body, format=SourceFormat.MARKDOWN))
-    (block,) = blocks
+    block, alt, title = blocks
+    assert [(alt.kind, alt.text), (title.kind, title.text)] == [
+        (BlockKind.IMAGE_ALT, "map"),
+        (BlockKind.IMAGE_TITLE, "The map"),
+    ]
     kept = [block.text[i.start : i.end] for i in block.inlines]
     assert kept == ["https://example.com/a?b=1", "desk@example.org", '![map](m.png "The map")']
     assert all(i.verbatim for i in block.inlines)
     assert [(i.open, i.close) for i in block.inlines[:2]] == [("<", ">"), ("<", ">")]
+
+
+def test_html_image_texts_are_blocks_where_their_images_stand() -> None:
+    """An image's alt and title follow the block that holds the image, or stand where it does; the
+    rendered page has them in that very image. Images in the page's chrome, in code or in scripts
+    keep their texts, and so do decorative ones (alt="")."""
+    page = (
+        '<nav><img src="logo.png" alt="Home"></nav>'
+        '<figure><img src="a.jpg" alt="First  photo" title="Its title"><figcaption>Cap.</figcaption></figure>'
+        '<p>Text <img src="b.jpg" alt="Second"> on. <img src="d.png" alt=""></p>'
+        '<pre><img src="c.jpg" alt="Code"></pre><script>var s = "<img alt=\'no\'>";</script>'
+    )
+    blocks, _, kept = parse_blocks(Article(body=page, format=SourceFormat.HTML))
+    assert [(b.kind, b.text, b.element) for b in blocks] == [
+        (BlockKind.IMAGE_ALT, "First photo", 0),
+        (BlockKind.IMAGE_TITLE, "Its title", 0),
+        (BlockKind.PARAGRAPH, "Cap.", 0),
+        (BlockKind.PARAGRAPH, "Text on.", 1),
+        (BlockKind.IMAGE_ALT, "Second", 1),
+    ]
+    holder = blocks[3]
+    inner = {b.id: f"译{b.id}&amp;" for b in blocks}
+    inner[holder.id] = "文" + "".join(i.open for i in holder.inlines) + "字"
+    out = render(SourceFormat.HTML, tuple(blocks), inner, page=kept)
+    assert out.startswith('<nav><img alt="Home" src="logo.png"/></nav>')
+    assert '<img alt="译b0&amp;" src="a.jpg" title="译b1&amp;"/><figcaption>译b2&amp;</figcaption>' in out
+    assert '<p>文<img alt="译b4&amp;" src="b.jpg"/><img alt="" src="d.png"/>字</p>' in out
+    assert '<pre><img alt="Code" src="c.jpg"/></pre>' in out and "var s = \"<img alt='no'>\";" in out
+
+
+def test_markdown_image_texts_follow_their_block_and_code_keeps_its_images() -> None:
+    body = '```\n![Code](c.png)\n```\n\n<div><img alt="Raw"></div>\n\n# A ![Head](h.png "Tip") b\n\n- ![Item](i.png)\n'
+    blocks, _, _ = parse_blocks(Article(body=body, format=SourceFormat.MARKDOWN))
+    assert [(b.kind, b.text) for b in blocks][2:] == [
+        (BlockKind.HEADING, 'A ![Head](h.png "Tip") b'),
+        (BlockKind.IMAGE_ALT, "Head"),
+        (BlockKind.IMAGE_TITLE, "Tip"),
+        (BlockKind.LIST_ITEM, "![Item](i.png)"),
+        (BlockKind.IMAGE_ALT, "Item"),
+    ]
+    inner = {b.id: b.text for b in blocks}
+    inner.update({b.id: f"译\\]{b.id}" for b in blocks if b.kind in (BlockKind.IMAGE_ALT, BlockKind.IMAGE_TITLE)})
+    out = render(SourceFormat.MARKDOWN, tuple(blocks), inner)
+    assert out == (
+        '```\n![Code](c.png)\n```\n\n<div><img alt="Raw"></div>\n\n'
+        '# A ![译\\]b3](h.png "译]b4") b\n\n- ![译\\]b6](i.png)\n'
+    )
