@@ -353,7 +353,11 @@ def _html_units(soup: BeautifulSoup) -> list[tuple[int, _HtmlUnit]]:
 
     walk(soup, True)
     runs = itertools.count(len(leaves))
-    return [(leaves[id(u)] if isinstance(u, Tag) else next(runs), u) for u in found]
+    units = [(leaves[id(u)] if isinstance(u, Tag) else next(runs), u) for u in found]
+    # The page's <title> (what a browser's tab and a search engine show) is translated too; numbered
+    # after everything else, so that pages stored before it was keep their numbers (and its English).
+    titles = [t for t in soup.find_all("title") if t.find_parent(_OPAQUE_TAGS) is None and _has_text(t)]
+    return units + [(next(runs), title) for title in titles]
 
 
 def _start_tag(tag: Tag) -> str:
@@ -450,6 +454,8 @@ def _html_blocks(source: str, first: int) -> list[Block]:
             kind, level = BlockKind.HEADING, int(name[1:])
         elif name == "li":
             kind, level = BlockKind.LIST_ITEM, 0
+        elif name == "title":
+            kind, level = BlockKind.TITLE, 0
         elif name == "blockquote" or el.find_parent("blockquote"):
             kind, level = BlockKind.QUOTE, 0
         else:
@@ -496,11 +502,18 @@ def _replace(unit: _HtmlUnit, inner: str) -> None:
 
 
 def render(
-    fmt: SourceFormat, blocks: tuple[Block, ...], inner: Mapping[str, str], *, tail: str = "", page: str = ""
+    fmt: SourceFormat,
+    blocks: tuple[Block, ...],
+    inner: Mapping[str, str],
+    *,
+    tail: str = "",
+    page: str = "",
+    lang: str | None = None,
 ) -> str:
     """One variant's full text: `inner` maps block id → the block's translated text, already in the
     format's inline syntax (escaped for HTML). An image text's block has no place of its own: its
-    translation goes into its image's attribute, in the block that holds the image or in the page."""
+    translation goes into its image's attribute, in the block that holds the image or in the page.
+    `lang`: the variant's language tag, which an HTML page then declares (see `_declare_language`)."""
     if fmt is SourceFormat.TEXT:
         # The article's fields (title, dek, byline, date) are paragraphs of their own before the body,
         # whose own separators reproduce it exactly.
@@ -525,6 +538,8 @@ def render(
                 out.append(block.prefix + inner[block.id].replace("\n", "\n" + _continuation(block.prefix)))
         return "".join(out) + "\n"
     soup = BeautifulSoup(page, "html.parser")
+    if lang:
+        _declare_language(soup, lang)
     units = dict(_html_units(soup))
     inner = _with_html_image_texts(soup, units, blocks, inner)
     head: list[str] = []
@@ -543,6 +558,28 @@ def render(
         soup.body.insert(0, BeautifulSoup("".join(head), "html.parser"))
         return str(soup)
     return "".join(head) + str(soup)
+
+
+_ENGLISH = re.compile(r"en(?:-|$)", re.IGNORECASE)
+
+
+def _declare_language(soup: BeautifulSoup, lang: str) -> None:
+    """The page says it is in `lang`: its <html> element (given the attribute if it had none), every
+    element of the page that said English, and a Content-Language <meta>. Browsers choose the
+    glyphs of Han characters by it (zh-TW and zh-HK forms differ from zh-Hans) and screen readers
+    their voice. Markup inside translated text is the translation's, and keeps what it says; so does
+    what is left as sent (<pre>, <code>, <script>…)."""
+    root = soup.find("html")
+    if isinstance(root, Tag):
+        root["lang"] = lang
+    for el in soup.find_all(True):
+        if el.find_parent(_OPAQUE_TAGS) is not None or el.name in _OPAQUE_TAGS:
+            continue
+        for attr in ("lang", "xml:lang"):
+            if _ENGLISH.match(str(el.get(attr, ""))):
+                el[attr] = lang
+        if el.name == "meta" and str(el.get("http-equiv", "")).lower() == "content-language":
+            el["content"] = lang
 
 
 def _image_texts(blocks: Iterable[Block], inner: Mapping[str, str], fmt: SourceFormat) -> dict[int, dict[str, str]]:

@@ -360,7 +360,7 @@ def assemble_text(doc: Document, segments: Sequence[AlignedSegment], variant: st
     for seg in segments:
         by_block[seg.block_id].append(seg)
     inner = {block_id: _join_block(segs, variant, doc.format) for block_id, segs in by_block.items()}
-    return render(doc.format, doc.blocks, inner, tail=doc.tail, page=doc.html)
+    return render(doc.format, doc.blocks, inner, tail=doc.tail, page=doc.html, lang=variant)
 
 
 def _identity(text: str) -> str:

@@ -280,3 +280,50 @@ def test_markdown_image_texts_follow_their_block_and_code_keeps_its_images() -> 
         '```\n![Code](c.png)\n```\n\n<div><img alt="Raw"></div>\n\n'
         '# A ![译\\]b3](h.png "译]b4") b\n\n- ![译\\]b6](i.png)\n'
     )
+
+
+def test_html_page_title_is_a_block_numbered_after_the_rest() -> None:
+    """The <title> is translated (a title block), numbered after every other place in the page so that
+    a page stored before it was renders as it did then; an <svg>'s title is part of the image."""
+    page = (
+        "<html><head><title>Abe &amp; Okinawa</title></head><body><div>Loose.</div><p>Para.</p>"
+        "<svg><title>Chart</title></svg></body></html>"
+    )
+    blocks, _, kept = parse_blocks(Article(body=page, format=SourceFormat.HTML))
+    assert [(b.kind, b.text, b.element) for b in blocks] == [
+        (BlockKind.TITLE, "Abe & Okinawa", 2),
+        (BlockKind.PARAGRAPH, "Loose.", 1),
+        (BlockKind.PARAGRAPH, "Para.", 0),
+    ]
+    inner = {blocks[0].id: "安倍&amp;冲绳", blocks[1].id: "散", blocks[2].id: "段"}
+    assert render(SourceFormat.HTML, tuple(blocks), inner, page=kept) == (
+        "<html><head><title>安倍&amp;冲绳</title></head><body><div>散</div><p>段</p>"
+        "<svg><title>Chart</title></svg></body></html>"
+    )
+    # Stored before: blocks without the title's; the title stays as it was.
+    assert render(SourceFormat.HTML, tuple(blocks[1:]), inner, page=kept).startswith(
+        "<html><head><title>Abe &amp; Okinawa</title>"
+    )
+
+
+def test_a_translated_html_page_declares_its_language() -> None:
+    """<html lang> is the variant's tag (set where the page had none), as is every element that said
+    English and a Content-Language <meta>; code left as sent keeps its own, and so does a fragment
+    without <html>."""
+    page = (
+        '<html lang="en-US"><head><meta http-equiv="Content-Language" content="en"></head>'
+        '<body><article lang="en"><p>Para.</p><pre lang="en">x = 1</pre></article><p lang="fr">Oui.</p></body></html>'
+    )
+    blocks, _, kept = parse_blocks(Article(body=page, format=SourceFormat.HTML))
+    inner = {b.id: "段" for b in blocks}
+    out = render(SourceFormat.HTML, tuple(blocks), inner, page=kept, lang="zh-HK")
+    assert out == (
+        '<html lang="zh-HK"><head><meta content="zh-HK" http-equiv="Content-Language"/></head>'
+        '<body><article lang="zh-HK"><p>段</p><pre lang="en">x = 1</pre></article><p lang="fr">段</p></body></html>'
+    )
+    bare, _, kept = parse_blocks(Article(body="<html><body><p>Para.</p></body></html>", format=SourceFormat.HTML))
+    assert render(SourceFormat.HTML, tuple(bare), {bare[0].id: "段"}, page=kept, lang="zh-TW").startswith(
+        '<html lang="zh-TW">'
+    )
+    fragment, _, kept = parse_blocks(Article(body="<p>Para.</p>", format=SourceFormat.HTML))
+    assert render(SourceFormat.HTML, tuple(fragment), {fragment[0].id: "段"}, page=kept, lang="zh-TW") == "<p>段</p>"

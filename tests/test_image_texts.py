@@ -57,10 +57,12 @@ def image(soup: BeautifulSoup, src: str) -> Tag:
 
 
 def structure(page: str) -> list[tuple[str, dict[str, object]]]:
-    """Every element of a page with its attributes, an image's texts left out."""
+    """Every element of a page with its attributes, an image's texts (and the language the page
+    declares) left out."""
     soup = BeautifulSoup(page, "html.parser")
+    left_out = {"img": ("alt", "title"), "html": ("lang",)}
     return [
-        (el.name, {k: v for k, v in el.attrs.items() if el.name != "img" or k not in ("alt", "title")})
+        (el.name, {k: v for k, v in el.attrs.items() if k not in left_out.get(el.name, ())})
         for el in soup.find_all(True)
     ]
 
