@@ -9,7 +9,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +23,12 @@ from glossary.terms import Glossary
 from models.engine import Engine, load_engine
 from models.tiny import build_tiny
 from service.api.app import build_pipeline, create_app
+from service.auth import Role
 from service.config import Settings
 from service.glossaries import GlossaryStore
+from service.keys import CreatedKey, create_key
 from service.pipeline import Pipeline
+from service.storage.db import Database
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DUIYI_SHARED", REPO.parent / "shared"))
@@ -141,6 +144,29 @@ def serve(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
     finally:
         srv.should_exit = True
         thread.join(timeout=10)
+
+
+def make_keys(
+    url: str, roles: Iterable[Role] = tuple(Role), *, suffix: str = "", callback_url: str | None = None
+) -> dict[str, CreatedKey]:
+    """Migrate the database at `url` and make an API key for each role, named after it (plus
+    `suffix`): role name → the key as made (`.key`, shown once; `.row.webhook_secret`)."""
+    db = Database(url)
+    try:
+        db.migrate()
+        return {
+            role.value: create_key(db, name=f"{role.value}{suffix}", role=role, callback_url=callback_url)
+            for role in roles
+        }
+    finally:
+        db.close()
+
+
+def keyed_settings(model: Path, url: str, **overrides: object) -> Settings:
+    """The service on the CPU, on database `url`, with API keys required; no rate limit and jobs
+    looked for every 50 ms unless `overrides` say otherwise."""
+    settings: dict[str, object] = {"rate_limit_per_minute": 0, "job_poll_s": 0.05} | overrides
+    return Settings(model=str(model), device="cpu", database_url=url, auth_disabled=False, **settings)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

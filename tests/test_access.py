@@ -17,7 +17,7 @@ from service.auth import Role
 from service.config import Settings
 from service.keys import create_key, revoke_key
 from service.storage.db import Database
-from tests.conftest import REPO, LiveServer, serve
+from tests.conftest import REPO, LiveServer, keyed_settings, make_keys, serve
 
 ALL = {"cms", "translator", "admin"}
 EDITORS = {"translator", "admin"}
@@ -58,17 +58,9 @@ def secured(
     tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LiveServer, dict[str, str], Database]]:
     url = f"sqlite:///{tmp_path_factory.mktemp('auth') / 'duiyi.db'}"
+    keys = {role: made.key for role, made in make_keys(url, suffix="-1").items()}
     db = Database(url)
-    db.migrate()
-    keys = {role.value: create_key(db, name=f"{role.value}-1", role=role).key for role in Role}
-    settings = Settings(
-        model=str(tiny_dirs["marian"]),
-        device="cpu",
-        database_url=url,
-        auth_disabled=False,
-        rate_limit_per_minute=0,
-    )
-    with serve(settings, engines["marian"]) as live:
+    with serve(keyed_settings(tiny_dirs["marian"], url, job_poll_s=1.0), engines["marian"]) as live:
         yield live, keys, db
     db.close()
 

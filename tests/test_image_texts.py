@@ -25,10 +25,8 @@ from service.auth import Role
 from service.config import Settings
 from service.documents import AlignedDocument, Article, BlockKind, SourceFormat, plain_text
 from service.jobs.codec import document_from_json, document_to_json
-from service.keys import create_key
 from service.pipeline import Pipeline, assemble_text
-from service.storage.db import Database
-from tests.conftest import LiveServer, serve, shared_file
+from tests.conftest import LiveServer, keyed_settings, make_keys, serve, shared_file
 
 ALL = ("zh-Hans", "zh-Hant", "zh-TW", "zh-HK")
 PAGE = (
@@ -222,19 +220,8 @@ def site(
     tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LiveServer, dict[str, str]]]:
     url = f"sqlite:///{tmp_path_factory.mktemp('alt') / 'duiyi.db'}"
-    db = Database(url)
-    db.migrate()
-    keys = {role.value: create_key(db, name=f"{role.value}-alt", role=role).key for role in (Role.CMS, Role.TRANSLATOR)}
-    db.close()
-    settings = Settings(
-        model=str(tiny_dirs["marian"]),
-        device="cpu",
-        database_url=url,
-        auth_disabled=False,
-        rate_limit_per_minute=0,
-        job_poll_s=0.05,
-    )
-    with serve(settings, engines["marian"]) as live:
+    keys = {role: made.key for role, made in make_keys(url, (Role.CMS, Role.TRANSLATOR), suffix="-alt").items()}
+    with serve(keyed_settings(tiny_dirs["marian"], url), engines["marian"]) as live:
         yield live, keys
 
 

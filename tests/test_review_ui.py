@@ -16,12 +16,10 @@ import pytest
 
 from models.engine import Engine
 from service.auth import Role
-from service.config import Settings
-from service.keys import create_key
 from service.memory import Remembered, TranslationMemory
 from service.storage.db import Database
 from service.storage.tables import Job, StoredArticle
-from tests.conftest import REPO, LiveServer, serve
+from tests.conftest import REPO, LiveServer, keyed_settings, make_keys, serve
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path(os.environ.get("DUIYI_CHROMIUM", "/usr/bin/chromium"))
@@ -49,21 +47,8 @@ def site(
     tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LiveServer, dict[str, str], str]]:
     url = f"sqlite:///{tmp_path_factory.mktemp('ui') / 'duiyi.db'}"
-    db = Database(url)
-    db.migrate()
-    keys = {
-        role.value: create_key(db, name=f"{role.value}-desk", role=role).key for role in (Role.CMS, Role.TRANSLATOR)
-    }
-    db.close()
-    settings = Settings(
-        model=str(tiny_dirs["marian"]),
-        device="cpu",
-        database_url=url,
-        auth_disabled=False,
-        rate_limit_per_minute=0,
-        job_poll_s=0.05,
-    )
-    with serve(settings, engines["marian"]) as live:
+    keys = {role: made.key for role, made in make_keys(url, (Role.CMS, Role.TRANSLATOR), suffix="-desk").items()}
+    with serve(keyed_settings(tiny_dirs["marian"], url), engines["marian"]) as live:
         cms = {"Authorization": f"Bearer {keys['cms']}"}
         job = live.client.post("/v1/articles", json={"body": ARTICLE, "targets": ["zh-Hans", "zh-TW"]}, headers=cms)
         job_id = job.json()["id"]

@@ -26,7 +26,7 @@ from service.config import Settings
 from service.keys import create_key
 from service.storage.db import Database
 from service.webhooks import DELIVERY_HEADER, EVENT_HEADER, verify
-from tests.conftest import REPO, LiveServer, serve
+from tests.conftest import REPO, LiveServer, keyed_settings, make_keys, serve
 
 
 @dataclass
@@ -73,22 +73,16 @@ def keyed_service(
 ) -> Iterator[tuple[LiveServer, dict[str, tuple[str, str]]]]:
     """The service on database `url` with keys on (one per role: the key and its webhook secret),
     callbacks allowed to loopback (explicitly), fast retries unless `settings` say otherwise."""
-    db = Database(url)
-    db.migrate()
-    keys = {}
-    for role in (Role.CMS, Role.TRANSLATOR, Role.ADMIN):
-        made = create_key(db, name=role.value, role=role)
-        keys[role.value] = (made.key, made.row.webhook_secret)
-    db.close()
+    made = make_keys(url, (Role.CMS, Role.TRANSLATOR, Role.ADMIN))
+    keys = {role: (key.key, key.row.webhook_secret) for role, key in made.items()}
     defaults: dict[str, Any] = {
         "webhook_allowed_hosts": ["127.0.0.1"],
         "webhook_allow_private": True,
         "webhook_backoff_base_s": 0.05,
         "webhook_backoff_cap_s": 0.2,
-        "job_poll_s": 0.05,
+        "rate_limit_per_minute": 600,
     }
-    config = Settings(model=str(model), device="cpu", database_url=url, auth_disabled=False, **(defaults | settings))
-    with serve(config, engine) as live:
+    with serve(keyed_settings(model, url, **(defaults | settings)), engine) as live:
         yield live, keys
 
 
@@ -231,18 +225,13 @@ def test_a_keys_default_callback_is_used(
     tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: Receiver
 ) -> None:
     url = f"sqlite:///{tmp_path / 'duiyi.db'}"
-    db = Database(url)
-    db.migrate()
-    made = create_key(db, name="cms-with-hook", role=Role.CMS, callback_url=receiver.url)
-    db.close()
-    settings = Settings(
-        model=str(tiny_dirs["marian"]),
-        device="cpu",
-        database_url=url,
-        auth_disabled=False,
+    made = make_keys(url, (Role.CMS,), suffix="-with-hook", callback_url=receiver.url)["cms"]
+    settings = keyed_settings(
+        tiny_dirs["marian"],
+        url,
         webhook_allowed_hosts=["127.0.0.1"],
         webhook_allow_private=True,
-        job_poll_s=0.05,
+        rate_limit_per_minute=600,
     )
     with serve(settings, engines["marian"]) as live:
         headers = {"Authorization": f"Bearer {made.key}"}
