@@ -3,8 +3,9 @@
 Rules (golden cases in tests/test_matching.py):
 - whole words only: a form never matches inside another word ("Abe" not in "Abel", "Abenomics");
 - possessives and hyphenated compounds still match ("Abe’s", "SCC's", "Futenma-based"), and the
-  span covers the term alone so the model still sees the possessive;
-- straight and curly apostrophes are the same; runs of white space are the same;
+  span covers the term alone so the model still sees the possessive; an apostrophe followed by
+  other letters goes on the word ("Xi" is not in "Xi’an", the city);
+- straight, curly and modifier-letter apostrophes are the same; runs of white space are the same;
 - longest match wins; forms with a capital letter match exactly (acronyms such as SCC),
   lower-case forms match in any case ("Collective self-defense" at a sentence start).
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from glossary.terms import Glossary, Term
@@ -32,11 +33,16 @@ class TermHit:
     text: str  # the text matched, as written in the source
 
 
+# Apostrophes as news text writes them: straight, curly (and its opening twin, a common typo), and
+# the modifier letter apostrophe.
+_APOSTROPHES = "'’‘ʼ"
+
+
 def _form_pattern(form: str, case_sensitive: bool | None) -> str:
     parts: list[str] = []
     for ch in form:
-        if ch in "'’":
-            parts.append("['’]")
+        if ch in _APOSTROPHES:
+            parts.append(f"[{_APOSTROPHES}]")
         elif ch.isspace():
             if not parts or parts[-1] != r"\s+":
                 parts.append(r"\s+")
@@ -49,25 +55,53 @@ def _form_pattern(form: str, case_sensitive: bool | None) -> str:
     return body if exact else f"(?i:{body})"
 
 
+# A form's first word (or its first character, where it starts with no letter or digit), lower-cased
+# with apostrophes and hyphens made alike: a form can only match where the text's word there has the
+# same key, so each position tries the few forms that start with its word, not the whole glossary.
+_FIRST = re.compile(rf"[^\W_{_APOSTROPHES}]+|[\s\S]")
+_ALIKE = str.maketrans({c: "'" for c in _APOSTROPHES} | {"‐": "-", "‑": "-"})
+
+
+def _key(text: str, pos: int) -> str:
+    match = _FIRST.match(text, pos)
+    return match.group(0).translate(_ALIKE).lower() if match else ""
+
+
+# Not preceded by a letter or digit; not followed by one (so "-based" may follow), nor by an
+# apostrophe and letters other than a possessive "’s" ("Xi’an" is a city, "Xi’s" is Xi's).
+_WHOLE = r"(?<![^\W_])(?:{})(?![^\W_{a}])(?![{a}](?![sS](?![^\W_]))[^\W_])"
+
+
 @dataclass(frozen=True)
 class _Compiled:
-    pattern: re.Pattern[str]
-    terms: tuple[Term, ...]  # group i+1 belongs to terms[i]
+    # By key: the forms starting with it, longest first, as (regex, term).
+    forms: dict[str, list[tuple[str, Term]]]
+    # By key: the forms' alternation (group i+1 belongs to terms[i]), compiled when first needed.
+    patterns: dict[str, tuple[re.Pattern[str], tuple[Term, ...]]] = field(default_factory=dict)
+
+    def at(self, key: str) -> tuple[re.Pattern[str], tuple[Term, ...]] | None:
+        found = self.patterns.get(key)
+        if found is None and key in self.forms:
+            forms = self.forms[key]
+            groups = "|".join(f"({p})" for p, _ in forms)
+            found = re.compile(_WHOLE.format(groups, a=_APOSTROPHES)), tuple(t for _, t in forms)
+            self.patterns[key] = found
+        return found
 
 
 @lru_cache(maxsize=64)
 def _compile(glossary: Glossary) -> _Compiled:
-    alternatives: list[tuple[int, str, int]] = []
-    for index, term in enumerate(glossary.terms):
+    alternatives: list[tuple[int, str, str, Term]] = []
+    for term in glossary.terms:
         for form in term.forms:
-            alternatives.append((len(form), _form_pattern(form, term.case_sensitive), index))
+            if form:
+                alternatives.append((len(form), _key(form, 0), _form_pattern(form, term.case_sensitive), term))
     # Longest forms first: at one position the alternation then takes the longest that fits.
     alternatives.sort(key=lambda a: -a[0])
-    terms = tuple(glossary.terms[i] for _, _, i in alternatives)
-    groups = "|".join(f"({p})" for _, p, _ in alternatives) or "(?!)"
-    # Not preceded by a letter or digit; not followed by one (so "’s" and "-based" may follow).
-    pattern = re.compile(rf"(?<![^\W_])(?:{groups})(?![^\W_])")
-    return _Compiled(pattern, terms)
+    forms: dict[str, list[tuple[str, Term]]] = {}
+    for _, key, pattern, term in alternatives:
+        forms.setdefault(key, []).append((pattern, term))
+    return _Compiled(forms)
 
 
 _WORD_START = re.compile(r"(?<![^\W_])[^\s]")
@@ -80,12 +114,16 @@ def find_terms(text: str, glossary: Glossary, *, fits: Callable[[Span], bool] | 
     compiled = _compile(glossary)
     candidates: list[TermHit] = []
     for start in _WORD_START.finditer(text):
-        match = compiled.pattern.match(text, start.start())
+        found = compiled.at(_key(text, start.start()))
+        if found is None:
+            continue
+        pattern, terms = found
+        match = pattern.match(text, start.start())
         if match is None or match.lastindex is None:
             continue
         span = Span(match.start(), match.end())
         if fits is None or fits(span):
-            candidates.append(TermHit(compiled.terms[match.lastindex - 1], span, match.group(0)))
+            candidates.append(TermHit(terms[match.lastindex - 1], span, match.group(0)))
     chosen: list[TermHit] = []
     taken: list[Span] = []
     for hit in sorted(candidates, key=lambda h: (-(h.span.end - h.span.start), h.span.start)):
