@@ -40,6 +40,12 @@ class Term:
     note: str = ""
 
     def __post_init__(self) -> None:
+        # As CSV reads them, whatever the source (the API, TBX, stored rows): white space around a
+        # form or target is a typo, and a blank target means "none" (a blank zh-Hans would put
+        # nothing where the name was, unflagged; a blank zh-TW would do the same in Taiwan).
+        forms = tuple(" ".join(f.split()) for f in self.forms)
+        object.__setattr__(self, "forms", tuple(f for f in forms if f))
+        object.__setattr__(self, "targets", {v: t.strip() for v, t in self.targets.items() if t.strip()})
         if not self.forms:
             raise ValueError(f"term {self.id!r} has no English form")
         if not self.do_not_translate and not self.targets.get("zh-Hans"):

@@ -182,10 +182,11 @@ class DatabaseGlossaries:
             row = session.get(StoredGlossary, name, with_for_update=True)
             if row is None:
                 raise UnknownGlossaryError([name], sorted(session.scalars(select(StoredGlossary.name))))
-            terms = [t for t in row.terms if t["id"] != term.id]
-            created = len(terms) == len(row.terms)
-            terms.append(term_to_json(term))
-            row.terms = terms
+            # A replaced term keeps its place (the exported CSV keeps the terminologist's order).
+            stored = term_to_json(term)
+            terms = [stored if t["id"] == term.id else t for t in row.terms]
+            created = not any(t["id"] == term.id for t in row.terms)
+            row.terms = [*terms, stored] if created else terms
             row.revision += 1
             row.origin = "api"
             row.updated_at = utcnow()
@@ -203,6 +204,7 @@ class DatabaseGlossaries:
                 return False
             row.terms = terms
             row.revision += 1
+            row.origin = "api"
             row.updated_at = utcnow()
             row.updated_by = by
         return True

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from glossary.csvio import GlossaryFormatError, parse_csv, to_csv
 from glossary.matching import find_terms
 from glossary.terms import Glossary, Term, UnknownVariantError, stack
-from service.glossaries import GlossaryStore, UnknownGlossaryError
-from tests.conftest import shared_file
+from models.engine import Engine
+from service.config import Settings
+from service.glossaries import DatabaseGlossaries, GlossaryStore, UnknownGlossaryError
+from service.storage.db import Database
+from tests.conftest import serve, shared_file
 
 
 def _sample_rows() -> list[tuple[list[str], list[str], str, str]]:
@@ -129,3 +133,63 @@ def test_store_refuses_unknown_names(store: GlossaryStore) -> None:
         store.stacked(["news", "nope"])
     assert info.value.valid == ["news"]
     assert "nope" in str(info.value)
+
+
+def test_white_space_around_forms_and_targets_is_not_part_of_the_term() -> None:
+    """A term from the API or TBX reads as CSV reads it: a padded target put stray spaces in the
+    translation, a blank one put nothing where the name was (unflagged) and made the exported CSV
+    one that import refuses."""
+    term = Term("abe", ("  Abe\u00a0 Shinzo ", " "), {"zh-Hans": " 安倍晋三 ", "zh-TW": "  "})
+    assert term.forms == ("Abe Shinzo",)
+    assert dict(term.targets) == {"zh-Hans": "安倍晋三"}
+    assert term.own_target("zh-TW") is None  # converted from zh-Hans, not blank
+    glossary = Glossary("g", (term,))
+    again = parse_csv(to_csv(glossary), "g")
+    assert [(t.forms, dict(t.targets)) for t in again.terms] == [(term.forms, dict(term.targets))]
+    with pytest.raises(ValueError, match="no zh-Hans target"):
+        Term("abe", ("Abe",), {"zh-Hans": "  "})
+
+
+def test_glossary_terms_edited_through_the_api_export_and_import_unchanged(
+    database_url: str, tiny_dirs: dict[str, Path], engines: dict[str, Engine]
+) -> None:
+    settings = Settings(model=str(tiny_dirs["marian"]), device="cpu", database_url=database_url, runners=0)
+    with serve(settings, engines["marian"]) as live:
+        c = live.client
+        csv_type = {"Content-Type": "text/csv"}
+        assert c.put(
+            "/v1/glossaries/desk", content="id,en,zh-Hans\nnhk,NHK,日本广播协会\n".encode(), headers=csv_type
+        ).is_success
+        blank = c.put("/v1/glossaries/desk/terms/abe", json={"forms": ["Abe"], "targets": {"zh-Hans": " "}})
+        assert blank.status_code == 422, blank.text
+        padded = {"forms": [" Kerry "], "targets": {"zh-Hans": "克里 ", "zh-TW": " 凱瑞", "zh-HK": " "}}
+        assert c.put("/v1/glossaries/desk/terms/kerry", json=padded).status_code == 201
+        terms = c.get("/v1/glossaries/desk").json()["terms"]
+        assert terms[-1]["forms"] == ["Kerry"]
+        assert terms[-1]["targets"] == {"zh-Hans": "克里", "zh-TW": "凱瑞"}
+        exported = c.get("/v1/glossaries/desk/export", params={"format": "csv"})
+        assert c.put("/v1/glossaries/desk-copy", content=exported.content, headers=csv_type).status_code == 201
+        assert c.get("/v1/glossaries/desk-copy").json()["terms"] == terms
+        out = c.post("/v1/translate", json={"text": "Kerry spoke.", "targets": ["zh-TW"], "glossaries": ["desk"]})
+        (segment,) = out.json()["blocks"][0]["segments"]
+        # The tiny test model may lose the placeholder; either way the form is the trimmed one.
+        missing = [f["reason"] for f in segment["flags"] if f["code"] == "term_missing"]
+        assert segment["targets"]["zh-TW"].startswith("凱瑞") or missing == [
+            "glossary term “Kerry” (kerry) should read “凱瑞” but the model lost its place"
+        ]
+
+
+def test_a_replaced_term_keeps_its_place(database_url: str) -> None:
+    db = Database(database_url)
+    db.migrate()
+    glossaries = DatabaseGlossaries(db)
+    glossaries.seed(GlossaryStore.load())
+    before = [t.id for t in glossaries.get("news").terms]
+    putin = Term("putin", ("Putin",), {"zh-Hans": "普京", "zh-TW": "蒲亭"})
+    assert glossaries.put_term("news", putin, by="t") is False
+    after = glossaries.get("news")
+    assert [t.id for t in after.terms] == before
+    assert next(t for t in after.terms if t.id == "putin").own_target("zh-TW") == "蒲亭"
+    assert glossaries.put_term("news", Term("nhk", ("NHK",), {"zh-Hans": "日本广播协会"}), by="t") is True
+    assert [t.id for t in glossaries.get("news").terms] == [*before, "nhk"]
+    db.close()
