@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from difflib import SequenceMatcher
 
 from service.documents import AlignedSegment, AlignedTerm, Flag, TargetSpan
 from service.qa import QASettings, length_ratio, number_mismatch, repetition, untranslated
@@ -16,42 +17,108 @@ _PUA = 0xE000
 _MARKUP = re.compile(r"<[^>]+>|\]\([^)]*\)|[\[*_`]")
 
 
-def _masked(text: str, terms: Sequence[AlignedTerm], variant: str) -> tuple[str, list[AlignedTerm]]:
-    """`text` with each glossary term's form in `variant` replaced by a private-use character (the
-    i-th term found: chr(_PUA + i)), so conversion leaves terms alone; and the terms found. A term
-    replaces as many occurrences as the source has hits of it, first ones first: Chinese has no word
-    boundaries, and 克里 (Kerry) also begins 克里姆林宫 (the Kremlin)."""
-    hits: dict[str, list[AlignedTerm]] = {}
-    for term in terms:
-        hits.setdefault(term.term_id, []).append(term)
-    masked, found = text, list[AlignedTerm]()
-    for same in sorted(hits.values(), key=lambda ts: -len(ts[0].expected.get(variant, ""))):
-        form = same[0].expected.get(variant)
-        if not form or form not in masked:
+def _unchanged(old: str, new: str) -> dict[int, int]:
+    """Each character of `new` that a person's edit left as it was in `old`: new index → old index."""
+    kept: dict[int, int] = {}
+    for a, b, size in SequenceMatcher(None, old, new, autojunk=False).get_matching_blocks():
+        kept.update((b + k, a + k) for k in range(size))
+    return kept
+
+
+def _rank(start: int, end: int, kept: dict[int, int] | None, before: set[tuple[int, int]], known: bool) -> int | None:
+    """How likely the occurrence [start, end) is a term's (0 most), or None when it is not: see _locate."""
+    olds = [kept.get(k) for k in range(start, end)] if kept is not None else []
+    first = olds[0] if olds else None
+    if first is None or None in olds:
+        return 1  # the person's own text (or no old text to compare with)
+    if (first, first + end - start) in before and olds == list(range(first, first + end - start)):
+        return 0  # where the term stood before the edit
+    return None if known else 2  # text that stood before, not as this term
+
+
+def _locate(text: str, terms: Sequence[AlignedTerm], variant: str, old: str | None) -> list[tuple[int, int] | None]:
+    """Where each of `terms` stands in `text` (the variant's text): every hit of a term its own
+    occurrence of the term's form, never one inside another term's (弗拉基米尔·普京 holds 普京 once,
+    for Vladimir Putin, not also for Putin), longest forms first.
+
+    Chinese has no word boundaries, and 克里 (Kerry) also begins 克里姆林宫 (the Kremlin), so where
+    the text holds more occurrences than hits, `old` (the text the segment had before, with the terms'
+    spans in `terms`) decides: an occurrence left as it stood where a term was placed is that term;
+    one left as it stood where no term was (the 克里 of an unchanged 克里姆林宫) is not, when every
+    hit of the term had its place in the old text; the person's new text comes next; first ones first."""
+    spans: list[tuple[int, int] | None] = [None] * len(terms)
+    groups: dict[str, list[int]] = {}
+    for index, term in enumerate(terms):
+        groups.setdefault(term.term_id, []).append(index)
+    kept = _unchanged(old, text) if old is not None else None
+    taken: list[tuple[int, int]] = []
+    for same in sorted(groups.values(), key=lambda ix: -len(terms[ix[0]].expected.get(variant, ""))):
+        form = terms[same[0]].expected.get(variant)
+        if not form:
             continue
-        masked = masked.replace(form, chr(_PUA + len(found)), len(same))
-        found.append(same[0])
-    return masked, found
+        placed = [terms[i].targets.get(variant) for i in same]
+        before = {(sp.start, sp.end) for sp in placed if sp is not None}
+        # Where every hit had a place of its own before, the term's places are known.
+        known = old is not None and None not in placed and len(before) == len(same)
+        ranked: list[tuple[int, int]] = []  # (rank, start)
+        at = text.find(form)
+        while at >= 0:
+            rank = _rank(at, at + len(form), kept, before, known)
+            if rank is not None and all(at + len(form) <= s or at >= e for s, e in taken):
+                ranked.append((rank, at))
+            at = text.find(form, at + 1)
+        picked: list[int] = []
+        for _, start in sorted(ranked):
+            if len(picked) == len(same):
+                break
+            if all(start + len(form) <= p or start >= p + len(form) for p in picked):  # "哈哈哈" holds 哈哈 once
+                picked.append(start)
+        picked.sort()
+        order = sorted(same, key=lambda i: terms[i].source_start)
+        for i, start in zip(order, picked, strict=False):
+            spans[i] = (start, start + len(form))
+            taken.append((start, start + len(form)))
+    return spans
 
 
 class _Converter:
     """A text in variant `frm` (zh-Hans, or a person's edit of another) in any variant, through
     zh-Hans with OpenCC, each glossary term in the variant's own form (a term's regional form comes
-    from the glossary, not from converting it). Masked and taken back to zh-Hans once."""
+    from the glossary, not from converting it). Terms are masked with private-use characters, which
+    OpenCC leaves alone, and the text is taken back to zh-Hans once."""
 
-    def __init__(self, text: str, frm: VariantRule, terms: Sequence[AlignedTerm]) -> None:
-        masked, self.found = _masked(text, terms, frm.variant)
+    def __init__(self, text: str, frm: VariantRule, terms: Sequence[AlignedTerm], old: str | None) -> None:
         self.frm = frm
-        self.hans = to_hans(masked, frm)
+        self.terms = terms
+        self.spans = _locate(text, terms, frm.variant, old)
+        masked, pos = [], 0
+        self.keys: dict[str, int] = {}  # private-use character → index in terms
+        for index, span in sorted(((i, sp) for i, sp in enumerate(self.spans) if sp), key=lambda x: x[1][0]):
+            key = chr(_PUA + len(self.keys))
+            self.keys[key] = index
+            masked += [text[pos : span[0]], key]
+            pos = span[1]
+        masked.append(text[pos:])
+        self.hans = to_hans("".join(masked), frm)
 
-    def to(self, rule: VariantRule) -> str:
-        out = localize(self.hans, rule)
-        for i, term in enumerate(self.found):
-            form = term.expected.get(rule.variant)
-            if form is None:  # the glossary has no form for this variant: the term converted like the rest
-                form = localize(to_hans(term.expected[self.frm.variant], self.frm), rule)
-            out = out.replace(chr(_PUA + i), form)
-        return out
+    def to(self, rule: VariantRule) -> tuple[str, list[tuple[int, int] | None]]:
+        """The text in `rule`'s variant, and where each term stands in it."""
+        converted = localize(self.hans, rule)
+        spans: list[tuple[int, int] | None] = [None] * len(self.terms)
+        out: list[str] = []
+        length = 0
+        for piece in re.split(f"([{''.join(self.keys)}])", converted) if self.keys else [converted]:
+            index = self.keys.get(piece)
+            if index is not None:
+                term = self.terms[index]
+                form = term.expected.get(rule.variant)
+                if form is None:  # the glossary has no form for this variant: the term converted like the rest
+                    form = localize(to_hans(term.expected[self.frm.variant], self.frm), rule)
+                spans[index] = (length, length + len(form))
+                piece = form
+            out.append(piece)
+            length += len(piece)
+        return "".join(out), spans
 
 
 def _plain(text: str) -> str:
@@ -77,26 +144,26 @@ def realign(
     else:  # an article without zh-Hans: the person's text stands in for it
         given = next(iter(texts))
         base, text = by_variant[given], texts[given]
-    convert = _Converter(text, base, seg.terms)
-    hans = convert.to(hans_rule)
+    convert = _Converter(text, base, seg.terms, seg.targets.get(base.variant))
+    hans, _ = convert.to(hans_rule)
     targets: dict[str, str] = {}
+    where: dict[str, list[tuple[int, int] | None]] = {}
     for rule in rules:
         v = rule.variant
-        if v in texts:
-            targets[v] = texts[v]
-        elif v in locked:
-            targets[v] = seg.targets[v]
+        if v in texts or v in locked:
+            targets[v] = texts[v] if v in texts else seg.targets[v]
+            where[v] = convert.spans if v == base.variant else _locate(targets[v], seg.terms, v, seg.targets.get(v))
         else:
-            targets[v] = convert.to(rule)
+            targets[v], where[v] = convert.to(rule)
     flags: list[Flag] = []
     terms = []
-    for term in seg.terms:
+    for index, term in enumerate(seg.terms):
         spans: dict[str, TargetSpan | None] = {}
-        for v, text in targets.items():
-            form = term.expected.get(v, "")
-            at = text.find(form) if form else -1
-            spans[v] = TargetSpan(at, at + len(form)) if at >= 0 else None
-            if at < 0:
+        for v in targets:
+            at = where[v][index]
+            spans[v] = TargetSpan(*at) if at else None
+            if at is None:
+                form = term.expected.get(v, "")
                 flags.append(
                     Flag("term_missing", f"glossary term “{term.source_text}” ({term.term_id}) should read “{form}”", v)
                 )
