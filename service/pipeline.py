@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
@@ -152,6 +152,13 @@ class Pipeline:
 
     def _from_memory(self, prepared: Prepared, i: int, texts: dict[str, str]) -> AlignedSegment:
         """A segment from an approved translation: its stored variants, the others derived from zh-Hans."""
+        fmt = prepared.doc.format
+        return self.adopt(prepared, i, {v: in_format(t, fmt) for v, t in texts.items()}, origin="tm")
+
+    def adopt(self, prepared: Prepared, i: int, texts: Mapping[str, str], *, origin: str) -> AlignedSegment:
+        """Segment `i` with translations made before (in the article's format, variant → text): the
+        targeted ones and zh-Hans taken as they are, the others derived from zh-Hans; its terms found
+        in them and QA run, as after a person's edit."""
         seg = prepared.doc.segments[i]
         terms = tuple(
             AlignedTerm(
@@ -165,9 +172,8 @@ class Pipeline:
             for hit, offset in prepared.fragments[i].hits()
         )
         base = AlignedSegment(seg.id, seg.block_id, seg.text, seg.ws_before, {}, terms, ())
-        fmt = prepared.doc.format
-        wanted = {v: in_format(t, fmt) for v, t in texts.items() if v in prepared.targets or v == "zh-Hans"}
-        return realign(base, wanted, set(), prepared.rules, self.settings.qa, origin="tm")
+        wanted = {v: t for v, t in texts.items() if v in prepared.targets or v == "zh-Hans"}
+        return realign(base, wanted, set(), prepared.rules, self.settings.qa, origin=origin)
 
     def assemble(
         self,

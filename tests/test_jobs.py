@@ -106,6 +106,54 @@ def test_external_id_and_revision(live: LiveServer) -> None:
     assert {j["revision"] for j in by_external} == {"1", "2"}
 
 
+def _segments(job: dict) -> dict[str, dict]:
+    return {s["source"]: s for b in job["document"]["blocks"] for s in b["segments"]}
+
+
+def test_a_new_revision_keeps_what_people_did_in_the_previous_one(live: LiveServer) -> None:
+    """Translators edit a sentence with a link and approve another in revision 1; the CMS sends
+    revision 2 with one sentence changed and one added. The unchanged sentences keep the edit (every
+    variant, the lock on the zh-TW a translator wrote) and the approval; the changed and the new
+    ones are translated by the model."""
+    body = (
+        '<p>Abe met <a href="https://example.com/kerry">John Kerry</a> in Tokyo. Talks resumed.</p>'
+        "<p>Exports doubled. Imports fell. Prices rose.</p>"
+    )
+    first = {"body": body, "format": "html", "targets": ["zh-Hans", "zh-TW"], "external_id": "cms-9"}
+    v1 = wait_for(
+        live.client, live.client.post("/v1/articles", json={**first, "revision": "1"}).json()["id"], "translated"
+    )
+    old = _segments(v1)
+    met, exports, imports = (old[k] for k in ("Abe met John Kerry in Tokyo.", "Exports doubled.", "Imports fell."))
+    url = f"/v1/articles/{v1['id']}/segments"
+    edited = live.client.patch(
+        f"{url}/{met['id']}",
+        json={"text": '安倍在东京会见了<a href="https://example.com/kerry">约翰·克里</a>。', "version": met["version"]},
+    ).json()
+    assert edited["origin"] == "human"
+    approved = live.client.post(f"{url}/{exports['id']}/approve", json={"version": exports["version"]}).json()
+    assert approved["status"] == "approved"
+    taiwan = live.client.patch(
+        f"{url}/{imports['id']}", json={"variant": "zh-TW", "text": "進口下跌了。", "version": imports["version"]}
+    ).json()
+    assert taiwan["locked_variants"] == ["zh-TW"]
+
+    changed = body.replace("Talks resumed.", "Talks resumed on Friday.") + "<p>More talks are planned.</p>"
+    r = live.client.post("/v1/articles", json={**first, "body": changed, "revision": "2"})
+    assert r.status_code == 202, r.text
+    new = _segments(wait_for(live.client, r.json()["id"], "translated"))
+    assert new["Abe met John Kerry in Tokyo."]["targets"] == edited["targets"]
+    assert new["Abe met John Kerry in Tokyo."]["origin"] == "human"
+    assert new["Exports doubled."]["targets"] == approved["targets"]
+    assert new["Exports doubled."]["status"] == "approved"
+    assert new["Imports fell."]["targets"] == taiwan["targets"]
+    assert new["Imports fell."]["locked_variants"] == ["zh-TW"]
+    for source in ("Talks resumed on Friday.", "More talks are planned."):
+        assert new[source]["origin"] == "mt" and new[source]["status"] != "approved"
+    # A sentence nobody touched in revision 1 is the model's again.
+    assert new["Prices rose."]["origin"] == "mt"
+
+
 def test_review_edit_conflict_and_approval(live: LiveServer) -> None:
     job_id = live.client.post("/v1/articles", json={**ARTICLE, "targets": ["zh-Hans", "zh-TW"]}).json()["id"]
     job = wait_for(live.client, job_id, "translated")

@@ -46,6 +46,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from models.scheduler import QueueFull
 from service.config import Settings
 from service.documents import AlignedSegment
+from service.jobs import revisions
 from service.jobs.articles import JobStatus, article_of, move
 from service.jobs.codec import document_to_json, glossary_from_json, segment_row
 from service.jobs.deliveries import Dispatcher, enqueue
@@ -240,16 +241,23 @@ class JobRunner:
         todo = [i for i, seg in enumerate(segments) if saved.get(seg.id) != seg.text]
         current = {seg.id for seg in segments if saved.get(seg.id) == seg.text}
         with self.db.session() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            # A new revision of an article keeps what people did in the previous one (unchanged sentences).
+            carried = revisions.carried_over(session, job, prepared, self.pipeline, todo)
+        todo = [i for i in todo if i not in carried]
+        with self.db.session() as session:
             # Rows from a different segmentation (another model since the last attempt) go.
             session.execute(
                 delete(StoredSegment).where(StoredSegment.job_id == job_id, StoredSegment.id.not_in(current))
             )
+            session.add_all(carried.values())
             self._ours(
                 session,
                 job_id,
                 document=document_to_json(prepared.doc),
                 segments_total=len(segments),
-                segments_done=len(current),
+                segments_done=len(current) + len(carried),
                 model=self.pipeline.engine.name,
             )
         if saved:
