@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from glossary.terms import Glossary, Term
@@ -130,4 +130,25 @@ def find_terms(text: str, glossary: Glossary, *, fits: Callable[[Span], bool] | 
         if all(hit.span.end <= s.start or hit.span.start >= s.end for s in taken):
             chosen.append(hit)
             taken.append(hit.span)
-    return sorted(chosen, key=lambda h: h.span.start)
+    return _abbreviations_as_written(text, sorted(chosen, key=lambda h: h.span.start))
+
+
+_OPENING = re.compile(r"\s*[(（]\s*$")
+_CLOSING = re.compile(r"\s*[)）]")
+
+
+def _abbreviations_as_written(text: str, hits: list[TermHit]) -> list[TermHit]:
+    """A short form in brackets right after a longer form of the same term ("U.S.-Japan Security
+    Consultative Committee (SCC)") introduces the abbreviation: it stays as written (the hit becomes
+    do-not-translate), so the translation reads 美日安全保障磋商委员会（SCC）, not the name twice."""
+    out = list(hits)
+    for index in range(1, len(out)):
+        before, hit = out[index - 1], out[index]
+        if (
+            hit.term.id == before.term.id
+            and len(hit.text) < len(before.text)
+            and _OPENING.match(text[before.span.end : hit.span.start])
+            and _CLOSING.match(text, hit.span.end)
+        ):
+            out[index] = TermHit(replace(hit.term, do_not_translate=True), hit.span, hit.text)
+    return out

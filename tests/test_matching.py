@@ -109,3 +109,22 @@ def test_a_newsroom_sized_glossary_matches_an_article_quickly(sample_article: st
     assert [h.text for h in found if h.term.id == "abe-shinzo"] == ["Abe Shinzo"]
     assert len([h for h in found if h.term.id == "abe"]) == 8
     assert elapsed < 5, f"{elapsed:.1f} s"
+
+
+@pytest.mark.parametrize(
+    ("text", "as_written"),
+    [
+        ("The U.S.-Japan Security Consultative Committee (SCC) met.", ["SCC"]),
+        ("The Security Consultative Committee （SCC） met.", ["SCC"]),
+        ("The Security Consultative Committee ( SCC ) met; the SCC agreed.", ["SCC"]),
+        # Not an introduction: another term before the brackets, a longer form in them, no brackets.
+        ("Abe Shinzo (SCC) met.", []),
+        ("The SCC (Security Consultative Committee) met.", []),
+        ("The Security Consultative Committee, SCC, met.", []),
+    ],
+)
+def test_an_abbreviation_introduced_in_brackets_stays_as_written(text: str, as_written: list[str]) -> None:
+    found = find_terms(text, G)
+    assert [h.text for h in found if h.term.do_not_translate] == as_written
+    # Every hit keeps its term (its id and note); only how it is written changes.
+    assert all(h.term.id == "scc" for h in found if h.text == "SCC")

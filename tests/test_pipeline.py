@@ -128,3 +128,15 @@ def test_a_sentence_longer_than_the_model_takes_is_split_not_truncated(pipeline:
     assert len(doc.segments) > 1
     assert all(engine.count_tokens(s.source) <= engine.max_source_tokens for s in doc.segments)
     assert "".join(s.ws_before + s.source for s in doc.segments) == sentence
+
+
+def test_an_abbreviation_after_its_name_is_not_translated_twice(pipeline: Pipeline, news: Glossary) -> None:
+    """The sample article's "U.S.-Japan Security Consultative Committee (SCC)": the name once, the
+    abbreviation as written (it was 美日安全保障磋商委员会（美日安全保障磋商委员会）)."""
+    text = "U.S.-Japan Security Consultative Committee (SCC)\n\nSCC"
+    doc = pipeline.translate(Article(text), targets=("zh-Hans", "zh-TW"), glossary=news)
+    named, alone = doc.segments
+    assert named.origin == "rule" and not named.flags
+    assert named.targets["zh-Hans"] == "美日安全保障磋商委员会（SCC）"
+    assert named.targets["zh-TW"].count("SCC") == 1 and named.targets["zh-TW"].count("委員會") == 1
+    assert alone.targets["zh-Hans"] == "美日安全保障磋商委员会"  # the abbreviation alone is still the name
