@@ -173,7 +173,7 @@ class Pipeline:
         )
         base = AlignedSegment(seg.id, seg.block_id, seg.text, seg.ws_before, {}, terms, ())
         wanted = {v: t for v, t in texts.items() if v in prepared.targets or v == "zh-Hans"}
-        return realign(base, wanted, set(), prepared.rules, self.settings.qa, origin=origin)
+        return realign(base, wanted, set(), prepared.rules, self.settings.qa, origin=origin, fmt=prepared.doc.format)
 
     def assemble(
         self,

@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 from difflib import SequenceMatcher
 
-from service.documents import AlignedSegment, AlignedTerm, Flag, TargetSpan
+from service.documents import AlignedSegment, AlignedTerm, Flag, SourceFormat, TargetSpan, written_forms
 from service.qa import QASettings, length_ratio, number_mismatch, repetition, untranslated
 from service.variants import VariantRule, localize, to_hans
 
@@ -31,12 +31,26 @@ def _rank(start: int, end: int, kept: dict[int, int] | None, before: set[tuple[i
     first = olds[0] if olds else None
     if first is None or None in olds:
         return 1  # the person's own text (or no old text to compare with)
-    if (first, first + end - start) in before and olds == list(range(first, first + end - start)):
-        return 0  # where the term stood before the edit
+    stood = next(((s, e) for s, e in before if s <= first < e), None)
+    if stood is not None and all(stood[0] <= o < stood[1] for o in olds if o is not None):
+        return 0  # where the term stood before the edit (as it was, or written otherwise: AT&T for AT&amp;T)
     return None if known else 2  # text that stood before, not as this term
 
 
-def _locate(text: str, terms: Sequence[AlignedTerm], variant: str, old: str | None) -> list[tuple[int, int] | None]:
+def _occurrences(text: str, forms: Sequence[str]) -> list[tuple[int, int]]:
+    """Where any of `forms` (one text, written in several ways) stands in `text`, in text order."""
+    found: set[tuple[int, int]] = set()
+    for form in forms:
+        at = text.find(form)
+        while at >= 0:
+            found.add((at, at + len(form)))
+            at = text.find(form, at + 1)
+    return sorted(found)
+
+
+def _locate(
+    text: str, terms: Sequence[AlignedTerm], variant: str, old: str | None, fmt: SourceFormat
+) -> list[tuple[int, int] | None]:
     """Where each of `terms` stands in `text` (the variant's text): every hit of a term its own
     occurrence of the term's form, never one inside another term's (弗拉基米尔·普京 holds 普京 once,
     for Vladimir Putin, not also for Putin), longest forms first.
@@ -45,7 +59,8 @@ def _locate(text: str, terms: Sequence[AlignedTerm], variant: str, old: str | No
     the text holds more occurrences than hits, `old` (the text the segment had before, with the terms'
     spans in `terms`) decides: an occurrence left as it stood where a term was placed is that term;
     one left as it stood where no term was (the 克里 of an unchanged 克里姆林宫) is not, when every
-    hit of the term had its place in the old text; the person's new text comes next; first ones first."""
+    hit of the term had its place in the old text; the person's new text comes next; first ones first.
+    A form is found as the article's format may write it (`AT&amp;T` or `AT&T` in HTML)."""
     spans: list[tuple[int, int] | None] = [None] * len(terms)
     groups: dict[str, list[int]] = {}
     for index, term in enumerate(terms):
@@ -60,24 +75,22 @@ def _locate(text: str, terms: Sequence[AlignedTerm], variant: str, old: str | No
         before = {(sp.start, sp.end) for sp in placed if sp is not None}
         # Where every hit had a place of its own before, the term's places are known.
         known = old is not None and None not in placed and len(before) == len(same)
-        ranked: list[tuple[int, int]] = []  # (rank, start)
-        at = text.find(form)
-        while at >= 0:
-            rank = _rank(at, at + len(form), kept, before, known)
-            if rank is not None and all(at + len(form) <= s or at >= e for s, e in taken):
-                ranked.append((rank, at))
-            at = text.find(form, at + 1)
-        picked: list[int] = []
-        for _, start in sorted(ranked):
+        ranked: list[tuple[int, int, int]] = []  # (rank, start, end)
+        for start, end in _occurrences(text, written_forms(form, fmt)):
+            rank = _rank(start, end, kept, before, known)
+            if rank is not None and all(end <= s or start >= e for s, e in taken):
+                ranked.append((rank, start, end))
+        picked: list[tuple[int, int]] = []
+        for _, start, end in sorted(ranked):
             if len(picked) == len(same):
                 break
-            if all(start + len(form) <= p or start >= p + len(form) for p in picked):  # "哈哈哈" holds 哈哈 once
-                picked.append(start)
+            if all(end <= s or start >= e for s, e in picked):  # "哈哈哈" holds 哈哈 once
+                picked.append((start, end))
         picked.sort()
         order = sorted(same, key=lambda i: terms[i].source_start)
-        for i, start in zip(order, picked, strict=False):
-            spans[i] = (start, start + len(form))
-            taken.append((start, start + len(form)))
+        for i, span in zip(order, picked, strict=False):
+            spans[i] = span
+            taken.append(span)
     return spans
 
 
@@ -85,12 +98,16 @@ class _Converter:
     """A text in variant `frm` (zh-Hans, or a person's edit of another) in any variant, through
     zh-Hans with OpenCC, each glossary term in the variant's own form (a term's regional form comes
     from the glossary, not from converting it). Terms are masked with private-use characters, which
-    OpenCC leaves alone, and the text is taken back to zh-Hans once."""
+    OpenCC leaves alone, and the text is taken back to zh-Hans once. Terms are written in the
+    article's format (`fmt`: `AT&amp;T` in HTML)."""
 
-    def __init__(self, text: str, frm: VariantRule, terms: Sequence[AlignedTerm], old: str | None) -> None:
+    def __init__(
+        self, text: str, frm: VariantRule, terms: Sequence[AlignedTerm], old: str | None, fmt: SourceFormat
+    ) -> None:
         self.frm = frm
         self.terms = terms
-        self.spans = _locate(text, terms, frm.variant, old)
+        self.fmt = fmt
+        self.spans = _locate(text, terms, frm.variant, old, fmt)
         masked, pos = [], 0
         self.keys: dict[str, int] = {}  # private-use character → index in terms
         for index, span in sorted(((i, sp) for i, sp in enumerate(self.spans) if sp), key=lambda x: x[1][0]):
@@ -114,6 +131,7 @@ class _Converter:
                 form = term.expected.get(rule.variant)
                 if form is None:  # the glossary has no form for this variant: the term converted like the rest
                     form = localize(to_hans(term.expected[self.frm.variant], self.frm), rule)
+                form = written_forms(form, self.fmt)[0]
                 spans[index] = (length, length + len(form))
                 piece = form
             out.append(piece)
@@ -133,10 +151,12 @@ def realign(
     qa: QASettings,
     *,
     origin: str = "human",
+    fmt: SourceFormat = SourceFormat.TEXT,
 ) -> AlignedSegment:
     """The segment with `texts` (variant → a person's text) in place: unlocked variants regenerated
     from zh-Hans (the new one if given, else the segment's), or, in an article without zh-Hans,
-    from the text given; term spans found again; QA run again on the zh-Hans text."""
+    from the text given; term spans found again; QA run again on the zh-Hans text. `fmt`: the
+    article's format, in which the texts are written."""
     by_variant = {rule.variant: rule for rule in rules}
     hans_rule = by_variant.get("zh-Hans") or VariantRule("zh-Hans", None, False)
     if "zh-Hans" in texts or "zh-Hans" in seg.targets:
@@ -144,7 +164,7 @@ def realign(
     else:  # an article without zh-Hans: the person's text stands in for it
         given = next(iter(texts))
         base, text = by_variant[given], texts[given]
-    convert = _Converter(text, base, seg.terms, seg.targets.get(base.variant))
+    convert = _Converter(text, base, seg.terms, seg.targets.get(base.variant), fmt)
     hans, _ = convert.to(hans_rule)
     targets: dict[str, str] = {}
     where: dict[str, list[tuple[int, int] | None]] = {}
@@ -152,7 +172,9 @@ def realign(
         v = rule.variant
         if v in texts or v in locked:
             targets[v] = texts[v] if v in texts else seg.targets[v]
-            where[v] = convert.spans if v == base.variant else _locate(targets[v], seg.terms, v, seg.targets.get(v))
+            where[v] = (
+                convert.spans if v == base.variant else _locate(targets[v], seg.terms, v, seg.targets.get(v), fmt)
+            )
         else:
             targets[v], where[v] = convert.to(rule)
     flags: list[Flag] = []

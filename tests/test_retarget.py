@@ -3,13 +3,14 @@ its own regional form, and every term hit found again in the edited text (or fla
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import Any
 
-from glossary.terms import Glossary
+from glossary.terms import Glossary, Term
 from models.engine import Translation
 from models.specs import spec_for
-from service.documents import AlignedSegment, Article
+from service.documents import AlignedSegment, Article, SourceFormat
 from service.pipeline import Pipeline
 from service.qa import QASettings
 from service.retarget import realign
@@ -113,3 +114,23 @@ def test_a_memory_hit_without_earlier_text_places_terms_in_order(news: Glossary)
     assert new.targets["zh-TW"] == "安倍會見了凱瑞和安倍的助手。"
     assert missing(new) == []
     assert_spans_hold_the_forms(new)
+
+
+def test_a_term_is_found_and_written_as_the_articles_format_writes_it(news: Glossary) -> None:
+    """A do-not-translate name with an ampersand in an HTML article stands as AT&amp;T in its
+    targets (or as a person typed it, AT&T): an edit keeping it raises no flag, and the variants
+    regenerated from the edit write it escaped, beside Kerry's regional form."""
+    att = Glossary("att", (*news.terms, Term("att", ("AT&T",), {}, do_not_translate=True)))
+    pipeline = Pipeline(ScriptedEngine("QZX1会见了QZX2。"), RULES)  # type: ignore[arg-type]
+    article = Article("<p>AT&amp;T met Kerry.</p>", SourceFormat.HTML)
+    (segment,) = pipeline.translate(article, targets=VARIANTS, glossary=att).segments
+    assert segment.targets["zh-TW"] == "AT&amp;T會見了凱瑞。" and missing(segment) == []
+    rules = [RULES[v] for v in VARIANTS]
+    for typed in ("AT&amp;T与克里会面。", "AT&T与克里会面。"):
+        new = realign(segment, {"zh-Hans": typed}, set(), rules, QASettings(), fmt=SourceFormat.HTML)
+        assert missing(new) == [], typed
+        assert new.targets["zh-TW"] == "AT&amp;T與凱瑞會面。"
+        for term in new.terms:
+            for variant, span in term.targets.items():
+                assert span is not None
+                assert html.unescape(new.targets[variant][span.start : span.end]) == term.expected[variant]

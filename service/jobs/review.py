@@ -247,7 +247,7 @@ def edited(
     if variant != "zh-Hans":
         locked.add(variant)
     variants = list(row.targets)
-    new = realign(segment_from_row(row), {variant: text}, locked, [rules[v] for v in variants], qa)
+    new = realign(segment_from_row(row), {variant: text}, locked, [rules[v] for v in variants], qa, fmt=job_format(job))
     return new, sorted(locked)
 
 
@@ -379,6 +379,11 @@ def _with_markup(job: Job, rows: list[StoredSegment]) -> set[str]:
     return set(segment_markup(job, rows))
 
 
+def job_format(job: Job) -> SourceFormat:
+    """The format of the job's article (its targets are written in it)."""
+    return SourceFormat(job.document["format"]) if job.document else SourceFormat.TEXT
+
+
 def _has_markup(job: Job) -> bool:
     return job.document is not None and job.document.get("format") in ("html", "markdown")
 
@@ -466,7 +471,7 @@ def _remember(session: Session, job: Job, approved: list[StoredSegment], memory:
         return
     everything = list(session.scalars(select(StoredSegment).where(StoredSegment.job_id == job.id)))
     skip = _with_markup(job, everything)
-    fmt = SourceFormat(job.document["format"]) if job.document else SourceFormat.TEXT
+    fmt = job_format(job)
     memory.remember(
         (
             Remembered(r.source, variant, plain_text(text, fmt), job_id=job.id, segment_id=r.id)
