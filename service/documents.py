@@ -94,6 +94,9 @@ class BlockKind(StrEnum):
     # (HTML `<img alt title>`, Markdown `![alt](src "title")`), see service.formats.
     IMAGE_ALT = "image_alt"
     IMAGE_TITLE = "image_title"
+    # An HTML page's description or sharing text (<meta name="description" content="…">, og:title…),
+    # translated as a block and written back into the <meta>, see service.formats.
+    META = "meta"
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,8 @@ class Block:
     sep_before: str = ""
     # Markdown: the line prefix ("## ", "> ", "- ", "1. "); HTML: the number of the place in the page
     # (an element, or a run of loose text) its translation replaces, see service.formats. An image
-    # text's block (image_alt, image_title) in either format: the number of its image in the document.
+    # text's block (image_alt, image_title) in either format: the number of its image in the document;
+    # a meta block: the number of its <meta> among the page's translated ones.
     prefix: str = ""
     element: int = -1
 

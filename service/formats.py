@@ -31,6 +31,20 @@ class FormatError(ValueError):
 _FIELDS = (BlockKind.TITLE, BlockKind.SUBTITLE, BlockKind.BYLINE, BlockKind.DATE)
 # An image's texts that are translated, each as a block of its own, and the attribute each one is.
 IMAGE_TEXTS = {BlockKind.IMAGE_ALT: "alt", BlockKind.IMAGE_TITLE: "title"}
+# Blocks whose translation goes into an attribute (an image's, a <meta>'s), not into a place of the page.
+_ATTRIBUTE_TEXTS = frozenset((*IMAGE_TEXTS, BlockKind.META))
+# <meta> elements whose content is text a reader sees (search results, shared links), by name or property.
+_META_TEXTS = frozenset(
+    (
+        "description",
+        "og:title",
+        "og:description",
+        "og:image:alt",
+        "twitter:title",
+        "twitter:description",
+        "twitter:image:alt",
+    )
+)
 
 
 def parse_blocks(article: Article) -> tuple[list[Block], str, str]:
@@ -301,6 +315,18 @@ def _html_images(soup: BeautifulSoup) -> list[Tag]:
     return [img for img in soup.find_all("img") if img.find_parent((*_OPAQUE_TAGS, *_CHROME_TAGS)) is None]
 
 
+def _html_metas(soup: BeautifulSoup) -> list[Tag]:
+    """The page's <meta> elements whose content is translated (`_META_TEXTS`), in document order.
+    Stored documents name them by their number in this list, as images are (see `_html_images`)."""
+    return [
+        meta
+        for meta in soup.find_all("meta")
+        if str(meta.get("name") or meta.get("property") or "").lower() in _META_TEXTS
+        and str(meta.get("content") or "").strip()
+        and meta.find_parent(_OPAQUE_TAGS) is None
+    ]
+
+
 def _html_elements(soup: BeautifulSoup) -> Iterator[Tag]:
     """Block elements that hold text directly (a <li> holding <p>s yields the <p>s instead)."""
     for el in soup.find_all(_BLOCK_TAGS):
@@ -437,11 +463,17 @@ def _html_blocks(source: str, first: int) -> list[Block]:
     # Where each unit and each image begins in the page (a run of loose text never begins with an image).
     unit_at = {order[id(u if isinstance(u, Tag) else u[0])]: (index, u) for index, u in _html_units(soup)}
     image_at = {order[id(img)]: (number, img) for number, img in enumerate(_html_images(soup))}
+    meta_at = {order[id(meta)]: (number, meta) for number, meta in enumerate(_html_metas(soup))}
     blocks: list[Block] = []
-    for position in sorted([*unit_at, *image_at]):
+    for position in sorted([*unit_at, *image_at, *meta_at]):
         if position in image_at:
             number, img = image_at[position]
             blocks += _image_blocks(first + len(blocks), number, img.attrs.items())
+            continue
+        if position in meta_at:
+            number, meta = meta_at[position]
+            text = " ".join(str(meta["content"]).split())
+            blocks.append(Block(f"b{first + len(blocks)}", BlockKind.META, text, element=number))
             continue
         index, unit = unit_at[position]
         el = unit if isinstance(unit, Tag) else unit[0].parent
@@ -542,9 +574,12 @@ def render(
         _declare_language(soup, lang)
     units = dict(_html_units(soup))
     inner = _with_html_image_texts(soup, units, blocks, inner)
+    metas = _html_metas(soup)
     head: list[str] = []
     for block in blocks:
-        if block.kind in IMAGE_TEXTS:
+        if block.kind is BlockKind.META and block.element < len(metas):
+            metas[block.element]["content"] = " ".join(plain_text(inner[block.id], SourceFormat.HTML).split())
+        if block.kind in _ATTRIBUTE_TEXTS:
             continue
         if block.element >= 0:
             _replace(units[block.element], inner[block.id])
@@ -603,7 +638,7 @@ def _with_html_image_texts(
     if not texts:
         return out
     images = _html_images(soup)
-    holders = {b.element: b.id for b in blocks if b.element >= 0 and b.kind not in IMAGE_TEXTS}
+    holders = {b.element: b.id for b in blocks if b.element >= 0 and b.kind not in _ATTRIBUTE_TEXTS}
     held: dict[int, str] = {}  # id(image) → the block whose translation holds it
     for index, unit in units.items():
         if index in holders:

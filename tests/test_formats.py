@@ -327,3 +327,35 @@ def test_a_translated_html_page_declares_its_language() -> None:
     )
     fragment, _, kept = parse_blocks(Article(body="<p>Para.</p>", format=SourceFormat.HTML))
     assert render(SourceFormat.HTML, tuple(fragment), {fragment[0].id: "段"}, page=kept, lang="zh-TW") == "<p>段</p>"
+
+
+def test_html_page_descriptions_are_blocks_written_back_into_their_meta() -> None:
+    """<meta name="description"> and the sharing texts (og:, twitter:) are text a reader sees in
+    search results and shared links: blocks of their own (kind meta), where they stand in the page,
+    their translation written into the content attribute; other <meta>s and empty ones are left."""
+    page = (
+        '<html><head><meta charset="utf-8"><title>Abe</title>'
+        '<meta name="description" content="Abe &amp; Obama met.">'
+        '<meta property="og:title" content="Abe visits">'
+        '<meta name="keywords" content="abe, japan"><meta property="og:description" content=" ">'
+        '<meta property="og:image" content="a.png"></head><body><p>Para.</p></body></html>'
+    )
+    blocks, _, kept = parse_blocks(Article(body=page, format=SourceFormat.HTML))
+    assert [(b.kind, b.text) for b in blocks] == [
+        (BlockKind.TITLE, "Abe"),
+        (BlockKind.META, "Abe & Obama met."),
+        (BlockKind.META, "Abe visits"),
+        (BlockKind.PARAGRAPH, "Para."),
+    ]
+    inner = dict(zip([b.id for b in blocks], ["安倍", "安倍&amp;奥巴马会面。", '安倍"访问"', "段"], strict=True))
+    out = render(SourceFormat.HTML, tuple(blocks), inner, page=kept)
+    assert out == (
+        '<html><head><meta charset="utf-8"/><title>安倍</title>'
+        '<meta content="安倍&amp;奥巴马会面。" name="description"/>'
+        '<meta content=\'安倍"访问"\' property="og:title"/>'
+        '<meta content="abe, japan" name="keywords"/><meta content=" " property="og:description"/>'
+        '<meta content="a.png" property="og:image"/></head><body><p>段</p></body></html>'
+    )
+    # A page stored before: no meta blocks, its <meta>s as they were.
+    stored = tuple(b for b in blocks if b.kind is not BlockKind.META)
+    assert 'content="Abe &amp; Obama met."' in render(SourceFormat.HTML, stored, inner, page=kept)

@@ -76,15 +76,19 @@ def test_every_flag_has_a_reason_and_flagged_segments_need_review(
 
 def test_html_page_round_trip_keeps_everything_outside_the_text(pipeline: Pipeline, news: Glossary) -> None:
     page = (
-        "<!doctype html><html><head><title>Futenma</title><style>p{}</style></head><body>"
+        '<!doctype html><html><head><title>Futenma</title><meta name="description" content="Okinawa">'
+        "<style>p{}</style></head><body>"
         '<nav id="n">menu</nav><p class="lede">Okinawa <strong>now</strong>.</p>'
         '<p><img src="a.png" alt="Okinawa"> Futenma</p></body></html>'
     )
     doc = pipeline.translate(Article(page, SourceFormat.HTML), targets=("zh-TW",), glossary=news)
     out = doc.full_text["zh-TW"]
     assert out.startswith("<!DOCTYPE html>")
-    # The page's title is translated, and the page says it is in zh-TW.
-    assert '<html lang="zh-TW"><head><title>普天間</title><style>p{}</style></head><body>' in out
+    # The page's title and description are translated, and the page says it is in zh-TW.
+    assert (
+        '<html lang="zh-TW"><head><title>普天間</title><meta content="沖繩" name="description"/>'
+        "<style>p{}</style></head><body>"
+    ) in out
     assert '<nav id="n">menu</nav>' in out
     assert '<p class="lede">沖繩<strong>' in out and "</strong>。</p>" in out
     assert '<img alt="沖繩" src="a.png"/>' in out and "普天間" in out
