@@ -17,7 +17,7 @@ import io
 import re
 from collections.abc import Iterator
 
-from glossary.terms import VARIANTS, Glossary, Term
+from glossary.terms import FORM_SEPARATOR, VARIANTS, Glossary, Term
 
 COLUMNS = ("id", "en", *VARIANTS, "case", "dnt", "note")
 _ID = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -167,7 +167,7 @@ def parse_csv(text: str, name: str, description: str = "") -> Glossary:
         if tid in seen:
             raise GlossaryFormatError(f"{where}: duplicate id {tid!r}")
         seen.add(tid)
-        forms = tuple(f.strip() for f in row.get("en", "").split(";") if f.strip())
+        forms = tuple(f.strip() for f in row.get("en", "").split(FORM_SEPARATOR) if f.strip())
         targets = {v: row.get(v, "").strip() for v in VARIANTS if row.get(v, "").strip()}
         try:
             terms.append(
@@ -194,7 +194,7 @@ def to_csv(glossary: Glossary) -> str:
         writer.writerow(
             {
                 "id": term.id,
-                "en": "; ".join(term.forms),
+                "en": f"{FORM_SEPARATOR} ".join(term.forms),
                 **{v: term.targets.get(v, "") for v in VARIANTS},
                 "case": case,
                 "dnt": "yes" if term.do_not_translate else "",

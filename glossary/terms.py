@@ -11,6 +11,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 VARIANTS: tuple[str, ...] = ("zh-Hans", "zh-Hant", "zh-TW", "zh-HK")
+# What separates a term's forms in a glossary CSV's `en` column (glossary.csvio).
+FORM_SEPARATOR = ";"
+
+
+def separator_problem(forms: Sequence[str]) -> str | None:
+    """Why `forms` cannot be stored as they are, or None: a form holding the CSV's separator would
+    come back as two forms from the glossary's CSV export."""
+    for form in forms:
+        if FORM_SEPARATOR in form:
+            return (
+                f"the form {form!r} holds {FORM_SEPARATOR!r}, which separates forms in a glossary CSV: "
+                "give each form on its own"
+            )
+    return None
+
+
 # Where a regional variant has no form of its own, it takes the generic Traditional one first.
 _FALLBACK: Mapping[str, tuple[str, ...]] = {
     "zh-Hans": ("zh-Hans",),

@@ -162,6 +162,9 @@ def test_glossary_terms_edited_through_the_api_export_and_import_unchanged(
         ).is_success
         blank = c.put("/v1/glossaries/desk/terms/abe", json={"forms": ["Abe"], "targets": {"zh-Hans": " "}})
         assert blank.status_code == 422, blank.text
+        # A form holding ';' would come back from the CSV export as two forms.
+        two = c.put("/v1/glossaries/desk/terms/att", json={"forms": ["AT&T; Inc."], "targets": {"zh-Hans": "美电"}})
+        assert two.status_code == 422 and "';'" in two.json()["error"]["message"], two.text
         padded = {"forms": [" Kerry "], "targets": {"zh-Hans": "克里 ", "zh-TW": " 凱瑞", "zh-HK": " "}}
         assert c.put("/v1/glossaries/desk/terms/kerry", json=padded).status_code == 201
         terms = c.get("/v1/glossaries/desk").json()["terms"]

@@ -253,6 +253,8 @@ def _error(data: bytes) -> str:
             ),
             "unknown duiyi note 'duiyi:frozen'",
         ),
+        # A form holding the CSV's separator would come back as two from the glossary's CSV export.
+        (_martif(_entry("AT&amp;T; Inc.", id_="att")), "entry 1 (id 'att'): the form 'AT&T; Inc.' holds ';'"),
         (b'<tmx version="1.4"><header/><body/></tmx>', "root element is <tmx>, not <tbx>"),
         (b'<tbx xmlns="urn:example:other"><text><body/></text></tbx>', "root element is <{urn:example:other}tbx>"),
         (b'<martif type="TBX"><martifHeader/></martif>', "<text><body> is missing under <martif>"),

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from glossary.terms import VARIANTS, Glossary, Term
+from glossary.terms import VARIANTS, Glossary, Term, separator_problem
 from service.interchange import safexml
 from service.interchange.tmx import XML_LANG, is_english, variant_for_tag, xml_safe
 
@@ -275,6 +275,9 @@ def import_tbx(data: bytes, name: str) -> Glossary:
                 n += 1
                 tid = f"{base}-{n}"
             taken[tid] = raw.index
+        problem = separator_problem(raw.forms)
+        if problem:
+            raise TBXError(f"glossary {name!r} {raw.label()}: {problem}")
         try:
             terms.append(
                 Term(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from glossary.csvio import GlossaryFormatError, parse_csv, to_csv
-from glossary.terms import Term, UnknownVariantError
+from glossary.terms import Term, UnknownVariantError, separator_problem
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
 from service.api.security import AUTH_ERRORS, Requires
@@ -119,6 +119,9 @@ async def put_glossary(name: Name, request: Request, response: Response, runtime
     summary="Add or replace one term",
 )
 def put_term(name: Name, term_id: TermId, body: TermIn, response: Response, runtime: RuntimeDep, p: Editor) -> TermInfo:
+    problem = separator_problem(body.forms)
+    if problem:
+        raise ApiError(422, "invalid_term", problem)
     try:
         term = Term(
             id=term_id,
