@@ -249,6 +249,7 @@ def test_an_alt_text_is_reviewed_edited_and_exported_like_other_text(site: tuple
         client.post("/review/login", data={"key": keys["translator"], "csrf_token": token.group(1)})
         page = client.get(f"/review/articles/{job_id}").text
     assert 'class="block block-image_alt"' in page
+    assert '<div class="block-kind">image description (alt text)</div>' in page
     assert f'aria-label="Translation of {alt["id"]} (zh-Hans)"' in page
     assert html.escape("Shinzo Abe speaks in Tokyo") in page
 

@@ -63,6 +63,13 @@ from service.webhooks import CallbackRefused
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
+# What a block is, in the translator's words (the kind's own name where it says enough).
+templates.env.globals["kind_labels"] = {
+    "list_item": "list item",
+    "image_alt": "image description (alt text)",
+    "image_title": "image title",
+    "meta": "page description (search results, shared links)",
+}
 router = APIRouter(prefix="/review", include_in_schema=False)
 
 
