@@ -2,8 +2,9 @@
 
 pySBD does the sentence work (it handles "U.S.", "Nov.", "Mr.", initials and quotes that continue a
 sentence); we hand it one paragraph at a time, in pieces of at most SPLITTER_CAP characters, because
-it slows down sharply on long strings. Everything returns (start, end) spans over the input, so no
-character of the source can be lost: the spans tile the text, white space included.
+it slows down sharply on long strings, and correct what it gets wrong in news copy (see _sbd).
+Everything returns (start, end) spans over the input, so no character of the source can be lost:
+the spans tile the text, white space included.
 """
 
 from __future__ import annotations
@@ -20,6 +21,25 @@ SPLITTER_CAP = 2000
 # A clause boundary: after , ; : or a dash, or before an opening parenthesis, at a space.
 _CLAUSE = re.compile(r"(?<=[,;:—–])\s+|\s+(?=\()|(?<=\))\s+|(?<=—)|\s+(?=—)")
 _SPACE = re.compile(r"\s+")
+_SINGLE_QUOTES = str.maketrans("‘’", "''")
+# pySBD ends a sentence after “U.S.”, “U.K.” or “E.U.” only before a few sentence starters (He, The,
+# They…) and never after “U.N.” or “D.C.”: “talks with the U.S. But Tokyo…” and “in Washington, D.C.
+# The next round…” ran on. These words begin a sentence and do not go on a name (“U.S. Army”).
+_PLACE_END = re.compile(
+    r"(?<![\w.])(?:U\.S|U\.K|U\.N|E\.U|D\.C)\.(\s+)(?=(?:"
+    r"The|He|She|It|They|We|There|In|But|And|Then|This|These|Those|Its|His|Her|Their|Our|So|Yet|If|"
+    r"While|Although|Though|Since|After|Before|Now|Still|Meanwhile|Instead|Yesterday|Today|Some|Many|"
+    r"Most|Both|Such|Even|Only|Officials|Analysts|Critics)[\s,])"
+)
+# A quotation that ends in ? or ! (where a comma would stand before an attribution)…
+_QUESTION_QUOTED = re.compile(r"[?!][\"'’”]$")
+# …and a short attribution after it: a name or pronoun of one to four capitalised words (titles
+# included), a verb of saying, at most four more words (“Why now?” Mr. Abe asked reporters.).
+_ATTRIBUTION = re.compile(
+    r"(?:[A-Z][\w.’'-]*\s+){1,4}"
+    r"(?:said|says|asked|asks|added|adds|replied|shouted|told|wrote|writes|recalled|wondered|demanded|insisted)"
+    r"(?:\s+[\w.’'-]+){0,4}[.!?]?"
+)
 
 
 _local = threading.local()
@@ -34,6 +54,63 @@ def _pysbd() -> pysbd.Segmenter:
     return segmenter
 
 
+def _sbd(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """pySBD's sentence spans over text[start:end], in offsets of `text`, white space excluded.
+
+    pySBD reads a copy in which each run of white space is one space (one newline where the run holds
+    a line break) and curly single quotes are straight: its rules expect exactly one space after a
+    closing quote and know only straight single quotes, so “fatal.”  Already (two spaces, or a
+    no-break space and a space) and ‘No.’ Then ran two sentences together. A span that begins with
+    a lowercase word is joined to the one before (see _continues)."""
+    index: list[int] = []  # the offset in `text` of each character of the copy
+    parts: list[str] = []
+    pos = start
+    for m in _SPACE.finditer(text, start, end):
+        parts.append(text[pos : m.start()])
+        index.extend(range(pos, m.start()))
+        parts.append("\n" if "\n" in m.group() else " ")
+        index.append(m.start())
+        pos = m.end()
+    parts.append(text[pos:end])
+    index.extend(range(pos, end))
+    copy = "".join(parts).translate(_SINGLE_QUOTES)
+    spans: list[tuple[int, int]] = []
+    for sent in _pysbd().segment(copy):
+        s, e = sent.start, sent.end
+        while s < e and copy[s].isspace():
+            s += 1
+        while e > s and copy[e - 1].isspace():
+            e -= 1
+        if s < e:
+            places = list(_PLACE_END.finditer(copy, s, e))
+            starts = [index[s]] + [index[m.end(1)] for m in places]
+            ends = [index[m.start(1) - 1] + 1 for m in places] + [index[e - 1] + 1]
+            for span in zip(starts, ends, strict=True):
+                if spans and _continues(text, spans[-1], span):
+                    spans[-1] = (spans[-1][0], span[1])
+                else:
+                    spans.append(span)
+    return spans
+
+
+def _continues(text: str, before: tuple[int, int], span: tuple[int, int]) -> bool:
+    """Whether the sentence `span` is the rest of the one `before` it, on the same line (a line break
+    stays a boundary: the pipeline writes it back between segments, as a <br> or a Markdown break).
+
+    It is when it begins with a lowercase word (pySBD cuts “Tues. and Wed. last week” and “2.5 pct.
+    in May” after the full stop), unless the word is a name written so (iPhone, eBay); and when it
+    is the attribution of a quoted question or exclamation (“Why now?” Mr. Abe asked.), which
+    translated alone loses who asked."""
+    if "\n" in text[before[1] : span[0]]:
+        return False
+    word = re.match(r"\w+", text[span[0] : span[1]])
+    if word is not None and word.group()[0].islower() and word.group().islower():
+        return True
+    return bool(_QUESTION_QUOTED.search(text, before[0], before[1])) and bool(
+        _ATTRIBUTION.fullmatch(text, span[0], span[1])
+    )
+
+
 def _pieces(text: str, cap: int) -> list[tuple[int, int]]:
     """Cut `text` into pieces of at most `cap` characters where the splitter itself sees the last
     sentence of the window begin (so not after “Mr.”), else at white space after sentence punctuation,
@@ -42,8 +119,8 @@ def _pieces(text: str, cap: int) -> list[tuple[int, int]]:
     start = 0
     while len(text) - start > cap:
         window = text[start : start + cap]
-        found = _pysbd().segment(window)
-        cut = found[-1].start if len(found) > 1 else 0  # the last one runs past the window's end
+        found = _sbd(text, start, start + cap)
+        cut = found[-1][0] - start if len(found) > 1 else 0  # the last one runs past the window's end
         if cut == 0:
             cut = max((m.end() for m in re.finditer(r"[.!?]['\"’”)]?\s+", window)), default=0)
         if cut == 0:
@@ -58,17 +135,8 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans over `text`, white space excluded; the text between spans is white space only."""
     spans: list[tuple[int, int]] = []
     for piece_start, piece_end in _pieces(text, SPLITTER_CAP):
-        piece = text[piece_start:piece_end]
-        if not piece.strip():
-            continue
-        for sent in _pysbd().segment(piece):
-            s, e = sent.start, sent.end
-            while s < e and piece[s].isspace():
-                s += 1
-            while e > s and piece[e - 1].isspace():
-                e -= 1
-            if s < e:
-                spans.append((piece_start + s, piece_start + e))
+        if text[piece_start:piece_end].strip():
+            spans.extend(_sbd(text, piece_start, piece_end))
     return _cover_gaps(text, spans)
 
 

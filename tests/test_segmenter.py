@@ -35,6 +35,48 @@ def sentences(text: str) -> list[str]:
             "The U.S. Department of Defense took over. The U.S. will defend Japan.",
             ["The U.S. Department of Defense took over.", "The U.S. will defend Japan."],
         ),
+        # pySBD wants exactly one space after a closing quote: two, or a no-break space and a space
+        # (as the sample article has it), ran the sentences together.
+        ("It is “on the wrong side.”  Already, many agree.", ["It is “on the wrong side.”", "Already, many agree."]),
+        (
+            "It is “on the wrong side.”\u00a0 Already, many agree.",
+            ["It is “on the wrong side.”", "Already, many agree."],
+        ),
+        ('It is "a relic."\u00a0 It must go.', ['It is "a relic."', "It must go."]),
+        ("Is it “over?”\t It is not.", ["Is it “over?”", "It is not."]),
+        # pySBD knows straight single quotes only.
+        ("He called it ‘fatal.’ Then he left.", ["He called it ‘fatal.’", "Then he left."]),
+        ("‘We will go,’ he said. ‘Now.’", ["‘We will go,’ he said.", "‘Now.’"]),
+        ("The ministers’ meeting ended. It’s over.", ["The ministers’ meeting ended.", "It’s over."]),
+        # A sentence does not begin with a lowercase word: pySBD cut after unknown abbreviations.
+        ("He met Gov. Cuomo on Tues. and Wed. last week.", ["He met Gov. Cuomo on Tues. and Wed. last week."]),
+        (
+            "Prices rose 2.5 pct. in May. Analysts were surprised.",
+            ["Prices rose 2.5 pct. in May.", "Analysts were surprised."],
+        ),
+        ("The index rose approx. two points.", ["The index rose approx. two points."]),
+        ("It was the iPhone. iPad sales rose.", ["It was the iPhone.", "iPad sales rose."]),
+        # After the abbreviation of a place, a word that begins a sentence ends the one before.
+        ("Talks with the U.S. But Tokyo refused.", ["Talks with the U.S.", "But Tokyo refused."]),
+        ("He moved to the U.K. Then he left.", ["He moved to the U.K.", "Then he left."]),
+        (
+            "The talks were held in Washington, D.C. The next round is in Tokyo.",
+            ["The talks were held in Washington, D.C.", "The next round is in Tokyo."],
+        ),
+        ("He spoke at the U.N. Meanwhile, Tokyo waited.", ["He spoke at the U.N.", "Meanwhile, Tokyo waited."]),
+        (
+            "He met the U.S. Army chief and the U.N. Security Council.",
+            ["He met the U.S. Army chief and the U.N. Security Council."],
+        ),
+        # A quoted question or exclamation keeps its attribution.
+        ("“Is this right?” Mr. Abe asked. Nobody answered.", ["“Is this right?” Mr. Abe asked.", "Nobody answered."]),
+        (
+            '"Why now?" Prime Minister Abe Shinzo asked reporters. Kerry smiled.',
+            ['"Why now?" Prime Minister Abe Shinzo asked reporters.', "Kerry smiled."],
+        ),
+        ("“Enough!” she shouted. They left.", ["“Enough!” she shouted.", "They left."]),
+        ("“Is it over?” The answer is no.", ["“Is it over?”", "The answer is no."]),
+        ("“We will go.” Abe said nothing more.", ["“We will go.”", "Abe said nothing more."]),
     ],
 )
 def test_news_sentences(text: str, expected: list[str]) -> None:
@@ -51,6 +93,19 @@ def test_spans_tile_the_text_with_white_space_only_between() -> None:
     assert not text[pos:].strip()
 
 
+def test_a_line_break_stays_a_boundary_even_before_a_lowercase_word() -> None:
+    """The pipeline writes a break between segments back (a <br>, a Markdown hard break); inside a
+    segment it would be lost."""
+    assert sentences("Okinawa now.\nand Futenma later.") == ["Okinawa now.", "and Futenma later."]
+
+
+def test_sample_article_sentences_after_a_quote_and_two_spaces_stand_alone(sample_article: str) -> None:
+    blocks, _, _ = parse_blocks(Article(body=sample_article))
+    texts = [s.text for s in segment_blocks(blocks, measure=lambda s: len(s.split()), limit=1000)]
+    assert "Already, many analysts appreciate this fact." in texts
+    assert any(t.endswith("is “on the wrong side of history.”") for t in texts)
+
+
 def test_long_paragraphs_are_cut_before_the_splitter() -> None:
     text = " ".join(f"Sentence number {i} is here." for i in range(400))
     assert len(text) > 3 * SPLITTER_CAP
@@ -61,6 +116,10 @@ def test_long_paragraphs_are_cut_before_the_splitter() -> None:
     for filler in range(30, 60):
         text = "This is a plain sentence about policy. " * filler + "Then Mr. Abe spoke to the press."
         assert sentences(text)[-1] == "Then Mr. Abe spoke to the press.", filler
+    # The corrections hold where the splitter's window ends, too.
+    text = "Shares rose 2 pct. in May.\u00a0 He called it “a relic.”  Then he left. " * 120
+    assert len(text) > 3 * SPLITTER_CAP
+    assert sentences(text) == ["Shares rose 2 pct. in May.", "He called it “a relic.”", "Then he left."] * 120
 
 
 def test_a_long_sentence_is_split_at_clause_boundaries_never_truncated() -> None:
