@@ -161,9 +161,14 @@ def _md_inline(children: list[Token]) -> tuple[str, tuple[Inline, ...]]:
         elif tok.type == "html_inline":
             # A raw tag (`<span>`, `<br>`) is carried through as markup, as an HTML page's image is.
             inlines.append(Inline(length, length, tok.content, "", verbatim=True))
-        elif tok.type in ("softbreak", "hardbreak"):
-            text.append("\n" if tok.type == "softbreak" else "  \n")
-            length += len(text[-1])
+        elif tok.type == "softbreak":
+            # A line the writer wrapped: Markdown shows it as a space, and so it is one here, so that a
+            # sentence wrapped over two lines is one sentence (the translation is not wrapped).
+            text.append(" ")
+            length += 1
+        elif tok.type == "hardbreak":
+            text.append("  \n")
+            length += 3
         elif tok.type == "code_inline":
             inlines.append(Inline(length, length + len(tok.content), tok.markup, tok.markup, verbatim=True))
             text.append(tok.content)

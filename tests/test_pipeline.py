@@ -100,10 +100,21 @@ def test_line_breaks_between_sentences_are_kept(pipeline: Pipeline, news: Glossa
     )
     assert page.full_text["zh-Hans"].count("<br/>") == 2
     md = "Okinawa now.  \nFutenma later.\nTokyo next.\n"
-    text = pipeline.translate(Article(md, SourceFormat.MARKDOWN), targets=("zh-Hans",), glossary=news).full_text[
-        "zh-Hans"
+    doc = pipeline.translate(Article(md, SourceFormat.MARKDOWN), targets=("zh-Hans",), glossary=news)
+    text = doc.full_text["zh-Hans"]
+    # The hard break is kept; the soft one is the space Markdown shows it as, so no break is written.
+    assert text.count("  \n") == 1 and text.count("\n") == 2
+    assert [s.ws_before for s in doc.segments] == ["", "  \n", " "]
+
+
+def test_a_markdown_sentence_wrapped_over_lines_is_one_segment(pipeline: Pipeline, news: Glossary) -> None:
+    md = "The U.S. and Japan\nmet today in Tokyo to discuss\nthe alliance. Futenma was\nnext.\n"
+    doc = pipeline.translate(Article(md, SourceFormat.MARKDOWN), targets=("zh-Hans",), glossary=news)
+    assert [s.source for s in doc.segments] == [
+        "The U.S. and Japan met today in Tokyo to discuss the alliance.",
+        "Futenma was next.",
     ]
-    assert text.count("  \n") == 1 and text.count("\n") == 3  # one hard break, one soft, the end
+    assert "\n" not in doc.full_text["zh-Hans"].rstrip("\n")
 
 
 def test_breaks_and_images_at_a_blocks_edges_are_kept_in_order(pipeline: Pipeline, news: Glossary) -> None:
