@@ -72,3 +72,12 @@ def test_memory_bench_small_runs() -> None:
         report["store"]["entries_per_s"] > 0
         and 0 < report["fuzzy"]["segment_p50_ms"] <= report["fuzzy"]["segment_p95_ms"]
     )
+
+
+def test_glossary_bench_small_runs_and_both_matchers_agree() -> None:
+    """`python -m bench.glossary`: duiyi's matcher and the one-alternation baseline find the same
+    hits in its article, with the shipped glossary alone and with made-up names added."""
+    report = run_bench("bench.glossary", "--terms", "0", "200", "--repeats", "1", "--json")
+    assert set(report["sizes"]) == {"0", "200"}
+    assert all(size["same_hits"] for size in report["sizes"].values())
+    assert report["sizes"]["200"]["terms"] == report["sizes"]["0"]["terms"] + 200
