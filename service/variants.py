@@ -83,11 +83,33 @@ def localize(hans: str, rule: VariantRule) -> str:
 _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\ue000-\uf8ff"
 _FULL = r"\u3000-\u303f\uff00-\uffef“”‘’…—·"
 _CJK = f"[{_HAN}{_FULL}]"
-_SPACE_BETWEEN = re.compile(rf"(?<={_CJK})[ \t\u00a0]+(?={_CJK})")
+_SP = r"[ \t\u00a0]"  # white space within a line
+_OPEN = "“‘「『（《"
+_CLOSE = "”’」』）》"
+_SPACE_BETWEEN = re.compile(rf"(?<={_CJK}){_SP}+(?={_CJK})")
+# Figures stand against Chinese text ("在2013年", "共有1000人"): a number, not a word or address
+# that ends in digits (COVID-19, x=1 in a URL); not after a placeholder either, whose own digits
+# would run into the figure's (QZX1 2013 → QZX12013).
+_FIGURE = r"\d(?:[\d.,:+]*\d)?%?"
+_SPACE_BEFORE_FIGURE = re.compile(
+    rf"(?<=[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff{_FULL}]){_SP}+(?={_FIGURE}(?![A-Za-z\d/@_\-+]))"
+)
+_SPACE_AFTER_FIGURE = re.compile(rf"(?<![^\s{_HAN}{_FULL}])({_FIGURE}){_SP}+(?={_CJK})")
 _PUNCT = {",": "，", "?": "？", "!": "！", ":": "：", ";": "；"}
-_AFTER_HAN_PUNCT = re.compile(rf"(?<=[{_HAN}”’」』）])\s*([,?!:;])(?!\d)\s*")
-_AFTER_HAN_STOP = re.compile(rf"(?<=[{_HAN}”’」』）])\s*\.(?!\d)(?=\s|$|[{_HAN}“”‘’」』)）])\s*")
-_PARENS = re.compile(rf"\(\s*([^()]*[{_HAN}][^()]*?)\s*\)")
+# Punctuation after Chinese, or before it ("在Tokyo,日本", "达到1000,其中"); the comma or colon of
+# a figure (1,000, 10:30) has neither beside it.
+_AFTER_HAN_PUNCT = re.compile(rf"(?<=[{_HAN}{_CLOSE}]){_SP}*([,?!:;]){_SP}*")
+_BEFORE_HAN_PUNCT = re.compile(rf"{_SP}*([,?!:;]){_SP}*(?=[{_HAN}{_OPEN}])")
+_AFTER_HAN_STOP = re.compile(rf"(?<=[{_HAN}{_CLOSE}]){_SP}*\.(?!\d)(?=\s|$|[{_HAN}“”‘’」』)）\"]){_SP}*")
+# A Chinese sentence ending in a figure ("增长了3.5%."): after letters a full stop may be an
+# abbreviation's (U.S.), so it stays.
+_FIGURE_STOP = re.compile(rf"(?<=[\d%])\.(?={_SP}*$|[{_CLOSE}])")
+_LATIN_END = re.compile(rf"(?<=[A-Za-z\d%])([?!])(?={_SP}*$|[{_CLOSE}])")
+_ELLIPSIS = re.compile(rf"(?<={_CJK}){_SP}*(?:\.{{3,}}|…)+|(?:\.{{3,}}|…)+{_SP}*(?={_CJK})")
+# -- against a word is an option (--help), not a dash.
+_DASHES = r"(?:-{2,}(?![A-Za-z\d])|—)+"
+_DASH = re.compile(rf"(?<={_CJK}){_SP}*{_DASHES}{_SP}*|(?<![A-Za-z\d-]){_SP}*{_DASHES}{_SP}*(?={_CJK})")
+_PARENS = re.compile(r"\(\s*([^()]*?)\s*\)")
 _STRAIGHT = re.compile(r'"([^"\n]*)"')
 
 _MONTHS = {
@@ -100,40 +122,118 @@ _MONTH_NAMES = "|".join(m.capitalize() for m in sorted(_MONTHS, key=len, reverse
 # A 日 or 号 the model already put after the day ("May 5日") belongs to the date, unless it begins a
 # word for Japan or the Japanese (日本, 日方, 日美, 日元, …), which a date may well precede.
 _DAY_MARK = "(?:\\s*[日号](?![本方美中韩俄朝元圆军籍相企产经媒语文菲澳欧印台英法德]))?"
+# Likewise a 年 after the year ("Nov 7, 2013年"), unless it begins 年度 or 年代.
+_YEAR = r"(?P<year>\d{4})(?!\d)(?:\s*年(?![度代]))?"
+_ORDINAL = "(?:st|nd|rd|th)?"
 _DATE = re.compile(
-    rf"(?<![A-Za-z])(?P<month>{_MONTH_NAMES})\.?\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?(?!\d){_DAY_MARK}"
-    rf"(?:\s*,\s*(?P<year>\d{{4}}))?"
+    rf"(?<![A-Za-z])(?P<month>{_MONTH_NAMES})\.?\s+(?P<day>\d{{1,2}}){_ORDINAL}(?!\d|\s*月){_DAY_MARK}"
+    rf"(?:[-–](?P<last>\d{{1,2}}){_ORDINAL}(?!\d){_DAY_MARK})?"  # "March 3-5": 3月3日至5日
+    rf"(?:\s*,\s*{_YEAR})?"
 )
+# "7 November 2013", "7 Nov", as British papers write dates.
+_DATE_DMY = re.compile(
+    rf"(?<![\d:/])(?<!\d[.,])(?P<day>\d{{1,2}}){_ORDINAL}\s+(?P<month>{_MONTH_NAMES})(?![A-Za-z])\.?(?:,?\s+{_YEAR})?"
+)
+# "November 2013", "in May 2013": 2013年11月.
+_MONTH_YEAR = re.compile(rf"(?<![A-Za-z])(?P<month>{_MONTH_NAMES})\.?,?\s+{_YEAR}")
+
+
+def _chinese_date(m: re.Match[str]) -> str:
+    month = _MONTHS[m.group("month").lower()]
+    groups = m.groupdict()
+    year = f"{groups['year']}年" if groups.get("year") else ""
+    if groups.get("day") is None:
+        return f"{year}{month}月"
+    day = int(groups["day"])
+    last = int(groups["last"]) if groups.get("last") else None
+    if not 1 <= day <= 31:
+        return m.group(0)
+    if last is not None and not day < last <= 31:  # not a range: the date, and the rest as it was
+        return f"{month}月{day}日" + m.group(0)[m.end("day") - m.start() :]
+    return f"{year}{month}月{day}日" + (f"至{last}日" if last is not None else "")
 
 
 def chinese_dates(text: str) -> str:
-    """English month-day(-year) dates → Chinese convention: "Nov 07, 2013" → 2013年11月7日."""
-
-    def repl(m: re.Match[str]) -> str:
-        month = _MONTHS[m.group("month").lower()]
-        day = int(m.group("day"))
-        if not 1 <= day <= 31:
-            return m.group(0)
-        year = f"{m.group('year')}年" if m.group("year") else ""
-        return f"{year}{month}月{day}日"
-
-    return _DATE.sub(repl, text)
+    """English dates → Chinese convention: "Nov 07, 2013" and "7 November 2013" → 2013年11月7日,
+    "November 2013" → 2013年11月."""
+    for pattern in (_DATE, _DATE_DMY, _MONTH_YEAR):
+        text = pattern.sub(_chinese_date, text)
+    return text
 
 
 def is_date(text: str) -> bool:
     """True when the whole text is one English date (a dateline): it needs no model."""
-    return bool(_DATE.fullmatch(text.strip()))
+    text = text.strip()
+    return any(pattern.fullmatch(text) for pattern in (_DATE, _DATE_DMY, _MONTH_YEAR)) and chinese_dates(text) != text
+
+
+def _beside_chinese(text: str, start: int, end: int) -> bool:
+    """Whether the nearest character before `start` or after `end`, spaces aside, is Chinese."""
+    before = text[:start].rstrip(" \t\u00a0")[-1:]
+    after = text[end:].lstrip(" \t\u00a0")[:1]
+    return bool(CJK_OR_FULL.match(before) or CJK_OR_FULL.match(after))
+
+
+def _quotes(text: str) -> str:
+    """Straight double quotes in Chinese text → “ ”: a pair around Chinese or beside it ("2+2"会议),
+    and a lone mark (a quotation running over several paragraphs: “ opens each, ” closes the last)."""
+    source = text
+
+    def pair(m: re.Match[str]) -> str:
+        if HAN.search(m.group(1)) or _beside_chinese(source, m.start(), m.end()):
+            return f"“{m.group(1)}”"
+        return m.group(0)
+
+    text = _STRAIGHT.sub(pair, text)
+    if source.count('"') % 2 and HAN.search(text):
+        at = text.rfind('"')
+        before, after = text[at - 1 : at], text[at + 1 : at + 2]
+        if before in ("", " ", "\t", "\u00a0", ":", ",", ";", "(", "：", "，", "；", "（", "\n") and HAN.match(after):
+            text = text[:at] + "“" + text[at + 1 :]
+        elif CJK_OR_FULL.match(before):
+            text = text[:at] + "”" + text[at + 1 :]
+    return text
+
+
+def _parens(text: str) -> str:
+    """( ) → （ ） around Chinese or beside it: 委员会（SCC）."""
+
+    def pair(m: re.Match[str]) -> str:
+        if HAN.search(m.group(1)) or _beside_chinese(text, m.start(), m.end()):
+            return f"（{m.group(1)}）"
+        return m.group(0)
+
+    return _PARENS.sub(pair, text)
 
 
 def tidy_hans(text: str) -> str:
     """Typography for Simplified Chinese output: English dates to Chinese, full-width punctuation
-    after Chinese, curly quotes, no stray spaces between Chinese characters."""
+    in and beside Chinese, curly quotes, …… and ——, no stray spaces between Chinese characters or
+    between them and figures. The rules feed each other (a comma made full-width puts a quotation
+    mark beside Chinese), so they run until nothing changes: tidy text stays as it is."""
+    for _ in range(5):
+        tidied = _tidy_once(text)
+        if tidied == text:
+            break
+        text = tidied
+    return text
+
+
+def _tidy_once(text: str) -> str:
     text = chinese_dates(text)
-    text = _STRAIGHT.sub(lambda m: f"“{m.group(1)}”" if re.search(f"[{_HAN}]", m.group(1)) else m.group(0), text)
+    text = _quotes(text)
+    text = _parens(text)
+    text = _ELLIPSIS.sub("……", text)
+    text = _DASH.sub("——", text)
     text = _AFTER_HAN_PUNCT.sub(lambda m: _PUNCT[m.group(1)], text)
+    text = _BEFORE_HAN_PUNCT.sub(lambda m: _PUNCT[m.group(1)], text)
     text = _AFTER_HAN_STOP.sub("。", text)
-    text = _PARENS.sub(r"（\1）", text)
+    if HAN.search(text):
+        text = _FIGURE_STOP.sub("。", text)
+        text = _LATIN_END.sub(lambda m: _PUNCT[m.group(1)], text)
     text = _SPACE_BETWEEN.sub("", text)
+    text = _SPACE_BEFORE_FIGURE.sub("", text)
+    text = _SPACE_AFTER_FIGURE.sub(r"\1", text)
     return text
 
 

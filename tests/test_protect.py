@@ -172,6 +172,20 @@ def test_typography_treats_placeholders_as_chinese() -> None:
     assert tidy("QZX1 会见了 QZX2 .") == "QZX1会见了QZX2。"
     assert tidy('他说 "QZX3" , 然后离开 .') == "他说“QZX3”，然后离开。"
     assert tidy("QZX1's role") == "QZX1's role"
+    # The abbreviation after its name, and figures beside a term.
+    assert tidy("QZX1 (SCC) 在东京开会.") == "QZX1（SCC）在东京开会。"
+    assert tidy("QZX1 在 2013 年 访问 了 QZX2 .") == "QZX1在2013年访问了QZX2。"
+    assert tidy('这是 "QZX4" 会议...') == "这是“QZX4”会议……"
+
+
+def test_typography_keeps_a_placeholder_apart_from_a_figure(news: Glossary) -> None:
+    """QZX1 2013 must not become QZX12013, placeholder 12013: the term would be lost."""
+    tidied = tidy("QZX1 2013年访问了东京。")
+    assert tidied == "QZX1 2013年访问了东京。"
+    frag = build_fragment("Abe visited Tokyo in 2013.", (), news)
+    assert frag.masked == "QZX1 visited Tokyo in 2013."
+    out = render(frag, {frag.fid: tidied}, render_context(RULES["zh-Hans"], SourceFormat.TEXT, markup=False))
+    assert out.text == "安倍2013年访问了东京。" and not out.missing
 
 
 def test_a_term_crossing_markup_gives_way_to_a_shorter_one(news: Glossary) -> None:
