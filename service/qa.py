@@ -4,8 +4,10 @@ on, or None. Pure functions over strings."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from service.documents import Flag
 from service.variants import HAN
@@ -24,41 +26,115 @@ class QASettings:
     repetition_min_repeats: int = 4
 
 
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# A figure as English writes it: 1,000 (groups of three), 3.5, a scale word after it, a decade
+# (the 1990s), a section number (2.1.3).
+_FIGURE = re.compile(
+    r"(?<!\d)(?<!\d\.)(?:(?P<decade>\d*0)s\b|(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?P<frac>(?:\.\d+)+)?(?!\d|,\d{3}(?!\d))"
+    r"(?:[ \t-]?(?P<scale>thousand|million|billion|trillion|bn|tn)\b)?)",
+    re.IGNORECASE,
+)
+_EN_SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12, "bn": 10**9, "tn": 10**12}
+# Figures in Chinese: digits with 万 and 亿 (and 千万, 十亿 …) after them: 1.5 billion is 15亿,
+# 2 million 200万; 千 alone only where it is not 千米, 千克 and the like.
+_HAN_FIGURE = re.compile(r"(?P<num>\d+(?:\.\d+)*)[ \t]*(?P<scale>[十百千]?[万萬亿億]+|千(?![米克瓦卡字焦伏赫兆]))?")
+_HAN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "兩": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
+               "八": 8, "九": 9}  # fmt: skip
+_HAN_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10**4, "萬": 10**4, "亿": 10**8, "億": 10**8}
+# Figures the model wrote in words: 三, 二十一, 一百五十万, 三点五.
+_HAN_NUMERAL = re.compile(r"[零〇一二两兩三四五六七八九十百千万萬亿億]+(?:点[零〇一二三四五六七八九]+)?")
+_URL_OR_ADDRESS = re.compile(
+    r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|gov|edu|int|info|io|"
+    r"cn|hk|tw|jp|uk|us|de|fr|eu)\b(?:/\S*)?",
+    re.ASCII,
+)
 _LATIN_RUN = re.compile(r"[A-Za-z][A-Za-z'’\-]*(?:[ \t]+[A-Za-z][A-Za-z'’\-]*)*")
 _LOOP = re.compile(r"((?!\d).{1,12}?)\1{%d,}", re.DOTALL)
 
 
-def _numbers(text: str) -> list[str]:
-    found = []
-    for raw in _NUMBER.findall(text):
-        value = raw.replace(",", "")
-        if re.fullmatch(r"\d+", value):
-            value = str(int(value))
-        found.append(value)
+def _scaled(digits: str, scale: str) -> Decimal | str:
+    if digits.count(".") > 1:  # a section number, 2.1.3: as written
+        return digits
+    value = Decimal(digits)
+    for unit in scale:
+        value *= _HAN_UNITS[unit]
+    return value
+
+
+def _han_numeral(run: str) -> Decimal | None:
+    """The value of a number written in Chinese characters, or None for a run that is not one."""
+    whole, _, frac = run.partition("点")
+    if not any(ch in _HAN_UNITS for ch in whole):  # read digit by digit: 二〇一三
+        value = Decimal("".join(str(_HAN_DIGITS[ch]) for ch in whole) or "0")
+    else:
+        total, section, digit = 0, 0, 0
+        for ch in whole:
+            if ch in _HAN_DIGITS:
+                digit = _HAN_DIGITS[ch]
+            elif _HAN_UNITS[ch] < 10**4:
+                section += (digit or 1) * _HAN_UNITS[ch]
+                digit = 0
+            elif _HAN_UNITS[ch] == 10**4:
+                total += (section + digit or 1) * 10**4
+                section = digit = 0
+            else:
+                total = (total + section + digit or 1) * 10**8
+                section = digit = 0
+        value = Decimal(total + section + digit)
+    if frac:
+        value += Decimal("0." + "".join(str(_HAN_DIGITS[ch]) for ch in frac))
+    return value
+
+
+def _source_figures(text: str) -> list[tuple[str, tuple[Decimal | str, ...]]]:
+    """Each figure of an English text as written, with the values a translation may give it."""
+    found: list[tuple[str, tuple[Decimal | str, ...]]] = []
+    for m in _FIGURE.finditer(unicodedata.normalize("NFKC", text)):
+        if m.group("decade"):  # the 1990s: 1990年代, or 20世纪90年代
+            decade = Decimal(m.group("decade"))
+            found.append((m.group(0), (decade, decade % 100)))
+            continue
+        value = _scaled(m.group("int").replace(",", "") + (m.group("frac") or ""), "")
+        if m.group("scale") and isinstance(value, Decimal):
+            value *= _EN_SCALES[m.group("scale").lower()]
+        found.append((m.group(0).strip(), (value,)))
     return found
 
 
+def _target_figures(text: str) -> list[Decimal | str]:
+    text = unicodedata.normalize("NFKC", text)
+    text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)  # 1,000 → 1000
+    values = [_scaled(m.group("num"), m.group("scale") or "") for m in _HAN_FIGURE.finditer(text)]
+    for m in _HAN_NUMERAL.finditer(text):
+        value = _han_numeral(m.group(0))
+        if value is not None:
+            values.append(value)
+    return values
+
+
 def number_mismatch(source: str, target: str) -> Flag | None:
-    """Figures in the source that the target does not contain (as figures)."""
-    target_numbers = _numbers(target)
+    """Figures in the source that the target does not give, in figures or in words, at their value:
+    "$1.5 billion" is 15亿美元, "three" may be 三, but 1.5亿 is not 1.5 billion."""
+    target_values = _target_figures(target)
     missing = []
-    for number in _numbers(source):
-        if number in target_numbers:
-            target_numbers.remove(number)
+    for written, values in _source_figures(source):
+        match = next((v for v in target_values if v in values), None)
+        if match is None:
+            missing.append(written)
         else:
-            missing.append(number)
+            target_values.remove(match)
     if missing:
         return Flag("number_mismatch", f"figures in the source missing from the translation: {', '.join(missing)}")
     return None
 
 
 def untranslated(target: str, allowed: Iterable[str], settings: QASettings) -> Flag | None:
-    """Long Latin runs left in the Chinese, other than do-not-translate terms and inline code."""
+    """Long Latin runs left in the Chinese, other than do-not-translate terms, inline code, web
+    addresses and e-mail addresses (which are never translated)."""
     text = target
     for keep in sorted(set(allowed), key=len, reverse=True):
         if keep:
             text = text.replace(keep, " ")
+    text = _URL_OR_ADDRESS.sub(" ", text)
     runs = [
         run
         for run in _LATIN_RUN.findall(text)
@@ -72,9 +148,10 @@ def untranslated(target: str, allowed: Iterable[str], settings: QASettings) -> F
 
 def repetition(target: str, settings: QASettings) -> Flag | None:
     """A unit of text repeated in a loop, the classic failure of en→zh models."""
-    match = re.search(_LOOP.pattern % (settings.repetition_min_repeats - 1), target, re.DOTALL)
-    if match:
+    for match in re.finditer(_LOOP.pattern % (settings.repetition_min_repeats - 1), target, re.DOTALL):
         unit = match.group(1)
+        if re.fullmatch(r"[\d.,，\s]+", unit):  # the digit groups of a number: 1,000,000,000,000
+            continue
         count = len(match.group(0)) // len(unit)
         return Flag("repetition", f"“{unit}” repeated {count} times in a row")
     return None
