@@ -64,11 +64,8 @@ def in_format(text: str, fmt: SourceFormat) -> str:
 def written_forms(text: str, fmt: SourceFormat) -> tuple[str, ...]:
     """The ways plain `text` may stand in a target of an article in `fmt`: as the pipeline writes it
     (`in_format`) first, then as a person may type it (`AT&T` for `AT&amp;T`, `'` for `&#x27;`)."""
-    if fmt is SourceFormat.HTML:
-        return tuple(dict.fromkeys((html.escape(text), html.escape(text, quote=False), text)))
-    if fmt is SourceFormat.MARKDOWN:
-        return tuple(dict.fromkeys((markdown_escape(text), text)))
-    return (text,)
+    typed = (html.escape(text, quote=False), text) if fmt is SourceFormat.HTML else (text,)
+    return tuple(dict.fromkeys((in_format(text, fmt), *typed)))
 
 
 def _markdown_text(target: str) -> str:
