@@ -12,6 +12,7 @@ from models.engine import Engine
 from service.config import Settings
 from service.glossaries import DatabaseGlossaries, GlossaryStore, UnknownGlossaryError
 from service.storage.db import Database
+from service.storage.tables import StoredGlossary
 from tests.conftest import serve, shared_file
 
 
@@ -195,4 +196,29 @@ def test_a_replaced_term_keeps_its_place(database_url: str) -> None:
     assert next(t for t in after.terms if t.id == "putin").own_target("zh-TW") == "蒲亭"
     assert glossaries.put_term("news", Term("nhk", ("NHK",), {"zh-Hans": "日本广播协会"}), by="t") is True
     assert [t.id for t in glossaries.get("news").terms] == [*before, "nhk"]
+    db.close()
+
+
+def test_a_stored_term_refused_since_is_left_out_with_a_warning(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Older versions stored a blank zh-Hans from PUT …/terms; Term refuses it now. The glossary must
+    # still load (every article using it failed), naming the term left out, and replacing the term
+    # through the API repairs it.
+    db = Database(database_url)
+    db.migrate()
+    glossaries = DatabaseGlossaries(db)
+    glossaries.seed(GlossaryStore.load())
+    with db.session() as session:
+        row = session.get(StoredGlossary, "news")
+        assert row is not None
+        blank = {"id": "nhk", "forms": ["NHK"], "targets": {"zh-Hans": "  "}, "case_sensitive": None}
+        row.terms = [*row.terms, blank]
+        row.revision += 1
+    with caplog.at_level("WARNING"):
+        news = glossaries.get("news")
+    assert "putin" in {t.id for t in news.terms} and "nhk" not in {t.id for t in news.terms}
+    assert any("'nhk'" in r.getMessage() and "zh-Hans" in r.getMessage() for r in caplog.records)
+    glossaries.put_term("news", Term("nhk", ("NHK",), {"zh-Hans": "日本广播协会"}), by="t")
+    assert next(t for t in glossaries.get("news").terms if t.id == "nhk").targets["zh-Hans"] == "日本广播协会"
     db.close()

@@ -6,6 +6,7 @@ satisfy needs a migration.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,8 @@ from service.documents import (
     TargetSpan,
 )
 from service.storage.tables import StoredSegment
+
+log = logging.getLogger(__name__)
 
 
 def document_to_json(doc: Document) -> dict[str, Any]:
@@ -154,4 +157,18 @@ def term_from_json(data: Mapping[str, Any]) -> Term:
 
 
 def glossary_from_json(name: str, terms: list[Any], description: str = "") -> Glossary:
-    return Glossary(name=name, terms=tuple(term_from_json(t) for t in terms), description=description)
+    """A stored glossary. A stored term that `Term` now refuses (older versions stored a blank
+    zh-Hans from `PUT …/terms`) is left out with a warning naming it, rather than failing every
+    article that uses the glossary (and every job that holds it), until the term is replaced or
+    removed through the API."""
+    kept = []
+    for data in terms:
+        try:
+            kept.append(term_from_json(data))
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("glossary %r: stored term %r left out: %s", name, _term_id(data), e)
+    return Glossary(name=name, terms=tuple(kept), description=description)
+
+
+def _term_id(data: Any) -> object:
+    return data.get("id") if isinstance(data, Mapping) else data
