@@ -1,8 +1,26 @@
-"""Prometheus metrics for the engine worker (the scheduler's Observer) and the /metrics text."""
+"""Prometheus metrics for /metrics: the engine worker's (the scheduler's Observer), the HTTP API's
+(`RequestMetrics`, an ASGI middleware) and the job queue's and webhook outbox's, read from the
+database at each scrape (`StoreCollector`: the same figures from every process sharing it)."""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.storage.db import Database
+from service.storage.tables import Delivery, Job, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class EngineMetrics:
@@ -53,3 +71,129 @@ class EngineMetrics:
 
     def expired(self, sentences: int) -> None:
         self.expired_total.inc(sentences)
+
+
+class RequestMetrics:
+    """Counts and times every HTTP request by method, route template (`/v1/articles/{job_id}`, so
+    that article ids do not become labels; `unmatched` for paths no route has) and status. A pure
+    ASGI middleware, outermost, so that every answer is counted, refusals by the other middleware
+    included, and a streamed body is not buffered."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry, routes: Sequence[BaseRoute] = ()) -> None:
+        self.app = app
+        # The app's routes, to name the route of a request refused before routing (a 413 at the door).
+        self.routes = routes
+        self.requests = Counter(
+            "duiyi_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=registry
+        )
+        self.seconds = Histogram(
+            "duiyi_http_request_duration_seconds",
+            "From a request's arrival to the end of its answer",
+            ["method", "route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=registry,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # an exception that escapes every handler answers 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or self._route(scope)
+            method = scope["method"]
+            self.requests.labels(method, route, str(status)).inc()
+            self.seconds.labels(method, route).observe(time.perf_counter() - start)
+
+    def _route(self, scope: Scope) -> str:
+        for route in self.routes:
+            if route.matches(scope)[0] is Match.FULL:
+                return str(getattr(route, "path", "unmatched"))
+        return "unmatched"
+
+
+# Job states counted at each scrape: all but `approved`, which only grows (an index range each).
+JOB_STATES = ("queued", "translating", "translated", "in_review", "failed")
+DELIVERY_STATES = ("pending", "failed")
+
+
+class StoreCollector(Collector):
+    """The job queue and the webhook outbox as they stand in the database, read at each scrape with
+    a few indexed queries: jobs per state, the age of the oldest queued job (runners falling behind)
+    and of the oldest webhook not yet delivered (a CMS that does not answer), webhooks waiting and
+    given up. `duiyi_database_up` is 0 when the database does not answer; the scrape still succeeds."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []  # no query at registration
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily("duiyi_database_up", "Whether the database answered this scrape's queries")
+        try:
+            families = self._read()
+        except SQLAlchemyError as e:
+            log.warning("metrics: the database did not answer: %s", e.__class__.__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _read(self) -> list[GaugeMetricFamily]:
+        now = utcnow()
+        with self.db.session() as session:
+            jobs = dict.fromkeys(JOB_STATES, 0) | dict(
+                session.execute(
+                    select(Job.status, func.count()).where(Job.status.in_(JOB_STATES)).group_by(Job.status)
+                ).all()
+            )
+            oldest_job = session.scalar(select(func.min(Job.created_at)).where(Job.status == "queued"))
+            deliveries = dict.fromkeys(DELIVERY_STATES, 0) | dict(
+                session.execute(
+                    select(Delivery.state, func.count())
+                    .where(Delivery.state.in_(DELIVERY_STATES))
+                    .group_by(Delivery.state)
+                ).all()
+            )
+            oldest_delivery = session.scalar(select(func.min(Delivery.created_at)).where(Delivery.state == "pending"))
+        by_state = GaugeMetricFamily(
+            "duiyi_jobs", "Article jobs in each state (approved ones are not counted)", labels=["status"]
+        )
+        for state, count in jobs.items():
+            by_state.add_metric([state], count)
+        outbox = GaugeMetricFamily(
+            "duiyi_webhook_deliveries", "Webhook deliveries waiting to be sent, and given up", labels=["state"]
+        )
+        for state, count in deliveries.items():
+            outbox.add_metric([state], count)
+        return [
+            by_state,
+            GaugeMetricFamily(
+                "duiyi_oldest_queued_job_age_seconds",
+                "Since the oldest queued job was submitted (0 when none waits)",
+                value=_age(now, oldest_job),
+            ),
+            outbox,
+            GaugeMetricFamily(
+                "duiyi_oldest_pending_webhook_age_seconds",
+                "Since the oldest webhook not yet delivered was written (0 when none waits)",
+                value=_age(now, oldest_delivery),
+            ),
+        ]
+
+
+def _age(now: datetime, then: datetime | None) -> float:
+    return max(0.0, (now - then).total_seconds()) if then is not None else 0.0

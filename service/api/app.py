@@ -29,7 +29,7 @@ from service.jobs.deliveries import Dispatcher
 from service.jobs.runner import RunnerPool
 from service.keys import list_keys
 from service.memory import TranslationMemory
-from service.metrics import EngineMetrics
+from service.metrics import EngineMetrics, RequestMetrics, StoreCollector
 from service.pipeline import Memory, Pipeline, PipelineSettings
 from service.storage.db import Database
 from service.variants import variant_rules
@@ -177,6 +177,7 @@ def create_app(
         summary="English → Chinese translation for newsrooms: zh-Hans, zh-Hant, zh-TW, zh-HK, glossary enforced.",
         version="0.1.0",
     )
+    metrics.registry.register(StoreCollector(db))
     app.state.runtime = Runtime(
         settings=settings,
         pipeline=pipeline,
@@ -203,10 +204,14 @@ def create_app(
         same_site="lax",
         https_only=settings.session_https_only,
     )
+    routers = [m.router for m in (health, translate, articles, files, glossaries_routes, keys, web)]
+    # Outermost (added last), so that the other middleware's refusals are counted too; given the
+    # routes (their paths are whole: the routers are included without a prefix) to name those.
+    app.add_middleware(RequestMetrics, registry=metrics.registry, routes=[r for rt in routers for r in rt.routes])
     errors.install(app)
     errors.document_common_errors(app)
-    for module in (health, translate, articles, files, glossaries_routes, keys):
-        app.include_router(module.router)
+    for router in routers[:-1]:
+        app.include_router(router)
     web.install(app)
 
     @app.get("/", include_in_schema=False)

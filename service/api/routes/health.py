@@ -44,7 +44,7 @@ async def readyz(runtime: RuntimeDep) -> Ready:
 @router.get(
     "/metrics",
     response_class=PlainTextResponse,
-    summary="Prometheus metrics: queue depth, batch sizes, tokens/s, latency",
+    summary="Prometheus metrics: the engine, HTTP requests, the job queue and webhooks (README: Monitoring)",
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
 def metrics(runtime: RuntimeDep) -> PlainTextResponse:
