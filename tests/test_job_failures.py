@@ -35,7 +35,7 @@ from service.jobs.runner import JobRunner
 from service.storage.db import Database, _sqlite_pragmas
 from service.storage.tables import Delivery, Job, StoredArticle, StoredSegment
 from tests import test_webhook_delivery
-from tests.conftest import POSTGRES_ADMIN_URL, serve
+from tests.conftest import POSTGRES_ADMIN_URL, fresh_postgres, serve
 from tests.test_webhook_delivery import Receiver
 
 LOCAL = Principal(key_id=None, name="test", role=Role.ADMIN)
@@ -435,3 +435,30 @@ def test_a_service_shutting_down_mid_chunk_hands_the_job_back(
         assert job.segments_done == 0 < job.segments_total == 40  # nothing of the chunk in hand was saved
     finally:
         db.close()
+
+
+def test_the_api_answers_503_with_retry_after_while_the_database_is_down(
+    engines: dict[str, Engine], tiny_dirs: dict[str, Path]
+) -> None:
+    # A CMS retries a 503 with Retry-After; a 500 (what an outage answered before) it may not.
+    with fresh_postgres() as url:
+        settings = service_settings(url, tiny_dirs, runners=0)
+        with serve(settings, engines["marian"]) as live:
+            db = Database(url)
+            with outages(db, url) as start:
+                start(3.0)
+                refused = live.client.post("/v1/articles", json={"body": "Filed during an outage."})
+                listed = live.client.get("/v1/articles")
+                scraped = live.client.get("/metrics")
+            for response in (refused, listed):
+                assert response.status_code == 503, response.text
+                assert response.json()["error"]["code"] == "database_unavailable"
+                assert int(response.headers["retry-after"]) > 0
+            assert scraped.status_code == 200 and "duiyi_database_up 0.0" in scraped.text
+            # Back: the retry is accepted, and nothing of the refused request was kept.
+            assert live.client.post("/v1/articles", json={"body": "Filed during an outage."}).status_code == 202
+            assert len(live.client.get("/v1/articles").json()["items"]) == 1
+            spec = live.client.get("/openapi.json").json()
+            assert "503" in spec["paths"]["/v1/articles"]["get"]["responses"]
+            assert "503" in spec["paths"]["/v1/glossaries"]["get"]["responses"]
+            db.close()

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.schemas import ErrorResponse
+from service.storage.db import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,23 @@ def install(app: FastAPI) -> None:
         return error_json(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
 
+DATABASE_RETRY_AFTER_S = 5
+
+
 def unexpected(request: Request, exc: Exception) -> JSONResponse:
     """The answer to a failure no handler expects (a bug): JSON like every other error, so clients
-    can parse it and the OpenAPI document is true, with the traceback in the log, not the answer."""
+    can parse it and the OpenAPI document is true, with the traceback in the log, not the answer.
+    A database that cannot be used just now (down, restarting, out of connections) is no bug: 503
+    with Retry-After, which a CMS retries, rather than a 500, which it may not."""
+    if database_unavailable(exc):
+        log.warning("%s %s: the database is unavailable: %s", request.method, request.url.path, exc.__class__.__name__)
+        return error_json(
+            503,
+            "database_unavailable",
+            f"the database did not answer; retry after {DATABASE_RETRY_AFTER_S} s (a resubmitted article "
+            "with the same Idempotency-Key, or external_id and revision, is never duplicated)",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return error_json(
         500,
@@ -97,7 +112,10 @@ _TEXT = {
     422: "Empty input, unknown variant or glossary, or another invalid field",
     429: "Rate limit of this API key exceeded: retry after the Retry-After header's seconds",
     500: "Internal error",
-    503: "Busy (the queue is full: retry after the Retry-After header's seconds) or, for /readyz, not ready",
+    503: (
+        "Busy (the queue is full), or the database does not answer: retry after the Retry-After header's "
+        "seconds; for /readyz, not ready"
+    ),
     504: "The translation did not finish within the request timeout",
 }
 
@@ -109,7 +127,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def document_common_errors(app: FastAPI) -> None:
     """Add to the OpenAPI document the statuses any operation can return from the app's shared
-    layers, so no route has to remember them: 500 everywhere; 400 (malformed JSON, not UTF-8) and
+    layers, so no route has to remember them: 500 and 503 (the database) everywhere; 400 (malformed JSON, not UTF-8) and
     413 (too large) wherever there is a request body, since the request guard answers those."""
     from fastapi.openapi.utils import get_openapi
 
@@ -120,7 +138,7 @@ def document_common_errors(app: FastAPI) -> None:
         ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
         for item in spec.get("paths", {}).values():
             for operation in item.values():
-                statuses = [500] + ([400, 413] if "requestBody" in operation else [])
+                statuses = [500, 503] + ([400, 413] if "requestBody" in operation else [])
                 for status in statuses:
                     operation["responses"].setdefault(str(status), {"description": _TEXT[status], "content": ref})
         app.openapi_schema = spec

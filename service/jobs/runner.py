@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -51,7 +51,7 @@ from service.jobs.articles import JobStatus, article_of, move
 from service.jobs.codec import document_to_json, glossary_from_json, segment_row
 from service.jobs.deliveries import Dispatcher, enqueue
 from service.pipeline import Pipeline, Prepared
-from service.storage.db import Database
+from service.storage.db import Database, database_unavailable
 from service.storage.tables import Delivery, Job, StoredSegment, utcnow
 from service.webhooks import backoff_delay
 
@@ -68,14 +68,6 @@ class LostJob(Exception):
 class DecodeFailed(Exception):
     """Translating a chunk failed (the engine, or a step after it); the cause is chained. Another
     attempt may well succeed (the engine ran out of memory, a device was reset)."""
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` says the database could not be used just now (an outage: no connection, a lost
-    one, a lock or a pool with none to spare), rather than that a statement was wrong."""
-    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout)):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def describe(exc: BaseException) -> str:

@@ -17,6 +17,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,14 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant: the PostgreSQL advisory lock that lets only one process migrate at a time.
 _MIGRATION_LOCK = 0x64756979
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database could not be used just now (an outage: no connection, a lost
+    one, a lock or a pool with none to spare), rather than that a statement was wrong."""
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def default_url(data_dir: Path) -> str:
