@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -118,7 +117,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _logging(settings)
     db = _database(settings)  # a database it cannot use: one line now, before the model loads
     app = create_app(settings, _load_engine(settings), db=db)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    # log_config=None: uvicorn's lines go through the handler `_logging` set up, in its format.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None)
     return 0
 
 
@@ -211,7 +211,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from service.logs import configure
+
+    configure(settings.log_level, settings.log_format)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

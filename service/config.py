@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=120.0, gt=0)
     # Python's logging level and uvicorn's, in any case: critical, error, warning, info, debug.
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # Log lines as text, or one JSON object a line (for a log collector); request ids in both.
+    log_format: Literal["text", "json"] = "text"
 
     # --- storage and jobs ---
     # Where the embedded SQLite database (and nothing else yet) lives.
@@ -120,7 +122,7 @@ class Settings(BaseSettings):
     # The service's address as clients see it, for absolute links in webhooks; empty: relative links.
     public_url: str = ""
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

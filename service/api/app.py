@@ -28,6 +28,7 @@ from service.glossaries import DatabaseGlossaries, GlossaryStore
 from service.jobs.deliveries import Dispatcher
 from service.jobs.runner import RunnerPool
 from service.keys import list_keys
+from service.logs import RequestIds, install_record_factory
 from service.memory import TranslationMemory
 from service.metrics import EngineMetrics, RequestMetrics, StoreCollector
 from service.pipeline import Memory, Pipeline, PipelineSettings
@@ -208,6 +209,9 @@ def create_app(
     # Outermost (added last), so that the other middleware's refusals are counted too; given the
     # routes (their paths are whole: the routers are included without a prefix) to name those.
     app.add_middleware(RequestMetrics, registry=metrics.registry, routes=[r for rt in routers for r in rt.routes])
+    # Outermost of all: every line logged while a request is handled carries its id.
+    install_record_factory()
+    app.add_middleware(RequestIds)
     errors.install(app)
     errors.document_common_errors(app)
     for router in routers[:-1]:

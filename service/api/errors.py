@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.logs import current_request_id
 from service.schemas import ErrorResponse
 from service.storage.db import database_unavailable
 
@@ -97,7 +98,8 @@ def unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_json(
         500,
         "internal_error",
-        "the service failed on this request and logged why; retry, and report it if it fails again",
+        f"the service failed on this request and logged why (request id {current_request_id.get() or '-'}); "
+        "retry, and report it with that id if it fails again",
     )
 
 
