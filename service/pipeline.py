@@ -35,7 +35,7 @@ from service.protect import Fragment, RenderContext, Rendered, SlotKind, build_f
 from service.protect import render as render_fragment
 from service.qa import QASettings, length_ratio, number_mismatch, repetition, untranslated
 from service.retarget import realign
-from service.segmenter import segment_blocks
+from service.segmenter import segment_blocks, soft_wraps, unwrapped
 from service.variants import CJK_OR_FULL, VariantRule, chinese_dates, is_date, localize, rule_for
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,10 @@ class PipelineSettings:
 def parse(article: Article, engine: Engine, settings: PipelineSettings) -> Document:
     blocks, tail, page = parse_blocks(article)
     segments = segment_blocks(
-        blocks, measure=engine.count_tokens, limit=max(8, engine.max_source_tokens - settings.length_margin)
+        blocks,
+        measure=engine.count_tokens,
+        limit=max(8, engine.max_source_tokens - settings.length_margin),
+        reflow=article.format is SourceFormat.TEXT,
     )
     return Document(article.format, tuple(blocks), segments, tail=tail, html=page)
 
@@ -204,12 +207,13 @@ class Pipeline:
         todo: dict[str, list[int]] = {}  # masked source → fids (identical sources decoded once)
         for top in fragments:
             for frag in top.walk():
-                if is_date(frag.source):
-                    mt[frag.fid] = chinese_dates(frag.source.strip())
+                # A sentence wrapped over lines (plain text) is given on one line.
+                if is_date(unwrapped(frag.source)):
+                    mt[frag.fid] = chinese_dates(unwrapped(frag.source).strip())
                 elif not frag.needs_model:
-                    mt[frag.fid] = tidy(frag.masked)
+                    mt[frag.fid] = tidy(unwrapped(frag.masked))
                 else:
-                    todo.setdefault(frag.masked, []).append(frag.fid)
+                    todo.setdefault(unwrapped(frag.masked), []).append(frag.fid)
         sources = list(todo)
         outputs = self._decode(sources, self.settings.decode, progress, deadline)
         loops = (
@@ -398,19 +402,26 @@ def render_context(rule: VariantRule, fmt: SourceFormat, *, markup: bool) -> Ren
 
 def _join_block(segments: Sequence[AlignedSegment], variant: str, fmt: SourceFormat) -> str:
     """Chinese sentences follow each other without spaces; line breaks are kept, as many as the
-    source has in HTML (<br><br>), and hard ones as hard in Markdown (two spaces before the break)."""
+    source has in HTML (<br><br>), hard ones as hard in Markdown (two spaces before the break), and
+    in plain text those that do not only wrap the paragraph (a soft wrap is a space), as CRLF where
+    the source has it."""
+    soft = soft_wraps("".join(s.ws_before + s.source for s in segments)) if fmt is SourceFormat.TEXT else frozenset()
     out = ""
+    pos = 0
     for seg in segments:
         text = seg.targets[variant]
         ws = seg.ws_before
-        if "\n" in ws:
+        if any(pos + i not in soft for i, c in enumerate(ws) if c == "\n"):
             if fmt is SourceFormat.HTML:
                 ws = "<br>" * ws.count("\n")
+            elif fmt is SourceFormat.MARKDOWN:
+                ws = "  \n" if "  \n" in ws else "\n"
             else:
-                ws = "  \n" if fmt is SourceFormat.MARKDOWN and "  \n" in ws else "\n"
+                ws = "\r\n" if "\r\n" in ws else "\n"
         elif out and text and (CJK_OR_FULL.match(out[-1]) or CJK_OR_FULL.match(text[0])):
             ws = ""
         elif out:
             ws = " " if ws else ""
+        pos += len(seg.ws_before) + len(seg.source)
         out += ws + text
     return out

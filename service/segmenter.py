@@ -5,10 +5,16 @@ sentence); we hand it one paragraph at a time, in pieces of at most SPLITTER_CAP
 it slows down sharply on long strings, and correct what it gets wrong in news copy (see _sbd).
 Everything returns (start, end) spans over the input, so no character of the source can be lost:
 the spans tile the text, white space included.
+
+A line break is a sentence boundary, except in plain text that was hard-wrapped at a fixed width
+(wire copy, pasted e-mail, text copied out of a PDF): there a break that only wraps a line (see
+`soft_wraps`) is a space, so a sentence wrapped over lines is one segment whose source holds the
+break; the pipeline gives the model a space for it and writes no break into the translation.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -42,6 +48,29 @@ _ATTRIBUTION = re.compile(
 )
 
 
+# Reflowing hard-wrapped text. A paragraph whose longest line is shorter than this is an address, a
+# list or verse, not prose wrapped at a width (wire copy is wrapped at 60-80 columns, e-mail at 72-78).
+WRAP_MIN_WIDTH = 40
+# A line shorter than this share of the width ends where the writer ended it (a headline, a dateline,
+# the last line of a paragraph), whether or not the next word would have fitted on it.
+_SHORT_LINE = 0.6
+_LINE_BREAK = re.compile(r"\r?\n")
+# A row of a table of figures or of aligned columns: a tab, or two spaces or more after a word (two
+# spaces after a sentence's end are a typing habit, not a column).
+_ALIGNED = re.compile(r"\S\t|(?<=[^\s.!?:;\"'”’)\]]) {2,}(?=\S)")
+# A word, as a line is wrapped: a no-break space joins what it stands between (“Mr.\u00a0Abe”).
+_WORD = re.compile(r"[^ \t]+")
+# What begins the item of a list ("- ", "* ", "1. ", "2) ", "(a) "); one such line may be a wrapped
+# line that begins with a dash, two or more in a paragraph are a list.
+_LIST_ITEM = re.compile(r"(?:[-*+–]|\d{1,3}[.)]|\(\w{1,3}\))\s")
+# What never begins a wrapped line of prose: a bullet, or an e-mail's quotation mark.
+_ALWAYS_HARD = re.compile(r"[•◦▪‣>]")
+_HYPHENATED = re.compile(r"[^\W\d_]-$")
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
+# A line's end that verse often has, and wrapped prose at one line in five or so.
+_PUNCTUATED = re.compile(r"[.!?…,;:—–-][\"'”’)\]]*$")
+_FIRST_LETTER = re.compile(r"[ \t]*[\"'“‘(\[]*([^\W\d_])")
+
 _local = threading.local()
 
 
@@ -54,21 +83,101 @@ def _pysbd() -> pysbd.Segmenter:
     return segmenter
 
 
-def _sbd(text: str, start: int, end: int) -> list[tuple[int, int]]:
+def soft_wraps(text: str) -> frozenset[int]:
+    """The offsets of the line breaks in a paragraph of plain text that only wrap it, where a sentence
+    goes on (each the offset of the line feed, which follows a carriage return in CRLF text).
+
+    The reflow test: a paragraph looks wrapped when its longest line of words is at least
+    WRAP_MIN_WIDTH long and its lines end near that width; a break is a wrap when the first word of
+    the next line would not have fitted on the line before within that width (so the writer did not
+    choose to break there). A paragraph in which more than one break in four looks chosen (a line
+    that was long enough for the next word but ended anyway: verse, a list of sentences) is not
+    wrapped at all, nor is verse (see `_verse`). A break is always kept before and after a short line
+    that ends no sentence (a headline, a dateline, an address's lines), a row of aligned columns (a
+    table of figures), a list item, a bullet or a quoted e-mail's line, and before a line indented
+    deeper than the one before (a new paragraph)."""
+    breaks = list(_LINE_BREAK.finditer(text))
+    if not breaks:
+        return frozenset()
+    starts = [0, *(m.end() for m in breaks)]
+    ends = [*(m.start() for m in breaks), len(text)]
+    lines = [text[s:e].rstrip(" \t") for s, e in zip(starts, ends, strict=True)]
+    aligned = [bool(_ALIGNED.search(line.lstrip(" \t"))) for line in lines]
+    # A line of one word (an address too long for the width) says nothing about the width.
+    width = max(
+        (len(line) for line, a in zip(lines, aligned, strict=True) if not a and len(line.split()) > 1), default=0
+    )
+    if width < WRAP_MIN_WIDTH or _verse(lines):
+        return frozenset()
+    items = sum(bool(_LIST_ITEM.match(line.lstrip(" \t"))) for line in lines)
+    wraps: list[int] = []
+    chosen = 0
+    short: set[int] = set()  # breaks after a short line
+    for i, (line, after) in enumerate(itertools.pairwise(lines)):
+        words = after.lstrip(" \t")
+        first = _WORD.match(words) if words.strip() else None
+        if (
+            not line.strip()
+            or first is None
+            or aligned[i]
+            or aligned[i + 1]
+            or _ALWAYS_HARD.match(words)
+            or (items > 1 and _LIST_ITEM.match(words))
+            or (_indent(after) > _indent(line) and not _LIST_ITEM.match(line.lstrip(" \t")))
+        ):
+            continue
+        # After a hyphen the next word would have gone on without a space (“third-largest”).
+        space = 0 if _HYPHENATED.search(line) else 1
+        if len(line) + space + len(first.group()) > width:
+            wraps.append(i)
+        elif len(line) >= _SHORT_LINE * width:
+            chosen += 1
+        else:
+            short.add(i)
+    if chosen * 3 > len(wraps):
+        return frozenset()
+    # A short line that ends no sentence and is followed by another of the same kind (not a list
+    # item, not a new paragraph) was ended by its writer, as an address's lines are: the line before
+    # it does not run on into it either.
+    return frozenset(breaks[i].end() - 1 for i in wraps if i + 1 not in short or _SENTENCE_END.search(lines[i + 1]))
+
+
+def _verse(lines: list[str]) -> bool:
+    """Whether the lines are verse (or a list of sentences): three or more, each beginning with a
+    capital, and three in four or more of those before the last ending with punctuation."""
+    if len(lines) < 3:
+        return False
+    firsts = [_FIRST_LETTER.match(line) for line in lines]
+    if not all(m is not None and m.group(1).isupper() for m in firsts):
+        return False
+    return 4 * sum(bool(_PUNCTUATED.search(line)) for line in lines[:-1]) >= 3 * (len(lines) - 1)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _hard_break(text: str, start: int, end: int, soft: frozenset[int]) -> bool:
+    """Whether text[start:end] holds a line break that is not a soft wrap."""
+    return any(i not in soft for i in range(start, end) if text[i] == "\n")
+
+
+def _sbd(text: str, start: int, end: int, soft: frozenset[int] = frozenset()) -> list[tuple[int, int]]:
     """pySBD's sentence spans over text[start:end], in offsets of `text`, white space excluded.
 
     pySBD reads a copy in which each run of white space is one space (one newline where the run holds
-    a line break) and curly single quotes are straight: its rules expect exactly one space after a
-    closing quote and know only straight single quotes, so “fatal.”  Already (two spaces, or a
-    no-break space and a space) and ‘No.’ Then ran two sentences together. A span that begins with
-    a lowercase word is joined to the one before (see _continues)."""
+    a line break that is not one of the soft wraps in `soft`) and curly single quotes are straight:
+    its rules expect exactly one space after a closing quote and know only straight single quotes,
+    so “fatal.”  Already (two spaces, or a no-break space and a space) and ‘No.’ Then ran two
+    sentences together. A span that begins with a lowercase word is joined to the one before (see
+    _continues)."""
     index: list[int] = []  # the offset in `text` of each character of the copy
     parts: list[str] = []
     pos = start
     for m in _SPACE.finditer(text, start, end):
         parts.append(text[pos : m.start()])
         index.extend(range(pos, m.start()))
-        parts.append("\n" if "\n" in m.group() else " ")
+        parts.append("\n" if _hard_break(text, m.start(), m.end(), soft) else " ")
         index.append(m.start())
         pos = m.end()
     parts.append(text[pos:end])
@@ -86,22 +195,23 @@ def _sbd(text: str, start: int, end: int) -> list[tuple[int, int]]:
             starts = [index[s]] + [index[m.end(1)] for m in places]
             ends = [index[m.start(1) - 1] + 1 for m in places] + [index[e - 1] + 1]
             for span in zip(starts, ends, strict=True):
-                if spans and _continues(text, spans[-1], span):
+                if spans and _continues(text, spans[-1], span, soft):
                     spans[-1] = (spans[-1][0], span[1])
                 else:
                     spans.append(span)
     return spans
 
 
-def _continues(text: str, before: tuple[int, int], span: tuple[int, int]) -> bool:
+def _continues(text: str, before: tuple[int, int], span: tuple[int, int], soft: frozenset[int]) -> bool:
     """Whether the sentence `span` is the rest of the one `before` it, on the same line (a line break
-    stays a boundary: the pipeline writes it back between segments, as a <br> or a Markdown break).
+    that is not a soft wrap stays a boundary: the pipeline writes it back between segments, as a <br>
+    or a Markdown break).
 
     It is when it begins with a lowercase word (pySBD cuts “Tues. and Wed. last week” and “2.5 pct.
     in May” after the full stop), unless the word is a name written so (iPhone, eBay); and when it
     is the attribution of a quoted question or exclamation (“Why now?” Mr. Abe asked.), which
     translated alone loses who asked."""
-    if "\n" in text[before[1] : span[0]]:
+    if _hard_break(text, before[1], span[0], soft):
         return False
     word = re.match(r"\w+", text[span[0] : span[1]])
     if word is not None and word.group()[0].islower() and word.group().islower():
@@ -111,7 +221,7 @@ def _continues(text: str, before: tuple[int, int], span: tuple[int, int]) -> boo
     )
 
 
-def _pieces(text: str, cap: int) -> list[tuple[int, int]]:
+def _pieces(text: str, cap: int, soft: frozenset[int]) -> list[tuple[int, int]]:
     """Cut `text` into pieces of at most `cap` characters where the splitter itself sees the last
     sentence of the window begin (so not after “Mr.”), else at white space after sentence punctuation,
     else at any white space: the splitter never sees a huge string."""
@@ -119,7 +229,7 @@ def _pieces(text: str, cap: int) -> list[tuple[int, int]]:
     start = 0
     while len(text) - start > cap:
         window = text[start : start + cap]
-        found = _sbd(text, start, start + cap)
+        found = _sbd(text, start, start + cap, soft)
         cut = found[-1][0] - start if len(found) > 1 else 0  # the last one runs past the window's end
         if cut == 0:
             cut = max((m.end() for m in re.finditer(r"[.!?]['\"’”)]?\s+", window)), default=0)
@@ -131,12 +241,14 @@ def _pieces(text: str, cap: int) -> list[tuple[int, int]]:
     return spans
 
 
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Sentence spans over `text`, white space excluded; the text between spans is white space only."""
+def split_sentences(text: str, *, reflow: bool = False) -> list[tuple[int, int]]:
+    """Sentence spans over `text`, white space excluded; the text between spans is white space only.
+    `reflow`: `text` is a paragraph of plain text, whose soft wraps (`soft_wraps`) are no boundary."""
+    soft = soft_wraps(text) if reflow else frozenset()
     spans: list[tuple[int, int]] = []
-    for piece_start, piece_end in _pieces(text, SPLITTER_CAP):
+    for piece_start, piece_end in _pieces(text, SPLITTER_CAP, soft):
         if text[piece_start:piece_end].strip():
-            spans.extend(_sbd(text, piece_start, piece_end))
+            spans.extend(_sbd(text, piece_start, piece_end, soft))
     return _cover_gaps(text, spans)
 
 
@@ -194,10 +306,13 @@ def _merge_crossing(spans: list[tuple[int, int]], inlines: tuple[Inline, ...]) -
     return merged
 
 
-def segment_blocks(blocks: Sequence[Block], *, measure: Callable[[str], int], limit: int) -> tuple[SourceSegment, ...]:
+def segment_blocks(
+    blocks: Sequence[Block], *, measure: Callable[[str], int], limit: int, reflow: bool = False
+) -> tuple[SourceSegment, ...]:
     """Sentence segments of every block, each no longer than `limit` model tokens where clause
     boundaries allow. Per block, `ws_before + text` of its segments, concatenated, is the block's
-    text exactly."""
+    text exactly. `reflow`: the blocks are plain text, where a soft wrap (`soft_wraps`) is no
+    boundary; a sentence wrapped over lines is one segment, its source holding the line breaks."""
     segments: list[SourceSegment] = []
     for block in blocks:
         text = block.text
@@ -208,7 +323,7 @@ def segment_blocks(blocks: Sequence[Block], *, measure: Callable[[str], int], li
         ):
             spans = [(0, len(text))]  # a code block: one untranslated segment
         else:
-            spans = _merge_crossing(split_sentences(text), block.inlines)
+            spans = _merge_crossing(split_sentences(text, reflow=reflow), block.inlines)
             spans = [part for s, e in spans for part in split_long(text, s, e, measure=measure, limit=limit)]
             spans = _merge_crossing(spans, block.inlines)
         pos = 0
@@ -236,3 +351,12 @@ def segment_blocks(blocks: Sequence[Block], *, measure: Callable[[str], int], li
             )
             pos = end
     return tuple(segments)
+
+
+_WRAP = re.compile(r"(?<=[^\W\d_]-)[ \t]*\r?\n\s*(?=[^\W\d_])|(\s*\n\s*)")
+
+
+def unwrapped(text: str) -> str:
+    """A segment's text as the model is given it: on one line. A line break inside it (a soft wrap)
+    is a space, and none after a hyphen that ends a line between two letters (“third-\\nlargest”)."""
+    return _WRAP.sub(lambda m: " " if m.group(1) is not None else "", text)

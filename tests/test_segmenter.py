@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 
-from service.documents import Article, SourceFormat
+from service.documents import Article, SourceFormat, SourceSegment
 from service.formats import parse_blocks, render
-from service.segmenter import SPLITTER_CAP, segment_blocks, split_long, split_sentences
+from service.segmenter import SPLITTER_CAP, segment_blocks, soft_wraps, split_long, split_sentences, unwrapped
 
 
 def sentences(text: str) -> list[str]:
@@ -198,3 +200,142 @@ def test_splitting_is_safe_from_many_threads() -> None:
         results = list(pool.map(lambda i: sentences(text(i)), range(2000)))
     for i, got in enumerate(results):
         assert got == [f"Request {i} asks about alliance {j} today." for j in range(i % 7 + 1)]
+
+
+# --- hard-wrapped plain text ----------------------------------------------------------------------
+
+WIRE = [
+    "TOKYO, Nov 7 (Reuters) - Japan's government said on Thursday it would raise the sales tax to 10 "
+    "percent next year, a move that analysts said could slow the recovery of the world's third-largest economy.",
+    "The Nikkei share average fell 1.2 percent in afternoon trade, led by retailers and carmakers.",
+    "Prime Minister Shinzo Abe told reporters the decision was needed to curb the public debt, the heaviest "
+    "among industrialised nations.",
+]
+HEADLINE = "Japan to raise sales tax, Nikkei falls"
+
+
+def text_segments(body: str) -> list[SourceSegment]:
+    """The segments of a plain-text article, as the pipeline makes them."""
+    blocks, _, _ = parse_blocks(Article(body=body))
+    return list(segment_blocks(blocks, measure=len, limit=1000, reflow=True))
+
+
+def rebuilt(body: str) -> str:
+    """The article put back together from its segments' sources and the white space before them."""
+    blocks, tail, _ = parse_blocks(Article(body=body))
+    segments = segment_blocks(blocks, measure=len, limit=1000, reflow=True)
+    inner = {b.id: "".join(s.ws_before + s.text for s in segments if s.block_id == b.id) for b in blocks}
+    return render(SourceFormat.TEXT, tuple(blocks), inner, tail=tail)
+
+
+@pytest.mark.parametrize("width", [60, 64, 69, 70, 72, 76, 78])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_wire_copy_wrapped_at_a_fixed_width_is_one_segment_per_sentence(width: int, newline: str) -> None:
+    body = textwrap.fill(" ".join(WIRE), width).replace("\n", newline)
+    assert body.count(newline) >= 5
+    segments = text_segments(body)
+    # The sources keep the line breaks (the input is rebuilt exactly); on one line they are the sentences.
+    assert [unwrapped(s.text) for s in segments] == WIRE
+    assert sum(s.text.count(newline) for s in segments) >= 4
+    assert rebuilt(body) == body
+
+
+def test_a_line_broken_after_a_hyphen_runs_on_without_a_space() -> None:
+    body = textwrap.fill(" ".join(WIRE), 64)
+    assert "third-\nlargest" in body
+    assert "world's third-largest economy." in unwrapped(text_segments(body)[0].text)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_headline_and_a_dateline_keep_their_own_lines(newline: str) -> None:
+    dateline, first = WIRE[0].split(" - ", 1)
+    body = "\n".join([HEADLINE, dateline + " -", textwrap.fill(" ".join([first, *WIRE[1:]]), 70)])
+    body = body.replace("\n", newline)
+    segments = text_segments(body)
+    assert [unwrapped(s.text) for s in segments] == [HEADLINE, dateline + " -", first, *WIRE[1:]]
+    assert [s.ws_before for s in segments[:3]] == ["", newline, newline]
+    assert rebuilt(body) == body
+
+
+LINES_KEPT = {
+    "address": "Ministry of Foreign Affairs of Japan\n2-2-1 Kasumigaseki, Chiyoda-ku\nTokyo 100-8919",
+    "address with a long first line": (
+        "Embassy of the United States of America in Tokyo, Japan\n1-10-5 Akasaka, Minato-ku\nTokyo 107-8420\nJapan"
+    ),
+    "short lines": "Toyota Motor Corp\nHonda Motor Co\nNissan Motor Co\nMazda Motor Corp",
+    "list": (
+        "- a 10 percent cut in tariffs on farm goods from next April\n"
+        "- joint patrols in the East China Sea starting in the summer\n"
+        "- a new hotline between the two defence ministries"
+    ),
+    "verse": (
+        "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\n"
+        "Rough winds do shake the darling buds of May,\nAnd summer's lease hath all too short a date;"
+    ),
+    "verse of even lines": (
+        "The curfew tolls the knell of parting day,\nThe lowing herd wind slowly o'er the lea,\n"
+        "The ploughman homeward plods his weary way,\nAnd leaves the world to darkness and to me."
+    ),
+    "sentences a line each": (
+        "Toyota Motor Corp said its operating profit rose 5 percent.\n"
+        "Honda Motor Co cut its forecast for the year.\n"
+        "Nissan Motor Co shares fell 3 percent in Tokyo trading on Thursday.\n"
+        "Mazda said sales in China doubled."
+    ),
+    "table": (
+        "Company                Revenue    Profit\n"
+        "Toyota Motor Corp       1,234.5     210.3\n"
+        "Honda Motor Co            987.1     101.2"
+    ),
+    "quoted e-mail": (
+        "> The ministry will announce the new tax rate on Thursday after\n"
+        "> the cabinet meeting, a spokesman said on Tuesday morning."
+    ),
+}
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("name", list(LINES_KEPT))
+def test_lines_that_mean_something_are_kept(name: str, newline: str) -> None:
+    body = LINES_KEPT[name].replace("\n", newline)
+    segments = text_segments(body)
+    assert [s.text for s in segments] == body.split(newline)
+    assert all(s.ws_before == newline for s in segments[1:])
+    assert rebuilt(body) == body
+
+
+def test_a_wrapped_list_keeps_its_items_and_joins_their_lines() -> None:
+    body = (
+        "The agreement covers:\n"
+        "- a cut of 10 percent in the tariffs that Japan charges on imports of\n"
+        "  farm goods, starting from next April\n"
+        "- joint patrols by the two navies in the East China Sea, starting in\n"
+        "  the summer"
+    )
+    segments = text_segments(body)
+    assert [unwrapped(s.text) for s in segments] == [
+        "The agreement covers:",
+        "- a cut of 10 percent in the tariffs that Japan charges on imports of farm goods, starting from next April",
+        "- joint patrols by the two navies in the East China Sea, starting in the summer",
+    ]
+    assert rebuilt(body) == body
+
+
+def test_wrapped_paragraphs_indented_without_blank_lines_stay_paragraphs() -> None:
+    first = textwrap.fill(WIRE[0], 70, initial_indent="   ")
+    second = textwrap.fill(" ".join(WIRE[1:]), 70, initial_indent="   ")
+    body = first + "\n" + second
+    segments = text_segments(body)
+    assert [unwrapped(s.text) for s in segments] == WIRE
+    assert segments[1].ws_before == "\n   "
+    assert rebuilt(body) == body
+
+
+def test_soft_wraps_are_line_feeds_inside_the_paragraph() -> None:
+    body = textwrap.fill(" ".join(WIRE), 70).replace("\n", "\r\n")
+    wraps = soft_wraps(body)
+    assert wraps and all(body[i] == "\n" and body[i - 1] == "\r" for i in wraps)
+    assert len(wraps) == body.count("\n")
+    # Only plain text is reflowed (segment_blocks' `reflow`): in a Markdown or HTML block's text a
+    # line break is a hard one (a Markdown hard break, a <br>).
+    assert sentences(body)[0] == body.split("\r\n")[0]
