@@ -15,9 +15,13 @@ sentence's length window took about ten times as long as scoring them (docs/benc
 lookup first reads the entries added since the last one (those with a higher id), so every
 process sees every other's writes at its next lookup. That relies on ids growing in the order
 writes commit: writers take turns (SQLite has one writer at a time; on PostgreSQL `remember`
-holds an advisory lock until its transaction ends), and entries are replaced in place, never
-deleted. The cost is the stored sentences' text in each process that looks things up (about
-200 bytes a sentence), read in full at its first lookup of a variant.
+holds an advisory lock until its transaction ends), and entries are replaced in place. The cost is
+the stored sentences' text in each process that looks things up (about 200 bytes a sentence), read
+in full at its first lookup of a variant.
+
+Each entry names the article (job and segment) whose approval stored it last. Entries are deleted
+only when an article is withdrawn with its memory (`forget_job`): those it alone gave. A process
+drops a deleted entry's sentence from its own copy when a lookup next meets it.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from service.documents import SourceFormat, plain_text
 from service.storage.db import Database
-from service.storage.tables import MemoryEntry, utcnow
+from service.storage.tables import Job, MemoryEntry, StoredArticle, StoredSegment, utcnow
 
 _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+|[^\w\s]|\s+")
@@ -143,10 +148,14 @@ class TranslationMemory:
             if e.source.strip() and e.target.strip():
                 keyed[(e.variant, source_key(e.source))] = e  # of repeats, the last wins
         ordered = sorted(keyed.items())
-        if ordered and session.get_bind().dialect.name == "postgresql":
-            # Until this transaction ends: the next writer's ids then follow all of this one's,
-            # which is what lets lookups read only what is new (see the module's docstring).
-            session.execute(select(func.pg_advisory_xact_lock(_WRITER_LOCK)))
+        if ordered:
+            self.lock_writers(session)
+            # An approval that raced its article's withdrawal (`forget_job`, which takes the same
+            # lock) must not put the article's text back.
+            jobs = {e.job_id for _, e in ordered if e.job_id is not None}
+            if jobs:
+                there = set(session.scalars(select(Job.id).where(Job.id.in_(jobs))))
+                ordered = [(k, e) for k, e in ordered if e.job_id is None or e.job_id in there]
         now = utcnow()
         for start in range(0, len(ordered), 500):
             rows = [
@@ -166,6 +175,38 @@ class TranslationMemory:
             # One upsert: approvals of the same sentence at once cannot collide on the unique key.
             session.execute(_upsert(session.get_bind().dialect.name), rows)
         return len(ordered)
+
+    @staticmethod
+    def lock_writers(session: Session) -> None:
+        """On PostgreSQL, take the writers' turn until this transaction ends: the next writer's ids
+        then follow all of this one's, which is what lets lookups read only what is new (see the
+        module's docstring). SQLite has one writer at a time anyway."""
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(func.pg_advisory_xact_lock(_WRITER_LOCK)))
+
+    @classmethod
+    def forget_job(cls, session: Session, job_id: str) -> tuple[int, int]:
+        """In the caller's transaction, for an article being withdrawn: remove the entries credited
+        to `job_id` (it was the last to store them) that no other article's approved segment also
+        gives; credit those that one does give to that article instead. (removed, kept)."""
+        cls.lock_writers(session)
+        entries = list(session.scalars(select(MemoryEntry).where(MemoryEntry.job_id == job_id)))
+        if not entries:
+            return 0, 0
+        others = _other_contributors(session, job_id, entries)
+        for entry in entries:
+            if entry.id in others:
+                entry.job_id, entry.segment_id = others[entry.id]
+        doomed = [entry.id for entry in entries if entry.id not in others]
+        removed = 0
+        for start in range(0, len(doomed), 500):
+            result = session.execute(
+                delete(MemoryEntry)
+                .where(MemoryEntry.id.in_(doomed[start : start + 500]))
+                .execution_options(synchronize_session=False)
+            )
+            removed += int(result.rowcount)  # type: ignore[attr-defined]
+        return removed, len(others)
 
     def exact(self, sources: Sequence[str], variants: Sequence[str]) -> dict[str, dict[str, str]]:
         """For each source with a zh-Hans entry: its stored targets by variant."""
@@ -194,17 +235,23 @@ class TranslationMemory:
             return []
         low, high = length_window(len(query), cutoff)
         with self.db.session() as session:
-            candidates = self._within(session, variant, low, high)
-            best = process.extract(
-                query, [src for _, src in candidates], scorer=fuzz.ratio, score_cutoff=cutoff, limit=limit
-            )
-            hits = [(score, *candidates[i]) for _, score, i in best]
-            stmt = select(MemoryEntry.id, MemoryEntry.target).where(MemoryEntry.id.in_([i for _, i, _ in hits]))
-            targets = {row_id: target for row_id, target in session.execute(stmt)} if hits else {}
+            while True:
+                candidates = self._within(session, variant, low, high)
+                best = process.extract(
+                    query, [src for _, src in candidates], scorer=fuzz.ratio, score_cutoff=cutoff, limit=limit
+                )
+                hits = [(score, *candidates[i]) for _, score, i in best]
+                stmt = select(MemoryEntry.id, MemoryEntry.target).where(MemoryEntry.id.in_([i for _, i, _ in hits]))
+                targets = {row_id: target for row_id, target in session.execute(stmt)} if hits else {}
+                gone = [(row_id, src) for _, row_id, src in hits if row_id not in targets]
+                if not gone:
+                    break
+                # Deleted since this process read them (an article withdrawn with its memory): drop
+                # them here too, and score again without them.
+                self._drop(variant, gone)
         return [
             Suggestion(score=round(score, 1), source=src, target=targets[row_id], diff=word_diff(src, query))
             for score, row_id, src in hits
-            if row_id in targets  # gone only if deleted by hand, which the module's docstring rules out
         ]
 
     def _within(self, session: Session, variant: str, low: int, high: int) -> list[tuple[int, str]]:
@@ -223,9 +270,64 @@ class TranslationMemory:
                 known.seen = new[-1][0]
             return [pair for length, pairs in known.by_length.items() if low <= length <= high for pair in pairs]
 
+    def _drop(self, variant: str, entries: Sequence[tuple[int, str]]) -> None:
+        """Forget stored (id, source) pairs of `variant` that are no longer in the database."""
+        with self._sources_lock:
+            known = self._sources.get(variant)
+            if known is None:
+                return
+            for row_id, src in entries:
+                pairs = known.by_length.get(len(src), [])
+                known.by_length[len(src)] = [pair for pair in pairs if pair[0] != row_id]
+
     def entries(self, variant: str | None = None) -> list[MemoryEntry]:
         with self.db.session() as session:
             query = select(MemoryEntry).order_by(MemoryEntry.id)
             if variant:
                 query = query.where(MemoryEntry.variant == variant)
             return list(session.scalars(query))
+
+
+def _other_contributors(session: Session, job_id: str, entries: list[MemoryEntry]) -> dict[int, tuple[str, str]]:
+    """For each of `entries` that an approved segment of another article also gives (the same
+    sentence, white space aside, with the same translation in that variant, as plain text): that
+    job and segment, by entry id, the oldest article first. Candidates are found by the sentence as
+    the entries and `job_id`'s segments hold it; the same sentence spaced otherwise in another
+    article is not found."""
+    wanted = {(e.variant, e.source): e for e in entries}
+    own = [e.segment_id for e in entries if e.segment_id]
+    sources = {e.source for e in entries}
+    for start in range(0, len(own), 500):
+        sources.update(
+            session.scalars(
+                select(StoredSegment.source).where(
+                    StoredSegment.job_id == job_id, StoredSegment.id.in_(own[start : start + 500])
+                )
+            )
+        )
+    found: dict[int, tuple[str, str]] = {}
+    listed = sorted(sources)
+    for start in range(0, len(listed), 500):
+        rows = session.execute(
+            select(
+                StoredSegment.job_id,
+                StoredSegment.id,
+                StoredSegment.source,
+                StoredSegment.targets,
+                StoredArticle.format,
+            )
+            .join(Job, Job.id == StoredSegment.job_id)
+            .join(StoredArticle, StoredArticle.id == Job.article_id)
+            .where(
+                StoredSegment.job_id != job_id,
+                StoredSegment.status == "approved",
+                StoredSegment.source.in_(listed[start : start + 500]),
+            )
+            .order_by(Job.created_at, StoredSegment.position)
+        )
+        for other, segment_id, source, targets, fmt in rows:
+            for variant, text in targets.items():
+                entry = wanted.get((variant, normalize(source)))
+                if entry is not None and entry.id not in found and plain_text(text, SourceFormat(fmt)) == entry.target:
+                    found[entry.id] = (other, segment_id)
+    return found

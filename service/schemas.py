@@ -314,6 +314,33 @@ class ArticleList(BaseModel):
     next_since: datetime | None = Field(description="pass as `since` to get what changed after this page")
 
 
+class WithdrawnRows(BaseModel):
+    """How many of each were deleted with a withdrawn article (the article itself and its job: one each)."""
+
+    segments: int
+    edits: int = Field(description="the segments' edit history")
+    deliveries: int = Field(description="webhook deliveries, with their payloads")
+    delivery_attempts: int
+    memory_entries: int = Field(description="translation memory entries only this article gave (with memory=true)")
+
+
+class ArticleWithdrawn(BaseModel):
+    id: str
+    status: Literal["queued", "translating", "translated", "in_review", "approved", "failed"] = Field(
+        description="the state it was in when withdrawn"
+    )
+    external_id: str | None
+    revision: str | None
+    removed: WithdrawnRows
+    memory_kept: int = Field(
+        description="translation memory entries it gave that another article's approved segment gives too: kept, "
+        "credited to that article (with memory=true)"
+    )
+    unlinked_ids: list[str] = Field(
+        description="later revisions that named it as previous: their previous_id is now null"
+    )
+
+
 class DeliveryAttemptOut(BaseModel):
     number: int
     at: datetime

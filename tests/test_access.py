@@ -28,6 +28,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/articles"): {"cms", "admin"},
     ("GET", "/v1/articles"): ALL,
     ("GET", "/v1/articles/{job_id}"): ALL,
+    ("DELETE", "/v1/articles/{job_id}"): {"cms", "admin"},
     ("GET", "/v1/articles/{job_id}/deliveries"): ALL,
     ("POST", "/v1/articles/{job_id}/deliveries/{delivery_id}/redeliver"): {"cms", "admin"},
     ("POST", "/v1/articles/{job_id}/review"): EDITORS,

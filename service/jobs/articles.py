@@ -10,32 +10,48 @@ A runner moves queued → translating → translated (`service.jobs.runner`), or
 the queue, or fails it; people move a job on through review (`service.jobs.review`). Every state
 change that a client may care about writes its webhook delivery in the same transaction
 (`service.jobs.deliveries`), so none is lost.
+
+A job in any state can be withdrawn (`withdraw`: a spiked story, a legal takedown): everything
+stored for it goes in one transaction, and a runner translating it stops at its next save.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Delete
 
 from service.auth import Role
 from service.config import Settings
 from service.documents import AlignedDocument, Article, SourceFormat
 from service.glossaries import Glossaries
 from service.jobs.codec import document_from_json, segment_from_row, term_to_json
+from service.memory import TranslationMemory
 from service.pipeline import assemble_text
 from service.storage.db import Database
-from service.storage.tables import Job, StoredArticle, StoredSegment, utcnow
+from service.storage.tables import (
+    Delivery,
+    DeliveryAttempt,
+    Job,
+    SegmentEdit,
+    StoredArticle,
+    StoredSegment,
+    utcnow,
+)
 from service.translate import check_article, check_targets
 from service.webhooks import CallbackRefused, check_callback_url
+
+log = logging.getLogger(__name__)
 
 
 class JobStatus(StrEnum):
@@ -330,3 +346,124 @@ def stored_document(session: Session, job: Job) -> tuple[AlignedDocument, dict[s
         glossaries=tuple(job.glossaries),
     )
     return aligned, {r.id: (r.version, list(r.locked_variants)) for r in rows}
+
+
+# --- withdrawing an article ------------------------------------------------------------------
+
+# PostgreSQL's code for a deadlock it broke by aborting this transaction: safe to run it again.
+_DEADLOCK = "40P01"
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    """What withdrawing an article removed (rows, by table) and what it changed elsewhere."""
+
+    job_id: str
+    status: str  # the state the job was in
+    external_id: str | None
+    revision: str | None
+    segments: int
+    edits: int
+    deliveries: int
+    delivery_attempts: int
+    # Translation memory entries (only when asked): removed, those this article alone gave; kept and
+    # credited to another article, those another article's approved segment gives too.
+    memory_removed: int
+    memory_kept: int
+    # Later revisions that named this job as their previous one: that link is now null.
+    unlinked: tuple[str, ...]
+
+
+def withdraw(db: Database, job_id: str, *, by: str, memory: bool = False) -> Withdrawn:
+    """Delete the job and everything stored for it, in one transaction: its article as received,
+    its segments and their edit history, its webhook deliveries with their attempts and payloads;
+    with `memory`, also the translation memory entries that it alone contributed. Later revisions
+    lose their link to it (`previous_job_id` becomes null) and go on as they are. Raises JobNotFound.
+
+    A queued job is then never claimed; a runner translating it finds it gone at its next save (a
+    chunk, a lease renewal) and stops, writing nothing; a pending webhook delivery is never sent,
+    and one being sent at this moment is not recorded or retried (`service.jobs.deliveries`).
+    Review sessions hold no reference to jobs. Who withdrew what is logged, never the text."""
+    for attempt in range(1, 4):
+        try:
+            with db.session() as session:
+                done = _withdraw(session, job_id, memory=memory)
+            break
+        except OperationalError as exc:
+            # Someone editing or approving the article at this moment locks its rows in another order.
+            if attempt == 3 or getattr(exc.orig, "sqlstate", None) != _DEADLOCK:
+                raise
+            log.info("article %s: withdrawing it met a deadlock with another writer; trying again", job_id)
+    log.info(
+        "article %s (external_id %r, revision %r, %s) withdrawn by %s: removed %d segment(s), %d edit(s), "
+        "%d webhook delivery(ies) with %d attempt(s), %d memory entry(ies) (%d kept: another article gave them "
+        "too); later revisions unlinked: %s",
+        done.job_id,
+        done.external_id,
+        done.revision,
+        done.status,
+        by,
+        done.segments,
+        done.edits,
+        done.deliveries,
+        done.delivery_attempts,
+        done.memory_removed,
+        done.memory_kept,
+        ", ".join(done.unlinked) or "none",
+    )
+    return done
+
+
+def _withdraw(session: Session, job_id: str, *, memory: bool) -> Withdrawn:
+    now = utcnow()
+    # A write first: on SQLite it takes the database's write lock at once (a read first could be
+    # refused later as a stale snapshot). On PostgreSQL the row lock (FOR UPDATE, below) makes a
+    # runner's save or lease renewal, and anything adding rows for the job, wait until this commits
+    # and then find the job gone; what a runner saved before it is deleted here.
+    touched = session.execute(
+        update(Job).where(Job.id == job_id).values(updated_at=now).execution_options(synchronize_session=False)
+    )
+    if touched.rowcount != 1:  # type: ignore[attr-defined]
+        raise JobNotFound(job_id)
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    assert job is not None
+    status, external_id, revision, article_id = job.status, job.external_id, job.revision, job.article_id
+    # A dispatcher recording an attempt holds its delivery's row: wait for it, so the attempt goes too.
+    delivery_ids = list(session.scalars(select(Delivery.id).where(Delivery.job_id == job_id).with_for_update()))
+
+    removed_memory = kept_memory = 0
+    if memory:
+        removed_memory, kept_memory = TranslationMemory.forget_job(session, job_id)
+    unlinked = tuple(session.scalars(select(Job.id).where(Job.previous_job_id == job_id).order_by(Job.created_at)))
+    if unlinked:
+        session.execute(
+            update(Job)
+            .where(Job.previous_job_id == job_id)
+            .values(previous_job_id=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+    def gone(statement: Delete) -> int:
+        result = session.execute(statement.execution_options(synchronize_session=False))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    attempts = gone(delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(delivery_ids))) if delivery_ids else 0
+    deliveries = gone(delete(Delivery).where(Delivery.job_id == job_id))
+    edits = gone(delete(SegmentEdit).where(SegmentEdit.job_id == job_id))
+    segments = gone(delete(StoredSegment).where(StoredSegment.job_id == job_id))
+    session.expunge(job)
+    gone(delete(Job).where(Job.id == job_id))
+    gone(delete(StoredArticle).where(StoredArticle.id == article_id))
+    return Withdrawn(
+        job_id=job_id,
+        status=status,
+        external_id=external_id,
+        revision=revision,
+        segments=segments,
+        edits=edits,
+        deliveries=deliveries,
+        delivery_attempts=attempts,
+        memory_removed=removed_memory,
+        memory_kept=kept_memory,
+        unlinked=unlinked,
+    )

@@ -10,6 +10,9 @@ up to DUIYI_WEBHOOK_MAX_ATTEMPTS. `redeliver` puts a failed delivery back in the
 Each process sends with DUIYI_WEBHOOK_SENDERS threads, and at most one delivery to a callback URL
 at a time: a receiver that times out (or a burst of events for one CMS) holds back only its own
 deliveries, while the other senders keep serving the other receivers.
+
+A withdrawn article's deliveries are deleted with it (`service.jobs.articles.withdraw`): a pending
+one is never sent, and one being sent at that moment is neither recorded nor retried.
 """
 
 from __future__ import annotations
@@ -204,6 +207,9 @@ class Dispatcher:
         # Tries since the delivery was queued (or queued again by `redeliver`): they set the backoff and the limit.
         tries = delivery.attempts + 1
         with self.db.session() as session:
+            if session.get(Delivery, delivery.id) is None:
+                log.info("webhook %s %s not sent: its article was withdrawn", delivery.event, delivery.id)
+                return
             secret = self._secret(session, delivery)
             # Attempts are numbered over the delivery's whole life, across redeliveries.
             last = session.scalar(
@@ -258,6 +264,13 @@ class Dispatcher:
     ) -> None:
         now = utcnow()
         with self.db.session() as session:
+            # A write first, holding the row (PostgreSQL) or the database (SQLite): withdrawing its
+            # article meanwhile waits for this attempt and deletes it too, or went first.
+            held = session.execute(update(Delivery).where(Delivery.id == delivery.id).values(lease_until=None))
+            if held.rowcount != 1:  # type: ignore[attr-defined]
+                # Its article was withdrawn while this try was under way: nothing to record, no retry.
+                log.info("webhook %s %s: its article was withdrawn during the attempt", delivery.event, delivery.id)
+                return
             session.add(
                 DeliveryAttempt(
                     delivery_id=delivery.id,
@@ -268,7 +281,7 @@ class Dispatcher:
                     duration_ms=duration_ms,
                 )
             )
-            row = session.get(Delivery, delivery.id)
+            row = session.get(Delivery, delivery.id, populate_existing=True)
             assert row is not None
             row.attempts = tries
             row.lease_until = None

@@ -21,6 +21,9 @@ What ends an attempt, and what becomes of the job (its saved segments are always
   attempts the job fails with the last error as its reason.
 - The job's data cannot be translated (its article does not parse, its stored glossary is
   unreadable): retrying would fail the same way, so the job fails at once.
+- The job is withdrawn (deleted with everything stored for it, `service.jobs.articles.withdraw`):
+  the runner finds it gone at its next save or lease renewal (the chunk it is decoding is finished
+  first, and then dropped) and stops, writing nothing and settling nothing.
 
 A failed job gets its `article.failed` webhook; resubmitting its article queues it again
 (`service.jobs.articles.submit`).
@@ -62,7 +65,8 @@ DATABASE_ERRORS = (DBAPIError, PoolTimeout)
 
 
 class LostJob(Exception):
-    """This runner's claim on a job lapsed and another runner may have it now."""
+    """This runner's claim on a job lapsed and another runner may have it now, or the job was
+    withdrawn (deleted)."""
 
 
 class DecodeFailed(Exception):
@@ -200,7 +204,10 @@ class JobRunner:
             except Exception as exc:  # noqa: BLE001
                 self._fail(job_id, exc)
         except LostJob:
-            log.warning("job %s: lost the claim (lease lapsed); another runner continues it", job_id)
+            if self._withdrawn(job_id):
+                log.info("job %s was withdrawn while being translated; the runner stops (nothing saved)", job_id)
+            else:
+                log.warning("job %s: lost the claim (lease lapsed); another runner continues it", job_id)
         except DATABASE_ERRORS as exc:  # the database, not the job (or settling the job failed on it)
             self.database_failures += 1
             log.warning("job %s: the database is unavailable (%s); handing the job back", job_id, describe(exc))
@@ -208,6 +215,14 @@ class JobRunner:
         finally:
             stop_beat.set()
             beat.join()
+
+    def _withdrawn(self, job_id: str) -> bool:
+        """Whether the job is gone (withdrawn); False also when the database cannot say."""
+        try:
+            with self.db.session() as session:
+                return session.get(Job, job_id) is None
+        except DATABASE_ERRORS:
+            return False
 
     def _heartbeat(self, job_id: str, stop: threading.Event) -> None:
         while not stop.wait(self.settings.job_lease_s / 3):
@@ -222,7 +237,8 @@ class JobRunner:
     def _translate(self, job_id: str) -> None:
         with self.db.session() as session:
             job = session.get(Job, job_id)
-            assert job is not None
+            if job is None:  # withdrawn since it was claimed
+                raise LostJob(job_id)
             article = article_of(session, job)
             glossary = glossary_from_json("+".join(job.glossaries) or "none", job.glossary_terms)
             targets, names = list(job.targets), list(job.glossaries)
@@ -234,16 +250,13 @@ class JobRunner:
         current = {seg.id for seg in segments if saved.get(seg.id) == seg.text}
         with self.db.session() as session:
             job = session.get(Job, job_id)
-            assert job is not None
+            if job is None:
+                raise LostJob(job_id)
             # A new revision of an article keeps what people did in the previous one (unchanged sentences).
             carried = revisions.carried_over(session, job, prepared, self.pipeline, todo)
         todo = [i for i in todo if i not in carried]
         with self.db.session() as session:
-            # Rows from a different segmentation (another model since the last attempt) go.
-            session.execute(
-                delete(StoredSegment).where(StoredSegment.job_id == job_id, StoredSegment.id.not_in(current))
-            )
-            session.add_all(carried.values())
+            # Ours first, as at every save: a job lost or withdrawn meanwhile gets no rows.
             self._ours(
                 session,
                 job_id,
@@ -252,6 +265,11 @@ class JobRunner:
                 segments_done=len(current) + len(carried),
                 model=self.pipeline.engine.name,
             )
+            # Rows from a different segmentation (another model since the last attempt) go.
+            session.execute(
+                delete(StoredSegment).where(StoredSegment.job_id == job_id, StoredSegment.id.not_in(current))
+            )
+            session.add_all(carried.values())
         if saved:
             log.info(
                 "job %s: %d of %d segments already saved; translating the rest", job_id, len(current), len(segments)

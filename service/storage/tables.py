@@ -236,6 +236,9 @@ class MemoryEntry(Base):
     __table_args__ = (
         UniqueConstraint("variant", "source_key", name="uq_tm_variant_source"),
         Index("ix_tm_variant_length", "variant", "source_length"),
+        # Ids never reused (revision 0005): lookups read the entries above the highest id they have
+        # seen, and a withdrawn article's entries are deleted (service.memory).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -247,6 +250,8 @@ class MemoryEntry(Base):
     source_length: Mapped[int] = mapped_column()
     target: Mapped[str] = mapped_column(Text)
     origin: Mapped[str] = mapped_column(String(20))  # approved | tmx
+    # The article whose approval stored it last (no foreign key: an entry outlives its article unless
+    # the article is withdrawn with its memory; then this may name a job that is gone).
     job_id: Mapped[str | None] = mapped_column(String(36))
     segment_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,4 +1,4 @@
-"""Article jobs over HTTP: submit, read, list, deliveries, and review (edit, approve)."""
+"""Article jobs over HTTP: submit, read, list, withdraw, deliveries, and review (edit, approve)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from service.jobs.articles import (
     newer_revisions,
     stored_document,
     submit,
+    withdraw,
 )
 from service.jobs.codec import segment_from_row
 from service.jobs.deliveries import AlreadyDelivered, DeliveryNotFound, redeliver
@@ -39,6 +40,7 @@ from service.schemas import (
     ArticleLinks,
     ArticleList,
     ArticleSubmit,
+    ArticleWithdrawn,
     ConflictResponse,
     DeliveryAttemptOut,
     DeliveryOut,
@@ -47,6 +49,7 @@ from service.schemas import (
     SegmentEditIn,
     SegmentOut,
     SegmentState,
+    WithdrawnRows,
     aligned_to_response,
     stored_segment_out,
 )
@@ -61,8 +64,9 @@ Submitter = Annotated[Principal, Requires(Permission.ARTICLES_SUBMIT)]
 Reader = Annotated[Principal, Requires(Permission.ARTICLES_READ)]
 Editor = Annotated[Principal, Requires(Permission.SEGMENTS_EDIT)]
 Approver = Annotated[Principal, Requires(Permission.ARTICLES_APPROVE)]
-# Whoever may submit articles (a CMS, an admin) may have their webhooks sent again.
+# Whoever may submit articles (a CMS, an admin) may have their webhooks sent again, and withdraw them.
 Redeliverer = Annotated[Principal, Requires(Permission.ARTICLES_SUBMIT)]
+Withdrawer = Annotated[Principal, Requires(Permission.ARTICLES_SUBMIT)]
 
 
 def _job_out(db: Database, job_id: str, *, with_document: bool = True) -> ArticleJob:
@@ -209,6 +213,51 @@ def read_article(job_id: str, runtime: RuntimeDep, _: Reader) -> ArticleJob:
         return _job_out(runtime.db, job_id)
     except JobNotFound as exc:
         raise _not_found(exc) from None
+
+
+@router.delete(
+    "/{job_id}",
+    response_model=ArticleWithdrawn,
+    responses=responses(*AUTH_ERRORS, 404, 422),
+    summary="Withdraw an article (a spiked story, a legal takedown): delete it and everything stored for it",
+)
+def withdraw_article(
+    job_id: str,
+    runtime: RuntimeDep,
+    principal: Withdrawer,
+    memory: Annotated[
+        bool,
+        Query(
+            description="also remove the translation memory entries this article gave and no other article "
+            "gives (default false: the memory is shared work)"
+        ),
+    ] = False,
+) -> ArticleWithdrawn:
+    """Deletes, in one transaction, the article as received, its job, segments, edit history, webhook
+    deliveries (payloads included) and their attempts. A queued job is never translated; a runner
+    translating it stops at its next save and writes nothing; pending webhooks are never sent. Later
+    revisions go on, their `previous_id` now null. Resubmitting the same article afterwards (the
+    same `Idempotency-Key`, or `external_id` + `revision`) makes a new job. A second DELETE is a
+    404. The log records who withdrew which article, never its text."""
+    try:
+        done = withdraw(runtime.db, job_id, by=principal.name, memory=memory)
+    except JobNotFound as exc:
+        raise _not_found(exc) from None
+    return ArticleWithdrawn(
+        id=done.job_id,
+        status=done.status,  # type: ignore[arg-type]
+        external_id=done.external_id,
+        revision=done.revision,
+        removed=WithdrawnRows(
+            segments=done.segments,
+            edits=done.edits,
+            deliveries=done.deliveries,
+            delivery_attempts=done.delivery_attempts,
+            memory_entries=done.memory_removed,
+        ),
+        memory_kept=done.memory_kept,
+        unlinked_ids=list(done.unlinked),
+    )
 
 
 @router.get(
