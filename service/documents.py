@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from markdown_it import MarkdownIt
+from markdown_it import MarkdownIt, rules_inline
+from markdown_it.parser_inline import RuleFuncInlineType
+from markdown_it.rules_inline import StateInline
 
 
 class SourceFormat(StrEnum):
@@ -21,12 +23,52 @@ class SourceFormat(StrEnum):
 
 
 _TAG = re.compile(r"<[^>]*>")
-_MD = MarkdownIt("commonmark")
+
+
+def _noting_written_form(rule: RuleFuncInlineType, label_at: int) -> RuleFuncInlineType:
+    """Markdown's `link` or `image` rule (`label_at`: where its label starts, after `[` or `![`),
+    also noting on the token it makes its label and what follows the label as written (`meta`:
+    "label", "rest"): `(url "title")`, or a reference, `[ref]`, `[]` or nothing. markdown-it keeps
+    only the address a reference stands for, and a page keeps its references as such."""
+
+    def rule_noting(state: StateInline, silent: bool) -> bool:
+        start, count = state.pos, len(state.tokens)
+        if not rule(state, silent):
+            return False
+        if not silent:
+            label_end = state.md.helpers.parseLinkLabel(state, start + label_at - 1, label_at == 1)
+            made = next(t for t in state.tokens[count:] if t.type in ("link_open", "image"))
+            made.meta["label"] = state.src[start + label_at : label_end]
+            made.meta["rest"] = state.src[label_end + 1 : state.pos]
+        return True
+
+    return rule_noting
+
+
+def markdown_reader() -> MarkdownIt:
+    """The Markdown parser of articles: CommonMark with GFM tables, its links and images noting
+    their written form (see `_noting_written_form`)."""
+    md = MarkdownIt("commonmark").enable("table")
+    md.inline.ruler.at("link", _noting_written_form(rules_inline.link, 1))
+    md.inline.ruler.at("image", _noting_written_form(rules_inline.image, 2))
+    return md
+
+
+class _AnyReference(dict[str, dict[str, str]]):
+    """References that resolve every label: a target's `[text][ref]` is a link to its page's
+    definition, which the target alone does not have."""
+
+    def get(self, key: str, default: object = None) -> dict[str, str]:  # type: ignore[override]
+        return {"href": "", "title": ""}
+
+
+_MD = markdown_reader()
 
 # Markdown: characters that would start inline syntax anywhere (emphasis, code, links, raw HTML, a
-# character reference), and what would start a block at the beginning of a line (heading, quote, list
-# item, setext underline, fence). A backslash makes each of them text (CommonMark, "Backslash escapes").
-_MD_INLINE = re.compile(r"[\\`*_\[\]<]|&(?=#?\w+;)")
+# character reference, a table's cell border), and what would start a block at the beginning of a
+# line (heading, quote, list item, setext underline, fence). A backslash makes each of them text
+# (CommonMark, "Backslash escapes").
+_MD_INLINE = re.compile(r"[\\`*_\[\]<|]|&(?=#?\w+;)")
 _MD_LINE_START = re.compile(r"(?m)^([ \t]*)(?:([#>+=~-])|(\d{1,9})([.)])(?=\s|$))")
 
 
@@ -70,11 +112,22 @@ def written_forms(text: str, fmt: SourceFormat) -> tuple[str, ...]:
 
 def _markdown_text(target: str) -> str:
     parts: list[str] = []
-    for token in _MD.parseInline(target)[0].children or ():
+    closes: list[str] = []
+    for token in _MD.parseInline(target, {"references": _AnyReference()})[0].children or ():
+        written = token.meta.get("rest") if token.type in ("link_open", "image") else None
         if token.type in ("text", "code_inline"):
             parts.append(token.content)
         elif token.type in ("softbreak", "hardbreak"):
             parts.append("\n")
+        elif token.type == "link_open":
+            # Text in brackets is a link only where it names a reference, `[text][ref]`.
+            shortcut = written in ("", "[]")
+            parts.append("[" if shortcut else "")
+            closes.append("]" + str(written) if shortcut else "")
+        elif token.type == "link_close" and closes:
+            parts.append(closes.pop())
+        elif token.type == "image" and written in ("", "[]"):
+            parts.append(f"![{token.meta['label']}]{written}")
     return "".join(parts)
 
 
@@ -94,6 +147,9 @@ class BlockKind(StrEnum):
     # An HTML page's description or sharing text (<meta name="description" content="…">, og:title…),
     # translated as a block and written back into the <meta>, see service.formats.
     META = "meta"
+    # An element's label in an HTML page: what a screen reader says for it (`aria-label`) or an
+    # abbreviation's expansion (`<abbr title>`), written back into that attribute, see service.formats.
+    LABEL = "label"
 
 
 @dataclass(frozen=True)
@@ -128,10 +184,12 @@ class Block:
     level: int = 0  # heading level, list depth
     # Text format: the exact separator (blank lines, indentation) before this block in the input.
     sep_before: str = ""
-    # Markdown: the line prefix ("## ", "> ", "- ", "1. "); HTML: the number of the place in the page
-    # (an element, or a run of loose text) its translation replaces, see service.formats. An image
-    # text's block (image_alt, image_title) in either format: the number of its image in the document;
-    # a meta block: the number of its <meta> among the page's translated ones.
+    # Markdown: the line prefix ("## ", "> ", "- ", "1. "), and the number of the place in the page
+    # (a paragraph, heading or table cell) whose text its translation replaces; HTML: the number of
+    # the place in the page (an element, or a run of loose text) its translation replaces, see
+    # service.formats. An image text's block (image_alt, image_title) in either format: the number of
+    # its image in the document; a meta block: the number of its <meta> among the page's translated
+    # ones, or after them, of its structured data text; a label block: the number of its label.
     prefix: str = ""
     element: int = -1
 
@@ -152,7 +210,8 @@ class Document:
     format: SourceFormat
     blocks: tuple[Block, ...]
     segments: tuple[SourceSegment, ...]
-    # Text format: white space after the last block. HTML: the page, to re-render.
+    # Text format: white space after the last block. HTML and Markdown: the page, to re-render (a
+    # Markdown document stored before it was kept has none, and is written anew from its blocks).
     tail: str = ""
     html: str = ""
 

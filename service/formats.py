@@ -7,16 +7,29 @@ source's own syntax: Markdown prefixes, or the very HTML element it came from.
 
 from __future__ import annotations
 
+import bisect
 import html
 import itertools
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 
-from bs4 import BeautifulSoup, NavigableString, PageElement, Tag
+from bs4 import BeautifulSoup, Comment, NavigableString, PageElement, Tag
 from markdown_it import MarkdownIt
+from markdown_it.parser_block import RuleFuncBlockType
+from markdown_it.rules_block import StateBlock
 from markdown_it.token import Token
 
-from service.documents import Article, Block, BlockKind, Inline, SourceFormat, markdown_escape, plain_text
+from service.documents import (
+    Article,
+    Block,
+    BlockKind,
+    Inline,
+    SourceFormat,
+    markdown_escape,
+    markdown_reader,
+    plain_text,
+)
 
 # The input format an uploaded or named file has, by its suffix; anything else is plain text.
 FORMAT_BY_SUFFIX = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
@@ -32,7 +45,7 @@ _FIELDS = (BlockKind.TITLE, BlockKind.SUBTITLE, BlockKind.BYLINE, BlockKind.DATE
 # An image's texts that are translated, each as a block of its own, and the attribute each one is.
 IMAGE_TEXTS = {BlockKind.IMAGE_ALT: "alt", BlockKind.IMAGE_TITLE: "title"}
 # Blocks whose translation goes into an attribute (an image's, a <meta>'s), not into a place of the page.
-_ATTRIBUTE_TEXTS = frozenset((*IMAGE_TEXTS, BlockKind.META))
+_ATTRIBUTE_TEXTS = frozenset((*IMAGE_TEXTS, BlockKind.META, BlockKind.LABEL))
 # <meta> elements whose content is text a reader sees (search results, shared links), by name or property.
 _META_TEXTS = frozenset(
     (
@@ -48,7 +61,8 @@ _META_TEXTS = frozenset(
 
 
 def parse_blocks(article: Article) -> tuple[list[Block], str, str]:
-    """Blocks of the article (structured fields first), the text tail, and the HTML page if any."""
+    """Blocks of the article (structured fields first), the text tail, and the HTML or Markdown page
+    if any, whose blocks' translations `render` puts in their places."""
     blocks: list[Block] = []
     for kind, value in zip(_FIELDS, (article.title, article.subtitle, article.byline, article.date), strict=True):
         if value.strip():
@@ -60,7 +74,7 @@ def parse_blocks(article: Article) -> tuple[list[Block], str, str]:
         body = _markdown_blocks(article.body, len(blocks))
     else:
         body = _html_blocks(article.body, len(blocks))
-    return blocks + body, tail, article.body if article.format is SourceFormat.HTML else ""
+    return blocks + body, tail, "" if article.format is SourceFormat.TEXT else article.body
 
 
 # --- plain text ---------------------------------------------------------------------------------
@@ -125,15 +139,143 @@ def _trimmed(text: str, inlines: Iterable[Inline]) -> tuple[Inline, ...]:
 
 # --- Markdown -----------------------------------------------------------------------------------
 
-_MD = MarkdownIt("commonmark")
+
+def _cells(row: str, at: int) -> list[tuple[int, int]]:
+    """Where the cells of a table's row (`row`, at `at` in the source) stand, between the borders
+    (an escaped `\\|` is text), without the white space around their text: as markdown-it splits it."""
+    borders = [-1]
+    escaped = False
+    for pos, ch in enumerate(row):
+        if ch == "|" and not escaped:
+            borders.append(pos)
+        escaped = ch == "\\"
+    borders.append(len(row))
+    cells = [(start + 1, end) for start, end in itertools.pairwise(borders)]
+    if cells and cells[0][0] == cells[0][1]:
+        cells.pop(0)
+    if cells and cells[-1][0] == cells[-1][1]:
+        cells.pop()
+    spans = []
+    for start, end in cells:
+        text = row[start:end]
+        lead = len(text) - len(text.lstrip())
+        spans.append((at + start + lead, at + start + lead + len(text.strip())))
+    return spans
+
+
+def _noting_spans(name: str, rule: RuleFuncBlockType) -> RuleFuncBlockType:
+    """Block rule `name` (a paragraph, heading or table), also noting on each inline token it makes
+    where that text stands in markdown-it's source (`meta["span"]`, offsets in its source, where
+    every line ends in "\\n"): past the markers of the quotes and list items around it, the heading's
+    `#`s and the table's borders, so that a translation replaces that text and nothing else."""
+
+    def rule_noting(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+        count = len(state.tokens)
+        if not rule(state, start_line, end_line, silent):
+            return False
+        if silent:
+            return True
+        src = state.src
+        cell = 0
+        for tok in state.tokens[count:]:
+            if tok.type == "tr_open":
+                cell = 0
+            if tok.type != "inline" or not tok.map or not tok.content:
+                continue
+            first, last = tok.map[0], tok.map[1] - 1  # a setext heading's text: not its underline
+            start, end = state.bMarks[first] + state.tShift[first], state.eMarks[last]
+            if name == "table":
+                row = _cells(src[start:end], start)
+                tok.meta["span"] = row[cell] if cell < len(row) else None
+                cell += 1
+                continue
+            if name == "heading":
+                at = src.find(tok.content, start + len(tok.markup), end)  # after the #s, before closing ones
+                tok.meta["span"] = (at, at + len(tok.content)) if at >= 0 else None
+                continue
+            while end > start and src[end - 1] in " \t":
+                end -= 1
+            tok.meta["span"] = (start, end)
+        return True
+
+    return rule_noting
+
+
+def _markdown_parser() -> MarkdownIt:
+    md = markdown_reader()
+    for name in ("table", "heading", "lheading", "paragraph"):
+        rule = md.block.ruler.__rules__[md.block.ruler.__find__(name)]
+        md.block.ruler.at(name, _noting_spans(name, rule.fn), {"alt": rule.alt})
+    return md
+
+
+_MD = _markdown_parser()
+# YAML (or TOML) front matter, which a Markdown CMS puts at the very top: data, left as sent.
+_FRONT_MATTER = re.compile(r"\A(-{3}|\+{3})[ \t]*\r?\n(?:.*\r?\n)*?(?:\1|\.{3})[ \t]*(?:\r?\n|\Z)")
+_NEWLINE = re.compile(r"\r\n?|\n")
+# A footnote's reference or, at the start of a paragraph, its definition (`[^1]`, `[^note]:`), which
+# CMSs with footnotes read: markup, kept as written.
+_FOOTNOTE = re.compile(r"(\[\^[^\]\s]+\]:?)")
+# The reference a reference image ends with: `[ref]`, which holds no unescaped brackets.
+_MD_REFERENCE = re.compile(r"\[(?:[^\[\]\\]|\\.)*\]\Z", re.DOTALL)
 # What a backslash keeps from ending or escaping a link title ("…"): CommonMark, "Link title".
 _MD_TITLE_SYNTAX = re.compile(r'[\\"]|&(?=#?\w+;)')
+
+# A place of a Markdown page: a text (an inline token) or what is carried as sent (code, raw HTML),
+# with the quotes, list items, heading or table cell around it, and where its text stands in the
+# page (None for what is carried as sent).
+_MdPlace = tuple[Token, tuple[Token, ...], tuple[int, int] | None]
+
+
+def _front_matter(source: str) -> str:
+    match = _FRONT_MATTER.match(source)
+    return match.group() if match else ""
+
+
+def _md_places(source: str) -> list[_MdPlace]:
+    """The places of a Markdown page, in order. Stored documents name a block's place by its number
+    in this list (`Block.element`), so what counts as one changes only with a migration."""
+    front = _front_matter(source)
+    # The front matter's lines stay, as empty ones, so that markdown-it's line numbers are the page's.
+    read = "\n" * len(_NEWLINE.findall(front)) + source[len(front) :]
+    tokens = _MD.parse(read)
+    # Where each line begins in the page, and in what markdown-it read (every line ending a "\n").
+    page_lines = [0, *(m.end() for m in _NEWLINE.finditer(source))]
+    read_lines = [0, *(m.end() for m in re.finditer("\n", _NEWLINE.sub("\n", read)))]
+
+    def in_page(pos: int) -> int:
+        line = bisect.bisect_right(read_lines, pos) - 1
+        return page_lines[line] + pos - read_lines[line]
+
+    places: list[_MdPlace] = []
+    around: list[Token] = []
+    for tok in tokens:
+        if tok.type in ("blockquote_open", "list_item_open", "heading_open", "th_open", "td_open"):
+            around.append(tok)
+        elif tok.type in ("blockquote_close", "list_item_close", "heading_close", "th_close", "td_close"):
+            around.pop()
+        elif tok.type in ("fence", "code_block", "html_block"):
+            places.append((tok, tuple(around), None))
+        elif tok.type == "inline":
+            span = tok.meta.get("span")
+            places.append((tok, tuple(around), (in_page(span[0]), in_page(span[1])) if span else None))
+    return places
 
 
 def _md_image(label: str, src: str, title: str | None) -> str:
     """An image in Markdown syntax, `label` as written; its title quoted so that it reads back as itself."""
     quoted = (' "' + _MD_TITLE_SYNTAX.sub(lambda m: "\\" + m.group(), title) + '"') if title else ""
     return f"![{label}]({src}{quoted})"
+
+
+def _md_reference(tok: Token) -> str | None:
+    """What follows the label of a reference link or image, `[ref]`, as written (a shortcut `[ref]`
+    or collapsed `[ref][]` one names its reference by its text, which is translated); None for an
+    inline one, `(url "title")`."""
+    rest = str(tok.meta.get("rest", "("))
+    if rest.startswith("("):
+        return None
+    return "[" + " ".join(str(tok.meta["label"]).split()) + "]" if rest in ("", "[]") else " ".join(rest.split())
 
 
 def _md_alt(children: Iterable[Token]) -> str:
@@ -149,15 +291,28 @@ def _md_alt(children: Iterable[Token]) -> str:
     return "".join(parts)
 
 
-def _md_inline(children: list[Token]) -> tuple[str, tuple[Inline, ...]]:
+def _md_inline(children: list[Token], *, cell: bool = False) -> tuple[str, tuple[Inline, ...]]:
+    """A block's text and inline markup. In a table's `cell`, markup kept as written has its `|` as
+    `\\|` (a table's source must, to keep it in its cell; markdown-it gives it without the `\\`)."""
+
+    def written(markup: str) -> str:
+        return markup.replace("|", "\\|") if cell else markup
+
     text: list[str] = []
     inlines: list[Inline] = []
     stack: list[tuple[int, str, str, bool]] = []
     length = 0
     for tok in children:
-        if tok.type == "text":
-            text.append(tok.content)
-            length += len(tok.content)
+        if tok.type == "text" and stack and stack[-1][3]:  # an autolink's address
+            text.append(written(tok.content))
+            length += len(text[-1])
+        elif tok.type == "text":
+            for n, part in enumerate(_FOOTNOTE.split(tok.content)):
+                if n % 2:  # a footnote's reference, or at the block's start its definition, `[^1]:`
+                    marker = part if length == 0 else part.removesuffix(":")
+                    inlines.append(Inline(length, length + len(marker), "", "", verbatim=True))
+                text.append(part)
+                length += len(part)
         elif tok.type == "html_inline":
             # A raw tag (`<span>`, `<br>`) is carried through as markup, as an HTML page's image is.
             inlines.append(Inline(length, length, tok.content, "", verbatim=True))
@@ -170,24 +325,31 @@ def _md_inline(children: list[Token]) -> tuple[str, tuple[Inline, ...]]:
             text.append("  \n")
             length += 3
         elif tok.type == "code_inline":
-            inlines.append(Inline(length, length + len(tok.content), tok.markup, tok.markup, verbatim=True))
-            text.append(tok.content)
-            length += len(tok.content)
+            code = written(tok.content)
+            inlines.append(Inline(length, length + len(code), tok.markup, tok.markup, verbatim=True))
+            text.append(code)
+            length += len(code)
         elif tok.type == "link_open" and tok.markup == "autolink":
             # <https://…>: the address is its text, kept as written.
             stack.append((length, "<", ">", True))
         elif tok.type == "link_open":
-            title = tok.attrs.get("title")
-            close = f"]({tok.attrs.get('href', '')}" + (f' "{title}"' if title else "") + ")"
-            stack.append((length, "[", close, False))
+            # As written: a reference stays one (its definition stays where it is), an address as typed.
+            reference = _md_reference(tok)
+            close = "]" + (reference if reference is not None else str(tok.meta["rest"]).replace("\n", " "))
+            stack.append((length, "[", written(close), False))
         elif tok.type in ("em_open", "strong_open"):
             stack.append((length, tok.markup, tok.markup, False))
         elif tok.type in ("link_close", "em_close", "strong_close") and stack:
             start, open_, close_, verbatim = stack.pop()
             inlines.append(Inline(start, length, open_, close_, verbatim))
         elif tok.type == "image":
-            title = tok.attrs.get("title")
-            markup = _md_image(tok.content, str(tok.attrs.get("src", "")), str(title) if title else None)
+            reference = _md_reference(tok)
+            if reference is None:
+                title = tok.attrs.get("title")
+                markup = _md_image(tok.content, str(tok.attrs.get("src", "")), str(title) if title else None)
+            else:
+                markup = f"![{' '.join(str(tok.meta['label']).split())}]{reference}"
+            markup = written(markup)
             inlines.append(Inline(length, length + len(markup), "", "", verbatim=True))
             text.append(markup)
             length += len(markup)
@@ -198,51 +360,41 @@ def _md_inline(children: list[Token]) -> tuple[str, tuple[Inline, ...]]:
 def _markdown_blocks(source: str, first: int) -> list[Block]:
     """Blocks in document order; an image's alt text and title follow the block that holds it."""
     blocks: list[Block] = []
-    containers: list[Token] = []
-    heading_level = 0
     images = itertools.count()
-    for tok in _MD.parse(source):
-        if tok.type in ("blockquote_open", "list_item_open", "bullet_list_open", "ordered_list_open"):
-            containers.append(tok)
-        elif tok.type in ("blockquote_close", "list_item_close", "bullet_list_close", "ordered_list_close"):
-            containers.pop()
-        elif tok.type == "heading_open":
-            heading_level = int(tok.tag[1])
-        elif tok.type == "inline":
-            text, inlines = _md_inline(tok.children or [])
-            quotes = sum(1 for c in containers if c.type == "blockquote_open")
-            items = [c for c in containers if c.type == "list_item_open"]
-            prefix = "> " * quotes
-            if items:
-                markers = [f"{i.info}{i.markup} " if i.info else f"{i.markup} " for i in items]
-                # A nested item sits under its parents' text: as wide as their markers ("10. " is 4).
-                prefix += "".join(" " * len(m) for m in markers[:-1]) + markers[-1]
-                kind = BlockKind.LIST_ITEM
-            elif heading_level:
-                prefix += "#" * heading_level + " "
-                kind = BlockKind.HEADING
-            else:
-                kind = BlockKind.QUOTE if quotes else BlockKind.PARAGRAPH
-            blocks.append(
-                Block(f"b{first + len(blocks)}", kind, text, inlines, level=heading_level or len(items), prefix=prefix)
-            )
-            heading_level = 0
-            for image in (t for t in tok.children or () if t.type == "image"):
-                texts = (("alt", _md_alt(image.children or ())), ("title", image.attrs.get("title")))
-                blocks += _image_blocks(first + len(blocks), next(images), texts)
-        elif tok.type in ("fence", "code_block", "html_block"):
+    for number, (tok, around, _) in enumerate(_md_places(source)):
+        if tok.type != "inline":
             # Code and raw HTML blocks are carried through untranslated.
             raw = tok.content if tok.type == "html_block" else f"{tok.markup}{tok.info}\n{tok.content}{tok.markup}"
             if tok.type == "code_block":
                 raw = "\n".join("    " + line for line in tok.content.rstrip("\n").split("\n"))
-            blocks.append(
-                Block(
-                    f"b{first + len(blocks)}",
-                    BlockKind.PARAGRAPH,
-                    raw.rstrip("\n"),
-                    (Inline(0, len(raw.rstrip("\n")), "", "", verbatim=True),),
-                )
-            )
+            raw = raw.rstrip("\n")
+            verbatim = (Inline(0, len(raw), "", "", verbatim=True),)
+            blocks.append(Block(f"b{first + len(blocks)}", BlockKind.PARAGRAPH, raw, verbatim, element=number))
+            continue
+        text, inlines = _md_inline(tok.children or [], cell=bool(around) and around[-1].type in ("th_open", "td_open"))
+        if not text.strip():
+            continue  # an empty table cell or heading: nothing to translate, and it stays as it is
+        quotes = sum(1 for c in around if c.type == "blockquote_open")
+        items = [c for c in around if c.type == "list_item_open"]
+        heading_level = int(around[-1].tag[1]) if around and around[-1].type == "heading_open" else 0
+        prefix = "> " * quotes
+        if items:
+            markers = [f"{i.info}{i.markup} " if i.info else f"{i.markup} " for i in items]
+            # A nested item sits under its parents' text: as wide as their markers ("10. " is 4).
+            prefix += "".join(" " * len(m) for m in markers[:-1]) + markers[-1]
+            kind = BlockKind.LIST_ITEM
+        elif heading_level:
+            prefix += "#" * heading_level + " "
+            kind = BlockKind.HEADING
+        else:
+            kind = BlockKind.QUOTE if quotes else BlockKind.PARAGRAPH
+        level = heading_level or len(items)
+        blocks.append(Block(f"b{first + len(blocks)}", kind, text, inlines, level=level, prefix=prefix, element=number))
+        for image in (t for t in tok.children or () if t.type == "image"):
+            # A reference image's title is its definition's, which stays as it is (as a link's title does).
+            title = image.attrs.get("title") if _md_reference(image) is None else None
+            texts = (("alt", _md_alt(image.children or ())), ("title", title))
+            blocks += _image_blocks(first + len(blocks), next(images), texts)
     return blocks
 
 
@@ -306,6 +458,28 @@ _BREAK_TAGS = (
 # Page chrome whose loose text is left as sent: the document head, and a site's navigation.
 _CHROME_TAGS = ("head", "nav")
 _SPACE = re.compile(r"\s+")
+# Social media embeds, by class: a post quoted as a <blockquote class="twitter-tweet"> (or a <div>),
+# which the platform's script replaces with the post itself. A post is a quote in its own language:
+# left as sent, its texts, images and language included.
+_EMBED_CLASSES = frozenset(
+    (
+        "twitter-tweet",
+        "twitter-video",
+        "instagram-media",
+        "tiktok-embed",
+        "bluesky-embed",
+        "mastodon-embed",
+        "reddit-embed-bq",
+        "text-post-media",
+        "fb-post",
+        "fb-video",
+    )
+)
+# Structured data (<script type="application/ld+json">, schema.org): the types of an article's
+# object, and its texts that search engines show; and a string in the script as written.
+_LD_ARTICLE = re.compile(r"(?:Article|BlogPosting|WebPage)$")
+_LD_TEXTS = frozenset(("headline", "alternativeHeadline", "description"))
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 # A place in the page that one block's translation replaces: a block element's content, or a run
 # of text and inline elements that stands directly in some other element (or in a bare fragment).
@@ -320,6 +494,21 @@ def _html_images(soup: BeautifulSoup) -> list[Tag]:
     return [img for img in soup.find_all("img") if img.find_parent((*_OPAQUE_TAGS, *_CHROME_TAGS)) is None]
 
 
+def _html_labels(soup: BeautifulSoup) -> list[tuple[Tag, str]]:
+    """The page's labels whose texts are translated, each an element and its attribute, in document
+    order: what a screen reader says for an element (`aria-label`) and an abbreviation's expansion
+    (`<abbr title>`, shown on hover); not those of the page's chrome, of what is left as sent, of an
+    image (its alt text says it) or of an embed. Stored documents name them by their number here."""
+    found: list[tuple[Tag, str]] = []
+    for el in soup.find_all(True):
+        attrs = ["aria-label", *(["title"] if el.name in ("abbr", "acronym") else [])]
+        if not any(str(el.get(a) or "").strip() for a in attrs) or el.name in (*_SKIP_TAGS, *_CHROME_TAGS, "img"):
+            continue
+        if el.find_parent((*_OPAQUE_TAGS, *_CHROME_TAGS)) is None and not _in_embed(el):
+            found += [(el, a) for a in attrs if str(el.get(a) or "").strip()]
+    return found
+
+
 def _html_metas(soup: BeautifulSoup) -> list[Tag]:
     """The page's <meta> elements whose content is translated (`_META_TEXTS`), in document order.
     Stored documents name them by their number in this list, as images are (see `_html_images`)."""
@@ -330,6 +519,84 @@ def _html_metas(soup: BeautifulSoup) -> list[Tag]:
         and str(meta.get("content") or "").strip()
         and meta.find_parent(_OPAQUE_TAGS) is None
     ]
+
+
+def _in_embed(node: PageElement) -> bool:
+    """Whether `node` is in a social media embed (see `_EMBED_CLASSES`), or is one."""
+    for el in (node, *node.parents):
+        if isinstance(el, Tag) and not _EMBED_CLASSES.isdisjoint(el.get_attribute_list("class")):
+            return True
+    return False
+
+
+class _JsonObject(list[tuple[str, object]]):
+    """A JSON object as its members, in order (a list, not a dict: keys may repeat)."""
+
+
+def _ld_scripts(soup: BeautifulSoup) -> list[Tag]:
+    return [
+        script
+        for script in soup.find_all("script")
+        if str(script.get("type", "")).strip().lower() == "application/ld+json"
+        and script.find_parent(_OPAQUE_TAGS) is None
+    ]
+
+
+def _ld_strings(script: Tag) -> list[tuple[str, bool, str]]:
+    """Each string value of a structured data script, in order: the property it is the value of,
+    whether it is an article's, and the value; none where the script is not valid JSON."""
+    try:
+        data = json.loads(script.string or "", object_pairs_hook=_JsonObject)
+    except ValueError:
+        return []
+    found: list[tuple[str, bool, str]] = []
+
+    def walk(value: object, key: str, article: bool) -> None:
+        if isinstance(value, _JsonObject):
+            types = [t for k, v in value if k == "@type" for t in (v if isinstance(v, list) else [v])]
+            article = any(_LD_ARTICLE.search(str(t)) for t in types)
+            for member, item in value:
+                found.append(("", False, member))  # its name, also a string in the source
+                walk(item, member, article)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, key, article)
+        elif isinstance(value, str):
+            found.append((key, article, value))
+
+    walk(data, "", False)
+    return found
+
+
+def _ld_texts(soup: BeautifulSoup) -> list[tuple[Tag, int, str]]:
+    """The page's structured data texts that are translated (an article's headline, alternative
+    headline and description), in document order: the script, the number of the string in it (see
+    `_ld_strings`), the text."""
+    return [
+        (script, n, " ".join(value.split()))
+        for script in _ld_scripts(soup)
+        for n, (key, article, value) in enumerate(_ld_strings(script))
+        if article and key in _LD_TEXTS and value.strip()
+    ]
+
+
+def _rewrite_ld(script: Tag, values: Mapping[int, str], lang: str | None) -> None:
+    """Put `values` (number of a string in the script → new value) in the script, and `lang` in
+    every `inLanguage` that said English; everything else stays as written."""
+    raw = script.string or ""
+    if lang:
+        strings = enumerate(_ld_strings(script))
+        english = [n for n, (key, _, value) in strings if key == "inLanguage" and _ENGLISH.match(value)]
+        values = {**dict.fromkeys(english, lang), **values}
+    if not values:
+        return
+    spans = [m.span() for m in _JSON_STRING.finditer(raw)]
+    out = raw
+    for n in sorted((n for n in values if n < len(spans)), reverse=True):
+        start, end = spans[n]
+        # "<" escaped: a script's text must not hold "</script>" or "<!--".
+        out = out[:start] + json.dumps(values[n], ensure_ascii=False).replace("<", "\\u003c") + out[end:]
+    script.string = out
 
 
 def _html_elements(soup: BeautifulSoup) -> Iterator[Tag]:
@@ -405,7 +672,11 @@ def _html_inline(nodes: Iterable[PageElement]) -> tuple[str, tuple[Inline, ...]]
 
     def walk(children: Iterable[PageElement]) -> None:
         for child in children:
-            if isinstance(child, NavigableString):
+            if isinstance(child, Comment):
+                # An editor's note or a CMS's marker inside the text: markup, kept where it stands.
+                at = len("".join(parts))
+                inlines.append(Inline(at, at, child.output_ready(), "", verbatim=True))
+            elif isinstance(child, NavigableString):
                 if type(child) is NavigableString:
                     parts.append(_SPACE.sub(" ", str(child)))
             elif isinstance(child, Tag):
@@ -468,21 +739,47 @@ def _html_blocks(source: str, first: int) -> list[Block]:
     # Where each unit and each image begins in the page (a run of loose text never begins with an image).
     unit_at = {order[id(u if isinstance(u, Tag) else u[0])]: (index, u) for index, u in _html_units(soup)}
     image_at = {order[id(img)]: (number, img) for number, img in enumerate(_html_images(soup))}
-    meta_at = {order[id(meta)]: (number, meta) for number, meta in enumerate(_html_metas(soup))}
+    metas = _html_metas(soup)
+    meta_at = {order[id(meta)]: (number, meta) for number, meta in enumerate(metas)}
+    # A structured data text is a meta block too, numbered after the <meta>s (pages stored before keep
+    # their numbers), where its script stands.
+    data_at: dict[int, list[tuple[int, str]]] = {}
+    for number, (script, _, text) in enumerate(_ld_texts(soup), len(metas)):
+        data_at.setdefault(order[id(script)], []).append((number, text))
+    label_at: dict[int, list[tuple[int, str]]] = {}
+    for number, (labelled, attr) in enumerate(_html_labels(soup)):
+        label_at.setdefault(order[id(labelled)], []).append((number, " ".join(str(labelled[attr]).split())))
     blocks: list[Block] = []
-    for position in sorted([*unit_at, *image_at, *meta_at]):
+    # A label follows the block that holds its element, or that its element is.
+    places = [(p, 0) for p in [*unit_at, *image_at, *meta_at, *data_at]] + [(p, 1) for p in label_at]
+    for position, is_label in sorted(places):
+        if is_label:
+            blocks += [
+                Block(f"b{first + len(blocks) + i}", BlockKind.LABEL, text, element=number)
+                for i, (number, text) in enumerate(label_at[position])
+            ]
+            continue
         if position in image_at:
             number, img = image_at[position]
-            blocks += _image_blocks(first + len(blocks), number, img.attrs.items())
+            if not _in_embed(img):
+                blocks += _image_blocks(first + len(blocks), number, img.attrs.items())
             continue
         if position in meta_at:
             number, meta = meta_at[position]
             text = " ".join(str(meta["content"]).split())
             blocks.append(Block(f"b{first + len(blocks)}", BlockKind.META, text, element=number))
             continue
+        if position in data_at:
+            blocks += [
+                Block(f"b{first + len(blocks) + i}", BlockKind.META, text, element=number)
+                for i, (number, text) in enumerate(data_at[position])
+            ]
+            continue
         index, unit = unit_at[position]
         el = unit if isinstance(unit, Tag) else unit[0].parent
         assert el is not None  # a run stands in an element, or in the document itself
+        if _in_embed(el):
+            continue  # numbered all the same: pages stored before keep their numbers
         text, inlines = _html_inline(unit.children if isinstance(unit, Tag) else unit)
         if not text.strip():
             continue
@@ -549,8 +846,11 @@ def render(
 ) -> str:
     """One variant's full text: `inner` maps block id → the block's translated text, already in the
     format's inline syntax (escaped for HTML). An image text's block has no place of its own: its
-    translation goes into its image's attribute, in the block that holds the image or in the page.
-    `lang`: the variant's language tag, which an HTML page then declares (see `_declare_language`)."""
+    translation goes into its image's attribute, in the block that holds the image or in the page
+    (so do a label's and a meta block's). `page`: the HTML or Markdown page as sent (`parse_blocks`),
+    whose places the blocks' translations take; a Markdown document stored without one is written
+    anew from its blocks. `lang`: the variant's language tag, which an HTML page then declares (see
+    `_declare_language`)."""
     if fmt is SourceFormat.TEXT:
         # The article's fields (title, dek, byline, date) are paragraphs of their own before the body,
         # whose own separators reproduce it exactly.
@@ -564,6 +864,9 @@ def render(
     if fmt is SourceFormat.MARKDOWN:
         inner = _with_markdown_image_texts(blocks, inner)
         blocks = tuple(b for b in blocks if b.kind not in IMAGE_TEXTS)
+        if page:
+            return _markdown_page(page, blocks, inner)
+        # Stored before Markdown pages were kept: each block written anew from its prefix.
         out: list[str] = []
         for i, block in enumerate(blocks):
             if i:
@@ -575,15 +878,22 @@ def render(
                 out.append(block.prefix + inner[block.id].replace("\n", "\n" + _continuation(block.prefix)))
         return "".join(out) + "\n"
     soup = BeautifulSoup(page, "html.parser")
-    if lang:
-        _declare_language(soup, lang)
     units = dict(_html_units(soup))
-    inner = _with_html_image_texts(soup, units, blocks, inner)
+    inner = _with_html_attribute_texts(soup, units, blocks, inner)
+    if lang:  # after the attribute texts: they find their elements' tags as the translations have them
+        _declare_language(soup, lang)
     metas = _html_metas(soup)
+    data = _ld_texts(soup)
+    data_values: dict[int, dict[int, str]] = {}  # id(script) → number of a string in it → its translation
     head: list[str] = []
     for block in blocks:
-        if block.kind is BlockKind.META and block.element < len(metas):
-            metas[block.element]["content"] = " ".join(plain_text(inner[block.id], SourceFormat.HTML).split())
+        if block.kind is BlockKind.META:
+            text = " ".join(plain_text(inner[block.id], SourceFormat.HTML).split())
+            if block.element < len(metas):
+                metas[block.element]["content"] = text
+            elif block.element - len(metas) < len(data):
+                script, n, _ = data[block.element - len(metas)]
+                data_values.setdefault(id(script), {})[n] = text
         if block.kind in _ATTRIBUTE_TEXTS:
             continue
         if block.element >= 0:
@@ -593,11 +903,38 @@ def render(
                 block.kind, "p"
             )
             head.append(f'<{tag} class="duiyi-{block.kind.value}">{inner[block.id]}</{tag}>\n')
+    for script in _ld_scripts(soup):
+        _rewrite_ld(script, data_values.get(id(script), {}), lang)
     # The structured fields (title, byline, …) open the page's body, or the fragment.
     if head and soup.body is not None:
         soup.body.insert(0, BeautifulSoup("".join(head), "html.parser"))
         return str(soup)
     return "".join(head) + str(soup)
+
+
+def _markdown_page(page: str, blocks: tuple[Block, ...], inner: Mapping[str, str]) -> str:
+    """The Markdown page as sent, each block's text replaced by its translation: everything else
+    (front matter, blank lines, rules, reference definitions, tables' borders, a heading's own
+    syntax) stays as written. The article's fields (title, dek, …) open it, after its front matter."""
+    spans = [span for _, _, span in _md_places(page)]
+    newline = "\r\n" if "\r\n" in page else "\n"
+    edits: list[tuple[tuple[int, int], str]] = []
+    for b in blocks:
+        span = spans[b.element] if 0 <= b.element < len(spans) else None
+        if span is not None:
+            edits.append((span, inner[b.id].replace("\n", newline + _continuation(b.prefix))))
+    parts: list[str] = []
+    at = 0
+    for (start, end), text in sorted(edits):
+        parts += [page[at:start], text]
+        at = end
+    body = "".join([*parts, page[at:]])
+    marker = {BlockKind.TITLE: "# ", BlockKind.SUBTITLE: "## "}
+    fields = [marker.get(b.kind, "") + inner[b.id] for b in blocks if b.element < 0]
+    if fields:
+        front = len(_front_matter(page))
+        body = body[:front] + (newline * 2).join(fields) + newline * 2 + body[front:].lstrip("\r\n")
+    return body if body.endswith(("\n", "\r")) else body + newline
 
 
 _ENGLISH = re.compile(r"en(?:-|$)", re.IGNORECASE)
@@ -613,7 +950,7 @@ def _declare_language(soup: BeautifulSoup, lang: str) -> None:
     if isinstance(root, Tag):
         root["lang"] = lang
     for el in soup.find_all(True):
-        if el.find_parent(_OPAQUE_TAGS) is not None or el.name in _OPAQUE_TAGS:
+        if el.find_parent(_OPAQUE_TAGS) is not None or el.name in _OPAQUE_TAGS or _in_embed(el):
             continue
         for attr in ("lang", "xml:lang"):
             if _ENGLISH.match(str(el.get(attr, ""))):
@@ -632,34 +969,46 @@ def _image_texts(blocks: Iterable[Block], inner: Mapping[str, str], fmt: SourceF
     return texts
 
 
-def _with_html_image_texts(
+def _with_html_attribute_texts(
     soup: BeautifulSoup, units: Mapping[int, _HtmlUnit], blocks: tuple[Block, ...], inner: Mapping[str, str]
 ) -> dict[str, str]:
-    """`inner` with each translated image text in its image: an image outside the text blocks (in a
-    <figure>, say) changes in the page; one inside a block changes in that block's translation, which
-    carries the source's own tag (a person's edit may keep only that tag, see service.jobs.review)."""
+    """`inner` with each translated image text and label in its element: an element outside the text
+    blocks (an image in a <figure>, say) changes in the page; one inside a block changes in that
+    block's translation, which carries the source's own tag (a person's edit may keep only that tag,
+    see service.jobs.review)."""
     out = dict(inner)
     texts = _image_texts(blocks, inner, SourceFormat.HTML)
-    if not texts:
+    labels = {
+        b.element: " ".join(plain_text(inner[b.id], SourceFormat.HTML).split())
+        for b in blocks
+        if b.kind is BlockKind.LABEL and b.id in inner
+    }
+    if not texts and not labels:
         return out
-    images = _html_images(soup)
     holders = {b.element: b.id for b in blocks if b.element >= 0 and b.kind not in _ATTRIBUTE_TEXTS}
-    held: dict[int, str] = {}  # id(image) → the block whose translation holds it
+    held: dict[int, str] = {}  # id(element) → the block whose translation holds its tag
     for index, unit in units.items():
         if index in holders:
-            for node in [unit] if isinstance(unit, Tag) else unit:
+            for node in unit.children if isinstance(unit, Tag) else unit:
                 if isinstance(node, Tag):
-                    found = [node] if node.name == "img" else node.find_all("img")
-                    held.update((id(img), holders[index]) for img in found)
-    for number, attrs in sorted(texts.items()):
-        if number >= len(images):
-            continue
-        img = images[number]
-        source = str(img)
-        img.attrs.update(attrs)
-        holder = held.get(id(img))
+                    held.update((id(el), holders[index]) for el in [node, *node.find_all(True)])
+
+    def update(el: Tag, attrs: Mapping[str, str]) -> None:
+        written = str(el) if el.name in _OPAQUE_TAGS else _start_tag(el)  # as _html_inline carries it
+        el.attrs.update(attrs)
+        holder = held.get(id(el))
         if holder is not None:
-            out[holder] = out[holder].replace(source, str(img), 1)
+            out[holder] = out[holder].replace(written, str(el) if el.name in _OPAQUE_TAGS else _start_tag(el), 1)
+
+    images = _html_images(soup)
+    for number, attrs in sorted(texts.items()):
+        if number < len(images):
+            update(images[number], attrs)
+    elements = _html_labels(soup)
+    for number, text in sorted(labels.items()):
+        if number < len(elements):
+            el, attr = elements[number]
+            update(el, {attr: text})
     return out
 
 
@@ -683,6 +1032,11 @@ def _with_markdown_image_texts(blocks: tuple[Block, ...], inner: Mapping[str, st
         if number >= len(written):
             continue
         holder, source = written[number]
+        reference = _MD_REFERENCE.search(source) if source.endswith("]") else None
+        if reference is not None:  # ![label][ref]: its title is its definition's
+            label = markdown_escape(attrs["alt"]) if "alt" in attrs else source[2 : reference.start() - 1]
+            out[holder] = out[holder].replace(source, f"![{label}]{reference.group()}", 1)
+            continue
         children = _MD.parseInline(source)[0].children or []
         if len(children) != 1 or children[0].type != "image":
             continue  # not markup this module wrote

@@ -186,16 +186,17 @@ def test_markdown_nested_lists_stay_nested_under_wide_markers() -> None:
 
 def test_markdown_escape_makes_any_text_render_as_itself() -> None:
     """Whatever the model writes, a Markdown reader shows it as that text: one paragraph, no
-    emphasis, links, headings, lists, quotes or fences, and every character kept."""
+    emphasis, links, headings, lists, quotes, fences or tables, and every character kept."""
     rng = random.Random(7)
-    alphabet = [*"#>*_-+=~`[]()!<>&;\\.) 1\n", "&amp;", "&#35;", "1.", "10)", "***", "---", "<b>", "中", "a"]
+    alphabet = [*"#>*_-+=~`[]()!<>&;\\.)| 1\n", "&amp;", "&#35;", "1.", "10)", "***", "---", "<b>", "中", "a"]
     cases = ["#MeToo运动", "1. 第一", "*星*", "a_b_c", "[1](x)", "<span>", "&copy;", "---", "===", "```", "> 引"]
+    cases += ["甲|乙\n|-|-"]  # a table, were the `|` not escaped
     cases += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 24))) for _ in range(3000)]
     for text in cases:
         text = "\n".join(line.strip() for line in text.strip().split("\n") if line.strip())
         if not text:
             continue
-        tokens = MarkdownIt("commonmark").parse(markdown_escape(text))
+        tokens = MarkdownIt("commonmark").enable("table").parse(markdown_escape(text))  # as articles are read
         assert [t.type for t in tokens] == ["paragraph_open", "inline", "paragraph_close"], text
         children = tokens[1].children or []
         shown = "".join("\n" if t.type == "softbreak" else t.content for t in children)

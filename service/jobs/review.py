@@ -50,7 +50,9 @@ _MD_BLOCK = re.compile(
 _MD_BLANK_LINE = re.compile(r"\n[ \t]*(?:\n|$)|^[ \t]*\n")
 # Link or image syntax that the source's own text holds (an image is text in a Markdown block), and
 # code spans: taken out before the checks, as are the source's markup strings.
-_MD_SOURCE_IMAGE = re.compile(r"!?\[[^\]]*\]\([^)]*\)")
+_MD_SOURCE_IMAGE = re.compile(r"!?\[[^\]]*\](?:\([^)]*\)|\[[^\]]*\])")
+_MD_REFERENCE = re.compile(r"(?<!\\)(!?)\[[^\]]*\]\[([^\]]*)\]")
+_MD_FOOTNOTE_DEF = re.compile(r"\[\^[^\]\s]+\]:")
 _MD_CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
 # A run of emphasis delimiters not escaped by a backslash.
 _MD_DELIMITERS = re.compile(r"(?<!\\)(?:\\\\)*(\*+|_+)")
@@ -410,7 +412,12 @@ def _check_markdown(row: StoredSegment, text: str, allowed: set[str]) -> None:
     would start a new paragraph, heading, quote, list or code block, and emphasis the source lacks.
     `*` and `_` that CommonMark cannot read as emphasis (`a * b`, `snake_case`, `\\*`) are text."""
     where = f"segment {row.id}"
-    block = _MD_BLANK_LINE.search(text) or _MD_BLOCK.search(text)
+    # A footnote definition's own `[^1]:`, which the source segment opens with, opens the target too.
+    footnote = _MD_FOOTNOTE_DEF.match(row.source)
+    probe = text
+    if footnote and text.startswith(footnote.group()):
+        probe = "x" + text[footnote.end() :]
+    block = _MD_BLANK_LINE.search(probe) or _MD_BLOCK.search(probe)
     if block:
         line = text[block.start() :].strip("\n").split("\n", 1)[0]
         raise MarkupNotAllowed(
@@ -422,6 +429,14 @@ def _check_markdown(row: StoredSegment, text: str, allowed: set[str]) -> None:
     # delimiter to white space) so that only what is new is left to check.
     rest = _MD_CODE_SPAN.sub(lambda m: "x" if m.group(2) in row.source else m.group(), text)
     rest = _MD_SOURCE_IMAGE.sub(lambda m: "x" if m.group() in row.source else m.group(), rest)
+    # A reference link must close as one of the source's does (`][rep]`); an image left here is new.
+    for ref in _MD_REFERENCE.finditer(rest):
+        if ref.group(1) or f"][{ref.group(2)}]" not in allowed:
+            shown = ", ".join(sorted(m for m in allowed if m.startswith("]"))) or "it has none"
+            raise MarkupNotAllowed(
+                f"{where}: the target has a Markdown link or image its source does not have ({ref.group()!r}); "
+                f"keep the source's own links ({shown}) and write other brackets as text, e.g. full-width 【】"
+            )
     for markup in sorted(allowed, key=len, reverse=True):
         rest = rest.replace(markup, "x")
     if "](" in rest or "![" in rest:

@@ -68,7 +68,8 @@ templates.env.globals["kind_labels"] = {
     "list_item": "list item",
     "image_alt": "image description (alt text)",
     "image_title": "image title",
-    "meta": "page description (search results, shared links)",
+    "meta": "page description (search results, shared links, structured data)",
+    "label": "label (screen readers, abbreviation's expansion)",
 }
 router = APIRouter(prefix="/review", include_in_schema=False)
 
