@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Protocol
 
 
 class Role(StrEnum):
@@ -129,6 +130,12 @@ def new_webhook_secret() -> str:
 # A retry at exactly the advertised time can come up a hair short of one token through float rounding; without this
 # tolerance that client would be told to wait again for a few nanoseconds.
 _EPSILON = 1e-9
+
+
+class Limiter(Protocol):
+    """A rate limit per API key: `check` is 0.0 with the request counted, or the seconds to wait."""
+
+    def check(self, key: str) -> float: ...
 
 
 class RateLimiter:

@@ -358,3 +358,47 @@ def test_frozen_clock_threads_get_exactly_burst() -> None:
     assert not any(worker.is_alive() for worker in workers)
     assert sum(allowed) == burst
     assert sum(refused) == threads * calls_per_thread - burst
+
+
+# -- the rate limit shared by every process on PostgreSQL ----------------------------------------------------
+
+
+def test_shared_limit_counts_every_process_and_threads_get_exactly_burst() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from service.keys import SharedRateLimiter
+    from service.storage.db import Database
+    from tests.conftest import fresh_postgres
+
+    with fresh_postgres() as url:
+        first, second = Database(url), Database(url)  # two processes' handles on one database
+        first.migrate()
+        a = SharedRateLimiter(first, rate_per_minute=6, burst=3)  # then one request per 10 s
+        b = SharedRateLimiter(second, rate_per_minute=6, burst=3)
+        assert [a.check("k1"), b.check("k1"), a.check("k1")] == [0.0, 0.0, 0.0]
+        waits = [b.check("k1"), a.check("k1")]
+        assert all(8.0 < w <= 10.0 for w in waits), waits  # the next token, 10 s after the burst began
+        assert a.check("k2") == 0.0  # another key has its own
+        # Refused requests are not counted: the wait does not grow.
+        assert b.check("k1") <= waits[0]
+        with ThreadPoolExecutor(16) as pool:
+            allowed = sum(w == 0.0 for w in pool.map(lambda i: (a if i % 2 else b).check("k3"), range(64)))
+        assert allowed == 3
+        assert SharedRateLimiter(first, rate_per_minute=0, burst=0).check("k1") == 0.0  # off: no query either
+        first.close()
+        second.close()
+
+
+def test_two_replicas_on_one_database_share_the_limit(tiny_dirs: dict, engines: dict) -> None:
+    from service.auth import Role
+    from tests.conftest import fresh_postgres, keyed_settings, make_keys, serve
+
+    with fresh_postgres() as url:
+        key = make_keys(url, (Role.TRANSLATOR,))["translator"].key
+        settings = keyed_settings(tiny_dirs["marian"], url, rate_limit_per_minute=6, rate_limit_burst=3, runners=0)
+        auth = {"Authorization": f"Bearer {key}"}
+        with serve(settings, engines["marian"]) as one, serve(settings, engines["marian"]) as two:
+            answers = [live.client.get("/v1/glossaries", headers=auth) for live in (one, two, one, two)]
+        assert [r.status_code for r in answers] == [200, 200, 200, 429]
+        assert answers[-1].json()["error"]["code"] == "rate_limited"
+        assert int(answers[-1].headers["retry-after"]) >= 9

@@ -27,7 +27,7 @@ from service.config import Settings
 from service.glossaries import DatabaseGlossaries, GlossaryStore
 from service.jobs.deliveries import Dispatcher
 from service.jobs.runner import RunnerPool
-from service.keys import list_keys
+from service.keys import SharedRateLimiter, list_keys
 from service.logs import RequestIds, install_record_factory
 from service.memory import TranslationMemory
 from service.metrics import EngineMetrics, RequestMetrics, StoreCollector
@@ -186,7 +186,11 @@ def create_app(
         glossaries=glossaries,
         metrics=metrics,
         db=db,
-        limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        limiter=(
+            SharedRateLimiter(db, settings.rate_limit_per_minute, settings.rate_limit_burst)
+            if db.is_postgres
+            else RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        ),
         dispatcher=dispatcher,
         rules=pipeline.rules,
         memory=memory,

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from models.scheduler import BatchingEngine
-from service.auth import RateLimiter
+from service.auth import Limiter
 from service.config import Settings
 from service.glossaries import DatabaseGlossaries
 from service.jobs.deliveries import Dispatcher
@@ -41,7 +41,7 @@ class Runtime:
     glossaries: DatabaseGlossaries
     metrics: EngineMetrics
     db: Database
-    limiter: RateLimiter
+    limiter: Limiter  # in the process (SQLite), or shared by every process (PostgreSQL)
     dispatcher: Dispatcher
     rules: dict[str, VariantRule]
     memory: TranslationMemory

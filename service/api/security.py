@@ -42,7 +42,7 @@ def Requires(permission: Permission) -> Any:
         if permission not in ROLE_PERMISSIONS[role]:
             allowed = ", ".join(r.value for r in roles_with(permission))
             raise ApiError(403, "forbidden", f"role {role.value} may not {permission.value}; this needs: {allowed}")
-        wait = runtime.limiter.check(lookup or "")
+        wait = await run_in_threadpool(runtime.limiter.check, lookup or "")
         if wait > 0:
             retry = max(1, math.ceil(wait))
             raise ApiError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -255,3 +255,13 @@ class MemoryEntry(Base):
     job_id: Mapped[str | None] = mapped_column(String(36))
     segment_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RateLimit(Base):
+    """Each API key's rate limit on PostgreSQL, shared by every process (service.keys.SharedRateLimiter):
+    the key's theoretical arrival time (GCRA), in seconds since the epoch on the database's clock."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # the API key's lookup part
+    tat: Mapped[float] = mapped_column(Float)
