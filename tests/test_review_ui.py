@@ -719,3 +719,141 @@ def test_keyboard_names_and_counts_follow_the_edits(
     page.reload()
     assert int(page.locator("#pending-count").inner_text()) == expected
     page.context.close()
+
+
+# --- moving through an article ------------------------------------------------------------------
+
+# Sentences no other test approves (an approved one comes back from the memory, not needing review).
+FOUR = (
+    "The ferry port reopened at dawn.\n\nThe mayor spoke at noon.\n\nShips returned at dusk.\n\nTrade resumed at night."
+)
+
+
+def focused_segment(page: object) -> str:
+    """The id of the segment whose editor (or translation) has the focus, "" when none has."""
+    return str(page.evaluate("() => document.activeElement.closest('.seg')?.dataset.id || ''"))  # type: ignore[attr-defined]
+
+
+def test_approving_moves_on_to_the_next_segment_not_yet_approved(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    """Ctrl+Enter skips segments approved already (as CAT tools do); Alt+Down and the toolbar's
+    button open the next segment that needs review, from wherever the translator is."""
+    live, keys, _ = site
+    job_id = new_job(live, keys, FOUR)
+    segs = {s: stored(live, keys, job_id, s) for s in ("ferry", "mayor", "Ships", "Trade")}
+    assert all(s["status"] == "needs_review" for s in segs.values())  # the tiny model's output is flagged
+    approved = live.client.post(
+        f"/v1/articles/{job_id}/segments/{segs['mayor']['id']}/approve",
+        json={"version": segs["mayor"]["version"]},
+        headers={"Authorization": f"Bearer {keys['translator']}"},
+    )
+    assert approved.status_code == 200
+    page = sign_in(browser, live, keys["translator"])
+    page.goto(f"/review/articles/{job_id}")
+    ferry = row_of(page, "ferry port")
+    ferry.locator(".target-view").click()
+    with page.expect_response(lambda r: r.url.endswith("/approve")) as answered:
+        ferry.locator("textarea.target-edit").press("Control+Enter")
+    assert answered.value.status == 200
+    # The mayor's segment is approved already: on to the ships.
+    page.wait_for_function(f"() => document.activeElement.closest('.seg')?.dataset.id === '{segs['Ships']['id']}'")
+    assert row_of(page, "Ships returned").locator("textarea.target-edit").is_visible()
+    assert row_of(page, "mayor spoke").locator("textarea.target-edit").is_hidden()
+
+    page.keyboard.press("Alt+ArrowDown")  # the next needing review: the last one
+    page.wait_for_function(f"() => document.activeElement.closest('.seg')?.dataset.id === '{segs['Trade']['id']}'")
+    assert page.evaluate("() => document.activeElement.classList.contains('target-edit')")
+    page.click("#next-pending")  # from the last, round to the ships (still needing review)
+    page.wait_for_function(f"() => document.activeElement.closest('.seg')?.dataset.id === '{segs['Ships']['id']}'")
+
+    # When nothing is left, it says so, and the focus stays where it was.
+    for text in ("Ships returned", "Trade resumed"):  # each opened by approving the one before
+        with page.expect_response(lambda r: r.url.endswith("/approve")):
+            row_of(page, text).locator("textarea.target-edit").press("Control+Enter")
+    page.locator("#page-status", has_text="Every segment on this page is approved").wait_for()
+    assert focused_segment(page) == segs["Trade"]["id"]
+    page.keyboard.press("Alt+ArrowDown")
+    page.locator("#page-status", has_text="No segment on this page needs review").wait_for()
+    page.context.close()
+
+
+def test_switching_variant_or_filter_keeps_the_place(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    """Deep in a long article, the other variant (and the flagged-only view) opens at the segment
+    the translator was at, with the focus on it, clear of the sticky toolbar."""
+    live, keys, _ = site
+    body = "\n\n".join(f"Officials counted {n} ships near the port on day {n}." for n in range(1, 31))
+    job_id = new_job(live, keys, body)
+    page = sign_in(browser, live, keys["translator"])
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"/review/articles/{job_id}")
+    row = row_of(page, "on day 24.")
+    seg_id = row.get_attribute("data-id")
+    row.locator(".target-view").click()
+    row.locator("textarea.target-edit").fill("第二十四天。")
+
+    def shown_and_focused() -> None:
+        page.wait_for_function(f"() => document.activeElement.closest('.seg')?.dataset.id === '{seg_id}'")
+        box = row_of(page, "on day 24.").bounding_box()
+        toolbar = page.locator(".toolbar").bounding_box()
+        assert box and toolbar
+        assert toolbar["y"] + toolbar["height"] <= box["y"] and box["y"] + box["height"] <= 800, (box, toolbar)
+
+    page.click("nav.variants a:has-text('zh-TW')")
+    page.wait_for_url(re.compile(rf".*variant=zh-TW#at={re.escape(str(seg_id))}$"))
+    shown_and_focused()
+    assert stored(live, keys, job_id, "on day 24.")["targets"]["zh-Hans"] == "第二十四天。"  # type: ignore[index]
+    page.check("#flagged-only")
+    page.wait_for_url(re.compile(rf".*flagged=1#at={re.escape(str(seg_id))}$"))
+    shown_and_focused()
+    # Only scrolled there, nothing opened: the segment on screen is the place.
+    page.goto(f"/review/articles/{job_id}")
+    row_of(page, "on day 17.").evaluate("r => r.scrollIntoView({block: 'start'})")  # just below the toolbar
+    page.click("nav.variants a:has-text('zh-TW')")
+    page.wait_for_url(re.compile(rf".*#at={re.escape(str(row_of(page, 'on day 17.').get_attribute('data-id')))}$"))
+    page.context.close()
+
+
+def test_the_editor_fits_its_text_and_the_focus_shows(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    """A long translation is edited without a scrollbar inside the editor, and opening the editor
+    does not shrink the segment (the rows below stay put); the focused translation has a clear
+    outline, unlike one under the mouse; an approved row keeps its text's colour."""
+    live, keys, _ = site
+    job_id = new_job(live, keys, TWO)
+    page = sign_in(browser, live, keys["translator"])
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"/review/articles/{job_id}")
+    row = row_of(page, "port reopened")
+    long_text = "港口在周一重新开放，市长说这是一个好消息。" * 12
+    row.locator(".target-view").click()
+    with page.expect_response(lambda r: r.request.method == "PATCH"):
+        row.locator("textarea.target-edit").fill(long_text)
+    edit = row.locator("textarea.target-edit")
+    scroll, client = edit.evaluate("t => [t.scrollHeight, t.clientHeight]")
+    assert scroll <= client, (scroll, client)
+    row.locator(".save-state", has_text=SAVED).wait_for()
+    edit.press("Escape")
+    page.wait_for_function("() => document.activeElement.classList.contains('target-view')")
+    view_height = row.locator(".target-view").bounding_box()["height"]
+    below = row_of(page, "mayor spoke").bounding_box()["y"]
+    row.locator(".target-view").press("Enter")
+    assert edit.is_visible()
+    assert edit.bounding_box()["height"] >= view_height - 1
+    assert abs(row_of(page, "mayor spoke").bounding_box()["y"] - below) <= 24  # no jump of the rows below
+    edit.press("Escape")
+    page.wait_for_function("() => document.activeElement.classList.contains('target-view')")
+    focused = row.locator(".target-view").evaluate("v => getComputedStyle(v).outlineWidth")
+    assert float(focused.removesuffix("px")) >= 2
+    with page.expect_response(lambda r: r.url.endswith("/approve")):
+        row_of(page, "mayor spoke").locator("button.approve").click()
+    mayor = row_of(page, "mayor spoke")
+    mayor.locator(".seg-status", has_text="approved").wait_for()
+    colours = mayor.evaluate(
+        "r => [getComputedStyle(r.querySelector('.source')).color, getComputedStyle(document.body).color]"
+    )
+    assert colours[0] == colours[1]
+    page.context.close()

@@ -18,7 +18,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import select
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -38,14 +39,13 @@ from service.jobs.articles import (
     Submission,
     TooManyJobs,
     get_job,
-    list_jobs,
     stored_document,
     submit,
 )
 from service.jobs.codec import segment_from_row
 from service.keys import authenticate
 from service.schemas import Incoming, SegmentState, segment_out, stored_segment_out
-from service.storage.tables import Job, StoredSegment
+from service.storage.tables import Job, StoredArticle, StoredSegment
 from service.translate import InputError
 from service.web.session import (
     CSRF_FIELD,
@@ -226,20 +226,50 @@ def _flag_counts(runtime: Runtime, jobs: list[Job]) -> dict[str, int]:
     return counts
 
 
+LIST_LIMIT = 500
+
+
+def find_jobs(session: Session, *, statuses: list[JobStatus], q: str, limit: int) -> list[tuple[Job, str]]:
+    """The newest jobs (each with its article's title) whose title or external id contains `q`
+    (any case), or whose id starts with it; `q` is plain text (`%` and `_` are no wildcards)."""
+    query = select(Job, StoredArticle.title).join(StoredArticle, StoredArticle.id == Job.article_id)
+    if statuses:
+        query = query.where(Job.status.in_([s.value for s in statuses]))
+    if q:
+        query = query.where(
+            or_(
+                StoredArticle.title.icontains(q, autoescape=True),
+                Job.external_id.icontains(q, autoescape=True),
+                Job.id.startswith(q.lower(), autoescape=True),
+            )
+        )
+    rows = session.execute(query.order_by(Job.updated_at.desc(), Job.id.desc()).limit(limit))
+    return [(job, title or "") for job, title in rows]
+
+
 @router.get("", response_class=HTMLResponse)
-async def article_list(request: Request, status: str = "") -> HTMLResponse:
+async def article_list(request: Request, status: str = "", q: str = "") -> HTMLResponse:
     user = await _user(request, Permission.ARTICLES_READ)
     runtime = _runtime(request)
     statuses = [JobStatus(status)] if status in {s.value for s in JobStatus} else []
+    q = q.strip()[:200]
 
-    def load() -> tuple[list[Job], dict[str, int]]:
+    def load() -> tuple[list[tuple[Job, str]], dict[str, int]]:
         with runtime.db.session() as session:
-            jobs = list_jobs(session, statuses=statuses, limit=500, newest_first=True)
-        return jobs, _flag_counts(runtime, jobs)
+            found = find_jobs(session, statuses=statuses, q=q, limit=LIST_LIMIT)
+        return found, _flag_counts(runtime, [job for job, _ in found])
 
-    jobs, flags = await run_in_threadpool(load)
+    found, flags = await run_in_threadpool(load)
     return _page(
-        request, "list.html", user, jobs=jobs, flags=flags, status=status, statuses=[s.value for s in JobStatus]
+        request,
+        "list.html",
+        user,
+        jobs=found,
+        flags=flags,
+        status=status,
+        q=q,
+        limit=LIST_LIMIT,
+        statuses=[s.value for s in JobStatus],
     )
 
 
@@ -356,17 +386,18 @@ async def article_view(request: Request, job_id: str, variant: str = "", flagged
     user = await _user(request, Permission.ARTICLES_READ)
     runtime = _runtime(request)
 
-    def load() -> tuple[Job, Any]:
+    def load() -> tuple[Job, str, Any]:
         with runtime.db.session() as session:
             job = get_job(session, job_id)
-            return job, stored_document(session, job)
+            article = session.get(StoredArticle, job.article_id)
+            return job, article.title if article else "", stored_document(session, job)
 
     try:
-        job, stored = await run_in_threadpool(load)
+        job, title, stored = await run_in_threadpool(load)
     except JobNotFound:
         return _page(request, "message.html", user, 404, title="Not found", message=f"There is no article {job_id}.")
     if stored is None:
-        return _page(request, "progress.html", user, job=job)
+        return _page(request, "progress.html", user, job=job, title=title)
     doc, states = stored
     variant = variant if variant in doc.variants else doc.variants[0]
     titles = _term_titles(job)
@@ -394,6 +425,7 @@ async def article_view(request: Request, job_id: str, variant: str = "", flagged
         "article.html",
         user,
         job=job,
+        title=title,
         doc=doc,
         blocks=blocks,
         variant=variant,

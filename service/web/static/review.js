@@ -225,7 +225,7 @@
     }
     row.classList.add("conflicted");
     const edit = row.querySelector(".target-edit");
-    if (edit) { edit.dataset.dirty = "0"; edit.value = theirs; }
+    if (edit) { edit.dataset.dirty = "0"; edit.value = theirs; if (!edit.hidden) fit(edit); }
     update(row, current);
     setState(row, "conflict");
   }
@@ -308,11 +308,23 @@
     return false;
   }
 
+  // The editor as tall as its text (never a scrollbar inside it), and when it opens at least as
+  // tall as the translation it replaces, so that nothing below it jumps.
+  function fit(edit, atLeast = 0) {
+    edit.style.height = "auto";
+    const border = edit.offsetHeight - edit.clientHeight;
+    edit.style.height = Math.max(edit.scrollHeight + border, atLeast) + "px";
+  }
+
   function open(row) {
     const edit = row.querySelector(".target-edit");
-    if (!edit) return;
-    row.querySelector(".target-view").hidden = true;
+    lastRow = row;
+    if (!edit) { row.querySelector(".target-view").focus(); return; }
+    const view = row.querySelector(".target-view");
+    const height = view.offsetHeight;
+    view.hidden = true;
     edit.hidden = false;
+    fit(edit, height);
     edit.focus();
     suggest(row);
   }
@@ -360,6 +372,7 @@
         const edit = row.querySelector(".target-edit");
         open(row);
         edit.value = s.target;
+        fit(edit);
         edit.dataset.dirty = "1";
         setState(row, "dirty");
         save(row);
@@ -396,9 +409,49 @@
     });
     if (!ok) return;
     await close(row);
-    const rows = [...document.querySelectorAll(".seg")];
-    const next = rows[rows.indexOf(row) + 1];
-    if (next) { open(next); next.scrollIntoView({ block: "center" }); }
+    // As in CAT tools: on to the next segment not approved yet, skipping those that are.
+    goTo(after(row, (r) => !r.classList.contains("status-approved")),
+      "Every segment on this page is approved.", row);
+  }
+
+  // The first row after `row` (then from the top) that `wanted` accepts, or null.
+  function after(row, wanted) {
+    const all = [...document.querySelectorAll(".seg")];
+    const at = row ? all.indexOf(row) : -1;
+    return [...all.slice(at + 1), ...all.slice(0, at + 1)].find((r) => r !== row && wanted(r)) || null;
+  }
+
+  // Open `next` (centred), or say `none` and leave the focus on `from`'s translation.
+  function goTo(next, none, from) {
+    const status = document.getElementById("page-status");
+    if (next) {
+      if (status) status.textContent = "";
+      open(next);
+      next.scrollIntoView({ block: "center" });
+      return;
+    }
+    if (status) status.textContent = none;
+    from?.querySelector(".target-view")?.focus();
+  }
+
+  // The segment the translator is at: the one being edited or holding the focus, else the one
+  // last opened, else the first one on screen (its middle below the sticky toolbar).
+  let lastRow = null;
+  function currentRow() {
+    const focused = document.activeElement?.closest?.(".seg");
+    if (focused) return focused;
+    if (lastRow && lastRow.isConnected) return lastRow;
+    const top = document.querySelector(".toolbar")?.getBoundingClientRect().bottom || 0;
+    return [...document.querySelectorAll(".seg")].find((r) => {
+      const box = r.getBoundingClientRect();
+      return (box.top + box.bottom) / 2 > top;
+    }) || null;
+  }
+
+  function nextPending() {
+    const from = currentRow();
+    const next = after(from, (r) => r.classList.contains("status-needs_review"));
+    goTo(next, "No segment on this page needs review.", from);
   }
 
   // --- leaving the page -------------------------------------------------------------------------
@@ -441,11 +494,29 @@
     leave(() => form.submit());
   });
 
+  // Another variant, or the filter, opens at the segment the translator is at (its id in the
+  // URL's fragment), not at the top of the article.
+  // (`#at=<segment id>`, not the row's own id: the browser would move the focus off it again.)
+  const here = () => { const row = currentRow(); return row ? "#at=" + encodeURIComponent(row.dataset.id) : ""; };
+  document.querySelector("nav.variants")?.addEventListener("click", (e) => {
+    const a = e.target.closest?.("a[href]");
+    if (a) a.hash = here();
+  });
+
   const flaggedOnly = document.getElementById("flagged-only");
   flaggedOnly?.addEventListener("change", () => {
     const url = new URL(window.location.href);
     if (flaggedOnly.checked) url.searchParams.set("flagged", "1"); else url.searchParams.delete("flagged");
+    url.hash = here();
     leave(() => { window.location.href = url.toString(); }, () => { flaggedOnly.checked = !flaggedOnly.checked; });
+  });
+
+  document.getElementById("next-pending")?.addEventListener("click", nextPending);
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "ArrowDown" && e.altKey && !e.ctrlKey && !e.metaKey && !e.shiftKey) {
+      e.preventDefault();
+      nextPending();
+    }
   });
 
   for (const row of rows) {
@@ -459,6 +530,7 @@
     row.querySelector(".approve")?.addEventListener("click", () => approve(row));
     if (!edit) continue;
     edit.addEventListener("input", () => {
+      fit(edit);
       edit.dataset.dirty = "1";
       if (row.dataset.save !== "failed") setState(row, "dirty");
       clearTimeout(timers.get(row));
@@ -469,5 +541,14 @@
       if (e.key === "Escape") { e.preventDefault(); close(row, true); }
     });
     edit.addEventListener("blur", () => { setTimeout(() => { if (document.activeElement !== edit) close(row); }, 150); });
+  }
+
+  // Arrived at a segment (#at=…): it is shown, with the focus on its translation.
+  const at = window.location.hash.startsWith("#at=") ? decodeURIComponent(window.location.hash.slice(4)) : "";
+  const arrived = at && rows.find((row) => row.dataset.id === at);
+  if (arrived) {
+    lastRow = arrived;
+    arrived.querySelector(".target-view").focus({ preventScroll: true });
+    arrived.scrollIntoView({ block: "center" });
   }
 })();
