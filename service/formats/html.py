@@ -1,0 +1,484 @@
+"""HTML (read with BeautifulSoup's html.parser): a page's or fragment's units (block elements, runs
+of loose text, its <title>), each text's inline markup, its images' texts, <meta> texts and labels
+(`aria-label`, `<abbr title>`), social media embeds left as sent; and the translation written back
+into the page in place, with the variant's language declared. Structured data scripts are handled in
+service.formats.structured."""
+
+from __future__ import annotations
+
+import html
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Mapping
+
+from bs4 import BeautifulSoup, Comment, NavigableString, PageElement, Tag
+
+from service.documents import Block, BlockKind, Inline, SourceFormat, plain_text
+from service.formats.common import (
+    _ENGLISH,
+    _OPAQUE_TAGS,
+    _SKIP_TAGS,
+    IMAGE_TEXTS,
+    _image_blocks,
+    _image_texts,
+    _trimmed,
+)
+from service.formats.structured import _ld_scripts, _ld_texts, _rewrite_ld
+
+# Blocks whose translation goes into an attribute (an image's, a <meta>'s), not into a place of the page.
+_ATTRIBUTE_TEXTS = frozenset((*IMAGE_TEXTS, BlockKind.META, BlockKind.LABEL))
+# <meta> elements whose content is text a reader sees (search results, shared links), by name or property.
+_META_TEXTS = frozenset(
+    (
+        "description",
+        "og:title",
+        "og:description",
+        "og:image:alt",
+        "twitter:title",
+        "twitter:description",
+        "twitter:image:alt",
+    )
+)
+
+
+_BLOCK_TAGS = (
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "p",
+    "li",
+    "blockquote",
+    "figcaption",
+    "dt",
+    "dd",
+    "td",
+    "th",
+    "caption",
+)
+# Elements a browser starts on a new line: text on either side of one never runs together.
+_BREAK_TAGS = (
+    *_BLOCK_TAGS,
+    "address",
+    "article",
+    "aside",
+    "body",
+    "details",
+    "dialog",
+    "div",
+    "dl",
+    "fieldset",
+    "figure",
+    "footer",
+    "form",
+    "head",
+    "header",
+    "hgroup",
+    "hr",
+    "html",
+    "legend",
+    "main",
+    "menu",
+    "nav",
+    "ol",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "tbody",
+    "tfoot",
+    "thead",
+    "tr",
+    "ul",
+)
+# Page chrome whose loose text is left as sent: the document head, and a site's navigation.
+_CHROME_TAGS = ("head", "nav")
+_SPACE = re.compile(r"\s+")
+# Social media embeds, by class: a post quoted as a <blockquote class="twitter-tweet"> (or a <div>),
+# which the platform's script replaces with the post itself. A post is a quote in its own language:
+# left as sent, its texts, images and language included.
+_EMBED_CLASSES = frozenset(
+    (
+        "twitter-tweet",
+        "twitter-video",
+        "instagram-media",
+        "tiktok-embed",
+        "bluesky-embed",
+        "mastodon-embed",
+        "reddit-embed-bq",
+        "text-post-media",
+        "fb-post",
+        "fb-video",
+    )
+)
+# Structured data (<script type="application/ld+json">, schema.org): the types of an article's
+# A place in the page that one block's translation replaces: a block element's content, or a run
+# of text and inline elements that stands directly in some other element (or in a bare fragment).
+_HtmlUnit = Tag | list[PageElement]
+
+
+def _html_images(soup: BeautifulSoup) -> list[Tag]:
+    """The page's images whose texts are translated, in document order: not those in script, code
+    and the like, whose content is carried through as sent, nor those of the page's chrome (a
+    site's logo in its <nav>). Stored documents name images by their number in this list, so what
+    counts as one changes only with a migration of their image blocks."""
+    return [img for img in soup.find_all("img") if img.find_parent((*_OPAQUE_TAGS, *_CHROME_TAGS)) is None]
+
+
+def _html_labels(soup: BeautifulSoup) -> list[tuple[Tag, str]]:
+    """The page's labels whose texts are translated, each an element and its attribute, in document
+    order: what a screen reader says for an element (`aria-label`) and an abbreviation's expansion
+    (`<abbr title>`, shown on hover); not those of the page's chrome, of what is left as sent, of an
+    image (its alt text says it) or of an embed. Stored documents name them by their number here."""
+    found: list[tuple[Tag, str]] = []
+    for el in soup.find_all(True):
+        attrs = ["aria-label", *(["title"] if el.name in ("abbr", "acronym") else [])]
+        if not any(str(el.get(a) or "").strip() for a in attrs) or el.name in (*_SKIP_TAGS, *_CHROME_TAGS, "img"):
+            continue
+        if el.find_parent((*_OPAQUE_TAGS, *_CHROME_TAGS)) is None and not _in_embed(el):
+            found += [(el, a) for a in attrs if str(el.get(a) or "").strip()]
+    return found
+
+
+def _html_metas(soup: BeautifulSoup) -> list[Tag]:
+    """The page's <meta> elements whose content is translated (`_META_TEXTS`), in document order.
+    Stored documents name them by their number in this list, as images are (see `_html_images`)."""
+    return [
+        meta
+        for meta in soup.find_all("meta")
+        if str(meta.get("name") or meta.get("property") or "").lower() in _META_TEXTS
+        and str(meta.get("content") or "").strip()
+        and meta.find_parent(_OPAQUE_TAGS) is None
+    ]
+
+
+def _in_embed(node: PageElement) -> bool:
+    """Whether `node` is in a social media embed (see `_EMBED_CLASSES`), or is one."""
+    for el in (node, *node.parents):
+        if isinstance(el, Tag) and not _EMBED_CLASSES.isdisjoint(el.get_attribute_list("class")):
+            return True
+    return False
+
+
+def _html_elements(soup: BeautifulSoup) -> Iterator[Tag]:
+    """Block elements that hold text directly (a <li> holding <p>s yields the <p>s instead)."""
+    for el in soup.find_all(_BLOCK_TAGS):
+        if el.find_parent(_SKIP_TAGS):
+            continue
+        if el.find(_BLOCK_TAGS):
+            continue
+        yield el
+
+
+def _has_text(node: PageElement) -> bool:
+    if isinstance(node, Tag):
+        return node.name not in _OPAQUE_TAGS and any(_has_text(child) for child in node.children)
+    # Comments, doctypes and CDATA are strings of other types.
+    return type(node) is NavigableString and bool(node.strip())
+
+
+def _html_units(soup: BeautifulSoup) -> list[tuple[int, _HtmlUnit]]:
+    """Every unit of the page that holds text, in document order, each with its number in the page.
+    Block elements are numbered as they always were (stored articles keep their numbers); runs of
+    loose text (`<div>Text</div>`, a bare fragment, a list item's text before its sublist) follow."""
+    leaves = {id(el): n for n, el in enumerate(_html_elements(soup))}
+    found: list[_HtmlUnit] = []
+
+    def flush(run: list[PageElement]) -> None:
+        # What has no text at a run's edges (white space, comments, a <br> or an image) stays where
+        # it is: the translation replaces only what lies between the first and the last text.
+        while run and not _has_text(run[0]):
+            run.pop(0)
+        while run and not _has_text(run[-1]):
+            run.pop()
+        if run:
+            found.append(run)
+
+    def walk(node: Tag, loose_text: bool) -> None:
+        run: list[PageElement] = []
+        for child in node.children:
+            if isinstance(child, Tag) and (child.name in _BREAK_TAGS or child.find(_BREAK_TAGS) is not None):
+                if loose_text:
+                    flush(run)
+                run = []
+                if id(child) in leaves:
+                    found.append(child)
+                elif child.name not in _SKIP_TAGS:
+                    walk(child, loose_text and child.name not in _CHROME_TAGS)
+            else:
+                run.append(child)
+        if loose_text:
+            flush(run)
+
+    walk(soup, True)
+    runs = itertools.count(len(leaves))
+    units = [(leaves[id(u)] if isinstance(u, Tag) else next(runs), u) for u in found]
+    # The page's <title> (what a browser's tab and a search engine show) is translated too; numbered
+    # after everything else, so that pages stored before it was keep their numbers (and its English).
+    titles = [t for t in soup.find_all("title") if t.find_parent(_OPAQUE_TAGS) is None and _has_text(t)]
+    return units + [(next(runs), title) for title in titles]
+
+
+def _start_tag(tag: Tag) -> str:
+    attrs = "".join(
+        f' {k}="{html.escape(" ".join(v) if isinstance(v, list) else str(v))}"' for k, v in tag.attrs.items()
+    )
+    return f"<{tag.name}{attrs}>"
+
+
+def _html_inline(nodes: Iterable[PageElement]) -> tuple[str, tuple[Inline, ...]]:
+    parts: list[str] = []
+    inlines: list[Inline] = []
+    breaks: list[Inline] = []
+
+    def walk(children: Iterable[PageElement]) -> None:
+        for child in children:
+            if isinstance(child, Comment):
+                # An editor's note or a CMS's marker inside the text: markup, kept where it stands.
+                at = len("".join(parts))
+                inlines.append(Inline(at, at, child.output_ready(), "", verbatim=True))
+            elif isinstance(child, NavigableString):
+                if type(child) is NavigableString:
+                    parts.append(_SPACE.sub(" ", str(child)))
+            elif isinstance(child, Tag):
+                start = len("".join(parts))
+                if child.name == "br":
+                    parts.append("\n")  # rendered back as <br> (see service.pipeline)
+                    # At the block's edge, where no sentence takes it as white space, it is markup.
+                    breaks.append(Inline(start, start, str(child), "", verbatim=True))
+                    inlines.append(breaks[-1])
+                elif child.name in _OPAQUE_TAGS:
+                    raw = child.get_text() if child.name == "code" else ""
+                    parts.append(raw)
+                    inlines.append(
+                        Inline(
+                            start,
+                            start + len(raw),
+                            _start_tag(child) if raw else str(child),
+                            f"</{child.name}>" if raw else "",
+                            verbatim=True,
+                        )
+                    )
+                else:
+                    walk(child.children)
+                    inlines.append(Inline(start, len("".join(parts)), _start_tag(child), f"</{child.name}>"))
+
+    walk(nodes)
+    raw = "".join(parts)
+    inside = range(len(raw) - len(raw.lstrip()), len(raw.rstrip()))
+    inlines = [i for i in inlines if not (any(i is b for b in breaks) and i.start in inside)]
+    # Trim and collapse white space, moving inline offsets with it.
+    keep = [i for i, ch in enumerate(raw) if not (ch == " " and (i == 0 or raw[i - 1] in " \n"))]
+    text = "".join(raw[i] for i in keep)
+    offsets = {old: new for new, old in enumerate(keep)}
+
+    def moved(pos: int) -> int:
+        while pos < len(raw) and pos not in offsets:
+            pos += 1
+        return offsets.get(pos, len(text))
+
+    stripped = text.strip()
+    shift = len(text) - len(text.lstrip())
+    moved_inlines = (
+        Inline(
+            max(0, min(len(stripped), moved(i.start) - shift)),
+            max(0, min(len(stripped), moved(i.end) - shift)),
+            i.open,
+            i.close,
+            i.verbatim,
+        )
+        for i in inlines
+    )
+    return stripped, _trimmed(stripped, moved_inlines)
+
+
+def _html_blocks(source: str, first: int) -> list[Block]:
+    """Blocks in document order: an image's alt text and title stand where the image does, after
+    the block that holds it, or between the blocks around it (an image in a <figure>)."""
+    soup = BeautifulSoup(source, "html.parser")
+    order = {id(node): n for n, node in enumerate(soup.descendants)}
+    # Where each unit and each image begins in the page (a run of loose text never begins with an image).
+    unit_at = {order[id(u if isinstance(u, Tag) else u[0])]: (index, u) for index, u in _html_units(soup)}
+    image_at = {order[id(img)]: (number, img) for number, img in enumerate(_html_images(soup))}
+    metas = _html_metas(soup)
+    meta_at = {order[id(meta)]: (number, meta) for number, meta in enumerate(metas)}
+    # A structured data text is a meta block too, numbered after the <meta>s (pages stored before keep
+    # their numbers), where its script stands.
+    data_at: dict[int, list[tuple[int, str]]] = {}
+    for number, (script, _, text) in enumerate(_ld_texts(soup), len(metas)):
+        data_at.setdefault(order[id(script)], []).append((number, text))
+    label_at: dict[int, list[tuple[int, str]]] = {}
+    for number, (labelled, attr) in enumerate(_html_labels(soup)):
+        label_at.setdefault(order[id(labelled)], []).append((number, " ".join(str(labelled[attr]).split())))
+    blocks: list[Block] = []
+    # A label follows the block that holds its element, or that its element is.
+    places = [(p, 0) for p in [*unit_at, *image_at, *meta_at, *data_at]] + [(p, 1) for p in label_at]
+    for position, is_label in sorted(places):
+        if is_label:
+            blocks += [
+                Block(f"b{first + len(blocks) + i}", BlockKind.LABEL, text, element=number)
+                for i, (number, text) in enumerate(label_at[position])
+            ]
+            continue
+        if position in image_at:
+            number, img = image_at[position]
+            if not _in_embed(img):
+                blocks += _image_blocks(first + len(blocks), number, img.attrs.items())
+            continue
+        if position in meta_at:
+            number, meta = meta_at[position]
+            text = " ".join(str(meta["content"]).split())
+            blocks.append(Block(f"b{first + len(blocks)}", BlockKind.META, text, element=number))
+            continue
+        if position in data_at:
+            blocks += [
+                Block(f"b{first + len(blocks) + i}", BlockKind.META, text, element=number)
+                for i, (number, text) in enumerate(data_at[position])
+            ]
+            continue
+        index, unit = unit_at[position]
+        el = unit if isinstance(unit, Tag) else unit[0].parent
+        assert el is not None  # a run stands in an element, or in the document itself
+        if _in_embed(el):
+            continue  # numbered all the same: pages stored before keep their numbers
+        text, inlines = _html_inline(unit.children if isinstance(unit, Tag) else unit)
+        if not text.strip():
+            continue
+        name = el.name or "p"
+        if name[0] == "h" and name[1:].isdigit():
+            kind, level = BlockKind.HEADING, int(name[1:])
+        elif name == "li":
+            kind, level = BlockKind.LIST_ITEM, 0
+        elif name == "title":
+            kind, level = BlockKind.TITLE, 0
+        elif name == "blockquote" or el.find_parent("blockquote"):
+            kind, level = BlockKind.QUOTE, 0
+        else:
+            kind, level = BlockKind.PARAGRAPH, 0
+        blocks.append(Block(f"b{first + len(blocks)}", kind, text, inlines, level=level, element=index))
+    return blocks
+
+
+def _replace(unit: _HtmlUnit, inner: str) -> None:
+    """Put a block's translated HTML in the place of its unit's content."""
+    if isinstance(unit, Tag):
+        unit.clear()
+        unit.append(BeautifulSoup(inner, "html.parser"))
+        return
+    first, last, parent = unit[0], unit[-1], unit[0].parent
+    assert parent is not None
+    # The page's own line breaks and indentation around loose text stay (as strings of their own:
+    # the parser would collapse them).
+    lead = first[: len(first) - len(first.lstrip())] if isinstance(first, NavigableString) else ""
+    trail = last[len(last.rstrip()) :] if isinstance(last, NavigableString) else ""
+    at = parent.index(first)
+    for node in unit:
+        node.extract()
+    nodes: list[PageElement] = [node.extract() for node in list(BeautifulSoup(inner, "html.parser").contents)]
+    if lead:
+        nodes.insert(0, NavigableString(lead))
+    if trail:
+        nodes.append(NavigableString(trail))
+    for offset, node in enumerate(nodes):
+        parent.insert(at + offset, node)
+
+
+def _render_html(blocks: tuple[Block, ...], inner: Mapping[str, str], page: str, lang: str | None) -> str:
+    """The HTML variant (see `service.formats.render`)."""
+    soup = BeautifulSoup(page, "html.parser")
+    units = dict(_html_units(soup))
+    inner = _with_html_attribute_texts(soup, units, blocks, inner)
+    if lang:  # after the attribute texts: they find their elements' tags as the translations have them
+        _declare_language(soup, lang)
+    metas = _html_metas(soup)
+    data = _ld_texts(soup)
+    data_values: dict[int, dict[int, str]] = {}  # id(script) → number of a string in it → its translation
+    head: list[str] = []
+    for block in blocks:
+        if block.kind is BlockKind.META:
+            text = " ".join(plain_text(inner[block.id], SourceFormat.HTML).split())
+            if block.element < len(metas):
+                metas[block.element]["content"] = text
+            elif block.element - len(metas) < len(data):
+                script, n, _ = data[block.element - len(metas)]
+                data_values.setdefault(id(script), {})[n] = text
+        if block.kind in _ATTRIBUTE_TEXTS:
+            continue
+        if block.element >= 0:
+            _replace(units[block.element], inner[block.id])
+        else:
+            tag = {BlockKind.TITLE: "h1", BlockKind.SUBTITLE: "h2", BlockKind.BYLINE: "p", BlockKind.DATE: "p"}.get(
+                block.kind, "p"
+            )
+            head.append(f'<{tag} class="duiyi-{block.kind.value}">{inner[block.id]}</{tag}>\n')
+    for script in _ld_scripts(soup):
+        _rewrite_ld(script, data_values.get(id(script), {}), lang)
+    # The structured fields (title, byline, …) open the page's body, or the fragment.
+    if head and soup.body is not None:
+        soup.body.insert(0, BeautifulSoup("".join(head), "html.parser"))
+        return str(soup)
+    return "".join(head) + str(soup)
+
+
+def _declare_language(soup: BeautifulSoup, lang: str) -> None:
+    """The page says it is in `lang`: its <html> element (given the attribute if it had none), every
+    element of the page that said English, and a Content-Language <meta>. Browsers choose the
+    glyphs of Han characters by it (zh-TW and zh-HK forms differ from zh-Hans) and screen readers
+    their voice. Markup inside translated text is the translation's, and keeps what it says; so does
+    what is left as sent (<pre>, <code>, <script>…)."""
+    root = soup.find("html")
+    if isinstance(root, Tag):
+        root["lang"] = lang
+    for el in soup.find_all(True):
+        if el.find_parent(_OPAQUE_TAGS) is not None or el.name in _OPAQUE_TAGS or _in_embed(el):
+            continue
+        for attr in ("lang", "xml:lang"):
+            if _ENGLISH.match(str(el.get(attr, ""))):
+                el[attr] = lang
+        if el.name == "meta" and str(el.get("http-equiv", "")).lower() == "content-language":
+            el["content"] = lang
+
+
+def _with_html_attribute_texts(
+    soup: BeautifulSoup, units: Mapping[int, _HtmlUnit], blocks: tuple[Block, ...], inner: Mapping[str, str]
+) -> dict[str, str]:
+    """`inner` with each translated image text and label in its element: an element outside the text
+    blocks (an image in a <figure>, say) changes in the page; one inside a block changes in that
+    block's translation, which carries the source's own tag (a person's edit may keep only that tag,
+    see service.jobs.review)."""
+    out = dict(inner)
+    texts = _image_texts(blocks, inner, SourceFormat.HTML)
+    labels = {
+        b.element: " ".join(plain_text(inner[b.id], SourceFormat.HTML).split())
+        for b in blocks
+        if b.kind is BlockKind.LABEL and b.id in inner
+    }
+    if not texts and not labels:
+        return out
+    holders = {b.element: b.id for b in blocks if b.element >= 0 and b.kind not in _ATTRIBUTE_TEXTS}
+    held: dict[int, str] = {}  # id(element) → the block whose translation holds its tag
+    for index, unit in units.items():
+        if index in holders:
+            for node in unit.children if isinstance(unit, Tag) else unit:
+                if isinstance(node, Tag):
+                    held.update((id(el), holders[index]) for el in [node, *node.find_all(True)])
+
+    def update(el: Tag, attrs: Mapping[str, str]) -> None:
+        written = str(el) if el.name in _OPAQUE_TAGS else _start_tag(el)  # as _html_inline carries it
+        el.attrs.update(attrs)
+        holder = held.get(id(el))
+        if holder is not None:
+            out[holder] = out[holder].replace(written, str(el) if el.name in _OPAQUE_TAGS else _start_tag(el), 1)
+
+    images = _html_images(soup)
+    for number, attrs in sorted(texts.items()):
+        if number < len(images):
+            update(images[number], attrs)
+    elements = _html_labels(soup)
+    for number, text in sorted(labels.items()):
+        if number < len(elements):
+            el, attr = elements[number]
+            update(el, {attr: text})
+    return out
