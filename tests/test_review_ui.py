@@ -734,6 +734,17 @@ def focused_segment(page: object) -> str:
     return str(page.evaluate("() => document.activeElement.closest('.seg')?.dataset.id || ''"))  # type: ignore[attr-defined]
 
 
+def warned(key_target: object, key: str = "Control+Enter") -> None:
+    """Asks to approve a flagged segment the first time (a key pressed on, or a click of, `key_target`)
+    and checks that its segment says so instead of approving it."""
+    row = key_target.locator("xpath=ancestor::div[contains(@class, 'seg')][1]")  # type: ignore[attr-defined]
+    if key:
+        key_target.press(key)  # type: ignore[attr-defined]
+    else:
+        key_target.click()  # type: ignore[attr-defined]
+    row.locator(".approve-warning", has_text="again to approve it anyway").wait_for()
+
+
 def test_approving_moves_on_to_the_next_segment_not_yet_approved(
     site: tuple[LiveServer, dict[str, str], str], browser: object
 ) -> None:
@@ -753,6 +764,7 @@ def test_approving_moves_on_to_the_next_segment_not_yet_approved(
     page.goto(f"/review/articles/{job_id}")
     ferry = row_of(page, "ferry port")
     ferry.locator(".target-view").click()
+    warned(ferry.locator("textarea.target-edit"))  # flagged: the first Ctrl+Enter only warns
     with page.expect_response(lambda r: r.url.endswith("/approve")) as answered:
         ferry.locator("textarea.target-edit").press("Control+Enter")
     assert answered.value.status == 200
@@ -769,6 +781,7 @@ def test_approving_moves_on_to_the_next_segment_not_yet_approved(
 
     # When nothing is left, it says so, and the focus stays where it was.
     for text in ("Ships returned", "Trade resumed"):  # each opened by approving the one before
+        warned(row_of(page, text).locator("textarea.target-edit"))
         with page.expect_response(lambda r: r.url.endswith("/approve")):
             row_of(page, text).locator("textarea.target-edit").press("Control+Enter")
     page.locator("#page-status", has_text="Every segment on this page is approved").wait_for()
@@ -856,4 +869,142 @@ def test_the_editor_fits_its_text_and_the_focus_shows(
         "r => [getComputedStyle(r.querySelector('.source')).color, getComputedStyle(document.body).color]"
     )
     assert colours[0] == colours[1]
+    page.context.close()
+
+
+# --- approving with flags, the article's approval, the glossary at hand -------------------------
+
+
+def test_approving_a_flagged_segment_warns_once(site: tuple[LiveServer, dict[str, str], str], browser: object) -> None:
+    """The first Ctrl+Enter (or Approve) on a flagged segment approves nothing: the segment says
+    which flags it has, in a live region its editor and button are described by; the second
+    approves. A segment without flags is approved at once."""
+    live, keys, _ = site
+    body = "Abe Shinzo toured the dockyard on Friday.\n\nThe dockyard closed at noon.\n\nThe crane was painted red."
+    job_id = new_job(live, keys, body)
+    approvals: list[str] = []
+    page = sign_in(browser, live, keys["translator"])
+    page.on("request", lambda r: approvals.append(r.url) if r.url.endswith("/approve") else None)
+    page.goto(f"/review/articles/{job_id}")
+    abe = row_of(page, "Abe Shinzo toured")
+    abe.locator(".target-view").click()
+    edit = abe.locator("textarea.target-edit")
+    with page.expect_response(lambda r: r.request.method == "PATCH") as saved:
+        edit.fill("他周五参观了船坞。")  # the glossary's 安倍晋三 is missing
+    assert any(f["code"] == "term_missing" for f in saved.value.json()["flags"])
+    abe.locator(".save-state", has_text=SAVED).wait_for()
+    warning = abe.locator(".approve-warning")
+    assert warning.get_attribute("role") == "alert"
+    assert str(warning.get_attribute("id")) in str(edit.get_attribute("aria-describedby")).split()
+    assert str(warning.get_attribute("id")) in str(abe.locator("button.approve").get_attribute("aria-describedby"))
+    warned(edit)
+    assert "term_missing" in warning.inner_text()
+    page.wait_for_timeout(300)
+    assert approvals == []
+    assert abe.locator(".seg-status").inner_text() == "needs_review"
+    assert edit.evaluate("e => e === document.activeElement")  # still editing it
+    with page.expect_response(lambda r: r.url.endswith("/approve")) as approved:
+        edit.press("Control+Enter")
+    assert approved.value.status == 200
+    abe.locator(".seg-status", has_text="approved").wait_for()
+    assert warning.inner_text() == "" and warning.is_hidden()
+    assert stored(live, keys, job_id, "Abe Shinzo toured")["status"] == "approved"
+
+    # The Approve button: the same, once.
+    closed = row_of(page, "dockyard closed")
+    assert stored(live, keys, job_id, "dockyard closed")["flags"]  # the tiny model's output is flagged
+    warned(closed.locator("button.approve"), key="")
+    assert len(approvals) == 1
+    with page.expect_response(lambda r: r.url.endswith("/approve")) as approved:
+        closed.locator("button.approve").click()
+    assert approved.value.status == 200
+    closed.locator(".seg-status", has_text="approved").wait_for()
+
+    # Without flags: approved at the first Ctrl+Enter.
+    crane = row_of(page, "crane was painted")
+    crane.locator("textarea.target-edit").wait_for()  # opened by approving the one before
+    with page.expect_response(lambda r: r.request.method == "PATCH") as saved:
+        crane.locator("textarea.target-edit").fill("起重机被漆成了红色。")
+    assert saved.value.json()["flags"] == []
+    with page.expect_response(lambda r: r.url.endswith("/approve")) as approved:
+        crane.locator("textarea.target-edit").press("Control+Enter")
+    assert approved.value.status == 200
+    assert crane.locator(".approve-warning").inner_text() == ""
+    page.context.close()
+
+
+def test_the_article_approval_form_follows_the_segments(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    """Approving the flagged segments one by one takes the "still need review" question off the
+    article's approval form; an edit that reopens an approved article brings the form back."""
+    live, keys, _ = site
+    job_id = new_job(live, keys, "The tugboat left at six.\n\nThe barge followed at seven.")
+    assert all(stored(live, keys, job_id, s)["status"] == "needs_review" for s in ("tugboat", "barge"))
+    page = sign_in(browser, live, keys["translator"])
+    page.goto(f"/review/articles/{job_id}")
+    form = page.locator("form.approve-article")
+    question = form.locator("label", has_text="still need review")
+    assert question.is_visible() and form.locator(".pending-count").inner_text() == "2"
+    for text in ("tugboat", "barge"):
+        # Approved with its button, past the warning about its flags (when the page gives one).
+        row = row_of(page, text)
+        row.locator("button.approve").click()
+        page.wait_for_function(
+            "r => r.querySelector('.seg-status').textContent === 'approved'"
+            " || r.querySelector('.approve-warning')?.textContent",
+            arg=row.element_handle(),
+        )
+        if row.locator(".seg-status").inner_text() != "approved":
+            row.locator("button.approve").click()
+        row.locator(".seg-status", has_text="approved").wait_for()
+    question.wait_for(state="hidden")
+    assert page.locator("#pending-count").inner_text() == "0"
+    assert form.locator("input[name=override]").is_disabled()
+    page.click("#approve-article")  # no reason asked for, none needed
+    page.wait_for_load_state()
+    assert page.locator("#message").inner_text() == "Article approved."
+    assert page.locator("#job-status").inner_text() == "approved"
+    assert form.is_hidden()
+
+    # An edit reopens the article: the form is back, asking for a reason if the edit is flagged.
+    row = row_of(page, "tugboat")
+    row.locator(".target-view").click()
+    with page.expect_response(lambda r: r.request.method == "PATCH") as saved:
+        row.locator("textarea.target-edit").fill("拖船六点出发了。")
+    assert saved.value.status == 200
+    form.wait_for(state="visible")
+    assert page.locator("#job-status").inner_text() == "in_review"
+    assert question.is_visible() == (saved.value.json()["status"] == "needs_review")
+    page.context.close()
+
+
+def test_the_glossary_terms_of_the_segment_being_edited_are_listed(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    """Opened for editing, a segment lists its glossary terms under the editor (the term, the form
+    this variant must have, the note), readable without a mouse; the hover titles stay."""
+    live, keys, _ = site
+    job_id = new_job(live, keys, "John Kerry landed in Seoul at dawn.")
+    page = sign_in(browser, live, keys["translator"])
+    page.goto(f"/review/articles/{job_id}?variant=zh-TW")
+    row = row_of(page, "John Kerry landed")
+    box = row.locator(".glossary-terms")
+    assert box.is_hidden()
+    assert "US Secretary of State" in (row.locator(".source mark.term").first.get_attribute("title") or "")
+    row.locator(".target-view").press("Enter")  # from the keyboard
+    box.wait_for()
+    edit = row.locator("textarea.target-edit")
+    assert str(box.get_attribute("id")) in str(edit.get_attribute("aria-describedby")).split()
+    kerry = box.locator("li[data-term='john-kerry']")
+    assert kerry.locator(".term-source").inner_text() == "John Kerry"
+    assert kerry.locator(".term-form").inner_text() == "約翰·凱瑞"  # zh-TW's own form, not 约翰·克里
+    assert kerry.locator(".term-form").get_attribute("lang") == "zh-TW"
+    assert kerry.locator(".term-note").inner_text() == "US Secretary of State in 2013"
+    # An edit that drops the term says so in the list.
+    with page.expect_response(lambda r: r.request.method == "PATCH"):
+        edit.fill("他黎明時抵達首爾。")
+    kerry.locator(".term-absent-note").wait_for()
+    edit.press("Escape")
+    box.wait_for(state="hidden")
     page.context.close()

@@ -434,6 +434,7 @@ async def article_view(request: Request, job_id: str, variant: str = "", flagged
         can_approve=user.may(Permission.ARTICLES_APPROVE),
         pending=sum(1 for s in doc.segments if s.status == "needs_review"),
         titles=titles,
+        notes={t["id"]: t.get("note", "") for t in job.glossary_terms},
         message=_pop_flash(request),
     )
 

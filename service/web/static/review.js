@@ -90,6 +90,8 @@
   const jobId = article.dataset.job;
   const variant = article.dataset.variant;
   const titles = JSON.parse(document.getElementById("term-titles")?.textContent || "{}");
+  const notes = JSON.parse(document.getElementById("term-notes")?.textContent || "{}");
+  const segData = (row) => JSON.parse(row.querySelector(".seg-data").textContent);
   const pageError = document.getElementById("page-error");
   const segUrl = (row) => `/review/api/articles/${jobId}/segments/${encodeURIComponent(row.dataset.id)}`;
 
@@ -122,9 +124,18 @@
   }
 
   // The counts at the top follow the segments' statuses; the article's status is asked for again.
+  // The article's approval form follows both: shown unless the article is approved, asking for a
+  // reason only while a segment still needs review.
+  const approvalForm = document.getElementById("approve-article-form");
   function setPending(delta) {
     for (const el of document.querySelectorAll("#pending-count, .pending-count")) {
       el.textContent = Math.max(0, Number(el.textContent) + delta);
+    }
+    const label = document.getElementById("approve-override");
+    if (label) {
+      const none = Number(document.getElementById("pending-count")?.textContent || 0) === 0;
+      label.hidden = none;
+      label.querySelector("input").disabled = none;
     }
   }
   async function refreshJobStatus() {
@@ -133,6 +144,7 @@
     if (r.status === 200 && r.data && badge) {
       badge.textContent = r.data.status;
       badge.className = "status status-" + r.data.status;
+      if (approvalForm) approvalForm.hidden = r.data.status === "approved";
     }
   }
 
@@ -172,6 +184,69 @@
     badge.textContent = seg.status;
     row.querySelector(".origin").textContent = seg.origin;
     row.className = row.className.replace(/status-\S+/, "status-" + seg.status);
+    // A warning about flags the segment no longer has (or approved since) is said no more.
+    if (warned.has(row) && (seg.status === "approved" || warned.get(row) !== flagKey(seg))) unwarn(row);
+    if (edit && !edit.hidden) showTerms(row);
+  }
+
+  // --- approving a flagged segment: said once, in the segment, before it is approved ------------
+  const warned = new WeakMap(); // row → the flags (flagKey) the translator was warned of
+  const flagKey = (seg) => JSON.stringify((seg.flags || []).map((f) => [f.code, f.variant || "", f.reason]));
+  // Whether approving now would pass over flags the translator has not been warned of yet.
+  const needsWarning = (row, seg) =>
+    seg.status !== "approved" && (seg.flags || []).length > 0 && warned.get(row) !== flagKey(seg);
+  function warn(row, seg) {
+    const names = [...new Set(seg.flags.map((f) => (f.variant && f.variant !== variant ? `${f.code} (${f.variant})` : f.code)))];
+    row.querySelector(".approve-warning").textContent =
+      `Not approved: this segment is flagged ${names.join(", ")}. Check the flags; press Ctrl+Enter ` +
+      "(or Approve) again to approve it anyway.";
+    row.classList.add("warned");
+    warned.set(row, flagKey(seg));
+  }
+  function unwarn(row) {
+    warned.delete(row);
+    row.querySelector(".approve-warning").textContent = "";
+    row.classList.remove("warned");
+  }
+
+  // The glossary terms of the segment being edited, listed under its editor: each term, the form
+  // the current variant must have (marked when the translation lacks it), and the glossary's note.
+  function showTerms(row) {
+    const box = row.querySelector(".glossary-terms");
+    if (!box) return;
+    const list = box.querySelector("ul");
+    list.replaceChildren();
+    const seen = new Set();
+    for (const t of segData(row).terms || []) {
+      if (seen.has(t.term_id)) continue;
+      seen.add(t.term_id);
+      const li = document.createElement("li");
+      li.dataset.term = t.term_id;
+      const term = document.createElement("span");
+      term.className = "term-source";
+      term.lang = "en";
+      term.textContent = t.source_text;
+      const form = document.createElement("span");
+      form.className = "term-form";
+      form.lang = variant;
+      form.textContent = (t.expected || {})[variant] || "";
+      li.append(term, document.createTextNode(" → "), form);
+      if (!(t.target_spans || {})[variant]) {
+        li.classList.add("term-absent");
+        const absent = document.createElement("span");
+        absent.className = "term-absent-note";
+        absent.textContent = " (not in this translation)";
+        li.append(absent);
+      }
+      if (notes[t.term_id]) {
+        const note = document.createElement("span");
+        note.className = "term-note";
+        note.textContent = notes[t.term_id];
+        li.append(document.createTextNode(" — "), note);
+      }
+      list.append(li);
+    }
+    box.hidden = list.childElementCount === 0;
   }
 
   // What the row says about its text: also as words (the status line is a live region).
@@ -326,6 +401,7 @@
     edit.hidden = false;
     fit(edit, height);
     edit.focus();
+    showTerms(row);
     suggest(row);
   }
 
@@ -391,13 +467,17 @@
     if (isDirty(row) || edit.hidden) return;
     const hadFocus = document.activeElement === edit;
     edit.hidden = true;
+    const terms = row.querySelector(".glossary-terms");
+    if (terms) terms.hidden = true;
     const view = row.querySelector(".target-view");
     view.hidden = false;
     if (refocus || hadFocus) view.focus();
   }
 
   // Approve what the translator sees: after the segment's running and pending saves, with the
-  // version they got back; nothing is approved when one of them failed or conflicted.
+  // version they got back; nothing is approved when one of them failed or conflicted. A segment
+  // with QA flags is not approved at the first asking: the segment says which flags it has, and
+  // asking again approves it (unless its flags changed in between: then it says so again).
   async function approve(row) {
     clearTimeout(timers.get(row));
     const ok = await enqueue(row, async (before) => {
@@ -405,6 +485,8 @@
       while (isDirty(row)) { // typed while that save was on its way
         if (!(await doSave(row, true))) return false;
       }
+      const seg = segData(row);
+      if (needsWarning(row, seg)) { warn(row, seg); return false; }
       return doApprove(row);
     });
     if (!ok) return;
