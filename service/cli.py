@@ -61,6 +61,22 @@ def _parser() -> argparse.ArgumentParser:
     kr = ksub.add_parser("revoke", help="revoke a key at once")
     kr.add_argument("key_id", type=int, metavar="ID")
 
+    articles = sub.add_parser("articles", help="stored articles")
+    asub = articles.add_subparsers(dest="articles_command", required=True)
+    purge = asub.add_parser(
+        "purge",
+        help="withdraw every article not changed since a date (a retention policy), as DELETE /v1/articles/{id}",
+        description="Withdraw (delete with everything stored for it) every article whose job last changed "
+        "before --before: for a retention policy, run from cron. Prints one line per article, then a total.",
+    )
+    purge.add_argument("--before", required=True, help="ISO 8601 date or time (without a time zone: UTC)")
+    purge.add_argument(
+        "--status",
+        help="only jobs in these states, comma-separated: queued, translating, translated, in_review, approved, failed",
+    )
+    purge.add_argument("--memory", action="store_true", help="also remove the memory entries only they gave")
+    purge.add_argument("--dry-run", action="store_true", help="list what would be withdrawn; change nothing")
+
     db = sub.add_parser("db", help="database")
     dsub = db.add_subparsers(dest="db_command", required=True)
     dsub.add_parser("upgrade", help="apply migrations (serve and worker also do this when they start)")
@@ -310,6 +326,49 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_articles(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from service.jobs.articles import JobNotFound, JobStatus, withdraw
+    from service.storage.tables import Job
+
+    try:
+        before = datetime.fromisoformat(args.before)
+    except ValueError:
+        print(f"duiyi: --before: {args.before!r} is not an ISO 8601 date or time (e.g. 2026-01-31)", file=sys.stderr)
+        return 2
+    before = before if before.tzinfo else before.replace(tzinfo=UTC)
+    valid = [s.value for s in JobStatus]
+    statuses = [s.strip() for s in args.status.split(",") if s.strip()] if args.status else []
+    unknown = [s for s in statuses if s not in valid]
+    if unknown:
+        print(f"duiyi: --status: unknown state {unknown[0]!r}; states: {', '.join(valid)}", file=sys.stderr)
+        return 2
+    db = _database(_settings(args))
+    query = select(Job.id, Job.status, Job.external_id, Job.revision, Job.updated_at).where(Job.updated_at < before)
+    if statuses:
+        query = query.where(Job.status.in_(statuses))
+    with db.session() as session:
+        found = list(session.execute(query.order_by(Job.updated_at, Job.id)))
+    withdrawn = 0
+    for job_id, status, external_id, revision, updated_at in found:
+        what = f"{job_id}\t{status}\t{external_id or '-'}\t{revision or '-'}\tlast changed {updated_at:%Y-%m-%d %H:%M}"
+        if args.dry_run:
+            print(f"would withdraw {what}")
+            continue
+        try:
+            done = withdraw(db, job_id, by="duiyi articles purge", memory=args.memory)
+        except JobNotFound:
+            continue  # withdrawn meanwhile by someone else
+        withdrawn += 1
+        print(f"withdrew {what}\t{done.segments} segment(s), {done.memory_removed} memory entry(ies)")
+    verb = "would withdraw" if args.dry_run else "withdrew"
+    print(f"{verb} {len(found) if args.dry_run else withdrawn} article(s) last changed before {before.isoformat()}")
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     db = _database(_settings(args))
     print(f"{db.describe()}: schema up to date")
@@ -336,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "translate": cmd_translate,
         "worker": cmd_worker,
         "keys": cmd_keys,
+        "articles": cmd_articles,
         "db": cmd_db,
         "models": cmd_models,
     }

@@ -199,3 +199,56 @@ def test_limits_must_be_positive(tmp_path: Path, variable: str, value: str) -> N
     done = run("translate", str(article), env={variable: value})
     name = variable.removeprefix("DUIYI_").lower()
     _one_line_error(done, f"duiyi: setting {name} ({variable}): Input should be greater than")
+
+
+def test_articles_purge_withdraws_what_was_not_changed_since_the_date(tmp_path: Path) -> None:
+    # A retention policy run from cron: articles not changed since --before go, with everything
+    # stored for them; newer ones, and states not asked for, stay.
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select, update
+
+    from service.auth import Role
+    from service.config import Settings
+    from service.documents import Article
+    from service.glossaries import DatabaseGlossaries
+    from service.jobs.articles import Principal, Submission, submit
+    from service.storage.db import Database
+    from service.storage.tables import Job, StoredArticle
+
+    url = f"sqlite:///{tmp_path / 'duiyi.db'}"
+    db = Database(url)
+    db.migrate()
+    settings = Settings(database_url=url, default_glossaries=[])
+    who = Principal(key_id=None, name="test", role=Role.ADMIN)
+    ids = []
+    for text in ("Old and approved.", "Old and failed.", "New."):
+        sub = Submission(article=Article(text), targets=["zh-Hans"], glossaries=[])
+        ids.append(submit(db, sub, principal=who, settings=settings, glossaries=DatabaseGlossaries(db))[0].id)
+    old, failed, new = ids
+    with db.session() as session:
+        session.execute(
+            update(Job).where(Job.id == old).values(status="approved", updated_at=datetime(2025, 1, 5, tzinfo=UTC))
+        )
+        session.execute(
+            update(Job).where(Job.id == failed).values(status="failed", updated_at=datetime(2025, 3, 1, tzinfo=UTC))
+        )
+    env = {"DUIYI_DATABASE_URL": url}
+
+    dry = run("articles", "purge", "--before", "2026-01-01", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert f"would withdraw {old}" in dry.stdout and f"would withdraw {failed}" in dry.stdout
+    assert new not in dry.stdout and dry.stdout.splitlines()[-1].startswith("would withdraw 2 article(s)")
+
+    only_approved = run("articles", "purge", "--before", "2026-01-01", "--status", "approved", env=env)
+    assert only_approved.returncode == 0, only_approved.stderr
+    assert f"withdrew {old}" in only_approved.stdout and failed not in only_approved.stdout
+    with db.session() as session:
+        assert set(session.scalars(select(Job.id))) == {failed, new}
+        assert session.scalar(select(func.count()).select_from(StoredArticle)) == 2
+
+    bad = run("articles", "purge", "--before", "last year", env=env)
+    assert bad.returncode == 2 and "--before" in bad.stderr
+    bad = run("articles", "purge", "--before", "2026-01-01", "--status", "done", env=env)
+    assert bad.returncode == 2 and "unknown state 'done'" in bad.stderr
+    db.close()
