@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="translate article jobs (no HTTP); several may share one PostgreSQL")
     _engine_args(worker)
     worker.add_argument("--runners", type=int, help="job runner threads (default DUIYI_RUNNERS, at least 1)")
+    worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (default: none)")
 
     keys = sub.add_parser("keys", help="API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
@@ -95,7 +96,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     command with exit status 2 and one line per setting saying what is wrong."""
     from pydantic import ValidationError
 
-    keys = ("model", "family", "device", "engine", "cpu_threads", "host", "port")
+    keys = ("model", "family", "device", "engine", "cpu_threads", "host", "port", "metrics_port")
     overrides = {k: getattr(args, k, None) for k in keys}
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -233,13 +234,17 @@ def _logging(settings: Settings) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from service.jobs.worker import run_worker, stop_on_signals
+    from service.jobs.worker import MetricsPortUnavailable, run_worker, stop_on_signals
 
     settings = _settings(args)
     _logging(settings)
     db = _database(settings)  # a database it cannot use: one line now, before the model loads
     stop = stop_on_signals()
-    run_worker(settings, _load_engine(settings), stop, runners=args.runners, db=db)
+    try:
+        run_worker(settings, _load_engine(settings), stop, runners=args.runners, db=db)
+    except MetricsPortUnavailable as exc:
+        print(f"duiyi: setting metrics_port (DUIYI_METRICS_PORT / --metrics-port): {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     # Job runner threads inside `duiyi serve`; 0 leaves jobs to separate `duiyi worker` processes.
     runners: int = Field(default=2, ge=0)
+    # Where `duiyi worker` serves its engine's Prometheus metrics (on DUIYI_HOST); 0: nowhere.
+    # `duiyi serve` has them at /metrics on its own port.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     # Segments decoded and saved together; a runner that dies loses at most this much work.
     job_chunk_segments: int = Field(default=32, gt=0)
     # A runner renews its claim on a job this often / 3; a killed runner's job is taken over after this.

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -25,7 +26,7 @@ from service.glossaries import DatabaseGlossaries, GlossaryStore
 from service.jobs.articles import Principal, Submission, submit
 from service.storage.db import Database
 from service.storage.tables import Job, StoredSegment
-from tests.conftest import REPO
+from tests.conftest import REPO, _free_port
 
 LOCAL = Principal(key_id=None, name="test", role=Role.ADMIN)
 
@@ -216,19 +217,48 @@ def test_duiyi_worker_command(tiny_dirs: dict[str, Path], tmp_path: Path) -> Non
     DatabaseGlossaries(db).seed(GlossaryStore.load())
     job_id = add_job(db, settings, sentences("cli", 5))
     env = {**os.environ, "DUIYI_DATABASE_URL": url, "DUIYI_JOB_POLL_S": "0.1"}
+    port = _free_port()
+    args = ["worker", "--model", str(tiny_dirs["marian"]), "--device", "cpu", "--metrics-port", str(port)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "worker", "--model", str(tiny_dirs["marian"]), "--device", "cpu"],
-        cwd=REPO,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "service.cli", *args], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
     )
     try:
         wait_until(lambda: job_state(db, job_id)[0] == "translated" or proc.poll() is not None, 120, "translation")
         assert job_state(db, job_id)[:3] == ("translated", 5, 5)
+        # What the worker decoded, on its metrics port (it has no HTTP API).
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        decoded = next(line for line in metrics.splitlines() if line.startswith("duiyi_sentences_total"))
+        assert float(decoded.split()[-1]) >= 5
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "worker: stopping" in err
     db.close()
+
+
+def test_duiyi_worker_says_when_its_metrics_port_is_taken(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "DUIYI_DATABASE_URL": f"sqlite:///{tmp_path / 'duiyi.db'}",
+            "DUIYI_METRICS_PORT": str(port),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "service.cli", "worker", "--model", str(tiny_dirs["marian"]), "--device", "cpu"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 2, done.stderr
+    assert (
+        f"duiyi: setting metrics_port (DUIYI_METRICS_PORT / --metrics-port): cannot serve metrics on 127.0.0.1:{port}"
+        in done.stderr
+    )

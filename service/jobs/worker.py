@@ -8,14 +8,21 @@ import signal
 import threading
 from collections.abc import Callable
 
+from prometheus_client import start_http_server
+
 from models.engine import Engine
 from service.config import Settings
 from service.jobs.deliveries import Dispatcher
 from service.jobs.runner import RunnerPool
 from service.memory import TranslationMemory
+from service.metrics import EngineMetrics
 from service.storage.db import Database
 
 log = logging.getLogger(__name__)
+
+
+class MetricsPortUnavailable(OSError):
+    """The metrics port cannot be listened on (taken, or not allowed)."""
 
 
 def run_worker(
@@ -36,7 +43,20 @@ def run_worker(
     if db is None:
         db = Database(settings.database)
         db.migrate()
-    batching = build_batching(settings, engine)
+    metrics = EngineMetrics()
+    batching = build_batching(settings, engine, metrics)
+    exporter = None
+    if settings.metrics_port:
+        # The engine's figures (the database's are the API's to report): what a GPU worker decodes.
+        try:
+            exporter, _ = start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.registry)
+        except OSError as exc:
+            batching.close()
+            db.close()
+            raise MetricsPortUnavailable(
+                f"cannot serve metrics on {settings.host}:{settings.metrics_port}: {exc.strerror or exc}"
+            ) from None
+        log.info("worker: metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
     pipeline = build_pipeline(settings, batching, TranslationMemory(db))
     dispatcher = Dispatcher(db, settings)
     count = runners if runners is not None else max(1, settings.runners)
@@ -55,6 +75,9 @@ def run_worker(
         dispatcher.stop()
         batching.close()
         db.close()
+        if exporter is not None:
+            exporter.shutdown()
+            exporter.server_close()
 
 
 def stop_on_signals() -> threading.Event:
