@@ -1008,3 +1008,38 @@ def test_the_glossary_terms_of_the_segment_being_edited_are_listed(
     edit.press("Escape")
     box.wait_for(state="hidden")
     page.context.close()
+
+
+def test_a_revision_marks_and_filters_what_changed_since_the_previous_one(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    """A correction arrives as a new revision: the translator sees which sentences are new or
+    changed since the previous one, and can show only those."""
+    live, keys, _ = site
+    cms = {"Authorization": f"Bearer {keys['cms']}"}
+    first = "The port reopened on Monday. Ships waited outside.\n\nThe mayor spoke at noon."
+    second = "The port reopened on Tuesday. Ships waited outside.\n\nThe mayor spoke at noon. She thanked the crews."
+    ids = []
+    for revision, body in (("1", first), ("2", second)):
+        sent = {"body": body, "external_id": "cms-rev-test", "revision": revision, "targets": ["zh-Hans"]}
+        ids.append(str(live.client.post("/v1/articles", json=sent, headers=cms).json()["id"]))
+        deadline = time.monotonic() + 60
+        while live.client.get(f"/v1/articles/{ids[-1]}", headers=cms).json()["status"] != "translated":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    page = sign_in(browser, live, keys["translator"])
+    page.goto(f"/review/articles/{ids[1]}")
+    assert "2 sentence(s) new or changed since rev 1" in page.locator(".facts").inner_text()
+    changed = {row_of(page, t).locator(".badge.changed").count() for t in ("on Tuesday", "thanked the crews")}
+    unchanged = {row_of(page, t).locator(".badge.changed").count() for t in ("Ships waited", "spoke at noon")}
+    assert (changed, unchanged) == ({1}, {0})
+    page.check("#changed-only")
+    page.wait_for_url(re.compile(r".*changed=1.*"))
+    assert sorted(page.locator(".seg .source").all_inner_texts()) == [
+        "She thanked the crews.",
+        "The port reopened on Tuesday.",
+    ]
+    # The first revision is no revision: nothing marked, no filter.
+    page.goto(f"/review/articles/{ids[0]}")
+    assert page.locator("#changed-only").count() == 0 and page.locator(".badge.changed").count() == 0
+    page.context.close()

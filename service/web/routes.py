@@ -381,19 +381,32 @@ def _row(
     }
 
 
+def _previous_sentences(session: Session, job: Job) -> tuple[Job, set[str]] | None:
+    """The previous revision's job and its sentences (white space normalised); None for a job that
+    is no revision, or whose previous revision is gone (withdrawn)."""
+    previous = session.get(Job, job.previous_job_id) if job.previous_job_id else None
+    if previous is None:
+        return None
+    sources = session.scalars(select(StoredSegment.source).where(StoredSegment.job_id == previous.id))
+    return previous, {" ".join(source.split()) for source in sources}
+
+
 @router.get("/articles/{job_id}", response_class=HTMLResponse)
-async def article_view(request: Request, job_id: str, variant: str = "", flagged: bool = False) -> HTMLResponse:
+async def article_view(
+    request: Request, job_id: str, variant: str = "", flagged: bool = False, changed: bool = False
+) -> HTMLResponse:
     user = await _user(request, Permission.ARTICLES_READ)
     runtime = _runtime(request)
 
-    def load() -> tuple[Job, str, Any]:
+    def load() -> tuple[Job, str, Any, tuple[Job, set[str]] | None]:
         with runtime.db.session() as session:
             job = get_job(session, job_id)
             article = session.get(StoredArticle, job.article_id)
-            return job, article.title if article else "", stored_document(session, job)
+            title = article.title if article else ""
+            return job, title, stored_document(session, job), _previous_sentences(session, job)
 
     try:
-        job, title, stored = await run_in_threadpool(load)
+        job, title, stored, previous = await run_in_threadpool(load)
     except JobNotFound:
         return _page(request, "message.html", user, 404, title="Not found", message=f"There is no article {job_id}.")
     if stored is None:
@@ -408,6 +421,9 @@ async def article_view(request: Request, job_id: str, variant: str = "", flagged
             doc.segments, review.placed_inlines({b.id: b for b in doc.blocks}, doc.segments), strict=True
         )
     }
+    # A revision: its sentences that the previous revision does not have (corrected or added).
+    new_here = {s.id for s in doc.segments if " ".join(s.source.split()) not in previous[1]} if previous else set()
+    changed = changed and previous is not None
     blocks = []
     for block in doc.blocks:
         rows = [
@@ -415,8 +431,12 @@ async def article_view(request: Request, job_id: str, variant: str = "", flagged
             for s in doc.segments
             if s.block_id == block.id
         ]
+        for r in rows:
+            r["changed"] = r["seg"].id in new_here
         if flagged:
             rows = [r for r in rows if r["flags"]]
+        if changed:
+            rows = [r for r in rows if r["changed"]]
         if rows:
             blocks.append({"block": block, "rows": rows})
 
@@ -430,6 +450,9 @@ async def article_view(request: Request, job_id: str, variant: str = "", flagged
         blocks=blocks,
         variant=variant,
         flagged=flagged,
+        changed=changed,
+        previous=previous[0] if previous else None,
+        changed_count=len(new_here),
         can_edit=user.may(Permission.SEGMENTS_EDIT),
         can_approve=user.may(Permission.ARTICLES_APPROVE),
         pending=sum(1 for s in doc.segments if s.status == "needs_review"),

@@ -585,13 +585,16 @@
     if (a) a.hash = here();
   });
 
-  const flaggedOnly = document.getElementById("flagged-only");
-  flaggedOnly?.addEventListener("change", () => {
-    const url = new URL(window.location.href);
-    if (flaggedOnly.checked) url.searchParams.set("flagged", "1"); else url.searchParams.delete("flagged");
-    url.hash = here();
-    leave(() => { window.location.href = url.toString(); }, () => { flaggedOnly.checked = !flaggedOnly.checked; });
-  });
+  // The filters: flagged segments only, and (in a revision) those changed since the previous one.
+  for (const [id, param] of [["flagged-only", "flagged"], ["changed-only", "changed"]]) {
+    const box = document.getElementById(id);
+    box?.addEventListener("change", () => {
+      const url = new URL(window.location.href);
+      if (box.checked) url.searchParams.set(param, "1"); else url.searchParams.delete(param);
+      url.hash = here();
+      leave(() => { window.location.href = url.toString(); }, () => { box.checked = !box.checked; });
+    });
+  }
 
   document.getElementById("next-pending")?.addEventListener("click", nextPending);
   document.addEventListener("keydown", (e) => {
