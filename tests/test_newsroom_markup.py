@@ -364,3 +364,22 @@ def test_a_translator_may_keep_reference_images_and_footnote_markers(
                 json={"variant": "zh-Hans", "text": text, "version": seg["version"] + 1},
             )
             assert r.status_code == 422 and r.json()["error"]["code"] == "markup_not_allowed", r.text
+
+
+def test_an_embedded_frame_is_named_in_chinese_and_a_link_title_stays() -> None:
+    """An <iframe>'s title is what a screen reader announces for the video or map (WCAG asks every
+    frame for one): a label block, written back; a link's title (a tooltip) stays as sent."""
+    page = (
+        '<p>Watch the <a href="/b" title="Video page">briefing</a>.</p><figure><iframe src="https://example.org/v"'
+        ' title="Briefing on the Futenma base"></iframe></figure>'
+    )
+    blocks, _, kept = parse_blocks(Article(body=page, format=SourceFormat.HTML))
+    assert [(b.kind, b.text) for b in blocks] == [
+        (BlockKind.PARAGRAPH, "Watch the briefing."),
+        (BlockKind.LABEL, "Briefing on the Futenma base"),
+    ]
+    (link,) = blocks[0].inlines
+    inner = {blocks[0].id: f"观看{link.open}简报{link.close}。", blocks[1].id: "关于普天间基地的简报"}
+    out = BeautifulSoup(render(SourceFormat.HTML, tuple(blocks), inner, page=kept), "html.parser")
+    assert out.iframe["title"] == "关于普天间基地的简报"
+    assert out.a["title"] == "Video page"

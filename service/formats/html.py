@@ -127,14 +127,20 @@ def _html_images(soup: BeautifulSoup) -> list[Tag]:
     return [img for img in soup.find_all("img") if img.find_parent((*_OPAQUE_TAGS, *_CHROME_TAGS)) is None]
 
 
+# Elements whose `title` is a label: an abbreviation's expansion, and an embedded frame's name
+# (what a screen reader announces for a video player or a map; WCAG asks every frame for one).
+_TITLED = ("abbr", "acronym", "iframe")
+
+
 def _html_labels(soup: BeautifulSoup) -> list[tuple[Tag, str]]:
     """The page's labels whose texts are translated, each an element and its attribute, in document
-    order: what a screen reader says for an element (`aria-label`) and an abbreviation's expansion
-    (`<abbr title>`, shown on hover); not those of the page's chrome, of what is left as sent, of an
-    image (its alt text says it) or of an embed. Stored documents name them by their number here."""
+    order: what a screen reader says for an element (`aria-label`, an `<iframe title>`) and an
+    abbreviation's expansion (`<abbr title>`, shown on hover); not those of the page's chrome, of
+    what is left as sent, of an image (its alt text says it) or of an embed. Stored documents name
+    them by their number here."""
     found: list[tuple[Tag, str]] = []
     for el in soup.find_all(True):
-        attrs = ["aria-label", *(["title"] if el.name in ("abbr", "acronym") else [])]
+        attrs = ["aria-label", *(["title"] if el.name in _TITLED else [])]
         if not any(str(el.get(a) or "").strip() for a in attrs) or el.name in (*_SKIP_TAGS, *_CHROME_TAGS, "img"):
             continue
         if el.find_parent((*_OPAQUE_TAGS, *_CHROME_TAGS)) is None and not _in_embed(el):
