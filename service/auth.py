@@ -133,7 +133,10 @@ _EPSILON = 1e-9
 
 
 class Limiter(Protocol):
-    """A rate limit per API key: `check` is 0.0 with the request counted, or the seconds to wait."""
+    """A rate limit per API key: `check` is 0.0 with the request counted, or the seconds to wait.
+    `uses_database`: `check` waits for the database (run it off the event loop)."""
+
+    uses_database: bool
 
     def check(self, key: str) -> float: ...
 
@@ -141,6 +144,8 @@ class Limiter(Protocol):
 class RateLimiter:
     """Token bucket per key, in process memory, thread-safe. rate_per_minute tokens are added per minute up to burst.
     A rate_per_minute <= 0 disables limiting (check always returns 0.0)."""
+
+    uses_database = False
 
     def __init__(
         self,

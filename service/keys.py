@@ -71,6 +71,8 @@ class SharedRateLimiter:
     `check` is 0.0 with the request counted, or the seconds to wait, nothing counted. A burst of
     `burst` requests, then one every 60 / `rate_per_minute` seconds."""
 
+    uses_database = True
+
     # Allowed: the row's theoretical arrival time moves one interval on; refused: no row comes back.
     _TAKE = text(
         "INSERT INTO rate_limits AS r (key, tat) "

@@ -42,7 +42,8 @@ def Requires(permission: Permission) -> Any:
         if permission not in ROLE_PERMISSIONS[role]:
             allowed = ", ".join(r.value for r in roles_with(permission))
             raise ApiError(403, "forbidden", f"role {role.value} may not {permission.value}; this needs: {allowed}")
-        wait = await run_in_threadpool(runtime.limiter.check, lookup or "")
+        limiter, bucket = runtime.limiter, lookup or ""
+        wait = await run_in_threadpool(limiter.check, bucket) if limiter.uses_database else limiter.check(bucket)
         if wait > 0:
             retry = max(1, math.ceil(wait))
             raise ApiError(
