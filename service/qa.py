@@ -42,6 +42,21 @@ _HAN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "兩": 2, "三"
 _HAN_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10**4, "萬": 10**4, "亿": 10**8, "億": 10**8}
 # Figures the model wrote in words: 三, 二十一, 一百五十万, 三点五.
 _HAN_NUMERAL = re.compile(r"[零〇一二两兩三四五六七八九十百千万萬亿億]+(?:点[零〇一二三四五六七八九]+)?")
+# 一 is the number one only where it counts something: before a measure word (一名士兵, 一艘船,
+# 一年, 一小时), after 第 or 分之 (第一, 三分之一), as an hour (下午一点), or with other numerals (一万,
+# 十一). Alone it is part of a word (一些, 一起, 一直, 一样), where a figure 1 in the source must not
+# find it.
+_ONE_COUNTS = re.compile(
+    r"(?<=第)一|(?<=分之)一|(?<=[午晨上])一(?=[点點])|一(?=[个個位名次回年月日天周週岁歲人件项項家艘架辆輛条條只隻座台臺部本张張份场場批所间間"
+    r"倍成层層号號届屆枚头頭颗顆片段句篇首轮輪国國票股吨噸米秒元%％]|\d|小时|小時|分钟|分鐘|世纪|世紀|季度|英里|公里|"
+    r"美元|日元|欧元|歐元|英镑|英鎊|港元|百分点|百分點)"
+)
+# Words in which 一 stands beside another numeral without being one (唯一一家 is 唯一 and 一家, not 11).
+# 万一 (in case) is a word only away from other numerals: 一百万一千 is 1,001,000.
+_NOT_ONE = re.compile(
+    r"唯一|统一|統一|同一|逐一|单一|單一|划一|劃一|一方面|一一|"
+    r"(?<![零〇一二两兩三四五六七八九十百千])[万萬]一(?![零〇一二两兩三四五六七八九十百千万萬亿億])"
+)
 _URL_OR_ADDRESS = re.compile(
     r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|gov|edu|int|info|io|"
     r"cn|hk|tw|jp|uk|us|de|fr|eu)\b(?:/\S*)?",
@@ -104,7 +119,11 @@ def _target_figures(text: str) -> list[Decimal | str]:
     text = unicodedata.normalize("NFKC", text)
     text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)  # 1,000 → 1000
     values = [_scaled(m.group("num"), m.group("scale") or "") for m in _HAN_FIGURE.finditer(text)]
+    # Words with 一 that is no number are taken out first (as a character that is no numeral).
+    text = _NOT_ONE.sub(lambda m: "_" * len(m.group()), text)
     for m in _HAN_NUMERAL.finditer(text):
+        if m.group(0) == "一" and not _ONE_COUNTS.match(text, m.start()):
+            continue
         value = _han_numeral(m.group(0))
         if value is not None:
             values.append(value)
@@ -113,7 +132,8 @@ def _target_figures(text: str) -> list[Decimal | str]:
 
 def number_mismatch(source: str, target: str) -> Flag | None:
     """Figures in the source that the target does not give, in figures or in words, at their value:
-    "$1.5 billion" is 15亿美元, "three" may be 三, but 1.5亿 is not 1.5 billion."""
+    "$1.5 billion" is 15亿美元, "three" may be 三, but 1.5亿 is not 1.5 billion, and the 一 of a word
+    (一些, 统一, 一起) is not 1 (see _ONE_COUNTS)."""
     target_values = _target_figures(target)
     missing = []
     for written, values in _source_figures(source):

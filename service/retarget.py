@@ -119,8 +119,9 @@ class _Converter:
         self.hans = to_hans("".join(masked), frm)
 
     def to(self, rule: VariantRule) -> tuple[str, list[tuple[int, int] | None]]:
-        """The text in `rule`'s variant, and where each term stands in it."""
-        converted = localize(self.hans, rule)
+        """The text in `rule`'s variant, and where each term stands in it (straight quotes typed in
+        the text made the variant's, as the model's are: see `localize`)."""
+        converted = localize(self.hans, rule, typed=self.fmt)
         spans: list[tuple[int, int] | None] = [None] * len(self.terms)
         out: list[str] = []
         length = 0

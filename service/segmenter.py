@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 import pysbd
+from pysbd.lang.english import English
 
 from service.documents import Block, Inline, SourceSegment
 
@@ -41,12 +42,26 @@ _PLACE_END = re.compile(
 _QUESTION_QUOTED = re.compile(r"[?!][\"'’”]$")
 # …and a short attribution after it: a name or pronoun of one to four capitalised words (titles
 # included), a verb of saying, at most four more words (“Why now?” Mr. Abe asked reporters.).
+_NAME_PARTICLE = r"(?:de|da|di|du|del|della|der|den|van|von|ter|ten|le|la|dos|das|bin|ibn)"
 _ATTRIBUTION = re.compile(
-    r"(?:[A-Z][\w.’'-]*\s+){1,4}"
+    rf"(?:(?:[A-Z][\w.’'-]*|{_NAME_PARTICLE})\s+){{1,4}}"
     r"(?:said|says|asked|asks|added|adds|replied|shouted|told|wrote|writes|recalled|wondered|demanded|insisted)"
     r"(?:\s+[\w.’'-]+){0,4}[.!?]?"
 )
 
+# A sentence that begins with a lowercase word which is no continuation: a name with a lowercase
+# particle (de Gaulle, van Gogh, von der Leyen), an Arabic name's article (al-Qaeda, el-Sisi), a word
+# with a one-letter prefix (e-commerce). (iPhone, eBay: not all lowercase, so never joined.)
+_LOWERCASE_START = re.compile(rf"(?:{_NAME_PARTICLE}\s+)+[A-Z]|(?:al|el|ul)-[A-Z]|[a-z]-[a-z]{{2}}")
+# The word before a sentence's full stop, when it is all lowercase letters (a word such as "percent"
+# or "fell", or an abbreviation such as "pct" or "approx": see _ABBREVIATIONS).
+_LAST_WORD = re.compile(r"(?<![\w.’'-])[\"“‘(\[]*([a-z]+)\.$")
+# Lowercase abbreviations whose full stop is no sentence's end: pySBD's own, and news copy's.
+_ABBREVIATIONS = frozenset(English.Abbreviation.ABBREVIATIONS) | {
+    "approx", "pct", "est", "govt", "dept", "incl", "excl", "esp", "cf", "ca", "al", "vs", "max", "yr", "yrs",
+    "mos", "wk", "wks", "hrs", "mln", "bln", "mn", "bn", "vol", "tel", "avg", "misc", "ibid", "resp", "mil",
+    "mi", "lb", "lbs", "oz", "kg", "km", "sq", "div", "natl", "intl", "ie", "eg",
+}  # fmt: skip
 
 # Reflowing hard-wrapped text. A paragraph whose longest line is shorter than this is an address, a
 # list or verse, not prose wrapped at a width (wire copy is wrapped at 60-80 columns, e-mail at 72-78).
@@ -70,6 +85,15 @@ _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
 # A line's end that verse often has, and wrapped prose at one line in five or so.
 _PUNCTUATED = re.compile(r"[.!?…,;:—–-][\"'”’)\]]*$")
 _FIRST_LETTER = re.compile(r"[ \t]*[\"'“‘(\[]*([^\W\d_])")
+# A wire story's credit line ("Reporting by …; Editing by …"): it begins a line of its own, after the
+# story's last line or another credit line, however long the line before it is.
+_CREDIT = re.compile(r"[(\[]?(?:Additional reporting|Reporting|Writing|Editing|Compiled) by\b")
+# What only an address holds: a postcode (Tokyo 100-8919, Washington, DC 20500, London SW1A 2AA,
+# 75008 Paris) or a Japanese block number (1-10-5 Akasaka). Prose that holds one ends in a full stop.
+_POSTCODE = re.compile(
+    r"(?<![\w-])(?:\d{3}-\d{4}|\d{1,2}-\d{1,2}-\d{1,2}|[A-Z]{2} \d{5}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2}|"
+    r"\d{5}(?= [A-Z][a-z]))(?![\w-])"
+)
 
 _local = threading.local()
 
@@ -94,8 +118,10 @@ def soft_wraps(text: str) -> frozenset[int]:
     that was long enough for the next word but ended anyway: verse, a list of sentences) is not
     wrapped at all, nor is verse (see `_verse`). A break is always kept before and after a short line
     that ends no sentence (a headline, a dateline, an address's lines), a row of aligned columns (a
-    table of figures), a list item, a bullet or a quoted e-mail's line, and before a line indented
-    deeper than the one before (a new paragraph)."""
+    table of figures), a list item, a bullet or a quoted e-mail's line, before a wire story's credit
+    line ("Reporting by …", "Editing by …") and a line indented deeper than the one before (a new
+    paragraph), and between the lines of an address that ends the paragraph (`_address_start`). A
+    credit line wrapped at the width ("…; Editing by\nJane Doe") is one line, and stays joined."""
     breaks = list(_LINE_BREAK.finditer(text))
     if not breaks:
         return frozenset()
@@ -122,6 +148,7 @@ def soft_wraps(text: str) -> frozenset[int]:
             or aligned[i]
             or aligned[i + 1]
             or _ALWAYS_HARD.match(words)
+            or _CREDIT.match(words)
             or (items > 1 and _LIST_ITEM.match(words))
             or (_indent(after) > _indent(line) and not _LIST_ITEM.match(line.lstrip(" \t")))
         ):
@@ -136,10 +163,29 @@ def soft_wraps(text: str) -> frozenset[int]:
             short.add(i)
     if chosen * 3 > len(wraps):
         return frozenset()
+    # An address that ends the paragraph keeps its lines, even where its first line was long enough
+    # to look wrapped (and the address has too few lines for the rule below).
+    address = _address_start(lines)
+    wraps = [i for i in wraps if i + 1 < address]
     # A short line that ends no sentence and is followed by another of the same kind (not a list
     # item, not a new paragraph) was ended by its writer, as an address's lines are: the line before
     # it does not run on into it either.
     return frozenset(breaks[i].end() - 1 for i in wraps if i + 1 not in short or _SENTENCE_END.search(lines[i + 1]))
+
+
+def _address_start(lines: list[str]) -> int:
+    """The index of the first line of the address that ends the paragraph (len(lines) if none): the
+    lines after the last that ends a sentence, when the last of them holds a postcode and ends no
+    sentence itself."""
+    end = len(lines)
+    while end > 0 and not lines[end - 1].strip():
+        end -= 1
+    if end == 0 or _SENTENCE_END.search(lines[end - 1]) or not _POSTCODE.search(lines[end - 1]):
+        return len(lines)
+    start = end - 1
+    while start > 0 and not _SENTENCE_END.search(lines[start - 1]):
+        start -= 1
+    return start
 
 
 def _verse(lines: list[str]) -> bool:
@@ -208,17 +254,29 @@ def _continues(text: str, before: tuple[int, int], span: tuple[int, int], soft: 
     or a Markdown break).
 
     It is when it begins with a lowercase word (pySBD cuts “Tues. and Wed. last week” and “2.5 pct.
-    in May” after the full stop), unless the word is a name written so (iPhone, eBay); and when it
-    is the attribution of a quoted question or exclamation (“Why now?” Mr. Abe asked.), which
-    translated alone loses who asked."""
+    in May” after the full stop), unless the word is a name written so (iPhone, eBay), or a name or
+    word that begins in lowercase (de Gaulle, al-Qaeda, e-commerce: `_LOWERCASE_START`) after a full
+    stop that surely ends a sentence (`_full_stop`): a wrong split hurts a translator more than a
+    missed one, so only there; and when it is the attribution of a quoted question or exclamation
+    (“Why now?” Mr. Abe asked., “Why?” de Gaulle asked.), which translated alone loses who asked."""
     if _hard_break(text, before[1], span[0], soft):
         return False
-    word = re.match(r"\w+", text[span[0] : span[1]])
-    if word is not None and word.group()[0].islower() and word.group().islower():
+    if _QUESTION_QUOTED.search(text, before[0], before[1]) and _ATTRIBUTION.fullmatch(text, span[0], span[1]):
         return True
-    return bool(_QUESTION_QUOTED.search(text, before[0], before[1])) and bool(
-        _ATTRIBUTION.fullmatch(text, span[0], span[1])
-    )
+    word = re.match(r"\w+", text[span[0] : span[1]])
+    if word is None or not word.group().islower():
+        return False
+    return not (_LOWERCASE_START.match(text, span[0], span[1]) and _full_stop(text, before))
+
+
+def _full_stop(text: str, sentence: tuple[int, int]) -> bool:
+    """Whether `sentence` surely ends where pySBD ended it: a full stop after a lowercase word that
+    is no abbreviation ("5 percent.", "fell.") or after a figure ("in 2009."). After anything else
+    ("Pres.", "a.m.", "Paris.") the stop may be an abbreviation's, and the sentence may go on."""
+    if re.search(r"(?<![\d.,])\d+\.$", text[sentence[0] : sentence[1]]):
+        return True
+    word = _LAST_WORD.search(text, sentence[0], sentence[1])
+    return word is not None and len(word.group(1)) > 1 and word.group(1) not in _ABBREVIATIONS
 
 
 def _pieces(text: str, cap: int, soft: frozenset[int]) -> list[tuple[int, int]]:

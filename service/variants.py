@@ -10,12 +10,14 @@ each variant's own form: conversion never touches a term.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import opencc
 
 from glossary.terms import UnknownVariantError
+from service.documents import SourceFormat
 
 
 @dataclass(frozen=True)
@@ -66,15 +68,60 @@ def to_hans(text: str, rule: VariantRule) -> str:
     return text
 
 
-def localize(hans: str, rule: VariantRule) -> str:
-    """zh-Hans text → the variant's text: OpenCC, then the variant's quotation marks."""
+def localize(hans: str, rule: VariantRule, *, typed: SourceFormat | None = None) -> str:
+    """zh-Hans text → the variant's text: OpenCC, then the variant's quotation marks.
+
+    `typed`: the text is a person's (a translator's edit, in an article of this format), not the
+    model's output, which `tidy_hans` has given curly quotes already: straight double quotes typed
+    in it are made curly first, by the same rule, so that a variant derived from the edit has the
+    quotes a variant derived from the model's output has. Quotes are changed only in its text, never
+    in its inline markup (an HTML attribute, `href="…"`; a Markdown link's title or code span)."""
     text = _converter(rule.opencc_config).convert(hans) if rule.opencc_config else hans
+    if typed is not None and rule.opencc_config:
+        text = _outside_markup(text, typed, _quotes)
     if rule.corner_quotes:
-        text = _SINGLE.sub(r"『\1』", text)
-        # Pairs, then marks left alone in the segment: a quotation running over several paragraphs
-        # opens each with “ and closes only the last (‘ ’ stay: ’ is also an apostrophe).
-        text = _DOUBLE.sub(r"「\1」", text).replace("“", "「").replace("”", "」")
+        text = _outside_markup(text, typed or SourceFormat.TEXT, _corner)
     return text
+
+
+def _corner(text: str) -> str:
+    text = _SINGLE.sub(r"『\1』", text)
+    # Pairs, then marks left alone in the segment: a quotation running over several paragraphs
+    # opens each with “ and closes only the last (‘ ’ stay: ’ is also an apostrophe).
+    return _DOUBLE.sub(r"「\1」", text).replace("“", "「").replace("”", "」")
+
+
+# The inline markup a target of an HTML or Markdown article holds (the source's own, which is all a
+# person's edit may hold: service.jobs.review.check_markup): tags and comments, with a code element
+# whole; in Markdown an image whole, a link's destination and title or reference, a code span, a
+# raw tag or autolink, a backslash escape.
+_MARKUP = {
+    SourceFormat.HTML: re.compile(r"<!--.*?-->|<code\b[^>]*>.*?</code>|<[A-Za-z/!?][^<>]*>", re.DOTALL | re.IGNORECASE),
+    SourceFormat.MARKDOWN: re.compile(
+        r"!\[[^\]]*\](?:\([^)]*\)|\[[^\]]*\])?|\]\((?:[^()]|\([^()]*\))*\)|\]\[[^\]]*\]|(`+).+?\1|"
+        r"<[A-Za-z/!?][^<>]*>|\\.",
+        re.DOTALL,
+    ),
+}
+
+
+def _outside_markup(text: str, fmt: SourceFormat, convert: Callable[[str], str]) -> str:
+    """`convert` applied to `text` with its inline markup (in format `fmt`) parked as a private-use
+    character, which the typography rules take for Chinese, as service.protect parks placeholders:
+    a quotation mark beside a tag is beside the text the tag marks up."""
+    pattern = _MARKUP.get(fmt)
+    if pattern is None:
+        return convert(text)
+    park = next(chr(c) for c in range(0xF8FF, 0xE000, -1) if chr(c) not in text)
+    parked: list[str] = []
+
+    def keep(m: re.Match[str]) -> str:
+        parked.append(m.group())
+        return park
+
+    converted = convert(pattern.sub(keep, text))
+    back = iter(parked)
+    return re.sub(re.escape(park), lambda _: next(back), converted)
 
 
 # --- zh-Hans typography ---------------------------------------------------------------------------
