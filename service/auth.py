@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Protocol
@@ -58,6 +59,16 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
 )
 
 
+# Who sees every article; any other role (a CMS) sees only the articles its owner submitted, and is
+# told that another's does not exist (404): an id must not reveal another newsroom's articles.
+# Translators review every article, whoever sent it.
+_SEES_EVERY_ARTICLE = frozenset({Role.TRANSLATOR, Role.ADMIN})
+
+
+def sees_every_article(role: Role) -> bool:
+    return role in _SEES_EVERY_ARTICLE
+
+
 def roles_with(permission: Permission) -> list[Role]:
     """The roles granted `permission`, in Role declaration order (stable text for 403 messages and docs)."""
     return [role for role in Role if permission in ROLE_PERMISSIONS[role]]
@@ -70,6 +81,37 @@ def parse_role(text: str) -> Role:
     except ValueError:
         valid = ", ".join(role.value for role in Role)
         raise ValueError(f"unknown role {text!r}: expected one of {valid}") from None
+
+
+# The longest overlap a rotated key may keep working for: long enough to deploy its successor
+# everywhere, short enough that a forgotten old key dies soon.
+MAX_OVERLAP = timedelta(days=30)
+_DURATION_RE = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
+_SECONDS_RE = re.compile(r"[0-9]+")
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration as people write it for `--overlap`: `90s`, `30m`, `24h`, `7d`, `1h30m`, or a
+    number of seconds (`0`: none). ValueError saying what is wrong otherwise."""
+    spec = text.strip().lower()
+    match = _DURATION_RE.fullmatch(spec)
+    if not spec or (match is None and _SECONDS_RE.fullmatch(spec) is None):
+        raise ValueError(f"{text!r} is not a duration; write e.g. 30m, 24h, 7d or 1h30m")
+    try:
+        if match is None:
+            return timedelta(seconds=int(spec))
+        days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{text!r} is far too long a duration") from None
+
+
+def parse_overlap(text: str) -> timedelta:
+    """How long a rotated key keeps working (parse_duration), at most MAX_OVERLAP."""
+    overlap = parse_duration(text)
+    if overlap > MAX_OVERLAP:
+        raise ValueError(f"an overlap of {text.strip()} is longer than the {MAX_OVERLAP.days} days allowed")
+    return overlap
 
 
 KEY_PREFIX = "duiyi_"

@@ -58,9 +58,23 @@ def _parser() -> argparse.ArgumentParser:
     kc.add_argument("--role", required=True, choices=["cms", "translator", "admin"])
     kc.add_argument("--name", required=True, help="who uses it, e.g. the CMS's name or a translator's")
     kc.add_argument("--callback-url", help="default webhook URL for this key's articles")
-    ksub.add_parser("list", help="list keys (never the keys themselves)")
+    ksub.add_parser("list", help="list keys (never the keys themselves), with their owner and state")
     kr = ksub.add_parser("revoke", help="revoke a key at once")
     kr.add_argument("key_id", type=int, metavar="ID")
+    krot = ksub.add_parser(
+        "rotate",
+        help="replace a key by a new one for the same owner (its articles stay its own); printed once",
+        description="Make a new key with the old one's name, role, callback URL, webhook secret and owner, "
+        "so the CMS's corrections and retries carry on from its earlier articles. The old key is revoked "
+        "at once, or after --overlap (while the CMS deploys the new one).",
+    )
+    krot.add_argument("key_id", type=int, metavar="ID")
+    krot.add_argument(
+        "--overlap",
+        default="0",
+        metavar="DURATION",
+        help="keep the old key working this long, e.g. 30m, 24h, 7d (at most 30d; default 0: revoke it now)",
+    )
 
     articles = sub.add_parser("articles", help="stored articles")
     asub = articles.add_subparsers(dest="articles_command", required=True)
@@ -281,8 +295,8 @@ def _database(settings: Settings) -> Database:
 def cmd_keys(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from service.auth import Role
-    from service.keys import KeyNameTaken, create_key, list_keys, revoke_key
+    from service.auth import Role, parse_overlap
+    from service.keys import KeyNameTaken, KeyNotRotatable, create_key, key_state, list_keys, revoke_key, rotate_key
     from service.schemas import KeyIn
     from service.webhooks import CallbackRefused, check_callback_url
 
@@ -309,6 +323,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
             except CallbackRefused as exc:
                 print(f"duiyi: --callback-url: {exc}", file=sys.stderr)
                 return 2
+    if args.keys_command == "rotate":
+        try:
+            overlap = parse_overlap(args.overlap)
+        except ValueError as exc:
+            print(f"duiyi: --overlap: {exc}", file=sys.stderr)
+            return 2
     db = _database(settings)
     if args.keys_command == "create":
         try:
@@ -319,9 +339,27 @@ def cmd_keys(args: argparse.Namespace) -> int:
         print(f"key ({made.row.role}, {made.row.name}; shown only now, store it safely):\n{made.key}")
         print(f"webhook secret (verifies Duiyi-Signature on this key's webhooks):\n{made.row.webhook_secret}")
     elif args.keys_command == "list":
+        # Keys made by rotation share their predecessor's owner: the same `owner key:N` column.
         for row in list_keys(db):
-            state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
-            print(f"{row.id}\t{row.role}\t{row.name}\tduiyi_{row.lookup}_…\t{state}")
+            print(f"{row.id}\t{row.role}\t{row.name}\tduiyi_{row.lookup}_…\t{key_state(row)}\towner {row.owner}")
+    elif args.keys_command == "rotate":
+        try:
+            rotated = rotate_key(db, args.key_id, overlap=overlap)
+        except KeyNotRotatable as exc:
+            print(f"duiyi: {exc}", file=sys.stderr)
+            return 2
+        if rotated is None:
+            print(f"duiyi: no API key with id {args.key_id}", file=sys.stderr)
+            return 2
+        new, old = rotated.new.row, rotated.old
+        print(f"new key {new.id} ({new.role}, {new.name}, owner {new.owner}; shown only now, store it safely):")
+        print(rotated.new.key)
+        if old.revoked_at is not None:
+            print(f"key {old.id} is revoked")
+        else:
+            assert old.expires_at is not None
+            print(f"key {old.id} keeps working until {old.expires_at:%Y-%m-%d %H:%M:%S} UTC; deploy the new one before")
+        print("the webhook secret is unchanged")
     else:
         revoked = revoke_key(db, args.key_id)
         if revoked is None:

@@ -1,12 +1,14 @@
 """API keys in the database: create (the key is shown once, only its hash is kept), list, revoke,
-and find the key behind a request."""
+rotate, and find the key behind a request."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from service.auth import NewKey, Role, keys_match, new_key, new_webhook_secret
 from service.storage.db import Database
@@ -18,10 +20,20 @@ class KeyNameTaken(ValueError):
         super().__init__(f"an API key named {name!r} exists already; pick another name or revoke it first")
 
 
+class KeyNotRotatable(ValueError):
+    """The key is revoked, or was rotated already: there is nothing live to hand over."""
+
+
 @dataclass(frozen=True)
 class CreatedKey:
     row: ApiKey
     key: str  # shown to its owner once; never stored
+
+
+@dataclass(frozen=True)
+class RotatedKey:
+    new: CreatedKey
+    old: ApiKey  # revoked now, or expiring at the end of the overlap
 
 
 def create_key(db: Database, *, name: str, role: Role, callback_url: str | None = None) -> CreatedKey:
@@ -33,13 +45,74 @@ def create_key(db: Database, *, name: str, role: Role, callback_url: str | None 
         key_hash=made.hash,
         webhook_secret=new_webhook_secret(),
         callback_url=callback_url,
+        owner="",  # a placeholder until the row has its id, in the same transaction
     )
     try:
         with db.session() as session:
             session.add(row)
+            session.flush()
+            # A new key owns what it submits under its own id, as jobs always said ("key:<id>").
+            row.owner = f"key:{row.id}"
     except IntegrityError:
         raise KeyNameTaken(name) from None
     return CreatedKey(row, made.key)
+
+
+def rotate_key(db: Database, key_id: int, *, overlap: timedelta = timedelta(0)) -> RotatedKey | None:
+    """Replace key `key_id` (None: there is none) by a new one with the same name, role, callback
+    URL, webhook secret and owner, so the CMS's articles stay its own: corrections join their
+    revision chains, retries are recognised. The old key is revoked at once, or keeps working
+    until `overlap` has passed (while the CMS deploys the new one).
+
+    The webhook secret is kept: the CMS's receiver goes on verifying with it, and articles sent
+    with the old key are still signed with it. Raises KeyNotRotatable for a revoked key, or one
+    rotated already (rotate its successor).
+    """
+    made = new_key()
+    try:
+        with db.session() as session:
+            # FOR UPDATE (PostgreSQL): of two rotations at once, the second sees the first's.
+            old = session.get(ApiKey, key_id, with_for_update=True)
+            if old is None:
+                return None
+            now = utcnow()
+            if old.expires_at is not None:  # rotated before, at once (revoked) or with an overlap
+                raise KeyNotRotatable(
+                    f"API key {old.id} ({old.name}) was rotated already ({key_state(old, now)}); "
+                    f"rotate its successor{_successor(session, old)}"
+                )
+            if old.revoked_at is not None:
+                raise KeyNotRotatable(
+                    f"API key {old.id} ({old.name}) was revoked on {old.revoked_at:%Y-%m-%d}; "
+                    "a revoked key cannot be rotated: create a new key (duiyi keys create)"
+                )
+            # Expiry first: the name is unique among keys without one, and the new key takes it.
+            old.expires_at = now + overlap
+            if overlap <= timedelta(0):
+                old.revoked_at = now
+            session.flush()
+            row = ApiKey(
+                name=old.name,
+                role=old.role,
+                lookup=made.lookup,
+                key_hash=made.hash,
+                webhook_secret=old.webhook_secret,
+                callback_url=old.callback_url,
+                owner=old.owner,
+            )
+            session.add(row)
+    except IntegrityError:
+        # SQLite has no row locks: another rotation of this key committed first.
+        raise KeyNotRotatable(f"API key {key_id} was rotated meanwhile; rotate the key that replaced it") from None
+    return RotatedKey(CreatedKey(row, made.key), old)
+
+
+def _successor(session: Session, old: ApiKey) -> str:
+    """ ", key N": the newest key of `old`'s owner, which replaced it; "" if there is none."""
+    newer = session.scalar(
+        select(ApiKey.id).where(ApiKey.owner == old.owner, ApiKey.id > old.id).order_by(ApiKey.id.desc()).limit(1)
+    )
+    return f", key {newer}" if newer is not None else ""
 
 
 def list_keys(db: Database) -> list[ApiKey]:
@@ -55,11 +128,21 @@ def revoke_key(db: Database, key_id: int) -> ApiKey | None:
         return row
 
 
+def key_state(row: ApiKey, now: datetime | None = None) -> str:
+    """The key's state in words, for listings: active, expires …, expired …, revoked …."""
+    now = now or utcnow()
+    if row.revoked_at is not None and (row.expires_at is None or row.revoked_at <= row.expires_at):
+        return f"revoked {row.revoked_at:%Y-%m-%d %H:%M}"
+    if row.expires_at is not None:
+        return f"{'expires' if row.expires_at > now else 'expired'} {row.expires_at:%Y-%m-%d %H:%M}"
+    return "active"
+
+
 def authenticate(db: Database, lookup: str, key: str) -> ApiKey | None:
-    """The live key row for `key`, or None (unknown, revoked, or a wrong secret)."""
+    """The live key row for `key`, or None (unknown, revoked, expired, or a wrong secret)."""
     with db.session() as session:
         row = session.scalar(select(ApiKey).where(ApiKey.lookup == lookup))
-    if row is None or row.revoked_at is not None or not keys_match(key, row.key_hash):
+    if row is None or not row.usable() or not keys_match(key, row.key_hash):
         return None
     return row
 

@@ -414,6 +414,11 @@ class KeyOut(BaseModel):
     callback_url: str | None
     created_at: datetime
     revoked_at: datetime | None
+    owner: str = Field(
+        description="whose articles the key submits and sees: `key:<id>` of its first key; keys made by "
+        "rotation share their predecessor's"
+    )
+    expires_at: datetime | None = Field(description="a rotated key stops working then (null: until revoked)")
 
 
 class KeyCreated(KeyOut):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +52,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/keys"): ADMIN,
     ("POST", "/v1/keys"): ADMIN,
     ("DELETE", "/v1/keys/{key_id}"): ADMIN,
+    ("POST", "/v1/keys/{key_id}/rotate"): ADMIN,
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 
@@ -138,6 +141,57 @@ def test_admin_manages_keys_over_http(secured: tuple[LiveServer, dict[str, str],
     assert dup.status_code == 409
     assert live.client.delete(f"/v1/keys/{new['id']}", headers=admin).json()["revoked_at"]
     assert live.client.get("/v1/articles", headers=own).status_code == 401
+
+
+def _translated(live: LiveServer, job_id: str, headers: dict[str, str]) -> dict:
+    deadline = time.monotonic() + 120
+    while True:
+        job = live.client.get(f"/v1/articles/{job_id}", headers=headers).json()
+        if job["status"] == "translated" or time.monotonic() > deadline:
+            assert job["status"] == "translated", job
+            return job
+        time.sleep(0.2)
+
+
+def test_cms_keys_see_only_their_owners_articles(secured: tuple[LiveServer, dict[str, str], Database]) -> None:
+    """Every operation on one article, asked by a cms key of another owner, is a 404 exactly like
+    for an article that does not exist (or a 403 where the role may not do it at all); lists leave
+    it out. Its own cms key, translators and admins see it."""
+    live, keys, db = secured
+    auth = {role: {"Authorization": f"Bearer {key}"} for role, key in keys.items()}
+    theirs = {"Authorization": f"Bearer {create_key(db, name='cms-elsewhere', role=Role.CMS).key}"}
+    sent = {"body": "The council met on Tuesday.", "external_id": "scoped-1", "revision": "1"}
+    job_id = live.client.post("/v1/articles", json=sent, headers=auth["cms"]).json()["id"]
+    _translated(live, job_id, auth["cms"])
+    absent = str(uuid.uuid4())
+
+    spec = live.client.get("/openapi.json").json()
+    on_one_article = sorted((m, p) for m, p in operations(spec) if "{job_id}" in p)
+    assert len(on_one_article) >= 12
+    for method, path in on_one_article:
+        body = {} if method in ("POST", "PUT", "PATCH") else None
+        url = path.replace("{segment_id}", "x").replace("{delivery_id}", "x")
+        r = live.client.request(method, url.replace("{job_id}", job_id), json=body, headers=theirs)
+        if "cms" not in EXPECTED[(method, path)]:
+            assert r.status_code == 403, (method, path, r.status_code, r.text)
+            continue
+        nothing = live.client.request(method, url.replace("{job_id}", absent), json=body, headers=theirs)
+        assert r.status_code == nothing.status_code == 404, (method, path, r.status_code, r.text)
+        assert r.json() == {"error": {"code": "not_found", "message": f"no article job {job_id!r}"}}, (method, path)
+        assert r.text.replace(job_id, absent) == nothing.text, (method, path)
+
+    listed = live.client.get("/v1/articles", params={"limit": 500}, headers=theirs).json()["items"]
+    assert job_id not in [a["id"] for a in listed]
+    assert live.client.get("/v1/articles", params={"external_id": "scoped-1"}, headers=theirs).json()["items"] == []
+    # The other CMS's DELETE did nothing; whoever may see the article still does.
+    for role in ("cms", "translator", "admin"):
+        assert live.client.get(f"/v1/articles/{job_id}", headers=auth[role]).status_code == 200, role
+        assert live.client.get(f"/v1/articles/{job_id}/export", headers=auth[role]).status_code == 200, role
+        listed = live.client.get("/v1/articles", params={"limit": 500}, headers=auth[role]).json()["items"]
+        assert job_id in [a["id"] for a in listed], role
+    # Another owner's resubmission of the same external_id and revision is its own article.
+    other = live.client.post("/v1/articles", json=sent, headers=theirs)
+    assert other.status_code == 202 and other.json()["id"] != job_id and other.json()["previous_id"] is None
 
 
 def test_rate_limit_per_key(tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from service.auth import (
     new_webhook_secret,
     parse_role,
     roles_with,
+    sees_every_article,
 )
 
 # Written out by hand from the spec, not derived from ROLE_PERMISSIONS, so a change to the table has to be deliberate.
@@ -88,6 +89,15 @@ def test_role_permissions_is_read_only() -> None:
 def test_roles_with_in_declaration_order(permission: str) -> None:
     expected = [Role(role) for role in ("cms", "translator", "admin") if permission in EXPECTED[role]]
     assert roles_with(Permission(permission)) == expected
+
+
+# Written out by hand too: a CMS sees only its own articles; translators review all of them.
+SEES_EVERY_ARTICLE = {"cms": False, "translator": True, "admin": True}
+
+
+@pytest.mark.parametrize("role", list(EXPECTED))
+def test_who_sees_every_article(role: str) -> None:
+    assert sees_every_article(Role(role)) is SEES_EVERY_ARTICLE[role]
 
 
 def test_roles_with_examples() -> None:

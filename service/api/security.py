@@ -1,6 +1,7 @@
 """Access checks, in one place: who is calling (an API key, as `Authorization: Bearer KEY`), may
-their role do this, and are they within their rate limit. Routes declare what they need with
-`Requires(Permission.X)` and receive the caller's Principal."""
+their role do this, are they within their rate limit, and may they see this article. Routes
+declare what they need with `Requires(Permission.X)` and receive the caller's Principal; routes
+on one article call `check_article`, routes listing articles filter by `article_scope`."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError
-from service.auth import ROLE_PERMISSIONS, Permission, Role, key_lookup, roles_with
-from service.jobs.articles import Principal
+from service.auth import ROLE_PERMISSIONS, Permission, Role, key_lookup, roles_with, sees_every_article
+from service.jobs.articles import JobNotFound, Principal
 from service.keys import authenticate
+from service.storage.db import Database
+from service.storage.tables import Job
 
 _bearer = HTTPBearer(auto_error=False, description="An API key made with `duiyi keys create`")
 LOCAL = Principal(key_id=None, name="local", role=Role.ADMIN)
@@ -52,9 +56,27 @@ def Requires(permission: Permission) -> Any:
                 f"too many requests for this API key; retry after {retry} s",
                 headers={"Retry-After": str(retry)},
             )
-        return Principal(key_id=row.id, name=row.name, role=role, callback_url=row.callback_url)
+        return Principal(key_id=row.id, name=row.name, role=role, callback_url=row.callback_url, key_owner=row.owner)
 
     return Depends(check)
+
+
+def article_scope(principal: Principal) -> str | None:
+    """The owner whose articles `principal` may see, or None for every article (translators,
+    admins, and everyone when authentication is disabled)."""
+    return None if sees_every_article(principal.role) else principal.owner
+
+
+def check_article(db: Database, job_id: str, principal: Principal) -> None:
+    """404 unless `principal` may see article `job_id`. Another owner's article is answered like
+    one that does not exist (the same status and message), so that ids reveal nothing."""
+    owner = article_scope(principal)
+    if owner is None:
+        return
+    with db.session() as session:
+        found = session.scalar(select(Job.owner).where(Job.id == job_id))
+    if found != owner:
+        raise ApiError(404, "not_found", str(JobNotFound(job_id)))
 
 
 AUTH_ERRORS = (401, 403, 429)

@@ -99,9 +99,15 @@ class Principal:
     name: str
     role: Role
     callback_url: str | None = None
+    # The key's owner (ApiKey.owner), which its predecessors had when it was made by rotation;
+    # None: "key:<key_id>".
+    key_owner: str | None = None
 
     @property
     def owner(self) -> str:
+        """Whose articles these are (Job.owner): idempotency keys and revision chains are per owner."""
+        if self.key_owner is not None:
+            return self.key_owner
         return f"key:{self.key_id}" if self.key_id is not None else "local"
 
 
@@ -310,12 +316,16 @@ def list_jobs(
     statuses: Sequence[JobStatus] = (),
     since: datetime | None = None,
     external_id: str | None = None,
+    owner: str | None = None,
     limit: int = 50,
     newest_first: bool = False,
 ) -> list[Job]:
     """Jobs in the order they last changed (oldest first), so a client polling with `since` set to
-    the last `updated_at` it saw misses nothing; or newest first, for people."""
+    the last `updated_at` it saw misses nothing; or newest first, for people. `owner`: only the
+    jobs it submitted (a CMS sees only its own)."""
     query = select(Job)
+    if owner is not None:
+        query = query.where(Job.owner == owner)
     if statuses:
         query = query.where(Job.status.in_([s.value for s in statuses]))
     if since is not None:

@@ -9,7 +9,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -45,9 +57,21 @@ class Base(DeclarativeBase):
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    __table_args__ = (
+        # A name belongs to one owner. A rotated key's successor takes over its name (and owner) while
+        # the rotated key, which then has an expiry, keeps working until it: the name is unique among
+        # keys without one (revision 0007). A revoked key keeps its name, as before.
+        Index(
+            "uq_api_keys_name",
+            "name",
+            unique=True,
+            sqlite_where=text("expires_at IS NULL"),
+            postgresql_where=text("expires_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))
     # The public part of the key, to find the row; the key itself is never stored, only its hash.
     lookup: Mapped[str] = mapped_column(String(32), unique=True)
@@ -58,6 +82,17 @@ class ApiKey(Base):
     callback_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    # Whose articles this key submits and sees (Job.owner): "key:<id>" of the first key. A rotated
+    # key's successor keeps it, so a CMS's revision chains and idempotency keys go on across keys.
+    owner: Mapped[str] = mapped_column(String(50))
+    # A rotated key works until then (the overlap while the CMS deploys its successor); None: until revoked.
+    expires_at: Mapped[datetime | None]
+
+    def usable(self, now: datetime | None = None) -> bool:
+        """Whether the key is accepted (at `now`, default the present): neither revoked nor expired."""
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > (now or utcnow())
 
 
 class ReviewSession(Base):

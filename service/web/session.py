@@ -102,10 +102,12 @@ async def current_user(request: Request, db: Database, *, auth_disabled: bool) -
     if not isinstance(token, str):
         raise NotSignedIn
     key = await run_in_threadpool(_load_key, db, token)
-    if key is None or key.revoked_at is not None:
+    if key is None or not key.usable():  # revoked, or rotated and past its overlap
         request.session.clear()
         raise NotSignedIn
-    principal = Principal(key_id=key.id, name=key.name, role=Role(key.role), callback_url=key.callback_url)
+    principal = Principal(
+        key_id=key.id, name=key.name, role=Role(key.role), callback_url=key.callback_url, key_owner=key.owner
+    )
     return WebUser(principal, str(request.session.get("csrf", "")))
 
 

@@ -1,4 +1,8 @@
-"""Article jobs over HTTP: submit, read, list, withdraw, deliveries, and review (edit, approve)."""
+"""Article jobs over HTTP: submit, read, list, withdraw, deliveries, and review (edit, approve).
+
+A cms key sees only the articles its owner submitted (its own key, and the keys it was rotated
+from): another's is a 404 on every route that names an article, and missing from lists.
+Translators and admins see every article."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
-from service.api.security import AUTH_ERRORS, Requires
+from service.api.security import AUTH_ERRORS, Requires, article_scope, check_article
 from service.auth import Permission
 from service.documents import Article
 from service.glossaries import UnknownGlossaryError
@@ -180,10 +184,11 @@ def submit_article(
     response_model=ArticleList,
     responses=responses(*AUTH_ERRORS, 422),
     summary="List article jobs, oldest change first",
+    description="A cms key lists only the articles its owner submitted; translator and admin keys list all.",
 )
 def list_articles(
     runtime: RuntimeDep,
-    _: Reader,
+    principal: Reader,
     status: Annotated[list[JobStatus] | None, Query(description="only these states (repeatable)")] = None,
     since: Annotated[
         datetime | None,
@@ -197,7 +202,14 @@ def list_articles(
         # (never the server's local time, which a client cannot know).
         since = since.replace(tzinfo=UTC)
     with runtime.db.session() as session:
-        jobs = list_jobs(session, statuses=status or (), since=since, external_id=external_id, limit=limit)
+        jobs = list_jobs(
+            session,
+            statuses=status or (),
+            since=since,
+            external_id=external_id,
+            owner=article_scope(principal),
+            limit=limit,
+        )
         items = [_summary(j, newer_revisions(session, j.id)) for j in jobs]
     return ArticleList(items=items, next_since=items[-1].updated_at if len(items) == limit else None)
 
@@ -208,7 +220,9 @@ def list_articles(
     responses=responses(*AUTH_ERRORS, 404),
     summary="An article job: status, progress and, once translated, the aligned document",
 )
-def read_article(job_id: str, runtime: RuntimeDep, _: Reader) -> ArticleJob:
+def read_article(job_id: str, runtime: RuntimeDep, principal: Reader) -> ArticleJob:
+    """404 for an article that does not exist, and for another owner's article to a cms key."""
+    check_article(runtime.db, job_id, principal)
     try:
         return _job_out(runtime.db, job_id)
     except JobNotFound as exc:
@@ -238,7 +252,9 @@ def withdraw_article(
     translating it stops at its next save and writes nothing; pending webhooks are never sent. Later
     revisions go on, their `previous_id` now null. Resubmitting the same article afterwards (the
     same `Idempotency-Key`, or `external_id` + `revision`) makes a new job. A second DELETE is a
-    404. The log records who withdrew which article, never its text."""
+    404. The log records who withdrew which article, never its text. A cms key withdraws only
+    its owner's articles (another's is a 404)."""
+    check_article(runtime.db, job_id, principal)
     try:
         done = withdraw(runtime.db, job_id, by=principal.name, memory=memory)
     except JobNotFound as exc:
@@ -266,7 +282,9 @@ def withdraw_article(
     responses=responses(*AUTH_ERRORS, 404),
     summary="Webhook deliveries of a job, with every attempt",
 )
-def read_deliveries(job_id: str, runtime: RuntimeDep, _: Reader) -> list[DeliveryOut]:
+def read_deliveries(job_id: str, runtime: RuntimeDep, principal: Reader) -> list[DeliveryOut]:
+    """404 for an article that does not exist, and for another owner's article to a cms key."""
+    check_article(runtime.db, job_id, principal)
     with runtime.db.session() as session:
         try:
             get_job(session, job_id)
@@ -311,13 +329,15 @@ def _deliveries_out(session: Session, deliveries: list[Delivery]) -> list[Delive
     responses=responses(*AUTH_ERRORS, 404, 409, 422),
     summary="Send a webhook delivery again (a failed one, or a pending one now rather than at its next retry)",
 )
-def redeliver_delivery(job_id: str, delivery_id: str, runtime: RuntimeDep, _: Redeliverer) -> DeliveryOut:
+def redeliver_delivery(job_id: str, delivery_id: str, runtime: RuntimeDep, principal: Redeliverer) -> DeliveryOut:
     """202: a failed delivery is queued again with a fresh round of `DUIYI_WEBHOOK_MAX_ATTEMPTS`
     tries; a pending one is tried at once instead of at `next_attempt_at`. It stays the same
     delivery (same `Duiyi-Delivery` id and body, so a receiver drops a copy it already has), and
     its attempts go on being numbered from the earlier ones; follow them at `…/deliveries`.
     409 (`already_delivered`) once delivered; 422 (`callback_refused`) when the URL is no longer
-    one the service may call (allowed hosts changed) or there is no secret to sign with."""
+    one the service may call (allowed hosts changed) or there is no secret to sign with. 404 for
+    another owner's article to a cms key."""
+    check_article(runtime.db, job_id, principal)
     try:
         redeliver(runtime.db, job_id, delivery_id, runtime.settings)
     except DeliveryNotFound as exc:
@@ -419,6 +439,7 @@ def approve_segment(
     summary="Start reviewing a translated article (records the reviewer)",
 )
 def start_review(job_id: str, runtime: RuntimeDep, principal: Editor) -> ArticleJob:
+    check_article(runtime.db, job_id, principal)
     try:
         review.start_review(runtime.db, job_id, principal.name)
     except (JobNotFound, InvalidTransition) as exc:
@@ -436,6 +457,7 @@ def approve_article(
     job_id: str, runtime: RuntimeDep, principal: Approver, body: ArticleApproveIn | None = None
 ) -> ArticleJob:
     """Refused (409) while a segment needs review, unless `override` says why (recorded)."""
+    check_article(runtime.db, job_id, principal)
     try:
         review.approve_article(
             runtime.db,

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from glossary.terms import VARIANTS
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
-from service.api.security import AUTH_ERRORS, Requires
+from service.api.security import AUTH_ERRORS, Requires, check_article
 from service.auth import Permission
 from service.interchange.tmx import TMEntry, TMXError, export_tmx, import_tmx
 from service.interchange.xliff import XliffError, export_xliff
@@ -115,14 +115,16 @@ def _download(body: bytes | str, media: str, name: str) -> Response:
         **responses(*AUTH_ERRORS, 404, 409, 422),
     },
     summary="Export an article: XLIFF 2.0, TMX 1.4 (approved segments), bilingual HTML, text or JSON",
+    description="A cms key exports only its owner's articles (another's is a 404).",
 )
 def export_article(
     job_id: str,
     runtime: RuntimeDep,
-    _: Reader,
+    principal: Reader,
     format: ExportFormat = ExportFormat.JSON,
     variant: Annotated[str | None, Query(description="default: the article's first target")] = None,
 ) -> Response:
+    check_article(runtime.db, job_id, principal)
     try:
         job, doc, states = files.load(runtime.db, job_id)
         chosen = files.check_variant(doc.variants, variant)
@@ -187,6 +189,8 @@ async def import_article(
         ),
     ] = False,
 ) -> ImportSummary | Response:
+    # Editors see every article today; checked all the same, so that no role change opens this route.
+    await run_in_threadpool(check_article, runtime.db, job_id, principal)
     data = await request.body()
 
     def run() -> files.ImportResult:
@@ -249,10 +253,12 @@ def _segment_out(row: StoredSegment) -> dict:
     response_model=list[SuggestionOut],
     responses=responses(*AUTH_ERRORS, 404, 409, 422),
     summary="Translation memory suggestions for a segment (≥ 75 % similar), best first",
+    description="A cms key asks only about its owner's articles (another's is a 404).",
 )
 def suggestions(
-    job_id: str, segment_id: str, runtime: RuntimeDep, _: Reader, variant: str | None = None
+    job_id: str, segment_id: str, runtime: RuntimeDep, principal: Reader, variant: str | None = None
 ) -> list[SuggestionOut]:
+    check_article(runtime.db, job_id, principal)
     try:
         found = files.suggestions(runtime.db, runtime.memory, job_id, segment_id, variant)
     except (JobNotFound, review.SegmentNotFound, files.NotTranslatedYet, files.UnknownVariant) as exc:
@@ -265,8 +271,10 @@ def suggestions(
     response_model=list[EditOut],
     responses=responses(*AUTH_ERRORS, 404),
     summary="Every change people made to a segment: who, when, before, after",
+    description="A cms key reads only its owner's articles (another's is a 404).",
 )
-def history(job_id: str, segment_id: str, runtime: RuntimeDep, _: Reader) -> list[EditOut]:
+def history(job_id: str, segment_id: str, runtime: RuntimeDep, principal: Reader) -> list[EditOut]:
+    check_article(runtime.db, job_id, principal)
     with runtime.db.session() as session:
         try:
             get_job(session, job_id)

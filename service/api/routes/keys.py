@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
+from pydantic import ConfigDict, Field, field_validator
 
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
 from service.api.security import AUTH_ERRORS, Requires
-from service.auth import Permission, Role
+from service.auth import MAX_OVERLAP, Permission, Role, parse_overlap
 from service.jobs.articles import Principal
-from service.keys import KeyNameTaken, create_key, list_keys, revoke_key
-from service.schemas import KeyCreated, KeyIn, KeyOut
+from service.keys import KeyNameTaken, KeyNotRotatable, create_key, list_keys, revoke_key, rotate_key
+from service.schemas import Incoming, KeyCreated, KeyIn, KeyOut
 from service.storage.tables import ApiKey
 from service.webhooks import CallbackRefused, check_callback_url
 
@@ -30,6 +31,31 @@ def _out(row: ApiKey) -> KeyOut:
         callback_url=row.callback_url,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        owner=row.owner,
+        expires_at=row.expires_at,
+    )
+
+
+class KeyRotateIn(Incoming):
+    model_config = ConfigDict(extra="forbid")
+    overlap: str = Field(
+        default="0",
+        max_length=50,
+        description="how long the old key keeps working, e.g. `30m`, `24h`, `7d`, `1h30m` or seconds "
+        f"(at most {MAX_OVERLAP.days} days); `0` (the default): it is revoked at once",
+        examples=["24h"],
+    )
+
+    @field_validator("overlap")
+    @classmethod
+    def _a_duration(cls, value: str) -> str:
+        parse_overlap(value)  # its ValueError says what is wrong: a 422
+        return value
+
+
+class KeyRotated(KeyCreated):
+    replaced: KeyOut = Field(
+        description="the old key: revoked (`revoked_at`), or working until `expires_at` (the overlap)"
     )
 
 
@@ -72,3 +98,33 @@ def delete_key(key_id: Annotated[int, Path(ge=1)], runtime: RuntimeDep, _: Admin
     if row is None:
         raise ApiError(404, "not_found", f"no API key with id {key_id}")
     return _out(row)
+
+
+@router.post(
+    "/{key_id}/rotate",
+    status_code=201,
+    response_model=KeyRotated,
+    responses=responses(*AUTH_ERRORS, 404, 409, 422),
+    summary="Rotate an API key: a new key for the same owner (shown in this answer only); the old one is "
+    "revoked at once or after an overlap",
+)
+def rotate(
+    key_id: Annotated[int, Path(ge=1)], runtime: RuntimeDep, _: Admin, body: KeyRotateIn | None = None
+) -> KeyRotated:
+    """The new key has the old one's name, role, callback URL, webhook secret and owner: the CMS's
+    articles stay its own (it reads them, its corrections join their revision chains, its retries
+    with an `Idempotency-Key` are recognised). With `overlap`, the old key works on until
+    `replaced.expires_at`, so the CMS can deploy the new one; then it is refused (401) like a
+    revoked key. 409 (`not_rotatable`) for a revoked key, or one rotated already (rotate its
+    successor)."""
+    overlap = parse_overlap(body.overlap if body else "0")
+    try:
+        rotated = rotate_key(runtime.db, key_id, overlap=overlap)
+    except KeyNotRotatable as exc:
+        raise ApiError(409, "not_rotatable", str(exc)) from None
+    if rotated is None:
+        raise ApiError(404, "not_found", f"no API key with id {key_id}")
+    new = rotated.new
+    return KeyRotated(
+        **_out(new.row).model_dump(), key=new.key, webhook_secret=new.row.webhook_secret, replaced=_out(rotated.old)
+    )
