@@ -366,11 +366,33 @@ class SegmentEditIn(Incoming):
     variant: str = Field(default="zh-Hans", description="zh-Hans regenerates the others; another variant locks it")
     text: str = Field(max_length=20_000)
     version: int = Field(description="the segment version this edit is based on")
+    propagate: bool = Field(
+        default=True,
+        description="also make the same edit of this sentence's repetitions (the same source sentence, white "
+        "space normalised, in a block of the same kind) that no person has edited or approved; false: this "
+        "segment only",
+    )
 
 
 class SegmentApproveIn(Incoming):
     model_config = ConfigDict(extra="forbid")
     version: int
+    propagate: bool = Field(
+        default=True,
+        description="also approve this sentence's repetitions that no person has edited or approved and that "
+        "read exactly as this segment does; false: this segment only",
+    )
+
+
+class SegmentSaved(SegmentOut):
+    """The segment as stored after an edit or approval, and the repetitions changed with it."""
+
+    repetitions: list[SegmentOut] = Field(
+        default_factory=list,
+        description="other segments of the article changed with this one (propagated to the same source "
+        "sentence; each recorded in its history as this person's, with a note naming this segment), in "
+        "document order; empty when none were, or with propagate false",
+    )
 
 
 class ArticleApproveIn(Incoming):

@@ -106,3 +106,43 @@ def test_parallel_edit_and_approval_of_one_version_have_one_winner(live: LiveSer
             reopened = live.client.patch(url, json={"text": f"重开{round_}", "version": version})
             assert reopened.status_code == 200, reopened.text
             version = reopened.json()["version"]
+
+
+def test_racing_edits_of_two_repetitions_have_one_winner(live: LiveServer) -> None:
+    """Half the racers edit a sentence, half its repetition, each based on the version it read:
+    the first edit stored reaches the repetition in the same transaction, so every other racer's
+    segment has changed since, and gets a 409; both segments end with the winner's text (never
+    one translator's text in one, another's in the other, nor an edit lost over a propagation)."""
+    sentences = [f"Round {n} of the talks ended." for n in range(ROUNDS)]
+    job_id = live.client.post("/v1/articles", json={"body": "\n\n".join(s for s in sentences for _ in (1, 2))}).json()[
+        "id"
+    ]
+    doc = wait_for(live.client, job_id, "translated")["document"]
+    segs = [s for b in doc["blocks"] for s in b["segments"]]
+    for round_ in range(ROUNDS):
+        pair = segs[2 * round_ : 2 * round_ + 2]
+        assert pair[0]["source"] == pair[1]["source"]
+        urls = [f"/v1/articles/{job_id}/segments/{s['id']}" for s in pair]
+
+        def edit(c: httpx.Client, i: int, pair: list[dict] = pair, urls: list[str] = urls) -> httpx.Response:
+            seg = pair[i % 2]
+            return c.patch(urls[i % 2], json={"text": f"重复{i}", "version": seg["version"]})
+
+        answers = _race(live, edit)
+        assert sorted(r.status_code for r in answers) == [200] + [409] * (RACERS - 1), [r.text for r in answers]
+        won = next(r.json() for r in answers if r.status_code == 200)
+        text = won["targets"]["zh-Hans"]
+        assert [s["id"] for s in won["repetitions"]] == [s["id"] for s in pair if s["id"] != won["id"]]
+        for lost in (r for r in answers if r.status_code == 409):
+            assert lost.json()["error"]["current"]["targets"]["zh-Hans"] == text
+        stored = {
+            s["id"]: s
+            for b in live.client.get(f"/v1/articles/{job_id}").json()["document"]["blocks"]
+            for s in b["segments"]
+        }
+        assert [stored[s["id"]]["targets"]["zh-Hans"] for s in pair] == [text, text]
+        other = next(s for s in pair if s["id"] != won["id"])
+        history = live.client.get(f"/v1/articles/{job_id}/segments/{other['id']}/history").json()
+        assert [(h["after"], h["note"]) for h in history if h["variant"] == "zh-Hans"] == [
+            (text, f"propagated from segment {won['id']} (the same source sentence)")
+        ]

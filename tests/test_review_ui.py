@@ -1043,3 +1043,115 @@ def test_a_revision_marks_and_filters_what_changed_since_the_previous_one(
     page.goto(f"/review/articles/{ids[0]}")
     assert page.locator("#changed-only").count() == 0 and page.locator(".badge.changed").count() == 0
     page.context.close()
+
+
+# --- repetitions, and changes made elsewhere ---------------------------------------------------
+
+BOILERPLATE = "Reporting by the desk in Lisbon."
+REPEATED = f"{BOILERPLATE}\n\nThe strike closed the docks.\n\n{BOILERPLATE}\n\n{BOILERPLATE}"
+
+
+def test_saving_a_sentence_updates_its_repetitions_in_place(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    """A save reaches the sentence's repetitions no one has touched: the page shows their new text
+    at once (no reload), and says how many it updated; the history says where it came from."""
+    live, keys, _ = site
+    job_id = new_job(live, keys, REPEATED)
+    page = sign_in(browser, live, keys["translator"])
+    page.goto(f"/review/articles/{job_id}")
+    rows = page.locator(".seg", has=page.locator(".source", has_text="Reporting by the desk"))
+    assert rows.count() == 3
+    first = rows.nth(0)
+    first.locator(".target-view").click()
+    with page.expect_response(lambda r: r.request.method == "PATCH") as saved:
+        first.locator("textarea.target-edit").fill("里斯本编辑部报道。")
+    assert saved.value.status == 200
+    repetitions = {seg["id"]: seg for seg in saved.value.json()["repetitions"]}
+    assert len(repetitions) == 2
+    for n in (1, 2):
+        page.wait_for_function(
+            "el => el.textContent === '里斯本编辑部报道。'", arg=rows.nth(n).locator(".target-view").element_handle()
+        )
+        assert "Changed with segment" in rows.nth(n).locator(".save-state").inner_text()
+        # The page has their new versions (and the zh-TW text regenerated with them).
+        seg = repetitions[rows.nth(n).get_attribute("data-id") or ""]
+        assert rows.nth(n).get_attribute("data-version") == str(seg["version"])
+        assert rows.nth(n).locator(".other[data-variant='zh-TW'] .other-text").inner_text() == seg["targets"]["zh-TW"]
+    page.locator("#page-status", has_text="2 repetitions of this sentence updated too").wait_for()
+    # The sentence that is no repetition was left as it was.
+    assert row_of(page, "strike closed").locator(".target-view").inner_text() != "里斯本编辑部报道。"
+    # And the page knows the new versions: editing a repetition now saves (no 409).
+    second = rows.nth(1)
+    second.locator(".target-view").click()
+    with page.expect_response(lambda r: r.request.method == "PATCH") as again:
+        second.locator("textarea.target-edit").fill("里斯本编辑部的报道。")
+    assert again.value.status == 200
+    page.context.close()
+
+
+def test_changes_by_others_arrive_without_a_reload(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    """Every 15 s while visible the page asks whether the article changed: a segment another
+    translator changed is updated in place and the count needing review follows; the one this
+    translator is editing is not replaced, they are told, and it is updated once they close it."""
+    live, keys, _ = site
+    job_id = new_job(live, keys, FOUR.replace("at", "by"))  # sentences of its own
+    page = sign_in(browser, live, keys["translator"])
+    page.clock.install()  # type: ignore[attr-defined]
+    page.goto(f"/review/articles/{job_id}")  # type: ignore[attr-defined]
+    editing = row_of(page, "mayor spoke")
+    editing.locator(".target-view").click()
+    assert editing.locator("textarea.target-edit").is_visible()
+    before_text = editing.locator("textarea.target-edit").input_value()
+
+    # Another translator (the API, with the same role) approves the ferry's sentence and edits the
+    # mayor's.
+    tr = {"Authorization": f"Bearer {keys['translator']}"}
+    ferry = stored(live, keys, job_id, "ferry")
+    mayor = stored(live, keys, job_id, "mayor")
+    assert ferry["status"] == "needs_review"
+    r = live.client.post(
+        f"/v1/articles/{job_id}/segments/{ferry['id']}/approve", json={"version": ferry["version"]}, headers=tr
+    )
+    assert r.status_code == 200, r.text
+    r = live.client.patch(
+        f"/v1/articles/{job_id}/segments/{mayor['id']}",
+        json={"text": "市长周二讲话。", "version": mayor["version"]},
+        headers=tr,
+    )
+    assert r.status_code == 200, r.text
+    pending = sum(
+        1
+        for b in live.client.get(f"/v1/articles/{job_id}", headers=tr).json()["document"]["blocks"]
+        for s in b["segments"]
+        if s["status"] == "needs_review"
+    )
+
+    with page.expect_response(lambda r: r.url.endswith("/state")) as polled:  # type: ignore[attr-defined]
+        page.clock.run_for(15_500)  # type: ignore[attr-defined]
+    assert polled.value.status == 200
+    ferry_row = row_of(page, "ferry port")
+    ferry_row.locator(".seg-status", has_text="approved").wait_for()
+    assert "changed this segment" in ferry_row.locator(".save-state").inner_text()
+    page.wait_for_function(f"() => document.querySelector('#pending-count').textContent.trim() === '{pending}'")
+    # The segment being edited: its text is not replaced; the translator is told, with the new text.
+    notice = editing.locator(".conflict")
+    notice.wait_for(state="visible")
+    assert "while you were editing it" in notice.inner_text() and "市长周二讲话。" in notice.inner_text()
+    assert editing.locator("textarea.target-edit").input_value() == before_text
+
+    # Nothing changed since: the next poll is a 304, and changes nothing on the page.
+    with page.expect_response(lambda r: r.url.endswith("/state")) as polled:  # type: ignore[attr-defined]
+        page.clock.run_for(15_500)  # type: ignore[attr-defined]
+    assert polled.value.status == 304
+    assert editing.locator("textarea.target-edit").input_value() == before_text
+
+    # Closed unchanged: the newer text is put in place.
+    editing.locator("textarea.target-edit").press("Escape")
+    page.wait_for_function(
+        "el => el.textContent === '市长周二讲话。'", arg=editing.locator(".target-view").element_handle()
+    )
+    assert notice.is_hidden()
+    page.context.close()

@@ -10,13 +10,21 @@ Editing zh-Hans regenerates the Traditional variants from the edit (OpenCC, with
 term's own regional form put in), unless a variant was itself edited by hand, which locks it. In an
 article without zh-Hans, an edit of one variant stands in for it: the other unlocked variants are
 regenerated from it, through zh-Hans (service.retarget).
+
+Repetitions (as CAT tools propagate them): an edit of one segment is applied, in the same
+transaction, to the other segments of the article whose source is the same sentence (white space
+normalised; in a block of the same kind; with the same inline markup) that no person has edited or
+approved; approving a segment approves those of them that read as it does. Each such change is
+recorded as the translator's, with a note naming the segment it came from; a segment a person
+changed (or approved) is never changed by propagation, nor one changed since it was read (its
+version, as for any edit). See `repetitions`.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -121,6 +129,20 @@ def _segment(db: Database, job_id: str, segment_id: str) -> StoredSegment:
         return row
 
 
+@dataclass(frozen=True)
+class Saved:
+    """What an edit or approval stored: the segment, and the repetitions changed with it
+    (propagated; see `repetitions`), in document order."""
+
+    row: StoredSegment
+    repetitions: list[StoredSegment]
+
+
+# What a repetition (`other`) becomes after the segment it repeats was stored (`stored`): its new
+# segment and locked variants, or None to leave it as it is.
+Repeat = Callable[[StoredSegment, StoredSegment], tuple[AlignedSegment, list[str]] | None]
+
+
 def _apply(
     db: Database,
     job_id: str,
@@ -130,13 +152,34 @@ def _apply(
     based_on: int,
     by: str,
     locked: list[str],
-) -> StoredSegment:
-    """Store `new` over `row` if `row` is still at version `based_on`; history for what changed."""
+    repeat: Callable[[Job, list[StoredSegment]], Repeat] | None = None,
+    note: str = "",
+    memory: TranslationMemory | None = None,
+) -> Saved:
+    """Store `new` over `row` if `row` is still at version `based_on`; history for what changed.
+    With `repeat` (given the job and all its segments), the repetitions of `row` that no person has
+    changed are changed as it says, in the same transaction, each recorded with `note`. With
+    `memory`, the approved ones among them all go into the translation memory."""
     now = utcnow()
     with db.session() as session:
         job = get_job(session, job_id)
         _reviewable(job)
-        return _store(session, job, row, new, based_on=based_on, by=by, locked=locked, now=now)
+        same, everything = repetitions(session, job, row) if repeat is not None else ([], [])
+        stored = _store(session, job, row, new, based_on=based_on, by=by, locked=locked, now=now)
+        done: list[StoredSegment] = []
+        if same and repeat is not None:
+            change = repeat(job, everything)
+            for other in _untouched(session, job.id, same):
+                result = change(stored, other)
+                if result is None:
+                    continue
+                saved = _store_if(
+                    session, job, other, result[0], based_on=other.version, by=by, locked=result[1], now=now, note=note
+                )
+                if saved is not None:  # else changed since it was read: left to whoever changed it
+                    done.append(saved)
+        _remember(session, job, [r for r in (stored, *done) if r.status == "approved"], memory)
+        return Saved(stored, done)
 
 
 def _store(
@@ -152,6 +195,33 @@ def _store(
 ) -> StoredSegment:
     """In the caller's transaction: store `new` over `row` if `row` is still at version `based_on`
     (else VersionConflict), history for what changed, and the job into review."""
+    stored = _store_if(session, job, row, new, based_on=based_on, by=by, locked=locked, now=now)
+    if stored is None:
+        current = session.get(StoredSegment, (job.id, row.id), populate_existing=True)
+        assert current is not None
+        # Out of the session before raising: the rollback would expire its attributes, and the
+        # caller reads them (the 409 shows the newer segment) after the session is closed.
+        session.expunge(current)
+        raise VersionConflict(current, based_on)
+    return stored
+
+
+def _store_if(
+    session: Session,
+    job: Job,
+    row: StoredSegment,
+    new: AlignedSegment,
+    *,
+    based_on: int,
+    by: str,
+    locked: list[str],
+    now: datetime,
+    note: str = "",
+) -> StoredSegment | None:
+    """`_store`, answering None (and changing nothing) where `row` is no longer at version
+    `based_on`. `note`: why, in the history, when the person did not make the change directly."""
+    # What it was, read before the UPDATE: that brings a `row` in this session up to date with it.
+    before, status_before = dict(row.targets), row.status
     done = session.execute(
         update(StoredSegment)
         .where(StoredSegment.job_id == job.id, StoredSegment.id == row.id, StoredSegment.version == based_on)
@@ -168,13 +238,8 @@ def _store(
         )
     )
     if done.rowcount != 1:  # type: ignore[attr-defined]
-        current = session.get(StoredSegment, (job.id, row.id), populate_existing=True)
-        assert current is not None
-        # Out of the session before raising: the rollback would expire its attributes, and the
-        # caller reads them (the 409 shows the newer segment) after the session is closed.
-        session.expunge(current)
-        raise VersionConflict(current, based_on)
-    changed: list[str | None] = [v for v in new.targets if new.targets[v] != row.targets.get(v)]
+        return None
+    changed: list[str | None] = [v for v in new.targets if new.targets[v] != before.get(v)]
     changed = changed or [None]
     for variant in changed:
         session.add(
@@ -182,18 +247,88 @@ def _store(
                 job_id=job.id,
                 segment_id=row.id,
                 variant=variant,
-                before=row.targets.get(variant) if variant else None,
+                before=before.get(variant) if variant else None,
                 after=new.targets.get(variant) if variant else None,
-                status_before=row.status,
+                status_before=status_before,
                 status_after=new.status,
                 by=by,
                 at=now,
+                note=note or None,
             )
         )
     _into_review(job, by)
     stored = session.get(StoredSegment, (job.id, row.id), populate_existing=True)
     assert stored is not None
     return stored
+
+
+def repetition_keys(job: Job, rows: Sequence[StoredSegment]) -> dict[str, tuple[object, ...]]:
+    """Each segment's repetition key, by id (`rows`: all the job's segments); segments with the same
+    key repeat each other: the same kind of block (a heading's sentence is not a caption's), and the
+    same sentence, white space normalised; where it has inline markup, the same text with the same
+    markup in the same places, since its targets carry that markup. A blank segment has none."""
+    doc = document_from_json(job.document) if job.document else None
+    blocks = {b.id: b for b in doc.blocks} if doc else {}
+    ordered = sorted(rows, key=lambda r: r.position)
+    placed = placed_inlines(blocks, ordered) if _has_markup(job) else [(0, [])] * len(ordered)
+    keys: dict[str, tuple[object, ...]] = {}
+    for row, (start, inlines) in zip(ordered, placed, strict=True):
+        block = blocks.get(row.block_id)
+        kind = block.kind.value if block else ""
+        if not row.source.strip():
+            continue
+        if inlines:
+            where = tuple((at - start, i.end - i.start, i.open, i.close) for at, i in inlines)
+            keys[row.id] = (kind, row.source, where)
+        else:
+            keys[row.id] = (kind, " ".join(row.source.split()))
+    return keys
+
+
+def repetitions(session: Session, job: Job, row: StoredSegment) -> tuple[list[StoredSegment], list[StoredSegment]]:
+    """In the caller's transaction, before `row` is changed: the other segments of its article that
+    repeat it (`repetition_keys`), read again, in document order; and all the article's segments (as
+    read before; for their sources and places). On PostgreSQL `row` and its repetitions are locked
+    first, in the order of their ids, so that two translators saving repetitions of one sentence at
+    once take turns rather than deadlock (and the later one then sees the earlier one's change)."""
+    everything = list(session.scalars(select(StoredSegment).where(StoredSegment.job_id == job.id)))
+    keys = repetition_keys(job, everything)
+    key = keys.get(row.id)
+    same = [r.id for r in everything if r.id != row.id and key is not None and keys.get(r.id) == key]
+    if not same:
+        return [], everything
+    if session.get_bind().dialect.name == "postgresql":  # SQLite has one writer at a time anyway
+        # In the ids' code point order (collation C), as Python sorts them (see apply_changes).
+        session.execute(
+            select(StoredSegment.id)
+            .where(StoredSegment.job_id == job.id, StoredSegment.id.in_([row.id, *same]))
+            .order_by(StoredSegment.id.collate("C"))
+            .with_for_update()
+        )
+    current = session.scalars(
+        select(StoredSegment)
+        .where(StoredSegment.job_id == job.id, StoredSegment.id.in_(same))
+        .order_by(StoredSegment.position)
+        .execution_options(populate_existing=True)
+    )
+    return list(current), everything
+
+
+def _untouched(session: Session, job_id: str, rows: list[StoredSegment]) -> list[StoredSegment]:
+    """Those of `rows` no person has changed: not approved, with no change of a person's own in their
+    history (only propagations, which have a note), and not carried over from a person's work in
+    the previous revision (a person's name on it that no propagation explains)."""
+    own: set[str] = set()
+    propagated: set[str] = set()
+    for segment_id, note in session.execute(
+        select(SegmentEdit.segment_id, SegmentEdit.note)
+        .where(SegmentEdit.job_id == job_id, SegmentEdit.segment_id.in_([r.id for r in rows]))
+        .distinct()
+    ):
+        (propagated if note else own).add(segment_id)
+    return [
+        r for r in rows if r.status != "approved" and r.id not in own and (r.updated_by is None or r.id in propagated)
+    ]
 
 
 def edit_segment(
@@ -207,7 +342,10 @@ def edit_segment(
     by: str,
     rules: dict[str, VariantRule],
     qa: QASettings,
-) -> StoredSegment:
+    propagate: bool = True,
+) -> Saved:
+    """Edit one variant of a segment (see the module's docstring); with `propagate`, the same edit
+    of its repetitions that no person has changed, in the same transaction."""
     row = _segment(db, job_id, segment_id)
     if row.version != version:
         raise VersionConflict(row, version)
@@ -225,7 +363,29 @@ def edit_segment(
             else []
         )
     new, locked = edited(job, block, row, variant=variant, text=text, rules=rules, qa=qa)
-    return _apply(db, job_id, row, new, based_on=version, by=by, locked=locked)
+
+    def repeat(job: Job, everything: list[StoredSegment]) -> Repeat:
+        def change(_: StoredSegment, other: StoredSegment) -> tuple[AlignedSegment, list[str]] | None:
+            try:
+                result = edited(job, everything, other, variant=variant, text=text, rules=rules, qa=qa)
+            except (KeyError, MarkupNotAllowed):
+                return None  # not a repetition this edit fits (its markup is another's): left alone
+            same = result[0].targets == other.targets and result[0].status == other.status
+            return None if same and result[1] == sorted(other.locked_variants) else result
+
+        return change
+
+    return _apply(
+        db,
+        job_id,
+        row,
+        new,
+        based_on=version,
+        by=by,
+        locked=locked,
+        repeat=repeat if propagate else None,
+        note=f"propagated from segment {segment_id} (the same source sentence)",
+    )
 
 
 def edited(
@@ -281,9 +441,11 @@ def apply_changes(
     with db.session() as session:
         job = get_job(session, job_id)
         _reviewable(job)
-        stored: list[StoredSegment] = []
+        stored: dict[int, StoredSegment] = {}
         approved: list[StoredSegment] = []
-        for change in changes:
+        # Stored in the order of their ids, the order `repetitions` locks segments in: an import and
+        # an edit that propagates to repetitions take turns (PostgreSQL) rather than deadlock.
+        for index, change in sorted(enumerate(changes), key=lambda c: c[1].row.id):
             row = change.row
             if change.edit is not None:
                 new, locked = change.edit
@@ -300,9 +462,9 @@ def apply_changes(
                     now=now,
                 )
                 approved.append(row)
-            stored.append(row)
+            stored[index] = row
         _remember(session, job, approved, memory)
-        return stored
+        return [stored[index] for index in range(len(changes))]
 
 
 class _Placed(Protocol):
@@ -506,8 +668,12 @@ def approve_segment(
     version: int,
     by: str,
     memory: TranslationMemory | None = None,
-) -> StoredSegment:
-    """Approve one segment; its translations go into the translation memory."""
+    propagate: bool = True,
+) -> Saved:
+    """Approve one segment; its translations go into the translation memory. With `propagate`, its
+    repetitions that no person has changed and that read as it does (every variant the same text: a
+    propagated edit, or the same machine translation) are approved with it, in the same transaction;
+    one that reads otherwise is left for the translator to look at."""
     row = _segment(db, job_id, segment_id)
     if row.version != version:
         raise VersionConflict(row, version)
@@ -516,11 +682,26 @@ def approve_segment(
         # storing it would reopen an approved article.
         with db.session() as session:
             _reviewable(get_job(session, job_id))
-        return row
-    stored = _apply(db, job_id, row, _approved(row), based_on=version, by=by, locked=list(row.locked_variants))
-    with db.session() as session:
-        _remember(session, get_job(session, job_id), [stored], memory)
-    return stored
+        return Saved(row, [])
+
+    def repeat(_job: Job, _everything: list[StoredSegment]) -> Repeat:
+        def change(stored: StoredSegment, other: StoredSegment) -> tuple[AlignedSegment, list[str]] | None:
+            return (_approved(other), list(other.locked_variants)) if other.targets == stored.targets else None
+
+        return change
+
+    return _apply(
+        db,
+        job_id,
+        row,
+        _approved(row),
+        based_on=version,
+        by=by,
+        locked=list(row.locked_variants),
+        repeat=repeat if propagate else None,
+        note=f"approved with segment {segment_id} (the same source sentence and translation)",
+        memory=memory,
+    )
 
 
 def approve_article(

@@ -212,6 +212,9 @@ class SegmentEdit(Base):
     status_after: Mapped[str] = mapped_column(String(20))
     by: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Why, when the person did not make the change directly: "propagated from segment b1.s2" (a
+    # repetition, service.jobs.review). None: the person's own edit or approval.
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class Delivery(Base):

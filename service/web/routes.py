@@ -6,6 +6,8 @@ Pages are excluded from the OpenAPI document: they are not an API for other prog
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
@@ -503,11 +505,13 @@ class _Edit(Incoming):
     variant: str
     text: str
     version: int
+    propagate: bool = True  # the same edit of the sentence's untouched repetitions, as /v1
 
 
 class _Approve(Incoming):
     model_config = ConfigDict(extra="forbid")
     version: int
+    propagate: bool = True
 
 
 def _json_error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -516,6 +520,11 @@ def _json_error(status: int, code: str, message: str, **extra: Any) -> JSONRespo
 
 def _seg_json(row: StoredSegment) -> dict[str, Any]:
     return stored_segment_out(segment_from_row(row), row.version, row.locked_variants).model_dump(mode="json")
+
+
+def _saved_json(saved: review.Saved) -> dict[str, Any]:
+    """The saved segment, with the repetitions changed with it (the page updates them in place)."""
+    return {**_seg_json(saved.row), "repetitions": [_seg_json(r) for r in saved.repetitions]}
 
 
 @router.get("/api/session")
@@ -587,7 +596,7 @@ async def edit(request: Request, job_id: str, segment_id: str) -> JSONResponse:
     runtime = _runtime(request)
     try:
         body: _Edit = await _json_body(request, _Edit)
-        row = await run_in_threadpool(
+        saved = await run_in_threadpool(
             lambda: review.edit_segment(
                 runtime.db,
                 job_id,
@@ -598,6 +607,7 @@ async def edit(request: Request, job_id: str, segment_id: str) -> JSONResponse:
                 by=user.principal.name,
                 rules=runtime.rules,
                 qa=runtime.pipeline.settings.qa,
+                propagate=body.propagate,
             )
         )
     except review.VersionConflict as exc:
@@ -610,7 +620,7 @@ async def edit(request: Request, job_id: str, segment_id: str) -> JSONResponse:
         return _json_error(404, "not_found", str(exc))
     except InvalidTransition as exc:
         return _json_error(409, "invalid_state", str(exc))
-    return JSONResponse(_seg_json(row))
+    return JSONResponse(_saved_json(saved))
 
 
 @router.post("/api/articles/{job_id}/segments/{segment_id}/approve")
@@ -620,9 +630,15 @@ async def approve_segment(request: Request, job_id: str, segment_id: str) -> JSO
     runtime = _runtime(request)
     try:
         body: _Approve = await _json_body(request, _Approve)
-        row = await run_in_threadpool(
+        saved = await run_in_threadpool(
             lambda: review.approve_segment(
-                runtime.db, job_id, segment_id, version=body.version, by=user.principal.name, memory=runtime.memory
+                runtime.db,
+                job_id,
+                segment_id,
+                version=body.version,
+                by=user.principal.name,
+                memory=runtime.memory,
+                propagate=body.propagate,
             )
         )
     except review.VersionConflict as exc:
@@ -633,7 +649,75 @@ async def approve_segment(request: Request, job_id: str, segment_id: str) -> JSO
         return _json_error(404, "not_found", str(exc))
     except InvalidTransition as exc:
         return _json_error(409, "invalid_state", str(exc))
-    return JSONResponse(_seg_json(row))
+    return JSONResponse(_saved_json(saved))
+
+
+def article_state(session: Session, job_id: str) -> dict[str, Any]:
+    """What an open article page polls for: the job's status, how many segments need review, and
+    each segment's version and who last changed it (one small query; the page then asks only for
+    the segments whose version it does not have)."""
+    job = get_job(session, job_id)
+    rows = session.execute(
+        select(StoredSegment.id, StoredSegment.version, StoredSegment.status, StoredSegment.updated_by).where(
+            StoredSegment.job_id == job_id
+        )
+    ).all()
+    return {
+        "status": job.status,
+        "pending": sum(1 for r in rows if r.status == "needs_review"),
+        "segments": {r.id: [r.version, r.updated_by or ""] for r in rows},
+    }
+
+
+@router.get("/api/articles/{job_id}/state")
+async def state(request: Request, job_id: str) -> Response:
+    """The article's state for an open page (`article_state`), polled while it is visible, so that
+    counts and segments others changed are brought up to date without a reload. With the ETag of
+    the last answer in If-None-Match, an unchanged state is a bodiless 304."""
+    await _user(request, Permission.ARTICLES_READ)
+    runtime = _runtime(request)
+
+    def load() -> dict[str, Any]:
+        with runtime.db.session() as session:
+            return article_state(session, job_id)
+
+    try:
+        found = await run_in_threadpool(load)
+    except JobNotFound as exc:
+        return _json_error(404, "not_found", str(exc))
+    body = json.dumps(found, separators=(",", ":"), sort_keys=True).encode()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    if etag in (t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")):
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(body, media_type="application/json", headers={"ETag": etag})
+
+
+@router.get("/api/articles/{job_id}/segments")
+async def segments(request: Request, job_id: str, id: Annotated[list[str] | None, Query()] = None) -> JSONResponse:
+    """The segments named (`?id=…&id=…`; at most 200), as the page shows them: those whose version
+    the page found out of date. Ids the article does not have are left out."""
+    await _user(request, Permission.ARTICLES_READ)
+    runtime = _runtime(request)
+    wanted = list(dict.fromkeys(id or []))
+    if len(wanted) > 200:
+        return _json_error(422, "invalid_request", f"at most 200 segments at a time, not {len(wanted)}")
+
+    def load() -> list[StoredSegment]:
+        with runtime.db.session() as session:
+            get_job(session, job_id)
+            return list(
+                session.scalars(
+                    select(StoredSegment)
+                    .where(StoredSegment.job_id == job_id, StoredSegment.id.in_(wanted))
+                    .order_by(StoredSegment.position)
+                )
+            )
+
+    try:
+        rows = await run_in_threadpool(load) if wanted else []
+    except JobNotFound as exc:
+        return _json_error(404, "not_found", str(exc))
+    return JSONResponse({"segments": [_seg_json(r) for r in rows]})
 
 
 def install(app: Any) -> None:

@@ -52,6 +52,7 @@ from service.schemas import (
     SegmentApproveIn,
     SegmentEditIn,
     SegmentOut,
+    SegmentSaved,
     SegmentState,
     WithdrawnRows,
     aligned_to_response,
@@ -367,6 +368,12 @@ def _review_errors(exc: Exception) -> Exception:
     return exc
 
 
+def _saved_out(saved: review.Saved) -> SegmentSaved:
+    return SegmentSaved(
+        **_segment_out(saved.row).model_dump(), repetitions=[_segment_out(r) for r in saved.repetitions]
+    )
+
+
 def _conflict(exc: review.VersionConflict) -> Response:
     body = ConflictResponse.model_validate(
         {"error": {"code": "version_conflict", "message": str(exc), "current": _segment_out(exc.current)}}
@@ -382,15 +389,20 @@ _SEGMENT_ERRORS = {
 
 @router.patch(
     "/{job_id}/segments/{segment_id}",
-    response_model=SegmentOut,
+    response_model=SegmentSaved,
     responses=_SEGMENT_ERRORS,
     summary="Edit a segment's target (optimistic: name the version the edit is based on)",
 )
 def edit_segment(
     job_id: str, segment_id: str, body: SegmentEditIn, runtime: RuntimeDep, principal: Editor
-) -> SegmentOut | Response:
+) -> SegmentSaved | Response:
+    """Unless `propagate` is false, the same edit is made, in the same transaction, of the article's
+    other segments with the same source sentence that no person has edited or approved (nor changed
+    since: never over anyone's work); they are listed in `repetitions`."""
+    # Editors see every article today; checked all the same, so that no role change opens this route.
+    check_article(runtime.db, job_id, principal)
     try:
-        row = review.edit_segment(
+        saved = review.edit_segment(
             runtime.db,
             job_id,
             segment_id,
@@ -400,6 +412,7 @@ def edit_segment(
             by=principal.name,
             rules=runtime.rules,
             qa=runtime.pipeline.settings.qa,
+            propagate=body.propagate,
         )
     except review.VersionConflict as exc:
         return _conflict(exc)
@@ -409,27 +422,37 @@ def edit_segment(
         raise ApiError(422, "markup_not_allowed", str(exc)) from None
     except (JobNotFound, review.SegmentNotFound, InvalidTransition) as exc:
         raise _review_errors(exc) from None
-    return _segment_out(row)
+    return _saved_out(saved)
 
 
 @router.post(
     "/{job_id}/segments/{segment_id}/approve",
-    response_model=SegmentOut,
+    response_model=SegmentSaved,
     responses=_SEGMENT_ERRORS,
     summary="Approve one segment",
 )
 def approve_segment(
     job_id: str, segment_id: str, body: SegmentApproveIn, runtime: RuntimeDep, principal: Approver
-) -> SegmentOut | Response:
+) -> SegmentSaved | Response:
+    """Unless `propagate` is false, the article's other segments with the same source sentence that
+    no person has edited or approved, and that read exactly as this one does, are approved with it
+    (listed in `repetitions`)."""
+    check_article(runtime.db, job_id, principal)
     try:
-        row = review.approve_segment(
-            runtime.db, job_id, segment_id, version=body.version, by=principal.name, memory=runtime.memory
+        saved = review.approve_segment(
+            runtime.db,
+            job_id,
+            segment_id,
+            version=body.version,
+            by=principal.name,
+            memory=runtime.memory,
+            propagate=body.propagate,
         )
     except review.VersionConflict as exc:
         return _conflict(exc)
     except (JobNotFound, review.SegmentNotFound, InvalidTransition) as exc:
         raise _review_errors(exc) from None
-    return _segment_out(row)
+    return _saved_out(saved)
 
 
 @router.post(

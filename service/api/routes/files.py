@@ -72,6 +72,9 @@ class EditOut(BaseModel):
     status_after: str
     by: str
     at: str
+    note: str | None = Field(
+        default=None, description="why, for a change the person did not make directly (a repetition's propagation)"
+    )
 
 
 class MemoryImported(BaseModel):
@@ -294,6 +297,7 @@ def history(job_id: str, segment_id: str, runtime: RuntimeDep, principal: Reader
                 status_after=r.status_after,
                 by=r.by,
                 at=r.at.isoformat(),
+                note=r.note,
             )
             for r in rows
         ]

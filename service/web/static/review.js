@@ -1,6 +1,11 @@
 // duiyi review workspace: inline editing with autosave, Ctrl+Enter to approve and move on,
 // optimistic concurrency (a 409 shows the newer text), progress polling. No dependencies.
 //
+// A save or approval also changes the sentence's untouched repetitions (the server answers which:
+// they are updated in place, and the page says how many). While the page is visible it asks every
+// 15 s whether the article changed (a small answer, or a bodiless 304): counts and segments others
+// changed are brought up to date; one the translator is editing is not replaced, they are told.
+//
 // A segment's saves and approvals run one after another (each sends the version the one before
 // got back), text that could not be saved stays in its editor, marked, and is sent again, and
 // leaving the page waits for the saves or warns.
@@ -138,14 +143,20 @@
       label.querySelector("input").disabled = none;
     }
   }
+  function setPendingTo(n) {
+    const shown = Number(document.getElementById("pending-count")?.textContent || 0);
+    if (shown !== n) setPending(n - shown);
+  }
+  function showJobStatus(status) {
+    const badge = document.getElementById("job-status");
+    if (!badge) return;
+    badge.textContent = status;
+    badge.className = "status status-" + status;
+    if (approvalForm) approvalForm.hidden = status === "approved";
+  }
   async function refreshJobStatus() {
     const r = await send("GET", `/review/api/articles/${jobId}/progress`);
-    const badge = document.getElementById("job-status");
-    if (r.status === 200 && r.data && badge) {
-      badge.textContent = r.data.status;
-      badge.className = "status status-" + r.data.status;
-      if (approvalForm) approvalForm.hidden = r.data.status === "approved";
-    }
+    if (r.status === 200 && r.data) showJobStatus(r.data.status);
   }
 
   function update(row, seg) {
@@ -339,15 +350,17 @@
     clearTimeout(timers.get(row));
     const text = edit.value;
     setState(row, "saving");
-    const r = await call("PATCH", segUrl(row), { variant, text, version: Number(row.dataset.version) });
+    const r = await call("PATCH", segUrl(row), { variant, text, version: Number(row.dataset.version), propagate: true });
     if (r.status === 200) {
       retries.delete(row);
       clearProblem(row);
       const typedSince = edit.value !== text;
       if (!typedSince) edit.dataset.dirty = "0";
-      update(row, r.data);
+      const { repetitions = [], ...seg } = r.data;
+      update(row, seg);
       setState(row, typedSince ? "dirty" : "saved");
       if (typedSince) { clearTimeout(timers.get(row)); timers.set(row, setTimeout(() => save(row), 800)); }
+      repeated(row, repetitions, "updated");
       refreshJobStatus();
       return true;
     }
@@ -369,8 +382,10 @@
     const r = await call("POST", segUrl(row) + "/approve", { version: Number(row.dataset.version) });
     if (r.status === 200) {
       clearProblem(row);
-      update(row, r.data);
+      const { repetitions = [], ...seg } = r.data;
+      update(row, seg);
       setState(row, isDirty(row) ? "dirty" : "approved");
+      repeated(row, repetitions, "approved");
       refreshJobStatus();
       return true;
     }
@@ -472,6 +487,8 @@
     const view = row.querySelector(".target-view");
     view.hidden = false;
     if (refocus || hadFocus) view.focus();
+    // A change by someone else that waited while the translator was editing lands now.
+    if (known) catchUp();
   }
 
   // Approve what the translator sees: after the segment's running and pending saves, with the
@@ -535,6 +552,124 @@
     const next = after(from, (r) => r.classList.contains("status-needs_review"));
     goTo(next, "No segment on this page needs review.", from);
   }
+
+  // --- repetitions, and changes made elsewhere ---------------------------------------------------
+  const rowById = (id) => document.getElementById("seg-" + id);
+  // Whether the translator is at work on the row: its editor open, text not saved yet, or a save
+  // or approval of it on its way.
+  const busy = (row) => {
+    const edit = row.querySelector(".target-edit");
+    return isDirty(row) || chains.has(row) || (edit !== null && !edit.hidden);
+  };
+
+  // Said for a moment in the toolbar's status line (a live region).
+  let flashTimer = null;
+  function flash(message) {
+    const status = document.getElementById("page-status");
+    if (!status) return;
+    status.textContent = message;
+    clearTimeout(flashTimer);
+    flashTimer = setTimeout(() => { if (status.textContent === message) status.textContent = ""; }, 6000);
+  }
+
+  // A newer version of a segment that came from elsewhere (a repetition changed with a segment this
+  // page saved, or someone else's change): put in place, unless the translator is at work on it;
+  // then their text is not replaced, and they are told (saving it then shows both, to merge).
+  // `why` says who changed it. Whether it was put in place.
+  function landed(row, seg, why) {
+    if (seg.version <= Number(row.dataset.version)) return false;
+    const box = row.querySelector(".conflict");
+    if (busy(row)) {
+      if (row.dataset.told === String(seg.version)) return false;
+      row.dataset.told = String(seg.version);
+      const p = document.createElement("p");
+      p.textContent = `${why} while you were editing it; your text was not replaced. It now reads:`;
+      const q = document.createElement("blockquote");
+      q.className = "theirs";
+      q.lang = variant;
+      q.textContent = seg.targets[variant] || "";
+      const then = document.createElement("p");
+      then.textContent = "Saving your text will show both, to merge; close the editor unchanged to take this one.";
+      box.replaceChildren(p, q, then);
+      box.hidden = false;
+      row.classList.add("changed-elsewhere");
+      return false;
+    }
+    if (row.classList.contains("changed-elsewhere")) clearProblem(row);
+    row.classList.remove("changed-elsewhere");
+    delete row.dataset.told;
+    update(row, seg);
+    const line = row.querySelector(".save-state");
+    if (line) line.textContent = why + ".";
+    row.classList.add("refreshed");
+    setTimeout(() => row.classList.remove("refreshed"), 3000);
+    return true;
+  }
+
+  // The repetitions a save or approval of `row` changed with it: updated in place, and counted.
+  function repeated(row, repetitions, done) {
+    if (!repetitions.length) return;
+    for (const seg of repetitions) {
+      const other = rowById(seg.id);
+      if (other && other !== row) landed(other, seg, `Changed with segment ${row.dataset.id} (the same sentence)`);
+    }
+    const n = repetitions.length;
+    flash(`${n} repetition${n === 1 ? "" : "s"} of this sentence ${done} too.`);
+  }
+
+  // Polling: the article's state (status, count needing review, each segment's version), sent again
+  // only when it changed (ETag); the segments whose version this page lacks are then asked for.
+  const POLL_MS = 15000;
+  let stateTag = "";
+  let known = null; // the last state: { status, pending, segments: { id: [version, changed by] } }
+  let polling = false;
+  async function poll() {
+    if (polling || document.visibilityState !== "visible") return;
+    polling = true;
+    try {
+      let response;
+      try {
+        response = await fetch(`/review/api/articles/${jobId}/state`, {
+          headers: stateTag ? { "If-None-Match": stateTag } : {},
+          credentials: "same-origin",
+        });
+      } catch (e) { return; } // offline: asked again next time
+      if (response.status === 200) {
+        stateTag = response.headers.get("ETag") || "";
+        known = await response.json();
+        showJobStatus(known.status);
+      } else if (response.status !== 304) {
+        return;
+      }
+      if (known) await catchUp();
+    } finally {
+      polling = false;
+    }
+  }
+
+  async function catchUp() {
+    const stale = rows.filter((row) => {
+      const s = known.segments[row.dataset.id];
+      return s && s[0] > Number(row.dataset.version) && !chains.has(row);
+    });
+    if (stale.length) {
+      const query = stale.slice(0, 200).map((row) => "id=" + encodeURIComponent(row.dataset.id)).join("&");
+      const r = await send("GET", `/review/api/articles/${jobId}/segments?${query}`);
+      let n = 0;
+      for (const seg of (r.status === 200 && r.data?.segments) || []) {
+        const row = rowById(seg.id);
+        const by = known.segments[seg.id]?.[1] || "";
+        const who = by === me ? "You changed this segment in another tab" : `${by || "Someone"} changed this segment`;
+        if (row && !chains.has(row) && landed(row, seg, who)) n += 1;
+      }
+      if (n) flash(`${n} segment${n === 1 ? "" : "s"} changed by others updated.`);
+    }
+    // The server's count, unless this page's own saves are on their way (they change it again).
+    if (!unsaved().length) setPendingTo(known.pending);
+  }
+
+  setInterval(poll, POLL_MS);
+  document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") poll(); });
 
   // --- leaving the page -------------------------------------------------------------------------
   const rows = [...document.querySelectorAll(".seg")];
