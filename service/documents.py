@@ -46,9 +46,9 @@ def _noting_written_form(rule: RuleFuncInlineType, label_at: int) -> RuleFuncInl
 
 
 def markdown_reader() -> MarkdownIt:
-    """The Markdown parser of articles: CommonMark with GFM tables, its links and images noting
-    their written form (see `_noting_written_form`)."""
-    md = MarkdownIt("commonmark").enable("table")
+    """The Markdown parser of articles: CommonMark with GFM tables and strikethrough (`~~text~~`),
+    its links and images noting their written form (see `_noting_written_form`)."""
+    md = MarkdownIt("commonmark").enable(["table", "strikethrough"])
     md.inline.ruler.at("link", _noting_written_form(rules_inline.link, 1))
     md.inline.ruler.at("image", _noting_written_form(rules_inline.image, 2))
     return md
@@ -65,10 +65,10 @@ class _AnyReference(dict[str, dict[str, str]]):
 _MD = markdown_reader()
 
 # Markdown: characters that would start inline syntax anywhere (emphasis, code, links, raw HTML, a
-# character reference, a table's cell border), and what would start a block at the beginning of a
-# line (heading, quote, list item, setext underline, fence). A backslash makes each of them text
-# (CommonMark, "Backslash escapes").
-_MD_INLINE = re.compile(r"[\\`*_\[\]<|]|&(?=#?\w+;)")
+# character reference, a table's cell border, a strikethrough's `~~`: a lone `~`, as in 3~5, is
+# text), and what would start a block at the beginning of a line (heading, quote, list item, setext
+# underline, fence). A backslash makes each of them text (CommonMark, "Backslash escapes").
+_MD_INLINE = re.compile(r"[\\`*_\[\]<|]|~(?=~)|&(?=#?\w+;)")
 _MD_LINE_START = re.compile(r"(?m)^([ \t]*)(?:([#>+=~-])|(\d{1,9})([.)])(?=\s|$))")
 
 
@@ -147,8 +147,10 @@ class BlockKind(StrEnum):
     # An HTML page's description or sharing text (<meta name="description" content="…">, og:title…),
     # translated as a block and written back into the <meta>, see service.formats.
     META = "meta"
-    # An element's label in an HTML page: what a screen reader says for it (`aria-label`) or an
-    # abbreviation's expansion (`<abbr title>`), written back into that attribute, see service.formats.
+    # An element's label in an HTML page: what a screen reader says for it (`aria-label`), an
+    # abbreviation's expansion (`<abbr title>`) or another element's tooltip (`<a title>`), written
+    # back into that attribute; in a Markdown page, a link's or a reference definition's title,
+    # written back into it; see service.formats.
     LABEL = "label"
 
 

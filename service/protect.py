@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from glossary.matching import TermHit, find_terms
@@ -134,7 +134,11 @@ def build_fragment(
         child = build_fragment(text[inline.start : inline.end], inner, glossary, keys)
         slots.append(Slot(key, SlotKind.MARKUP, inline.start, inline.end, child.source, inline=inline, child=child))
     for hit in find_terms(text, glossary, fits=lambda span: not crosses(span.start, span.end)):
-        slots.append(Slot(next(keys), SlotKind.TERM, hit.span.start, hit.span.end, hit.text, hit=hit))
+        # A term wrapped over a line end ("Shinzo\nAbe" in hard-wrapped copy) is the term as a reader
+        # reads it, on one line: what the response lists as its source text, and what a term kept in
+        # English (do-not-translate) puts into the translation and a person's edit must have.
+        read = replace(hit, text=" ".join(hit.text.split()))
+        slots.append(Slot(next(keys), SlotKind.TERM, hit.span.start, hit.span.end, hit.text, hit=read))
     slots.sort(key=lambda s: (s.start, s.end))
     masked: list[str] = []
     pos = 0

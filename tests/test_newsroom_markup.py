@@ -5,6 +5,7 @@ variant with its structure, and with its reader-visible texts translated unless 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from bs4 import BeautifulSoup, Tag
@@ -39,8 +40,8 @@ def with_markup(block: Block) -> str:
 
 
 def gfm(markdown: str) -> str:
-    """A Markdown text as a CMS with tables renders it."""
-    return MarkdownIt("commonmark").enable("table").render(markdown)
+    """A Markdown text as a CMS with tables and strikethrough renders it."""
+    return MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown)
 
 
 # --- Markdown ----------------------------------------------------------------------------------
@@ -96,7 +97,7 @@ def test_a_translated_markdown_page_keeps_everything_but_its_texts() -> None:
         (BlockKind.TITLE, "Abe"),
         (BlockKind.HEADING, "Abe in Okinawa"),
         (BlockKind.PARAGRAPH, "See the report and ![Abe at the base][img] today."),
-        (BlockKind.IMAGE_ALT, "Abe at the base"),  # its title is its definition's, left as sent
+        (BlockKind.IMAGE_ALT, "Abe at the base"),  # its title is its definition's, translated there
         (BlockKind.QUOTE, "Abe said:"),
         (BlockKind.LIST_ITEM, "Futenma will move."),
         (BlockKind.LIST_ITEM, "Okinawa waits."),
@@ -108,6 +109,8 @@ def test_a_translated_markdown_page_keeps_everything_but_its_texts() -> None:
         (BlockKind.PARAGRAPH, "A note.[^1]"),
         (BlockKind.PARAGRAPH, "<!-- editor: check the figures -->"),
         (BlockKind.PARAGRAPH, "[^1]: The footnote."),
+        (BlockKind.LABEL, "The Report"),  # the definitions' titles, a reference link's and image's
+        (BlockKind.LABEL, "Abe"),
     ]
     link = blocks[2].inlines[0]
     assert (link.open, link.close) == ("[", "][rep]")
@@ -128,13 +131,13 @@ def test_a_translated_markdown_page_keeps_everything_but_its_texts() -> None:
         "* * *\n\n"
         "> 译b4\n>\n> - 译b5\n>\n> - 译b6\n\n"
         "| 译b7 | 译b8 |\n|:--|--:|\n| 译b9 | 译b10 |\n| 其他`a\\|b` |  |\n\n"
-        "注。[^1]\n\n<!-- editor: check the figures -->\n\n[^1]:脚注 a\\|b\n\n"
-        '[rep]: https://example.com/r "The Report"\n[img]: abe.png "Abe"\n'
+        "注。[^1]\n\n<!-- editor: check the figures -->\n\n[^1]: 脚注 a\\|b\n\n"
+        '[rep]: https://example.com/r "译b15"\n[img]: abe.png "译b16"\n'
     )
     html = BeautifulSoup(gfm(out), "html.parser")
     link_tag, image = html.find("a", href="https://example.com/r"), html.find("img", src="abe.png")
-    assert isinstance(link_tag, Tag) and link_tag.get_text() == "报告" and link_tag["title"] == "The Report"
-    assert isinstance(image, Tag) and (image["alt"], image["title"]) == ("译b3", "Abe")
+    assert isinstance(link_tag, Tag) and link_tag.get_text() == "报告" and link_tag["title"] == "译b15"
+    assert isinstance(image, Tag) and (image["alt"], image["title"]) == ("译b3", "译b16")
     assert [c.get_text() for c in html.find_all("td")] == ["译b9", "译b10", "其他a|b", ""]
 
 
@@ -143,12 +146,15 @@ def test_markdown_shortcut_and_collapsed_references_name_their_definition() -> N
     come back as `[冲绳][Okinawa]`, and the page renders as it did."""
     page = "On [Okinawa] and [Futenma][], see [the map][my\nmap].\n\n[okinawa]: /o\n[Futenma]: </f> 'F'\n[My Map]: /m\n"
     blocks, _, kept = parse_blocks(Article(body=page, format=SourceFormat.MARKDOWN))
-    (block,) = blocks
+    block, title = blocks
     assert [i.close for i in block.inlines] == ["][Okinawa]", "][Futenma]", "][my map]"]
-    assert gfm(render(SourceFormat.MARKDOWN, tuple(blocks), {block.id: with_markup(block)}, page=kept)) == gfm(page)
-    out = render(SourceFormat.MARKDOWN, tuple(blocks), {block.id: "在[冲绳][Okinawa]和[普天间][Futenma]。"}, page=kept)
+    assert (title.kind, title.text) == (BlockKind.LABEL, "F")
+    inner = {block.id: with_markup(block), title.id: title.text}
+    assert gfm(render(SourceFormat.MARKDOWN, tuple(blocks), inner, page=kept)) == gfm(page)
+    inner = {block.id: "在[冲绳][Okinawa]和[普天间][Futenma]。", title.id: "福"}
+    out = render(SourceFormat.MARKDOWN, tuple(blocks), inner, page=kept)
     links = BeautifulSoup(gfm(out), "html.parser").find_all("a")
-    assert [(a["href"], a.get_text(), a.get("title")) for a in links] == [("/o", "冲绳", None), ("/f", "普天间", "F")]
+    assert [(a["href"], a.get_text(), a.get("title")) for a in links] == [("/o", "冲绳", None), ("/f", "普天间", "福")]
     # A target's reference link is a link: its text is what the translation memory keeps.
     assert (
         plain_text("在[冲绳][Okinawa]和[普天间][Futenma]，[sic]。", SourceFormat.MARKDOWN) == "在冲绳和普天间，[sic]。"
@@ -157,9 +163,10 @@ def test_markdown_shortcut_and_collapsed_references_name_their_definition() -> N
 
 def test_markdown_inline_links_keep_their_address_and_title_as_written() -> None:
     page = "Read [the memo](https://例え.jp/a%20b 'He said \"no\"') now.\n"
-    (block,), _, kept = parse_blocks(Article(body=page, format=SourceFormat.MARKDOWN))
+    (block, title), _, kept = parse_blocks(Article(body=page, format=SourceFormat.MARKDOWN))
     assert block.inlines[0].close == "](https://例え.jp/a%20b 'He said \"no\"')"
-    out = render(SourceFormat.MARKDOWN, (block,), {block.id: with_markup(block)}, page=kept)
+    assert (title.kind, title.text) == (BlockKind.LABEL, 'He said "no"')  # translated, see test_formats_titles
+    out = render(SourceFormat.MARKDOWN, (block, title), {block.id: with_markup(block), title.id: title.text}, page=kept)
     assert out == page
 
 
@@ -177,7 +184,9 @@ def test_a_markdown_page_through_the_pipeline_keeps_its_structure(marian: Pipeli
     for variant in ("zh-Hans", "zh-TW"):
         out = doc.full_text[variant]
         assert out.startswith('---\ntitle: "Abe visits Okinawa"\ntags: [japan, us]\n---\n\n')
-        assert out.endswith('\n[rep]: https://example.com/r "The Report"\n[img]: abe.png "Abe"\n')
+        # The definitions stay where they are, their titles translated (the link's and the image's).
+        assert re.search(r'\n\[rep\]: https://example\.com/r "[^"\n]+"\n\[img\]: abe\.png "[^"\n]+"\n\Z', out)
+        assert "The Report" not in out
         translated = BeautifulSoup(gfm(out), "html.parser")
         assert [t.name for t in translated.find_all(True)] == [t.name for t in source.find_all(True)]
         assert "Futenma" not in out and "Okinawa waits" not in out and "Liberal Democrats" not in out
@@ -366,9 +375,9 @@ def test_a_translator_may_keep_reference_images_and_footnote_markers(
             assert r.status_code == 422 and r.json()["error"]["code"] == "markup_not_allowed", r.text
 
 
-def test_an_embedded_frame_is_named_in_chinese_and_a_link_title_stays() -> None:
+def test_an_embedded_frame_is_named_in_chinese_and_so_is_a_link_title() -> None:
     """An <iframe>'s title is what a screen reader announces for the video or map (WCAG asks every
-    frame for one): a label block, written back; a link's title (a tooltip) stays as sent."""
+    frame for one), a link's title the tooltip a reader sees: label blocks, written back."""
     page = (
         '<p>Watch the <a href="/b" title="Video page">briefing</a>.</p><figure><iframe src="https://example.org/v"'
         ' title="Briefing on the Futenma base"></iframe></figure>'
@@ -376,10 +385,15 @@ def test_an_embedded_frame_is_named_in_chinese_and_a_link_title_stays() -> None:
     blocks, _, kept = parse_blocks(Article(body=page, format=SourceFormat.HTML))
     assert [(b.kind, b.text) for b in blocks] == [
         (BlockKind.PARAGRAPH, "Watch the briefing."),
+        (BlockKind.LABEL, "Video page"),
         (BlockKind.LABEL, "Briefing on the Futenma base"),
     ]
     (link,) = blocks[0].inlines
-    inner = {blocks[0].id: f"观看{link.open}简报{link.close}。", blocks[1].id: "关于普天间基地的简报"}
+    inner = {
+        blocks[0].id: f"观看{link.open}简报{link.close}。",
+        blocks[1].id: "视频页",
+        blocks[2].id: "关于普天间基地的简报",
+    }
     out = BeautifulSoup(render(SourceFormat.HTML, tuple(blocks), inner, page=kept), "html.parser")
     assert out.iframe["title"] == "关于普天间基地的简报"
-    assert out.a["title"] == "Video page"
+    assert out.a["title"] == "视频页"

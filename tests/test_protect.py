@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import itertools
 
-from glossary.terms import Glossary
-from service.documents import Inline, SourceFormat
+from glossary.terms import Glossary, Term
+from models.engine import Engine
+from service.api.app import build_pipeline
+from service.config import Settings
+from service.documents import Article, Inline, SourceFormat
 from service.pipeline import render_context
 from service.protect import PLACEHOLDER, build_fragment, render, tidy
+from service.qa import QASettings
+from service.retarget import realign
 from service.variants import tidy_hans, variant_rules
 
 RULES = variant_rules()
@@ -195,3 +200,49 @@ def test_a_term_crossing_markup_gives_way_to_a_shorter_one(news: Glossary) -> No
     (term,) = [s for s in frag.slots if s.hit is not None]
     assert term.hit is not None and term.hit.term.id == "putin" and term.text == "Putin"
     assert frag.masked == f"Met QZX1 QZX{term.key}."  # the markup, then the term
+
+
+# A name a newsroom keeps in English, wrapped over a line end as hard-wrapped wire copy has it.
+NYT = Glossary("dnt", (Term("nyt", ("New York Times",), {"zh-Hans": "New York Times"}, do_not_translate=True),))
+WRAPPED = "A report in The New\nYork Times said the plan was on hold."
+
+
+def test_a_term_wrapped_over_a_line_end_is_read_on_one_line() -> None:
+    """The term's source text is the term as read, and a term kept in English goes into the
+    translation on one line: the line end would break the Chinese sentence in two."""
+    frag = build_fragment(WRAPPED, (), NYT)
+    (slot,) = [s for s in frag.slots if s.hit is not None]
+    assert slot.hit is not None and slot.hit.text == "New York Times"
+    assert (slot.text, WRAPPED[slot.start : slot.end]) == ("New\nYork Times", "New\nYork Times")  # where it stands
+    out = render(
+        frag,
+        {frag.fid: tidy("据QZX1报道，该计划已搁置。")},
+        render_context(RULES["zh-Hans"], SourceFormat.TEXT, markup=True),
+    )
+    assert out.text == "据New York Times报道，该计划已搁置。" and not out.missing
+
+
+def test_a_wrapped_term_in_the_response_and_in_review(engines: dict[str, Engine]) -> None:
+    """What the response lists for the term (its source text, the form each variant must have) and
+    what a flag says about it hold no line end, and a translator who types the name on one line has
+    it: the review's check finds it (service.retarget)."""
+    pipeline = build_pipeline(Settings(device="cpu"), engines["marian"])
+    body = (  # wrapped at 69 columns, as wire copy is
+        "TOKYO, Nov 7 (Reuters) - Japan's government said on Thursday it would\n"
+        "raise the sales tax to 10 percent next year, a move that analysts\n"
+        "said could slow the recovery, the paper said. A report in The New\n"
+        "York Times said the plan was on hold, and officials declined to\n"
+        "comment on it.\n"
+    )
+    doc = pipeline.translate(Article(body), targets=("zh-Hans", "zh-TW"), glossary=NYT)
+    seg = next(s for s in doc.segments if s.terms)
+    (term,) = seg.terms
+    assert term.source_text == "New York Times"
+    assert term.expected == {"zh-Hans": "New York Times", "zh-TW": "New York Times"}
+    assert seg.source[term.source_start : term.source_end] == "New\nYork Times"
+    assert not any("\n" in f.reason for f in seg.flags)
+    assert not any("New\nYork" in text for text in seg.targets.values())
+    rules = [RULES["zh-Hans"], RULES["zh-TW"]]
+    edited = realign(seg, {"zh-Hans": "据New York Times报道，该计划已搁置。"}, set(), rules, QASettings())
+    assert not [f for f in edited.flags if f.code in ("term_missing", "untranslated")], edited.flags
+    assert edited.terms[0].targets["zh-TW"] is not None

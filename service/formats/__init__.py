@@ -8,10 +8,11 @@ Where each format is handled (this module only dispatches to them):
 
 - `text`: plain text, paragraphs separated by blank lines, and writing it back.
 - `markdown`: Markdown pages read with markdown-it-py (front matter, quotes, lists, headings,
-  tables cell by cell, footnote markers, links and images as written), and written back in place.
+  tables cell by cell, footnote markers, strikethrough, links and images as written, their titles
+  and reference definitions' as labels), and written back in place.
 - `html`: HTML pages and fragments read with BeautifulSoup (block elements, loose text, <title>,
-  images' texts, <meta> texts, labels, social media embeds), and written back in place, with the
-  page's declared language.
+  <noscript> fallbacks, images' texts, <meta> texts, labels and tooltips, social media embeds),
+  and written back in place, with the page's declared language.
 - `structured`: an HTML page's structured data (`<script type="application/ld+json">`): which
   texts are translated, and writing them back as written.
 - `common`: what several formats share (the article's fields, image texts as blocks, trimming

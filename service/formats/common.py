@@ -14,7 +14,7 @@ _FIELDS = (BlockKind.TITLE, BlockKind.SUBTITLE, BlockKind.BYLINE, BlockKind.DATE
 # An image's texts that are translated, each as a block of its own, and the attribute each one is.
 IMAGE_TEXTS = {BlockKind.IMAGE_ALT: "alt", BlockKind.IMAGE_TITLE: "title"}
 # Left as sent in an HTML page (see service.formats.html), the scripts of its structured data among them
-# (see service.formats.structured).
+# (see service.formats.structured); but for a <noscript>'s prose, which the HTML module translates.
 _SKIP_TAGS = ("script", "style", "pre", "code", "template", "noscript")
 # Carried through whole as markup: nothing in them is text to translate.
 _OPAQUE_TAGS = (*_SKIP_TAGS, "img", "svg", "math")

@@ -1,7 +1,8 @@
 """HTML (read with BeautifulSoup's html.parser): a page's or fragment's units (block elements, runs
-of loose text, its <title>), each text's inline markup, its images' texts, <meta> texts and labels
-(`aria-label`, `<abbr title>`), social media embeds left as sent; and the translation written back
-into the page in place, with the variant's language declared. Structured data scripts are handled in
+of loose text, its <title>, a <noscript>'s fallback), each text's inline markup, its images' texts,
+<meta> texts and labels (`aria-label`, `<abbr title>`, a link's or other element's tooltip `title`),
+social media embeds left as sent; and the translation written back into the page in place, with the
+variant's language declared. Structured data scripts are handled in
 service.formats.structured."""
 
 from __future__ import annotations
@@ -119,31 +120,53 @@ _EMBED_CLASSES = frozenset(
 _HtmlUnit = Tag | list[PageElement]
 
 
+# What a page's <noscript> holds is shown when scripts do not run: a lazy-loaded image's fallback
+# (`<img alt>`), a chart's or an embed's fallback paragraph, and a tracking pixel. Unlike the other
+# elements left as sent, its prose is the article's: its images' texts and labels are translated, as
+# is its text where the <noscript> stands on its own (see `_html_units`); inside a paragraph's text it
+# stays markup, as sent. `_CARRIED` are the elements whose content is never translated.
+_FALLBACK = "noscript"
+_CARRIED = tuple(t for t in _OPAQUE_TAGS if t != _FALLBACK)
+
+
+def _late_last(elements: Iterable[Tag]) -> list[Tag]:
+    """`elements` (in document order) with those in a <noscript> after the others: translated since
+    a later version, they are numbered after what stored documents already name by number."""
+    found = list(elements)
+    return [el for el in found if el.find_parent(_FALLBACK) is None] + [
+        el for el in found if el.find_parent(_FALLBACK) is not None
+    ]
+
+
 def _html_images(soup: BeautifulSoup) -> list[Tag]:
-    """The page's images whose texts are translated, in document order: not those in script, code
-    and the like, whose content is carried through as sent, nor those of the page's chrome (a
-    site's logo in its <nav>). Stored documents name images by their number in this list, so what
-    counts as one changes only with a migration of their image blocks."""
-    return [img for img in soup.find_all("img") if img.find_parent((*_OPAQUE_TAGS, *_CHROME_TAGS)) is None]
+    """The page's images whose texts are translated: not those in script, code and the like, whose
+    content is carried through as sent, nor those of the page's chrome (a site's logo in its <nav>).
+    Stored documents name images by their number in this list, so what counts as one changes only
+    with a migration of their image blocks: in document order, those in a <noscript> after the rest."""
+    return _late_last(img for img in soup.find_all("img") if img.find_parent((*_CARRIED, *_CHROME_TAGS)) is None)
 
 
-# Elements whose `title` is a label: an abbreviation's expansion, and an embedded frame's name
-# (what a screen reader announces for a video player or a map; WCAG asks every frame for one).
-_TITLED = ("abbr", "acronym", "iframe")
+# Elements whose `title` is not a tooltip a reader sees (or is not this module's to translate): those
+# of the document's head and of what is never shown (a stylesheet's or a feed's name, <link title>),
+# an image's (an image text, see IMAGE_TEXTS) and the page's root. Every other element's title is a
+# label: an abbreviation's expansion, an embedded frame's name (what a screen reader announces for a
+# video player or a map; WCAG asks every frame for one), the tooltip of a link, a term or a note.
+_UNTITLED = frozenset(("html", "head", "title", "base", "link", "meta", "style", "script", "template", "img"))
 
 
 def _html_labels(soup: BeautifulSoup) -> list[tuple[Tag, str]]:
     """The page's labels whose texts are translated, each an element and its attribute, in document
-    order: what a screen reader says for an element (`aria-label`, an `<iframe title>`) and an
-    abbreviation's expansion (`<abbr title>`, shown on hover); not those of the page's chrome, of
-    what is left as sent, of an image (its alt text says it) or of an embed. Stored documents name
-    them by their number here."""
+    order: what a screen reader says for an element (`aria-label`, an `<iframe title>`), an
+    abbreviation's expansion (`<abbr title>`) and the tooltip of an element of the text (`<a title>`,
+    `<span title>`, shown on hover); not those of the page's chrome, of what is left as sent, of an
+    image (its alt text and title are image texts) or of an embed. Stored documents name them by
+    their number here."""
     found: list[tuple[Tag, str]] = []
     for el in soup.find_all(True):
-        attrs = ["aria-label", *(["title"] if el.name in _TITLED else [])]
+        attrs = ["aria-label", *(["title"] if el.name not in _UNTITLED else [])]
         if not any(str(el.get(a) or "").strip() for a in attrs) or el.name in (*_SKIP_TAGS, *_CHROME_TAGS, "img"):
             continue
-        if el.find_parent((*_OPAQUE_TAGS, *_CHROME_TAGS)) is None and not _in_embed(el):
+        if el.find_parent((*_CARRIED, *_CHROME_TAGS)) is None and not _in_embed(el):
             found += [(el, a) for a in attrs if str(el.get(a) or "").strip()]
     return found
 
@@ -191,32 +214,39 @@ def _html_units(soup: BeautifulSoup) -> list[tuple[int, _HtmlUnit]]:
     loose text (`<div>Text</div>`, a bare fragment, a list item's text before its sublist) follow."""
     leaves = {id(el): n for n, el in enumerate(_html_elements(soup))}
     found: list[_HtmlUnit] = []
+    # <noscript>s that stand on their own (not in a unit's text), and whether their loose text counts.
+    fallbacks: list[tuple[Tag, bool]] = []
 
-    def flush(run: list[PageElement]) -> None:
+    def flush(run: list[PageElement], loose_text: bool) -> None:
+        if not loose_text:
+            return
+        if not any(_has_text(node) for node in run):
+            # Nothing but markup (a <noscript>'s content counts as none): a <noscript> in it stands on its own.
+            fallbacks.extend((node, True) for node in run if isinstance(node, Tag) and node.name == _FALLBACK)
+            return
         # What has no text at a run's edges (white space, comments, a <br> or an image) stays where
         # it is: the translation replaces only what lies between the first and the last text.
-        while run and not _has_text(run[0]):
+        while not _has_text(run[0]):
             run.pop(0)
-        while run and not _has_text(run[-1]):
+        while not _has_text(run[-1]):
             run.pop()
-        if run:
-            found.append(run)
+        found.append(run)
 
-    def walk(node: Tag, loose_text: bool) -> None:
+    def walk(node: Tag, loose_text: bool, late: bool = False) -> None:
         run: list[PageElement] = []
         for child in node.children:
             if isinstance(child, Tag) and (child.name in _BREAK_TAGS or child.find(_BREAK_TAGS) is not None):
-                if loose_text:
-                    flush(run)
+                flush(run, loose_text)
                 run = []
-                if id(child) in leaves:
+                if id(child) in leaves or (late and child.name in _BLOCK_TAGS and child.find(_BLOCK_TAGS) is None):
                     found.append(child)
+                elif child.name == _FALLBACK:
+                    fallbacks.append((child, loose_text))
                 elif child.name not in _SKIP_TAGS:
-                    walk(child, loose_text and child.name not in _CHROME_TAGS)
+                    walk(child, loose_text and child.name not in _CHROME_TAGS, late)
             else:
                 run.append(child)
-        if loose_text:
-            flush(run)
+        flush(run, loose_text)
 
     walk(soup, True)
     runs = itertools.count(len(leaves))
@@ -224,7 +254,13 @@ def _html_units(soup: BeautifulSoup) -> list[tuple[int, _HtmlUnit]]:
     # The page's <title> (what a browser's tab and a search engine show) is translated too; numbered
     # after everything else, so that pages stored before it was keep their numbers (and its English).
     titles = [t for t in soup.find_all("title") if t.find_parent(_OPAQUE_TAGS) is None and _has_text(t)]
-    return units + [(next(runs), title) for title in titles]
+    units += [(next(runs), title) for title in titles]
+    # Then what <noscript>s standing on their own hold (left as sent before): their block elements and
+    # loose text, as the page's are; those inside them included (the list grows as they are walked).
+    found = []
+    for fallback, loose_text in fallbacks:
+        walk(fallback, loose_text, late=True)
+    return units + [(next(runs), unit) for unit in found]
 
 
 def _start_tag(tag: Tag) -> str:
@@ -433,12 +469,12 @@ def _declare_language(soup: BeautifulSoup, lang: str) -> None:
     element of the page that said English, and a Content-Language <meta>. Browsers choose the
     glyphs of Han characters by it (zh-TW and zh-HK forms differ from zh-Hans) and screen readers
     their voice. Markup inside translated text is the translation's, and keeps what it says; so does
-    what is left as sent (<pre>, <code>, <script>…)."""
+    what is left as sent (<pre>, <code>, <script>…), not a <noscript>, whose prose is translated."""
     root = soup.find("html")
     if isinstance(root, Tag):
         root["lang"] = lang
     for el in soup.find_all(True):
-        if el.find_parent(_OPAQUE_TAGS) is not None or el.name in _OPAQUE_TAGS or _in_embed(el):
+        if el.find_parent(_CARRIED) is not None or el.name in _CARRIED or _in_embed(el):
             continue
         for attr in ("lang", "xml:lang"):
             if _ENGLISH.match(str(el.get(attr, ""))):
@@ -464,19 +500,28 @@ def _with_html_attribute_texts(
     if not texts and not labels:
         return out
     holders = {b.element: b.id for b in blocks if b.element >= 0 and b.kind not in _ATTRIBUTE_TEXTS}
-    held: dict[int, str] = {}  # id(element) → the block whose translation holds its tag
+    # id(element) → the block whose translation holds its tag, and the element carried whole there
+    # that holds it (an image, a <noscript> and what it holds: see _html_inline), if any.
+    held: dict[int, tuple[str, Tag | None]] = {}
+
+    def hold(el: Tag, holder: str, carrier: Tag | None) -> None:
+        carrier = carrier or (el if el.name in _OPAQUE_TAGS else None)
+        held[id(el)] = (holder, carrier)
+        for child in el.find_all(True, recursive=False):
+            hold(child, holder, carrier)
+
     for index, unit in units.items():
         if index in holders:
             for node in unit.children if isinstance(unit, Tag) else unit:
                 if isinstance(node, Tag):
-                    held.update((id(el), holders[index]) for el in [node, *node.find_all(True)])
+                    hold(node, holders[index], None)
 
     def update(el: Tag, attrs: Mapping[str, str]) -> None:
-        written = str(el) if el.name in _OPAQUE_TAGS else _start_tag(el)  # as _html_inline carries it
+        holder, carrier = held.get(id(el), (None, None))
+        written = str(carrier) if carrier is not None else _start_tag(el)  # as _html_inline carries it
         el.attrs.update(attrs)
-        holder = held.get(id(el))
         if holder is not None:
-            out[holder] = out[holder].replace(written, str(el) if el.name in _OPAQUE_TAGS else _start_tag(el), 1)
+            out[holder] = out[holder].replace(written, str(carrier) if carrier is not None else _start_tag(el), 1)
 
     images = _html_images(soup)
     for number, attrs in sorted(texts.items()):

@@ -1,7 +1,7 @@
 """Markdown (read with markdown-it-py): a page's places (paragraphs, headings, list items, quotes,
-table cells; code and raw HTML carried as sent), each text's inline markup, an image's texts; and
-the translation written back into the page as sent, or anew from the blocks for documents stored
-without their page."""
+table cells; code and raw HTML carried as sent), each text's inline markup, an image's texts, the
+titles of links and reference definitions (labels); and the translation written back into the page
+as sent, or anew from the blocks for documents stored without their page."""
 
 from __future__ import annotations
 
@@ -9,14 +9,20 @@ import bisect
 import itertools
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 from markdown_it import MarkdownIt
+from markdown_it.helpers import parseLinkDestination, parseLinkTitle
 from markdown_it.parser_block import RuleFuncBlockType
 from markdown_it.rules_block import StateBlock
 from markdown_it.token import Token
 
-from service.documents import Block, BlockKind, Inline, SourceFormat, markdown_escape, markdown_reader
+from service.documents import Block, BlockKind, Inline, SourceFormat, markdown_escape, markdown_reader, plain_text
 from service.formats.common import IMAGE_TEXTS, _image_blocks, _image_texts, _trimmed
+
+# Blocks whose translation goes into markup (an image's, a link's, a reference definition's), not
+# into a place of the page.
+_ATTRIBUTE_TEXTS = frozenset((*IMAGE_TEXTS, BlockKind.LABEL))
 
 
 def _cells(row: str, at: int) -> list[tuple[int, int]]:
@@ -80,11 +86,76 @@ def _noting_spans(name: str, rule: RuleFuncBlockType) -> RuleFuncBlockType:
     return rule_noting
 
 
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\n":
+        pos += 1
+    return pos
+
+
+def _title_span(written: str, pos: int) -> tuple[int, int] | None:
+    """Where the title stands in `written`, a link's or a definition's destination and title as
+    written from `pos` (where its destination starts): (start, end), quotes included; None for none."""
+    destination = parseLinkDestination(written, pos, len(written))
+    if not destination.ok:
+        return None
+    start = _skip_space(written, destination.pos)
+    if start == destination.pos:
+        return None  # a title is set off from its destination by white space
+    title = parseLinkTitle(written, start, len(written))
+    return (start, title.pos) if title.ok else None
+
+
+def _noting_definitions(rule: RuleFuncBlockType) -> RuleFuncBlockType:
+    """Markdown's `reference` rule, also noting each definition that defines its reference (the first
+    of its label) and has a title: where that title stands in markdown-it's source, quotes included,
+    its text, and the number of tokens before it (`env["titles"]`; markdown-it makes none for it)."""
+
+    def rule_noting(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+        defined = dict(state.env.get("references", {}))
+        if not rule(state, start_line, end_line, silent):
+            return False
+        if silent:
+            return True
+        # The definition as the rule reads it: its lines, each from its text (past quote markers).
+        written = ""
+        starts: list[tuple[int, int]] = []  # (where a line starts in `written`, and in the source)
+        for line in range(start_line, state.line):
+            begin = state.bMarks[line] + state.tShift[line]
+            starts.append((len(written), begin))
+            written += state.src[begin : state.eMarks[line] + 1]
+        label_end = _label_end(written)
+        new = [ref for key, ref in state.env.get("references", {}).items() if key not in defined]
+        span = _title_span(written, _skip_space(written, label_end + 2)) if label_end > 0 and new else None
+        if span is not None and str(new[0].get("title", "")).strip():
+
+            def at(pos: int) -> int:
+                line_at, begin = starts[bisect.bisect_right([w for w, _ in starts], pos) - 1]
+                return begin + pos - line_at
+
+            where = (at(span[0]), at(span[1] - 1) + 1)
+            state.env.setdefault("titles", []).append((where, str(new[0]["title"]), len(state.tokens)))
+        return True
+
+    return rule_noting
+
+
+def _label_end(written: str) -> int:
+    """Where a reference definition's label ends (its `]`), as markdown-it's `reference` rule reads it."""
+    pos = 1
+    while pos < len(written):
+        if written[pos] == "]":
+            return pos
+        pos += 2 if written[pos] == "\\" else 1
+    return -1
+
+
 def _markdown_parser() -> MarkdownIt:
     md = markdown_reader()
     for name in ("table", "heading", "lheading", "paragraph"):
         rule = md.block.ruler.__rules__[md.block.ruler.__find__(name)]
         md.block.ruler.at(name, _noting_spans(name, rule.fn), {"alt": rule.alt})
+    rule = md.block.ruler.__rules__[md.block.ruler.__find__("reference")]
+    md.block.ruler.at("reference", _noting_definitions(rule.fn), {"alt": rule.alt})
     return md
 
 
@@ -95,6 +166,8 @@ _NEWLINE = re.compile(r"\r\n?|\n")
 # A footnote's reference or, at the start of a paragraph, its definition (`[^1]`, `[^note]:`), which
 # CMSs with footnotes read: markup, kept as written.
 _FOOTNOTE = re.compile(r"(\[\^[^\]\s]+\]:?)")
+# A footnote's definition at its block's start, and the white space after its marker.
+_FOOTNOTE_DEFINITION = re.compile(r"(\[\^[^\]\s]+\]:)[ \t]+")
 # The reference a reference image ends with: `[ref]`, which holds no unescaped brackets.
 _MD_REFERENCE = re.compile(r"\[(?:[^\[\]\\]|\\.)*\]\Z", re.DOTALL)
 # What a backslash keeps from ending or escaping a link title ("…"): CommonMark, "Link title".
@@ -106,6 +179,26 @@ _MD_TITLE_SYNTAX = re.compile(r'[\\"]|&(?=#?\w+;)')
 _MdPlace = tuple[Token, tuple[Token, ...], tuple[int, int] | None]
 
 
+class _MdDefinition(NamedTuple):
+    """A reference definition's title (`[id]: url "title"`): the number of the place it comes before,
+    where the title stands in the page (quotes included), and its text."""
+
+    before: int
+    span: tuple[int, int]
+    title: str
+
+
+class _MdLabel(NamedTuple):
+    """A label of a Markdown page, translated as a block of its own: a link's title, in the link's
+    `](url "title")` as its place's block writes it (`close`), or a reference definition's, where it
+    stands in the page (`span`). `place`: the place that holds it, or that it comes before."""
+
+    place: int
+    close: str
+    title: str
+    span: tuple[int, int] | None
+
+
 def _front_matter(source: str) -> str:
     match = _FRONT_MATTER.match(source)
     return match.group() if match else ""
@@ -114,10 +207,16 @@ def _front_matter(source: str) -> str:
 def _md_places(source: str) -> list[_MdPlace]:
     """The places of a Markdown page, in order. Stored documents name a block's place by its number
     in this list (`Block.element`), so what counts as one changes only with a migration."""
+    return _md_read(source)[0]
+
+
+def _md_read(source: str) -> tuple[list[_MdPlace], list[_MdDefinition]]:
+    """The places of a Markdown page (see `_md_places`), and its definitions' titles."""
     front = _front_matter(source)
     # The front matter's lines stay, as empty ones, so that markdown-it's line numbers are the page's.
     read = "\n" * len(_NEWLINE.findall(front)) + source[len(front) :]
-    tokens = _MD.parse(read)
+    env: dict[str, Any] = {}
+    tokens = _MD.parse(read, env)
     # Where each line begins in the page, and in what markdown-it read (every line ending a "\n").
     page_lines = [0, *(m.end() for m in _NEWLINE.finditer(source))]
     read_lines = [0, *(m.end() for m in re.finditer("\n", _NEWLINE.sub("\n", read)))]
@@ -128,7 +227,15 @@ def _md_places(source: str) -> list[_MdPlace]:
 
     places: list[_MdPlace] = []
     around: list[Token] = []
-    for tok in tokens:
+    # Each definition's title comes before the places of the tokens made after it.
+    titles = iter(env.get("titles", []))
+    title = next(titles, None)
+    definitions: list[_MdDefinition] = []
+    for count, tok in enumerate(tokens):
+        while title is not None and title[2] <= count:
+            (start, end), text, _ = title
+            definitions.append(_MdDefinition(len(places), (in_page(start), in_page(end)), text))
+            title = next(titles, None)
         if tok.type in ("blockquote_open", "list_item_open", "heading_open", "th_open", "td_open"):
             around.append(tok)
         elif tok.type in ("blockquote_close", "list_item_close", "heading_close", "th_close", "td_close"):
@@ -138,12 +245,41 @@ def _md_places(source: str) -> list[_MdPlace]:
         elif tok.type == "inline":
             span = tok.meta.get("span")
             places.append((tok, tuple(around), (in_page(span[0]), in_page(span[1])) if span else None))
-    return places
+    while title is not None:
+        (start, end), text, _ = title
+        definitions.append(_MdDefinition(len(places), (in_page(start), in_page(end)), text))
+        title = next(titles, None)
+    return places, definitions
+
+
+def _md_labels(source: str) -> tuple[list[_MdPlace], list[_MdLabel]]:
+    """The places of a Markdown page, and its labels in document order: the titles of its inline
+    links, each in the place that holds it, and of its reference definitions (which reference links'
+    and images' titles are). Stored documents name a label by its number in this list."""
+    places, definitions = _md_read(source)
+    labels: list[_MdLabel] = []
+    before = iter(definitions)
+    definition = next(before, None)
+    for number, (tok, around, _) in enumerate(places):
+        while definition is not None and definition.before <= number:
+            labels.append(_MdLabel(number, "", definition.title, definition.span))
+            definition = next(before, None)
+        if tok.type != "inline":
+            continue
+        cell = bool(around) and around[-1].type in ("th_open", "td_open")
+        for child in tok.children or ():
+            title = _md_link_title(child)
+            if title:
+                labels.append(_MdLabel(number, _md_link_close(child, cell), title, None))
+    while definition is not None:
+        labels.append(_MdLabel(len(places), "", definition.title, definition.span))
+        definition = next(before, None)
+    return places, labels
 
 
 def _md_image(label: str, src: str, title: str | None) -> str:
     """An image in Markdown syntax, `label` as written; its title quoted so that it reads back as itself."""
-    quoted = (' "' + _MD_TITLE_SYNTAX.sub(lambda m: "\\" + m.group(), title) + '"') if title else ""
+    quoted = " " + _md_title(title) if title else ""
     return f"![{label}]({src}{quoted})"
 
 
@@ -155,6 +291,29 @@ def _md_reference(tok: Token) -> str | None:
     if rest.startswith("("):
         return None
     return "[" + " ".join(str(tok.meta["label"]).split()) + "]" if rest in ("", "[]") else " ".join(rest.split())
+
+
+def _md_link_close(tok: Token, cell: bool) -> str:
+    """What closes a link's text as written (`][ref]` or `](url "title")`, its lines joined): a
+    reference stays one (its definition stays where it is), an address as typed. In a table's
+    `cell`, its `|` as `\\|` (see `_md_inline`)."""
+    reference = _md_reference(tok)
+    close = "]" + (reference if reference is not None else str(tok.meta["rest"]).replace("\n", " "))
+    return close.replace("|", "\\|") if cell else close
+
+
+def _md_link_title(tok: Token) -> str:
+    """The title of an inline link (`[text](url "title")`), if `tok` opens one; "" for any other
+    token, and for a reference link (whose title is its definition's)."""
+    if tok.type != "link_open" or _md_reference(tok) is not None:
+        return ""
+    title = str(tok.attrs.get("title") or "")
+    return title if title.strip() else ""
+
+
+def _md_title(title: str) -> str:
+    """A link's, an image's or a definition's title, quoted so that it reads back as itself."""
+    return '"' + _MD_TITLE_SYNTAX.sub(lambda m: "\\" + m.group(), title) + '"'
 
 
 def _md_alt(children: Iterable[Token]) -> str:
@@ -212,13 +371,10 @@ def _md_inline(children: list[Token], *, cell: bool = False) -> tuple[str, tuple
             # <https://…>: the address is its text, kept as written.
             stack.append((length, "<", ">", True))
         elif tok.type == "link_open":
-            # As written: a reference stays one (its definition stays where it is), an address as typed.
-            reference = _md_reference(tok)
-            close = "]" + (reference if reference is not None else str(tok.meta["rest"]).replace("\n", " "))
-            stack.append((length, "[", written(close), False))
-        elif tok.type in ("em_open", "strong_open"):
+            stack.append((length, "[", _md_link_close(tok, cell), False))
+        elif tok.type in ("em_open", "strong_open", "s_open"):
             stack.append((length, tok.markup, tok.markup, False))
-        elif tok.type in ("link_close", "em_close", "strong_close") and stack:
+        elif tok.type in ("link_close", "em_close", "strong_close", "s_close") and stack:
             start, open_, close_, verbatim = stack.pop()
             inlines.append(Inline(start, length, open_, close_, verbatim))
         elif tok.type == "image":
@@ -237,10 +393,24 @@ def _md_inline(children: list[Token], *, cell: bool = False) -> tuple[str, tuple
 
 
 def _markdown_blocks(source: str, first: int) -> list[Block]:
-    """Blocks in document order; an image's alt text and title follow the block that holds it."""
+    """Blocks in document order: an image's alt text and title and a link's title follow the block
+    that holds them, a reference definition's title stands where the definition does."""
     blocks: list[Block] = []
     images = itertools.count()
-    for number, (tok, around, _) in enumerate(_md_places(source)):
+    places, labels = _md_labels(source)
+    links: dict[int, list[int]] = {}  # place → the numbers of its links' titles
+    definitions: dict[int, list[int]] = {}  # place → the numbers of the definitions' titles before it
+    for n, label in enumerate(labels):
+        (links if label.span is None else definitions).setdefault(label.place, []).append(n)
+
+    def label_blocks(numbers: Iterable[int]) -> list[Block]:
+        return [
+            Block(f"b{first + len(blocks) + i}", BlockKind.LABEL, " ".join(labels[n].title.split()), element=n)
+            for i, n in enumerate(numbers)
+        ]
+
+    for number, (tok, around, _) in enumerate(places):
+        blocks += label_blocks(definitions.get(number, ()))
         if tok.type != "inline":
             # Code and raw HTML blocks are carried through untranslated.
             raw = tok.content if tok.type == "html_block" else f"{tok.markup}{tok.info}\n{tok.content}{tok.markup}"
@@ -269,12 +439,16 @@ def _markdown_blocks(source: str, first: int) -> list[Block]:
             kind = BlockKind.QUOTE if quotes else BlockKind.PARAGRAPH
         level = heading_level or len(items)
         blocks.append(Block(f"b{first + len(blocks)}", kind, text, inlines, level=level, prefix=prefix, element=number))
-        for image in (t for t in tok.children or () if t.type == "image"):
-            # A reference image's title is its definition's, which stays as it is (as a link's title does).
-            title = image.attrs.get("title") if _md_reference(image) is None else None
-            texts = (("alt", _md_alt(image.children or ())), ("title", title))
-            blocks += _image_blocks(first + len(blocks), next(images), texts)
-    return blocks
+        titled = iter(links.get(number, ()))
+        for child in tok.children or ():
+            if child.type == "image":
+                # A reference image's title is its definition's, translated where the definition stands.
+                title = child.attrs.get("title") if _md_reference(child) is None else None
+                texts = (("alt", _md_alt(child.children or ())), ("title", title))
+                blocks += _image_blocks(first + len(blocks), next(images), texts)
+            elif _md_link_title(child):
+                blocks += label_blocks([next(titled)])
+    return blocks + label_blocks(definitions.get(len(places), ()))
 
 
 def _continuation(prefix: str) -> str:
@@ -287,17 +461,31 @@ def _continuation(prefix: str) -> str:
     return "> " * quotes + ("" if rest.startswith("#") else " " * len(rest))
 
 
-def _markdown_page(page: str, blocks: tuple[Block, ...], inner: Mapping[str, str]) -> str:
-    """The Markdown page as sent, each block's text replaced by its translation: everything else
-    (front matter, blank lines, rules, reference definitions, tables' borders, a heading's own
-    syntax) stays as written. The article's fields (title, dek, …) open it, after its front matter."""
+def _footnote_spaced(block: Block, text: str) -> str:
+    """A footnote definition's translation with the white space after its `[^1]:` that its source
+    has. The model seldom writes a space before Chinese, and a marker it drops is put back at the
+    start with none (see service.protect): the translation comes right against the marker."""
+    marker = _FOOTNOTE_DEFINITION.match(block.text)
+    if marker is None or not text.startswith(marker.group(1)) or text[len(marker.group(1)) :][:1] in ("", " ", "\t"):
+        return text
+    return marker.group() + text[len(marker.group(1)) :]
+
+
+def _markdown_page(
+    page: str, blocks: tuple[Block, ...], inner: Mapping[str, str], titles: Iterable[tuple[tuple[int, int], str]] = ()
+) -> str:
+    """The Markdown page as sent, each block's text replaced by its translation, and each of
+    `titles` (where a reference definition's title stands → the new one, quoted) put in its place:
+    everything else (front matter, blank lines, rules, reference definitions, tables' borders, a
+    heading's own syntax) stays as written. The article's fields (title, dek, …) open it, after its
+    front matter."""
     spans = [span for _, _, span in _md_places(page)]
     newline = "\r\n" if "\r\n" in page else "\n"
-    edits: list[tuple[tuple[int, int], str]] = []
+    edits: list[tuple[tuple[int, int], str]] = list(titles)
     for b in blocks:
         span = spans[b.element] if 0 <= b.element < len(spans) else None
         if span is not None:
-            edits.append((span, inner[b.id].replace("\n", newline + _continuation(b.prefix))))
+            edits.append((span, _footnote_spaced(b, inner[b.id]).replace("\n", newline + _continuation(b.prefix))))
     parts: list[str] = []
     at = 0
     for (start, end), text in sorted(edits):
@@ -347,12 +535,62 @@ def _with_markdown_image_texts(blocks: tuple[Block, ...], inner: Mapping[str, st
     return out
 
 
+def _retitled(close: str, title: str, cell: bool) -> str:
+    """A link's `](url "title")` as written (`close`) with `title` in place of its title, quoted so
+    that it reads back as itself (in a table's `cell`, its `|` as `\\|`)."""
+    span = _title_span(close, _skip_space(close, 2)) if close.startswith("](") else None
+    if span is None:
+        return close
+    quoted = _md_title(title)
+    return close[: span[0]] + (quoted.replace("|", "\\|") if cell else quoted) + close[span[1] :]
+
+
+def _with_markdown_labels(
+    blocks: tuple[Block, ...], inner: Mapping[str, str], page: str
+) -> tuple[dict[str, str], list[tuple[tuple[int, int], str]]]:
+    """`inner` with each translated link title in its link, in the translation of the block that
+    holds it (which carries the link's `](url "title")` as the source has it: a person's edit may
+    keep only that, see service.jobs.review); and where each translated reference definition's title
+    stands in the page, with the new one, quoted."""
+    out = dict(inner)
+    texts = {
+        b.element: " ".join(plain_text(inner[b.id], SourceFormat.MARKDOWN).split())
+        for b in blocks
+        if b.kind is BlockKind.LABEL and b.id in inner
+    }
+    if not texts or not page:
+        return out, []
+    places, labels = _md_labels(page)
+    holders = {b.element: b.id for b in blocks if b.element >= 0 and b.kind not in _ATTRIBUTE_TEXTS}
+    after: dict[str, int] = {}  # holder → where its last link retitled ends: links with the same close go in order
+    titles: list[tuple[tuple[int, int], str]] = []
+    for number, text in sorted(texts.items()):
+        label = labels[number] if number < len(labels) and text else None
+        if label is None or text == " ".join(label.title.split()):
+            continue  # untranslated: as written
+        if label.span is not None:
+            titles.append((label.span, _md_title(text)))
+            continue
+        holder = holders.get(label.place)
+        if holder is None:
+            continue
+        around = places[label.place][1]
+        retitled = _retitled(label.close, text, bool(around) and around[-1].type in ("th_open", "td_open"))
+        at = out[holder].find(label.close, after.get(holder, 0))
+        at = at if at >= 0 else out[holder].find(label.close)
+        if at >= 0:
+            out[holder] = out[holder][:at] + retitled + out[holder][at + len(label.close) :]
+            after[holder] = at + len(retitled)
+    return out, titles
+
+
 def _render_markdown(blocks: tuple[Block, ...], inner: Mapping[str, str], page: str) -> str:
     """The Markdown variant (see `service.formats.render`)."""
     inner = _with_markdown_image_texts(blocks, inner)
-    blocks = tuple(b for b in blocks if b.kind not in IMAGE_TEXTS)
+    inner, titles = _with_markdown_labels(blocks, inner, page)
+    blocks = tuple(b for b in blocks if b.kind not in _ATTRIBUTE_TEXTS)
     if page:
-        return _markdown_page(page, blocks, inner)
+        return _markdown_page(page, blocks, inner, titles)
     # Stored before Markdown pages were kept: each block written anew from its prefix.
     out: list[str] = []
     for i, block in enumerate(blocks):
@@ -362,5 +600,6 @@ def _render_markdown(blocks: tuple[Block, ...], inner: Mapping[str, str], page: 
         if block.kind in (BlockKind.TITLE, BlockKind.SUBTITLE):
             out.append(("# " if block.kind is BlockKind.TITLE else "## ") + inner[block.id])
         else:
-            out.append(block.prefix + inner[block.id].replace("\n", "\n" + _continuation(block.prefix)))
+            text = _footnote_spaced(block, inner[block.id])
+            out.append(block.prefix + text.replace("\n", "\n" + _continuation(block.prefix)))
     return "".join(out) + "\n"
