@@ -375,6 +375,7 @@ def cmd_articles(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from service.jobs.articles import JobNotFound, JobStatus, withdraw
+    from service.jobs.deliveries import forget_withdrawal_notices
     from service.storage.tables import Job
 
     try:
@@ -402,13 +403,18 @@ def cmd_articles(args: argparse.Namespace) -> int:
             print(f"would withdraw {what}")
             continue
         try:
-            done = withdraw(db, job_id, by="duiyi articles purge", memory=args.memory)
+            # Retention, not a takedown: the CMS is not told (an `article.withdrawn` webhook could make it
+            # unpublish its own copy of an old translation).
+            done = withdraw(db, job_id, by="duiyi articles purge", memory=args.memory, notify=False)
         except JobNotFound:
             continue  # withdrawn meanwhile by someone else
         withdrawn += 1
         print(f"withdrew {what}\t{done.segments} segment(s), {done.memory_removed} memory entry(ies)")
     verb = "would withdraw" if args.dry_run else "withdrew"
     print(f"{verb} {len(found) if args.dry_run else withdrawn} article(s) last changed before {before.isoformat()}")
+    notices = forget_withdrawal_notices(db, before, dry_run=args.dry_run)
+    if notices:
+        print(f"{'would remove' if args.dry_run else 'removed'} {notices} finished article.withdrawn webhook(s)")
     return 0
 
 

@@ -267,7 +267,9 @@ class ArticleSubmit(Incoming):
     targets: list[str] | None = Field(default=None, description="variants; default zh-Hans and zh-Hant")
     glossaries: list[str] | None = Field(default=None, description="glossaries stacked in order; default news")
     callback_url: str | None = Field(
-        default=None, max_length=2000, description="receives article.translated, article.approved and article.failed"
+        default=None,
+        max_length=2000,
+        description="receives article.translated, article.approved, article.failed and article.withdrawn",
     )
 
 

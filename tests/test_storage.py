@@ -11,14 +11,15 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session
 
 from models.engine import Engine
 from service.config import Settings
 from service.glossaries import DatabaseGlossaries, GlossaryStore
+from service.jobs.deliveries import signing_secret
 from service.storage.db import Database, alembic_config
-from service.storage.tables import Base, Job, MemoryEntry, StoredArticle
+from service.storage.tables import Base, Delivery, DeliveryAttempt, Job, MemoryEntry, StoredArticle
 from tests.conftest import serve
 
 
@@ -148,3 +149,59 @@ def test_glossary_edits_through_the_api_persist(
         ).json()
         terms = {t["term_id"]: t["expected"]["zh-TW"] for b in r["blocks"] for s in b["segments"] for t in s["terms"]}
         assert terms == {"putin-tw": "蒲亭", "nhk": "日本放送協會"}
+
+
+def test_upgrading_keeps_webhook_deliveries_and_their_attempts(database_url: str) -> None:
+    """Revision 0009 rebuilds `webhook_deliveries` on SQLite (a column becomes nullable, one is
+    added), where dropping the old table would cascade to every attempt: each delivery and attempt
+    is still there afterwards, and a delivery from before (no `api_key_id`) is still signed with its
+    job's key."""
+    db = Database(database_url)
+    url = db.url.render_as_string(hide_password=False)
+    command.upgrade(alembic_config(url), "0008")
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO api_keys (name, role, lookup, key_hash, webhook_secret, owner, created_at) "
+                "VALUES ('cms', 'cms', 'l', 'h', 'the-cms-secret', 'key:1', CURRENT_TIMESTAMP)"
+            )
+        )
+        key_id = conn.scalar(text("SELECT id FROM api_keys"))
+        conn.execute(
+            text(
+                "INSERT INTO articles (id, format, title, subtitle, byline, date, body, received_at) "
+                "VALUES (1, 'text', '', '', '', '', 'x', CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, article_id, owner, api_key_id, request_hash, targets, glossaries, "
+                "glossary_terms, status, attempts, segments_total, segments_done, created_at, updated_at) "
+                "VALUES ('j1', 1, 'key:1', :key, 'h', '[]', '[]', '{}', 'translated', 0, 1, 1, "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            ),
+            {"key": key_id},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO webhook_deliveries (id, job_id, event, url, payload, state, attempts, "
+                "next_attempt_at, created_at) VALUES ('d1', 'j1', 'article.translated', "
+                "'https://cms.example/hook', '{}', 'pending', 2, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        for number in (1, 2):
+            conn.execute(
+                text(
+                    "INSERT INTO webhook_attempts (delivery_id, number, at, status_code, duration_ms) "
+                    "VALUES ('d1', :n, CURRENT_TIMESTAMP, 503, 1.5)"
+                ),
+                {"n": number},
+            )
+    db.migrate()  # as the service does: on SQLite with foreign keys on
+    with db.session() as session:
+        delivery = session.get(Delivery, "d1")
+        assert delivery is not None and (delivery.job_id, delivery.api_key_id, delivery.attempts) == ("j1", None, 2)
+        numbers = session.scalars(select(DeliveryAttempt.number).where(DeliveryAttempt.delivery_id == "d1"))
+        assert sorted(numbers) == [1, 2]
+        assert signing_secret(session, delivery, Settings(webhook_secret="not-this-one")) == "the-cms-secret"
+    db.close()

@@ -27,6 +27,7 @@ from models.engine import Engine, Translation
 from service.auth import Role
 from service.config import Settings
 from service.storage.tables import Base, Job, StoredArticle
+from service.webhooks import verify
 from tests.conftest import LiveServer, keyed_settings, make_keys, serve
 
 # --- the engine, held at a gate ----------------------------------------------------------------
@@ -61,12 +62,16 @@ class GatedEngine:
 class Receiver:
     url: str = ""
     received: list[dict[str, Any]] = field(default_factory=list)
+    raw: list[tuple[dict[str, str], bytes]] = field(default_factory=list)  # headers and body, as sent
     hold: threading.Event | None = None  # while set to an unset event, requests wait for it
     entered: threading.Event = field(default_factory=threading.Event)
     status: int = 200
 
     def articles(self) -> list[str]:
         return [event["article"]["id"] for event in self.received]
+
+    def events(self) -> list[tuple[str, str]]:
+        return [(event["event"], event["article"]["id"]) for event in self.received]
 
 
 @pytest.fixture
@@ -76,6 +81,7 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.raw.append(({k.lower(): v for k, v in self.headers.items()}, body))
             state.received.append(json.loads(body))
             status = 200
             if state.hold is not None:
@@ -312,7 +318,9 @@ def test_a_runner_mid_article_stops_at_its_next_save_and_writes_nothing(
     assert rows_of(database_url, where) == {}
     assert anywhere(database_url, "Midchunk") == []
     assert client.get(f"/v1/articles/{job['id']}").status_code == 404
-    assert job["id"] not in receiver.articles()
+    # Never `article.translated`; `article.withdrawn`, written by the withdrawal, is the one event.
+    wait_until(lambda: ("article.withdrawn", job["id"]) in receiver.events(), "the withdrawal webhook")
+    assert [event for event, article in receiver.events() if article == job["id"]] == ["article.withdrawn"]
     assert client.get(f"/v1/articles/{before['id']}").json() == before  # another article, untouched
     messages = [(rec.levelno, rec.getMessage()) for rec in caplog.records if rec.name.startswith("service")]
     assert not [m for level, m in messages if level >= logging.ERROR], messages
@@ -326,7 +334,8 @@ def test_webhooks_of_a_withdrawn_article_are_not_sent_or_retried(
 ) -> None:
     """Article A's webhook is on its way (the receiver holds the request); B's waits behind it (one
     delivery to a URL at a time). Both are withdrawn. A's answer is a 503, which would be retried:
-    it is not (nor recorded, nor an error), and B's is never sent; C's, queued after both, arrives."""
+    it is not (nor recorded, nor an error), and B's is never sent; each withdrawal's own
+    `article.withdrawn` is, and C's, queued after both, arrives."""
     caplog.set_level(logging.INFO, logger="service")
     client = live.client
     hold = threading.Event()
@@ -346,7 +355,12 @@ def test_webhooks_of_a_withdrawn_article_are_not_sent_or_retried(
     hold.set()  # A's try ends in a 503, after A is gone
     c = submit(client, {"body": "Story C is translated.", "callback_url": receiver.url})
     wait_until(lambda: c["id"] in receiver.articles(), "the webhook of C")
-    assert receiver.articles() == [a["id"], c["id"]]
+    assert receiver.events() == [
+        ("article.translated", a["id"]),  # the try under way when A was withdrawn
+        ("article.withdrawn", a["id"]),
+        ("article.withdrawn", b["id"]),
+        ("article.translated", c["id"]),
+    ]
     for job in where:
         assert rows_of(database_url, job) == {}
     messages = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("service")]
@@ -499,3 +513,70 @@ def test_roles_log_and_openapi(
     assert any(first["id"] in m and "withdrawn by cms" in m for m in messages), messages
     assert any(second["id"] in m and "withdrawn by admin" in m for m in messages), messages
     assert not [m for m in messages if "Secretword" in m]
+
+
+def test_the_cms_is_told_when_an_admin_withdraws_its_article(
+    database_url: str,
+    tiny_dirs: dict[str, Path],
+    gated: GatedEngine,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A legal takedown by an admin: the CMS that submitted the article learns of it by a signed
+    `article.withdrawn` webhook (signed with the CMS key's secret, naming who withdrew it, holding
+    none of the text). That delivery outlives the article; a retention purge later removes it, and
+    what the purge itself withdraws tells no CMS (it keeps its own pages)."""
+    made = make_keys(database_url, (Role.CMS, Role.ADMIN), callback_url=receiver.url)
+    auth = {role: {"Authorization": f"Bearer {key.key}"} for role, key in made.items()}
+    settings = settings_for(database_url, tiny_dirs, auth_disabled=False, rate_limit_per_minute=0)
+    with serve(settings, gated) as live:  # type: ignore[arg-type]
+        client = live.client
+        body = {"body": "Takedownword story one.", "external_id": "cms-9", "revision": "2"}
+        job = submit(client, body, **auth["cms"])
+        wait_until(lambda: ("article.translated", job["id"]) in receiver.events(), "the translated webhook")
+        kept = submit(client, {"body": "Another story."}, **auth["cms"])
+        wait_until(lambda: ("article.translated", kept["id"]) in receiver.events(), "the second webhook")
+
+        r = client.delete(f"/v1/articles/{job['id']}", headers=auth["admin"])
+        assert r.status_code == 200, r.text
+        wait_until(lambda: ("article.withdrawn", job["id"]) in receiver.events(), "the withdrawal webhook")
+
+    headers, raw = receiver.raw[receiver.events().index(("article.withdrawn", job["id"]))]
+    event = json.loads(raw)
+    assert event == {
+        "id": headers["duiyi-delivery"],
+        "event": "article.withdrawn",
+        "created_at": event["created_at"],
+        "article": {
+            "id": job["id"],
+            "status": "withdrawn",
+            "external_id": "cms-9",
+            "revision": "2",
+            "previous_status": "translated",
+            "withdrawn_by": "admin",
+        },
+    }
+    assert headers["duiyi-event"] == "article.withdrawn"
+    assert verify(made["cms"].row.webhook_secret, headers, raw)
+    assert not verify(made["admin"].row.webhook_secret, headers, raw)
+    assert "Takedownword" not in raw.decode()
+    assert anywhere(database_url, "Takedownword") == []
+    engine = sqlalchemy.create_engine(database_url)
+    deliveries = Base.metadata.tables["webhook_deliveries"]
+    with engine.connect() as conn:
+        notice = conn.execute(select(deliveries).where(deliveries.c.id == event["id"])).one()
+    assert (notice.job_id, notice.state, notice.event) == (None, "delivered", "article.withdrawn")
+
+    # A retention purge: the other article goes without a webhook, and the finished notice goes too.
+    from service.cli import main
+
+    monkeypatch.setenv("DUIYI_DATABASE_URL", database_url)
+    assert main(["articles", "purge", "--before", "2999-01-01"]) == 0
+    out = capsys.readouterr().out
+    assert f"withdrew {kept['id']}" in out and "removed 1 finished article.withdrawn webhook(s)" in out
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(deliveries)) == 0
+        assert conn.scalar(select(func.count()).select_from(Base.metadata.tables["jobs"])) == 0
+    engine.dispose()
+    assert ("article.withdrawn", kept["id"]) not in receiver.events()

@@ -36,6 +36,7 @@ from service.config import Settings
 from service.documents import AlignedDocument, Article, SourceFormat
 from service.glossaries import Glossaries
 from service.jobs.codec import document_from_json, segment_from_row, term_to_json
+from service.jobs.deliveries import enqueue_withdrawn
 from service.memory import TranslationMemory
 from service.pipeline import assemble_text
 from service.storage.db import Database
@@ -382,9 +383,11 @@ class Withdrawn:
     memory_kept: int
     # Later revisions that named this job as their previous one: that link is now null.
     unlinked: tuple[str, ...]
+    # The `article.withdrawn` delivery written for its callback (None: the job had none).
+    notice: str | None = None
 
 
-def withdraw(db: Database, job_id: str, *, by: str, memory: bool = False) -> Withdrawn:
+def withdraw(db: Database, job_id: str, *, by: str, memory: bool = False, notify: bool = True) -> Withdrawn:
     """Delete the job and everything stored for it, in one transaction: its article as received,
     its segments and their edit history, its webhook deliveries with their attempts and payloads;
     with `memory`, also the translation memory entries that it alone contributed. Later revisions
@@ -392,12 +395,15 @@ def withdraw(db: Database, job_id: str, *, by: str, memory: bool = False) -> Wit
 
     A queued job is then never claimed; a runner translating it finds it gone at its next save (a
     chunk, a lease renewal) and stops, writing nothing; a pending webhook delivery is never sent,
-    and one being sent at this moment is not recorded or retried (`service.jobs.deliveries`).
-    Review sessions hold no reference to jobs. Who withdrew what is logged, never the text."""
+    and one being sent at this moment is not recorded or retried (`service.jobs.deliveries`). With
+    `notify` (not for a retention purge: the CMS keeps its pages), a job with a callback gets one new
+    delivery instead, `article.withdrawn`, naming `by` (a key's name), so that its CMS takes the
+    translation down too. Review sessions hold no reference to jobs. Who
+    withdrew what is logged, never the text."""
     for attempt in range(1, 4):
         try:
             with db.session() as session:
-                done = _withdraw(session, job_id, memory=memory)
+                done = _withdraw(session, job_id, by=by, memory=memory, notify=notify)
             break
         except OperationalError as exc:
             # Someone editing or approving the article at this moment locks its rows in another order.
@@ -407,7 +413,7 @@ def withdraw(db: Database, job_id: str, *, by: str, memory: bool = False) -> Wit
     log.info(
         "article %s (external_id %r, revision %r, %s) withdrawn by %s: removed %d segment(s), %d edit(s), "
         "%d webhook delivery(ies) with %d attempt(s), %d memory entry(ies) (%d kept: another article gave them "
-        "too); later revisions unlinked: %s",
+        "too); later revisions unlinked: %s; %s",
         done.job_id,
         done.external_id,
         done.revision,
@@ -420,11 +426,12 @@ def withdraw(db: Database, job_id: str, *, by: str, memory: bool = False) -> Wit
         done.memory_removed,
         done.memory_kept,
         ", ".join(done.unlinked) or "none",
+        f"its CMS is told by webhook {done.notice}" if done.notice else "no webhook",
     )
     return done
 
 
-def _withdraw(session: Session, job_id: str, *, memory: bool) -> Withdrawn:
+def _withdraw(session: Session, job_id: str, *, by: str, memory: bool, notify: bool) -> Withdrawn:
     now = utcnow()
     # A write first: on SQLite it takes the database's write lock at once (a read first could be
     # refused later as a stale snapshot). On PostgreSQL the row lock (FOR UPDATE, below) makes a
@@ -464,6 +471,7 @@ def _withdraw(session: Session, job_id: str, *, memory: bool) -> Withdrawn:
     session.expunge(job)
     gone(delete(Job).where(Job.id == job_id))
     gone(delete(StoredArticle).where(StoredArticle.id == article_id))
+    notice = enqueue_withdrawn(session, job, by=by) if notify else None
     return Withdrawn(
         job_id=job_id,
         status=status,
@@ -476,4 +484,5 @@ def _withdraw(session: Session, job_id: str, *, memory: bool) -> Withdrawn:
         memory_removed=removed_memory,
         memory_kept=kept_memory,
         unlinked=unlinked,
+        notice=notice.id if notice is not None else None,
     )

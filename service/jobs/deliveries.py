@@ -12,7 +12,9 @@ at a time: a receiver that times out (or a burst of events for one CMS) holds ba
 deliveries, while the other senders keep serving the other receivers.
 
 A withdrawn article's deliveries are deleted with it (`service.jobs.articles.withdraw`): a pending
-one is never sent, and one being sent at that moment is neither recorded nor retried.
+one is never sent, and one being sent at that moment is neither recorded nor retried. In their place
+the withdrawal writes one `article.withdrawn` event (`enqueue_withdrawn`), which has no job to point
+at: it names the article in its payload and the key that signs it in `api_key_id`.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import logging
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
@@ -44,7 +46,9 @@ from service.webhooks import (
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("article.translated", "article.approved", "article.failed")
+# Events about a job that exists (`enqueue`); `article.withdrawn` is written as its job is deleted.
+JOB_EVENTS = ("article.translated", "article.approved", "article.failed")
+EVENTS = (*JOB_EVENTS, "article.withdrawn")
 
 
 def links(settings: Settings, job_id: str) -> dict[str, str]:
@@ -57,7 +61,7 @@ def links(settings: Settings, job_id: str) -> dict[str, str]:
 
 def enqueue(session: Session, job: Job, event: str, settings: Settings) -> Delivery | None:
     """Record `event` for `job` in the current transaction; None when the job has no callback."""
-    if event not in EVENTS:
+    if event not in JOB_EVENTS:
         raise ValueError(f"unknown event {event!r}")
     if not job.callback_url:
         return None
@@ -79,7 +83,42 @@ def enqueue(session: Session, job: Job, event: str, settings: Settings) -> Deliv
     delivery = Delivery(
         id=delivery_id,
         job_id=job.id,
+        api_key_id=job.api_key_id,
         event=event,
+        url=job.callback_url,
+        payload=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+    )
+    session.add(delivery)
+    return delivery
+
+
+def enqueue_withdrawn(session: Session, job: Job, *, by: str) -> Delivery | None:
+    """Record `article.withdrawn` for `job`, which the caller's transaction is deleting: the CMS
+    learns that the translation is gone (to take it off its pages, when an admin withdrew it for a
+    legal takedown, say). The delivery outlives the job (`job_id` null); its payload carries the
+    article's identifiers, the status it had and who withdrew it, never its text. No links: there
+    is nothing left to read. None when the job has no callback."""
+    if not job.callback_url:
+        return None
+    delivery_id = str(uuid.uuid4())
+    payload = {
+        "id": delivery_id,
+        "event": "article.withdrawn",
+        "created_at": utcnow().isoformat(),
+        "article": {
+            "id": job.id,
+            "status": "withdrawn",
+            "external_id": job.external_id,
+            "revision": job.revision,
+            "previous_status": job.status,
+            "withdrawn_by": by,
+        },
+    }
+    delivery = Delivery(
+        id=delivery_id,
+        job_id=None,
+        api_key_id=job.api_key_id,
+        event="article.withdrawn",
         url=job.callback_url,
         payload=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
     )
@@ -303,12 +342,27 @@ class Dispatcher:
             )
 
 
+def forget_withdrawal_notices(db: Database, before: datetime, *, dry_run: bool = False) -> int:
+    """Delete the `article.withdrawn` deliveries written before `before` that are finished (delivered,
+    or given up), with their attempts: the rest of their article went when it was withdrawn, and a
+    retention purge (`duiyi articles purge`) takes these too. How many there were."""
+    finished = (Delivery.job_id.is_(None), Delivery.state.in_(["delivered", "failed"]), Delivery.created_at < before)
+    with db.session() as session:
+        if dry_run:
+            return int(session.scalar(select(func.count()).select_from(Delivery).where(*finished)) or 0)
+        result = session.execute(delete(Delivery).where(*finished).execution_options(synchronize_session=False))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def signing_secret(session: Session, delivery: Delivery, settings: Settings) -> str | None:
     """The secret that signs `delivery`: its job's API key's, or DUIYI_WEBHOOK_SECRET for a job submitted without
     one (authentication disabled). None when there is none (the key row is gone, or the setting is unset)."""
-    job = session.get(Job, delivery.job_id)
-    if job is not None and job.api_key_id is not None:
-        key = session.get(ApiKey, job.api_key_id)
+    key_id = delivery.api_key_id
+    if key_id is None and delivery.job_id is not None:  # a delivery written before revision 0009
+        job = session.get(Job, delivery.job_id)
+        key_id = job.api_key_id if job is not None else None
+    if key_id is not None:
+        key = session.get(ApiKey, key_id)
         return key.webhook_secret if key is not None else None
     return settings.webhook_secret
 

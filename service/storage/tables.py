@@ -225,7 +225,11 @@ class Delivery(Base):
     __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    # Null for `article.withdrawn`, which outlives its job (the payload names the article).
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    # The key whose webhook secret signs it (null: DUIYI_WEBHOOK_SECRET, or a row from before
+    # revision 0009, signed with its job's key).
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     event: Mapped[str] = mapped_column(String(50))
     url: Mapped[str] = mapped_column(Text)
     payload: Mapped[str] = mapped_column(Text)  # the exact bytes signed and sent, as UTF-8

@@ -250,7 +250,9 @@ def withdraw_article(
 ) -> ArticleWithdrawn:
     """Deletes, in one transaction, the article as received, its job, segments, edit history, webhook
     deliveries (payloads included) and their attempts. A queued job is never translated; a runner
-    translating it stops at its next save and writes nothing; pending webhooks are never sent. Later
+    translating it stops at its next save and writes nothing; pending webhooks are never sent, and
+    an article with a callback gets an `article.withdrawn` webhook instead (its CMS learns that it is
+    gone even when an admin withdrew it). Later
     revisions go on, their `previous_id` now null. Resubmitting the same article afterwards (the
     same `Idempotency-Key`, or `external_id` + `revision`) makes a new job. A second DELETE is a
     404. The log records who withdrew which article, never its text. A cms key withdraws only
