@@ -36,6 +36,9 @@ class Permission(StrEnum):
     GLOSSARIES_READ = "glossaries:read"
     GLOSSARIES_EDIT = "glossaries:edit"
     KEYS_MANAGE = "keys:manage"
+    # Suggestions from and TMX export of the translation memory, which holds every owner's approved
+    # sentences: a cms key, which sees only its owner's articles, has no use for it.
+    MEMORY_READ = "memory:read"
     MEMORY_EDIT = "memory:edit"  # TMX import into the translation memory
 
 
@@ -52,6 +55,7 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
                 Permission.SEGMENTS_EDIT,
                 Permission.ARTICLES_APPROVE,
                 Permission.GLOSSARIES_READ,
+                Permission.MEMORY_READ,
             }
         ),
         Role.ADMIN: frozenset(Permission),

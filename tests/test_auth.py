@@ -27,7 +27,7 @@ from service.auth import (
 # Written out by hand from the spec, not derived from ROLE_PERMISSIONS, so a change to the table has to be deliberate.
 EXPECTED: dict[str, set[str]] = {
     "cms": {"translate", "articles:submit", "articles:read", "glossaries:read"},
-    "translator": {"translate", "articles:read", "segments:edit", "articles:approve", "glossaries:read"},
+    "translator": {"translate", "articles:read", "segments:edit", "articles:approve", "glossaries:read", "memory:read"},
     "admin": {
         "translate",
         "articles:submit",
@@ -37,6 +37,7 @@ EXPECTED: dict[str, set[str]] = {
         "glossaries:read",
         "glossaries:edit",
         "keys:manage",
+        "memory:read",
         "memory:edit",
     },
 }
@@ -49,6 +50,7 @@ ALL_PERMISSIONS = [
     "glossaries:read",
     "glossaries:edit",
     "keys:manage",
+    "memory:read",
     "memory:edit",
 ]
 

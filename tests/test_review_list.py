@@ -72,3 +72,49 @@ def test_the_list_names_articles_by_title_and_finds_them(
             # The article's own page is headed by its title, while translating and after.
             heading = re.search(r"<h1>([^<]*)", client.get(f"/review/articles/{ids[0]}").text)
             assert heading and heading.group(1).strip() == "Harbour works resume"
+
+
+def _signed_in(live_url: str, key: str) -> httpx.Client:
+    client = httpx.Client(base_url=live_url, follow_redirects=False)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/review/login").text)
+    assert token
+    assert client.post("/review/login", data={"key": key, "csrf_token": token.group(1)}).status_code == 303
+    return client
+
+
+def test_a_cms_key_sees_only_its_owners_articles_in_the_app(
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path
+) -> None:
+    """As through the API: signed in with a cms key, the list holds its owner's articles only, and
+    another owner's article is answered as one that does not exist, page and polls alike; the
+    translation memory (every owner's sentences) is for translators. A translator sees both."""
+    url = f"sqlite:///{tmp_path / 'duiyi.db'}"
+    keys = {role: made.key for role, made in make_keys(url, (Role.CMS, Role.TRANSLATOR)).items()}
+    keys["other"] = make_keys(url, (Role.CMS,), suffix="-other")["cms"].key
+    with serve(keyed_settings(tiny_dirs["marian"], url), engines["marian"]) as live:
+        ids = {}
+        for who, title in (("cms", "Harbour works resume"), ("other", "Talks in Geneva")):
+            sent = {"title": title, "body": f"{title}.", "targets": ["zh-Hans"]}
+            r = live.client.post("/v1/articles", json=sent, headers={"Authorization": f"Bearer {keys[who]}"})
+            ids[who] = r.json()["id"]
+        cms, translator = _signed_in(live.url, keys["cms"]), _signed_in(live.url, keys["translator"])
+        try:
+            assert _rows(cms.get("/review").text) == ["Harbour works resume"]
+            assert _rows(cms.get("/review", params={"q": "geneva"}).text) == []
+            assert set(_rows(translator.get("/review").text)) == {"Harbour works resume", "Talks in Geneva"}
+
+            theirs, mine = ids["other"], ids["cms"]
+            page = cms.get(f"/review/articles/{theirs}")
+            assert page.status_code == 404 and f"There is no article {theirs}." in page.text
+            assert cms.get(f"/review/articles/{mine}").status_code == 200
+            assert translator.get(f"/review/articles/{theirs}").status_code == 200
+            for path in ("progress", "state", "segments?id=b0.s0"):
+                r = cms.get(f"/review/api/articles/{theirs}/{path}")
+                assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", (path, r.text)
+                assert cms.get(f"/review/api/articles/{mine}/{path}").status_code == 200, path
+                assert translator.get(f"/review/api/articles/{theirs}/{path}").status_code == 200, path
+            suggestions = cms.get(f"/review/api/articles/{mine}/segments/b0.s0/suggestions")
+            assert suggestions.status_code == 403, suggestions.text
+        finally:
+            cms.close()
+            translator.close()

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError
-from service.auth import ROLE_PERMISSIONS, Permission, Role, key_lookup, roles_with, sees_every_article
+from service.auth import ROLE_PERMISSIONS, Permission, Role, key_lookup, roles_with
 from service.jobs.articles import JobNotFound, Principal
 from service.keys import authenticate
 from service.storage.db import Database
@@ -64,7 +64,7 @@ def Requires(permission: Permission) -> Any:
 def article_scope(principal: Principal) -> str | None:
     """The owner whose articles `principal` may see, or None for every article (translators,
     admins, and everyone when authentication is disabled)."""
-    return None if sees_every_article(principal.role) else principal.owner
+    return principal.scope
 
 
 def check_article(db: Database, job_id: str, principal: Principal) -> None:

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Delete
 
-from service.auth import Role
+from service.auth import Role, sees_every_article
 from service.config import Settings
 from service.documents import AlignedDocument, Article, SourceFormat
 from service.glossaries import Glossaries
@@ -103,6 +103,12 @@ class Principal:
     # The key's owner (ApiKey.owner), which its predecessors had when it was made by rotation;
     # None: "key:<key_id>".
     key_owner: str | None = None
+
+    @property
+    def scope(self) -> str | None:
+        """The owner whose articles this caller may see, or None for every article (translators,
+        admins, and everyone when authentication is disabled): `get_job`'s `scope`."""
+        return None if sees_every_article(self.role) else self.owner
 
     @property
     def owner(self) -> str:
@@ -294,9 +300,11 @@ def submit(
         return _same_or_conflict(found, sub), Outcome.EXISTING
 
 
-def get_job(session: Session, job_id: str) -> Job:
+def get_job(session: Session, job_id: str, scope: str | None = None) -> Job:
+    """The job, or JobNotFound; with `scope` (`Principal.scope`), also JobNotFound for another
+    owner's job, so that a caller learns nothing of articles it may not see."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or (scope is not None and job.owner != scope):
         raise JobNotFound(job_id)
     return job
 

@@ -231,10 +231,15 @@ def _flag_counts(runtime: Runtime, jobs: list[Job]) -> dict[str, int]:
 LIST_LIMIT = 500
 
 
-def find_jobs(session: Session, *, statuses: list[JobStatus], q: str, limit: int) -> list[tuple[Job, str]]:
+def find_jobs(
+    session: Session, *, statuses: list[JobStatus], q: str, limit: int, scope: str | None = None
+) -> list[tuple[Job, str]]:
     """The newest jobs (each with its article's title) whose title or external id contains `q`
-    (any case), or whose id starts with it; `q` is plain text (`%` and `_` are no wildcards)."""
+    (any case), or whose id starts with it; `q` is plain text (`%` and `_` are no wildcards). With
+    `scope` (`Principal.scope`: a cms key's), only that owner's."""
     query = select(Job, StoredArticle.title).join(StoredArticle, StoredArticle.id == Job.article_id)
+    if scope is not None:
+        query = query.where(Job.owner == scope)
     if statuses:
         query = query.where(Job.status.in_([s.value for s in statuses]))
     if q:
@@ -258,7 +263,7 @@ async def article_list(request: Request, status: str = "", q: str = "") -> HTMLR
 
     def load() -> tuple[list[tuple[Job, str]], dict[str, int]]:
         with runtime.db.session() as session:
-            found = find_jobs(session, statuses=statuses, q=q, limit=LIST_LIMIT)
+            found = find_jobs(session, statuses=statuses, q=q, limit=LIST_LIMIT, scope=user.principal.scope)
         return found, _flag_counts(runtime, [job for job, _ in found])
 
     found, flags = await run_in_threadpool(load)
@@ -402,7 +407,7 @@ async def article_view(
 
     def load() -> tuple[Job, str, Any, tuple[Job, set[str]] | None]:
         with runtime.db.session() as session:
-            job = get_job(session, job_id)
+            job = get_job(session, job_id, user.principal.scope)
             article = session.get(StoredArticle, job.article_id)
             title = article.title if article else ""
             return job, title, stored_document(session, job), _previous_sentences(session, job)
@@ -538,12 +543,12 @@ async def session_info(request: Request) -> JSONResponse:
 
 @router.get("/api/articles/{job_id}/progress")
 async def progress(request: Request, job_id: str) -> JSONResponse:
-    await _user(request, Permission.ARTICLES_READ)
+    user = await _user(request, Permission.ARTICLES_READ)
     runtime = _runtime(request)
 
     def load() -> Job:
         with runtime.db.session() as session:
-            return get_job(session, job_id)
+            return get_job(session, job_id, user.principal.scope)
 
     try:
         job = await run_in_threadpool(load)
@@ -565,7 +570,7 @@ async def progress(request: Request, job_id: str) -> JSONResponse:
 async def suggestions(request: Request, job_id: str, segment_id: str, variant: str = "") -> JSONResponse:
     """Translation memory suggestions for the segment a translator opened, best first. Asked for one
     segment at a time, so a page loads without scanning the memory for every segment it shows."""
-    await _user(request, Permission.ARTICLES_READ)
+    await _user(request, Permission.MEMORY_READ)
     runtime = _runtime(request)
     try:
         found = await run_in_threadpool(
@@ -652,11 +657,11 @@ async def approve_segment(request: Request, job_id: str, segment_id: str) -> JSO
     return JSONResponse(_saved_json(saved))
 
 
-def article_state(session: Session, job_id: str) -> dict[str, Any]:
+def article_state(session: Session, job_id: str, scope: str | None = None) -> dict[str, Any]:
     """What an open article page polls for: the job's status, how many segments need review, and
     each segment's version and who last changed it (one small query; the page then asks only for
-    the segments whose version it does not have)."""
-    job = get_job(session, job_id)
+    the segments whose version it does not have). `scope`: as `get_job`'s."""
+    job = get_job(session, job_id, scope)
     rows = session.execute(
         select(StoredSegment.id, StoredSegment.version, StoredSegment.status, StoredSegment.updated_by).where(
             StoredSegment.job_id == job_id
@@ -674,12 +679,12 @@ async def state(request: Request, job_id: str) -> Response:
     """The article's state for an open page (`article_state`), polled while it is visible, so that
     counts and segments others changed are brought up to date without a reload. With the ETag of
     the last answer in If-None-Match, an unchanged state is a bodiless 304."""
-    await _user(request, Permission.ARTICLES_READ)
+    user = await _user(request, Permission.ARTICLES_READ)
     runtime = _runtime(request)
 
     def load() -> dict[str, Any]:
         with runtime.db.session() as session:
-            return article_state(session, job_id)
+            return article_state(session, job_id, user.principal.scope)
 
     try:
         found = await run_in_threadpool(load)
@@ -696,7 +701,7 @@ async def state(request: Request, job_id: str) -> Response:
 async def segments(request: Request, job_id: str, id: Annotated[list[str] | None, Query()] = None) -> JSONResponse:
     """The segments named (`?id=…&id=…`; at most 200), as the page shows them: those whose version
     the page found out of date. Ids the article does not have are left out."""
-    await _user(request, Permission.ARTICLES_READ)
+    user = await _user(request, Permission.ARTICLES_READ)
     runtime = _runtime(request)
     wanted = list(dict.fromkeys(id or []))
     if len(wanted) > 200:
@@ -704,7 +709,7 @@ async def segments(request: Request, job_id: str, id: Annotated[list[str] | None
 
     def load() -> list[StoredSegment]:
         with runtime.db.session() as session:
-            get_job(session, job_id)
+            get_job(session, job_id, user.principal.scope)
             return list(
                 session.scalars(
                     select(StoredSegment)

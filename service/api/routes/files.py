@@ -36,6 +36,7 @@ _templates = Environment(
 Reader = Annotated[Principal, Requires(Permission.ARTICLES_READ)]
 Editor = Annotated[Principal, Requires(Permission.SEGMENTS_EDIT)]
 MemoryEditor = Annotated[Principal, Requires(Permission.MEMORY_EDIT)]
+MemoryReader = Annotated[Principal, Requires(Permission.MEMORY_READ)]
 _XML_BODY = {"requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}}
 
 
@@ -256,10 +257,10 @@ def _segment_out(row: StoredSegment) -> dict:
     response_model=list[SuggestionOut],
     responses=responses(*AUTH_ERRORS, 404, 409, 422),
     summary="Translation memory suggestions for a segment (≥ 75 % similar), best first",
-    description="A cms key asks only about its owner's articles (another's is a 404).",
+    description="For translators and admins: the memory holds every owner's approved sentences.",
 )
 def suggestions(
-    job_id: str, segment_id: str, runtime: RuntimeDep, principal: Reader, variant: str | None = None
+    job_id: str, segment_id: str, runtime: RuntimeDep, principal: MemoryReader, variant: str | None = None
 ) -> list[SuggestionOut]:
     check_article(runtime.db, job_id, principal)
     try:
@@ -326,10 +327,11 @@ async def import_memory(request: Request, runtime: RuntimeDep, _: MemoryEditor) 
     "/v1/memory/export",
     responses={200: {"content": {"application/x-tmx+xml": {}}}, **responses(*AUTH_ERRORS, 422)},
     summary="The translation memory as TMX 1.4",
+    description="For translators and admins: the memory holds every owner's approved sentences.",
 )
 def export_memory(
     runtime: RuntimeDep,
-    _: Reader,
+    _: MemoryReader,
     variant: Annotated[str | None, Query(description="only this variant (default: every variant)")] = None,
 ) -> Response:
     if variant is not None and variant not in VARIANTS:
