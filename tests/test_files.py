@@ -575,9 +575,10 @@ def test_an_xliff_with_a_code_point_that_cannot_be_stored_applies_nothing(live_d
 
 def test_an_edit_saved_while_an_import_is_stored_is_a_conflict_and_nothing_is_applied(live_db: LiveServer) -> None:
     """A translator saves the second segment in the review view just as the import starts storing
-    the file's changes (the first change's UPDATE, before it runs): the import answers 409 with the
-    translator's segment, and the file's first change is not stored either. Imported again, the file
-    applies."""
+    the file's changes (its transaction's first statement, which holds the article, before it runs):
+    the import answers 409 with the translator's segment, and the file's first change is not stored
+    either. Imported again, the file applies. (Once the import holds the article, an edit waits for
+    it to finish instead: `review._held_job`.)"""
     client = live_db.client
     job = translated(client, {"body": TWO_SENTENCES, "targets": ["zh-Hans"]})
     first, second = segments(job)[:2]
@@ -589,9 +590,9 @@ def test_an_edit_saved_while_an_import_is_stored_is_a_conflict_and_nothing_is_ap
     patched: list[httpx.Response] = []
 
     def meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if started.is_set() or not statement.lstrip().upper().startswith("UPDATE SEGMENTS"):
+        if started.is_set() or not statement.lstrip().upper().startswith("UPDATE JOBS"):
             return
-        started.set()  # the PATCH's own UPDATE comes through here too
+        started.set()  # the PATCH's own UPDATEs come through here too
         url = f"{live_db.url}/v1/articles/{job['id']}/segments/{second['id']}"
         body = {"variant": "zh-Hans", "text": theirs, "version": second["version"]}
         patched.append(httpx.patch(url, json=body, timeout=60))

@@ -580,3 +580,44 @@ def test_the_cms_is_told_when_an_admin_withdraws_its_article(
         assert conn.scalar(select(func.count()).select_from(Base.metadata.tables["jobs"])) == 0
     engine.dispose()
     assert ("article.withdrawn", kept["id"]) not in receiver.events()
+
+
+@pytest.mark.parametrize("action", ["edit", "approve", "review"])
+def test_a_change_that_meets_the_withdrawal_is_a_404(live: LiveServer, database_url: str, action: str) -> None:
+    """A translator's edit (or approval, or review start) arrives while the article's withdrawal is
+    under way: it waits for the withdrawal and is answered 404, the article being gone, rather than
+    a 500 (PostgreSQL: its segment deleted under it) or a 503 (SQLite: a stale snapshot)."""
+    from service.jobs.articles import _withdraw
+    from service.storage.db import Database
+
+    client = live.client
+    job = translated(client, submit(client, {"body": "The port reopened.\n\nTrade resumed."})["id"])
+    seg = next(iter(segments(job).values()))
+    at = f"/v1/articles/{job['id']}"
+    requests = {
+        "edit": ("PATCH", f"{at}/segments/{seg['id']}", {"text": "港口。", "version": seg["version"]}),
+        "approve": ("POST", f"{at}/segments/{seg['id']}/approve", {"version": seg["version"]}),
+        "review": ("POST", f"{at}/review", None),
+    }
+    method, path, body = requests[action]
+    answers: list[httpx.Response] = []
+    db = Database(database_url)
+    try:
+        with db.session() as session:
+            _withdraw(session, job["id"], by="the test", memory=False, notify=False)
+            sender = threading.Thread(target=lambda: answers.append(client.request(method, path, json=body)))
+            sender.start()
+            time.sleep(1.0)  # the change reaches the database and waits for the withdrawal's locks
+            assert not answers, answers[0].text  # it did wait
+        sender.join(60)
+    finally:
+        db.close()
+    assert len(answers) == 1
+    assert answers[0].status_code == 404, answers[0].text
+    assert answers[0].json()["error"]["code"] == "not_found"
+    assert rows_of(database_url, stored_like(job["id"])) == {}
+
+
+def stored_like(job_id: str) -> Stored:
+    """A withdrawn job's `Stored`, for `rows_of`: its id is all that is left to look for."""
+    return Stored(job_id, article_id=-1, body="", delivery_ids=())
