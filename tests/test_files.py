@@ -433,6 +433,7 @@ def test_markdown_targets_may_not_bring_new_markup(live: LiveServer) -> None:
             "[x]: https://evil.example/",
             "*很*长。",
             "很__长__。",
+            "很~~长~~。",
         ],
         item["id"]: ["一项。\n\n新段落"],
     }
@@ -445,10 +446,14 @@ def test_markdown_targets_may_not_bring_new_markup(live: LiveServer) -> None:
         f"/v1/articles/{job['id']}/segments/{plain['id']}", json={"text": "*很*长。", "version": 1}
     ).json()["error"]["message"]
     assert "＊" in message  # the translator is told what to write instead
+    struck = live.client.patch(
+        f"/v1/articles/{job['id']}/segments/{plain['id']}", json={"text": "很~~长~~。", "version": 1}
+    ).json()["error"]["message"]
+    assert "strikethrough" in struck and "～" in struck
     # The source's own link, and `*`, `_` and `#` that cannot be Markdown, are fine.
     fine = {
         linked["id"]: "阅读[报告](https://example.com/r)。",
-        plain["id"]: "它很长 * 2，snake_case 和 C# 及 \\*星号\\*。",
+        plain["id"]: "它很长 * 2，snake_case 和 C# 及 \\*星号\\*，3~5 天。",
         item["id"]: "一项：＊重要＊。",
     }
     for sid, text in fine.items():
@@ -456,7 +461,8 @@ def test_markdown_targets_may_not_bring_new_markup(live: LiveServer) -> None:
         assert r.status_code == 200, (text, r.text)
     exported = live.client.get(f"/v1/articles/{job['id']}/export", params={"format": "text"}).text
     assert exported == (
-        "阅读[报告](https://example.com/r)。它很长 * 2，snake_case 和 C# 及 \\*星号\\*。\n\n- 一项：＊重要＊。\n"
+        "阅读[报告](https://example.com/r)。它很长 * 2，snake_case 和 C# 及 \\*星号\\*，3~5 天。"
+        "\n\n- 一项：＊重要＊。\n"
     )
 
 

@@ -63,7 +63,8 @@ _MD_REFERENCE = re.compile(r"(?<!\\)(!?)\[[^\]]*\]\[([^\]]*)\]")
 _MD_FOOTNOTE_DEF = re.compile(r"\[\^[^\]\s]+\]:")
 _MD_CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
 # A run of emphasis delimiters not escaped by a backslash.
-_MD_DELIMITERS = re.compile(r"(?<!\\)(?:\\\\)*(\*+|_+)")
+# Runs that may be emphasis (`*`, `_`) or GFM strikethrough (`~~`: a lone `~`, as in 3~5, is text).
+_MD_DELIMITERS = re.compile(r"(?<!\\)(?:\\\\)*(\*+|_+|~~+)")
 
 
 class SegmentNotFound(LookupError):
@@ -592,7 +593,8 @@ def check_markup(job: Job, rows: list[StoredSegment], row: StoredSegment, text: 
 
 def _check_markdown(row: StoredSegment, text: str, allowed: set[str]) -> None:
     """New Markdown syntax in a target: links and images other than the source's, block syntax that
-    would start a new paragraph, heading, quote, list or code block, and emphasis the source lacks.
+    would start a new paragraph, heading, quote, list or code block, and emphasis or strikethrough
+    the source lacks.
     `*` and `_` that CommonMark cannot read as emphasis (`a * b`, `snake_case`, `\\*`) are text."""
     where = f"segment {row.id}"
     # A footnote definition's own `[^1]:`, which the source segment opens with, opens the target too.
@@ -631,6 +633,11 @@ def _check_markdown(row: StoredSegment, text: str, allowed: set[str]) -> None:
     for run in _MD_DELIMITERS.finditer(rest):
         if not _can_emphasize(rest, run.start(1), run.end(1)):
             continue
+        if run.group(1)[0] == "~":
+            raise MarkupNotAllowed(
+                f"{where}: {run.group(1)!r} would be Markdown strikethrough, which its source does not have; for "
+                "the character itself write full-width ～, a backslash before it (\\~), or a single ~"
+            )
         raise MarkupNotAllowed(
             f"{where}: {run.group(1)!r} would be Markdown emphasis, which its source does not have; for the "
             f"character itself write full-width ＊ or ＿, a backslash before it (\\{run.group(1)[0]}), or spaces "
