@@ -216,6 +216,37 @@ def test_rate_limit_per_key(tiny_dirs: dict[str, Path], engines: dict[str, Engin
     db.close()
 
 
+def test_a_rotated_key_and_its_successor_share_one_rate_limit(
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path
+) -> None:
+    """During the overlap both keys work: they count against one limit, so rotation never doubles it."""
+    from datetime import timedelta
+
+    from service.keys import rotate_key
+
+    url = f"sqlite:///{tmp_path / 'duiyi.db'}"
+    db = Database(url)
+    db.migrate()
+    made = create_key(db, name="cms", role=Role.CMS)
+    rotated = rotate_key(db, made.row.id, overlap=timedelta(hours=1))
+    assert rotated is not None
+    settings = Settings(
+        model=str(tiny_dirs["marian"]),
+        device="cpu",
+        database_url=url,
+        auth_disabled=False,
+        rate_limit_per_minute=6,
+        rate_limit_burst=3,
+    )
+    with serve(settings, engines["marian"]) as live:
+        codes = [
+            live.client.get("/v1/glossaries", headers={"Authorization": f"Bearer {key}"}).status_code
+            for key in (made.key, rotated.new.key, made.key, rotated.new.key)
+        ]
+    assert codes == [200, 200, 200, 429]
+    db.close()
+
+
 def test_auth_cannot_be_off_by_accident(tmp_path: Path) -> None:
     assert Settings().auth_disabled is False
 

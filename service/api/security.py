@@ -46,14 +46,16 @@ def Requires(permission: Permission) -> Any:
         if permission not in ROLE_PERMISSIONS[role]:
             allowed = ", ".join(r.value for r in roles_with(permission))
             raise ApiError(403, "forbidden", f"role {role.value} may not {permission.value}; this needs: {allowed}")
-        limiter, bucket = runtime.limiter, lookup or ""
+        # Per owner, not per key: a rotated key and its successor, both working during the overlap,
+        # share one limit rather than doubling it.
+        limiter, bucket = runtime.limiter, row.owner
         wait = await run_in_threadpool(limiter.check, bucket) if limiter.uses_database else limiter.check(bucket)
         if wait > 0:
             retry = max(1, math.ceil(wait))
             raise ApiError(
                 429,
                 "rate_limited",
-                f"too many requests for this API key; retry after {retry} s",
+                f"too many requests for this API key (and any key it was rotated from or to); retry after {retry} s",
                 headers={"Retry-After": str(retry)},
             )
         return Principal(key_id=row.id, name=row.name, role=role, callback_url=row.callback_url, key_owner=row.owner)
