@@ -194,12 +194,9 @@ def test_cms_keys_see_only_their_owners_articles(secured: tuple[LiveServer, dict
     assert other.status_code == 202 and other.json()["id"] != job_id and other.json()["previous_id"] is None
 
 
-def test_rate_limit_per_key(tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'duiyi.db'}"
-    db = Database(url)
-    db.migrate()
-    a, b = (create_key(db, name=n, role=Role.CMS).key for n in ("a", "b"))
-    settings = Settings(
+def _rate_limited(tiny_dirs: dict[str, Path], url: str) -> Settings:
+    """Keys required, bursts of 3 requests, then one every 10 s."""
+    return Settings(
         model=str(tiny_dirs["marian"]),
         device="cpu",
         database_url=url,
@@ -207,6 +204,14 @@ def test_rate_limit_per_key(tiny_dirs: dict[str, Path], engines: dict[str, Engin
         rate_limit_per_minute=6,
         rate_limit_burst=3,
     )
+
+
+def test_rate_limit_per_key(tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'duiyi.db'}"
+    db = Database(url)
+    db.migrate()
+    a, b = (create_key(db, name=n, role=Role.CMS).key for n in ("a", "b"))
+    settings = _rate_limited(tiny_dirs, url)
     with serve(settings, engines["marian"]) as live:
         codes = [live.client.get("/v1/glossaries", headers={"Authorization": f"Bearer {a}"}) for _ in range(4)]
         assert [r.status_code for r in codes] == [200, 200, 200, 429]
@@ -230,14 +235,7 @@ def test_a_rotated_key_and_its_successor_share_one_rate_limit(
     made = create_key(db, name="cms", role=Role.CMS)
     rotated = rotate_key(db, made.row.id, overlap=timedelta(hours=1))
     assert rotated is not None
-    settings = Settings(
-        model=str(tiny_dirs["marian"]),
-        device="cpu",
-        database_url=url,
-        auth_disabled=False,
-        rate_limit_per_minute=6,
-        rate_limit_burst=3,
-    )
+    settings = _rate_limited(tiny_dirs, url)
     with serve(settings, engines["marian"]) as live:
         codes = [
             live.client.get("/v1/glossaries", headers={"Authorization": f"Bearer {key}"}).status_code
