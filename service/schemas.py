@@ -457,3 +457,44 @@ class TermIn(Incoming):
     case_sensitive: bool | None = None
     do_not_translate: bool = False
     note: str = ""
+
+
+# --- concordance (GET /v1/memory/search) ----------------------------------------------------------
+
+_OFFSETS = "where the query is in it: character offsets (Unicode code points, not UTF-16 units), end exclusive"
+
+
+class MarkedText(BaseModel):
+    text: str
+    matches: list[Span] = Field(description=_OFFSETS)
+
+
+class ConcordanceEntry(BaseModel):
+    source: str = Field(description="the English sentence, white space normalised")
+    target: str = Field(description="its approved translation, as plain text")
+    variant: str
+    origin: str = Field(description="approved (a reviewed article's segment) or tmx (imported)")
+    created_at: datetime = Field(description="when it was stored last (a newer approval replaces it)")
+    source_matches: list[Span] = Field(description=_OFFSETS)
+    target_matches: list[Span] = Field(description=_OFFSETS)
+
+
+class ConcordanceTerm(BaseModel):
+    glossary: str
+    term_id: str
+    forms: list[MarkedText] = Field(description="the English forms, canonical first")
+    targets: dict[str, str] = Field(description="the glossary's own forms by variant")
+    variant: str
+    form: MarkedText = Field(description="the form a translation in `variant` must use")
+    do_not_translate: bool
+    note: str
+
+
+class ConcordanceOut(BaseModel):
+    query: str = Field(description="the query as searched: white space normalised")
+    variant: str | None = Field(description="the memory's entries of this variant only; null: every variant")
+    memory: list[ConcordanceEntry] = Field(description="newest first")
+    more: bool = Field(description="further memory entries hold the query beyond `limit`")
+    glossary: list[ConcordanceTerm] = Field(
+        description="terms holding the query: of the article's glossaries if one was named, else of every glossary"
+    )

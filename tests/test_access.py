@@ -46,6 +46,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/articles/{job_id}/segments/{segment_id}/history"): ALL,
     ("POST", "/v1/memory/import"): ADMIN,
     ("GET", "/v1/memory/export"): EDITORS,
+    ("GET", "/v1/memory/search"): EDITORS,
     ("PUT", "/v1/glossaries/{name}"): ADMIN,
     ("PUT", "/v1/glossaries/{name}/terms/{term_id}"): ADMIN,
     ("DELETE", "/v1/glossaries/{name}/terms/{term_id}"): ADMIN,

@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from glossary.terms import VARIANTS
+from service import concordance
 from service.api.deps import Runtime
 from service.auth import Permission, key_lookup
 from service.documents import AlignedSegment, Article, Inline, SourceFormat, in_format
@@ -46,6 +47,7 @@ from service.jobs.articles import (
 )
 from service.jobs.codec import segment_from_row
 from service.keys import authenticate
+from service.memory import SEARCH_LIMIT, SEARCH_MAX
 from service.schemas import Incoming, SegmentState, segment_out, stored_segment_out
 from service.storage.tables import Job, StoredArticle, StoredSegment
 from service.translate import InputError
@@ -462,6 +464,7 @@ async def article_view(
         changed_count=len(new_here),
         can_edit=user.may(Permission.SEGMENTS_EDIT),
         can_approve=user.may(Permission.ARTICLES_APPROVE),
+        can_search=user.may(Permission.MEMORY_READ),
         pending=sum(1 for s in doc.segments if s.status == "needs_review"),
         titles=titles,
         notes={t["id"]: t.get("note", "") for t in job.glossary_terms},
@@ -585,6 +588,44 @@ async def suggestions(request: Request, job_id: str, segment_id: str, variant: s
     return JSONResponse(
         [{"score": x.score, "source": x.source, "target": x.target, "diff": [list(d) for d in x.diff]} for x in found]
     )
+
+
+@router.get("/api/memory/search")
+async def concordance_search(
+    request: Request, q: str = "", variant: str = "", article: str = "", limit: int = SEARCH_LIMIT
+) -> JSONResponse:
+    """Concordance for the box on the article page: how a word or phrase was translated before, in
+    the memory (of the page's variant) and in the article's glossaries, as /v1/memory/search
+    answers. For those who may read the memory (it holds every owner's approved sentences)."""
+    user = await _user(request, Permission.MEMORY_READ)
+    runtime = _runtime(request)
+    try:
+        concordance.check(q, variant or None)
+    except concordance.BadQuery as exc:
+        extra = {"valid": exc.valid} if exc.valid else {}
+        return _json_error(422, exc.code, str(exc), **extra)
+    if not 1 <= limit <= SEARCH_MAX:
+        return _json_error(422, "invalid_request", f"limit: 1 to {SEARCH_MAX}, not {limit}")
+    if "\0" in article:
+        return _json_error(422, "invalid_request", "article: holds a NUL (U+0000), which no article id has")
+
+    def run() -> concordance.Found:
+        names = concordance.article_glossaries(runtime.db, article, user.principal.scope) if article else None
+        return concordance.search(
+            runtime.memory,
+            runtime.glossaries,
+            runtime.rules,
+            q,
+            variant=variant or None,
+            limit=limit,
+            glossary_names=names,
+        )
+
+    try:
+        found = await run_in_threadpool(run)
+    except JobNotFound as exc:
+        return _json_error(404, "not_found", str(exc))
+    return JSONResponse(concordance.to_response(found, q, variant or None).model_dump(mode="json"))
 
 
 async def _json_body(request: Request, model: type[BaseModel]) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -14,6 +14,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from glossary.terms import VARIANTS
+from service import concordance
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
 from service.api.security import AUTH_ERRORS, Requires, check_article
@@ -23,8 +24,8 @@ from service.interchange.xliff import XliffError, export_xliff
 from service.jobs import files, review
 from service.jobs.articles import InvalidTransition, JobNotFound, Principal, get_job
 from service.jobs.codec import segment_from_row
-from service.memory import Remembered
-from service.schemas import ConflictResponse, SegmentState, aligned_to_response, stored_segment_out
+from service.memory import SEARCH_LIMIT, SEARCH_MAX, SEARCH_MAX_QUERY, Remembered
+from service.schemas import ConcordanceOut, ConflictResponse, SegmentState, aligned_to_response, stored_segment_out
 from service.storage.tables import SegmentEdit, StoredSegment
 
 router = APIRouter(tags=["files"])
@@ -347,3 +348,62 @@ def export_memory(
         TMEntry(r.source, r.variant, r.target, r.created_at, f"{r.origin} {r.job_id or ''}".strip()) for r in rows
     ]
     return _download(export_tmx(entries), "application/x-tmx+xml", "duiyi-memory.tmx")
+
+
+@router.get(
+    "/v1/memory/search",
+    response_model=ConcordanceOut,
+    responses=responses(*AUTH_ERRORS, 404, 422),
+    summary="Concordance: how a word or phrase was translated before, in the translation memory and the glossaries",
+    description="The memory's entries whose English source or Chinese translation holds `q`, newest first, and "
+    "the glossary terms whose English or Chinese forms hold it; each with where `q` is in it. `q` is plain text "
+    '(`%` and `_` are no wildcards), matched in any case: in English at word boundaries ("base" finds "bases" '
+    'and "base\'s", not "database"), in Chinese anywhere. For translators and admins: the memory holds every '
+    "owner's approved sentences. 404: no such `article`; 422: `q` blank or too long, or an unknown variant.",
+)
+def search_memory(
+    runtime: RuntimeDep,
+    principal: MemoryReader,
+    q: Annotated[str, Query(min_length=1, max_length=SEARCH_MAX_QUERY, description="the word or phrase")],
+    variant: Annotated[
+        str | None,
+        Query(
+            description="only the memory's entries of this variant (default: every variant); "
+            "the glossary terms' forms in it (default: zh-Hans)"
+        ),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=SEARCH_MAX, description="at most this many memory entries and glossary terms each")
+    ] = SEARCH_LIMIT,
+    side: Annotated[
+        Literal["both", "source", "target"], Query(description="look in the English sources, the translations, or both")
+    ] = "both",
+    article: Annotated[
+        str | None,
+        Query(description="an article's id: glossary terms of its glossaries only (default: every glossary)"),
+    ] = None,
+) -> ConcordanceOut:
+    try:
+        concordance.check(q, variant)
+    except concordance.BadQuery as exc:
+        raise ApiError(422, exc.code, str(exc), valid=exc.valid) from None
+    names = None
+    if article is not None:
+        if "\0" in article:
+            raise ApiError(422, "invalid_request", "article: holds a NUL (U+0000), which no article id has")
+        check_article(runtime.db, article, principal)
+        try:
+            names = concordance.article_glossaries(runtime.db, article, principal.scope)
+        except JobNotFound as exc:
+            raise _file_errors(exc) from None
+    found = concordance.search(
+        runtime.memory,
+        runtime.glossaries,
+        runtime.rules,
+        q,
+        variant=variant,
+        limit=limit,
+        side=side,
+        glossary_names=names,
+    )
+    return concordance.to_response(found, q, variant)

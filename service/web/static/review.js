@@ -763,6 +763,142 @@
     edit.addEventListener("blur", () => { setTimeout(() => { if (document.activeElement !== edit) close(row); }, 150); });
   }
 
+  // --- concordance: how a word or phrase was translated before ----------------------------------
+  // Ctrl+Shift+F (or the toolbar's button) opens the panel with the text selected in a source, a
+  // translation or the editor, and searches the translation memory (this variant) and the
+  // article's glossaries for it. Hits are built with text nodes: stored text is never parsed as HTML.
+  const panel = document.getElementById("concordance");
+  if (panel) {
+    const input = document.getElementById("concordance-q");
+    const count = document.getElementById("concordance-count");
+    const memoryList = document.getElementById("concordance-memory");
+    const termList = document.getElementById("concordance-terms");
+    const opener = document.getElementById("concordance-open");
+    let asked = 0; // the latest search: answers to earlier ones are dropped
+    let typing = null;
+    let back = null; // where the focus was: { row (its editor was open), element }
+
+    // `text` with each match (start, end in code points, as the server counts) in a <mark>.
+    const marked = (el, text, matches) => {
+      const chars = Array.from(text);
+      let pos = 0;
+      for (const m of [...matches].sort((a, b) => a.start - b.start)) {
+        if (m.start < pos || m.end > chars.length || m.start >= m.end) continue;
+        el.append(document.createTextNode(chars.slice(pos, m.start).join("")));
+        const mark = document.createElement("mark");
+        mark.textContent = chars.slice(m.start, m.end).join("");
+        el.append(mark);
+        pos = m.end;
+      }
+      el.append(document.createTextNode(chars.slice(pos).join("")));
+      return el;
+    };
+    const piece = (tag, cls, lang, text, matches) => {
+      const el = document.createElement(tag);
+      el.className = cls;
+      if (lang) el.lang = lang;
+      return matches ? marked(el, text, matches) : Object.assign(el, { textContent: text });
+    };
+
+    function show(data) {
+      memoryList.replaceChildren();
+      termList.replaceChildren();
+      for (const h of data.memory) {
+        const li = document.createElement("li");
+        const when = (h.created_at || "").slice(0, 10);
+        li.append(
+          piece("span", "cc-source", "en", h.source, h.source_matches),
+          piece("span", "cc-target", h.variant, h.target, h.target_matches),
+          piece("span", "cc-meta", "", `${h.variant} · ${h.origin} · ${when}`),
+        );
+        memoryList.append(li);
+      }
+      for (const t of data.glossary) {
+        const li = document.createElement("li");
+        t.forms.forEach((f, i) => {
+          if (i) li.append(document.createTextNode("; "));
+          li.append(piece("span", "cc-form-en", "en", f.text, f.matches));
+        });
+        li.append(document.createTextNode(" → "), piece("span", "cc-form", t.variant, t.form.text, t.form.matches));
+        const about = [t.glossary, t.note].filter(Boolean).join(" — ");
+        li.append(document.createTextNode(" "), piece("span", "cc-note", "", `(${about})`));
+        termList.append(li);
+      }
+      document.getElementById("concordance-memory-title").hidden = !data.memory.length;
+      document.getElementById("concordance-terms-title").hidden = !data.glossary.length;
+      const m = data.memory.length;
+      const g = data.glossary.length;
+      count.textContent = `“${data.query}”: ${m}${data.more ? "+" : ""} translation memory ` +
+        `entr${m === 1 ? "y" : "ies"}${data.more ? " (the newest; refine the search for others)" : ""}, ` +
+        `${g} glossary term${g === 1 ? "" : "s"}.`;
+    }
+
+    async function search() {
+      clearTimeout(typing);
+      const q = input.value.trim();
+      const mine = ++asked;
+      if (!q) { memoryList.replaceChildren(); termList.replaceChildren(); count.textContent = ""; return; }
+      count.textContent = "Searching…";
+      const params = new URLSearchParams({ q, variant, article: jobId });
+      const r = await send("GET", "/review/api/memory/search?" + params.toString());
+      if (mine !== asked) return;
+      if (r.status === 200 && r.data) show(r.data);
+      else count.textContent = `Not searched: ${why(r)}.`;
+    }
+
+    // The text the translator selected: in an editor, or anywhere on the page (a source).
+    function selected() {
+      const el = document.activeElement;
+      if (el && el.tagName === "TEXTAREA" && el.selectionEnd > el.selectionStart) {
+        return el.value.slice(el.selectionStart, el.selectionEnd);
+      }
+      return window.getSelection()?.toString() || "";
+    }
+
+    function openPanel() {
+      const text = selected().replace(/\s+/g, " ").trim().slice(0, 200);
+      const el = document.activeElement;
+      const row = el?.closest?.(".seg");
+      back = { row: row && el.classList.contains("target-edit") ? row : null, element: el };
+      panel.hidden = false;
+      opener?.setAttribute("aria-expanded", "true");
+      if (text) input.value = text;
+      input.focus();
+      input.select();
+      if (text) search();
+    }
+
+    function closePanel() {
+      panel.hidden = true;
+      opener?.setAttribute("aria-expanded", "false");
+      // Back to where the translator was: their editor open again, or what had the focus.
+      if (back?.row) open(back.row);
+      else if (back?.element?.isConnected && back.element !== document.body) back.element.focus();
+      back = null;
+    }
+
+    opener?.addEventListener("click", () => (panel.hidden ? openPanel() : closePanel()));
+    document.getElementById("concordance-close").addEventListener("click", closePanel);
+    document.getElementById("concordance-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      e.stopPropagation(); // not the page's form handling (saving before leaving)
+      search();
+    });
+    input.addEventListener("input", () => {
+      clearTimeout(typing);
+      typing = setTimeout(search, 400);
+    });
+    panel.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") { e.preventDefault(); closePanel(); }
+    });
+    document.addEventListener("keydown", (e) => {
+      if ((e.ctrlKey || e.metaKey) && e.shiftKey && !e.altKey && e.key.toLowerCase() === "f") {
+        e.preventDefault();
+        openPanel();
+      }
+    });
+  }
+
   // Arrived at a segment (#at=…): it is shown, with the focus on its translation.
   const at = window.location.hash.startsWith("#at=") ? decodeURIComponent(window.location.hash.slice(4)) : "";
   const arrived = at && rows.find((row) => row.dataset.id === at);
