@@ -40,13 +40,23 @@ class Permission(StrEnum):
     # sentences: a cms key, which sees only its owner's articles, has no use for it.
     MEMORY_READ = "memory:read"
     MEMORY_EDIT = "memory:edit"  # TMX import into the translation memory
+    # Queries on segments (service.jobs.comments): ask, answer, resolve. A cms key too, on its owner's
+    # articles only, so that a desk editor working in the CMS can answer a translator's query; it
+    # resolves or reopens only the queries it wrote itself.
+    COMMENTS_WRITE = "comments:write"
 
 
 # Read-only so that no caller can widen a role at runtime by mutating the shared table.
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
     {
         Role.CMS: frozenset(
-            {Permission.TRANSLATE, Permission.ARTICLES_SUBMIT, Permission.ARTICLES_READ, Permission.GLOSSARIES_READ}
+            {
+                Permission.TRANSLATE,
+                Permission.ARTICLES_SUBMIT,
+                Permission.ARTICLES_READ,
+                Permission.GLOSSARIES_READ,
+                Permission.COMMENTS_WRITE,
+            }
         ),
         Role.TRANSLATOR: frozenset(
             {
@@ -56,6 +66,7 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
                 Permission.ARTICLES_APPROVE,
                 Permission.GLOSSARIES_READ,
                 Permission.MEMORY_READ,
+                Permission.COMMENTS_WRITE,
             }
         ),
         Role.ADMIN: frozenset(Permission),

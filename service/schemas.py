@@ -400,8 +400,34 @@ class SegmentSaved(SegmentOut):
 class ArticleApproveIn(Incoming):
     model_config = ConfigDict(extra="forbid")
     override: str | None = Field(
-        default=None, max_length=2000, description="why approve although segments still need review (recorded)"
+        default=None,
+        max_length=2000,
+        description="why approve although segments still need review or queries are open (recorded)",
     )
+
+
+class CommentIn(Incoming):
+    model_config = ConfigDict(extra="forbid")
+    # Checked after the article (service.jobs.comments), so that another owner's article is a 404
+    # whatever the body: missing is blank, a 422 on an article the caller may see.
+    body: str = Field(
+        default="",
+        description="the query or the answer, plain text (never read as HTML or Markdown): at most 2,000 "
+        "characters, not blank; surrounding white space is removed",
+    )
+
+
+class CommentOut(BaseModel):
+    """A comment on a segment: a translator's query, or an answer in its thread."""
+
+    id: int
+    segment_id: str
+    author: str = Field(description="the name of the API key that wrote it")
+    body: str = Field(description="plain text")
+    created_at: datetime
+    open: bool = Field(description="not resolved (an article with open comments needs an override to be approved)")
+    resolved_at: datetime | None
+    resolved_by: str | None
 
 
 class ImportConflictOut(BaseModel):

@@ -44,6 +44,11 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/articles/{job_id}/import"): EDITORS,
     ("GET", "/v1/articles/{job_id}/segments/{segment_id}/suggestions"): EDITORS,
     ("GET", "/v1/articles/{job_id}/segments/{segment_id}/history"): ALL,
+    # Queries: a cms key too (its owner's articles only), so a desk editor in the CMS can answer.
+    ("GET", "/v1/articles/{job_id}/comments"): ALL,
+    ("POST", "/v1/articles/{job_id}/segments/{segment_id}/comments"): ALL,
+    ("POST", "/v1/articles/{job_id}/comments/{comment_id}/resolve"): ALL,
+    ("POST", "/v1/articles/{job_id}/comments/{comment_id}/reopen"): ALL,
     ("POST", "/v1/memory/import"): ADMIN,
     ("GET", "/v1/memory/export"): EDITORS,
     ("GET", "/v1/memory/search"): EDITORS,

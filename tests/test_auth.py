@@ -26,8 +26,16 @@ from service.auth import (
 
 # Written out by hand from the spec, not derived from ROLE_PERMISSIONS, so a change to the table has to be deliberate.
 EXPECTED: dict[str, set[str]] = {
-    "cms": {"translate", "articles:submit", "articles:read", "glossaries:read"},
-    "translator": {"translate", "articles:read", "segments:edit", "articles:approve", "glossaries:read", "memory:read"},
+    "cms": {"translate", "articles:submit", "articles:read", "glossaries:read", "comments:write"},
+    "translator": {
+        "translate",
+        "articles:read",
+        "segments:edit",
+        "articles:approve",
+        "glossaries:read",
+        "memory:read",
+        "comments:write",
+    },
     "admin": {
         "translate",
         "articles:submit",
@@ -39,6 +47,7 @@ EXPECTED: dict[str, set[str]] = {
         "keys:manage",
         "memory:read",
         "memory:edit",
+        "comments:write",
     },
 }
 ALL_PERMISSIONS = [
@@ -52,6 +61,7 @@ ALL_PERMISSIONS = [
     "keys:manage",
     "memory:read",
     "memory:edit",
+    "comments:write",
 ]
 
 KEY_RE = re.compile(r"duiyi_[0-9a-f]{8}_[A-Za-z0-9_-]{43}")

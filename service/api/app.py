@@ -20,7 +20,7 @@ from models.engine import DecodeOptions, Engine
 from models.scheduler import BatchingEngine
 from service.api import errors
 from service.api.deps import Runtime
-from service.api.routes import articles, files, health, keys, translate
+from service.api.routes import articles, comments, files, health, keys, translate
 from service.api.routes import glossaries as glossaries_routes
 from service.auth import RateLimiter
 from service.config import Settings
@@ -209,7 +209,7 @@ def create_app(
         same_site="lax",
         https_only=settings.session_https_only,
     )
-    routers = [m.router for m in (health, translate, articles, files, glossaries_routes, keys, web)]
+    routers = [m.router for m in (health, translate, articles, comments, files, glossaries_routes, keys, web)]
     # Outermost (added last), so that the other middleware's refusals are counted too; given the
     # routes (their paths are whole: the routers are included without a prefix) to name those.
     app.add_middleware(RequestMetrics, registry=metrics.registry, routes=[r for rt in routers for r in rt.routes])

@@ -44,6 +44,7 @@ from service.storage.tables import (
     Delivery,
     DeliveryAttempt,
     Job,
+    SegmentComment,
     SegmentEdit,
     StoredArticle,
     StoredSegment,
@@ -397,7 +398,7 @@ class Withdrawn:
 
 def withdraw(db: Database, job_id: str, *, by: str, memory: bool = False, notify: bool = True) -> Withdrawn:
     """Delete the job and everything stored for it, in one transaction: its article as received,
-    its segments and their edit history, its webhook deliveries with their attempts and payloads;
+    its segments with their edit history and queries, its webhook deliveries with their attempts and payloads;
     with `memory`, also the translation memory entries that it alone contributed. Later revisions
     lose their link to it (`previous_job_id` becomes null) and go on as they are. Raises JobNotFound.
 
@@ -475,6 +476,9 @@ def _withdraw(session: Session, job_id: str, *, by: str, memory: bool, notify: b
     attempts = gone(delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(delivery_ids))) if delivery_ids else 0
     deliveries = gone(delete(Delivery).where(Delivery.job_id == job_id))
     edits = gone(delete(SegmentEdit).where(SegmentEdit.job_id == job_id))
+    # Queries on segments: ON DELETE CASCADE would take them with the job, but deleted here like the
+    # other rows, so that nothing depends on the database enforcing foreign keys.
+    gone(delete(SegmentComment).where(SegmentComment.job_id == job_id))
     segments = gone(delete(StoredSegment).where(StoredSegment.job_id == job_id))
     session.expunge(job)
     gone(delete(Job).where(Job.id == job_id))

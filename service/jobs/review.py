@@ -36,6 +36,7 @@ from service.config import Settings
 from service.documents import AlignedSegment, Block, Inline, SourceFormat, plain_text
 from service.jobs.articles import DONE_TRANSLATING, InvalidTransition, JobNotFound, JobStatus, get_job, move
 from service.jobs.codec import document_from_json, flags_to_json, segment_from_row, terms_to_json
+from service.jobs.comments import open_count
 from service.jobs.deliveries import enqueue
 from service.memory import Remembered, TranslationMemory
 from service.qa import QASettings
@@ -88,10 +89,13 @@ class MarkupNotAllowed(ValueError):
 
 
 class ApprovalBlocked(Exception):
-    def __init__(self, pending: int) -> None:
-        super().__init__(
-            f"{pending} segment(s) still need review; fix them, or approve with an override reason (recorded)"
-        )
+    """Approval refused: segments need review, or queries on segments are open (service.jobs.comments)."""
+
+    def __init__(self, pending: int, queries: int = 0) -> None:
+        what = [f"{pending} segment(s) still need review"] if pending else []
+        what += [f"{queries} query(ies) on segments still open"] if queries else []
+        todo = "fix them" if not queries else "resolve them" if not pending else "fix and resolve them"
+        super().__init__(f"{' and '.join(what)}; {todo}, or approve with an override reason (recorded)")
 
 
 def _reviewable(job: Job, to: JobStatus = JobStatus.IN_REVIEW) -> None:
@@ -741,8 +745,8 @@ def approve_article(
     settings: Settings,
     memory: TranslationMemory | None = None,
 ) -> Job:
-    """Approve the article: every segment becomes approved. Refused while a segment needs review,
-    unless `override` gives a reason (recorded on the job)."""
+    """Approve the article: every segment becomes approved. Refused while a segment needs review or
+    a query on a segment is open, unless `override` gives a reason (recorded on the job)."""
     now = utcnow()
     with db.session() as session:
         job = _held_job(session, job_id)
@@ -751,8 +755,9 @@ def approve_article(
         _reviewable(job, JobStatus.APPROVED)
         rows = list(session.scalars(select(StoredSegment).where(StoredSegment.job_id == job_id)))
         pending = [r for r in rows if r.status == "needs_review"]
-        if pending and not (override and override.strip()):
-            raise ApprovalBlocked(len(pending))
+        queries = open_count(session, job_id)  # open queries block approval as pending segments do
+        if (pending or queries) and not (override and override.strip()):
+            raise ApprovalBlocked(len(pending), queries)
         for r in rows:
             if r.status != "approved":
                 session.add(
@@ -774,6 +779,6 @@ def approve_article(
         move(job, JobStatus.APPROVED)
         job.approved_at = now
         job.approved_by = by
-        job.approval_override = override.strip() if pending and override else None
+        job.approval_override = override.strip() if (pending or queries) and override else None
         enqueue(session, job, "article.approved", settings)
         return job

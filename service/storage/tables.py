@@ -217,6 +217,25 @@ class SegmentEdit(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
 
+class SegmentComment(Base):
+    """A query on a segment (service.jobs.comments): a translator asks the desk or the reporter about
+    an ambiguous source sentence, someone answers in the same thread, and it is resolved (or
+    reopened). Open queries block the article's approval unless overridden (service.jobs.review)."""
+
+    __tablename__ = "segment_comments"
+    __table_args__ = (Index("ix_segment_comments_job", "job_id", "segment_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    # No foreign key to segments: a resumed translation rewrites an article's segments.
+    segment_id: Mapped[str] = mapped_column(String(40))
+    author: Mapped[str] = mapped_column(String(200))  # the API key's name, as SegmentEdit.by
+    body: Mapped[str] = mapped_column(Text)  # plain text, at most 2,000 characters
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]  # None: open
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+
+
 class Delivery(Base):
     """One webhook event for one job (the outbox): written in the same transaction as the state
     change it reports, then sent by the dispatcher until it succeeds or runs out of attempts."""

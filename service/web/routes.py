@@ -32,7 +32,7 @@ from service.auth import Permission, key_lookup
 from service.documents import AlignedSegment, Article, Inline, SourceFormat, in_format
 from service.formats import FORMAT_BY_SUFFIX
 from service.glossaries import UnknownGlossaryError
-from service.jobs import files, review
+from service.jobs import comments, files, review
 from service.jobs.articles import (
     DONE_TRANSLATING,
     IdempotencyConflict,
@@ -49,7 +49,7 @@ from service.jobs.codec import segment_from_row
 from service.keys import authenticate
 from service.memory import SEARCH_LIMIT, SEARCH_MAX
 from service.schemas import Incoming, SegmentState, segment_out, stored_segment_out
-from service.storage.tables import Job, StoredArticle, StoredSegment
+from service.storage.tables import Job, SegmentComment, StoredArticle, StoredSegment
 from service.translate import InputError
 from service.web.session import (
     CSRF_FIELD,
@@ -407,15 +407,17 @@ async def article_view(
     user = await _user(request, Permission.ARTICLES_READ)
     runtime = _runtime(request)
 
-    def load() -> tuple[Job, str, Any, tuple[Job, set[str]] | None]:
+    def load() -> tuple[Job, str, Any, tuple[Job, set[str]] | None, list[SegmentComment]]:
         with runtime.db.session() as session:
             job = get_job(session, job_id, user.principal.scope)
             article = session.get(StoredArticle, job.article_id)
             title = article.title if article else ""
-            return job, title, stored_document(session, job), _previous_sentences(session, job)
+            stored = stored_document(session, job)
+            previous = _previous_sentences(session, job)
+        return job, title, stored, previous, comments.list_comments(runtime.db, job_id, user.principal.scope)
 
     try:
-        job, title, stored, previous = await run_in_threadpool(load)
+        job, title, stored, previous, thread = await run_in_threadpool(load)
     except JobNotFound:
         return _page(request, "message.html", user, 404, title="Not found", message=f"There is no article {job_id}.")
     if stored is None:
@@ -465,6 +467,12 @@ async def article_view(
         can_edit=user.may(Permission.SEGMENTS_EDIT),
         can_approve=user.may(Permission.ARTICLES_APPROVE),
         can_search=user.may(Permission.MEMORY_READ),
+        # Queries on segments: every comment, for the script to show in each segment's thread.
+        can_comment=user.may(Permission.COMMENTS_WRITE),
+        can_resolve_any=user.may(Permission.SEGMENTS_EDIT),
+        comments=[_comment_json(c) for c in thread],
+        open_queries=sum(1 for c in thread if c.resolved_at is None),
+        open_by_segment=comments_open(thread),
         pending=sum(1 for s in doc.segments if s.status == "needs_review"),
         titles=titles,
         notes={t["id"]: t.get("note", "") for t in job.glossary_terms},
@@ -696,6 +704,93 @@ async def approve_segment(request: Request, job_id: str, segment_id: str) -> JSO
     except InvalidTransition as exc:
         return _json_error(409, "invalid_state", str(exc))
     return JSONResponse(_saved_json(saved))
+
+
+# --- queries on segments (service.jobs.comments) -----------------------------------------------
+
+
+class _Comment(Incoming):
+    model_config = ConfigDict(extra="forbid")
+    body: str = ""  # blank is refused after the article is checked, as /v1 does
+
+
+def _comment_json(row: SegmentComment) -> dict[str, Any]:
+    """A comment as /v1 gives it (CommentOut); the script shows its text with text nodes only."""
+    return {
+        "id": row.id,
+        "segment_id": row.segment_id,
+        "author": row.author,
+        "body": row.body,
+        "created_at": row.created_at.isoformat(),
+        "open": row.resolved_at is None,
+        "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
+        "resolved_by": row.resolved_by,
+    }
+
+
+def comments_open(thread: list[SegmentComment]) -> dict[str, int]:
+    """Each segment's open comments, for the markers (segments with none left out)."""
+    counts: dict[str, int] = {}
+    for c in thread:
+        if c.resolved_at is None:
+            counts[c.segment_id] = counts.get(c.segment_id, 0) + 1
+    return counts
+
+
+def _comment_error(exc: Exception) -> JSONResponse:
+    if isinstance(exc, comments.BadComment):
+        return _json_error(422, "invalid_comment", str(exc))
+    if isinstance(exc, ValueError):
+        return _json_error(422, "invalid_request", str(exc))
+    if isinstance(exc, comments.NotYours):
+        return _json_error(403, "forbidden", str(exc))
+    return _json_error(404, "not_found", str(exc))
+
+
+_COMMENT_ERRORS = (
+    ValueError,
+    JobNotFound,
+    comments.SegmentNotFound,
+    comments.CommentNotFound,
+    comments.NotYours,
+)
+
+
+@router.post("/api/articles/{job_id}/segments/{segment_id}/comments")
+async def add_comment(request: Request, job_id: str, segment_id: str) -> JSONResponse:
+    """A query on a segment, or an answer in its thread, as POST /v1/.../comments."""
+    user = await _user(request, Permission.COMMENTS_WRITE)
+    check_csrf(user, request.headers.get(CSRF_HEADER))
+    runtime = _runtime(request)
+    try:
+        body: _Comment = await _json_body(request, _Comment)
+        row = await run_in_threadpool(comments.add_comment, runtime.db, job_id, segment_id, body.body, user.principal)
+    except _COMMENT_ERRORS as exc:
+        return _comment_error(exc)
+    return JSONResponse(_comment_json(row), status_code=201)
+
+
+async def _set_resolved(request: Request, job_id: str, comment_id: str, resolved: bool) -> JSONResponse:
+    user = await _user(request, Permission.COMMENTS_WRITE)
+    check_csrf(user, request.headers.get(CSRF_HEADER))
+    runtime = _runtime(request)
+    try:
+        row = await run_in_threadpool(
+            lambda: comments.set_resolved(runtime.db, job_id, comment_id, user.principal, resolved=resolved)
+        )
+    except _COMMENT_ERRORS as exc:
+        return _comment_error(exc)
+    return JSONResponse(_comment_json(row))
+
+
+@router.post("/api/articles/{job_id}/comments/{comment_id}/resolve")
+async def resolve_comment(request: Request, job_id: str, comment_id: str) -> JSONResponse:
+    return await _set_resolved(request, job_id, comment_id, True)
+
+
+@router.post("/api/articles/{job_id}/comments/{comment_id}/reopen")
+async def reopen_comment(request: Request, job_id: str, comment_id: str) -> JSONResponse:
+    return await _set_resolved(request, job_id, comment_id, False)
 
 
 def article_state(session: Session, job_id: str, scope: str | None = None) -> dict[str, Any]:

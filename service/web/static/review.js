@@ -136,9 +136,14 @@
     for (const el of document.querySelectorAll("#pending-count, .pending-count")) {
       el.textContent = Math.max(0, Number(el.textContent) + delta);
     }
+    showOverride();
+  }
+  // The approval form asks for a reason while a segment needs review or a query is open.
+  function showOverride() {
     const label = document.getElementById("approve-override");
     if (label) {
-      const none = Number(document.getElementById("pending-count")?.textContent || 0) === 0;
+      const none = Number(document.getElementById("pending-count")?.textContent || 0) === 0 &&
+        Number(document.getElementById("open-queries")?.textContent || 0) === 0;
       label.hidden = none;
       label.querySelector("input").disabled = none;
     }
@@ -896,6 +901,118 @@
         e.preventDefault();
         openPanel();
       }
+    });
+  }
+
+  // --- queries on segments: ask the desk or the reporter, answer, resolve ---------------------------
+  // Each segment's thread (its comments, oldest first) opens with the segment's Queries button; a
+  // segment with open queries shows how many on that button, and the toolbar the article's total.
+  // Comments are built with text nodes: stored text is never parsed as HTML.
+  const threadData = JSON.parse(document.getElementById("comments-data")?.textContent || "[]");
+  const mayResolveAny = article?.dataset.resolveAny === "1";
+  const comments = new Map(); // segment id → its comments
+  for (const c of threadData) {
+    if (!comments.has(c.segment_id)) comments.set(c.segment_id, []);
+    comments.get(c.segment_id).push(c);
+  }
+  function countOpen() {
+    let n = 0;
+    for (const list of comments.values()) n += list.filter((c) => c.open).length;
+    for (const el of document.querySelectorAll("#open-queries, #open-queries-toolbar, .open-queries-count")) {
+      el.textContent = String(n);
+    }
+    showOverride();
+  }
+  function drawThread(row) {
+    const id = row.dataset.id;
+    const list = comments.get(id) || [];
+    const open = list.filter((c) => c.open).length;
+    const marker = row.querySelector(".query-marker");
+    if (marker) {
+      marker.textContent = `${open} open`;
+      marker.hidden = open === 0;
+    }
+    row.classList.toggle("has-open-queries", open > 0);
+    const ol = row.querySelector(".thread-list");
+    if (!ol) return;
+    ol.replaceChildren();
+    for (const c of list) {
+      const li = document.createElement("li");
+      li.className = c.open ? "comment open" : "comment resolved";
+      const head = document.createElement("p");
+      head.className = "comment-head";
+      const who = document.createElement("b");
+      who.textContent = c.author;
+      const when = document.createElement("time");
+      when.dateTime = c.created_at;
+      when.textContent = new Date(c.created_at).toLocaleString();
+      const state = document.createElement("span");
+      state.className = "comment-state";
+      state.textContent = c.open ? "open" : `resolved by ${c.resolved_by || "?"}`;
+      head.append(who, document.createTextNode(" · "), when, document.createTextNode(" · "), state);
+      const body = document.createElement("p");
+      body.className = "comment-body";
+      body.textContent = c.body;
+      li.append(head, body);
+      if (mayResolveAny || c.author === me) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "secondary " + (c.open ? "resolve-query" : "reopen-query");
+        button.textContent = c.open ? "Resolve" : "Reopen";
+        button.setAttribute("aria-label", `${c.open ? "Resolve" : "Reopen"} the query by ${c.author}: ${c.body.slice(0, 60)}`);
+        button.addEventListener("click", () => setResolved(row, c, c.open));
+        li.append(button);
+      }
+      ol.append(li);
+    }
+  }
+  async function setResolved(row, c, resolve) {
+    const r = await call("POST", `/review/api/articles/${jobId}/comments/${c.id}/${resolve ? "resolve" : "reopen"}`);
+    if (r.status !== 200) {
+      flash(`The query could not be ${resolve ? "resolved" : "reopened"}: ${why(r)}`);
+      return;
+    }
+    Object.assign(c, r.data);
+    drawThread(row);
+    countOpen();
+    flash(resolve ? "Query resolved." : "Query reopened.");
+    row.querySelector(resolve ? ".reopen-query" : ".resolve-query")?.focus();
+  }
+  async function addQuery(row) {
+    const text = row.querySelector(".query-text");
+    if (!text.value.trim()) {
+      flash("Write the query first.");
+      text.focus();
+      return;
+    }
+    const button = row.querySelector(".add-query");
+    button.disabled = true;
+    const r = await call("POST", `/review/api/articles/${jobId}/segments/${encodeURIComponent(row.dataset.id)}/comments`, { body: text.value });
+    button.disabled = false;
+    if (r.status !== 201) {
+      flash(`The query was not added: ${why(r)}`);
+      return;
+    }
+    if (!comments.has(row.dataset.id)) comments.set(row.dataset.id, []);
+    comments.get(row.dataset.id).push(r.data);
+    text.value = "";
+    drawThread(row);
+    countOpen();
+    flash("Query added.");
+  }
+  for (const row of rows) {
+    const toggle = row.querySelector(".queries-toggle");
+    const thread = row.querySelector(".thread");
+    if (!toggle || !thread) continue;
+    drawThread(row);
+    toggle.addEventListener("click", () => {
+      thread.hidden = !thread.hidden;
+      toggle.setAttribute("aria-expanded", String(!thread.hidden));
+      if (!thread.hidden) (thread.querySelector(".query-text") || thread).focus?.();
+    });
+    row.querySelector(".add-query")?.addEventListener("click", () => addQuery(row));
+    row.querySelector(".query-text")?.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); e.stopPropagation(); addQuery(row); }
     });
   }
 

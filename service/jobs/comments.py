@@ -1,0 +1,168 @@
+"""Queries on segments: a translator asks the desk or the reporter about an ambiguous source
+sentence ("is 'the base' Futenma or Henoko here?"), someone answers in the same thread, and the
+query is resolved (or reopened). Each comment is one row of `segment_comments`, plain text.
+
+Who may do what: anyone who may read the article may read its comments and add one (a cms key only
+on its owner's articles, so that a desk editor working in the CMS can answer); translators and
+admins, who edit the translation, resolve or reopen any comment, anyone else only their own. An
+article with open comments is approved only with an override reason (service.jobs.review). A
+withdrawn article's comments go with it (service.jobs.articles).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from service.auth import ROLE_PERMISSIONS, Permission
+from service.jobs.articles import JobNotFound, Principal
+from service.storage.db import Database
+from service.storage.tables import Job, SegmentComment, StoredSegment, utcnow
+
+MAX_BODY = 2000  # characters: a question or an answer, not a document
+
+
+class BadComment(ValueError):
+    """The comment's text is blank or too long (a 422)."""
+
+
+class SegmentNotFound(LookupError):
+    def __init__(self, job_id: str, segment_id: str) -> None:
+        super().__init__(f"article {job_id} has no segment {segment_id!r}")
+
+
+class CommentNotFound(LookupError):
+    def __init__(self, job_id: str, comment_id: str) -> None:
+        super().__init__(f"article {job_id} has no comment {comment_id!r}")
+
+
+_MAX_ID = 2**63 - 1  # the largest id any database here stores (BIGINT); beyond it, no such comment
+
+
+def _comment_number(comment_id: str) -> int | None:
+    """The comment id in a URL as a number, or None for text that names no comment (not a number,
+    out of range): answered as a comment that does not exist, after the article is checked, so that
+    another owner's article is a 404 whatever follows its id."""
+    if not comment_id.isascii() or not comment_id.isdecimal() or len(comment_id) > 19:
+        return None
+    number = int(comment_id)
+    return number if 1 <= number <= _MAX_ID else None
+
+
+class NotYours(PermissionError):
+    """Resolving or reopening another's comment without the role to (a 403)."""
+
+
+def checked_body(body: str) -> str:
+    """The comment's text with surrounding white space removed; BadComment when nothing is left or
+    it is longer than MAX_BODY characters."""
+    text = body.strip()
+    if not text:
+        raise BadComment("body: the comment is empty; write the question or the answer")
+    if len(text) > MAX_BODY:
+        raise BadComment(f"body: {len(text)} characters, more than the {MAX_BODY} allowed")
+    return text
+
+
+def _held_job(session: Session, job_id: str, scope: str | None) -> Job:
+    """The job, held for the rest of the transaction, as service.jobs.review holds it for a change:
+    a write first (SQLite's write lock at once; on PostgreSQL the row lock), so that a comment and
+    the article's withdrawal or approval take turns: a comment that waited for a withdrawal finds the
+    article gone (404), not a foreign key failure (500), and an approval sees every comment added
+    before it. JobNotFound also for another owner's article when `scope` is given (get_job's)."""
+    held = session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(updated_at=Job.updated_at)  # no change: the write is for the lock
+        .execution_options(synchronize_session=False)
+    )
+    job = session.get(Job, job_id, populate_existing=True) if held.rowcount == 1 else None  # type: ignore[attr-defined]
+    if job is None or (scope is not None and job.owner != scope):
+        raise JobNotFound(job_id)
+    return job
+
+
+def add_comment(db: Database, job_id: str, segment_id: str, body: str, principal: Principal) -> SegmentComment:
+    """A new, open comment by `principal` on one segment of the article. Raises JobNotFound (also
+    for another owner's article to a cms key), SegmentNotFound, BadComment."""
+    with db.session() as session:
+        _held_job(session, job_id, principal.scope)
+        text = checked_body(body)  # after the article: another owner's is a 404 whatever the body
+        found = session.scalar(
+            select(StoredSegment.id).where(StoredSegment.job_id == job_id, StoredSegment.id == segment_id)
+        )
+        if found is None:
+            raise SegmentNotFound(job_id, segment_id)
+        row = SegmentComment(job_id=job_id, segment_id=segment_id, author=principal.name, body=text)
+        session.add(row)
+        session.flush()
+        return row
+
+
+def list_comments(
+    db: Database, job_id: str, scope: str | None, *, open_only: bool = False, segment_id: str | None = None
+) -> list[SegmentComment]:
+    """The article's comments, oldest first (a thread reads in order); only the open ones with
+    `open_only`, only one segment's with `segment_id`. JobNotFound as get_job with `scope`."""
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        if job is None or (scope is not None and job.owner != scope):
+            raise JobNotFound(job_id)
+        query = select(SegmentComment).where(SegmentComment.job_id == job_id)
+        if open_only:
+            query = query.where(SegmentComment.resolved_at.is_(None))
+        if segment_id is not None:
+            query = query.where(SegmentComment.segment_id == segment_id)
+        return list(session.scalars(query.order_by(SegmentComment.created_at, SegmentComment.id)))
+
+
+def set_resolved(db: Database, job_id: str, comment_id: str, principal: Principal, *, resolved: bool) -> SegmentComment:
+    """Resolve (or, with `resolved` false, reopen) a comment. Doing what is already done changes
+    nothing (a resolved comment keeps who resolved it and when). Raises JobNotFound, CommentNotFound,
+    NotYours (a role that does not edit translations, on a comment it did not write)."""
+    with db.session() as session:
+        _held_job(session, job_id, principal.scope)
+        number = _comment_number(comment_id)
+        row = (
+            session.scalar(select(SegmentComment).where(SegmentComment.job_id == job_id, SegmentComment.id == number))
+            if number is not None
+            else None
+        )
+        if row is None:
+            raise CommentNotFound(job_id, comment_id)
+        if Permission.SEGMENTS_EDIT not in ROLE_PERMISSIONS[principal.role] and row.author != principal.name:
+            what = "resolve" if resolved else "reopen"
+            raise NotYours(
+                f"your role ({principal.role.value}) may {what} only the comments it wrote; this one is {row.author}'s"
+            )
+        if resolved and row.resolved_at is None:
+            row.resolved_at = utcnow()
+            row.resolved_by = principal.name
+        elif not resolved and row.resolved_at is not None:
+            row.resolved_at = None
+            row.resolved_by = None
+        session.flush()
+        return row
+
+
+def open_count(session: Session, job_id: str) -> int:
+    """How many of the article's comments are open (approval is refused while any is, unless
+    overridden)."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(SegmentComment)
+            .where(SegmentComment.job_id == job_id, SegmentComment.resolved_at.is_(None))
+        )
+        or 0
+    )
+
+
+def open_by_segment(session: Session, job_id: str) -> dict[str, int]:
+    """Each segment's open comments (segments with none are left out): the workspace's markers."""
+    rows = session.execute(
+        select(SegmentComment.segment_id, func.count())
+        .where(SegmentComment.job_id == job_id, SegmentComment.resolved_at.is_(None))
+        .group_by(SegmentComment.segment_id)
+    ).all()
+    return {segment_id: int(n) for segment_id, n in rows}

@@ -1,0 +1,222 @@
+"""Queries on segments (service.jobs.comments) through the real HTTP service, on SQLite and on
+PostgreSQL: a translator asks, the desk answers from its CMS key, the query is resolved and reopened;
+a cms key sees only its owner's articles' comments; a blank or too long body is a 422; an open query
+blocks the article's approval unless overridden; a withdrawn article takes its comments with it.
+And the review workspace in a real browser: a query added and resolved."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy
+
+from models.engine import Engine
+from service.auth import Role
+from tests.conftest import LiveServer, keyed_settings, make_keys, serve
+from tests.test_review_ui import browser, sign_in  # noqa: F401 (a fixture, and the sign-in helper)
+
+ARTICLE = "Officials said the base would move.\n\nThe governor objected on Tuesday."
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def translated_article(client: httpx.Client, cms: dict[str, str]) -> tuple[str, list[dict[str, Any]]]:
+    """A new article by `cms`, once translated: its id and its segments."""
+    job_id = client.post("/v1/articles", json={"body": ARTICLE}, headers=cms).json()["id"]
+    deadline = time.monotonic() + 60
+    while (job := client.get(f"/v1/articles/{job_id}", headers=cms).json())["status"] != "translated":
+        assert job["status"] != "failed", job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    return job_id, [s for b in job["document"]["blocks"] for s in b["segments"]]
+
+
+@pytest.fixture
+def site(
+    database_url: str, tiny_dirs: dict[str, Path], engines: dict[str, Engine]
+) -> Iterator[tuple[LiveServer, dict[str, dict[str, str]], str]]:
+    keys = {role: auth(made.key) for role, made in make_keys(database_url).items()}
+    keys["other"] = auth(make_keys(database_url, (Role.CMS,), suffix="-other")["cms"].key)
+    with serve(keyed_settings(tiny_dirs["marian"], database_url), engines["marian"]) as live:
+        yield live, keys, database_url
+
+
+def stored_comments(url: str, job_id: str) -> int:
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            n = conn.scalar(sqlalchemy.text("SELECT count(*) FROM segment_comments WHERE job_id = :j"), {"j": job_id})
+    finally:
+        engine.dispose()
+    return int(n or 0)
+
+
+def test_queries_asked_answered_resolved(site: tuple[LiveServer, dict[str, dict[str, str]], str]) -> None:
+    live, keys, _ = site
+    client, tr, cms = live.client, keys["translator"], keys["cms"]
+    job_id, segs = translated_article(client, cms)
+    sid = segs[0]["id"]
+    base = f"/v1/articles/{job_id}"
+
+    asked = client.post(
+        f"{base}/segments/{sid}/comments", json={"body": "  Is 'the base' Futenma or Henoko?\n"}, headers=tr
+    )
+    assert asked.status_code == 201, asked.text
+    query = asked.json()
+    assert query["body"] == "Is 'the base' Futenma or Henoko?"
+    assert (query["author"], query["segment_id"], query["open"], query["resolved_by"]) == (
+        "translator",
+        sid,
+        True,
+        None,
+    )
+
+    # Validation: blank, too long, unknown segment, unknown article, not an object.
+    for body, status, code in (
+        ({"body": " \n\t"}, 422, "invalid_comment"),
+        ({"body": "x" * 2001}, 422, "invalid_comment"),
+        ({}, 422, "invalid_comment"),
+        ({"body": "ok", "extra": 1}, 422, "invalid_request"),
+    ):
+        r = client.post(f"{base}/segments/{sid}/comments", json=body, headers=tr)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+    assert (
+        "2001 characters"
+        in client.post(f"{base}/segments/{sid}/comments", json={"body": "x" * 2001}, headers=tr).json()["error"][
+            "message"
+        ]
+    )
+    assert client.post(f"{base}/segments/{sid}/comments", json={"body": "x" * 2000}, headers=tr).status_code == 201
+    assert client.post(f"{base}/segments/nope/comments", json={"body": "?"}, headers=tr).status_code == 404
+    assert client.post("/v1/articles/nope/segments/b1.s1/comments", json={"body": "?"}, headers=tr).status_code == 404
+
+    # The desk answers from its CMS key; another owner's CMS key learns nothing of the article.
+    answer = client.post(f"{base}/segments/{sid}/comments", json={"body": "Henoko."}, headers=cms)
+    assert answer.status_code == 201, answer.text
+    other = keys["other"]
+    assert client.get(f"{base}/comments", headers=other).status_code == 404
+    assert client.post(f"{base}/segments/{sid}/comments", json={"body": "hi"}, headers=other).status_code == 404
+    assert client.post(f"{base}/comments/{query['id']}/resolve", headers=other).status_code == 404
+    # An id that names no comment (none such, not a number, beyond any database's integers): 404.
+    for cid in ("999999", "abc", "99999999999999999999", "-1"):
+        assert client.post(f"{base}/comments/{cid}/resolve", headers=tr).status_code == 404, cid
+
+    # A cms key resolves only what it wrote; a translator anything; both idempotent.
+    refused = client.post(f"{base}/comments/{query['id']}/resolve", headers=cms)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
+    assert client.post(f"{base}/comments/{answer.json()['id']}/resolve", headers=cms).json()["resolved_by"] == "cms"
+    done = client.post(f"{base}/comments/{query['id']}/resolve", headers=tr).json()
+    assert (done["open"], done["resolved_by"]) == (False, "translator")
+    again = client.post(f"{base}/comments/{query['id']}/resolve", headers=keys["admin"]).json()
+    assert (again["resolved_by"], again["resolved_at"]) == ("translator", done["resolved_at"])
+    reopened = client.post(f"{base}/comments/{query['id']}/reopen", headers=tr).json()
+    assert (reopened["open"], reopened["resolved_at"], reopened["resolved_by"]) == (True, None, None)
+
+    listed = client.get(f"{base}/comments", headers=cms).json()
+    assert [c["body"][:8] for c in listed] == ["Is 'the ", "x" * 8, "Henoko."]
+    open_ = client.get(f"{base}/comments", params={"open": "true"}, headers=tr).json()
+    assert [c["id"] for c in open_] == [query["id"], listed[1]["id"]]
+
+
+def test_open_queries_block_approval(site: tuple[LiveServer, dict[str, dict[str, str]], str]) -> None:
+    live, keys, _ = site
+    client, tr = live.client, keys["translator"]
+    job_id, segs = translated_article(client, keys["cms"])
+    base = f"/v1/articles/{job_id}"
+    for s in segs:  # no segment needs review: only the query stands in the way
+        assert (
+            client.post(f"{base}/segments/{s['id']}/approve", json={"version": s["version"]}, headers=tr).status_code
+            == 200
+        )
+    q = client.post(f"{base}/segments/{segs[0]['id']}/comments", json={"body": "Which base?"}, headers=tr).json()
+
+    blocked = client.post(f"{base}/approve", headers=tr)
+    assert blocked.status_code == 409, blocked.text
+    assert blocked.json()["error"]["code"] == "needs_review"
+    assert "1 query(ies) on segments still open; resolve them" in blocked.json()["error"]["message"]
+
+    # Resolved: approved without a reason. Reopened on another article: approved with one, recorded.
+    client.post(f"{base}/comments/{q['id']}/resolve", headers=tr)
+    client.post(f"{base}/comments/{q['id']}/reopen", headers=tr)
+    approved = client.post(f"{base}/approve", json={"override": "the desk answered by phone"}, headers=tr)
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["approval_override"] == "the desk answered by phone"
+
+    job2, segs2 = translated_article(client, keys["cms"])
+    for s in segs2:
+        client.post(f"/v1/articles/{job2}/segments/{s['id']}/approve", json={"version": s["version"]}, headers=tr)
+    q2 = client.post(f"/v1/articles/{job2}/segments/{segs2[0]['id']}/comments", json={"body": "?"}, headers=tr).json()
+    assert client.post(f"/v1/articles/{job2}/approve", headers=tr).status_code == 409
+    client.post(f"/v1/articles/{job2}/comments/{q2['id']}/resolve", headers=tr)
+    unblocked = client.post(f"/v1/articles/{job2}/approve", headers=tr)
+    assert unblocked.status_code == 200, unblocked.text
+    assert unblocked.json()["approval_override"] is None
+
+
+def test_withdrawal_removes_comments(site: tuple[LiveServer, dict[str, dict[str, str]], str]) -> None:
+    live, keys, url = site
+    client, cms = live.client, keys["cms"]
+    job_id, segs = translated_article(client, cms)
+    kept, _ = translated_article(client, cms)
+    for j, s in ((job_id, segs[0]["id"]), (job_id, segs[-1]["id"]), (kept, segs[0]["id"])):
+        assert (
+            client.post(f"/v1/articles/{j}/segments/{s}/comments", json={"body": "?"}, headers=cms).status_code == 201
+        )
+    assert stored_comments(url, job_id) == 2
+    assert client.delete(f"/v1/articles/{job_id}", headers=cms).status_code == 200
+    assert stored_comments(url, job_id) == 0
+    assert client.get(f"/v1/articles/{job_id}/comments", headers=cms).status_code == 404
+    assert stored_comments(url, kept) == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_query_added_and_resolved_in_the_workspace(
+    site: tuple[LiveServer, dict[str, dict[str, str]], str],
+    browser: object,  # noqa: F811
+) -> None:
+    live, keys, _ = site
+    job_id, segs = translated_article(live.client, keys["cms"])
+    key = keys["translator"]["Authorization"].removeprefix("Bearer ")
+    page: Any = sign_in(browser, live, key)
+    page.goto(f"/review/articles/{job_id}")
+    row = page.locator(".seg").filter(has=page.locator(f"[aria-controls='thread-{segs[0]['id']}']"))
+    assert page.locator("#open-queries-toolbar").inner_text() == "0"
+    assert row.locator(".query-marker").is_hidden()
+
+    row.locator(".queries-toggle").click()
+    assert row.locator(".queries-toggle").get_attribute("aria-expanded") == "true"
+    # Plain text: markup in a query is shown as typed, never parsed.
+    row.get_by_label("Ask a query about this sentence, or answer one").fill("Is <b>the base</b> Futenma?")
+    row.locator(".add-query").click()
+    comment = row.locator(".thread-list .comment.open")
+    comment.wait_for()
+    assert comment.locator(".comment-body").inner_text() == "Is <b>the base</b> Futenma?"
+    assert row.locator(".comment-body b").count() == 0
+    assert page.locator("#open-queries-toolbar").inner_text() == "1"
+    assert row.locator(".query-marker").inner_text() == "1 open"
+    assert "Query added" in page.locator("#page-status").inner_text()
+    # The approval form now asks for a reason.
+    assert page.locator("#approve-override").is_visible()
+
+    row.get_by_role("button", name=re.compile(r"^Resolve the query by translator")).click()
+    row.locator(".thread-list .comment.resolved").wait_for()
+    assert page.locator("#open-queries-toolbar").inner_text() == "0"
+    assert row.locator(".query-marker").is_hidden()
+    assert "Query resolved" in page.locator("#page-status").inner_text()
+    stored = live.client.get(f"/v1/articles/{job_id}/comments", headers=keys["translator"]).json()
+    assert [(c["body"], c["open"], c["resolved_by"]) for c in stored] == [
+        ("Is <b>the base</b> Futenma?", False, "translator")
+    ]
+    # After a reload the thread is drawn from the page's data, resolved.
+    page.reload()
+    assert page.locator("#open-queries").inner_text() == "0"
+    assert row.locator(".thread-list .comment.resolved").count() == 1
+    page.context.close()
