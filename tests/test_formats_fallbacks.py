@@ -59,7 +59,7 @@ def test_noscript_prose_is_translated_and_a_tracking_pixel_left_alone() -> None:
     assert soup.find("div", class_="chart").noscript.p["lang"] == "zh-Hans"  # it said English: now Chinese
     assert soup.find("a", href="/t").get_text() == "阅读表格" and soup.find("a", href="/t")["title"] == "译b6"
     assert '<noscript><img height="1" src="//px.example/t.gif" width="1"/></noscript>' in out
-    assert '<noscript><iframe height="0" src="https://tags.example/ns" width="0"></iframe></noscript>' in out
+    assert '<noscript><iframe src="https://tags.example/ns" height="0" width="0"></iframe></noscript>' in out
     assert "Turn on JavaScript" not in out and "Abe at the base" not in out
 
 

@@ -314,7 +314,7 @@ def test_labels_and_abbreviations_are_translated_into_their_attributes() -> None
     inner[blocks[3].id] = f"{button.open}关{button.close}"
     out = render(SourceFormat.HTML, tuple(blocks), inner, page=kept)
     assert out == (
-        '<nav aria-label="Main"><a aria-label="Home" href="/">H</a></nav>'
+        '<nav aria-label="Main"><a href="/" aria-label="Home">H</a></nav>'
         '<p><abbr title="译b1&amp;">委员会</abbr>开会。<a aria-label="译b2&amp;" href="/share">分享</a></p>'
         '<figure><button aria-label="译b4&amp;">关</button></figure>'
         '<section aria-label="译b5&amp;"><p>译b6&amp;</p></section>'

@@ -2,15 +2,17 @@
 of loose text, its <title>, a <noscript>'s fallback), each text's inline markup, its images' texts,
 <meta> texts and labels (`aria-label`, `<abbr title>`, a link's or other element's tooltip `title`),
 social media embeds left as sent; and the translation written back into the page in place, with the
-variant's language declared. Structured data scripts are handled in
-service.formats.structured."""
+variant's language declared, the rest of the page copied as sent, byte for byte (see `_Span`).
+Structured data scripts are handled in service.formats.structured."""
 
 from __future__ import annotations
 
 import html
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from html.parser import HTMLParser
 
 from bs4 import BeautifulSoup, Comment, NavigableString, PageElement, Tag
 
@@ -263,6 +265,195 @@ def _html_units(soup: BeautifulSoup) -> list[tuple[int, _HtmlUnit]]:
     return units + [(next(runs), unit) for unit in found]
 
 
+# --- Where each node stands in the page as sent --------------------------------------------------
+# A page is written back by splicing: its source is copied as sent but for the places translations
+# take (a unit's content, an attribute's value, a structured data script's text), so that a CMS that
+# diffs revisions sees no change nobody made (entities, attribute quoting and order, `<br>` against
+# `<br/>`, indentation, upper-case tags stay as written). BeautifulSoup's html.parser builder gives
+# where a tag starts (`sourceline`, `sourcepos`), not where it ends nor where its strings stand; so
+# the page is read a second time with the same tokenizer, BeautifulSoup's tree followed alongside.
+
+# A start tag's name, and each of its attributes (name, `=value`, the value as written), as
+# html.parser finds them (its `tagfind_tolerant` and `attrfind_tolerant`).
+_TAG_NAME = re.compile(r"<([a-zA-Z][^\t\n\r\f />\x00]*)(?:\s|/(?!>))*")
+_ATTRIBUTE = re.compile(r"""((?<=['"\s/])[^\s/>][^\s/=>]*)(\s*=+\s*('[^']*'|"[^"]*"|(?!['"])[^>\s]*))?(?:\s|/(?!>))*""")
+
+
+@dataclass
+class _Span:
+    """Where a node stands in the page: a tag's start tag [start, open_end) and its end tag
+    [close_start, end), where it has one; a string's (text, comment, doctype…) [start, end)."""
+
+    start: int
+    open_end: int
+    close_start: int | None = None
+    end: int | None = None
+
+
+class _Tokens(HTMLParser):
+    """The page's nodes as BeautifulSoup's html.parser builder makes them, in that order, each with
+    its span: a tag per start tag; a string per run of text (character references included) and per
+    comment, declaration or processing instruction. An end tag closes the latest open tag of its
+    name, as in BeautifulSoup; a void element (`<br>`) is closed at once, and an end tag for one
+    (`</br>`) then stands for nothing."""
+
+    def __init__(self, source: str, void: Callable[[str], bool]) -> None:
+        super().__init__(convert_charrefs=False)  # as BeautifulSoup has it read
+        self.source = source
+        self.void = void
+        self.lines = [0, *(m.end() for m in re.finditer("\n", source))]
+        self.nodes: list[tuple[str | None, tuple[int, int], _Span]] = []  # tag name or None, (line, column), span
+        self.open: list[tuple[str, _Span]] = []
+        self.closed_void: list[str] = []
+        self.pending: _Span | None = None  # a string whose end is the next token's start
+        self.in_text = False
+
+    def at(self) -> int:
+        line, column = self.getpos()
+        return self.lines[line - 1] + column
+
+    def token(self) -> _Span:
+        """A token begins where the string before it, if any, ends."""
+        at = self.at()
+        if self.pending is not None:
+            self.pending.end = at
+        self.pending, self.in_text = None, False
+        return _Span(at, at)
+
+    def string(self) -> None:
+        span = self.token()
+        self.nodes.append((None, self.getpos(), span))
+        self.pending = span
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        span = self.token()
+        span.open_end = span.start + len(self.get_starttag_text() or "")
+        self.nodes.append((tag, self.getpos(), span))
+        if self.void(tag):
+            self.closed_void.append(tag)
+        else:
+            self.open.append((tag, span))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        span = self.token()
+        span.open_end = span.start + len(self.get_starttag_text() or "")
+        self.nodes.append((tag, self.getpos(), span))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.closed_void:
+            self.closed_void.remove(tag)  # BeautifulSoup ignores it: the text around runs on across it
+            return
+        span = self.token()
+        for n in range(len(self.open) - 1, -1, -1):
+            if self.open[n][0] == tag:
+                opened = self.open[n][1]
+                opened.close_start, opened.end = span.start, self.source.index(">", span.start) + 1
+                del self.open[n:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        if not self.in_text:
+            self.string()
+            self.in_text = True
+
+    def handle_charref(self, name: str) -> None:
+        self.handle_data(name)
+
+    def handle_entityref(self, name: str) -> None:
+        self.handle_data(name)
+
+    def handle_comment(self, data: str) -> None:
+        self.string()
+
+    def handle_decl(self, decl: str) -> None:
+        self.string()
+
+    def handle_pi(self, data: str) -> None:
+        self.string()
+
+    def unknown_decl(self, data: str) -> None:
+        self.string()
+
+    def close(self) -> None:
+        super().close()
+        if self.pending is not None:
+            self.pending.end = len(self.source)
+
+
+def _spans(soup: BeautifulSoup, source: str) -> dict[int, _Span] | None:
+    """Each node of `soup` (read from `source`), by id, with where it stands in `source`; none where
+    the tokens and the tree disagree (should BeautifulSoup read some markup otherwise), and the page
+    is then written anew from the tree."""
+    tokens = _Tokens(source, soup.builder.can_be_empty_element)
+    tokens.feed(source)
+    tokens.close()
+    nodes = list(soup.descendants)
+    if len(nodes) != len(tokens.nodes):
+        return None
+    for node, (name, (line, column), _) in zip(nodes, tokens.nodes, strict=True):
+        if isinstance(node, Tag) != (name is not None):
+            return None
+        if isinstance(node, Tag) and (node.name, node.sourceline, node.sourcepos) != (name, line, column):
+            return None
+    return {id(node): span for node, (_, _, span) in zip(nodes, tokens.nodes, strict=True)}
+
+
+def _end(node: PageElement, spans: Mapping[int, _Span]) -> int:
+    """Where `node` ends in the page: after its end tag, or its last content where it has none."""
+    span = spans[id(node)]
+    if span.end is not None:
+        return span.end
+    if isinstance(node, Tag) and node.contents:
+        return _end(node.contents[-1], spans)
+    return span.open_end
+
+
+def _content(unit: _HtmlUnit, spans: Mapping[int, _Span], source: str) -> tuple[int, int]:
+    """Where a unit's content stands in the page, less the white space at its edges (a line break
+    and indentation the page has there stay)."""
+    if isinstance(unit, Tag):
+        span = spans[id(unit)]
+        start = span.open_end
+        end = span.close_start if span.close_start is not None else _end(unit, spans)
+    else:
+        start, end = spans[id(unit[0])].start, _end(unit[-1], spans)
+    raw = source[start:end]
+    return start + len(raw) - len(raw.lstrip()), end - len(raw) + len(raw.rstrip())
+
+
+def _with_attributes(start_tag: str, changed: Mapping[str, str]) -> str:
+    """A start tag as written with `changed` attributes' values in it: a value in the quotes it had
+    (double quotes where it had none), a new attribute right after the tag's name."""
+    name = _TAG_NAME.match(start_tag)
+    assert name is not None  # html.parser read it as a start tag
+    found: dict[str, re.Match[str]] = {}
+    at = name.end()
+    while (attribute := _ATTRIBUTE.match(start_tag, at)) is not None and attribute.end() > at:
+        found[attribute.group(1).lower()] = attribute  # the last one counts, as in BeautifulSoup
+        at = attribute.end()
+    edits: list[tuple[int, int, str]] = []
+    for attr, value in changed.items():
+        match = found.get(attr)
+        if match is None:
+            edits.append((name.end(1), name.end(1), f' {attr}="{html.escape(value)}"'))
+        elif match.group(3) is None:
+            edits.append((match.end(1), match.end(1), f'="{html.escape(value)}"'))
+        else:
+            quote = match.group(3)[0] if match.group(3)[:1] in ("'", '"') else '"'
+            edits.append((match.start(3), match.end(3), f"{quote}{html.escape(value)}{quote}"))
+    return _spliced(start_tag, edits)
+
+
+def _spliced(source: str, edits: Iterable[tuple[int, int, str]]) -> str:
+    """`source` with each [start, end) replaced by its text; the edits do not overlap."""
+    out: list[str] = []
+    at = 0
+    for start, end, text in sorted(edits, key=lambda e: e[:2]):
+        out += [source[at:start], text]
+        at = end
+    return "".join([*out, source[at:]])
+
+
 def _start_tag(tag: Tag) -> str:
     attrs = "".join(
         f' {k}="{html.escape(" ".join(v) if isinstance(v, list) else str(v))}"' for k, v in tag.attrs.items()
@@ -428,9 +619,32 @@ def _replace(unit: _HtmlUnit, inner: str) -> None:
 
 
 def _render_html(blocks: tuple[Block, ...], inner: Mapping[str, str], page: str, lang: str | None) -> str:
-    """The HTML variant (see `service.formats.render`)."""
+    """The HTML variant (see `service.formats.render`): the page as sent, with each block's
+    translation spliced into its place (see `_Span`). A unit whose translation reads as its content
+    does (its text and markup as they were) keeps its content as written; one translated gets the
+    translation as BeautifulSoup writes it."""
     soup = BeautifulSoup(page, "html.parser")
+    spans = _spans(soup, page)
     units = dict(_html_units(soup))
+    # What the page says as sent, before the translations change its tags: each unit's content as
+    # read, each tag's attributes, each structured data script's text and where that text ends (the
+    # page's end, for a script without its end tag).
+    as_sent = {index: _html_inline(u.children if isinstance(u, Tag) else u) for index, u in units.items()}
+    attributes = {id(el): dict(el.attrs) for el in soup.find_all(True)}
+    scripts = {
+        id(script): (script.string, _end(script, spans) if spans is not None and script.contents else -1)
+        for script in _ld_scripts(soup)
+    }
+    # Where each text block's translation goes. Units inside one another (a stray <title> in a
+    # paragraph) have no place of their own there: such a page is written anew from the tree.
+    places = {
+        b.element: _content(units[b.element], spans, page)
+        for b in blocks
+        if spans is not None and b.element >= 0 and b.kind not in _ATTRIBUTE_TEXTS
+    }
+    ordered = sorted(places.values())
+    if any(end > start for (_, end), (start, _) in itertools.pairwise(ordered)):
+        spans = None
     inner = _with_html_attribute_texts(soup, units, blocks, inner)
     if lang:  # after the attribute texts: they find their elements' tags as the translations have them
         _declare_language(soup, lang)
@@ -438,6 +652,8 @@ def _render_html(blocks: tuple[Block, ...], inner: Mapping[str, str], page: str,
     data = _ld_texts(soup)
     data_values: dict[int, dict[int, str]] = {}  # id(script) → number of a string in it → its translation
     head: list[str] = []
+    edits: list[tuple[int, int, str]] = []  # where in the page (start, end), and what goes there
+    covered: list[tuple[int, int]] = []  # the units' contents, written as their blocks' translations say
     for block in blocks:
         if block.kind is BlockKind.META:
             text = " ".join(plain_text(inner[block.id], SourceFormat.HTML).split())
@@ -448,8 +664,16 @@ def _render_html(blocks: tuple[Block, ...], inner: Mapping[str, str], page: str,
                 data_values.setdefault(id(script), {})[n] = text
         if block.kind in _ATTRIBUTE_TEXTS:
             continue
-        if block.element >= 0:
+        if block.element >= 0 and spans is None:
             _replace(units[block.element], inner[block.id])
+        elif block.element >= 0:
+            if places[block.element] in covered:
+                continue
+            start, end = places[block.element]
+            covered.append((start, end))
+            translated = BeautifulSoup(inner[block.id], "html.parser")
+            if _html_inline(translated.contents) != as_sent[block.element]:
+                edits.append((start, end, str(translated)))
         else:
             tag = {BlockKind.TITLE: "h1", BlockKind.SUBTITLE: "h2", BlockKind.BYLINE: "p", BlockKind.DATE: "p"}.get(
                 block.kind, "p"
@@ -457,11 +681,55 @@ def _render_html(blocks: tuple[Block, ...], inner: Mapping[str, str], page: str,
             head.append(f'<{tag} class="duiyi-{block.kind.value}">{inner[block.id]}</{tag}>\n')
     for script in _ld_scripts(soup):
         _rewrite_ld(script, data_values.get(id(script), {}), lang)
+    if spans is None:
+        # The structured fields (title, byline, …) open the page's body, or the fragment.
+        if head and soup.body is not None:
+            soup.body.insert(0, BeautifulSoup("".join(head), "html.parser"))
+            return str(soup)
+        return "".join(head) + str(soup)
+    return _written_back(soup, page, spans, edits, covered, attributes, scripts, head)
+
+
+def _written_back(
+    soup: BeautifulSoup,
+    page: str,
+    spans: Mapping[int, _Span],
+    edits: list[tuple[int, int, str]],
+    covered: list[tuple[int, int]],
+    attributes: Mapping[int, Mapping[str, object]],
+    scripts: Mapping[int, tuple[str | None, int]],
+    head: list[str],
+) -> str:
+    """`page` with the units' translations (`edits`) and what the translations changed in `soup`
+    outside the units' contents: tags' attributes (image texts, labels, <meta>s, the language) and
+    structured data scripts' texts. A tag in a unit's content is the translation's, which carries
+    what changed in it (see `_with_html_attribute_texts`)."""
+
+    def inside(span: _Span) -> bool:
+        return any(start <= span.start and span.open_end <= end for start, end in covered)
+
+    def value(v: object) -> str:
+        return " ".join(v) if isinstance(v, list) else str(v)
+
+    for el in soup.find_all(True):
+        before, span = attributes[id(el)], spans[id(el)]
+        changed = {k: value(v) for k, v in el.attrs.items() if k not in before or value(before[k]) != value(v)}
+        gone = before.keys() - el.attrs.keys()  # (nothing removes one today: then the tag is written anew)
+        if (changed or gone) and not inside(span):
+            written = page[span.start : span.open_end]
+            edits.append((span.start, span.open_end, _start_tag(el) if gone else _with_attributes(written, changed)))
+    for script in _ld_scripts(soup):
+        span = spans[id(script)]
+        text, text_end = scripts[id(script)]
+        if script.string != text and not inside(span):
+            end = span.close_start if span.close_start is not None else max(text_end, span.open_end)
+            edits.append((span.open_end, end, script.string or ""))
     # The structured fields (title, byline, …) open the page's body, or the fragment.
     if head and soup.body is not None:
-        soup.body.insert(0, BeautifulSoup("".join(head), "html.parser"))
-        return str(soup)
-    return "".join(head) + str(soup)
+        at = spans[id(soup.body)].open_end
+        edits.append((at, at, str(BeautifulSoup("".join(head), "html.parser"))))
+        head = []
+    return "".join(head) + _spliced(page, edits)
 
 
 def _declare_language(soup: BeautifulSoup, lang: str) -> None:
