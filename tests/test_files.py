@@ -584,7 +584,7 @@ def test_an_edit_saved_while_an_import_is_stored_is_a_conflict_and_nothing_is_ap
     the file's changes (its transaction's first statement, which holds the article, before it runs):
     the import answers 409 with the translator's segment, and the file's first change is not stored
     either. Imported again, the file applies. (Once the import holds the article, an edit waits for
-    it to finish instead: `review._held_job`.)"""
+    it to finish instead: `articles.hold_job`.)"""
     client = live_db.client
     job = translated(client, {"body": TWO_SENTENCES, "targets": ["zh-Hans"]})
     first, second = segments(job)[:2]

@@ -310,6 +310,27 @@ def get_job(session: Session, job_id: str, scope: str | None = None) -> Job:
     return job
 
 
+def hold_job(session: Session, job_id: str, scope: str | None = None) -> Job:
+    """The job, held for the rest of the caller's transaction, which is about to change it or what
+    belongs to it (a segment, a comment); JobNotFound when it is gone, or, with `scope`, another
+    owner's (as `get_job`). A write comes first, as in `withdraw`: on SQLite it takes the database's
+    write lock at once (a read first could be refused later as a stale snapshot, "database is
+    locked": a 503 for what is an ordinary answer); on PostgreSQL the job's row lock makes the change
+    and a withdrawal of the article take turns, so that a change that waited finds the article gone
+    (404) instead of failing on rows deleted under it (a 500), and an approval sees every change made
+    before it. Changes to one article take turns with each other too; each holds it for milliseconds."""
+    held = session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(updated_at=Job.updated_at)  # no change: the write is for the lock
+        .execution_options(synchronize_session=False)
+    )
+    job = session.get(Job, job_id, populate_existing=True) if held.rowcount == 1 else None  # type: ignore[attr-defined]
+    if job is None or (scope is not None and job.owner != scope):
+        raise JobNotFound(job_id)
+    return job
+
+
 def article_of(session: Session, job: Job) -> Article:
     row = session.get(StoredArticle, job.article_id)
     assert row is not None  # a foreign key guarantees it

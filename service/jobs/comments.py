@@ -11,11 +11,11 @@ withdrawn article's comments go with it (service.jobs.articles).
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.auth import ROLE_PERMISSIONS, Permission
-from service.jobs.articles import JobNotFound, Principal
+from service.jobs.articles import JobNotFound, Principal, hold_job
 from service.storage.db import Database
 from service.storage.tables import Job, SegmentComment, StoredSegment, utcnow
 
@@ -64,29 +64,11 @@ def checked_body(body: str) -> str:
     return text
 
 
-def _held_job(session: Session, job_id: str, scope: str | None) -> Job:
-    """The job, held for the rest of the transaction, as service.jobs.review holds it for a change:
-    a write first (SQLite's write lock at once; on PostgreSQL the row lock), so that a comment and
-    the article's withdrawal or approval take turns: a comment that waited for a withdrawal finds the
-    article gone (404), not a foreign key failure (500), and an approval sees every comment added
-    before it. JobNotFound also for another owner's article when `scope` is given (get_job's)."""
-    held = session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(updated_at=Job.updated_at)  # no change: the write is for the lock
-        .execution_options(synchronize_session=False)
-    )
-    job = session.get(Job, job_id, populate_existing=True) if held.rowcount == 1 else None  # type: ignore[attr-defined]
-    if job is None or (scope is not None and job.owner != scope):
-        raise JobNotFound(job_id)
-    return job
-
-
 def add_comment(db: Database, job_id: str, segment_id: str, body: str, principal: Principal) -> SegmentComment:
     """A new, open comment by `principal` on one segment of the article. Raises JobNotFound (also
     for another owner's article to a cms key), SegmentNotFound, BadComment."""
     with db.session() as session:
-        _held_job(session, job_id, principal.scope)
+        hold_job(session, job_id, principal.scope)
         text = checked_body(body)  # after the article: another owner's is a 404 whatever the body
         found = session.scalar(
             select(StoredSegment.id).where(StoredSegment.job_id == job_id, StoredSegment.id == segment_id)
@@ -121,7 +103,7 @@ def set_resolved(db: Database, job_id: str, comment_id: str, principal: Principa
     nothing (a resolved comment keeps who resolved it and when). Raises JobNotFound, CommentNotFound,
     NotYours (a role that does not edit translations, on a comment it did not write)."""
     with db.session() as session:
-        _held_job(session, job_id, principal.scope)
+        hold_job(session, job_id, principal.scope)
         number = _comment_number(comment_id)
         row = (
             session.scalar(select(SegmentComment).where(SegmentComment.job_id == job_id, SegmentComment.id == number))

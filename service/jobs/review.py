@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.documents import AlignedSegment, Block, Inline, SourceFormat, plain_text
-from service.jobs.articles import DONE_TRANSLATING, InvalidTransition, JobNotFound, JobStatus, get_job, move
+from service.jobs.articles import DONE_TRANSLATING, InvalidTransition, JobStatus, get_job, hold_job, move
 from service.jobs.codec import document_from_json, flags_to_json, segment_from_row, terms_to_json
 from service.jobs.comments import open_count
 from service.jobs.deliveries import enqueue
@@ -116,30 +116,9 @@ def _into_review(job: Job, by: str) -> None:
         job.reviewer = by
 
 
-def _held_job(session: Session, job_id: str) -> Job:
-    """The job, held for the rest of the caller's transaction, which is about to change it or its
-    segments (JobNotFound: it is gone). A write comes first, as in `withdraw`: on SQLite it takes the
-    database's write lock at once (a read first could be refused later as a stale snapshot, "database
-    is locked": a 503 for what is an ordinary answer); on PostgreSQL the job's row lock makes this
-    change and a withdrawal of the article take turns, so that a change that waited finds the article
-    gone (404) instead of failing on segments deleted under it (a 500). Changes to one article also
-    take turns with each other; each holds it for milliseconds."""
-    held = session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(updated_at=Job.updated_at)  # no change: the write is for the lock
-        .execution_options(synchronize_session=False)
-    )
-    if held.rowcount != 1:  # type: ignore[attr-defined]
-        raise JobNotFound(job_id)
-    job = session.get(Job, job_id, populate_existing=True)
-    assert job is not None
-    return job
-
-
 def start_review(db: Database, job_id: str, by: str) -> Job:
     with db.session() as session:
-        job = _held_job(session, job_id)
+        job = hold_job(session, job_id)
         _reviewable(job)
         _into_review(job, by)
         job.reviewer = by
@@ -188,7 +167,7 @@ def _apply(
     `memory`, the approved ones among them all go into the translation memory."""
     now = utcnow()
     with db.session() as session:
-        job = _held_job(session, job_id)
+        job = hold_job(session, job_id)
         _reviewable(job)
         same, everything = repetitions(session, job, row) if repeat is not None else ([], [])
         stored = _store(session, job, row, new, based_on=based_on, by=by, locked=locked, now=now)
@@ -465,7 +444,7 @@ def apply_changes(
     segment as it was. The stored segments, in the order of `changes`."""
     now = utcnow()
     with db.session() as session:
-        job = _held_job(session, job_id)
+        job = hold_job(session, job_id)
         _reviewable(job)
         stored: dict[int, StoredSegment] = {}
         approved: list[StoredSegment] = []
@@ -749,7 +728,7 @@ def approve_article(
     a query on a segment is open, unless `override` gives a reason (recorded on the job)."""
     now = utcnow()
     with db.session() as session:
-        job = _held_job(session, job_id)
+        job = hold_job(session, job_id)
         if job.status == JobStatus.APPROVED.value:
             return job
         _reviewable(job, JobStatus.APPROVED)
