@@ -19,7 +19,7 @@ import sqlalchemy
 from models.engine import Engine
 from service.auth import Role
 from tests.conftest import LiveServer, keyed_settings, make_keys, serve
-from tests.test_review_ui import browser, sign_in  # noqa: F401 (a fixture, and the sign-in helper)
+from tests.test_review_ui import sign_in
 
 ARTICLE = "Officials said the base would move.\n\nThe governor objected on Tuesday."
 
@@ -180,7 +180,7 @@ def test_withdrawal_removes_comments(site: tuple[LiveServer, dict[str, dict[str,
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_query_added_and_resolved_in_the_workspace(
     site: tuple[LiveServer, dict[str, dict[str, str]], str],
-    browser: object,  # noqa: F811
+    browser: object,
 ) -> None:
     live, keys, _ = site
     job_id, segs = translated_article(live.client, keys["cms"])

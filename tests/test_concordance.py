@@ -6,7 +6,6 @@ Concordance box in a real browser."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -301,22 +300,6 @@ def test_the_workspace_route(site: tuple[LiveServer, dict, str]) -> None:
         assert page.status_code == 200 and 'id="concordance"' not in page.text
     finally:
         live.client.cookies.clear()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from tests.test_review_ui import CHROMIUM, CHROMIUM_ARGS
-
-    playwright_sync = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: ./scripts/setup --test installs Debian's chromium"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def test_the_concordance_box_in_the_review_workspace(site: tuple[LiveServer, dict, str], browser: object) -> None:

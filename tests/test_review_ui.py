@@ -3,7 +3,6 @@ the service running on loopback. A screenshot of the article view is saved in te
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
@@ -21,20 +20,7 @@ from service.storage.db import Database
 from service.storage.tables import Job, StoredArticle
 from tests.conftest import REPO, LiveServer, keyed_settings, make_keys, serve
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-CHROMIUM = Path(os.environ.get("DUIYI_CHROMIUM", "/usr/bin/chromium"))
 OUTPUT = REPO / "test-output"
-# What the project's machines need to start Chromium headless as root, with no network beyond loopback.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 ARTICLE = (
     "Abe Shinzo met John Kerry in Tokyo.\n\n"
     "The memo said <script>alert(1)</script> twice.\n\n"
@@ -67,19 +53,6 @@ def site(
         )
         assert any(f["code"] == "number_mismatch" for f in edited.json()["flags"])
         yield live, keys, job_id
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: ./scripts/setup --test installs Debian's chromium"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def sign_in(browser: object, live: LiveServer, key: str, dialogs: list[str] | None = None) -> object:
