@@ -19,7 +19,7 @@ import sqlalchemy
 from models.engine import Engine
 from service.auth import Role
 from tests.conftest import LiveServer, keyed_settings, make_keys, serve
-from tests.test_review_ui import sign_in
+from tests.test_review_ui import sign_in, signed_in_client
 
 ARTICLE = "Officials said the base would move.\n\nThe governor objected on Tuesday."
 
@@ -219,4 +219,79 @@ def test_query_added_and_resolved_in_the_workspace(
     page.reload()
     assert page.locator("#open-queries").inner_text() == "0"
     assert row.locator(".thread-list .comment.resolved").count() == 1
+    page.context.close()
+
+
+def test_the_polled_state_carries_the_queries(site: tuple[LiveServer, dict[str, dict[str, str]], str]) -> None:
+    """The state an open page polls has each segment's thread in brief ([open, all, last id]), so
+    its ETag changes when a query is asked, answered or resolved elsewhere."""
+    live, keys, _ = site
+    job_id, segs = translated_article(live.client, keys["cms"])
+    key = keys["translator"]["Authorization"].removeprefix("Bearer ")
+    client, _ = signed_in_client(live, key)
+    url = f"/review/api/articles/{job_id}/state"
+    first = client.get(url)
+    assert first.status_code == 200 and first.json()["queries"] == {}
+    tag = first.headers["etag"]
+    assert client.get(url, headers={"If-None-Match": tag}).status_code == 304
+
+    sid, base = segs[0]["id"], f"/v1/articles/{job_id}"
+    q = live.client.post(f"{base}/segments/{sid}/comments", json={"body": "Which base?"}, headers=keys["cms"]).json()
+    asked = client.get(url, headers={"If-None-Match": tag})
+    assert asked.status_code == 200 and asked.headers["etag"] != tag
+    assert asked.json()["queries"] == {sid: [1, 1, q["id"]]}
+    a = live.client.post(f"{base}/segments/{sid}/comments", json={"body": "Henoko."}, headers=keys["translator"])
+    live.client.post(f"{base}/comments/{q['id']}/resolve", headers=keys["translator"])
+    resolved = client.get(url, headers={"If-None-Match": asked.headers["etag"]})
+    assert resolved.status_code == 200 and resolved.json()["queries"] == {sid: [1, 2, a.json()["id"]]}
+
+    # The page reloads a changed thread from the article's comments, as /v1 lists them.
+    listed = client.get(f"/review/api/articles/{job_id}/comments")
+    assert listed.status_code == 200
+    assert [(c["body"], c["open"]) for c in listed.json()["comments"]] == [("Which base?", False), ("Henoko.", True)]
+    assert client.get("/review/api/articles/nope/comments").status_code == 404
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_queries_by_others_arrive_with_the_poll(
+    site: tuple[LiveServer, dict[str, dict[str, str]], str],
+    browser: object,
+) -> None:
+    """A query another key asks while the page is open shows on the segment's button, in the
+    totals and in its open thread after the next poll; what the translator is typing stays."""
+    live, keys, _ = site
+    job_id, segs = translated_article(live.client, keys["cms"])
+    sid, base = segs[0]["id"], f"/v1/articles/{job_id}"
+    key = keys["translator"]["Authorization"].removeprefix("Bearer ")
+    page: Any = sign_in(browser, live, key)
+    page.clock.install()
+    page.goto(f"/review/articles/{job_id}")
+    row = page.locator(".seg").filter(has=page.locator(f"[aria-controls='thread-{sid}']"))
+    row.locator(".queries-toggle").click()
+    box = row.get_by_label("Ask a query about this sentence, or answer one")
+    box.fill("half-typed answer")
+    assert page.locator("#open-queries-toolbar").inner_text() == "0"
+
+    q = live.client.post(f"{base}/segments/{sid}/comments", json={"body": "Which <i>base</i>?"}, headers=keys["cms"])
+    assert q.status_code == 201, q.text
+    with page.expect_response(lambda r: r.url.endswith("/state")) as polled:
+        page.clock.run_for(15_500)
+    assert polled.value.status == 200
+    row.locator(".thread-list .comment.open").wait_for()
+    assert row.locator(".comment-body").inner_text() == "Which <i>base</i>?"
+    assert row.locator(".comment-body i").count() == 0
+    assert row.locator(".query-marker").inner_text() == "1 open"
+    assert page.locator("#open-queries-toolbar").inner_text() == "1"
+    assert page.locator("#open-queries").inner_text() == "1"
+    assert box.input_value() == "half-typed answer"
+
+    # Resolved elsewhere: the marker and the totals go back to nothing open.
+    live.client.post(f"{base}/comments/{q.json()['id']}/resolve", headers=keys["translator"])
+    with page.expect_response(lambda r: r.url.endswith("/state")) as polled:
+        page.clock.run_for(15_500)
+    assert polled.value.status == 200
+    row.locator(".thread-list .comment.resolved").wait_for()
+    assert row.locator(".query-marker").is_hidden()
+    assert page.locator("#open-queries-toolbar").inner_text() == "0"
+    assert box.input_value() == "half-typed answer"
     page.context.close()

@@ -783,6 +783,19 @@ async def _set_resolved(request: Request, job_id: str, comment_id: str, resolved
     return JSONResponse(_comment_json(row))
 
 
+@router.get("/api/articles/{job_id}/comments")
+async def thread_comments(request: Request, job_id: str) -> JSONResponse:
+    """The article's comments, oldest first, as /v1 lists them: the page asks for them when the
+    polled state says a thread changed elsewhere (`article_state`'s `queries`)."""
+    user = await _user(request, Permission.ARTICLES_READ)
+    runtime = _runtime(request)
+    try:
+        thread = await run_in_threadpool(comments.list_comments, runtime.db, job_id, user.principal.scope)
+    except JobNotFound as exc:
+        return _json_error(404, "not_found", str(exc))
+    return JSONResponse({"comments": [_comment_json(c) for c in thread]})
+
+
 @router.post("/api/articles/{job_id}/comments/{comment_id}/resolve")
 async def resolve_comment(request: Request, job_id: str, comment_id: str) -> JSONResponse:
     return await _set_resolved(request, job_id, comment_id, True)
@@ -796,7 +809,9 @@ async def reopen_comment(request: Request, job_id: str, comment_id: str) -> JSON
 def article_state(session: Session, job_id: str, scope: str | None = None) -> dict[str, Any]:
     """What an open article page polls for: the job's status, how many segments need review, and
     each segment's version and who last changed it (one small query; the page then asks only for
-    the segments whose version it does not have). `scope`: as `get_job`'s."""
+    the segments whose version it does not have), and each segment's queries in brief
+    (`comments.thread_marks`: open, all, last id; a second small query), so that the markers and
+    an open thread follow what others ask, answer and resolve. `scope`: as `get_job`'s."""
     job = get_job(session, job_id, scope)
     rows = session.execute(
         select(StoredSegment.id, StoredSegment.version, StoredSegment.status, StoredSegment.updated_by).where(
@@ -807,6 +822,7 @@ def article_state(session: Session, job_id: str, scope: str | None = None) -> di
         "status": job.status,
         "pending": sum(1 for r in rows if r.status == "needs_review"),
         "segments": {r.id: [r.version, r.updated_by or ""] for r in rows},
+        "queries": comments.thread_marks(session, job_id),
     }
 
 

@@ -626,7 +626,7 @@
   // only when it changed (ETag); the segments whose version this page lacks are then asked for.
   const POLL_MS = 15000;
   let stateTag = "";
-  let known = null; // the last state: { status, pending, segments: { id: [version, changed by] } }
+  let known = null; // the last state: { status, pending, segments: { id: [version, changed by] }, queries }
   let polling = false;
   async function poll() {
     if (polling || document.visibilityState !== "visible") return;
@@ -671,6 +671,31 @@
     }
     // The server's count, unless this page's own saves are on their way (they change it again).
     if (!unsaved().length) setPendingTo(known.pending);
+    await catchUpQueries();
+  }
+
+  // Queries asked, answered, resolved or reopened elsewhere: a segment whose thread in brief
+  // ([open, all, last id]) differs from this page's gets its thread reloaded and redrawn (its list
+  // and marker only: what is being typed in its query box stays), and the totals follow.
+  const brief = (list) => [list.filter((c) => c.open).length, list.length, Math.max(0, ...list.map((c) => Number(c.id)))];
+  async function catchUpQueries() {
+    const marks = known.queries || {};
+    const changed = rows.filter((row) =>
+      row.querySelector(".thread-list") &&
+      String(brief(comments.get(row.dataset.id) || [])) !== String(marks[row.dataset.id] || [0, 0, 0]));
+    if (!changed.length) return;
+    const r = await send("GET", `/review/api/articles/${jobId}/comments`);
+    if (r.status !== 200 || !Array.isArray(r.data?.comments)) return; // asked again next time
+    const fresh = new Map();
+    for (const c of r.data.comments) {
+      if (!fresh.has(c.segment_id)) fresh.set(c.segment_id, []);
+      fresh.get(c.segment_id).push(c);
+    }
+    for (const row of changed) {
+      comments.set(row.dataset.id, fresh.get(row.dataset.id) || []);
+      drawThread(row);
+    }
+    countOpen();
   }
 
   setInterval(poll, POLL_MS);
@@ -994,7 +1019,9 @@
       return;
     }
     if (!comments.has(row.dataset.id)) comments.set(row.dataset.id, []);
-    comments.get(row.dataset.id).push(r.data);
+    // A poll may have brought it in already, while it was on its way.
+    const list = comments.get(row.dataset.id);
+    if (!list.some((c) => c.id === r.data.id)) list.push(r.data);
     text.value = "";
     drawThread(row);
     countOpen();
