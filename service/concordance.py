@@ -147,6 +147,8 @@ def to_response(found: Found, query: str, variant: str | None) -> ConcordanceOut
         variant=variant,
         memory=[
             ConcordanceEntry(
+                id=h.id,
+                job_id=h.job_id,
                 source=h.source,
                 target=h.target,
                 variant=h.variant,

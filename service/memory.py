@@ -20,8 +20,10 @@ the stored sentences' text in each process that looks things up (about 200 bytes
 in full at its first lookup of a variant.
 
 Each entry names the article (job and segment) whose approval stored it last. Entries are deleted
-only when an article is withdrawn with its memory (`forget_job`): those it alone gave. A process
-drops a deleted entry's sentence from its own copy when a lookup next meets it.
+when an article is withdrawn with its memory (`forget_job`), or later for an article withdrawn
+without it (`forget`): those it alone gave; and one at a time by an admin (`delete`), who may also
+correct an entry's translation (`correct`). A process drops a deleted entry's sentence from its own
+copy when a lookup next meets it.
 """
 
 from __future__ import annotations
@@ -125,6 +127,8 @@ class Remembered:
 class Concordance:
     """A stored entry that holds a concordance query, with where (`match_spans`) on each side."""
 
+    id: int
+    job_id: str | None  # the article whose approval stored it last (it may have been withdrawn)
     source: str
     target: str
     variant: str
@@ -375,6 +379,8 @@ class TranslationMemory:
             ]
             stmt = (
                 select(
+                    MemoryEntry.id,
+                    MemoryEntry.job_id,
                     MemoryEntry.source,
                     MemoryEntry.target,
                     MemoryEntry.variant,
@@ -391,7 +397,7 @@ class TranslationMemory:
             # Streamed (a server-side cursor on PostgreSQL): left unread once the limit is passed.
             rows = session.execute(stmt.execution_options(yield_per=200))
             try:
-                for source, target, row_variant, origin, created_at in rows:
+                for row_id, job_id, source, target, row_variant, origin, created_at in rows:
                     in_source = match_spans(pattern, source)
                     in_target = match_spans(pattern, target)
                     if not ((side != "target" and in_source) or (side != "source" and in_target)):
@@ -399,10 +405,47 @@ class TranslationMemory:
                     if len(hits) == limit:
                         more = True
                         break
-                    hits.append(Concordance(source, target, row_variant, origin, created_at, in_source, in_target))
+                    hits.append(
+                        Concordance(
+                            row_id, job_id, source, target, row_variant, origin, created_at, in_source, in_target
+                        )
+                    )
             finally:
                 rows.close()
         return SearchResult(hits, more)
+
+    def correct(self, entry_id: int, target: str) -> MemoryEntry | None:
+        """Replace a stored entry's translation (a translator found it wrong): origin `corrected`,
+        stored now; None when there is no such entry. The entry keeps its id and the article it came
+        from, so withdrawing that article with its memory still removes it; the next exact hit of the
+        sentence takes the corrected translation."""
+        with self.db.session() as session:
+            self.lock_writers(session)
+            entry = session.get(MemoryEntry, entry_id)
+            if entry is None:
+                return None
+            entry.target, entry.origin, entry.created_at = target, "corrected", utcnow()
+            return entry
+
+    def delete(self, entry_id: int) -> MemoryEntry | None:
+        """Delete one stored entry (one sentence in one variant); None when there is no such entry.
+        Its sentence is no longer reused or suggested in that variant: deleting the zh-Hans entry
+        ends exact reuse of the sentence in every variant (`exact` needs it)."""
+        with self.db.session() as session:
+            self.lock_writers(session)
+            entry = session.get(MemoryEntry, entry_id)
+            if entry is None:
+                return None
+            session.delete(entry)
+        self._drop(entry.variant, [(entry.id, entry.source)])
+        return entry
+
+    def forget(self, job_id: str) -> tuple[int, int]:
+        """`forget_job` in a transaction of its own, for an article withdrawn without its memory (or
+        still there): its entries are removed, but for those another article's approval also gives.
+        (removed, kept)."""
+        with self.db.session() as session:
+            return self.forget_job(session, job_id)
 
     def entries(self, variant: str | None = None) -> list[MemoryEntry]:
         with self.db.session() as session:

@@ -496,11 +496,13 @@ class MarkedText(BaseModel):
 
 
 class ConcordanceEntry(BaseModel):
+    id: int = Field(description="the entry's id: PATCH or DELETE /v1/memory/entries/{id} (admins)")
+    job_id: str | None = Field(description="the article whose approval stored it last (it may have been withdrawn)")
     source: str = Field(description="the English sentence, white space normalised")
     target: str = Field(description="its approved translation, as plain text")
     variant: str
-    origin: str = Field(description="approved (a reviewed article's segment) or tmx (imported)")
-    created_at: datetime = Field(description="when it was stored last (a newer approval replaces it)")
+    origin: str = Field(description="approved (a reviewed article's segment), tmx (imported) or corrected (an admin's)")
+    created_at: datetime = Field(description="when it was stored last (a newer approval or a correction replaces it)")
     source_matches: list[Span] = Field(description=_OFFSETS)
     target_matches: list[Span] = Field(description=_OFFSETS)
 

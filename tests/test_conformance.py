@@ -23,6 +23,8 @@ def test_every_answer_is_documented(tiny_dirs: dict[str, Path], engines: dict[st
         request_timeout_s=30,
     )
     with serve(settings, engines["marian"]) as live:
+        paths = live.client.get("/openapi.json").json()["paths"]
+        operations = sum(len(methods) for methods in paths.values())
         cli = Path(sys.executable).parent / "schemathesis"
         run = subprocess.run(
             [
@@ -47,4 +49,4 @@ def test_every_answer_is_documented(tiny_dirs: dict[str, Path], engines: dict[st
             cwd=tmp_path,
         )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    assert "35/35" in run.stdout  # every operation was exercised
+    assert operations >= 38 and f"{operations}/{operations}" in run.stdout  # every operation was exercised

@@ -22,6 +22,7 @@ from service.api import errors
 from service.api.deps import Runtime
 from service.api.routes import articles, comments, files, health, keys, translate
 from service.api.routes import glossaries as glossaries_routes
+from service.api.routes import memory as memory_routes
 from service.auth import RateLimiter
 from service.config import Settings
 from service.glossaries import DatabaseGlossaries, GlossaryStore
@@ -209,7 +210,9 @@ def create_app(
         same_site="lax",
         https_only=settings.session_https_only,
     )
-    routers = [m.router for m in (health, translate, articles, comments, files, glossaries_routes, keys, web)]
+    routers = [
+        m.router for m in (health, translate, articles, comments, files, memory_routes, glossaries_routes, keys, web)
+    ]
     # Outermost (added last), so that the other middleware's refusals are counted too; given the
     # routes (their paths are whole: the routers are included without a prefix) to name those.
     app.add_middleware(RequestMetrics, registry=metrics.registry, routes=[r for rt in routers for r in rt.routes])

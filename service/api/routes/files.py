@@ -1,11 +1,12 @@
-"""Files for CAT tools and publishing: an article's XLIFF/TMX/HTML/text/JSON exports, XLIFF import,
-translation memory suggestions and TMX import/export, and a segment's edit history."""
+"""Files for CAT tools and publishing: an article's XLIFF/TMX/HTML/text/JSON exports, XLIFF import, a
+segment's translation memory suggestions and its edit history. The memory itself (TMX, concordance,
+upkeep) is service.api.routes.memory's."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -13,19 +14,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from glossary.terms import VARIANTS
-from service import concordance
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
 from service.api.security import AUTH_ERRORS, Requires, check_article
 from service.auth import Permission
-from service.interchange.tmx import TMEntry, TMXError, export_tmx, import_tmx
+from service.interchange.tmx import export_tmx
 from service.interchange.xliff import XliffError, export_xliff
 from service.jobs import files, review
 from service.jobs.articles import InvalidTransition, JobNotFound, Principal, get_job
 from service.jobs.codec import segment_from_row
-from service.memory import SEARCH_LIMIT, SEARCH_MAX, SEARCH_MAX_QUERY, Remembered
-from service.schemas import ConcordanceOut, ConflictResponse, SegmentState, aligned_to_response, stored_segment_out
+from service.schemas import ConflictResponse, SegmentState, aligned_to_response, stored_segment_out
 from service.storage.tables import SegmentEdit, StoredSegment
 
 router = APIRouter(tags=["files"])
@@ -79,14 +77,6 @@ class EditOut(BaseModel):
     )
 
 
-class MemoryImported(BaseModel):
-    entries: int = Field(description="translations stored: one per English sentence and variant")
-    duplicates: int = Field(
-        description="translations of a sentence and variant the file already had (white space aside), "
-        "merged into the last of them"
-    )
-
-
 def _file_errors(exc: Exception) -> ApiError:
     if isinstance(exc, JobNotFound | review.SegmentNotFound):
         return ApiError(404, "not_found", str(exc))
@@ -97,7 +87,7 @@ def _file_errors(exc: Exception) -> ApiError:
     raise exc
 
 
-def _download(body: bytes | str, media: str, name: str) -> Response:
+def download(body: bytes | str, media: str, name: str) -> Response:
     return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
@@ -137,13 +127,13 @@ def export_article(
         raise _file_errors(exc) from None
     stem = f"{job.external_id or job.id}.{chosen}"
     if format is ExportFormat.XLIFF:
-        return _download(
+        return download(
             export_xliff(files.to_xliff(job, doc, chosen, {sid: version for sid, (version, _) in states.items()})),
             "application/xliff+xml",
             f"{stem}.xlf",
         )
     if format is ExportFormat.TMX:
-        return _download(export_tmx(files.approved_entries(job, doc, chosen)), "application/x-tmx+xml", f"{stem}.tmx")
+        return download(export_tmx(files.approved_entries(job, doc, chosen)), "application/x-tmx+xml", f"{stem}.tmx")
     if format is ExportFormat.TEXT:
         return Response(doc.full_text[chosen], media_type="text/plain; charset=utf-8")
     if format is ExportFormat.HTML:
@@ -303,107 +293,3 @@ def history(job_id: str, segment_id: str, runtime: RuntimeDep, principal: Reader
             )
             for r in rows
         ]
-
-
-@router.post(
-    "/v1/memory/import",
-    response_model=MemoryImported,
-    responses=responses(400, *AUTH_ERRORS, 413, 422),
-    openapi_extra=_XML_BODY,
-    summary="Seed the translation memory from a TMX file",
-)
-async def import_memory(request: Request, runtime: RuntimeDep, _: MemoryEditor) -> MemoryImported:
-    data = await request.body()
-    try:
-        entries = import_tmx(data)
-    except TMXError as exc:
-        raise ApiError(422, "invalid_tmx", str(exc)) from None
-    remembered = [Remembered(e.source, e.variant, e.target, origin="tmx") for e in entries]
-    stored = await run_in_threadpool(runtime.memory.remember, remembered)
-    # import_tmx gives no blank entries, which the memory would skip: the rest repeated a sentence.
-    return MemoryImported(entries=stored, duplicates=len(remembered) - stored)
-
-
-@router.get(
-    "/v1/memory/export",
-    responses={200: {"content": {"application/x-tmx+xml": {}}}, **responses(*AUTH_ERRORS, 422)},
-    summary="The translation memory as TMX 1.4",
-    description="For translators and admins: the memory holds every owner's approved sentences.",
-)
-def export_memory(
-    runtime: RuntimeDep,
-    _: MemoryReader,
-    variant: Annotated[str | None, Query(description="only this variant (default: every variant)")] = None,
-) -> Response:
-    if variant is not None and variant not in VARIANTS:
-        # An empty file would look like an empty memory; a misspelt variant is the client's mistake.
-        raise ApiError(
-            422,
-            "unknown_variant",
-            f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}",
-            valid=list(VARIANTS),
-        )
-    rows = runtime.memory.entries(variant)
-    entries = [
-        TMEntry(r.source, r.variant, r.target, r.created_at, f"{r.origin} {r.job_id or ''}".strip()) for r in rows
-    ]
-    return _download(export_tmx(entries), "application/x-tmx+xml", "duiyi-memory.tmx")
-
-
-@router.get(
-    "/v1/memory/search",
-    response_model=ConcordanceOut,
-    responses=responses(*AUTH_ERRORS, 404, 422),
-    summary="Concordance: how a word or phrase was translated before, in the translation memory and the glossaries",
-    description="The memory's entries whose English source or Chinese translation holds `q`, newest first, and "
-    "the glossary terms whose English or Chinese forms hold it; each with where `q` is in it. `q` is plain text "
-    '(`%` and `_` are no wildcards), matched in any case: in English at word boundaries ("base" finds "bases" '
-    'and "base\'s", not "database"), in Chinese anywhere. For translators and admins: the memory holds every '
-    "owner's approved sentences. 404: no such `article`; 422: `q` blank or too long, or an unknown variant.",
-)
-def search_memory(
-    runtime: RuntimeDep,
-    principal: MemoryReader,
-    q: Annotated[str, Query(min_length=1, max_length=SEARCH_MAX_QUERY, description="the word or phrase")],
-    variant: Annotated[
-        str | None,
-        Query(
-            description="only the memory's entries of this variant (default: every variant); "
-            "the glossary terms' forms in it (default: zh-Hans)"
-        ),
-    ] = None,
-    limit: Annotated[
-        int, Query(ge=1, le=SEARCH_MAX, description="at most this many memory entries and glossary terms each")
-    ] = SEARCH_LIMIT,
-    side: Annotated[
-        Literal["both", "source", "target"], Query(description="look in the English sources, the translations, or both")
-    ] = "both",
-    article: Annotated[
-        str | None,
-        Query(description="an article's id: glossary terms of its glossaries only (default: every glossary)"),
-    ] = None,
-) -> ConcordanceOut:
-    try:
-        concordance.check(q, variant)
-    except concordance.BadQuery as exc:
-        raise ApiError(422, exc.code, str(exc), valid=exc.valid) from None
-    names = None
-    if article is not None:
-        if "\0" in article:
-            raise ApiError(422, "invalid_request", "article: holds a NUL (U+0000), which no article id has")
-        check_article(runtime.db, article, principal)
-        try:
-            names = concordance.article_glossaries(runtime.db, article, principal.scope)
-        except JobNotFound as exc:
-            raise _file_errors(exc) from None
-    found = concordance.search(
-        runtime.memory,
-        runtime.glossaries,
-        runtime.rules,
-        q,
-        variant=variant,
-        limit=limit,
-        side=side,
-        glossary_names=names,
-    )
-    return concordance.to_response(found, q, variant)

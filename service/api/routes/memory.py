@@ -1,0 +1,244 @@
+"""The translation memory: TMX import and export, concordance search, and its upkeep (an entry's
+translation corrected, an entry deleted, an article's entries removed after it was withdrawn).
+Suggestions for one segment are an article's (service.api.routes.files)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from glossary.terms import VARIANTS
+from service import concordance
+from service.api.deps import RuntimeDep
+from service.api.errors import ApiError, responses
+from service.api.routes.files import download
+from service.api.security import AUTH_ERRORS, Requires, check_article
+from service.auth import Permission
+from service.interchange.tmx import TMEntry, TMXError, export_tmx, import_tmx
+from service.jobs.articles import JobNotFound, Principal
+from service.memory import SEARCH_LIMIT, SEARCH_MAX, SEARCH_MAX_QUERY, Remembered
+from service.schemas import ConcordanceOut, Incoming
+from service.storage.tables import MemoryEntry
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["memory"])
+
+MemoryEditor = Annotated[Principal, Requires(Permission.MEMORY_EDIT)]
+MemoryReader = Annotated[Principal, Requires(Permission.MEMORY_READ)]
+_XML_BODY = {"requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}}
+# A stored translation is one sentence; a corrected one that is longer than a whole segment's edit
+# may be (service.schemas.SegmentEditIn) is a mistake.
+MAX_TARGET = 20_000
+EntryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the entry's id, as concordance search gives it")]
+
+
+class MemoryImported(BaseModel):
+    entries: int = Field(description="translations stored: one per English sentence and variant")
+    duplicates: int = Field(
+        description="translations of a sentence and variant the file already had (white space aside), "
+        "merged into the last of them"
+    )
+
+
+@router.post(
+    "/v1/memory/import",
+    response_model=MemoryImported,
+    responses=responses(400, *AUTH_ERRORS, 413, 422),
+    openapi_extra=_XML_BODY,
+    summary="Seed the translation memory from a TMX file",
+)
+async def import_memory(request: Request, runtime: RuntimeDep, _: MemoryEditor) -> MemoryImported:
+    data = await request.body()
+    try:
+        entries = import_tmx(data)
+    except TMXError as exc:
+        raise ApiError(422, "invalid_tmx", str(exc)) from None
+    remembered = [Remembered(e.source, e.variant, e.target, origin="tmx") for e in entries]
+    stored = await run_in_threadpool(runtime.memory.remember, remembered)
+    # import_tmx gives no blank entries, which the memory would skip: the rest repeated a sentence.
+    return MemoryImported(entries=stored, duplicates=len(remembered) - stored)
+
+
+@router.get(
+    "/v1/memory/export",
+    responses={200: {"content": {"application/x-tmx+xml": {}}}, **responses(*AUTH_ERRORS, 422)},
+    summary="The translation memory as TMX 1.4",
+    description="For translators and admins: the memory holds every owner's approved sentences.",
+)
+def export_memory(
+    runtime: RuntimeDep,
+    _: MemoryReader,
+    variant: Annotated[str | None, Query(description="only this variant (default: every variant)")] = None,
+) -> Response:
+    if variant is not None and variant not in VARIANTS:
+        # An empty file would look like an empty memory; a misspelt variant is the client's mistake.
+        raise ApiError(
+            422,
+            "unknown_variant",
+            f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}",
+            valid=list(VARIANTS),
+        )
+    rows = runtime.memory.entries(variant)
+    entries = [
+        TMEntry(r.source, r.variant, r.target, r.created_at, f"{r.origin} {r.job_id or ''}".strip()) for r in rows
+    ]
+    return download(export_tmx(entries), "application/x-tmx+xml", "duiyi-memory.tmx")
+
+
+@router.get(
+    "/v1/memory/search",
+    response_model=ConcordanceOut,
+    responses=responses(*AUTH_ERRORS, 404, 422),
+    summary="Concordance: how a word or phrase was translated before, in the translation memory and the glossaries",
+    description="The memory's entries whose English source or Chinese translation holds `q`, newest first, and "
+    "the glossary terms whose English or Chinese forms hold it; each with where `q` is in it. `q` is plain text "
+    '(`%` and `_` are no wildcards), matched in any case: in English at word boundaries ("base" finds "bases" '
+    'and "base\'s", not "database"), in Chinese anywhere. For translators and admins: the memory holds every '
+    "owner's approved sentences. 404: no such `article`; 422: `q` blank or too long, or an unknown variant.",
+)
+def search_memory(
+    runtime: RuntimeDep,
+    principal: MemoryReader,
+    q: Annotated[str, Query(min_length=1, max_length=SEARCH_MAX_QUERY, description="the word or phrase")],
+    variant: Annotated[
+        str | None,
+        Query(
+            description="only the memory's entries of this variant (default: every variant); "
+            "the glossary terms' forms in it (default: zh-Hans)"
+        ),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=SEARCH_MAX, description="at most this many memory entries and glossary terms each")
+    ] = SEARCH_LIMIT,
+    side: Annotated[
+        Literal["both", "source", "target"], Query(description="look in the English sources, the translations, or both")
+    ] = "both",
+    article: Annotated[
+        str | None,
+        Query(description="an article's id: glossary terms of its glossaries only (default: every glossary)"),
+    ] = None,
+) -> ConcordanceOut:
+    try:
+        concordance.check(q, variant)
+    except concordance.BadQuery as exc:
+        raise ApiError(422, exc.code, str(exc), valid=exc.valid) from None
+    names = None
+    if article is not None:
+        if "\0" in article:
+            raise ApiError(422, "invalid_request", "article: holds a NUL (U+0000), which no article id has")
+        check_article(runtime.db, article, principal)
+        try:
+            names = concordance.article_glossaries(runtime.db, article, principal.scope)
+        except JobNotFound as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+    found = concordance.search(
+        runtime.memory,
+        runtime.glossaries,
+        runtime.rules,
+        q,
+        variant=variant,
+        limit=limit,
+        side=side,
+        glossary_names=names,
+    )
+    return concordance.to_response(found, q, variant)
+
+
+class MemoryEntryOut(BaseModel):
+    id: int
+    source: str = Field(description="the English sentence, white space normalised")
+    target: str = Field(description="its translation, as plain text")
+    variant: str
+    origin: str = Field(description="approved (a reviewed article's segment), tmx (imported) or corrected")
+    job_id: str | None = Field(description="the article whose approval stored it last (it may have been withdrawn)")
+    created_at: datetime = Field(description="when it was stored or corrected last")
+
+
+def _entry_out(entry: MemoryEntry) -> MemoryEntryOut:
+    return MemoryEntryOut(
+        id=entry.id,
+        source=entry.source,
+        target=entry.target,
+        variant=entry.variant,
+        origin=entry.origin,
+        job_id=entry.job_id,
+        created_at=entry.created_at,
+    )
+
+
+class MemoryCorrection(Incoming):
+    model_config = ConfigDict(extra="forbid")
+    target: str = Field(
+        min_length=1, max_length=MAX_TARGET, description="the right translation, as plain text (no markup)"
+    )
+
+
+class MemoryForgotten(BaseModel):
+    removed: int = Field(description="entries removed: those the article alone gave")
+    kept: int = Field(description="entries another article's approved segment also gives: kept, credited to it")
+
+
+def _no_entry(entry_id: int) -> ApiError:
+    return ApiError(404, "not_found", f"no translation memory entry {entry_id}")
+
+
+@router.patch(
+    "/v1/memory/entries/{entry_id}",
+    response_model=MemoryEntryOut,
+    responses=responses(*AUTH_ERRORS, 404, 422),
+    summary="Correct a translation memory entry's translation",
+    description="For admins. The entry's translation is replaced (origin `corrected`): the next article with "
+    "the same sentence takes it (in zh-Hans, derived for the variants without entries of their own), and "
+    "suggestions show it. Only this variant's entry changes. 404: no such entry; 422: a blank or too long target.",
+)
+def correct_entry(
+    entry_id: EntryId, body: MemoryCorrection, runtime: RuntimeDep, principal: MemoryEditor
+) -> MemoryEntryOut:
+    target = body.target.strip()
+    if not target:
+        raise ApiError(422, "invalid_request", "target: blank; to remove the entry, DELETE it")
+    entry = runtime.memory.correct(entry_id, target)
+    if entry is None:
+        raise _no_entry(entry_id)
+    log.info("memory entry %s (%s) corrected by %s", entry_id, entry.variant, principal.name)
+    return _entry_out(entry)
+
+
+@router.delete(
+    "/v1/memory/entries/{entry_id}",
+    response_model=MemoryEntryOut,
+    responses=responses(*AUTH_ERRORS, 404, 422),
+    summary="Delete a translation memory entry",
+    description="For admins. Answers the deleted entry. Its sentence is no longer reused or suggested in its "
+    "variant; deleting the zh-Hans entry ends the sentence's exact reuse in every variant. A second DELETE is "
+    "a 404.",
+)
+def delete_entry(entry_id: EntryId, runtime: RuntimeDep, principal: MemoryEditor) -> MemoryEntryOut:
+    entry = runtime.memory.delete(entry_id)
+    if entry is None:
+        raise _no_entry(entry_id)
+    log.info("memory entry %s (%s) deleted by %s", entry_id, entry.variant, principal.name)
+    return _entry_out(entry)
+
+
+@router.delete(
+    "/v1/memory/articles/{job_id}",
+    response_model=MemoryForgotten,
+    responses=responses(*AUTH_ERRORS, 422),
+    summary="Remove what an article gave the translation memory (after it was withdrawn without it)",
+    description="For admins: as `DELETE /v1/articles/{id}?memory=true` does, for an article withdrawn without "
+    "`memory=true` (a legal takedown that came later), or one still there. Its entries are removed, except those "
+    "another article's approved segment also gives (the same sentence and translation), which stay, credited to "
+    "it. An id that names no entry removes nothing (`removed` 0): a withdrawn article's id is known nowhere else.",
+)
+def forget_article(
+    job_id: Annotated[str, Path(max_length=36, pattern=r"^[^\x00]+$")], runtime: RuntimeDep, principal: MemoryEditor
+) -> MemoryForgotten:
+    removed, kept = runtime.memory.forget(job_id)
+    log.info("memory of article %s removed by %s: %d entries removed, %d kept", job_id, principal.name, removed, kept)
+    return MemoryForgotten(removed=removed, kept=kept)
