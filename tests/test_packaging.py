@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import REPO
@@ -45,3 +48,65 @@ def test_every_setting_is_in_the_readme() -> None:
     table = readme[readme.index("## Configuration") :]
     missing = [name for name in Settings.model_fields if f"`DUIYI_{name.upper()}`" not in table]
     assert not missing, f"settings missing from the README's configuration table: {missing}"
+
+
+def test_the_installed_wheel_serves_everything(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """The Docker image installs duiyi with `pip install .`, not in place as ./scripts/setup does:
+    the wheel must carry every file the service reads at run time (the review app's templates and
+    static files, the migrations, the shipped glossary). Built from a copy of the sources, installed
+    into a folder of its own, and started as `duiyi serve` from elsewhere."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for package in ("service", "models", "glossary"):
+        shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(tmp_path)], check=True)
+    (wheel,) = tmp_path.glob("duiyi-*.whl")
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(site),
+        "DUIYI_MODEL": str(tiny_dirs["marian"]),
+        "DUIYI_DEVICE": "cpu",
+        "DUIYI_PORT": str(port),
+        "DUIYI_DATA_DIR": str(tmp_path / "data"),
+    }
+    for name in ("DUIYI_DATABASE_URL", "DUIYI_GLOSSARY_DIR", "DUIYI_AUTH_DISABLED"):
+        env.pop(name, None)
+    code = (
+        "import sys, service; from pathlib import Path; "
+        f"assert Path(service.__file__).is_relative_to({str(site)!r}), service.__file__; "
+        "from service.cli import main; sys.exit(main(['serve']))"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.communicate()[0].decode()[-4000:]
+            assert time.monotonic() < deadline, "the installed service did not start"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        login = httpx.get(f"{url}/review/login", timeout=30)
+        assert login.status_code == 200 and "<form" in login.text, login.text[:500]
+        script = httpx.get(f"{url}/review/static/review.js", timeout=30)
+        assert script.status_code == 200 and len(script.text) > 1000
+        assert httpx.get(f"{url}/review/static/review.css", timeout=30).status_code == 200
+        news = httpx.get(f"{url}/v1/glossaries/news", timeout=30)  # auth: 401 means the route answered
+        assert news.status_code in (200, 401), news.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
