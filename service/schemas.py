@@ -313,7 +313,15 @@ class ArticleJob(BaseModel):
 
 class ArticleList(BaseModel):
     items: list[ArticleJob]
-    next_since: datetime | None = Field(description="pass as `since` to get what changed after this page")
+    next_cursor: str | None = Field(
+        description="pass as `after` for the next page, or later to get what changed since this answer (the "
+        "position after its last item; with no items, the `after` given, or null)"
+    )
+    more: bool = Field(description="more jobs follow this page: ask again with `after` now")
+    next_since: datetime | None = Field(
+        description="deprecated: the last item's `updated_at` when `more`; `since` includes that time, so "
+        "paging with it repeats jobs. Use `next_cursor`"
+    )
 
 
 class WithdrawnRows(BaseModel):

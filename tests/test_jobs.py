@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy
+from sqlalchemy import update
 
 from models.engine import Engine
 from service.config import Settings
+from service.storage.tables import Job
 from tests.conftest import LiveServer, serve
 
 ARTICLE = {
@@ -224,6 +228,46 @@ def test_list_filters(live: LiveServer) -> None:
     assert b in [j["id"] for j in later]
     assert live.client.get("/v1/articles", params={"status": "approved"}).json()["items"] == []
     assert live.client.get("/v1/articles", params={"status": "bogus"}).status_code == 422
+
+
+def test_paging_and_polling_with_the_cursor_repeat_and_miss_nothing(live: LiveServer, database_url: str) -> None:
+    """Five jobs changed at the very same time (a bulk import, a coarse clock): paging with `after`
+    gives each exactly once, in order, however small the pages; the last cursor then polls for
+    changes. (`since`=`next_since` gave the last job of every page again, and one page forever when
+    `limit` jobs shared a time.)"""
+    ids = [live.client.post("/v1/articles", json={**ARTICLE, "body": f"Story {n}."}).json()["id"] for n in range(5)]
+    for job_id in ids:
+        wait_for(live.client, job_id, "translated")
+    engine = sqlalchemy.create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(update(Job).values(updated_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)))
+    engine.dispose()
+    in_order = sorted(ids)  # ties go by id
+    for limit in (1, 2, 5, 6):
+        seen: list[str] = []
+        after = None
+        for _ in range(10):
+            params: dict[str, object] = {"limit": limit} | ({"after": after} if after else {})
+            page = live.client.get("/v1/articles", params=params).json()
+            seen += [j["id"] for j in page["items"]]
+            after = page["next_cursor"]
+            if not page["more"]:
+                break
+        assert seen == in_order, limit
+        last = page
+    # Nothing changed since: the cursor finds nothing and stays; a change is found, once.
+    quiet = live.client.get("/v1/articles", params={"after": after}).json()
+    assert (quiet["items"], quiet["next_cursor"], quiet["more"]) == ([], after, False)
+    assert last["next_since"] is None
+    r = live.client.post(f"/v1/articles/{in_order[2]}/review")
+    assert r.status_code == 200, r.text
+    changed = live.client.get("/v1/articles", params={"after": after}).json()
+    assert [j["id"] for j in changed["items"]] == [in_order[2]]
+    assert live.client.get("/v1/articles", params={"after": changed["next_cursor"]}).json()["items"] == []
+    for bad in ("nonsense", "bm9uc2Vuc2U", "MjAyNi0wMS0wMlQwMzowNDowNXx4", "", "%00"):
+        r = live.client.get("/v1/articles", params={"after": bad})
+        codes = ("invalid_cursor", "invalid_request")
+        assert r.status_code == 422 and r.json()["error"]["code"] in codes, (bad, r.text)
 
 
 def test_queue_limit(database_url: str, tiny_dirs: dict[str, Path], engines: dict[str, Engine]) -> None:

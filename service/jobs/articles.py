@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Delete
@@ -350,10 +350,13 @@ def list_jobs(
     owner: str | None = None,
     limit: int = 50,
     newest_first: bool = False,
+    after: tuple[datetime, str] | None = None,
 ) -> list[Job]:
-    """Jobs in the order they last changed (oldest first), so a client polling with `since` set to
-    the last `updated_at` it saw misses nothing; or newest first, for people. `owner`: only the
-    jobs it submitted (a CMS sees only its own)."""
+    """Jobs in the order they last changed (oldest first, ties by id); or newest first, for people.
+    `since`: changed at or after that time; `after`: a position in that order, (updated_at, id) of
+    the last job a client has seen, for the next page: strictly after it, so that a page never
+    repeats the last one's jobs, however many share a time. `owner`: only the jobs it submitted (a
+    CMS sees only its own)."""
     query = select(Job)
     if owner is not None:
         query = query.where(Job.owner == owner)
@@ -361,6 +364,9 @@ def list_jobs(
         query = query.where(Job.status.in_([s.value for s in statuses]))
     if since is not None:
         query = query.where(Job.updated_at >= since)
+    if after is not None:
+        at, job_id = after
+        query = query.where(or_(Job.updated_at > at, and_(Job.updated_at == at, Job.id > job_id)))
     if external_id is not None:
         query = query.where(Job.external_id == external_id)
     order = (Job.updated_at.desc(), Job.id.desc()) if newest_first else (Job.updated_at, Job.id)

@@ -6,6 +6,8 @@ Translators and admins see every article."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -185,7 +187,9 @@ def submit_article(
     response_model=ArticleList,
     responses=responses(*AUTH_ERRORS, 422),
     summary="List article jobs, oldest change first",
-    description="A cms key lists only the articles its owner submitted; translator and admin keys list all.",
+    description="A cms key lists only the articles its owner submitted; translator and admin keys list all. "
+    "Jobs come in the order they last changed (ties by id); to page, or to poll for changes, pass the answer's "
+    "`next_cursor` as `after` (422 `invalid_cursor` for one this service did not give).",
 )
 def list_articles(
     runtime: RuntimeDep,
@@ -195,6 +199,10 @@ def list_articles(
         datetime | None,
         Query(description="changed at or after this time (ISO 8601; a time without a timezone is UTC)"),
     ] = None,
+    after: Annotated[
+        str | None,
+        Query(max_length=200, description="the `next_cursor` of an earlier answer: only jobs that changed after it"),
+    ] = None,
     external_id: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ArticleList:
@@ -202,17 +210,52 @@ def list_articles(
         # Times are stored and returned in UTC, so a bare `2024-05-01` or `…T12:00` means UTC too
         # (never the server's local time, which a client cannot know).
         since = since.replace(tzinfo=UTC)
+    position = None
+    if after is not None:
+        try:
+            position = read_cursor(after)
+        except ValueError:
+            raise ApiError(
+                422, "invalid_cursor", "after: not a cursor this service gave (pass an answer's next_cursor as is)"
+            ) from None
     with runtime.db.session() as session:
         jobs = list_jobs(
             session,
             statuses=status or (),
             since=since,
+            after=position,
             external_id=external_id,
             owner=article_scope(principal),
-            limit=limit,
+            limit=limit + 1,  # one more than asked: whether there is more
         )
-        items = [_summary(j, newer_revisions(session, j.id)) for j in jobs]
-    return ArticleList(items=items, next_since=items[-1].updated_at if len(items) == limit else None)
+        more = len(jobs) > limit
+        items = [_summary(j, newer_revisions(session, j.id)) for j in jobs[:limit]]
+    last = jobs[len(items) - 1] if items else None
+    return ArticleList(
+        items=items,
+        next_cursor=cursor(last.updated_at, last.id) if last is not None else after,
+        more=more,
+        next_since=items[-1].updated_at if more else None,
+    )
+
+
+def cursor(updated_at: datetime, job_id: str) -> str:
+    """A position in the list's order, opaque to clients: the job's last change and its id."""
+    text = f"{updated_at.astimezone(UTC).isoformat()}|{job_id}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def read_cursor(value: str) -> tuple[datetime, str]:
+    """`cursor`'s (updated_at, id); ValueError for anything it did not make."""
+    try:
+        text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError(value) from None
+    at, sep, job_id = text.partition("|")
+    moment = datetime.fromisoformat(at) if sep and job_id and "\0" not in job_id else None
+    if moment is None or moment.tzinfo is None:
+        raise ValueError(value)
+    return moment, job_id
 
 
 @router.get(
