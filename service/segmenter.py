@@ -7,9 +7,10 @@ Everything returns (start, end) spans over the input, so no character of the sou
 the spans tile the text, white space included.
 
 A line break is a sentence boundary, except in plain text that was hard-wrapped at a fixed width
-(wire copy, pasted e-mail, text copied out of a PDF): there a break that only wraps a line (see
-`soft_wraps`) is a space, so a sentence wrapped over lines is one segment whose source holds the
-break; the pipeline gives the model a space for it and writes no break into the translation.
+(wire copy and pasted e-mail at a number of characters, text copied out of a PDF at a width on the
+page, in a proportional font): there a break that only wraps a line (see `soft_wraps`) is a space,
+so a sentence wrapped over lines is one segment whose source holds the break; the pipeline gives
+the model a space for it and writes no break into the translation.
 """
 
 from __future__ import annotations
@@ -69,6 +70,25 @@ WRAP_MIN_WIDTH = 40
 # A line shorter than this share of the width ends where the writer ended it (a headline, a dateline,
 # the last line of a paragraph), whether or not the next word would have fitted on it.
 _SHORT_LINE = 0.6
+# Text copied out of a PDF was set in a proportional font, where a full line may hold a quarter fewer
+# characters than the longest ("illiterate" against "WWWMMM"): lines are measured in glyph widths
+# too, those of a common text face (Helvetica, Arial, Times) in thousandths of an em, by classes of
+# like width (a character not listed is as wide as "n"). The face a PDF used is unknown, so in glyph
+# widths a line that reaches within this share of the width is full.
+_GLYPH_WIDTHS: dict[str, int] = {
+    **dict.fromkeys("ijl'|", 250),
+    **dict.fromkeys(" .,:;!ftI()[]{}-‘’`", 300),
+    **dict.fromkeys('r"“”/*^~', 370),
+    **dict.fromkeys("sczJ", 450),
+    **dict.fromkeys("ABCDEFGHKLNOPQRSTUVXYZ&w", 700),
+    **dict.fromkeys("mMW%@—…", 900),
+}
+_GLYPH_WIDTH = 520
+_GLYPH_TOLERANCE = 0.05
+# A break where the sentence visibly goes on (the line ends in a word's hyphen, or ends no sentence or
+# clause and the next line begins with a lowercase word) is a wrap when the next word would have
+# taken the line this close to the width, in either measure.
+_CONTINUATION_REACH = 0.85
 _LINE_BREAK = re.compile(r"\r?\n")
 # A row of a table of figures or of aligned columns: a tab, or two spaces or more after a word (two
 # spaces after a sentence's end are a typing habit, not a column).
@@ -81,6 +101,8 @@ _LIST_ITEM = re.compile(r"(?:[-*+–]|\d{1,3}[.)]|\(\w{1,3}\))\s")
 # What never begins a wrapped line of prose: a bullet, or an e-mail's quotation mark.
 _ALWAYS_HARD = re.compile(r"[•◦▪‣>]")
 _HYPHENATED = re.compile(r"[^\W\d_]-$")
+# A line's end that ends no sentence or clause (a comma or a dash does not).
+_OPEN_END = re.compile(r"[^.!?…:;\"'”’)\]][\"'”’)\]]*$")
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
 # A line's end that verse often has, and wrapped prose at one line in five or so.
 _PUNCTUATED = re.compile(r"[.!?…,;:—–-][\"'”’)\]]*$")
@@ -112,16 +134,23 @@ def soft_wraps(text: str) -> frozenset[int]:
     goes on (each the offset of the line feed, which follows a carriage return in CRLF text).
 
     The reflow test: a paragraph looks wrapped when its longest line of words is at least
-    WRAP_MIN_WIDTH long and its lines end near that width; a break is a wrap when the first word of
-    the next line would not have fitted on the line before within that width (so the writer did not
-    choose to break there). A paragraph in which more than one break in four looks chosen (a line
-    that was long enough for the next word but ended anyway: verse, a list of sentences) is not
-    wrapped at all, nor is verse (see `_verse`). A break is always kept before and after a short line
-    that ends no sentence (a headline, a dateline, an address's lines), a row of aligned columns (a
-    table of figures), a list item, a bullet or a quoted e-mail's line, before a wire story's credit
-    line ("Reporting by …", "Editing by …") and a line indented deeper than the one before (a new
-    paragraph), and between the lines of an address that ends the paragraph (`_address_start`). A
-    credit line wrapped at the width ("…; Editing by\nJane Doe") is one line, and stays joined."""
+    WRAP_MIN_WIDTH characters long and its lines end near that width, measured in one of two ways:
+    in characters (a monospaced font: wire copy, e-mail) or in the glyph widths of a common
+    proportional face (`_glyphs`: a PDF, whose full lines hold different numbers of characters); it
+    is read in the measure under which fewer breaks look chosen, characters if as few. A break is a
+    wrap when the first word of the next line would not have fitted on the line before within that
+    width (exactly in characters, within _GLYPH_TOLERANCE of it in glyph widths, the face being
+    unknown), or when the sentence visibly goes on (the line ends in a compound's hyphen, or ends no
+    sentence or clause and the next line begins with a lowercase word) and the word would have taken
+    the line past _CONTINUATION_REACH of the width. A paragraph in which more than one break in four
+    looks chosen (a line that was long enough for the next word but ended anyway: verse, a list of
+    sentences) is not wrapped at all, nor is verse (see `_verse`). A break is always kept before and
+    after a short line that ends no sentence (a headline, a dateline, an address's lines), a row of
+    aligned columns (a table of figures), a list item, a bullet or a quoted e-mail's line, after a
+    heading in capitals before a line that is not ("FOR IMMEDIATE RELEASE"), before a wire story's
+    credit line ("Reporting by …", "Editing by …") and a line indented deeper than the one before (a
+    new paragraph), and between the lines of an address that ends the paragraph (`_address_start`).
+    A credit line wrapped at the width ("…; Editing by\nJane Doe") is one line, and stays joined."""
     breaks = list(_LINE_BREAK.finditer(text))
     if not breaks:
         return frozenset()
@@ -136,9 +165,7 @@ def soft_wraps(text: str) -> frozenset[int]:
     if width < WRAP_MIN_WIDTH or _verse(lines):
         return frozenset()
     items = sum(bool(_LIST_ITEM.match(line.lstrip(" \t"))) for line in lines)
-    wraps: list[int] = []
-    chosen = 0
-    short: set[int] = set()  # breaks after a short line
+    candidates: list[tuple[int, str]] = []  # the breaks that may be wraps, with the next line's first word
     for i, (line, after) in enumerate(itertools.pairwise(lines)):
         words = after.lstrip(" \t")
         first = _WORD.match(words) if words.strip() else None
@@ -151,18 +178,18 @@ def soft_wraps(text: str) -> frozenset[int]:
             or _CREDIT.match(words)
             or (items > 1 and _LIST_ITEM.match(words))
             or (_indent(after) > _indent(line) and not _LIST_ITEM.match(line.lstrip(" \t")))
+            or (_in_capitals(line) and not _in_capitals(after))
         ):
             continue
-        # After a hyphen the next word would have gone on without a space (“third-largest”).
-        space = 0 if _HYPHENATED.search(line) else 1
-        if len(line) + space + len(first.group()) > width:
-            wraps.append(i)
-        elif len(line) >= _SHORT_LINE * width:
-            chosen += 1
-        else:
-            short.add(i)
-    if chosen * 3 > len(wraps):
+        candidates.append((i, first.group()))
+    # Wrapped by a count of characters (a monospaced font: wire copy, e-mail) or by glyph widths (a
+    # proportional font: a PDF): the measure under which fewer breaks look chosen, characters if
+    # as few.
+    found = [_wrapped(lines, aligned, candidates, measure, tolerance) for measure, tolerance in _MEASURES]
+    readings = [reading for reading in found if reading is not None]
+    if not readings:
         return frozenset()
+    wraps, short = min(readings, key=lambda reading: reading[2])[:2]
     # An address that ends the paragraph keeps its lines, even where its first line was long enough
     # to look wrapped (and the address has too few lines for the rule below).
     address = _address_start(lines)
@@ -171,6 +198,60 @@ def soft_wraps(text: str) -> frozenset[int]:
     # item, not a new paragraph) was ended by its writer, as an address's lines are: the line before
     # it does not run on into it either.
     return frozenset(breaks[i].end() - 1 for i in wraps if i + 1 not in short or _SENTENCE_END.search(lines[i + 1]))
+
+
+def _glyphs(text: str) -> int:
+    """The width of `text` in a common proportional text face, in thousandths of an em."""
+    return sum(_GLYPH_WIDTHS.get(c, _GLYPH_WIDTH) for c in text)
+
+
+_MEASURES: tuple[tuple[Callable[[str], int], float], ...] = ((len, 0.0), (_glyphs, _GLYPH_TOLERANCE))
+
+
+def _wrapped(
+    lines: list[str],
+    aligned: list[bool],
+    candidates: list[tuple[int, str]],
+    measure: Callable[[str], int],
+    tolerance: float,
+) -> tuple[list[int], set[int], int] | None:
+    """The paragraph read as wrapped at the width of its longest line in `measure`: the indexes of
+    the lines that wrap (a break after them is soft), those of the short lines, and the number of
+    breaks that look chosen; None where more than one break in four looks chosen (not wrapped)."""
+    width = max(
+        (measure(line) for line, a in zip(lines, aligned, strict=True) if not a and len(line.split()) > 1), default=0
+    )
+    wraps: list[int] = []
+    chosen = 0
+    short: set[int] = set()  # breaks after a short line
+    for i, first in candidates:
+        line = lines[i]
+        # After a hyphen the next word would have gone on without a space (“third-largest”).
+        hyphenated = bool(_HYPHENATED.search(line))
+        reach = measure(line) + (0 if hyphenated else measure(" ")) + measure(first)
+        if reach > (1 - tolerance) * width:
+            wraps.append(i)
+        elif measure(line) < _SHORT_LINE * width:
+            short.add(i)
+        elif reach > _CONTINUATION_REACH * width and (hyphenated or _goes_on(line, lines[i + 1])):
+            wraps.append(i)
+        else:
+            chosen += 1
+    if chosen * 3 > len(wraps):
+        return None
+    return wraps, short, chosen
+
+
+def _goes_on(line: str, after: str) -> bool:
+    """Whether the sentence visibly goes on from `line` to the line `after` it: the line ends no
+    sentence or clause, and the next begins with a lowercase word."""
+    first = _FIRST_LETTER.match(after)
+    return bool(_OPEN_END.search(line)) and first is not None and first.group(1).islower()
+
+
+def _in_capitals(line: str) -> bool:
+    """Whether the line has letters, none of them lowercase (a heading: FOR IMMEDIATE RELEASE)."""
+    return any(c.isupper() for c in line) and not any(c.islower() for c in line)
 
 
 def _address_start(lines: list[str]) -> int:

@@ -7,6 +7,7 @@ import pytest
 from service.documents import Article, SourceFormat, SourceSegment
 from service.formats import parse_blocks, render
 from service.segmenter import SPLITTER_CAP, segment_blocks, soft_wraps, split_long, split_sentences, unwrapped
+from tests.pdf_text import FONTS, LAYOUTS, PROSE, pdf_wrap, sample_prose
 
 
 def sentences(text: str) -> list[str]:
@@ -291,6 +292,26 @@ LINES_KEPT = {
         "> The ministry will announce the new tax rate on Thursday after\n"
         "> the cabinet meeting, a spokesman said on Tuesday morning."
     ),
+    # The sentence goes on over a line end into a lowercase word, but the line ended well short of
+    # the width: a line of verse.
+    "verse in lowercase": (
+        "so much depends upon the red wheel barrow glazed with rain\n"
+        "water beside the white chickens in the yard\n"
+        "and the light that falls across the morning fields"
+    ),
+    "verse without punctuation": (
+        "Because I could not stop for Death he kindly stopped for me\n"
+        "The carriage held but just ourselves and Immortality\n"
+        "We slowly drove he knew no haste and I had put away\n"
+        "My labor and my leisure too for his civility"
+    ),
+    # A figure that begins a line begins an item, not the rest of a sentence.
+    "programme": (
+        "09:00 Opening remarks by the Minister of Foreign Affairs\n"
+        "10:30 Panel discussion on regional security\n"
+        "12:00 Lunch\n"
+        "14:00 Press conference"
+    ),
 }
 
 
@@ -339,3 +360,111 @@ def test_soft_wraps_are_line_feeds_inside_the_paragraph() -> None:
     # Only plain text is reflowed (segment_blocks' `reflow`): in a Markdown or HTML block's text a
     # line break is a hard one (a Markdown hard break, a <br>).
     assert sentences(body)[0] == body.split("\r\n")[0]
+
+
+# --- text out of a PDF: wrapped by the widths of a proportional font's glyphs ----------------------
+
+
+def layout_id(layout: tuple[str, float, float]) -> str:
+    font, size, width = layout
+    return f"{font}-{size:g}pt-{width:g}pt"
+
+
+@pytest.mark.parametrize(("font", "size", "width"), LAYOUTS, ids=[layout_id(layout) for layout in LAYOUTS])
+def test_prose_out_of_a_pdf_is_one_segment_per_sentence(font: str, size: float, width: float) -> None:
+    """Lines of one width on the page hold different numbers of characters; the sentences come out
+    as they do from the paragraph on one line, and the sources keep the line breaks."""
+    for paragraph in PROSE:
+        body = pdf_wrap(paragraph, FONTS[font], size, width)
+        assert body.count("\n") >= 2
+        segments = text_segments(body)
+        assert [unwrapped(s.text) for s in segments] == sentences(paragraph), body
+        assert rebuilt(body) == body
+
+
+def test_the_sample_article_out_of_a_pdf_is_one_segment_per_sentence(sample_article: str) -> None:
+    paragraphs = sample_prose(sample_article)
+    assert len(paragraphs) >= 10
+    for font, size, width in LAYOUTS:
+        for paragraph in paragraphs:
+            body = pdf_wrap(paragraph, FONTS[font], size, width)
+            segments = text_segments(body)
+            assert [unwrapped(s.text) for s in segments] == sentences(paragraph), (font, size, width, body)
+            assert rebuilt(body) == body
+
+
+def test_a_line_that_would_have_held_the_next_word_by_its_characters_is_still_a_wrap() -> None:
+    body = pdf_wrap(PROSE[4], FONTS["Helvetica"], 11, 324)
+    lines = body.split("\n")
+    # Set in Helvetica, the line of "claims. The agency…" is full at 48 characters, another at 65:
+    # counted in characters, "recommendations" would have fitted on it.
+    assert lines[4] == "claims. The agency agreed with seven of the nine"
+    assert len(lines[4]) + len(" recommendations") < max(len(line) for line in lines)
+    assert len(soft_wraps(body)) == body.count("\n") == 5
+    assert [unwrapped(s.text) for s in text_segments(body)] == sentences(PROSE[4])
+
+
+def test_a_sentence_that_visibly_goes_on_over_a_line_end_is_one_segment() -> None:
+    """Lines ended by hand short of the width, in no measure full: where the line ends no sentence
+    or clause and the next begins with a lowercase word, the sentence goes on."""
+    body = (
+        "The cabinet approved a draft budget of 114 trillion yen on Friday, the\n"
+        "largest ever, as spending on defence and social security rose\n"
+        "and the government counted on record tax revenue to limit new\n"
+        "borrowing to 35 trillion yen. Economists said the plan relied on\n"
+        "optimistic forecasts of growth and was unlikely to restore the\n"
+        "primary balance by the target year of 2025 without cuts that no\n"
+        "party has proposed."
+    )
+    lines = body.split("\n")
+    assert len(lines[1]) + len(" and") < len(lines[0])
+    assert [unwrapped(s.text) for s in text_segments(body)] == sentences(unwrapped(body))
+    assert len(sentences(unwrapped(body))) == 2
+    assert rebuilt(body) == body
+
+
+def test_a_line_that_ends_in_a_compound_s_hyphen_runs_on() -> None:
+    body = (
+        "Japan's government said on Thursday it would raise the sales tax to 10\n"
+        "percent next year, and that talks with the opposition on a cut for\n"
+        "food would begin with the ruling party's partners in mid-\n"
+        "November. The Nikkei share average fell 1.2 percent in afternoon\n"
+        "trade, led by retailers and carmakers, while the yen firmed."
+    )
+    assert len("food would begin with the ruling party's partners in mid-November.") < 70
+    segments = text_segments(body)
+    assert [unwrapped(s.text) for s in segments] == sentences(unwrapped(body))
+    assert "in mid-November." in unwrapped(segments[0].text)
+
+
+@pytest.mark.parametrize(("font", "size", "width"), [("Helvetica", 11.0, 252.0), ("Times-Roman", 12.0, 252.0)])
+def test_a_heading_in_capitals_keeps_its_line_over_prose_out_of_a_pdf(font: str, size: float, width: float) -> None:
+    """In glyph widths a line in capitals is wide: "FOR IMMEDIATE RELEASE" with a first word such as
+    "WASHINGTON" may overrun the width of a narrow column, but a heading does not run on into the text."""
+    heading = "FOR IMMEDIATE RELEASE"
+    for paragraph in PROSE:
+        body = f"{heading}\n{pdf_wrap(paragraph, FONTS[font], size, width)}"
+        segments = text_segments(body)
+        assert [unwrapped(s.text) for s in segments] == [heading, *sentences(paragraph)], body
+        assert segments[1].ws_before == "\n"
+        assert rebuilt(body) == body
+
+
+def test_a_headline_and_a_dateline_keep_their_lines_over_prose_out_of_a_pdf() -> None:
+    dateline = "WASHINGTON, Sept. 12 -"
+    paragraph = PROSE[0].removeprefix("WASHINGTON (AP) — ")
+    for font, size, width in LAYOUTS:
+        body = "\n".join([HEADLINE, dateline, pdf_wrap(paragraph, FONTS[font], size, width)])
+        segments = text_segments(body)
+        assert [unwrapped(s.text) for s in segments] == [HEADLINE, dateline, *sentences(paragraph)], body
+        assert [s.ws_before for s in segments[:3]] == ["", "\n", "\n"]
+        assert rebuilt(body) == body
+
+
+def test_a_bulleted_list_out_of_a_pdf_keeps_its_items_and_joins_their_lines() -> None:
+    items = [sentences(paragraph)[0] for paragraph in PROSE[:4]]
+    body = "\n".join("• " + pdf_wrap(item, FONTS["Times-Roman"], 10, 300) for item in items)
+    assert body.count("\n") >= 2 * len(items)
+    segments = text_segments(body)
+    assert [unwrapped(s.text) for s in segments] == ["• " + item for item in items]
+    assert rebuilt(body) == body
