@@ -66,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
         help="replace a key by a new one for the same owner (its articles stay its own); printed once",
         description="Make a new key with the old one's name, role, callback URL, webhook secret and owner, "
         "so the CMS's corrections and retries carry on from its earlier articles. The old key is revoked "
-        "at once, or after --overlap (while the CMS deploys the new one).",
+        "at once, or after --overlap (while the CMS deploys the new one). With --new-webhook-secret the "
+        "new key gets a new webhook secret (printed once): webhooks are signed with both secrets during "
+        "the overlap, then with the new one alone.",
     )
     krot.add_argument("key_id", type=int, metavar="ID")
     krot.add_argument(
@@ -74,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
         default="0",
         metavar="DURATION",
         help="keep the old key working this long, e.g. 30m, 24h, 7d (at most 30d; default 0: revoke it now)",
+    )
+    krot.add_argument(
+        "--new-webhook-secret",
+        action="store_true",
+        help="replace the webhook secret too (one that may have leaked); default: keep it",
     )
 
     articles = sub.add_parser("articles", help="stored articles")
@@ -344,7 +351,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(f"{row.id}\t{row.role}\t{row.name}\tduiyi_{row.lookup}_…\t{key_state(row)}\towner {row.owner}")
     elif args.keys_command == "rotate":
         try:
-            rotated = rotate_key(db, args.key_id, overlap=overlap)
+            rotated = rotate_key(db, args.key_id, overlap=overlap, new_webhook_secret=args.new_webhook_secret)
         except KeyNotRotatable as exc:
             print(f"duiyi: {exc}", file=sys.stderr)
             return 2
@@ -359,7 +366,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
         else:
             assert old.expires_at is not None
             print(f"key {old.id} keeps working until {old.expires_at:%Y-%m-%d %H:%M:%S} UTC; deploy the new one before")
-        print("the webhook secret is unchanged")
+        if not rotated.new_webhook_secret:
+            print("the webhook secret is unchanged")
+        else:
+            print("new webhook secret (verifies Duiyi-Signature; shown only now, store it safely):")
+            print(new.webhook_secret)
+            if old.revoked_at is not None:
+                print("webhooks are signed with the new secret alone from now on")
+            else:
+                print("until then webhooks are signed with the old and the new secret, then with the new one alone")
     else:
         revoked = revoke_key(db, args.key_id)
         if revoked is None:

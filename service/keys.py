@@ -1,5 +1,5 @@
 """API keys in the database: create (the key is shown once, only its hash is kept), list, revoke,
-rotate, and find the key behind a request."""
+rotate, find the key behind a request, and the webhook secrets that sign for a key's owner."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.auth import NewKey, Role, keys_match, new_key, new_webhook_secret
+from service.auth import NewKey, Role, keys_match, new_key
+from service.auth import new_webhook_secret as make_webhook_secret
 from service.storage.db import Database
 from service.storage.tables import ApiKey, utcnow
 
@@ -35,6 +36,11 @@ class RotatedKey:
     new: CreatedKey
     old: ApiKey  # revoked now, or expiring at the end of the overlap
 
+    @property
+    def new_webhook_secret(self) -> bool:
+        """Whether the rotation replaced the webhook secret (the new key's is shown once, like the key)."""
+        return self.new.row.webhook_secret != self.old.webhook_secret
+
 
 def create_key(db: Database, *, name: str, role: Role, callback_url: str | None = None) -> CreatedKey:
     made: NewKey = new_key()
@@ -43,7 +49,7 @@ def create_key(db: Database, *, name: str, role: Role, callback_url: str | None 
         role=role.value,
         lookup=made.lookup,
         key_hash=made.hash,
-        webhook_secret=new_webhook_secret(),
+        webhook_secret=make_webhook_secret(),
         callback_url=callback_url,
         owner="",  # a placeholder until the row has its id, in the same transaction
     )
@@ -58,15 +64,18 @@ def create_key(db: Database, *, name: str, role: Role, callback_url: str | None 
     return CreatedKey(row, made.key)
 
 
-def rotate_key(db: Database, key_id: int, *, overlap: timedelta = timedelta(0)) -> RotatedKey | None:
+def rotate_key(
+    db: Database, key_id: int, *, overlap: timedelta = timedelta(0), new_webhook_secret: bool = False
+) -> RotatedKey | None:
     """Replace key `key_id` (None: there is none) by a new one with the same name, role, callback
     URL, webhook secret and owner, so the CMS's articles stay its own: corrections join their
     revision chains, retries are recognised. The old key is revoked at once, or keeps working
     until `overlap` has passed (while the CMS deploys the new one).
 
-    The webhook secret is kept: the CMS's receiver goes on verifying with it, and articles sent
-    with the old key are still signed with it. Raises KeyNotRotatable for a revoked key, or one
-    rotated already (rotate its successor).
+    The webhook secret is kept unless `new_webhook_secret` (a secret that may have leaked): then
+    the new key gets a fresh one, and the owner's webhooks are signed with both secrets while the
+    old key works (its overlap), with the new one alone after it (`owner_webhook_secrets`). Raises
+    KeyNotRotatable for a revoked key, or one rotated already (rotate its successor).
     """
     made = new_key()
     try:
@@ -96,7 +105,7 @@ def rotate_key(db: Database, key_id: int, *, overlap: timedelta = timedelta(0)) 
                 role=old.role,
                 lookup=made.lookup,
                 key_hash=made.hash,
-                webhook_secret=old.webhook_secret,
+                webhook_secret=make_webhook_secret() if new_webhook_secret else old.webhook_secret,
                 callback_url=old.callback_url,
                 owner=old.owner,
             )
@@ -113,6 +122,23 @@ def _successor(session: Session, old: ApiKey) -> str:
         select(ApiKey.id).where(ApiKey.owner == old.owner, ApiKey.id > old.id).order_by(ApiKey.id.desc()).limit(1)
     )
     return f", key {newer}" if newer is not None else ""
+
+
+def owner_webhook_secrets(session: Session, key: ApiKey, now: datetime | None = None) -> list[str]:
+    """The secrets that sign a webhook for `key`'s owner at `now`, the newest first: its newest key's
+    (the one that replaced the others; revoked or not, as a lone key's secret always signed), then
+    those of its older keys still working (a rotation's overlap) where they differ. So there is one
+    secret, except during the overlap of a rotation that replaced it: then both sign, and the CMS's
+    receiver verifies with whichever it holds while it deploys the new one. It depends on the owner,
+    not on the key that queued a delivery, and is asked at each try: a retry after the overlap
+    carries only the new secret's signature."""
+    now = now or utcnow()
+    keys = session.scalars(select(ApiKey).where(ApiKey.owner == key.owner).order_by(ApiKey.id.desc())).all()
+    secrets: list[str] = []
+    for index, row in enumerate(keys):
+        if (index == 0 or row.usable(now)) and row.webhook_secret not in secrets:
+            secrets.append(row.webhook_secret)
+    return secrets or [key.webhook_secret]  # `key` is among `keys` once it is stored
 
 
 def list_keys(db: Database) -> list[ApiKey]:

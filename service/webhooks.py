@@ -16,7 +16,8 @@ later: changing the timestamp breaks the signature, and keeping it makes the rec
 the tolerance window (five minutes by default). The body is signed as the exact bytes sent, never re-serialised,
 because two JSON encoders rarely agree byte for byte. The "v1=" prefix leaves room for another scheme, and a receiver
 accepts a header holding several comma-separated signatures so a secret can be rotated without a gap: during the
-change the sender signs with both the old and the new secret.
+change the sender signs with both the old and the new secret, "v1=<new>,v1=<old>" (a rotation with
+`--new-webhook-secret` and an overlap; `service.keys.owner_webhook_secrets` says which secrets sign).
 
 Callback URLs are checked before the service will call them (`check_callback_url`): a translation service that POSTs
 to any URL a client names is a request forger for the client's benefit, aimed at the service's own network (cloud
@@ -72,10 +73,16 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def signed_headers(
-    secret: str, body: bytes, *, event: str, delivery_id: str, now: float | None = None
+    secret: str | Sequence[str], body: bytes, *, event: str, delivery_id: str, now: float | None = None
 ) -> dict[str, str]:
     """Every header of one delivery try. Call it again for each retry: a fresh timestamp keeps a late retry inside the
-    receiver's tolerance window."""
+    receiver's tolerance window.
+
+    Several secrets (while a secret is being replaced) give one signature each, comma-separated in that order; a
+    receiver holding any one of them verifies the request."""
+    secrets = [secret] if isinstance(secret, str) else list(secret)
+    if not secrets:
+        raise ValueError("no webhook secret to sign with")
     timestamp = int(time.time() if now is None else now)
     return {
         "Content-Type": "application/json",
@@ -83,7 +90,7 @@ def signed_headers(
         EVENT_HEADER: event,
         DELIVERY_HEADER: delivery_id,
         TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign(secret, timestamp, body),
+        SIGNATURE_HEADER: ",".join(sign(each, timestamp, body) for each in secrets),
     }
 
 

@@ -1,7 +1,9 @@
 """Rotating an API key: the new key has the old one's owner, so a CMS's corrections and retries
 carry on from its earlier articles; the old key works until the overlap ends and is then refused
-like a revoked one. On SQLite and PostgreSQL, through the functions, the HTTP API and the CLI;
-and revision 0007, which gives existing keys their owner."""
+like a revoked one. A rotation may replace the webhook secret too: webhooks carry a signature with
+each secret during the overlap, and the new one's alone after it. On SQLite and PostgreSQL, through
+the functions, the HTTP API (with a real webhook receiver) and the CLI; and revision 0007, which
+gives existing keys their owner."""
 
 from __future__ import annotations
 
@@ -10,9 +12,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +26,9 @@ from alembic import command
 from sqlalchemy import inspect, text, update
 
 from models.engine import Engine
-from service.auth import Role, parse_duration, parse_overlap
+from service.auth import WEBHOOK_SECRET_PREFIX, Role, parse_duration, parse_overlap
+from service.config import Settings
+from service.jobs.deliveries import signing_secret, signing_secrets
 from service.keys import (
     KeyNameTaken,
     KeyNotRotatable,
@@ -28,12 +36,15 @@ from service.keys import (
     authenticate,
     create_key,
     key_state,
+    owner_webhook_secrets,
     revoke_key,
     rotate_key,
 )
 from service.storage.db import Database, alembic_config
-from service.storage.tables import ApiKey, utcnow
+from service.storage.tables import ApiKey, Delivery, utcnow
+from service.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
 from tests.conftest import REPO, LiveServer, keyed_settings, make_keys, serve
+from tests.test_webhook_delivery import readme_verify
 
 
 def _auth(db: Database, key: str) -> ApiKey | None:
@@ -186,6 +197,111 @@ def test_two_rotations_at_once_make_one_successor(db: Database) -> None:
     assert owners == [f"key:{old.row.id}"] * 2
 
 
+def _queued(db: Database, key: ApiKey) -> Delivery:
+    """A webhook delivery queued now for an article submitted with `key` (not sent: no dispatcher runs)."""
+    delivery = Delivery(
+        id=str(uuid.uuid4()),
+        job_id=None,
+        api_key_id=key.id,
+        event="article.withdrawn",
+        url="https://cms.example.com/hook",
+        payload="{}",
+    )
+    with db.session() as session:
+        session.add(delivery)
+    return delivery
+
+
+def _signing(db: Database, delivery: Delivery) -> list[str]:
+    with db.session() as session:
+        row = session.get(Delivery, delivery.id)
+        assert row is not None
+        secrets = signing_secrets(session, row, Settings())
+        assert signing_secret(session, row, Settings()) == (secrets[0] if secrets else None)
+        return secrets
+
+
+def test_rotation_can_replace_the_webhook_secret(db: Database) -> None:
+    old = create_key(db, name="herald", role=Role.CMS, callback_url="https://cms.example.com/hook")
+    before = _queued(db, old.row)  # queued before the rotation, sent after it
+    assert _signing(db, before) == [old.row.webhook_secret]
+
+    rotated = rotate_key(db, old.row.id, overlap=timedelta(hours=1), new_webhook_secret=True)
+    assert rotated is not None and rotated.new_webhook_secret
+    new_secret = rotated.new.row.webhook_secret
+    assert new_secret.startswith(WEBHOOK_SECRET_PREFIX) and len(new_secret) > 40
+    assert new_secret != old.row.webhook_secret
+    assert rotated.old.webhook_secret == old.row.webhook_secret  # the old key's is kept, for the overlap
+    same = ("name", "role", "callback_url", "owner")
+    assert {f: getattr(rotated.new.row, f) for f in same} == {f: getattr(old.row, f) for f in same}
+    during = _queued(db, old.row)  # the old key still works, and submits
+
+    # During the overlap every delivery of the owner is signed with both, the new secret first,
+    # whichever key queued it and whenever.
+    both = [new_secret, old.row.webhook_secret]
+    assert _signing(db, before) == _signing(db, during) == both
+    with db.session() as session:
+        for key_id in (old.row.id, rotated.new.row.id):
+            row = session.get(ApiKey, key_id)
+            assert row is not None and owner_webhook_secrets(session, row) == both
+
+    # After it, the new one alone: a retry of a delivery queued before the rotation too.
+    _expire(db, old.row.id)
+    after = _queued(db, rotated.new.row)
+    assert _signing(db, before) == _signing(db, during) == _signing(db, after) == [new_secret]
+
+
+def test_revoking_the_old_key_ends_its_secrets_overlap(db: Database) -> None:
+    old = create_key(db, name="herald", role=Role.CMS)
+    queued = _queued(db, old.row)
+    rotated = rotate_key(db, old.row.id, overlap=timedelta(days=7), new_webhook_secret=True)
+    assert rotated is not None
+    assert _signing(db, queued) == [rotated.new.row.webhook_secret, old.row.webhook_secret]
+    revoke_key(db, old.row.id)  # the CMS deployed the new key and secret sooner
+    assert _signing(db, queued) == [rotated.new.row.webhook_secret]
+
+
+def test_a_new_webhook_secret_at_once_replaces_the_old_one_at_once(db: Database) -> None:
+    old = create_key(db, name="herald", role=Role.CMS)
+    queued = _queued(db, old.row)
+    rotated = rotate_key(db, old.row.id, new_webhook_secret=True)  # no overlap: a leak, cut off now
+    assert rotated is not None and rotated.old.revoked_at is not None
+    assert _signing(db, queued) == [rotated.new.row.webhook_secret] != [old.row.webhook_secret]
+
+
+def test_rotation_without_a_new_secret_keeps_it(db: Database) -> None:
+    old = create_key(db, name="herald", role=Role.CMS)
+    queued = _queued(db, old.row)
+    rotated = rotate_key(db, old.row.id, overlap=timedelta(hours=1))
+    assert rotated is not None and not rotated.new_webhook_secret
+    assert rotated.new.row.webhook_secret == old.row.webhook_secret
+    assert _signing(db, queued) == [old.row.webhook_secret]  # one signature, as before
+    _expire(db, old.row.id)
+    assert _signing(db, queued) == [old.row.webhook_secret]
+
+
+def test_secrets_of_several_rotations_in_their_overlaps(db: Database) -> None:
+    """A secret replaced twice within one overlap: each still-working key's secret signs, newest
+    first; a rotation keeping the secret adds none."""
+    first = create_key(db, name="herald", role=Role.CMS)
+    queued = _queued(db, first.row)
+    second = rotate_key(db, first.row.id, overlap=timedelta(hours=2), new_webhook_secret=True)
+    assert second is not None
+    third = rotate_key(db, second.new.row.id, overlap=timedelta(hours=1))
+    assert third is not None
+    fourth = rotate_key(db, third.new.row.id, overlap=timedelta(hours=1), new_webhook_secret=True)
+    assert fourth is not None
+    a, b, c = first.row.webhook_secret, second.new.row.webhook_secret, fourth.new.row.webhook_secret
+    assert len({a, b, c}) == 3 and third.new.row.webhook_secret == b
+    assert _signing(db, queued) == [c, b, a]
+    _expire(db, first.row.id)
+    assert _signing(db, queued) == [c, b]
+    _expire(db, second.new.row.id)  # the key that kept the secret still works: b goes on
+    assert _signing(db, queued) == [c, b]
+    _expire(db, third.new.row.id)
+    assert _signing(db, queued) == [c]
+
+
 def test_migration_gives_existing_keys_their_owner(database_url: str) -> None:
     """Revision 0007 on keys made before it: each owns what it submitted ("key:<id>", as its jobs
     say), none expires, names stay unique; and it goes back down."""
@@ -250,7 +366,7 @@ def test_rotated_key_keeps_the_cms_articles(live_keys: tuple[LiveServer, Databas
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["name"] == "tribune" and body["role"] == "cms" and body["owner"] == f"key:{cms.row.id}"
-    assert body["webhook_secret"] == cms.row.webhook_secret
+    assert body["webhook_secret"] == cms.row.webhook_secret and body["new_webhook_secret"] is False
     assert body["replaced"]["id"] == cms.row.id and body["replaced"]["expires_at"]
     assert body["replaced"]["revoked_at"] is None
     new = _bearer(body["key"])
@@ -317,10 +433,27 @@ def test_bad_overlap_is_a_422(live_keys: tuple[LiveServer, Database], overlap: s
 
 
 def test_rotation_is_documented(live_keys: tuple[LiveServer, Database]) -> None:
-    live, _ = live_keys
-    op = live.client.get("/openapi.json").json()["paths"]["/v1/keys/{key_id}/rotate"]["post"]
-    assert {"201", "401", "403", "404", "409", "422", "429"} <= set(op["responses"])
+    live, db = live_keys
+    spec = live.client.get("/openapi.json").json()
+    op = spec["paths"]["/v1/keys/{key_id}/rotate"]["post"]
+    # Every status it answers: 400 (malformed JSON) and 413 (too large) from the request guard,
+    # 422 for a bad overlap or flag, 500 and 503 as everywhere.
+    assert set(op["responses"]) == {"201", "400", "401", "403", "404", "409", "413", "422", "429", "500", "503"}
     assert "overlap" in op["description"] and "401" in op["description"]
+    assert "new_webhook_secret" in op["description"]
+    schemas = spec["components"]["schemas"]
+    assert schemas["KeyRotateIn"]["properties"]["new_webhook_secret"]["type"] == "boolean"
+    assert "new_webhook_secret" in schemas["KeyRotated"]["required"]
+    # And it does answer them.
+    admin = _admin(db)
+    cms = create_key(db, name=f"documented-{time.monotonic_ns()}", role=Role.CMS)
+    path = f"/v1/keys/{cms.row.id}/rotate"
+    json_type = {"Content-Type": "application/json"}
+    assert live.client.post(path, content=b"{", headers={**admin, **json_type}).status_code == 400
+    assert live.client.post(path, content=b"0" * 2_000_000, headers={**admin, **json_type}).status_code == 413
+    bad_flag = live.client.post(path, json={"new_webhook_secret": "perhaps"}, headers=admin)
+    assert bad_flag.status_code == 422 and "new_webhook_secret" in bad_flag.text
+    assert _auth(db, cms.key) is not None  # nothing was rotated
 
 
 def test_review_app_session_of_a_rotated_key_ends_with_its_overlap(live_keys: tuple[LiveServer, Database]) -> None:
@@ -339,6 +472,163 @@ def test_review_app_session_of_a_rotated_key_ends_with_its_overlap(live_keys: tu
         _expire(db, translator.row.id)
         gone = browser.get("/review")
         assert gone.status_code == 303 and gone.headers["location"].startswith("/review/login")
+
+
+# --- webhooks signed with the old and the new secret, over HTTP --------------------------------------
+
+
+@dataclass
+class Receiver:
+    """A CMS's webhook endpoint on loopback: answers `script`'s statuses in turn, then 200."""
+
+    url: str = ""
+    script: list[int] = field(default_factory=list)
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    def last_for(self, delivery_id: str) -> tuple[dict[str, str], bytes]:
+        """The latest try of delivery `delivery_id` that reached the receiver."""
+        tries = [(h, b) for h, b in self.received if h[DELIVERY_HEADER] == delivery_id]
+        assert tries, f"delivery {delivery_id} never reached the receiver"
+        return tries[-1]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.received.append((dict(self.headers.items()), body))
+            self.send_response(state.script.pop(0) if state.script else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/duiyi"
+    yield state
+    server.shutdown()
+
+
+def _delivery(live: LiveServer, job_id: str, headers: dict[str, str], state: str, attempts: int) -> dict[str, Any]:
+    """The job's only delivery, once it is in `state` with at least `attempts` attempts recorded."""
+    deadline = time.monotonic() + 30
+    while True:
+        r = live.client.get(f"/v1/articles/{job_id}/deliveries", headers=headers)
+        assert r.status_code == 200, r.text
+        found = r.json()
+        if found and found[0]["state"] == state and len(found[0]["attempts"]) >= attempts:
+            return dict(found[0])
+        assert time.monotonic() < deadline, f"the delivery is not {state} with {attempts} attempt(s): {found}"
+        time.sleep(0.05)
+
+
+def _signatures(headers: dict[str, str]) -> list[str]:
+    return [part.strip() for part in headers[SIGNATURE_HEADER].split(",")]
+
+
+def test_webhooks_verify_with_either_secret_during_the_overlap_then_with_the_new_one(
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], database_url: str, receiver: Receiver
+) -> None:
+    """A newsroom whose webhook secret may have leaked rotates its key with a new secret and a day's
+    overlap. Its receiver, on the old secret until it deploys the new one, verifies every webhook of
+    the overlap, those queued before the rotation included; after it, only the new secret verifies."""
+    admin = _bearer(make_keys(database_url, (Role.ADMIN,))["admin"].key)
+    db = Database(database_url)
+    cms = create_key(db, name="leaky-herald", role=Role.CMS)
+    old_secret = cms.row.webhook_secret
+    other_secret = create_key(db, name="another-cms", role=Role.CMS).row.webhook_secret
+    settings = keyed_settings(
+        tiny_dirs["marian"],
+        database_url,
+        webhook_allowed_hosts=["127.0.0.1"],
+        webhook_allow_private=True,
+        # A failed try is retried 5 to 10 minutes later: the tests bring retries forward with redeliver.
+        webhook_backoff_base_s=600,
+        webhook_backoff_cap_s=600,
+    )
+
+    def submit(key: str, title: str) -> str:
+        article = {"body": f"{title} reopened.", "callback_url": receiver.url}
+        r = live.client.post("/v1/articles", json=article, headers=_bearer(key))
+        assert r.status_code == 202, r.text
+        return str(r.json()["id"])
+
+    with serve(settings, engines["marian"]) as live:
+        # Two articles whose first tries fail before the rotation: retried after it, one during the
+        # overlap and one after.
+        receiver.script = [503, 503]
+        early = submit(cms.key, "The bridge")
+        late = submit(cms.key, "The tunnel")
+        early_first = _delivery(live, early, _bearer(cms.key), "pending", 1)
+        late_first = _delivery(live, late, _bearer(cms.key), "pending", 1)
+        for delivery in (early_first, late_first):
+            headers, body = receiver.last_for(delivery["id"])
+            assert verify(old_secret, headers, body) and len(_signatures(headers)) == 1
+
+        r = live.client.post(
+            f"/v1/keys/{cms.row.id}/rotate", json={"overlap": "24h", "new_webhook_secret": True}, headers=admin
+        )
+        assert r.status_code == 201, r.text
+        rotated = r.json()
+        new_key, new_secret = rotated["key"], rotated["webhook_secret"]
+        assert rotated["new_webhook_secret"] is True
+        assert new_secret.startswith(WEBHOOK_SECRET_PREFIX) and new_secret != old_secret
+        assert rotated["owner"] == f"key:{cms.row.id}" and rotated["replaced"]["expires_at"]
+        # Shown in that answer only: the key list has neither secret.
+        listed = live.client.get("/v1/keys", headers=admin)
+        assert listed.status_code == 200 and rotated["id"] in {k["id"] for k in listed.json()}
+        assert new_secret not in listed.text and old_secret not in listed.text
+        assert all("webhook_secret" not in k for k in listed.json())
+
+        # During the overlap: the delivery queued before the rotation, retried now ...
+        again = live.client.post(
+            f"/v1/articles/{early}/deliveries/{early_first['id']}/redeliver", headers=_bearer(new_key)
+        )
+        assert again.status_code == 202, again.text
+        _delivery(live, early, _bearer(new_key), "delivered", 2)
+        # ... and new articles, from the old key (still working) and the new one.
+        during = [submit(cms.key, "The ferry"), submit(new_key, "The station")]
+        sent = [receiver.last_for(early_first["id"])]
+        sent += [receiver.last_for(_delivery(live, job, _bearer(new_key), "delivered", 1)["id"]) for job in during]
+        readme = readme_verify()  # the snippet receivers copy from the README
+        for headers, body in sent:
+            assert verify(old_secret, headers, body), "the receiver on the old secret must verify it"
+            assert verify(new_secret, headers, body), "the receiver on the new secret must verify it"
+            assert readme(old_secret, headers, body) and readme(new_secret, headers, body)
+            assert len(_signatures(headers)) == 2
+            assert not verify(other_secret, headers, body)
+
+        # After the overlap: only the new secret, on a retry of the delivery queued before the rotation too.
+        _expire(db, cms.row.id)
+        assert live.client.get("/v1/articles", headers=_bearer(cms.key)).status_code == 401
+        again = live.client.post(
+            f"/v1/articles/{late}/deliveries/{late_first['id']}/redeliver", headers=_bearer(new_key)
+        )
+        assert again.status_code == 202, again.text
+        _delivery(live, late, _bearer(new_key), "delivered", 2)
+        after = submit(new_key, "The harbour")
+        sent = [receiver.last_for(late_first["id"])]
+        sent.append(receiver.last_for(_delivery(live, after, _bearer(new_key), "delivered", 1)["id"]))
+        for headers, body in sent:
+            assert verify(new_secret, headers, body)
+            assert not verify(old_secret, headers, body)
+            assert len(_signatures(headers)) == 1
+
+        # A later rotation without the flag keeps the (new) secret: one signature, as before.
+        r = live.client.post(f"/v1/keys/{rotated['id']}/rotate", json={"overlap": "1h"}, headers=admin)
+        assert r.status_code == 201, r.text
+        assert r.json()["webhook_secret"] == new_secret and r.json()["new_webhook_secret"] is False
+        kept = submit(r.json()["key"], "The airport")
+        headers, body = receiver.last_for(_delivery(live, kept, _bearer(new_key), "delivered", 1)["id"])
+        assert verify(new_secret, headers, body) and not verify(old_secret, headers, body)
+        assert len(_signatures(headers)) == 1
+    db.close()
 
 
 # --- the CLI ----------------------------------------------------------------------------------------
@@ -394,4 +684,47 @@ def test_rotate_with_the_cli(tmp_path: Path) -> None:
     refused = duiyi("keys", "rotate", gone_id.group(1))
     assert refused.returncode == 2 and "a revoked key cannot be rotated: create a new key" in refused.stderr
     assert duiyi("keys", "rotate", "999").returncode == 2
+    db.close()
+
+
+def test_rotate_with_a_new_webhook_secret_with_the_cli(tmp_path: Path) -> None:
+    env = {"DUIYI_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+    def duiyi(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "service.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    def secrets_in(out: str) -> list[str]:
+        return re.findall(rf"^{WEBHOOK_SECRET_PREFIX}\S+$", out, re.M)
+
+    made = duiyi("keys", "create", "--role", "cms", "--name", "the-cms")
+    assert made.returncode == 0, made.stderr
+    [old_secret] = secrets_in(made.stdout)
+    old_key = re.search(r"^duiyi_[0-9a-f]{8}_\S+$", made.stdout, re.M)
+    db = Database(f"sqlite:///{tmp_path / 'duiyi.db'}")
+    old = _auth(db, old_key.group(0)) if old_key else None
+    assert old is not None
+    old_id = old.id
+
+    kept = duiyi("keys", "rotate", str(old_id), "--overlap", "2h")
+    assert kept.returncode == 0, kept.stderr
+    assert "the webhook secret is unchanged" in kept.stdout and secrets_in(kept.stdout) == []
+    new_id = re.search(r"^new key (\d+) ", kept.stdout, re.M)
+    assert new_id
+
+    rotated = duiyi("keys", "rotate", new_id.group(1), "--overlap", "2h", "--new-webhook-secret")
+    assert rotated.returncode == 0, rotated.stderr
+    [new_secret] = secrets_in(rotated.stdout)
+    assert new_secret != old_secret
+    assert "shown only now" in rotated.stdout
+    assert "signed with the old and the new secret, then with the new one alone" in rotated.stdout
+    newest = re.search(r"^duiyi_[0-9a-f]{8}_\S+$", rotated.stdout, re.M)
+    row = _auth(db, newest.group(0)) if newest else None
+    assert row is not None and row.webhook_secret == new_secret and row.owner == f"key:{old_id}"
+
+    listed = duiyi("keys", "list").stdout
+    assert len(listed.splitlines()) == 3 and WEBHOOK_SECRET_PREFIX not in listed
+    help_text = duiyi("keys", "rotate", "--help").stdout
+    assert "--new-webhook-secret" in help_text
     db.close()

@@ -33,6 +33,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
+from service.keys import owner_webhook_secrets
 from service.storage.db import Database
 from service.storage.tables import ApiKey, Delivery, DeliveryAttempt, Job, utcnow
 from service.webhooks import (
@@ -217,8 +218,8 @@ class Dispatcher:
                 return None
             return session.get(Delivery, delivery_id)
 
-    def _secret(self, session: Session, delivery: Delivery) -> str | None:
-        return signing_secret(session, delivery, self.settings)
+    def _secrets(self, session: Session, delivery: Delivery) -> list[str]:
+        return signing_secrets(session, delivery, self.settings)
 
     def _retry_in(self, tries: int, retry_after_s: float | None = None) -> float | None:
         """Seconds until the next try after try number `tries` (of this delivery's current round) failed in a way
@@ -249,7 +250,7 @@ class Dispatcher:
             if session.get(Delivery, delivery.id) is None:
                 log.info("webhook %s %s not sent: its article was withdrawn", delivery.event, delivery.id)
                 return
-            secret = self._secret(session, delivery)
+            secrets = self._secrets(session, delivery)
             # Attempts are numbered over the delivery's whole life, across redeliveries.
             last = session.scalar(
                 select(func.max(DeliveryAttempt.number)).where(DeliveryAttempt.delivery_id == delivery.id)
@@ -262,7 +263,7 @@ class Dispatcher:
                 allowed_hosts=self.settings.webhook_allowed_hosts,
                 allow_private=self.settings.webhook_allow_private,
             )
-            if not secret:
+            if not secrets:
                 raise CallbackRefused("no signing secret (the API key is gone, or DUIYI_WEBHOOK_SECRET is unset)")
         except CallbackUnresolved as exc:
             # DNS failing now (no answer, a resolver restarting) is a network error like any other: retried.
@@ -272,7 +273,8 @@ class Dispatcher:
             # Refused by policy (scheme, host not allowed, a private address) or unsigned: no retry changes that.
             self._record(delivery, number, tries, None, f"refused: {exc}", 0.0, ok=False, retry_in=None)
             return
-        headers = signed_headers(secret, body, event=delivery.event, delivery_id=delivery.id)
+        # Several secrets (a rotation's overlap): one signature each in the header, any of which verifies.
+        headers = signed_headers(secrets, body, event=delivery.event, delivery_id=delivery.id)
         # To the address just vetted, not to a second lookup of the name (which DNS rebinding could aim elsewhere).
         attempt = deliver_once(client, delivery.url, body, headers, address=addresses[0])
         retry_in = None
@@ -354,17 +356,26 @@ def forget_withdrawal_notices(db: Database, before: datetime, *, dry_run: bool =
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def signing_secret(session: Session, delivery: Delivery, settings: Settings) -> str | None:
-    """The secret that signs `delivery`: its job's API key's, or DUIYI_WEBHOOK_SECRET for a job submitted without
-    one (authentication disabled). None when there is none (the key row is gone, or the setting is unset)."""
+def signing_secrets(session: Session, delivery: Delivery, settings: Settings) -> list[str]:
+    """The secrets that sign `delivery` now, the newest first: those of its job's API key's owner (the
+    newest key's, and an older key's still in the overlap of a rotation that replaced the secret:
+    `service.keys.owner_webhook_secrets`), or DUIYI_WEBHOOK_SECRET for a job submitted without a key
+    (authentication disabled). Decided at each try, not when the delivery was queued, so a retry
+    after a rotation's overlap carries only the new secret's signature. Empty when there is none
+    (the key row is gone, or the setting is unset)."""
     key_id = delivery.api_key_id
     if key_id is None and delivery.job_id is not None:  # a delivery written before revision 0009
         job = session.get(Job, delivery.job_id)
         key_id = job.api_key_id if job is not None else None
     if key_id is not None:
         key = session.get(ApiKey, key_id)
-        return key.webhook_secret if key is not None else None
-    return settings.webhook_secret
+        return owner_webhook_secrets(session, key) if key is not None else []
+    return [settings.webhook_secret] if settings.webhook_secret else []
+
+
+def signing_secret(session: Session, delivery: Delivery, settings: Settings) -> str | None:
+    """The newest of `signing_secrets`; None when there is none."""
+    return next(iter(signing_secrets(session, delivery, settings)), None)
 
 
 class DeliveryNotFound(LookupError):

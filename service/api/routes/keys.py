@@ -46,6 +46,13 @@ class KeyRotateIn(Incoming):
         examples=["24h"],
     )
 
+    new_webhook_secret: bool = Field(
+        default=False,
+        description="replace the webhook secret too (one that may have leaked): the new key gets a new one, shown in "
+        "this answer only; the owner's webhooks carry a signature with each secret while the old key works (the "
+        "overlap), then with the new one alone. `false` (the default): the secret is kept",
+    )
+
     @field_validator("overlap")
     @classmethod
     def _a_duration(cls, value: str) -> str:
@@ -54,8 +61,13 @@ class KeyRotateIn(Incoming):
 
 
 class KeyRotated(KeyCreated):
+    new_webhook_secret: bool = Field(
+        description="whether `webhook_secret` is a new one (asked for with `new_webhook_secret`); false: the old "
+        "key's, unchanged"
+    )
     replaced: KeyOut = Field(
-        description="the old key: revoked (`revoked_at`), or working until `expires_at` (the overlap)"
+        description="the old key: revoked (`revoked_at`), or working until `expires_at` (the overlap); with a new "
+        "webhook secret, webhooks are signed with its secret too until then"
     )
 
 
@@ -105,8 +117,8 @@ def delete_key(key_id: Annotated[int, Path(ge=1)], runtime: RuntimeDep, _: Admin
     status_code=201,
     response_model=KeyRotated,
     responses=responses(*AUTH_ERRORS, 404, 409, 422),
-    summary="Rotate an API key: a new key for the same owner (shown in this answer only); the old one is "
-    "revoked at once or after an overlap",
+    summary="Rotate an API key: a new key for the same owner (shown in this answer only), with a new webhook "
+    "secret if asked; the old one is revoked at once or after an overlap",
 )
 def rotate(
     key_id: Annotated[int, Path(ge=1)], runtime: RuntimeDep, _: Admin, body: KeyRotateIn | None = None
@@ -115,16 +127,24 @@ def rotate(
     articles stay its own (it reads them, its corrections join their revision chains, its retries
     with an `Idempotency-Key` are recognised). With `overlap`, the old key works on until
     `replaced.expires_at`, so the CMS can deploy the new one; then it is refused (401) like a
-    revoked key. 409 (`not_rotatable`) for a revoked key, or one rotated already (rotate its
-    successor)."""
+    revoked key. With `new_webhook_secret: true` the webhook secret is replaced as well: the new
+    one is in this answer only, and until `replaced.expires_at` the owner's webhooks (those queued
+    before the rotation too) carry two signatures, `Duiyi-Signature: v1=<new>,v1=<old>`, so the
+    receiver verifies with either; after it, only the new one's (without an overlap, at once).
+    409 (`not_rotatable`) for a revoked key, or one rotated already (rotate its successor)."""
     overlap = parse_overlap(body.overlap if body else "0")
+    replace_secret = body.new_webhook_secret if body else False
     try:
-        rotated = rotate_key(runtime.db, key_id, overlap=overlap)
+        rotated = rotate_key(runtime.db, key_id, overlap=overlap, new_webhook_secret=replace_secret)
     except KeyNotRotatable as exc:
         raise ApiError(409, "not_rotatable", str(exc)) from None
     if rotated is None:
         raise ApiError(404, "not_found", f"no API key with id {key_id}")
     new = rotated.new
     return KeyRotated(
-        **_out(new.row).model_dump(), key=new.key, webhook_secret=new.row.webhook_secret, replaced=_out(rotated.old)
+        **_out(new.row).model_dump(),
+        key=new.key,
+        webhook_secret=new.row.webhook_secret,
+        new_webhook_secret=rotated.new_webhook_secret,
+        replaced=_out(rotated.old),
     )
