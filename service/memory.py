@@ -44,7 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.documents import SourceFormat, plain_text
-from service.storage.db import Database
+from service.storage.db import Database, contains_in_any_case
 from service.storage.tables import Job, MemoryEntry, StoredArticle, StoredSegment, utcnow
 
 _SPACE = re.compile(r"\s+")
@@ -349,34 +349,32 @@ class TranslationMemory:
         approval of a sentence counts), at most `limit` (1 to SEARCH_MAX); of one variant, or of all.
         The query is plain text: `%` and `_` are no wildcards.
 
-        The database finds the entries that hold the query's text in any case (LIKE: a scan of the
-        table; at 100,000 entries about 30 to 80 ms on SQLite, 30 ms for Chinese and 130 to 250 ms
-        for English on PostgreSQL, where lower() is the cost), newest first, and this process
-        keeps those that match at word boundaries, reading them as a stream and stopping at the
-        limit: a query that many entries hold reads only a few of them."""
+        The database finds the entries that hold the query's text in any case, letters beyond
+        ASCII included (É and é, Σ and ς, Д and д; `service.storage.db.contains_in_any_case`): a
+        scan of the table; at 100,000 entries about 30 to 80 ms on SQLite, 30 ms for Chinese and
+        130 to 250 ms for English on PostgreSQL, where lower() is the cost, and about 250 ms for
+        a query of Greek or Cyrillic letters only on SQLite (docs/benchmarks.md). Newest first,
+        and this process keeps those that match at word boundaries (`query_pattern`, whose
+        IGNORECASE takes every pair of characters the database does), reading them as a stream and
+        stopping at the limit: a query that many entries hold reads only a few of them."""
         pattern = query_pattern(query)
         text = normalize(query)
         limit = max(1, min(limit, SEARCH_MAX))
         hits: list[Concordance] = []
         more = False
         with self.db.session() as session:
-            on_sqlite = session.get_bind().dialect.name == "sqlite"
+            dialect = session.get_bind().dialect.name
+            on_sqlite = dialect == "sqlite"
             columns = [
                 col
                 for col, name in ((MemoryEntry.source, "source"), (MemoryEntry.target, "target"))
                 if side in (name, "both")
             ]
-            # SQLite's LIKE already ignores the case of ASCII letters (as far as its lower() goes);
-            # PostgreSQL's LIKE does not, and lower() on every row takes 4 to 5 times as long as LIKE
-            # alone (ILIKE longer still): paid only where the query has letters with a case, not
-            # for one in Chinese.
-            cased = text.lower() != text.upper()
-            holds = [
-                func.lower(col).contains(text.lower(), autoescape=True)
-                if cased and not on_sqlite
-                else col.contains(text, autoescape=True)
-                for col in columns
-            ]
+            # On PostgreSQL, lower() on every row takes 4 to 5 times as long as LIKE alone (ILIKE
+            # longer still): paid only where the query has letters with a case, not for one in
+            # Chinese; a query with letters beyond ASCII is a regular expression instead, which
+            # costs about as much and needs no locale.
+            holds = [contains_in_any_case(col, text, dialect) for col in columns]
             stmt = (
                 select(
                     MemoryEntry.id,

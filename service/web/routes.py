@@ -49,6 +49,7 @@ from service.jobs.codec import segment_from_row
 from service.keys import authenticate
 from service.memory import SEARCH_LIMIT, SEARCH_MAX
 from service.schemas import Incoming, SegmentState, segment_out, stored_segment_out
+from service.storage.db import contains_in_any_case
 from service.storage.tables import Job, SegmentComment, StoredArticle, StoredSegment
 from service.translate import InputError
 from service.web.session import (
@@ -237,18 +238,20 @@ def find_jobs(
     session: Session, *, statuses: list[JobStatus], q: str, limit: int, scope: str | None = None
 ) -> list[tuple[Job, str]]:
     """The newest jobs (each with its article's title) whose title or external id contains `q`
-    (any case), or whose id starts with it; `q` is plain text (`%` and `_` are no wildcards). With
-    `scope` (`Principal.scope`: a cms key's), only that owner's."""
+    (in any case, letters beyond ASCII included: `contains_in_any_case`), or whose id starts with
+    it; `q` is plain text (`%` and `_` are no wildcards). With `scope` (`Principal.scope`: a cms
+    key's), only that owner's."""
     query = select(Job, StoredArticle.title).join(StoredArticle, StoredArticle.id == Job.article_id)
     if scope is not None:
         query = query.where(Job.owner == scope)
     if statuses:
         query = query.where(Job.status.in_([s.value for s in statuses]))
     if q:
+        dialect = session.get_bind().dialect.name
         query = query.where(
             or_(
-                StoredArticle.title.icontains(q, autoescape=True),
-                Job.external_id.icontains(q, autoescape=True),
+                contains_in_any_case(StoredArticle.title, q, dialect),
+                contains_in_any_case(Job.external_id, q, dialect),
                 Job.id.startswith(q.lower(), autoescape=True),
             )
         )
