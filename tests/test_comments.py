@@ -295,3 +295,113 @@ def test_queries_by_others_arrive_with_the_poll(
     assert page.locator("#open-queries-toolbar").inner_text() == "0"
     assert box.input_value() == "half-typed answer"
     page.context.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_focus_stays_on_a_query_button_across_the_poll(
+    site: tuple[LiveServer, dict[str, dict[str, str]], str],
+    browser: object,
+) -> None:
+    """A Resolve button with the keyboard's focus keeps it when the poll redraws its thread (an answer
+    added and the query resolved elsewhere): the same query's button, now Reopen, where it was on the
+    screen. Resolving another query moves the focus to no other button than the one pressed."""
+    live, keys, _ = site
+    job_id, segs = translated_article(live.client, keys["cms"])
+    sid, base = segs[0]["id"], f"/v1/articles/{job_id}"
+    asked = [
+        live.client.post(f"{base}/segments/{sid}/comments", json={"body": body}, headers=keys["cms"]).json()
+        for body in ("Which base?", "Which governor?")
+    ]
+    key = keys["translator"]["Authorization"].removeprefix("Bearer ")
+    page: Any = sign_in(browser, live, key)
+    page.set_viewport_size({"width": 1280, "height": 500})
+    page.clock.install()
+    page.goto(f"/review/articles/{job_id}")
+    row = page.locator(".seg").filter(has=page.locator(f"[aria-controls='thread-{sid}']"))
+    row.locator(".queries-toggle").click()
+    first = row.get_by_role("button", name=re.compile(r"^Resolve the query by cms: Which base"))
+    first.focus()
+    first.evaluate("b => b.scrollIntoView({block: 'center'})")
+    where = "() => [document.activeElement.getBoundingClientRect().top, window.scrollY]"
+    before = page.evaluate(where)
+    focused = (
+        "() => [document.activeElement.closest('li')?.querySelector('.comment-body')?.textContent,"
+        " document.activeElement.textContent]"
+    )
+    assert page.evaluate(focused) == ["Which base?", "Resolve"]
+
+    # Another client answers, and resolves the focused query.
+    answer = live.client.post(f"{base}/segments/{sid}/comments", json={"body": "Henoko."}, headers=keys["cms"])
+    assert answer.status_code == 201, answer.text
+    done = live.client.post(f"{base}/comments/{asked[0]['id']}/resolve", headers=keys["translator"])
+    assert done.status_code == 200, done.text
+    with page.expect_response(lambda r: r.url.endswith("/state")) as polled:
+        page.clock.run_for(15_500)
+    assert polled.value.status == 200
+    row.locator(".thread-list .comment").nth(2).wait_for()
+    row.locator(".thread-list .comment.resolved").wait_for()
+    assert page.evaluate(focused) == ["Which base?", "Reopen"]
+    after = page.evaluate(where)
+    assert abs(after[0] - before[0]) < 1 and abs(after[1] - before[1]) < 1, (before, after)
+
+    # From the keyboard: Enter reopens it, and the focus stays on it.
+    with page.expect_response(lambda r: r.url.endswith("/reopen")):
+        page.keyboard.press("Enter")
+    row.locator(".thread-list .comment.resolved").wait_for(state="detached")
+    assert page.evaluate(focused) == ["Which base?", "Resolve"]
+    # Resolve the first, then the second: the focus is on the second's button, not the first's.
+    with page.expect_response(lambda r: r.url.endswith("/resolve")):
+        page.keyboard.press("Enter")
+    second = row.get_by_role("button", name=re.compile(r"^Resolve the query by cms: Which governor"))
+    with page.expect_response(lambda r: r.url.endswith("/resolve")):
+        second.click()
+    page.wait_for_function("() => document.activeElement.textContent === 'Reopen'")
+    assert page.evaluate(focused) == ["Which governor?", "Reopen"]
+    page.context.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_open_query_count_counts_segments_a_filter_hides(
+    site: tuple[LiveServer, dict[str, dict[str, str]], str],
+    browser: object,
+) -> None:
+    """The article page's count of open queries (heading, toolbar, approval form) is the article's:
+    with "flagged only" on, a query asked and resolved elsewhere on a segment the filter hides is
+    counted after the next poll."""
+    live, keys, _ = site
+    job_id, segs = translated_article(live.client, keys["cms"])
+    flagged, clean = segs
+    base = f"/v1/articles/{job_id}"
+    edited = live.client.patch(
+        f"{base}/segments/{clean['id']}",
+        json={"text": "州长周二表示反对。", "version": clean["version"]},
+        headers=keys["translator"],
+    )
+    assert edited.status_code == 200 and edited.json()["flags"] == [], edited.text
+    assert flagged["flags"], flagged  # the tiny model's output is flagged
+    key = keys["translator"]["Authorization"].removeprefix("Bearer ")
+    page: Any = sign_in(browser, live, key)
+    page.clock.install()
+    page.goto(f"/review/articles/{job_id}?flagged=1")
+    assert page.locator(f"[data-id='{clean['id']}']").count() == 0
+    assert page.locator(".seg").count() == 1
+    counts = (
+        "() => [...document.querySelectorAll('#open-queries, #open-queries-toolbar, .open-queries-count')]"
+        ".map((e) => e.textContent.trim())"
+    )
+    assert page.evaluate(counts) == ["0", "0", "0"]
+
+    q = live.client.post(f"{base}/segments/{clean['id']}/comments", json={"body": "Tuesday?"}, headers=keys["cms"])
+    assert q.status_code == 201, q.text
+    with page.expect_response(lambda r: r.url.endswith("/state")) as polled:
+        page.clock.run_for(15_500)
+    assert polled.value.status == 200
+    page.wait_for_function(f"() => ({counts})().every((n) => n === '1')", timeout=5000)
+    assert page.locator("#approve-override").is_visible()
+
+    live.client.post(f"{base}/comments/{q.json()['id']}/resolve", headers=keys["translator"])
+    with page.expect_response(lambda r: r.url.endswith("/state")) as polled:
+        page.clock.run_for(15_500)
+    assert polled.value.status == 200
+    page.wait_for_function(f"() => ({counts})().every((n) => n === '0')", timeout=5000)
+    page.context.close()

@@ -4,9 +4,11 @@ and a search that finds one by title, CMS id or the id the app shows; on SQLite 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import httpx
+import sqlalchemy
 
 from models.engine import Engine
 from service.auth import Role
@@ -118,3 +120,69 @@ def test_a_cms_key_sees_only_its_owners_articles_in_the_app(
         finally:
             cms.close()
             translator.close()
+
+
+def _cell(html: str, job_id: str, cls: str) -> str:
+    """The text of the article's cell of class `cls`, tags stripped."""
+    row = re.search(rf'<tr data-id="{re.escape(job_id)}">(.*?)</tr>', html, re.S)
+    assert row, job_id
+    cell = re.search(rf'<td class="{cls}">(.*?)</td>', row.group(1), re.S)
+    assert cell, (job_id, cls)
+    return re.sub(r"<[^>]+>", "", cell.group(1)).strip()
+
+
+def test_the_list_counts_each_articles_open_queries_in_one_query(
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], database_url: str
+) -> None:
+    """Beside its flags, each article in the list has the number of open queries on its segments
+    (resolved ones not counted), counted for all the listed articles in one SQL query."""
+    keys = {role: made.key for role, made in make_keys(database_url, (Role.CMS, Role.TRANSLATOR)).items()}
+    with serve(keyed_settings(tiny_dirs["marian"], database_url), engines["marian"]) as live:
+        cms = {"Authorization": f"Bearer {keys['cms']}"}
+        ids = [
+            live.client.post(
+                "/v1/articles", json={"title": title, "body": body, "targets": ["zh-Hans"]}, headers=cms
+            ).json()["id"]
+            for title, body in (
+                ("Harbour", "The harbour will reopen in May.\n\nWork began in 2012."),
+                ("Budget", "The budget was cut."),
+                ("Geneva", "Talks resumed in Geneva."),
+            )
+        ]
+        segments = {}
+        deadline = time.monotonic() + 60
+        for job_id in ids:
+            while (job := live.client.get(f"/v1/articles/{job_id}", headers=cms).json())["status"] != "translated":
+                assert time.monotonic() < deadline, job
+                time.sleep(0.05)
+            segments[job_id] = [s["id"] for b in job["document"]["blocks"] for s in b["segments"]]
+        asked = []
+        for job_id, n in ((ids[0], 3), (ids[2], 1)):
+            for i in range(n):
+                sid = segments[job_id][i % len(segments[job_id])]
+                r = live.client.post(
+                    f"/v1/articles/{job_id}/segments/{sid}/comments", json={"body": f"Query {i}?"}, headers=cms
+                )
+                assert r.status_code == 201, r.text
+                asked.append((job_id, r.json()["id"]))
+        resolved = live.client.post(f"/v1/articles/{ids[0]}/comments/{asked[0][1]}/resolve", headers=cms)
+        assert resolved.status_code == 200, resolved.text
+
+        statements: list[str] = []
+
+        def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+            statements.append(statement)
+
+        client = _signed_in(live.url, keys["translator"])
+        try:
+            sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", seen)
+            try:
+                page = client.get("/review")
+            finally:
+                sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", seen)
+            assert page.status_code == 200
+            assert "<th>Open queries</th>" in page.text
+            assert [_cell(page.text, job_id, "queries-count") for job_id in ids] == ["2", "0", "1"]
+            assert len([s for s in statements if "segment_comments" in s]) == 1, statements
+        finally:
+            client.close()

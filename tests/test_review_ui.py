@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -1127,4 +1128,139 @@ def test_changes_by_others_arrive_without_a_reload(
         "el => el.textContent === '市长周二讲话。'", arg=editing.locator(".target-view").element_handle()
     )
     assert notice.is_hidden()
+    page.context.close()
+
+
+def test_updating_repetitions_can_be_turned_off(site: tuple[LiveServer, dict[str, str], str], browser: object) -> None:
+    """The toolbar's "Update repetitions" (a checkbox, from the keyboard too) turns propagation off
+    for the translator's saves and approvals (`propagate: false`): the other repetitions keep their
+    text. It is a workspace preference, kept in the browser across reloads; turned on again, a save
+    reaches the untouched repetitions and the page says how many."""
+    live, keys, _ = site
+    job_id = new_job(live, keys, REPEATED)
+    page: Any = sign_in(browser, live, keys["translator"])
+    page.goto(f"/review/articles/{job_id}")
+    box = page.locator("#propagate")
+    assert box.is_visible() and box.is_checked()
+    assert page.get_by_label("Update repetitions").count() == 1  # named by its label
+    box.focus()
+    page.keyboard.press("Space")
+    assert not box.is_checked()
+    page.locator("#page-status", has_text="its repetitions are left as they are").wait_for()
+
+    rows = page.locator(".seg", has=page.locator(".source", has_text="Reporting by the desk"))
+    before = [rows.nth(n).locator(".target-view").inner_text() for n in (1, 2)]
+    first = rows.nth(0)
+    first.locator(".target-view").click()
+    with page.expect_response(lambda r: r.request.method == "PATCH") as saved:
+        first.locator("textarea.target-edit").fill("里斯本编辑部报道。")
+    assert saved.value.status == 200
+    assert saved.value.request.post_data_json["propagate"] is False
+    assert saved.value.json()["repetitions"] == []
+    first.locator(".save-state", has_text=SAVED).wait_for()
+    page.wait_for_timeout(300)
+    assert [rows.nth(n).locator(".target-view").inner_text() for n in (1, 2)] == before
+    for n in (1, 2):
+        seg_id = rows.nth(n).get_attribute("data-id")
+        doc = live.client.get(f"/v1/articles/{job_id}", headers={"Authorization": f"Bearer {keys['cms']}"}).json()
+        now = next(s for b in doc["document"]["blocks"] for s in b["segments"] if s["id"] == seg_id)
+        assert now["targets"]["zh-Hans"] == before[n - 1]
+    # An approval is sent the same way (asked twice when the segment is flagged: the first warns).
+    approvals: list[Any] = []
+    page.on("request", lambda r: approvals.append(r) if r.url.endswith("/approve") else None)
+    first.locator("button.approve").click()
+    page.wait_for_function(
+        "r => r.querySelector('.seg-status').textContent === 'approved'"
+        " || r.querySelector('.approve-warning')?.textContent",
+        arg=first.element_handle(),
+    )
+    if first.locator(".seg-status").inner_text() != "approved":
+        first.locator("button.approve").click()
+    first.locator(".seg-status", has_text="approved").wait_for()
+    assert [r.post_data_json["propagate"] for r in approvals] == [False]
+
+    # Kept across a reload; turned on again, the next save reaches the untouched repetition (the
+    # first segment is a person's edit now: left alone).
+    page.reload()
+    box = page.locator("#propagate")
+    assert not box.is_checked()
+    box.focus()
+    page.keyboard.press("Space")
+    assert box.is_checked()
+    second = rows.nth(1)
+    second.locator(".target-view").click()
+    with page.expect_response(lambda r: r.request.method == "PATCH") as saved:
+        second.locator("textarea.target-edit").fill("里斯本编辑部的报道。")
+    assert saved.value.request.post_data_json["propagate"] is True
+    assert [s["id"] for s in saved.value.json()["repetitions"]] == [rows.nth(2).get_attribute("data-id")]
+    page.locator("#page-status", has_text="1 repetition of this sentence updated too").wait_for()
+    page.wait_for_function(
+        "el => el.textContent === '里斯本编辑部的报道。'", arg=rows.nth(2).locator(".target-view").element_handle()
+    )
+    assert first.locator(".target-view").inner_text() == "里斯本编辑部报道。"
+    page.context.close()
+
+
+def test_the_toolbar_keeps_to_one_line_at_1280_px(
+    site: tuple[LiveServer, dict[str, str], str], browser: object
+) -> None:
+    """At a 1280 × 800 window the workspace's toolbar holds every control on one line, for a
+    translator on a revision in four variants (the most it shows), and a message in its status line
+    moves none of them; at narrower windows it may wrap. Screenshots go to test-output/."""
+    live, keys, _ = site
+    cms = {"Authorization": f"Bearer {keys['cms']}"}
+    ids = []
+    for revision, body in (("1", "The quay reopened on Monday."), ("2", "The quay reopened on Tuesday.")):
+        sent = {
+            "body": body,
+            "external_id": "cms-toolbar",
+            "revision": revision,
+            "targets": ["zh-Hans", "zh-Hant", "zh-TW", "zh-HK"],
+        }
+        ids.append(str(live.client.post("/v1/articles", json=sent, headers=cms).json()["id"]))
+        deadline = time.monotonic() + 60
+        while live.client.get(f"/v1/articles/{ids[-1]}", headers=cms).json()["status"] != "translated":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    page: Any = sign_in(browser, live, keys["translator"])
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"/review/articles/{ids[1]}")
+    controls = (
+        "nav.variants a",
+        "#flagged-only",
+        "#changed-only",
+        "#propagate",
+        "#queries-total",
+        "#next-pending",
+        "#concordance-open",
+    )
+    line = """sel => {
+      const bar = document.querySelector('.toolbar').getBoundingClientRect();
+      return [...document.querySelectorAll(sel)].map((el) => {
+        const box = el.getBoundingClientRect();
+        return [box.width > 0 && box.height > 0, Math.round(box.top - bar.top), Math.round(box.bottom - bar.top),
+                box.right <= window.innerWidth];
+      });
+    }"""
+
+    def one_line() -> None:
+        boxes = [b for sel in controls for b in page.evaluate(line, sel)]
+        # Every control overlaps every other vertically: one line.
+        assert max(top for _, top, _, _ in boxes) < min(bottom for _, _, bottom, _ in boxes), boxes
+        assert all(shown and inside for shown, _, _, inside in boxes), boxes
+        assert len(boxes) == 4 + len(controls) - 1  # all of them there
+
+    one_line()
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "review-toolbar-1280.png"))
+    height = page.locator(".toolbar").bounding_box()["height"]
+    # A long message in the status line (turning "Update repetitions" off says one).
+    page.locator("#propagate").uncheck()
+    status = page.locator("#page-status", has_text="its repetitions are left as they are")
+    status.wait_for()
+    one_line()
+    assert abs(page.locator(".toolbar").bounding_box()["height"] - height) < 1
+    assert "its repetitions are left as they are" in (status.get_attribute("title") or "")
+    page.screenshot(path=str(OUTPUT / "review-toolbar-1280-status.png"))
+    page.locator("#propagate").check()
     page.context.close()

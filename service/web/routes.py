@@ -266,18 +266,21 @@ async def article_list(request: Request, status: str = "", q: str = "") -> HTMLR
     statuses = [JobStatus(status)] if status in {s.value for s in JobStatus} else []
     q = q.strip()[:200]
 
-    def load() -> tuple[list[tuple[Job, str]], dict[str, int]]:
+    def load() -> tuple[list[tuple[Job, str]], dict[str, int], dict[str, int]]:
         with runtime.db.session() as session:
             found = find_jobs(session, statuses=statuses, q=q, limit=LIST_LIMIT, scope=user.principal.scope)
-        return found, _flag_counts(runtime, [job for job, _ in found])
+            # Open queries on the listed articles' segments: one grouped query, not one per article.
+            queries = comments.open_by_job(session, [job.id for job, _ in found])
+        return found, _flag_counts(runtime, [job for job, _ in found]), queries
 
-    found, flags = await run_in_threadpool(load)
+    found, flags, queries = await run_in_threadpool(load)
     return _page(
         request,
         "list.html",
         user,
         jobs=found,
         flags=flags,
+        queries=queries,
         status=status,
         q=q,
         limit=LIST_LIMIT,

@@ -2,7 +2,8 @@
 // optimistic concurrency (a 409 shows the newer text), progress polling. No dependencies.
 //
 // A save or approval also changes the sentence's untouched repetitions (the server answers which:
-// they are updated in place, and the page says how many). While the page is visible it asks every
+// they are updated in place, and the page says how many), unless the translator turned "Update
+// repetitions" off (a preference kept in this browser). While the page is visible it asks every
 // 15 s whether the article changed (a small answer, or a bodiless 304): counts and segments others
 // changed are brought up to date; one the translator is editing is not replaced, they are told.
 //
@@ -99,6 +100,25 @@
   const segData = (row) => JSON.parse(row.querySelector(".seg-data").textContent);
   const pageError = document.getElementById("page-error");
   const segUrl = (row) => `/review/api/articles/${jobId}/segments/${encodeURIComponent(row.dataset.id)}`;
+
+  // "Update repetitions": whether a save or approval also changes the sentence's untouched
+  // repetitions (the API's `propagate`). A workspace preference, as Trados and memoQ have it: on
+  // unless turned off, kept in this browser for this user (and followed by their other open tabs).
+  const propagateBox = document.getElementById("propagate");
+  const propagateKey = `duiyi.review.propagate:${me}`;
+  const propagate = () => !propagateBox || propagateBox.checked;
+  if (propagateBox) {
+    try { propagateBox.checked = localStorage.getItem(propagateKey) !== "0"; } catch (e) { /* no storage: on */ }
+    propagateBox.addEventListener("change", () => {
+      try { localStorage.setItem(propagateKey, propagateBox.checked ? "1" : "0"); } catch (e) { /* this page only */ }
+      flash(propagateBox.checked
+        ? "Saves and approvals update the sentence's untouched repetitions too."
+        : "Saves and approvals change the segment only; its repetitions are left as they are.");
+    });
+    window.addEventListener("storage", (e) => {
+      if (e.key === propagateKey) propagateBox.checked = e.newValue !== "0";
+    });
+  }
 
   // Text with glossary terms in <mark> and the source's inline markup in <span class="tag">, built
   // with text nodes so nothing is ever parsed as HTML.
@@ -355,7 +375,7 @@
     clearTimeout(timers.get(row));
     const text = edit.value;
     setState(row, "saving");
-    const r = await call("PATCH", segUrl(row), { variant, text, version: Number(row.dataset.version), propagate: true });
+    const r = await call("PATCH", segUrl(row), { variant, text, version: Number(row.dataset.version), propagate: propagate() });
     if (r.status === 200) {
       retries.delete(row);
       clearProblem(row);
@@ -384,7 +404,7 @@
 
   async function doApprove(row) {
     setState(row, "approving");
-    const r = await call("POST", segUrl(row) + "/approve", { version: Number(row.dataset.version) });
+    const r = await call("POST", segUrl(row) + "/approve", { version: Number(row.dataset.version), propagate: propagate() });
     if (r.status === 200) {
       clearProblem(row);
       const { repetitions = [], ...seg } = r.data;
@@ -527,14 +547,13 @@
 
   // Open `next` (centred), or say `none` and leave the focus on `from`'s translation.
   function goTo(next, none, from) {
-    const status = document.getElementById("page-status");
     if (next) {
-      if (status) status.textContent = "";
+      say("");
       open(next);
       next.scrollIntoView({ block: "center" });
       return;
     }
-    if (status) status.textContent = none;
+    say(none);
     from?.querySelector(".target-view")?.focus();
   }
 
@@ -567,14 +586,22 @@
     return isDirty(row) || chains.has(row) || (edit !== null && !edit.hidden);
   };
 
-  // Said for a moment in the toolbar's status line (a live region).
-  let flashTimer = null;
-  function flash(message) {
+  // Said in the toolbar's status line (a live region). The line shows at most two short lines (the
+  // toolbar keeps to one line); the whole message is also its title.
+  function say(message) {
     const status = document.getElementById("page-status");
     if (!status) return;
     status.textContent = message;
+    status.title = message;
+  }
+  // Said for a moment.
+  let flashTimer = null;
+  function flash(message) {
+    say(message);
     clearTimeout(flashTimer);
-    flashTimer = setTimeout(() => { if (status.textContent === message) status.textContent = ""; }, 6000);
+    flashTimer = setTimeout(() => {
+      if (document.getElementById("page-status")?.textContent === message) say("");
+    }, 6000);
   }
 
   // A newer version of a segment that came from elsewhere (a repetition changed with a segment this
@@ -676,13 +703,13 @@
 
   // Queries asked, answered, resolved or reopened elsewhere: a segment whose thread in brief
   // ([open, all, last id]) differs from this page's gets its thread reloaded and redrawn (its list
-  // and marker only: what is being typed in its query box stays), and the totals follow.
+  // and marker only: what is being typed in its query box, and the focus, stay), and the totals
+  // follow. Segments a filter leaves off the page count too: the totals are the article's.
   const brief = (list) => [list.filter((c) => c.open).length, list.length, Math.max(0, ...list.map((c) => Number(c.id)))];
   async function catchUpQueries() {
     const marks = known.queries || {};
-    const changed = rows.filter((row) =>
-      row.querySelector(".thread-list") &&
-      String(brief(comments.get(row.dataset.id) || [])) !== String(marks[row.dataset.id] || [0, 0, 0]));
+    const changed = [...new Set([...Object.keys(marks), ...comments.keys()])].filter((id) =>
+      String(brief(comments.get(id) || [])) !== String(marks[id] || [0, 0, 0]));
     if (!changed.length) return;
     const r = await send("GET", `/review/api/articles/${jobId}/comments`);
     if (r.status !== 200 || !Array.isArray(r.data?.comments)) return; // asked again next time
@@ -691,9 +718,10 @@
       if (!fresh.has(c.segment_id)) fresh.set(c.segment_id, []);
       fresh.get(c.segment_id).push(c);
     }
-    for (const row of changed) {
-      comments.set(row.dataset.id, fresh.get(row.dataset.id) || []);
-      drawThread(row);
+    for (const id of changed) {
+      comments.set(id, fresh.get(id) || []);
+      const row = rowById(id);
+      if (row) drawThread(row);
     }
     countOpen();
   }
@@ -948,6 +976,11 @@
     }
     showOverride();
   }
+  const commentOf = (row, id) => (comments.get(row.dataset.id) || []).find((c) => String(c.id) === String(id));
+  // A segment's thread, brought up to date in place: each comment's item (keyed by its id) is kept
+  // and only its text and button are changed, new comments are added and gone ones removed. So a
+  // redraw (the poll's, or after resolving) leaves the focus on a Resolve or Reopen button, and the
+  // page scrolled, as they were.
   function drawThread(row) {
     const id = row.dataset.id;
     const list = comments.get(id) || [];
@@ -960,48 +993,74 @@
     row.classList.toggle("has-open-queries", open > 0);
     const ol = row.querySelector(".thread-list");
     if (!ol) return;
-    ol.replaceChildren();
-    for (const c of list) {
-      const li = document.createElement("li");
-      li.className = c.open ? "comment open" : "comment resolved";
-      const head = document.createElement("p");
-      head.className = "comment-head";
-      const who = document.createElement("b");
-      who.textContent = c.author;
-      const when = document.createElement("time");
-      when.dateTime = c.created_at;
-      when.textContent = new Date(c.created_at).toLocaleString();
-      const state = document.createElement("span");
-      state.className = "comment-state";
-      state.textContent = c.open ? "open" : `resolved by ${c.resolved_by || "?"}`;
-      head.append(who, document.createTextNode(" · "), when, document.createTextNode(" · "), state);
-      const body = document.createElement("p");
-      body.className = "comment-body";
-      body.textContent = c.body;
-      li.append(head, body);
-      if (mayResolveAny || c.author === me) {
-        const button = document.createElement("button");
-        button.type = "button";
-        button.className = "secondary " + (c.open ? "resolve-query" : "reopen-query");
-        button.textContent = c.open ? "Resolve" : "Reopen";
-        button.setAttribute("aria-label", `${c.open ? "Resolve" : "Reopen"} the query by ${c.author}: ${c.body.slice(0, 60)}`);
-        button.addEventListener("click", () => setResolved(row, c, c.open));
-        li.append(button);
-      }
-      ol.append(li);
+    const focused = ol.contains(document.activeElement) ? document.activeElement : null;
+    const top = focused?.getBoundingClientRect().top;
+    const ids = new Set(list.map((c) => String(c.id)));
+    for (const li of [...ol.children]) if (!ids.has(li.dataset.comment)) li.remove();
+    const kept = new Map([...ol.children].map((li) => [li.dataset.comment, li]));
+    list.forEach((c, i) => {
+      const li = kept.get(String(c.id)) || commentItem(row, c);
+      fillComment(li, c);
+      if (ol.children[i] !== li) ol.insertBefore(li, ol.children[i] || null); // only new ones move
+    });
+    if (focused && !focused.isConnected) {
+      (row.querySelector(".query-text") || row.querySelector(".queries-toggle"))?.focus({ preventScroll: true });
+    } else if (focused) {
+      const moved = focused.getBoundingClientRect().top - top;
+      if (moved) window.scrollBy(0, moved);
     }
   }
-  async function setResolved(row, c, resolve) {
-    const r = await call("POST", `/review/api/articles/${jobId}/comments/${c.id}/${resolve ? "resolve" : "reopen"}`);
+  function commentItem(row, c) {
+    const li = document.createElement("li");
+    li.dataset.comment = String(c.id);
+    const head = document.createElement("p");
+    head.className = "comment-head";
+    const who = document.createElement("b");
+    const when = document.createElement("time");
+    const state = document.createElement("span");
+    state.className = "comment-state";
+    head.append(who, document.createTextNode(" · "), when, document.createTextNode(" · "), state);
+    const body = document.createElement("p");
+    body.className = "comment-body";
+    li.append(head, body);
+    if (mayResolveAny || c.author === me) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.addEventListener("click", () => {
+        const now = commentOf(row, li.dataset.comment); // as the thread has it now, not as first drawn
+        if (now) setResolved(row, now.id, now.open);
+      });
+      li.append(button);
+    }
+    return li;
+  }
+  function fillComment(li, c) {
+    li.className = c.open ? "comment open" : "comment resolved";
+    li.querySelector(".comment-head b").textContent = c.author;
+    const when = li.querySelector(".comment-head time");
+    when.dateTime = c.created_at;
+    when.textContent = new Date(c.created_at).toLocaleString();
+    li.querySelector(".comment-state").textContent = c.open ? "open" : `resolved by ${c.resolved_by || "?"}`;
+    li.querySelector(".comment-body").textContent = c.body;
+    const button = li.querySelector("button");
+    if (button) {
+      button.className = "secondary " + (c.open ? "resolve-query" : "reopen-query");
+      button.textContent = c.open ? "Resolve" : "Reopen";
+      button.setAttribute("aria-label", `${c.open ? "Resolve" : "Reopen"} the query by ${c.author}: ${c.body.slice(0, 60)}`);
+    }
+  }
+  // The button the translator pressed keeps the focus: the same element, now saying the other.
+  async function setResolved(row, id, resolve) {
+    const r = await call("POST", `/review/api/articles/${jobId}/comments/${id}/${resolve ? "resolve" : "reopen"}`);
     if (r.status !== 200) {
       flash(`The query could not be ${resolve ? "resolved" : "reopened"}: ${why(r)}`);
       return;
     }
-    Object.assign(c, r.data);
+    const c = commentOf(row, id);
+    if (c) Object.assign(c, r.data);
     drawThread(row);
     countOpen();
     flash(resolve ? "Query resolved." : "Query reopened.");
-    row.querySelector(resolve ? ".reopen-query" : ".resolve-query")?.focus();
   }
   async function addQuery(row) {
     const text = row.querySelector(".query-text");
