@@ -24,7 +24,7 @@ from service.interchange.xliff import (
     XSegment,
     XTerm,
     XUnit,
-    import_xliff,
+    import_xliff_for,
 )
 from service.jobs import review
 from service.jobs.articles import DONE_TRANSLATING, InvalidTransition, JobStatus, get_job, stored_document
@@ -203,11 +203,14 @@ def apply_xliff(
     settings: Settings,
     overwrite: bool = False,
 ) -> ImportResult:
-    """Take a CAT tool's edited XLIFF back: targets the translator changed become their edits
-    (history kept; zh-Hans regenerates the others, another variant is locked), segments they set to
-    final/reviewed are approved. All or nothing: the whole file is read and checked and every edit
-    worked out before anything is stored, then everything is stored in one transaction. Raises
-    XliffError (refused file), NotTranslatedYet, UnknownVariant, InvalidTransition,
+    """Take a CAT tool's edited XLIFF back into the variant it is for: the one its trgLang names
+    (`variant`, where given, must be that one; None: whichever of the article's it names). Targets
+    the translator changed become their edits (history kept; zh-Hans regenerates the others,
+    another variant is locked), segments they set to final/reviewed are approved. All or nothing:
+    the whole file is read and checked and every edit worked out before anything is stored, then
+    everything is stored in one transaction. Raises XliffError (refused file; XliffVariantError
+    where its language is none of the article's variants or not `variant`), NotTranslatedYet,
+    UnknownVariant (`variant` is not one of the article's), InvalidTransition,
     EditedSinceExport where the file changes or approves segments changed in duiyi since its
     export (unless `overwrite`: then the file's text wins, the newer text stays in the history),
     and review.VersionConflict where a segment the file changes is edited while it is being
@@ -215,12 +218,16 @@ def apply_xliff(
     job, doc, _ = load(db, job_id)
     if JobStatus(job.status) == JobStatus.FAILED:
         raise InvalidTransition(job, JobStatus.IN_REVIEW)
-    chosen = check_variant(doc.variants, variant)
+    requested = check_variant(doc.variants, variant) if variant else None
     sources = {s.id: s.source for s in doc.segments}
     # Text in the file is text: an HTML article's is escaped again, its codes become the source's tags.
     # A Markdown article's file holds Markdown (its code spans and backslash escapes), taken as it is.
     escape = partial(in_format, fmt=doc.format) if doc.format is SourceFormat.HTML else None
-    edits: list[XEdit] = import_xliff(data, article_id=job.id, variant=chosen, sources=sources, escape=escape)
+    imported = import_xliff_for(
+        data, article_id=job.id, variants=doc.variants, variant=requested, sources=sources, escape=escape
+    )
+    chosen = imported.variant
+    edits: list[XEdit] = imported.edits
     # The segments as read now: each change is based on its version here, so that a segment edited
     # by someone else before the changes are stored is a conflict rather than overwritten.
     with db.session() as session:

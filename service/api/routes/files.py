@@ -19,7 +19,7 @@ from service.api.errors import ApiError, responses
 from service.api.security import AUTH_ERRORS, Requires, check_article
 from service.auth import Permission
 from service.interchange.tmx import export_tmx
-from service.interchange.xliff import XliffError, export_xliff
+from service.interchange.xliff import XliffError, XliffVariantError, export_xliff
 from service.jobs import files, review
 from service.jobs.articles import InvalidTransition, JobNotFound, Principal, get_job
 from service.jobs.codec import segment_from_row
@@ -165,6 +165,14 @@ def export_article(
     },
     openapi_extra=_XML_BODY,
     summary="Import a CAT tool's edited XLIFF: targets become translators' edits, final segments approved",
+    description="The body is the XLIFF 2.0 (or 2.1) file that `GET /v1/articles/{id}/export?format=xliff` gave, "
+    "as the CAT tool saved it. It goes into the variant its `trgLang` names: the tag the export wrote, in any "
+    "case or with `_` for `-` (`zh-tw`, `zh_TW`), or with the script its region implies (`zh-Hant-TW` for "
+    "zh-TW, `zh-Hant-HK` for zh-HK). A file whose `trgLang` is none of the article's variants, names none, or "
+    "disagrees with `variant` is a 422 `invalid_xliff` (`valid`: the article's variants), as is a file for "
+    "another article, with changed source text or otherwise damaged; nothing is applied then. Segments the "
+    "file changes or approves that were changed in duiyi since its export are a 409 `edited_since_export` "
+    "unless `overwrite=true`.",
 )
 async def import_article(
     job_id: str,
@@ -173,7 +181,12 @@ async def import_article(
     principal: Editor,
     format: ImportFormat = ImportFormat.XLIFF,
     variant: Annotated[
-        str | None, Query(description="default: the file's trgLang must be the article's first target")
+        str | None,
+        Query(
+            description="the variant to import into, which the file's trgLang must name (else 422 invalid_xliff); "
+            "default: the one of the article's variants that its trgLang names. A variant the article lacks is "
+            "a 422 unknown_variant"
+        ),
     ] = None,
     overwrite: Annotated[
         bool,
@@ -205,7 +218,8 @@ async def import_article(
     try:
         result = await run_in_threadpool(run)
     except XliffError as exc:
-        raise ApiError(422, "invalid_xliff", str(exc)) from None
+        valid = exc.valid if isinstance(exc, XliffVariantError) else None
+        raise ApiError(422, "invalid_xliff", str(exc), valid=valid) from None
     except files.EditedSinceExport as exc:
         body = ConflictResponse.model_validate(
             {

@@ -52,20 +52,31 @@ translated with subState duiyi:needs_review → needs_review (the flag was left 
 translated otherwise → draft; initial (also the schema's default when state is absent) →
 needs_review, since a tool marks a segment initial to say that it still needs work.
 
+Which variant a file is for is what its `trgLang` says (`variant_for`): the tag the export wrote,
+in any case or with `_` for `-` (`zh-tw`, `zh_TW`), or that tag with the script its region implies
+spelled out (`zh-Hant-TW` for zh-TW, `zh-Hant-HK` for zh-HK; CLDR's likely subtags), a form that
+names no other variant. A tag with a region added to a script is not taken (`zh-Hant-TW` is never
+zh-Hant, nor `zh-Hans-CN` zh-Hans): it would be a guess, and `zh-Hant-TW` would name two variants.
+`import_xliff_for` imports a file into the one of the article's variants it names, which must be
+the one asked for where the caller asks for one (XliffVariantError, with the article's variants,
+otherwise); `import_xliff` into one known variant.
+
 Import refuses (XliffError, a message for the translator) a file that is not XLIFF 2.0 (2.1 shares
-the core namespace and is accepted), that is for another article or variant, that names a segment
-the article does not have, or whose source text differs from the article's, or with a `<cp>` that is
-not a character (a UTF-16 surrogate) or, outside a source, NUL, which cannot be stored; DTDs and
-entities are refused by `safexml` before parsing. Every segment with a `<target>` gives an XEdit, an empty target
-included (a translator may fold two English sentences into one Chinese one); segments left out of
-the file, or without a target, are not edited. Codes in a target become the markup strings of the
-unit's `<originalData>` again; a code whose data the unit does not define is refused. An export
-record that is there but damaged (a field missing or malformed, or recorded twice) is refused too:
-ignored, it would let the import overwrite newer edits.
+the core namespace and is accepted; an XLIFF 1.2 file, whose target language is `target-language`,
+is refused as such), that is for another article, that names no target language, one the article
+has no variant for or another variant than the one asked for, that names a segment the article
+does not have, or whose source text differs from the article's, or with a `<cp>` that is not a
+character (a UTF-16 surrogate) or, outside a source, NUL, which cannot be stored; DTDs and
+entities are refused by `safexml` before parsing. Every segment with a `<target>` gives an XEdit,
+an empty target included (a translator may fold two English sentences into one Chinese one);
+segments left out of the file, or without a target, are not edited. Codes in a target become the
+markup strings of the unit's `<originalData>` again; a code whose data the unit does not define is
+refused. An export record that is there but damaged (a field missing or malformed, or recorded
+twice) is refused too: ignored, it would let the import overwrite newer edits.
 """
 
 from service.interchange.xliff.export import export_xliff
-from service.interchange.xliff.importing import import_xliff
+from service.interchange.xliff.importing import XImport, import_xliff, import_xliff_for, variant_for
 from service.interchange.xliff.model import (
     ACCEPTED_VERSIONS,
     BASIS_CATEGORY,
@@ -85,6 +96,7 @@ from service.interchange.xliff.model import (
     XEdit,
     XInline,
     XliffError,
+    XliffVariantError,
     XSegment,
     XTerm,
     XUnit,
@@ -109,13 +121,17 @@ __all__ = [
     "XBasis",
     "XDocument",
     "XEdit",
+    "XImport",
     "XInline",
     "XSegment",
     "XTerm",
     "XUnit",
     "XliffError",
+    "XliffVariantError",
     "export_xliff",
     "import_xliff",
+    "import_xliff_for",
     "state_for",
     "status_for",
+    "variant_for",
 ]

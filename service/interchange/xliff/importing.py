@@ -1,13 +1,16 @@
 """Reading a translator's edited XLIFF file back: checking that it is an XLIFF 2.0 (or 2.1) file
-exported for this article and variant, matching each segment to the article's and refusing changed
-source text, and turning each target back into text, its inline codes restored to the markup strings
-of the unit's originalData. Every refusal is an XliffError with a message the translator can act on.
+exported for this article, working out which of the article's variants it is for (the one its
+trgLang names, which must be the one asked for where one is), matching each segment to the
+article's and refusing changed source text, and turning each target back into text, its inline codes
+restored to the markup strings of the unit's originalData. Every refusal is an XliffError with a
+message the translator can act on.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from lxml import etree
@@ -24,9 +27,18 @@ from service.interchange.xliff.model import (
     XBasis,
     XEdit,
     XliffError,
+    XliffVariantError,
     _brief,
     status_for,
 )
+
+
+@dataclass(frozen=True)
+class XImport:
+    """What a file brings back: the variant it is for and its edits, in document order."""
+
+    variant: str
+    edits: list[XEdit]
 
 
 def import_xliff(
@@ -37,7 +49,26 @@ def import_xliff(
     sources: Mapping[str, str],
     escape: Callable[[str], str] | None = None,
 ) -> list[XEdit]:
-    """The edits in a translator's XLIFF file for `article_id` in `variant`, in document order.
+    """The edits in a translator's XLIFF file for `article_id` in `variant`, in document order; a
+    file whose trgLang names another variant is refused. See `import_xliff_for`."""
+    return import_xliff_for(
+        data, article_id=article_id, variants=(variant,), variant=variant, sources=sources, escape=escape
+    ).edits
+
+
+def import_xliff_for(
+    data: bytes,
+    *,
+    article_id: str,
+    variants: Sequence[str],
+    variant: str | None = None,
+    sources: Mapping[str, str],
+    escape: Callable[[str], str] | None = None,
+) -> XImport:
+    """The edits in a translator's XLIFF file for `article_id`, and the variant they are for: the one
+    of the article's `variants` that the file's trgLang names (see `variant_for`). `variant`, where
+    the caller asks for one, must be that one; a file that names no variant of the article, or
+    another than `variant`, is refused (XliffVariantError, with the article's variants).
 
     `sources` maps each segment id of the article to its source text (markup removed). `escape`
     turns a target's text (not its codes' markup) into the article's format: an HTML article's
@@ -46,16 +77,45 @@ def import_xliff(
         root = safexml.parse(data, what="XLIFF file")
     except (safexml.UnsafeXML, safexml.MalformedXML) as exc:
         raise XliffError(str(exc)) from None
-    _check_document(root, article_id=article_id, variant=variant)
+    chosen = _check_document(root, article_id=article_id, variants=variants, variant=variant)
     edits: list[XEdit] = []
     seen: set[str] = set()
     for file_el in root.iterfind(_X + "file"):
         for unit in file_el.iter(_X + "unit"):
             edits += _import_unit(unit, sources, seen, escape or _as_is)
-    return edits
+    return XImport(chosen, edits)
 
 
-def _check_document(root: etree._Element, *, article_id: str, variant: str) -> None:
+# Forms of a variant's tag that a CAT tool may write in place of the one exported, each meaning
+# that variant and no other: the region's tag with the script its Chinese is written in spelled out
+# (CLDR's likely subtags make zh-TW zh-Hant-TW). Never a script's tag with a region added (zh-Hant
+# as zh-Hant-TW, zh-Hans as zh-Hans-CN): that guesses at what the file meant, and zh-Hant-TW would
+# then name two variants.
+_EQUIVALENT_TAGS: Mapping[str, str] = MappingProxyType({"zh-hant-tw": "zh-TW", "zh-hant-hk": "zh-HK"})
+
+
+def _tag_key(tag: str) -> str:
+    """A language tag as tags compare: case-insensitively (BCP 47), a POSIX locale's `_` (which
+    some tools write) as `-`."""
+    return tag.replace("_", "-").lower()
+
+
+def variant_for(language: str, variants: Sequence[str]) -> str | None:
+    """The variant of `variants` that a file's language tag (its trgLang) names, or None. The export
+    writes the variant's own tag; the import takes that tag in any case or with `_` for `-`
+    (`zh-tw`, `zh_TW`), and the form that spells out the script its region implies (`zh-Hant-TW`
+    for zh-TW, `zh-Hant-HK` for zh-HK), which names no other variant."""
+    key = _tag_key(language)
+    candidates = [key, _tag_key(_EQUIVALENT_TAGS[key])] if key in _EQUIVALENT_TAGS else [key]
+    for candidate in candidates:
+        for name in variants:
+            if _tag_key(name) == candidate:
+                return name
+    return None
+
+
+def _check_document(root: etree._Element, *, article_id: str, variants: Sequence[str], variant: str | None) -> str:
+    """Refuse a file that is not an XLIFF 2 file exported for `article_id`; the variant it is for."""
     tag = root.tag if isinstance(root.tag, str) else ""
     if tag == f"{{{XLIFF_1_NS}}}xliff":
         raise XliffError("this is an XLIFF 1.2 file; export and import XLIFF 2.0 files")
@@ -64,13 +124,6 @@ def _check_document(root: etree._Element, *, article_id: str, variant: str) -> N
     version = root.get("version")
     if version not in ACCEPTED_VERSIONS:
         raise XliffError(f"this file says XLIFF version {_brief(version or '(none)')!r}; expected 2.0")
-    language = root.get("trgLang")
-    if not language:
-        raise XliffError(f"the file names no target language (trgLang); expected {variant}")
-    if language.lower() != variant.lower():  # language tags are case-insensitive (BCP 47)
-        raise XliffError(
-            f"the file is for {_brief(language)}, not {variant}: import it into the {_brief(language)} variant"
-        )
     files = root.findall(_X + "file")
     if not files:
         raise XliffError("the file has no <file> element, so no segments")
@@ -83,6 +136,40 @@ def _check_document(root: etree._Element, *, article_id: str, variant: str) -> N
             other = original[len(ORIGINAL_PREFIX) :]
             raise XliffError(f"the file is for article {_brief(other)}, not article {article_id}")
         raise XliffError(f"the file was not exported by duiyi for article {article_id} (original={_brief(original)!r})")
+    # After the article: a file for another article is refused as that, whatever its language.
+    return _file_variant(root.get("trgLang"), variants, variant)
+
+
+def _file_variant(language: str | None, variants: Sequence[str], variant: str | None) -> str:
+    """The variant of `variants` that the file's trgLang names, which must be `variant` where one is
+    asked for; else XliffVariantError, saying what the file may be imported into."""
+    shown = ", ".join(variants)
+    if not language:
+        # XLIFF 2 requires the trgLang of a file with targets; without it nothing says what they are in.
+        expected = variant or f"one of this article's variants ({shown})"
+        raise XliffVariantError(f"the file names no target language (trgLang); expected {expected}", variants)
+    named = variant_for(language, variants)
+    # A form read as another tag is shown with it: "zh-Hant-TW (that is, zh-TW)".
+    meant = _EQUIVALENT_TAGS.get(_tag_key(language)) or _brief(language)
+    lang = _brief(language) if meant == _brief(language) else f"{_brief(language)} (that is, {meant})"
+    if variant is None:
+        if named is None:
+            raise XliffVariantError(
+                f"the file is for {lang}, and this article has no {meant} translation: it has {shown}", variants
+            )
+        return named
+    if named == variant:
+        return variant
+    if named is None:
+        raise XliffVariantError(
+            f"the file is for {lang}, not {variant}, and names none of this article's variants ({shown})",
+            variants,
+        )
+    raise XliffVariantError(
+        f"the file is for {lang}, not {variant}: import it into the {named} variant (variant={named}), "
+        "or without variant, which imports a file into the variant it names",
+        variants,
+    )
 
 
 def _as_is(text: str) -> str:

@@ -6,7 +6,7 @@ core namespace, and `_brief`, which shortens a value from a file for a message).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -113,6 +113,15 @@ class XEdit:
 
 class XliffError(ValueError):
     """A file refused on import; the message tells a translator what is wrong (which segment, what differs)."""
+
+
+class XliffVariantError(XliffError):
+    """A file refused for its target language: it names none, or a variant that the article lacks
+    or that is not the one asked for. `valid`: the article's variants, one of which it must name."""
+
+    def __init__(self, message: str, valid: Sequence[str]) -> None:
+        super().__init__(message)
+        self.valid = list(valid)
 
 
 def state_for(status: str) -> tuple[str, str | None]:
