@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -222,6 +223,47 @@ def _resubmitted(db: Database, job: Job, settings: Settings) -> tuple[Job, Outco
     return current, Outcome.REQUEUED if again else Outcome.EXISTING
 
 
+# A revision label's runs of digits and of other characters (`_later_revision`).
+_LABEL_RUNS = re.compile(r"\d+|\D+")
+
+
+def _later_revision(label: str | None, than: str | None) -> bool:
+    """Whether revision `label` comes after `than` by their labels: compared run by run, a run of
+    digits as a number ("10" after "9", "v10" after "v9", "2024-05-02T08:00" after "2024-05-01T17:30",
+    "3.10" after "3.2"), a label that goes on where the other ends after it ("3.1", "3-fix" after
+    "3"). Labels whose other characters differ ("a9f3" and "1c2e", "draft" and "final") have no order
+    between them: neither is later."""
+    if label is None or than is None:
+        return False
+    mine, theirs = _LABEL_RUNS.findall(label), _LABEL_RUNS.findall(than)
+    for a, b in zip(mine, theirs, strict=False):
+        if a.isdecimal() and b.isdecimal():
+            if int(a) != int(b):
+                return int(a) > int(b)
+        elif a != b:
+            return False
+    return len(mine) > len(theirs)
+
+
+def _previous_revision(session: Session, owner: str, external_id: str, revision: str | None) -> str | None:
+    """The job a new revision of `external_id` follows (`previous_job_id`): of those whose revision
+    is not later than `revision` by label (`_later_revision`), the one with the latest label; where
+    labels have no order (hashes), the newest submitted. So a revision submitted again after a later
+    one (it was withdrawn, or came late) follows the one before it, never the later one, and does not
+    take over its translators' work."""
+    found: tuple[str, str | None] | None = None
+    for job_id, label in session.execute(
+        select(Job.id, Job.revision)
+        .where(Job.owner == owner, Job.external_id == external_id)
+        .order_by(Job.created_at.desc(), Job.id.desc())
+    ):
+        if _later_revision(label, revision):
+            continue
+        if found is None or _later_revision(label, found[1]):
+            found = (job_id, label)
+    return found[0] if found else None
+
+
 def submit(
     db: Database, sub: Submission, *, principal: Principal, settings: Settings, glossaries: Glossaries
 ) -> tuple[Job, Outcome]:
@@ -255,12 +297,7 @@ def submit(
             _check_pending(session, settings)
             previous = None
             if sub.external_id:
-                previous = session.scalar(
-                    select(Job.id)
-                    .where(Job.owner == owner, Job.external_id == sub.external_id)
-                    .order_by(Job.created_at.desc())
-                    .limit(1)
-                )
+                previous = _previous_revision(session, owner, sub.external_id, sub.revision)
             a = sub.article
             stored = StoredArticle(
                 external_id=sub.external_id,

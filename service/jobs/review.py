@@ -18,10 +18,17 @@ approved; approving a segment approves those of them that read as it does. Each 
 recorded as the translator's, with a note naming the segment it came from; a segment a person
 changed (or approved) is never changed by propagation, nor one changed since it was read (its
 version, as for any edit). See `repetitions`.
+
+An article approved with an override (segments still needing review) is published as it is, but
+the segments that needed review were approved by no person: their history records it (a note that
+starts `OVERRIDE_NOTE` and gives the reason), those no person edited stay out of the translation
+memory, and reopening the article puts every one of them back to review (`overridden`), so that
+approving it again needs a person's review of them, or an override again.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +51,12 @@ from service.retarget import realign
 from service.storage.db import Database
 from service.storage.tables import Job, SegmentEdit, StoredSegment, utcnow
 from service.variants import VariantRule
+
+log = logging.getLogger(__name__)
+
+# How the history notes a segment that an article's approval override approved while it needed
+# review (the reason follows): no person approved it. A note that starts otherwise is another's.
+OVERRIDE_NOTE = "approved unreviewed by the article's approval override"
 
 # An HTML tag or comment, as a browser would read one.
 _TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
@@ -105,22 +118,98 @@ def _reviewable(job: Job, to: JobStatus = JobStatus.IN_REVIEW) -> None:
         raise InvalidTransition(job, to)
 
 
-def _into_review(job: Job, by: str) -> None:
+def overridden(session: Session, job_id: str) -> dict[str, str]:
+    """The job's segments whose last change is their approval by the article's approval override
+    (OVERRIDE_NOTE), by id, each with the status it had before: no person has approved them, nor
+    changed them since. Read in the caller's transaction."""
+    marked = select(SegmentEdit.segment_id).where(
+        SegmentEdit.job_id == job_id, SegmentEdit.note.startswith(OVERRIDE_NOTE, autoescape=True)
+    )
+    last: dict[str, tuple[str | None, str]] = {}
+    # In the order they were made (ids grow; changes to one article take turns, see hold_job).
+    for segment_id, note, status_before in session.execute(
+        select(SegmentEdit.segment_id, SegmentEdit.note, SegmentEdit.status_before)
+        .where(SegmentEdit.job_id == job_id, SegmentEdit.segment_id.in_(marked))
+        .order_by(SegmentEdit.id)
+    ):
+        last[segment_id] = (note, status_before)
+    return {
+        segment_id: status_before
+        for segment_id, (note, status_before) in last.items()
+        if note is not None and note.startswith(OVERRIDE_NOTE)
+    }
+
+
+def _into_review(session: Session, job: Job, by: str) -> dict[str, StoredSegment]:
+    """Move a translated or approved job into review (recording its reviewer). An approved one is
+    reopened: nothing of its approval is left on the job, and the segments only its override
+    approved (`overridden`) go back to the status they had, each a new version with a note in its
+    history. Those segments, by id (empty where none went back)."""
+    back: dict[str, StoredSegment] = {}
+    if job.status == JobStatus.APPROVED.value and job.approval_override is not None:
+        back = _override_undone(session, job, by)
     if job.status in (JobStatus.TRANSLATED.value, JobStatus.APPROVED.value):
         move(job, JobStatus.IN_REVIEW)
-        # A reopened article is no longer approved: none of the old approval may still show.
+        # A reopened article is no longer approved: none of the old approval may still show (the
+        # override's reason stays in the history of the segments it approved, and in the log).
         job.approved_at = None
         job.approved_by = None
         job.approval_override = None
     if not job.reviewer:
         job.reviewer = by
+    return back
+
+
+def _override_undone(session: Session, job: Job, by: str) -> dict[str, StoredSegment]:
+    """The segments of an approved `job` that only its override approved, back to their status
+    before it (see `_into_review`)."""
+    before = overridden(session, job.id)
+    if not before:
+        return {}
+    now = utcnow()
+    rows = session.scalars(
+        select(StoredSegment)
+        .where(StoredSegment.job_id == job.id, StoredSegment.id.in_(before))
+        .execution_options(populate_existing=True)
+    )
+    back: dict[str, StoredSegment] = {}
+    for row in rows:
+        if row.status != "approved":
+            continue
+        session.add(
+            SegmentEdit(
+                job_id=job.id,
+                segment_id=row.id,
+                variant=None,
+                status_before=row.status,
+                status_after=before[row.id],
+                by=by,
+                at=now,
+                note="back to review: the article was reopened, and only its approval override had approved this",
+            )
+        )
+        row.status = before[row.id]
+        row.version += 1
+        row.updated_at = now
+        row.updated_by = by
+        back[row.id] = row
+    session.flush()
+    log.info(
+        "article %s reopened by %s: its approval override (%r) no longer stands; %d segment(s) it alone "
+        "approved need review again",
+        job.id,
+        by,
+        job.approval_override,
+        len(back),
+    )
+    return back
 
 
 def start_review(db: Database, job_id: str, by: str) -> Job:
     with db.session() as session:
         job = hold_job(session, job_id)
         _reviewable(job)
-        _into_review(job, by)
+        _into_review(session, job, by)
         job.reviewer = by
         return job
 
@@ -261,7 +350,7 @@ def _store_if(
                 note=note or None,
             )
         )
-    _into_review(job, by)
+    _into_review(session, job, by)
     stored = session.get(StoredSegment, (job.id, row.id), populate_existing=True)
     assert stored is not None
     return stored
@@ -321,8 +410,9 @@ def repetitions(session: Session, job: Job, row: StoredSegment) -> tuple[list[St
 
 def _untouched(session: Session, job_id: str, rows: list[StoredSegment]) -> list[StoredSegment]:
     """Those of `rows` no person has changed: not approved, with no change of a person's own in their
-    history (only propagations, which have a note), and not carried over from a person's work in
-    the previous revision (a person's name on it that no propagation explains)."""
+    history (only changes with a note: propagations, and an override's approval undone by
+    reopening), and not carried over from a person's work in the previous revision (a person's name
+    on it that no note explains)."""
     own: set[str] = set()
     propagated: set[str] = set()
     for segment_id, note in session.execute(
@@ -446,12 +536,18 @@ def apply_changes(
     with db.session() as session:
         job = hold_job(session, job_id)
         _reviewable(job)
+        # Reopened first: the segments that only an override approved go back to review, as new
+        # versions, on which this file's changes of them are then based.
+        back = _into_review(session, job, by)
         stored: dict[int, StoredSegment] = {}
         approved: list[StoredSegment] = []
         # Stored in the order of their ids, the order `repetitions` locks segments in: an import and
         # an edit that propagates to repetitions take turns (PostgreSQL) rather than deadlock.
         for index, change in sorted(enumerate(changes), key=lambda c: c[1].row.id):
             row = change.row
+            again = back.get(row.id)
+            if again is not None and again.version == row.version + 1:
+                row = again
             if change.edit is not None:
                 new, locked = change.edit
                 row = _store(session, job, row, new, based_on=row.version, by=by, locked=locked, now=now)
@@ -725,7 +821,10 @@ def approve_article(
     memory: TranslationMemory | None = None,
 ) -> Job:
     """Approve the article: every segment becomes approved. Refused while a segment needs review or
-    a query on a segment is open, unless `override` gives a reason (recorded on the job)."""
+    a query on a segment is open, unless `override` gives a reason (recorded on the job, and in the
+    history of each segment that needed review, which the override alone approves). The approved
+    translations go into the translation memory, but for those the override alone approved and no
+    person edited: a machine translation nobody looked at is not reused as approved."""
     now = utcnow()
     with db.session() as session:
         job = hold_job(session, job_id)
@@ -735,7 +834,8 @@ def approve_article(
         rows = list(session.scalars(select(StoredSegment).where(StoredSegment.job_id == job_id)))
         pending = [r for r in rows if r.status == "needs_review"]
         queries = open_count(session, job_id)  # open queries block approval as pending segments do
-        if (pending or queries) and not (override and override.strip()):
+        reason = override.strip() if override else ""
+        if (pending or queries) and not reason:
             raise ApprovalBlocked(len(pending), queries)
         for r in rows:
             if r.status != "approved":
@@ -748,16 +848,30 @@ def approve_article(
                         status_after="approved",
                         by=by,
                         at=now,
+                        note=f"{OVERRIDE_NOTE}: {reason}" if r.status == "needs_review" else None,
                     )
                 )
                 r.status = "approved"
                 r.version += 1
                 r.updated_at = now
                 r.updated_by = by
-        _remember(session, job, rows, memory)
+        # A person's edit is their translation, which the override publishes as it is.
+        unreviewed = {r.id for r in pending if r.origin != "human"}
+        _remember(session, job, [r for r in rows if r.id not in unreviewed], memory)
         move(job, JobStatus.APPROVED)
         job.approved_at = now
         job.approved_by = by
-        job.approval_override = override.strip() if (pending or queries) and override else None
+        job.approval_override = reason if pending or queries else None
         enqueue(session, job, "article.approved", settings)
+        if job.approval_override is not None:
+            log.info(
+                "article %s approved by %s with an override (%r): %d segment(s) approved unreviewed (%d kept "
+                "out of the translation memory), %d open query(ies)",
+                job_id,
+                by,
+                reason,
+                len(pending),
+                len(unreviewed),
+                queries,
+            )
         return job

@@ -9,7 +9,11 @@ translated anew.
 
 This is the revision's own history, so unlike the translation memory (approved sentences of any
 article, plain text) it also takes unapproved edits and sentences with links or emphasis: their
-markup is the same article's.
+markup is the same article's. An approval that came only from the old revision's approval override
+(service.jobs.review.overridden) is no person's: such a sentence takes over a person's edit, if it
+has one, but not that approval, and a machine translation nobody edited is not taken over at all.
+
+Which revision is the previous one is decided on submission (service.jobs.articles.submit).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from glossary.terms import Glossary
 from service.documents import Inline
 from service.jobs.articles import article_of
 from service.jobs.codec import segment_row
+from service.jobs.review import overridden
 from service.pipeline import Pipeline, Prepared
 from service.storage.tables import Job, StoredSegment
 
@@ -43,6 +48,7 @@ def carried_over(
     previous = session.get(Job, job.previous_job_id)
     if previous is None:
         return {}
+    unreviewed = overridden(session, previous.id)
     people = {
         row.id: row
         for row in session.scalars(
@@ -51,6 +57,7 @@ def carried_over(
                 or_(StoredSegment.origin == "human", StoredSegment.status == "approved"),
             )
         )
+        if row.origin == "human" or row.id not in unreviewed
     }
     if not people:
         return {}
@@ -75,7 +82,8 @@ def carried_over(
         # Approval carries over unless this revision raises a flag the old one did not have (its
         # glossary changed, say): then the sentence needs a look again.
         flagged = {(f.code, f.variant) for f in aligned.flags} - {(f["code"], f.get("variant")) for f in row.flags}
-        status = "approved" if row.status == "approved" and not flagged else aligned.status
+        approved = row.status == "approved" and row.id not in unreviewed
+        status = "approved" if approved and not flagged else aligned.status
         new = segment_row(job.id, i, aligned)
         new.status = status
         new.locked_variants = [v for v in row.locked_variants if v in prepared.targets]
