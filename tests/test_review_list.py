@@ -186,3 +186,35 @@ def test_the_list_counts_each_articles_open_queries_in_one_query(
             assert len([s for s in statements if "segment_comments" in s]) == 1, statements
         finally:
             client.close()
+
+
+def test_the_list_keeps_its_order_while_articles_change(
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], database_url: str
+) -> None:
+    """Newest submitted first: an article translating, or one a translator edits, keeps its place."""
+    keys = {role: made.key for role, made in make_keys(database_url, (Role.CMS, Role.TRANSLATOR)).items()}
+    with serve(keyed_settings(tiny_dirs["marian"], database_url), engines["marian"]) as live:
+        cms = {"Authorization": f"Bearer {keys['cms']}"}
+        tr = {"Authorization": f"Bearer {keys['translator']}"}
+        ids = []
+        for title in ("Older article", "Newer article"):
+            sent = {"title": title, "body": f"{title} text.", "targets": ["zh-Hans"]}
+            ids.append(live.client.post("/v1/articles", json=sent, headers=cms).json()["id"])
+            deadline = time.monotonic() + 60
+            while live.client.get(f"/v1/articles/{ids[-1]}", headers=cms).json()["status"] != "translated":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        client = _signed_in(live.url, keys["translator"])
+        try:
+            assert _rows(client.get("/review").text) == ["Newer article", "Older article"]
+            doc = live.client.get(f"/v1/articles/{ids[0]}", headers=tr).json()["document"]
+            seg = doc["blocks"][0]["segments"][0]
+            edited = live.client.patch(
+                f"/v1/articles/{ids[0]}/segments/{seg['id']}",
+                json={"text": "旧文章。", "version": seg["version"]},
+                headers=tr,
+            )
+            assert edited.status_code == 200, edited.text
+            assert _rows(client.get("/review").text) == ["Newer article", "Older article"]
+        finally:
+            client.close()

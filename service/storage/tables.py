@@ -132,6 +132,7 @@ class Job(Base):
         UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
         UniqueConstraint("owner", "external_id", "revision", name="uq_jobs_owner_external_revision"),
         Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_created", "created_at"),  # the review app's list, newest submitted first
         Index("ix_jobs_updated", "updated_at"),
     )
 

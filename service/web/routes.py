@@ -237,10 +237,10 @@ LIST_LIMIT = 500
 def find_jobs(
     session: Session, *, statuses: list[JobStatus], q: str, limit: int, scope: str | None = None
 ) -> list[tuple[Job, str]]:
-    """The newest jobs (each with its article's title) whose title or external id contains `q`
-    (in any case, letters beyond ASCII included: `contains_in_any_case`), or whose id starts with
-    it; `q` is plain text (`%` and `_` are no wildcards). With `scope` (`Principal.scope`: a cms
-    key's), only that owner's."""
+    """The newest submitted jobs (each with its article's title) whose title or external id
+    contains `q` (in any case, letters beyond ASCII included: `contains_in_any_case`), or whose id
+    starts with it; `q` is plain text (`%` and `_` are no wildcards). With `scope`
+    (`Principal.scope`: a cms key's), only that owner's."""
     query = select(Job, StoredArticle.title).join(StoredArticle, StoredArticle.id == Job.article_id)
     if scope is not None:
         query = query.where(Job.owner == scope)
@@ -255,7 +255,9 @@ def find_jobs(
                 Job.id.startswith(q.lower(), autoescape=True),
             )
         )
-    rows = session.execute(query.order_by(Job.updated_at.desc(), Job.id.desc()).limit(limit))
+    # By submission, not by last change: an article translating, or one a translator edits, keeps
+    # its place while people read the list.
+    rows = session.execute(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit))
     return [(job, title or "") for job, title in rows]
 
 
