@@ -243,7 +243,11 @@ def test_fuzzy_suggestions_ranked(live: LiveServer) -> None:
 
 def test_tmx_export_of_approved_segments(live: LiveServer) -> None:
     job = translated(live.client, {"body": "One sentence.\n\nTwo sentences.", "targets": ["zh-Hans", "zh-TW"]})
-    live.client.post(f"/v1/articles/{job['id']}/approve", json={"override": "test"})
+    # Approved by a person (an approval override alone would leave them out, as the memory does).
+    for seg in (s for b in job["document"]["blocks"] for s in b["segments"]):
+        url = f"/v1/articles/{job['id']}/segments/{seg['id']}/approve"
+        assert live.client.post(url, json={"version": seg["version"]}).status_code == 200
+    live.client.post(f"/v1/articles/{job['id']}/approve", json={})
     tmx = etree.fromstring(
         live.client.get(f"/v1/articles/{job['id']}/export", params={"format": "tmx", "variant": "zh-TW"}).content
     )

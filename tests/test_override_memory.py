@@ -153,6 +153,13 @@ def test_an_override_publishes_the_article_but_not_into_the_memory(site: tuple[L
     )
     assert last["note"] == f"{OVERRIDE_NOTE}: the desk wants it out now"
     assert history(live, auth, job_id, after[CHECKED]["id"])[-1]["note"] is None  # a person approved it
+    # The article's TMX export, for a CAT tool's memory, leaves it out as the memory does.
+    tmx = live.client.get(
+        f"/v1/articles/{job_id}/export", params={"format": "tmx", "variant": "zh-Hans"}, headers=auth["translator"]
+    )
+    assert tmx.status_code == 200, tmx.text
+    exported = etree.fromstring(tmx.content).findall(".//tu")
+    assert sorted(tu.findall("tuv")[0].findtext("seg") for tu in exported) == sorted([EDITED, CHECKED])
 
 
 @pytest.mark.parametrize("reopen", ["review", "edit"])

@@ -130,12 +130,17 @@ def to_xliff(job: Job, doc: AlignedDocument, variant: str, versions: dict[str, i
     return XDocument(article_id=job.id, variant=variant, units=tuple(units))
 
 
-def approved_entries(job: Job, doc: AlignedDocument, variant: str) -> list[TMEntry]:
+def approved_entries(db: Database, job: Job, doc: AlignedDocument, variant: str) -> list[TMEntry]:
+    """The article's approved segments in `variant`, for a CAT tool's memory (a TMX export): as the
+    translation memory has them, without those that only an approval override approved and no
+    person edited (`review.approve_article`)."""
+    with db.session() as session:
+        overridden = set(review.overridden(session, job.id))
     when = job.approved_at or job.updated_at
     return [
         TMEntry(source=s.source, variant=variant, target=target, created_at=when, note=f"{job.id} {s.id}")
         for s in doc.segments
-        if s.status == "approved" and s.source.strip()
+        if s.status == "approved" and s.source.strip() and not (s.id in overridden and s.origin != "human")
         # Plain text, as the source is: without an HTML article's tags and escapes.
         for target in [plain_text(s.targets.get(variant, ""), doc.format)]
         if target.strip()

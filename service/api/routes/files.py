@@ -133,7 +133,8 @@ def export_article(
             f"{stem}.xlf",
         )
     if format is ExportFormat.TMX:
-        return download(export_tmx(files.approved_entries(job, doc, chosen)), "application/x-tmx+xml", f"{stem}.tmx")
+        entries = files.approved_entries(runtime.db, job, doc, chosen)
+        return download(export_tmx(entries), "application/x-tmx+xml", f"{stem}.tmx")
     if format is ExportFormat.TEXT:
         return Response(doc.full_text[chosen], media_type="text/plain; charset=utf-8")
     if format is ExportFormat.HTML:
