@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
@@ -154,13 +155,27 @@ def revoke_key(db: Database, key_id: int) -> ApiKey | None:
         return row
 
 
-def key_state(row: ApiKey, now: datetime | None = None) -> str:
-    """The key's state in words, for listings: active, expires …, expired …, revoked …."""
+KeyStatus = Literal["active", "expiring", "expired", "revoked"]
+
+
+def key_status(row: ApiKey, now: datetime | None = None) -> KeyStatus:
+    """Whether the key works: `active`; `expiring` (a rotated key in its overlap: it works until
+    `expires_at`); `expired` (its overlap is over); `revoked` (revoked before it would expire)."""
     now = now or utcnow()
     if row.revoked_at is not None and (row.expires_at is None or row.revoked_at <= row.expires_at):
-        return f"revoked {row.revoked_at:%Y-%m-%d %H:%M}"
+        return "revoked"
     if row.expires_at is not None:
-        return f"{'expires' if row.expires_at > now else 'expired'} {row.expires_at:%Y-%m-%d %H:%M}"
+        return "expiring" if row.expires_at > now else "expired"
+    return "active"
+
+
+def key_state(row: ApiKey, now: datetime | None = None) -> str:
+    """The key's state in words, for listings: active, expires …, expired …, revoked …."""
+    status = key_status(row, now)
+    if status == "revoked":
+        return f"revoked {row.revoked_at:%Y-%m-%d %H:%M}"
+    if status != "active":
+        return f"{'expires' if status == 'expiring' else 'expired'} {row.expires_at:%Y-%m-%d %H:%M}"
     return "active"
 
 

@@ -477,6 +477,10 @@ class KeyOut(BaseModel):
         "rotation share their predecessor's"
     )
     expires_at: datetime | None = Field(description="a rotated key stops working then (null: until revoked)")
+    state: Literal["active", "expiring", "expired", "revoked"] = Field(
+        description="whether it works: active; expiring (a rotated key in its overlap, until expires_at); "
+        "expired; revoked"
+    )
 
 
 class KeyCreated(KeyOut):

@@ -390,6 +390,7 @@ def test_rotated_key_keeps_the_cms_articles(live_keys: tuple[LiveServer, Databas
     keys = {k["id"]: k for k in live.client.get("/v1/keys", headers=admin).json()}
     assert keys[cms.row.id]["owner"] == keys[body["id"]]["owner"] == f"key:{cms.row.id}"
     assert keys[cms.row.id]["expires_at"] and keys[body["id"]]["expires_at"] is None
+    assert (keys[cms.row.id]["state"], keys[body["id"]]["state"]) == ("expiring", "active")
 
     # After the overlap the old key is refused exactly like a revoked one.
     _expire(db, cms.row.id)
@@ -401,6 +402,8 @@ def test_rotated_key_keeps_the_cms_articles(live_keys: tuple[LiveServer, Databas
     assert expired.json() == revoked.json()
     assert expired.headers["www-authenticate"] == "Bearer"
     assert live.client.get("/v1/articles", headers=new).status_code == 200
+    states = {k["id"]: k["state"] for k in live.client.get("/v1/keys", headers=admin).json()}
+    assert (states[cms.row.id], states[revoked_key.row.id], states[body["id"]]) == ("expired", "revoked", "active")
 
 
 def test_rotation_without_overlap_over_http(live_keys: tuple[LiveServer, Database]) -> None:

@@ -12,7 +12,7 @@ from service.api.errors import ApiError, responses
 from service.api.security import AUTH_ERRORS, Requires
 from service.auth import MAX_OVERLAP, Permission, Role, parse_overlap
 from service.jobs.articles import Principal
-from service.keys import KeyNameTaken, KeyNotRotatable, create_key, list_keys, revoke_key, rotate_key
+from service.keys import KeyNameTaken, KeyNotRotatable, create_key, key_status, list_keys, revoke_key, rotate_key
 from service.schemas import Incoming, KeyCreated, KeyIn, KeyOut
 from service.storage.tables import ApiKey
 from service.webhooks import CallbackRefused, check_callback_url
@@ -33,6 +33,7 @@ def _out(row: ApiKey) -> KeyOut:
         revoked_at=row.revoked_at,
         owner=row.owner,
         expires_at=row.expires_at,
+        state=key_status(row),
     )
 
 
