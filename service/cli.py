@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import html
 import json
+import re
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +21,7 @@ from service.formats import FORMAT_BY_SUFFIX
 from service.schemas import TranslateResponse
 
 if TYPE_CHECKING:
+    from service.glossaries import GlossaryStore
     from service.storage.db import Database
 
 
@@ -107,32 +111,57 @@ def _parser() -> argparse.ArgumentParser:
     msub = models.add_subparsers(dest="models_command", required=True)
     tiny = msub.add_parser("tiny", help=TINY_HELP, description=TINY_HELP)
     tiny.add_argument("outdir", type=Path, metavar="OUTDIR")
-    tiny.add_argument("--family", choices=["marian", "nllb"], default="marian")
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--family", choices=["marian", "nllb"], default="marian", help="model family (default marian)")
+    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     """The settings: the environment (DUIYI_*), then the command line's flags. A bad value ends the
-    command with exit status 2 and one line per setting saying what is wrong."""
+    command with exit status 2 and one line per setting saying what is wrong, before anything
+    starts (Settings checks the model family, engine, device and default targets by name too)."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     keys = ("model", "family", "device", "engine", "cpu_threads", "host", "port", "metrics_port")
     overrides = {k: getattr(args, k, None) for k in keys}
+
+    def refuse(name: str, message: str) -> None:
+        # The flag only where this command has it (`keys` and `db` take none of these).
+        flag = f" / --{name.replace('_', '-')}" if name in keys and hasattr(args, name) else ""
+        print(f"duiyi: setting {name} (DUIYI_{name.upper()}{flag}): {message}", file=sys.stderr)
+
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         for error in exc.errors():
-            name = ".".join(str(part) for part in error["loc"])
-            # The flag only where this command has it (`keys` and `db` take none of these).
-            flag = f" / --{name.replace('_', '-')}" if name in keys and hasattr(args, name) else ""
-            print(f"duiyi: setting {name} (DUIYI_{name.upper()}{flag}): {error['msg']}", file=sys.stderr)
+            name, *within = (str(part) for part in error["loc"])
+            where = f"item {int(within[0]) + 1}: " if within and within[0].isdigit() else ""
+            refuse(name, where + error["msg"].removeprefix("Value error, "))
+        raise SystemExit(2) from None
+    except SettingsError as exc:
+        # A value pydantic-settings could not decode before validation (list settings decode their
+        # own text, so none should reach here): still one line, not a traceback.
+        found = re.search(r'field "(\w+)"', str(exc))
+        refuse(found.group(1) if found else "?", str(exc.__cause__ or exc))
         raise SystemExit(2) from None
 
 
 def _load_engine(settings: Settings) -> Engine:
     from models.engine import ModelLoadError, load_engine
 
+    if settings.device.startswith("cuda:"):
+        import torch
+
+        # torch only fails at the first tensor moved there, with a traceback.
+        index, count = int(settings.device.removeprefix("cuda:")), torch.cuda.device_count()
+        if torch.cuda.is_available() and index >= count:
+            print(
+                f"duiyi: setting device (DUIYI_DEVICE / --device): there is no GPU {settings.device} "
+                f"here ({count} GPU(s): cuda:0 to cuda:{count - 1})",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
     try:
         return load_engine(
             settings.model,
@@ -146,17 +175,61 @@ def _load_engine(settings: Settings) -> Engine:
         raise SystemExit(2) from None
 
 
+def _glossary_files(settings: Settings) -> GlossaryStore:
+    """The shipped glossaries and DUIYI_GLOSSARY_DIR's; a file there that cannot be read as a
+    glossary ends the command with exit status 2 and one line naming it."""
+    from service.glossaries import GlossaryStore
+
+    try:
+        return GlossaryStore.load(settings.glossary_dir)
+    except (OSError, ValueError) as exc:  # GlossaryFormatError and UnicodeDecodeError are ValueErrors
+        print(f"duiyi: setting glossary_dir (DUIYI_GLOSSARY_DIR): {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _listen(settings: Settings) -> socket.socket:
+    """The socket `serve` listens on, bound before the model loads (as uvicorn would bind it), so
+    that an address in use or not this machine's is one line and exit status 2 at once, not
+    uvicorn's log line and status 3 after the wait for the model."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        # In use, or below 1024 without the privilege: the port; not this machine's address: the host.
+        name = "port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "host"
+        print(
+            f"duiyi: setting {name} (DUIYI_{name.upper()} / --{name}): cannot listen on "
+            f"{settings.host}:{settings.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+    return sock
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
     import uvicorn
 
     from service.api.app import create_app
 
     settings = _settings(args)
     _logging(settings)
-    db = _database(settings)  # a database it cannot use: one line now, before the model loads
-    app = create_app(settings, _load_engine(settings), db=db)
+    # What it cannot use is one line now, before the model loads: the glossary files, the
+    # database, the address.
+    store = _glossary_files(settings)
+    db = _database(settings)
+    sock = _listen(settings)
+    app = create_app(settings, _load_engine(settings), store=store, db=db)
     # log_config=None: uvicorn's lines go through the handler `_logging` set up, in its format.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None)
+    config = uvicorn.Config(app, log_level=settings.log_level, log_config=None)
+    host, port = sock.getsockname()[:2]
+    # uvicorn logs where it listens only when it binds the socket itself.
+    logging.getLogger("uvicorn.error").info("listening on http://%s:%d", f"[{host}]" if ":" in host else host, port)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -181,7 +254,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from service.api.app import build_pipeline
-    from service.glossaries import GlossaryStore, UnknownGlossaryError
+    from service.glossaries import UnknownGlossaryError
     from service.schemas import TranslateRequest, aligned_to_response
     from service.translate import InputError, prepare
 
@@ -190,7 +263,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if missing:
         print(f"duiyi: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    store = GlossaryStore.load(settings.glossary_dir)
+    store = _glossary_files(settings)
     requests = []
     for path in args.files:
         try:

@@ -3,14 +3,27 @@ or the CLI, and passed down; nothing reads the environment at import time."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from models.specs import DEFAULT_MODEL
+from glossary.terms import VARIANTS
+from models.engine import ENGINES
+from models.specs import DEFAULT_MODEL, Family
+
+# A list setting: in the environment, a JSON list (`["a.example.com","b.example.com"]`) or
+# comma-separated (`a.example.com,b.example.com`); NoDecode hands the text to `_list_setting`
+# instead of pydantic-settings' JSON decoding, whose failure is a traceback, not a setting's error.
+StrList = Annotated[list[str], NoDecode]
+
+_DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")
+# A host pattern with a port (`cms.example.com:8443`): hosts are matched without their port.
+_WITH_PORT = re.compile(r"[^:]*:\d*")
 
 
 class Settings(BaseSettings):
@@ -20,6 +33,7 @@ class Settings(BaseSettings):
     model: str = DEFAULT_MODEL
     # marian | nllb | m2m100; empty: recognised from the model's config.
     family: str | None = None
+    # transformers | ctranslate2
     engine: str = "transformers"
     # auto (CUDA when available) | cpu | cuda | cuda:N
     device: str = "auto"
@@ -32,9 +46,11 @@ class Settings(BaseSettings):
     max_chars: int = Field(default=100_000, gt=0)
     # Largest uploaded file (XLIFF, TMX, TBX, CSV, an article file), in bytes.
     max_upload_bytes: int = Field(default=50_000_000, gt=0)
-    default_targets: list[str] = Field(default_factory=lambda: ["zh-Hans", "zh-Hant"])
-    default_glossaries: list[str] = Field(default_factory=lambda: ["news"])
-    # Extra glossaries: every NAME.csv in this directory is glossary NAME (overrides shipped ones).
+    # Variants (glossary.terms.VARIANTS) and glossaries when a request names none.
+    default_targets: StrList = Field(default_factory=lambda: ["zh-Hans", "zh-Hant"])
+    default_glossaries: StrList = Field(default_factory=lambda: ["news"])
+    # Glossary files: every NAME.csv in this directory is glossary NAME, in place of a shipped one
+    # of that name; seeded into the database where it lacks the name (service.glossaries).
     glossary_dir: Path | None = None
     # zh-TW with Taiwan vocabulary (OpenCC s2twp) rather than characters only (s2tw).
     tw_phrases: bool = True
@@ -92,8 +108,10 @@ class Settings(BaseSettings):
     # --- API keys ---
     # Local use only: every request acts as an admin, and the service logs a warning.
     auth_disabled: bool = False
-    # Per key; 0 disables. Past it: 429 with Retry-After.
+    # Per key (shared by the keys of one owner); 0 disables the limit. Past it: 429 with Retry-After.
     rate_limit_per_minute: float = Field(default=600.0, ge=0)
+    # Requests a key may make at once, before the rate above spaces them out; 1: none at once. It
+    # has no 0: a bucket of 0 would refuse every request (a disabled limit is a rate of 0).
     rate_limit_burst: int = Field(default=60, ge=1)
 
     # --- review web app ---
@@ -107,7 +125,7 @@ class Settings(BaseSettings):
 
     # --- webhooks ---
     # Host patterns callbacks may go to ("hooks.example.com", "*.example.com"); empty: no callbacks.
-    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    webhook_allowed_hosts: StrList = Field(default_factory=list)
     # Allow callbacks to loopback and private addresses (a CMS on the same network).
     webhook_allow_private: bool = False
     # Signs webhooks when authentication is disabled (with keys, each key's own secret does).
@@ -129,6 +147,84 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("default_targets", "default_glossaries", "webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _list_setting(cls, value: object) -> object:
+        """A JSON list, or comma-separated names; blank items (`a,,b`, a trailing comma) dropped."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"not a JSON list ({exc.msg} at character {exc.pos}): write a JSON list of strings "
+                    '(["a","b"]) or names separated by commas (a,b)'
+                ) from None
+        return text.split(",")
+
+    @field_validator("default_targets", "default_glossaries", "webhook_allowed_hosts")
+    @classmethod
+    def _strip_items(cls, value: list[str]) -> list[str]:
+        return [item.strip() for item in value if item.strip()]
+
+    @field_validator("family", mode="before")
+    @classmethod
+    def _check_family(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        name = value.strip().lower()
+        if not name:
+            return None  # recognised from the model's config
+        valid = [f.value for f in Family]
+        if name not in valid:
+            raise ValueError(f"unknown model family {value!r}; valid: {', '.join(valid)}, or empty (from the model)")
+        return name
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _check_engine(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() not in ENGINES:
+            raise ValueError(f"unknown engine {value!r}; valid: {', '.join(ENGINES)}")
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _check_device(cls, value: object) -> object:
+        if isinstance(value, str) and not _DEVICE.fullmatch(value.strip().lower()):
+            raise ValueError(f"unknown device {value!r}; valid: auto, cpu, cuda, or cuda:N (N: the GPU's index)")
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("default_targets")
+    @classmethod
+    def _check_targets(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variant {', '.join(map(repr, unknown))}; valid: {', '.join(VARIANTS)}")
+        if not value:
+            raise ValueError(f"name at least one variant of {', '.join(VARIANTS)}")
+        return value
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _check_host_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if "/" in pattern or "@" in pattern or any(c.isspace() for c in pattern):
+                raise ValueError(
+                    f"{pattern!r} is not a host pattern: name hosts (cms.example.com, *.example.com), not URLs"
+                )
+            if _WITH_PORT.fullmatch(pattern):
+                raise ValueError(f"{pattern!r} has a port: name the host alone (any port is allowed)")
+        return value
+
+    @field_validator("glossary_dir")
+    @classmethod
+    def _check_glossary_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
 
     @property
     def database(self) -> str:

@@ -75,13 +75,16 @@ class EngineMetrics:
 
 class RequestMetrics:
     """Counts and times every HTTP request by method, route template (`/v1/articles/{job_id}`, so
-    that article ids do not become labels; `unmatched` for paths no route has) and status. A pure
-    ASGI middleware, outermost, so that every answer is counted, refusals by the other middleware
-    included, and a streamed body is not buffered."""
+    that article ids do not become labels; a mount's `/review/static/{path}`; `unmatched` for
+    paths no route has) and status. The label set is bounded: one value per route of the app, plus
+    `unmatched`. A pure ASGI middleware, outermost, so that every answer is counted, refusals by
+    the other middleware included, and a streamed body is not buffered."""
 
     def __init__(self, app: ASGIApp, registry: CollectorRegistry, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
-        # The app's routes, to name the route of a request refused before routing (a 413 at the door).
+        # The API's routes, to name a request refused before routing (a 413 at the door). Routes
+        # the app has beside them (the OpenAPI document and its pages, mounts) are read from the
+        # app at each request, since they are added after this middleware.
         self.routes = routes
         self.requests = Counter(
             "duiyi_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=registry
@@ -100,6 +103,9 @@ class RequestMetrics:
             return
         start = time.perf_counter()
         status = 500  # an exception that escapes every handler answers 500
+        # The request as it came, to match routes against: routing rewrites the scope's paths
+        # (a mount moves its prefix into root_path).
+        arrived = dict(scope)
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -110,16 +116,37 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = getattr(scope.get("route"), "path", None) or self._route(scope)
+            # FastAPI puts its own routes (APIRoute) in the scope; others (the OpenAPI document,
+            # /docs, a mount's files) and requests refused before routing are matched here.
+            route = _template(scope.get("route")) or self._route(arrived)
             method = scope["method"]
             self.requests.labels(method, route, str(status)).inc()
             self.seconds.labels(method, route).observe(time.perf_counter() - start)
 
     def _route(self, scope: Scope) -> str:
-        for route in self.routes:
-            if route.matches(scope)[0] is Match.FULL:
-                return str(getattr(route, "path", "unmatched"))
-        return "unmatched"
+        """The template of the route that routing picks for `scope`: the first full match, else the
+        first partial one (the path with another method: a 405)."""
+        # The app's list holds FastAPI's included routers too, which have no template of their
+        # own: their routes are those given.
+        app_routes: Sequence[BaseRoute] = getattr(scope.get("app"), "routes", None) or ()
+        partial = None
+        for route in (*self.routes, *app_routes):
+            template = _template(route)
+            if template is None:
+                continue
+            match = route.matches(scope)[0]
+            if match is Match.FULL:
+                return template
+            if match is Match.PARTIAL and partial is None:
+                partial = template
+        return partial or "unmatched"
+
+
+def _template(route: object) -> str | None:
+    """A route's path as a template without converters (`/v1/articles/{job_id}`; a mount's
+    `/review/static/{path}`)."""
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(path) if path else None
 
 
 # Job states counted at each scrape: all but `approved`, which only grows (an index range each).

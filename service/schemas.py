@@ -107,7 +107,9 @@ class SegmentOut(BaseModel):
     targets: dict[str, str]
     terms: list[TermOut]
     flags: list[FlagOut]
-    origin: Literal["mt", "tm", "human", "rule"]
+    origin: Literal["mt", "tm", "human", "rule"] = Field(
+        description="mt: the model; tm: translation memory; human: a person's edit; rule: datelines, terms alone"
+    )
     status: Literal["draft", "needs_review", "approved"]
     # Stored articles only: the version an edit must name, and variants edited by hand.
     version: int | None = None

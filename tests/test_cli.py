@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,8 @@ def test_translate_text_and_html_outputs(tiny_dirs: dict[str, Path], tmp_path: P
         (("translate", "{article}", "--to", "zh-SG"), "valid: zh-Hans, zh-Hant, zh-TW, zh-HK"),
         (("translate", "{article}", "--glossary", "news,nope"), "unknown glossary 'nope'; valid: news"),
         (("translate", "{article}", "--model", "/no/such/model"), "--model PATH or DUIYI_MODEL=PATH"),
-        (("serve", "--model", "/no/such/model"), "cannot load translation model '/no/such/model'"),
+        # Port 0: serve binds its address before the model loads, and 8000 may be in use here.
+        (("serve", "--model", "/no/such/model", "--port", "0"), "cannot load translation model '/no/such/model'"),
         (("serve", "--cpu-threads", "-1"), "setting cpu_threads (DUIYI_CPU_THREADS / --cpu-threads): Input should be"),
     ],
 )
@@ -252,3 +254,47 @@ def test_articles_purge_withdraws_what_was_not_changed_since_the_date(tmp_path: 
     bad = run("articles", "purge", "--before", "2026-01-01", "--status", "done", env=env)
     assert bad.returncode == 2 and "unknown state 'done'" in bad.stderr
     db.close()
+
+
+def test_the_readme_synopsis_has_every_option_of_each_command() -> None:
+    """Each command's line in the README's "Command line" synopsis names every option its
+    --help lists (`keys` aside: its lines are the API keys section's), and `--device` its forms."""
+    import argparse
+
+    from service.cli import _parser
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("\n## Command line\n") :]
+    block = section[section.index("```sh\n") + 6 : section.index("\n```\n")].replace("\\\n", " ")
+
+    def command_of(line: str) -> str:
+        """`duiyi models tiny OUTDIR [--family …]` → `models tiny`."""
+        words = []
+        for word in line.split()[1:]:
+            if word.startswith(("[", "-")) or not word.islower():
+                break
+            words.append(word)
+        return " ".join(words)
+
+    lines = {command_of(line): line for line in block.splitlines() if line.startswith("duiyi ")}
+
+    def commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+        found: dict[str, argparse.ArgumentParser] = {}
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found |= commands(sub, f"{prefix} {name}".strip())
+        return found or {prefix: parser}
+
+    checked = []
+    for command, parser in commands(_parser()).items():
+        if command.startswith("keys"):
+            continue
+        assert command in lines, f"no synopsis line for duiyi {command}"
+        line = lines[command]
+        options = [o for a in parser._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
+        missing = [o for o in options if not re.search(rf"{re.escape(o)}\b(?!-)", line)]
+        assert not missing, f"duiyi {command}: options missing from the README's synopsis: {missing}"
+        checked.append(command)
+    assert {"serve", "translate", "worker", "models tiny", "db upgrade", "articles purge"} <= set(checked)
+    assert "cuda:N" in lines["serve"]

@@ -53,6 +53,34 @@ def test_requests_are_counted_by_route_template_and_status(
     assert got[timed] == 2
 
 
+def test_every_path_served_is_labelled_by_its_route(engines: dict[str, Engine], tiny_dirs: dict[str, Path]) -> None:
+    """The OpenAPI document, its pages and the review app's static files are routes of the app
+    like the API's: labelled by their template (one value each, whatever the file), not
+    `unmatched`, which is left to paths no route has."""
+    settings = Settings(model=str(tiny_dirs["marian"]), device="cpu", runners=0)
+    with serve(settings, engines["marian"]) as live:
+        for path in ("/openapi.json", "/docs", "/review/static/review.css", "/review/static/review.js"):
+            assert live.client.get(path).status_code == 200, path
+        assert live.client.get("/review/static/nope.css").status_code == 404
+        assert live.client.post("/openapi.json").status_code == 405
+        assert live.client.get("/nowhere").status_code == 404
+        got = samples(live.client)
+
+    counted = {
+        (labels["method"], labels["route"], labels["status"]): value
+        for (name, pairs), value in got.items()
+        if name == "duiyi_http_requests_total"
+        for labels in [dict(pairs)]
+    }
+    assert counted[("GET", "/openapi.json", "200")] == 1
+    assert counted[("GET", "/docs", "200")] == 1
+    assert counted[("GET", "/review/static/{path}", "200")] == 2
+    assert counted[("GET", "/review/static/{path}", "404")] == 1
+    assert counted[("POST", "/openapi.json", "405")] == 1
+    assert counted[("GET", "unmatched", "404")] == 1
+    assert not any(route.endswith((".css", ".js")) for _, route, _ in counted)
+
+
 def test_queued_jobs_and_their_age(database_url: str, engines: dict[str, Engine], tiny_dirs: dict[str, Path]) -> None:
     settings = Settings(model=str(tiny_dirs["marian"]), device="cpu", database_url=database_url, runners=0)
     with serve(settings, engines["marian"]) as live:

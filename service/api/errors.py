@@ -53,16 +53,32 @@ def _describe(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def _is_json(request: Request) -> bool:
+    """Whether the request's Content-Type is one FastAPI reads as JSON (application/json, or
+    application/…+json)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_json(exc.status, exc.code, exc.message, exc.valid, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_json(400, "malformed_json", f"the request body is not valid JSON: {_describe(errors)}")
+        if any(tuple(e.get("loc", ())) == ("body",) for e in errors) and not _is_json(request):
+            # FastAPI reads a body as JSON only when its Content-Type says so (`curl -d` sends
+            # application/x-www-form-urlencoded): the body as a whole is then "not a dictionary".
+            sent = request.headers.get("content-type") or "no Content-Type"
+            return error_json(
+                422,
+                "invalid_request",
+                f"body: send a JSON object with Content-Type: application/json (this request has {sent})",
+            )
         return error_json(422, "invalid_request", _describe(errors))
 
     @app.exception_handler(StarletteHTTPException)
@@ -74,7 +90,10 @@ def install(app: FastAPI) -> None:
             413: "too_large",
             415: "unsupported_media_type",
         }
-        return error_json(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        # Its headers too: a 405's Allow names the methods the path takes.
+        return error_json(
+            exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), headers=dict(exc.headers or {})
+        )
 
 
 DATABASE_RETRY_AFTER_S = 5
