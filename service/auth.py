@@ -39,7 +39,7 @@ class Permission(StrEnum):
     # Suggestions from and TMX export of the translation memory, which holds every owner's approved
     # sentences: a cms key, which sees only its owner's articles, has no use for it.
     MEMORY_READ = "memory:read"
-    MEMORY_EDIT = "memory:edit"  # TMX import, correcting and deleting entries (service.api.routes.memory)
+    MEMORY_EDIT = "memory:edit"  # TMX import, correcting and deleting entries (API and Concordance box)
     # Queries on segments (service.jobs.comments): ask, answer, resolve. A cms key too, on its owner's
     # articles only, so that a desk editor working in the CMS can answer a translator's query; it
     # resolves or reopens only the queries it wrote itself.

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import logging
 import math
 import re
 import threading
@@ -47,6 +48,7 @@ from service.documents import SourceFormat, plain_text
 from service.storage.db import Database, contains_in_any_case
 from service.storage.tables import Job, MemoryEntry, StoredArticle, StoredSegment, utcnow
 
+log = logging.getLogger(__name__)
 _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+|[^\w\s]|\s+")
 FUZZY_CUTOFF = 75.0
@@ -451,6 +453,55 @@ class TranslationMemory:
             if variant:
                 query = query.where(MemoryEntry.variant == variant)
             return list(session.scalars(query))
+
+
+# --- an admin's upkeep: the same checks and log lines from the API and from the review app --------
+
+# A stored translation is one sentence; a corrected one that is longer than a whole segment's edit
+# may be (service.schemas.SegmentEditIn) is a mistake.
+MAX_CORRECTION = 20_000
+
+
+class BadCorrection(ValueError):
+    """A correction that cannot be stored; the message says why (a 422)."""
+
+
+class EntryNotFound(LookupError):
+    """No memory entry has this id (deleted, or never there): a 404."""
+
+    def __init__(self, entry_id: int) -> None:
+        super().__init__(f"no translation memory entry {entry_id}")
+
+
+def corrected_target(target: str) -> str:
+    """The translation a correction stores: `target` trimmed. BadCorrection when it is longer than
+    MAX_CORRECTION characters (as sent, as the API's body schema counts them) or blank."""
+    if len(target) > MAX_CORRECTION:
+        raise BadCorrection(f"target: at most {MAX_CORRECTION:,} characters, not {len(target):,}")
+    trimmed = target.strip()
+    if not trimmed:
+        raise BadCorrection("target: blank; to remove the entry, delete it")
+    return trimmed
+
+
+def correct_entry(memory: TranslationMemory, entry_id: int, target: str, *, by: str) -> MemoryEntry:
+    """Person `by` corrects entry `entry_id`'s translation (`TranslationMemory.correct`), logged
+    with who did it. BadCorrection for a target `corrected_target` refuses, EntryNotFound."""
+    entry = memory.correct(entry_id, corrected_target(target))
+    if entry is None:
+        raise EntryNotFound(entry_id)
+    log.info("memory entry %s (%s) corrected by %s", entry_id, entry.variant, by)
+    return entry
+
+
+def delete_entry(memory: TranslationMemory, entry_id: int, *, by: str) -> MemoryEntry:
+    """Person `by` deletes entry `entry_id` (`TranslationMemory.delete`), logged with who did it;
+    the deleted entry. EntryNotFound when there is none (a second delete too)."""
+    entry = memory.delete(entry_id)
+    if entry is None:
+        raise EntryNotFound(entry_id)
+    log.info("memory entry %s (%s) deleted by %s", entry_id, entry.variant, by)
+    return entry
 
 
 def _other_contributors(session: Session, job_id: str, entries: list[MemoryEntry]) -> dict[int, tuple[str, str]]:

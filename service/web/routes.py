@@ -27,7 +27,9 @@ from starlette.datastructures import UploadFile
 
 from glossary.terms import VARIANTS
 from service import concordance
+from service import memory as upkeep
 from service.api.deps import Runtime
+from service.api.routes.memory import EntryId, entry_out
 from service.auth import Permission, key_lookup
 from service.documents import AlignedSegment, Article, Inline, SourceFormat, in_format
 from service.formats import FORMAT_BY_SUFFIX
@@ -475,6 +477,8 @@ async def article_view(
         can_edit=user.may(Permission.SEGMENTS_EDIT),
         can_approve=user.may(Permission.ARTICLES_APPROVE),
         can_search=user.may(Permission.MEMORY_READ),
+        # Admins correct and delete memory entries from the Concordance box.
+        can_keep_memory=user.may(Permission.MEMORY_EDIT),
         # Queries on segments: every comment, for the script to show in each segment's thread.
         can_comment=user.may(Permission.COMMENTS_WRITE),
         can_resolve_any=user.may(Permission.SEGMENTS_EDIT),
@@ -642,6 +646,45 @@ async def concordance_search(
     except JobNotFound as exc:
         return _json_error(404, "not_found", str(exc))
     return JSONResponse(concordance.to_response(found, q, variant or None).model_dump(mode="json"))
+
+
+class _Correction(Incoming):
+    model_config = ConfigDict(extra="forbid")
+    target: str  # checked by service.memory.corrected_target, as /v1 does
+
+
+@router.patch("/api/memory/entries/{entry_id}")
+async def correct_memory_entry(request: Request, entry_id: EntryId) -> JSONResponse:
+    """An admin corrects a memory entry's translation from the Concordance box, as PATCH
+    /v1/memory/entries/{id} does (the same checks and log line: `service.memory.correct_entry`);
+    answers the entry as /v1 does."""
+    user = await _user(request, Permission.MEMORY_EDIT)
+    check_csrf(user, request.headers.get(CSRF_HEADER))
+    runtime = _runtime(request)
+    try:
+        body: _Correction = await _json_body(request, _Correction)
+        entry = await run_in_threadpool(
+            upkeep.correct_entry, runtime.memory, entry_id, body.target, by=user.principal.name
+        )
+    except ValueError as exc:  # a body that is no correction, or a BadCorrection
+        return _json_error(422, "invalid_request", str(exc))
+    except upkeep.EntryNotFound as exc:
+        return _json_error(404, "not_found", str(exc))
+    return JSONResponse(entry_out(entry).model_dump(mode="json"))
+
+
+@router.delete("/api/memory/entries/{entry_id}")
+async def delete_memory_entry(request: Request, entry_id: EntryId) -> JSONResponse:
+    """An admin deletes a memory entry from the Concordance box, as DELETE /v1/memory/entries/{id}
+    does (`service.memory.delete_entry`); answers the deleted entry."""
+    user = await _user(request, Permission.MEMORY_EDIT)
+    check_csrf(user, request.headers.get(CSRF_HEADER))
+    runtime = _runtime(request)
+    try:
+        entry = await run_in_threadpool(upkeep.delete_entry, runtime.memory, entry_id, by=user.principal.name)
+    except upkeep.EntryNotFound as exc:
+        return _json_error(404, "not_found", str(exc))
+    return JSONResponse(entry_out(entry).model_dump(mode="json"))
 
 
 async def _json_body(request: Request, model: type[BaseModel]) -> Any:

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from glossary.terms import VARIANTS
 from service import concordance
+from service import memory as upkeep
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
 from service.api.routes.files import download
@@ -21,7 +22,7 @@ from service.api.security import AUTH_ERRORS, Requires, check_article
 from service.auth import Permission
 from service.interchange.tmx import TMEntry, TMXError, export_tmx, import_tmx
 from service.jobs.articles import JobNotFound, Principal
-from service.memory import SEARCH_LIMIT, SEARCH_MAX, SEARCH_MAX_QUERY, Remembered
+from service.memory import MAX_CORRECTION, SEARCH_LIMIT, SEARCH_MAX, SEARCH_MAX_QUERY, Remembered
 from service.schemas import ConcordanceOut, Incoming
 from service.storage.tables import MemoryEntry
 
@@ -31,9 +32,6 @@ router = APIRouter(tags=["memory"])
 MemoryEditor = Annotated[Principal, Requires(Permission.MEMORY_EDIT)]
 MemoryReader = Annotated[Principal, Requires(Permission.MEMORY_READ)]
 _XML_BODY = {"requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}}
-# A stored translation is one sentence; a corrected one that is longer than a whole segment's edit
-# may be (service.schemas.SegmentEditIn) is a mistake.
-MAX_TARGET = 20_000
 EntryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the entry's id, as concordance search gives it")]
 
 
@@ -159,7 +157,8 @@ class MemoryEntryOut(BaseModel):
     created_at: datetime = Field(description="when it was stored or corrected last")
 
 
-def _entry_out(entry: MemoryEntry) -> MemoryEntryOut:
+def entry_out(entry: MemoryEntry) -> MemoryEntryOut:
+    """An entry as the upkeep routes answer it (here and in the review app's)."""
     return MemoryEntryOut(
         id=entry.id,
         source=entry.source,
@@ -174,17 +173,13 @@ def _entry_out(entry: MemoryEntry) -> MemoryEntryOut:
 class MemoryCorrection(Incoming):
     model_config = ConfigDict(extra="forbid")
     target: str = Field(
-        min_length=1, max_length=MAX_TARGET, description="the right translation, as plain text (no markup)"
+        min_length=1, max_length=MAX_CORRECTION, description="the right translation, as plain text (no markup)"
     )
 
 
 class MemoryForgotten(BaseModel):
     removed: int = Field(description="entries removed: those the article alone gave")
     kept: int = Field(description="entries another article's approved segment also gives: kept, credited to it")
-
-
-def _no_entry(entry_id: int) -> ApiError:
-    return ApiError(404, "not_found", f"no translation memory entry {entry_id}")
 
 
 @router.patch(
@@ -199,14 +194,13 @@ def _no_entry(entry_id: int) -> ApiError:
 def correct_entry(
     entry_id: EntryId, body: MemoryCorrection, runtime: RuntimeDep, principal: MemoryEditor
 ) -> MemoryEntryOut:
-    target = body.target.strip()
-    if not target:
-        raise ApiError(422, "invalid_request", "target: blank; to remove the entry, DELETE it")
-    entry = runtime.memory.correct(entry_id, target)
-    if entry is None:
-        raise _no_entry(entry_id)
-    log.info("memory entry %s (%s) corrected by %s", entry_id, entry.variant, principal.name)
-    return _entry_out(entry)
+    try:
+        entry = upkeep.correct_entry(runtime.memory, entry_id, body.target, by=principal.name)
+    except upkeep.BadCorrection as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from None
+    except upkeep.EntryNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    return entry_out(entry)
 
 
 @router.delete(
@@ -219,11 +213,11 @@ def correct_entry(
     "a 404.",
 )
 def delete_entry(entry_id: EntryId, runtime: RuntimeDep, principal: MemoryEditor) -> MemoryEntryOut:
-    entry = runtime.memory.delete(entry_id)
-    if entry is None:
-        raise _no_entry(entry_id)
-    log.info("memory entry %s (%s) deleted by %s", entry_id, entry.variant, principal.name)
-    return _entry_out(entry)
+    try:
+        entry = upkeep.delete_entry(runtime.memory, entry_id, by=principal.name)
+    except upkeep.EntryNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    return entry_out(entry)
 
 
 @router.delete(

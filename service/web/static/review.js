@@ -825,10 +825,14 @@
   // Ctrl+Shift+F (or the toolbar's button) opens the panel with the text selected in a source, a
   // translation or the editor, and searches the translation memory (this variant) and the
   // article's glossaries for it. Hits are built with text nodes: stored text is never parsed as HTML.
+  // An admin (memory:edit) corrects a memory entry's translation, or deletes the entry, in place.
   const panel = document.getElementById("concordance");
   if (panel) {
     const input = document.getElementById("concordance-q");
     const count = document.getElementById("concordance-count");
+    const done = document.getElementById("concordance-done"); // what an admin's change did (a live region)
+    const keeper = panel.dataset.keepMemory === "1";
+    let shown = null; // the answer listed: its memory entries follow corrections and deletions
     const memoryList = document.getElementById("concordance-memory");
     const termList = document.getElementById("concordance-terms");
     const opener = document.getElementById("concordance-open");
@@ -858,19 +862,206 @@
       return matches ? marked(el, text, matches) : Object.assign(el, { textContent: text });
     };
 
+    // Where an entry came from, in words (its origin is shown as the API names it).
+    const ORIGINS = {
+      approved: "from an approved article",
+      tmx: "imported from a TMX file",
+      corrected: "corrected by an admin",
+    };
+    // An entry's variant, origin and date: what a correction changes is redrawn with it.
+    function fillMeta(meta, h) {
+      meta.replaceChildren(document.createTextNode(`${h.variant} · `));
+      const origin = document.createElement("span");
+      origin.className = "cc-origin cc-origin-" + h.origin;
+      origin.textContent = h.origin;
+      origin.title = ORIGINS[h.origin] || "";
+      meta.append(origin, document.createTextNode(` · ${(h.created_at || "").slice(0, 10)}`));
+    }
+    const brief = (text) => (text.length > 60 ? text.slice(0, 59) + "…" : text);
+    // `failed`: nothing was changed (said in the flag's colour).
+    function said(message, failed = false) {
+      if (!done) return;
+      done.textContent = message;
+      done.classList.toggle("failed", failed);
+    }
+
+    function entryItem(h) {
+      const li = document.createElement("li");
+      li.dataset.entry = String(h.id);
+      const meta = piece("span", "cc-meta", "", "");
+      fillMeta(meta, h);
+      li.append(
+        piece("span", "cc-source", "en", h.source, h.source_matches),
+        piece("span", "cc-target", h.variant, h.target, h.target_matches),
+        meta,
+      );
+      if (keeper) {
+        const actions = document.createElement("div");
+        actions.className = "cc-actions";
+        const fix = document.createElement("button");
+        fix.type = "button";
+        fix.className = "secondary cc-correct";
+        fix.textContent = "Correct";
+        fix.setAttribute("aria-label", `Correct the translation of “${brief(h.source)}” (${h.variant})`);
+        const drop = document.createElement("button");
+        drop.type = "button";
+        drop.className = "secondary cc-delete";
+        drop.textContent = "Delete";
+        drop.setAttribute("aria-label", `Delete the entry “${brief(h.source)}” (${h.variant})`);
+        fix.addEventListener("click", () => startCorrecting(li, h));
+        drop.addEventListener("click", () => askDelete(li, h));
+        actions.append(fix, drop);
+        li.append(actions);
+      }
+      return li;
+    }
+
+    // The entry's actions, or what replaced them (the correction's editor, the question before
+    // deleting); `focus`: the Correct button takes the focus back.
+    function restore(li, focus) {
+      li.querySelector(".cc-edit")?.remove();
+      li.querySelector(".cc-confirm")?.remove();
+      const actions = li.querySelector(".cc-actions");
+      actions.hidden = false;
+      if (focus) actions.querySelector(".cc-correct").focus();
+    }
+
+    // Correct: the translation in a text box under the entry; Save (or Ctrl+Enter) stores it,
+    // Cancel (or Esc) leaves it as it was.
+    function startCorrecting(li, h) {
+      li.querySelector(".cc-actions").hidden = true;
+      const box = document.createElement("div");
+      box.className = "cc-edit";
+      const label = document.createElement("label");
+      label.htmlFor = `cc-edit-${h.id}`;
+      label.textContent = `Corrected translation (${h.variant})`;
+      const text = document.createElement("textarea");
+      text.id = `cc-edit-${h.id}`;
+      text.lang = h.variant;
+      text.rows = 2;
+      text.maxLength = 20000;
+      text.value = h.target;
+      const save = document.createElement("button");
+      save.type = "button";
+      save.className = "cc-save";
+      save.textContent = "Save";
+      const cancel = document.createElement("button");
+      cancel.type = "button";
+      cancel.className = "secondary cc-cancel";
+      cancel.textContent = "Cancel";
+      box.append(label, text, save, cancel);
+      li.append(box);
+      save.addEventListener("click", () => saveCorrection(li, h, text, [save, cancel]));
+      cancel.addEventListener("click", () => { restore(li, true); said("Correction cancelled."); });
+      box.addEventListener("keydown", (e) => {
+        if (e.key === "Escape") {
+          e.preventDefault();
+          e.stopPropagation(); // the editor closes, not the panel
+          restore(li, true);
+          said("Correction cancelled.");
+        } else if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && e.target === text) {
+          e.preventDefault();
+          saveCorrection(li, h, text, [save, cancel]);
+        }
+      });
+      text.focus();
+      text.select();
+    }
+
+    async function saveCorrection(li, h, text, buttons) {
+      if (!text.value.trim()) {
+        said("Not corrected: the translation is blank (to remove the entry, delete it).", true);
+        text.focus();
+        return;
+      }
+      for (const b of buttons) b.disabled = true;
+      said("Saving the correction…");
+      const r = await call("PATCH", `/review/api/memory/entries/${h.id}`, { target: text.value });
+      for (const b of buttons) b.disabled = false;
+      if (r.status !== 200 || !r.data) {
+        said(`Not corrected: ${why(r)}.`, true);
+        text.focus();
+        return;
+      }
+      Object.assign(h, { target: r.data.target, origin: r.data.origin, created_at: r.data.created_at, target_matches: [] });
+      li.querySelector(".cc-target").textContent = h.target;
+      fillMeta(li.querySelector(".cc-meta"), h);
+      restore(li, true);
+      said(`Entry corrected: “${brief(h.source)}” (${h.variant}) now reads “${brief(h.target)}”.`);
+    }
+
+    // Delete: asked first, in the entry ("Keep" has the focus: a second Enter deletes nothing).
+    function askDelete(li, h) {
+      li.querySelector(".cc-actions").hidden = true;
+      const box = document.createElement("div");
+      box.className = "cc-confirm";
+      box.setAttribute("role", "group");
+      const question = document.createElement("span");
+      question.id = `cc-confirm-${h.id}`;
+      question.textContent = "Delete this entry? Its sentence will no longer be reused or suggested in " +
+        `${h.variant}.`;
+      box.setAttribute("aria-labelledby", question.id);
+      const yes = document.createElement("button");
+      yes.type = "button";
+      yes.className = "cc-delete-yes";
+      yes.textContent = "Delete entry";
+      const keep = document.createElement("button");
+      keep.type = "button";
+      keep.className = "secondary cc-keep";
+      keep.textContent = "Keep";
+      box.append(question, yes, keep);
+      li.append(box);
+      yes.addEventListener("click", () => deleteEntry(li, h, [yes, keep]));
+      keep.addEventListener("click", () => { restore(li, true); said("Entry kept."); });
+      box.addEventListener("keydown", (e) => {
+        if (e.key === "Escape") {
+          e.preventDefault();
+          e.stopPropagation();
+          restore(li, true);
+          said("Entry kept.");
+        }
+      });
+      keep.focus();
+    }
+
+    async function deleteEntry(li, h, buttons) {
+      for (const b of buttons) b.disabled = true;
+      said("Deleting the entry…");
+      const r = await call("DELETE", `/review/api/memory/entries/${h.id}`);
+      if (r.status !== 200 && r.status !== 404) {
+        for (const b of buttons) b.disabled = false;
+        said(`Not deleted: ${why(r)}.`, true);
+        buttons[1].focus();
+        return;
+      }
+      // Deleted (a 404: by someone else already): gone from the list, the focus on a neighbour.
+      const next = li.nextElementSibling || li.previousElementSibling;
+      li.remove();
+      if (shown) {
+        shown.memory = shown.memory.filter((x) => x.id !== h.id);
+        showCount(shown);
+      }
+      (next?.querySelector(".cc-correct") || input).focus();
+      said(r.status === 200
+        ? `Entry deleted: “${brief(h.source)}” (${h.variant}).`
+        : `“${brief(h.source)}” (${h.variant}) was deleted already (by someone else?).`);
+    }
+
+    function showCount(data) {
+      const m = data.memory.length;
+      const g = data.glossary.length;
+      document.getElementById("concordance-memory-title").hidden = !m;
+      count.textContent = `“${data.query}”: ${m}${data.more ? "+" : ""} translation memory ` +
+        `entr${m === 1 ? "y" : "ies"}${data.more ? " (the newest; refine the search for others)" : ""}, ` +
+        `${g} glossary term${g === 1 ? "" : "s"}.`;
+    }
+
     function show(data) {
+      shown = data;
       memoryList.replaceChildren();
       termList.replaceChildren();
-      for (const h of data.memory) {
-        const li = document.createElement("li");
-        const when = (h.created_at || "").slice(0, 10);
-        li.append(
-          piece("span", "cc-source", "en", h.source, h.source_matches),
-          piece("span", "cc-target", h.variant, h.target, h.target_matches),
-          piece("span", "cc-meta", "", `${h.variant} · ${h.origin} · ${when}`),
-        );
-        memoryList.append(li);
-      }
+      said("");
+      for (const h of data.memory) memoryList.append(entryItem(h));
       for (const t of data.glossary) {
         const li = document.createElement("li");
         t.forms.forEach((f, i) => {
@@ -882,20 +1073,22 @@
         li.append(document.createTextNode(" "), piece("span", "cc-note", "", `(${about})`));
         termList.append(li);
       }
-      document.getElementById("concordance-memory-title").hidden = !data.memory.length;
       document.getElementById("concordance-terms-title").hidden = !data.glossary.length;
-      const m = data.memory.length;
-      const g = data.glossary.length;
-      count.textContent = `“${data.query}”: ${m}${data.more ? "+" : ""} translation memory ` +
-        `entr${m === 1 ? "y" : "ies"}${data.more ? " (the newest; refine the search for others)" : ""}, ` +
-        `${g} glossary term${g === 1 ? "" : "s"}.`;
+      showCount(data);
     }
 
     async function search() {
       clearTimeout(typing);
       const q = input.value.trim();
       const mine = ++asked;
-      if (!q) { memoryList.replaceChildren(); termList.replaceChildren(); count.textContent = ""; return; }
+      if (!q) {
+        shown = null;
+        memoryList.replaceChildren();
+        termList.replaceChildren();
+        count.textContent = "";
+        said("");
+        return;
+      }
       count.textContent = "Searching…";
       const params = new URLSearchParams({ q, variant, article: jobId });
       const r = await send("GET", "/review/api/memory/search?" + params.toString());
