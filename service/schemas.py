@@ -305,6 +305,10 @@ class ArticleJob(BaseModel):
     reviewer: str | None
     approved_by: str | None
     approval_override: str | None
+    open_queries: int = Field(
+        description="queries on its segments not resolved (approval needs an override while any is); asking, "
+        "resolving or reopening one does not change `updated_at`: the `article.query` webhook tells of it"
+    )
     created_at: datetime
     updated_at: datetime
     translated_at: datetime | None

@@ -7,6 +7,12 @@ on its owner's articles, so that a desk editor working in the CMS can answer); t
 admins, who edit the translation, resolve or reopen any comment, anyone else only their own. An
 article with open comments is approved only with an override reason (service.jobs.review). A
 withdrawn article's comments go with it (service.jobs.articles).
+
+An article with a callback URL gets an `article.query` webhook (service.jobs.deliveries), written in
+the transaction of the change it reports, for each comment added (`opened`: the segment had no open
+comment; `answered`: it had) and each one resolved or reopened; doing what is already done changes
+nothing and sends nothing. The CMS's own actions are sent too, marked by `by` and `by_role`, so that
+one stream of events tells the whole thread and its `open_queries` stays current.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from service.auth import ROLE_PERMISSIONS, Permission
+from service.config import Settings
 from service.jobs.articles import JobNotFound, Principal, hold_job
+from service.jobs.deliveries import enqueue, links
 from service.storage.db import Database
-from service.storage.tables import Job, SegmentComment, StoredSegment, utcnow
+from service.storage.tables import Delivery, Job, SegmentComment, StoredSegment, utcnow
 
 MAX_BODY = 2000  # characters: a question or an answer, not a document
 
@@ -64,20 +72,30 @@ def checked_body(body: str) -> str:
     return text
 
 
-def add_comment(db: Database, job_id: str, segment_id: str, body: str, principal: Principal) -> SegmentComment:
-    """A new, open comment by `principal` on one segment of the article. Raises JobNotFound (also
-    for another owner's article to a cms key), SegmentNotFound, BadComment."""
+QUERY_EVENT = "article.query"
+
+
+def add_comment(
+    db: Database, job_id: str, segment_id: str, body: str, principal: Principal, *, settings: Settings
+) -> SegmentComment:
+    """A new, open comment by `principal` on one segment of the article, and its `article.query`
+    webhook when the article has a callback. Raises JobNotFound (also for another owner's article
+    to a cms key), SegmentNotFound, BadComment."""
     with db.session() as session:
-        hold_job(session, job_id, principal.scope)
+        job = hold_job(session, job_id, principal.scope)
         text = checked_body(body)  # after the article: another owner's is a 404 whatever the body
-        found = session.scalar(
-            select(StoredSegment.id).where(StoredSegment.job_id == job_id, StoredSegment.id == segment_id)
+        source = session.scalar(
+            select(StoredSegment.source).where(StoredSegment.job_id == job_id, StoredSegment.id == segment_id)
         )
-        if found is None:
+        if source is None:
             raise SegmentNotFound(job_id, segment_id)
+        # An answer is a comment added to a thread with an open one; anything else asks a new query.
+        # Only the webhook tells them apart, so without a callback the count is not made.
+        action = "answered" if job.callback_url and _open_on_segment(session, job_id, segment_id) else "opened"
         row = SegmentComment(job_id=job_id, segment_id=segment_id, author=principal.name, body=text)
         session.add(row)
         session.flush()
+        _notify(session, job, row, action, principal, settings, source=source)
         return row
 
 
@@ -98,12 +116,15 @@ def list_comments(
         return list(session.scalars(query.order_by(SegmentComment.created_at, SegmentComment.id)))
 
 
-def set_resolved(db: Database, job_id: str, comment_id: str, principal: Principal, *, resolved: bool) -> SegmentComment:
-    """Resolve (or, with `resolved` false, reopen) a comment. Doing what is already done changes
-    nothing (a resolved comment keeps who resolved it and when). Raises JobNotFound, CommentNotFound,
-    NotYours (a role that does not edit translations, on a comment it did not write)."""
+def set_resolved(
+    db: Database, job_id: str, comment_id: str, principal: Principal, *, resolved: bool, settings: Settings
+) -> SegmentComment:
+    """Resolve (or, with `resolved` false, reopen) a comment, with its `article.query` webhook when
+    the article has a callback. Doing what is already done changes nothing and sends nothing (a
+    resolved comment keeps who resolved it and when). Raises JobNotFound, CommentNotFound, NotYours
+    (a role that does not edit translations, on a comment it did not write)."""
     with db.session() as session:
-        hold_job(session, job_id, principal.scope)
+        job = hold_job(session, job_id, principal.scope)
         number = _comment_number(comment_id)
         row = (
             session.scalar(select(SegmentComment).where(SegmentComment.job_id == job_id, SegmentComment.id == number))
@@ -117,14 +138,75 @@ def set_resolved(db: Database, job_id: str, comment_id: str, principal: Principa
             raise NotYours(
                 f"your role ({principal.role.value}) may {what} only the comments it wrote; this one is {row.author}'s"
             )
+        action = None
         if resolved and row.resolved_at is None:
             row.resolved_at = utcnow()
             row.resolved_by = principal.name
+            action = "resolved"
         elif not resolved and row.resolved_at is not None:
             row.resolved_at = None
             row.resolved_by = None
+            action = "reopened"
         session.flush()
+        if action is not None:
+            _notify(session, job, row, action, principal, settings)
         return row
+
+
+def _open_on_segment(session: Session, job_id: str, segment_id: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(SegmentComment)
+            .where(
+                SegmentComment.job_id == job_id,
+                SegmentComment.segment_id == segment_id,
+                SegmentComment.resolved_at.is_(None),
+            )
+        )
+        or 0
+    )
+
+
+def _notify(
+    session: Session,
+    job: Job,
+    row: SegmentComment,
+    action: str,
+    principal: Principal,
+    settings: Settings,
+    *,
+    source: str | None = None,
+) -> Delivery | None:
+    """Queue `article.query` for `action` on comment `row` (flushed), in the caller's transaction;
+    None when the article has no callback. The payload names the query and its segment, carries its
+    text and the segment's source sentence (the CMS's own text: the desk sees what is asked about
+    without fetching the article; never the translation), who did it (`by`, `by_role`: a CMS can
+    tell its own actions) and the article's open queries after it."""
+    if not job.callback_url:
+        return None
+    if source is None:  # None too for a segment a resumed translation no longer has
+        source = session.scalar(
+            select(StoredSegment.source).where(StoredSegment.job_id == job.id, StoredSegment.id == row.segment_id)
+        )
+    base = settings.public_url.rstrip("/")
+    query = {
+        "id": row.id,
+        "action": action,
+        "segment_id": row.segment_id,
+        "source": source,
+        "body": row.body,
+        "author": row.author,
+        "created_at": row.created_at.isoformat(),
+        "open": row.resolved_at is None,
+        "by": principal.name,
+        "by_role": principal.role.value,
+    }
+    article = {
+        "open_queries": open_count(session, job.id),
+        "links": {**links(settings, job.id), "comments": f"{base}/v1/articles/{job.id}/comments"},
+    }
+    return enqueue(session, job, QUERY_EVENT, settings, article=article, extra={"query": query})
 
 
 def open_count(session: Session, job_id: str) -> int:

@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,7 +49,9 @@ from service.webhooks import (
 log = logging.getLogger(__name__)
 
 # Events about a job that exists (`enqueue`); `article.withdrawn` is written as its job is deleted.
-JOB_EVENTS = ("article.translated", "article.approved", "article.failed")
+# `article.query`: a query on one of its segments asked, answered, resolved or reopened
+# (service.jobs.comments, which adds the query's part of the payload).
+JOB_EVENTS = ("article.translated", "article.approved", "article.failed", "article.query")
 EVENTS = (*JOB_EVENTS, "article.withdrawn")
 
 
@@ -60,8 +63,18 @@ def links(settings: Settings, job_id: str) -> dict[str, str]:
     }
 
 
-def enqueue(session: Session, job: Job, event: str, settings: Settings) -> Delivery | None:
-    """Record `event` for `job` in the current transaction; None when the job has no callback."""
+def enqueue(
+    session: Session,
+    job: Job,
+    event: str,
+    settings: Settings,
+    *,
+    article: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Delivery | None:
+    """Record `event` for `job` in the current transaction; None when the job has no callback.
+    `article` adds to (or replaces) fields of the payload's `article`, `extra` adds top-level parts:
+    what one event says beyond the article's identifiers and state."""
     if event not in JOB_EVENTS:
         raise ValueError(f"unknown event {event!r}")
     if not job.callback_url:
@@ -81,6 +94,8 @@ def enqueue(session: Session, job: Job, event: str, settings: Settings) -> Deliv
     }
     if event == "article.failed":
         payload["article"]["failure"] = job.failure  # why, so the CMS can tell its editors at once
+    payload["article"].update(article or {})
+    payload.update(extra or {})
     delivery = Delivery(
         id=delivery_id,
         job_id=job.id,

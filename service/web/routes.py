@@ -815,9 +815,14 @@ async def add_comment(request: Request, job_id: str, segment_id: str) -> JSONRes
     runtime = _runtime(request)
     try:
         body: _Comment = await _json_body(request, _Comment)
-        row = await run_in_threadpool(comments.add_comment, runtime.db, job_id, segment_id, body.body, user.principal)
+        row = await run_in_threadpool(
+            lambda: comments.add_comment(
+                runtime.db, job_id, segment_id, body.body, user.principal, settings=runtime.settings
+            )
+        )
     except _COMMENT_ERRORS as exc:
         return _comment_error(exc)
+    runtime.dispatcher.wake()  # its article.query webhook, if the article has a callback
     return JSONResponse(_comment_json(row), status_code=201)
 
 
@@ -827,10 +832,13 @@ async def _set_resolved(request: Request, job_id: str, comment_id: str, resolved
     runtime = _runtime(request)
     try:
         row = await run_in_threadpool(
-            lambda: comments.set_resolved(runtime.db, job_id, comment_id, user.principal, resolved=resolved)
+            lambda: comments.set_resolved(
+                runtime.db, job_id, comment_id, user.principal, resolved=resolved, settings=runtime.settings
+            )
         )
     except _COMMENT_ERRORS as exc:
         return _comment_error(exc)
+    runtime.dispatcher.wake()
     return JSONResponse(_comment_json(row))
 
 

@@ -21,7 +21,7 @@ from service.api.security import AUTH_ERRORS, Requires, article_scope, check_art
 from service.auth import Permission
 from service.documents import Article
 from service.glossaries import UnknownGlossaryError
-from service.jobs import review
+from service.jobs import comments, review
 from service.jobs.articles import (
     IdempotencyConflict,
     InvalidTransition,
@@ -81,14 +81,15 @@ def _job_out(db: Database, job_id: str, *, with_document: bool = True) -> Articl
         job = get_job(session, job_id)
         stored = stored_document(session, job) if with_document else None
         newer = newer_revisions(session, job.id)
+        open_queries = comments.open_count(session, job.id)
     document = None
     if stored is not None:
         doc, states = stored
         document = aligned_to_response(doc, {k: SegmentState(v, locked) for k, (v, locked) in states.items()})
-    return _summary(job, newer, document)
+    return _summary(job, newer, open_queries, document)
 
 
-def _summary(job: Job, newer: list[str], document: object = None) -> ArticleJob:
+def _summary(job: Job, newer: list[str], open_queries: int, document: object = None) -> ArticleJob:
     return ArticleJob(
         id=job.id,
         status=job.status,  # type: ignore[arg-type]
@@ -107,6 +108,7 @@ def _summary(job: Job, newer: list[str], document: object = None) -> ArticleJob:
         reviewer=job.reviewer,
         approved_by=job.approved_by,
         approval_override=job.approval_override,
+        open_queries=open_queries,
         created_at=job.created_at,
         updated_at=job.updated_at,
         translated_at=job.translated_at,
@@ -229,7 +231,9 @@ def list_articles(
             limit=limit + 1,  # one more than asked: whether there is more
         )
         more = len(jobs) > limit
-        items = [_summary(j, newer_revisions(session, j.id)) for j in jobs[:limit]]
+        page = jobs[:limit]
+        queries = comments.open_by_job(session, [j.id for j in page])  # one grouped query for the page
+        items = [_summary(j, newer_revisions(session, j.id), queries.get(j.id, 0)) for j in page]
     last = jobs[len(items) - 1] if items else None
     return ArticleList(
         items=items,

@@ -3,7 +3,7 @@ segment, resolve or reopen one.
 
 A cms key reads and comments on its owner's articles only (another's is a 404, as everywhere), and
 resolves or reopens only the comments it wrote (403 otherwise); translators and admins do all of
-it on every article."""
+it on every article. Each change fires an `article.query` webhook when the article has a callback."""
 
 from __future__ import annotations
 
@@ -76,21 +76,24 @@ def list_comments(
     responses=responses(*AUTH_ERRORS, 404, 422),
     summary="Ask a query about a segment, or answer one (a new open comment)",
     description="An article with open comments is approved only with an override reason. A cms key comments "
-    "only on its owner's articles (another's is a 404).",
+    "only on its owner's articles (another's is a 404). An article with a callback gets an `article.query` "
+    "webhook: action `opened` (the segment had no open comment) or `answered` (it had).",
 )
 def add_comment(job_id: str, segment_id: str, body: CommentIn, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
     try:
-        row = comments.add_comment(runtime.db, job_id, segment_id, body.body, principal)
+        row = comments.add_comment(runtime.db, job_id, segment_id, body.body, principal, settings=runtime.settings)
     except (JobNotFound, comments.SegmentNotFound, comments.BadComment) as exc:
         raise _error(exc) from None
+    runtime.dispatcher.wake()
     return _out(row)
 
 
 def _set_resolved(job_id: str, comment_id: str, runtime: RuntimeDep, principal: Principal, done: bool) -> CommentOut:
     try:
-        row = comments.set_resolved(runtime.db, job_id, comment_id, principal, resolved=done)
+        row = comments.set_resolved(runtime.db, job_id, comment_id, principal, resolved=done, settings=runtime.settings)
     except (JobNotFound, comments.CommentNotFound, comments.NotYours) as exc:
         raise _error(exc) from None
+    runtime.dispatcher.wake()
     return _out(row)
 
 
@@ -99,7 +102,9 @@ def _set_resolved(job_id: str, comment_id: str, runtime: RuntimeDep, principal: 
     response_model=CommentOut,
     responses=responses(*AUTH_ERRORS, 404),
     summary="Resolve a comment (the query is answered); resolving a resolved one changes nothing",
-    description="Translators and admins resolve any comment; a cms key only those it wrote (403 otherwise).",
+    description="Translators and admins resolve any comment; a cms key only those it wrote (403 otherwise). "
+    "An article with a callback gets an `article.query` webhook, action `resolved` (none when it was resolved "
+    "already).",
 )
 def resolve_comment(job_id: str, comment_id: str, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
     return _set_resolved(job_id, comment_id, runtime, principal, True)
@@ -110,7 +115,8 @@ def resolve_comment(job_id: str, comment_id: str, runtime: RuntimeDep, principal
     response_model=CommentOut,
     responses=responses(*AUTH_ERRORS, 404),
     summary="Reopen a resolved comment; reopening an open one changes nothing",
-    description="Translators and admins reopen any comment; a cms key only those it wrote (403 otherwise).",
+    description="Translators and admins reopen any comment; a cms key only those it wrote (403 otherwise). "
+    "An article with a callback gets an `article.query` webhook, action `reopened` (none when it was open).",
 )
 def reopen_comment(job_id: str, comment_id: str, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
     return _set_resolved(job_id, comment_id, runtime, principal, False)
