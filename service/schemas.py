@@ -306,7 +306,8 @@ class ArticleJob(BaseModel):
     approved_by: str | None
     approval_override: str | None
     open_queries: int = Field(
-        description="queries on its segments not resolved (approval needs an override while any is); asking, "
+        description="queries on its segments not resolved: segments whose thread has a comment open, however many "
+        "comments it has (approval needs an override while any is); asking, "
         "resolving or reopening one does not change `updated_at`: the `article.query` webhook tells of it"
     )
     created_at: datetime
@@ -439,7 +440,10 @@ class CommentOut(BaseModel):
     author: str = Field(description="the name of the API key that wrote it")
     body: str = Field(description="plain text")
     created_at: datetime
-    open: bool = Field(description="not resolved (an article with open comments needs an override to be approved)")
+    open: bool = Field(
+        description="not resolved; its segment's thread is an open query while any of its comments is (an article "
+        "with open queries needs an override to be approved)"
+    )
     resolved_at: datetime | None
     resolved_by: str | None
 

@@ -1,8 +1,10 @@
 """Queries on segments (service.jobs.comments) through the real HTTP service, on SQLite and on
 PostgreSQL: a translator asks, the desk answers from its CMS key, the query is resolved and reopened;
-a cms key sees only its owner's articles' comments; a blank or too long body is a 422; an open query
-blocks the article's approval unless overridden; a withdrawn article takes its comments with it.
-And the review workspace in a real browser: a query added and resolved."""
+a query is a thread (an answer adds no open query, resolving the question resolves the answers, a
+cms key resolves only a thread it started); a cms key sees only its owner's articles' comments; a
+blank or too long body is a 422; an open query blocks the article's approval unless overridden; a
+withdrawn article takes its comments with it. And the review workspace in a real browser: a query
+added, answered and resolved with the thread's one button."""
 
 from __future__ import annotations
 
@@ -109,10 +111,12 @@ def test_queries_asked_answered_resolved(site: tuple[LiveServer, dict[str, dict[
     for cid in ("999999", "abc", "99999999999999999999", "-1"):
         assert client.post(f"{base}/comments/{cid}/resolve", headers=tr).status_code == 404, cid
 
-    # A cms key resolves only what it wrote; a translator anything; both idempotent.
-    refused = client.post(f"{base}/comments/{query['id']}/resolve", headers=cms)
-    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
-    assert client.post(f"{base}/comments/{answer.json()['id']}/resolve", headers=cms).json()["resolved_by"] == "cms"
+    # A cms key resolves only a thread it started, by any of its comments (its own answer too); a
+    # translator any thread, all of it at once; both idempotent.
+    for cid in (query["id"], answer.json()["id"]):
+        refused = client.post(f"{base}/comments/{cid}/resolve", headers=cms)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden"), refused.text
+        assert "only the threads it started; this one is translator's" in refused.json()["error"]["message"]
     done = client.post(f"{base}/comments/{query['id']}/resolve", headers=tr).json()
     assert (done["open"], done["resolved_by"]) == (False, "translator")
     again = client.post(f"{base}/comments/{query['id']}/resolve", headers=keys["admin"]).json()
@@ -122,8 +126,79 @@ def test_queries_asked_answered_resolved(site: tuple[LiveServer, dict[str, dict[
 
     listed = client.get(f"{base}/comments", headers=cms).json()
     assert [c["body"][:8] for c in listed] == ["Is 'the ", "x" * 8, "Henoko."]
+    assert [(c["open"], c["resolved_by"]) for c in listed[1:]] == [(False, "translator")] * 2
     open_ = client.get(f"{base}/comments", params={"open": "true"}, headers=tr).json()
-    assert [c["id"] for c in open_] == [query["id"], listed[1]["id"]]
+    assert [c["id"] for c in open_] == [query["id"]]
+
+
+def test_a_query_is_a_thread(site: tuple[LiveServer, dict[str, dict[str, str]], str]) -> None:
+    """A question and its answer are one open query (in the article, the list and the approval
+    block); resolving the question resolves the answer with it, and approval is no longer blocked.
+    A cms key cannot resolve a translator's thread, but resolves one it started, answers included."""
+    live, keys, _ = site
+    client, tr, cms = live.client, keys["translator"], keys["cms"]
+    job_id, segs = translated_article(client, cms)
+    base = f"/v1/articles/{job_id}"
+    for s in segs:  # no segment needs review: only the queries stand in the way
+        approved = client.post(f"{base}/segments/{s['id']}/approve", json={"version": s["version"]}, headers=tr)
+        assert approved.status_code == 200, approved.text
+    first, second = segs[0]["id"], segs[1]["id"]
+
+    def comment(sid: str, body: str, who: dict[str, str]) -> dict[str, Any]:
+        r = client.post(f"{base}/segments/{sid}/comments", json={"body": body}, headers=who)
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def open_queries() -> int:
+        n = client.get(base, headers=cms).json()["open_queries"]
+        listed = {j["id"]: j["open_queries"] for j in client.get("/v1/articles", headers=cms).json()["items"]}
+        assert listed[job_id] == n
+        return int(n)
+
+    q = comment(first, "Which base?", tr)
+    answer = comment(first, "Henoko.", cms)
+    assert open_queries() == 1  # asked and answered: one query, not two
+    blocked = client.post(f"{base}/approve", headers=tr)
+    assert blocked.status_code == 409, blocked.text
+    assert "1 query(ies) on segments still open" in blocked.json()["error"]["message"]
+
+    # The cms key did not start this thread: it resolves it by neither comment.
+    for cid in (q["id"], answer["id"]):
+        assert client.post(f"{base}/comments/{cid}/resolve", headers=cms).status_code == 403
+    assert open_queries() == 1
+
+    # Resolving the question resolves the answer too, by the same person at the same time.
+    done = client.post(f"{base}/comments/{q['id']}/resolve", headers=tr)
+    assert done.status_code == 200, done.text
+    thread = client.get(f"{base}/comments", headers=tr).json()
+    assert [(c["body"], c["open"], c["resolved_by"]) for c in thread] == [
+        ("Which base?", False, "translator"),
+        ("Henoko.", False, "translator"),
+    ]
+    assert thread[0]["resolved_at"] == thread[1]["resolved_at"]
+    assert open_queries() == 0
+
+    # A thread the cms key started: a translator answers, and the key resolves it, by the answer's id.
+    asked = comment(second, "Is Tuesday right?", cms)
+    reply = comment(second, "Yes, the 3rd.", tr)
+    assert open_queries() == 1
+    resolved = client.post(f"{base}/comments/{reply['id']}/resolve", headers=cms)
+    assert resolved.status_code == 200, resolved.text
+    assert (resolved.json()["id"], resolved.json()["open"], resolved.json()["resolved_by"]) == (
+        reply["id"],
+        False,
+        "cms",
+    )
+    assert [c["open"] for c in client.get(f"{base}/comments", headers=cms).json()] == [False] * 4
+    assert open_queries() == 0
+    approved = client.post(f"{base}/approve", headers=tr)
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["approval_override"] is None
+
+    # Reopening one comment reopens its thread: one open query again. The key reopens only its own.
+    assert client.post(f"{base}/comments/{reply['id']}/reopen", headers=cms).status_code == 403
+    assert client.post(f"{base}/comments/{asked['id']}/reopen", headers=cms).json()["open"] is True
+    assert open_queries() == 1
 
 
 def test_open_queries_block_approval(site: tuple[LiveServer, dict[str, dict[str, str]], str]) -> None:
@@ -206,19 +281,31 @@ def test_query_added_and_resolved_in_the_workspace(
     # The approval form now asks for a reason.
     assert page.locator("#approve-override").is_visible()
 
-    row.get_by_role("button", name=re.compile(r"^Resolve the query by translator")).click()
-    row.locator(".thread-list .comment.resolved").wait_for()
+    # An answer in the same thread: still one open query, with one Resolve button for the thread.
+    row.get_by_label("Ask a query about this sentence, or answer one").fill("Henoko.")
+    row.locator(".add-query").click()
+    row.locator(".thread-list .comment.open").nth(1).wait_for()
+    assert page.locator("#open-queries-toolbar").inner_text() == "1"
+    assert row.locator(".query-marker").inner_text() == "1 open"
+    assert row.locator(".thread-list button").count() == 0
+    assert row.locator(".thread-state button:visible").all_inner_texts() == ["Resolve"]
+
+    row.get_by_role("button", name=re.compile(r"^Resolve the query by translator: Is <b>the base")).click()
+    row.locator(".thread-list .comment.resolved").nth(1).wait_for()
+    assert row.locator(".thread-list .comment.open").count() == 0
     assert page.locator("#open-queries-toolbar").inner_text() == "0"
     assert row.locator(".query-marker").is_hidden()
+    assert row.locator(".thread-state button:visible").all_inner_texts() == ["Reopen"]
     assert "Query resolved" in page.locator("#page-status").inner_text()
     stored = live.client.get(f"/v1/articles/{job_id}/comments", headers=keys["translator"]).json()
     assert [(c["body"], c["open"], c["resolved_by"]) for c in stored] == [
-        ("Is <b>the base</b> Futenma?", False, "translator")
+        ("Is <b>the base</b> Futenma?", False, "translator"),
+        ("Henoko.", False, "translator"),
     ]
     # After a reload the thread is drawn from the page's data, resolved.
     page.reload()
     assert page.locator("#open-queries").inner_text() == "0"
-    assert row.locator(".thread-list .comment.resolved").count() == 1
+    assert row.locator(".thread-list .comment.resolved").count() == 2
     page.context.close()
 
 
@@ -239,16 +326,26 @@ def test_the_polled_state_carries_the_queries(site: tuple[LiveServer, dict[str, 
     q = live.client.post(f"{base}/segments/{sid}/comments", json={"body": "Which base?"}, headers=keys["cms"]).json()
     asked = client.get(url, headers={"If-None-Match": tag})
     assert asked.status_code == 200 and asked.headers["etag"] != tag
-    assert asked.json()["queries"] == {sid: [1, 1, q["id"]]}
+    assert asked.json()["queries"] == {sid: [1, 1, q["id"], 1]}
     a = live.client.post(f"{base}/segments/{sid}/comments", json={"body": "Henoko."}, headers=keys["translator"])
+    answered = client.get(url, headers={"If-None-Match": asked.headers["etag"]})
+    assert answered.status_code == 200 and answered.json()["queries"] == {sid: [1, 2, a.json()["id"], 2]}
     live.client.post(f"{base}/comments/{q['id']}/resolve", headers=keys["translator"])
-    resolved = client.get(url, headers={"If-None-Match": asked.headers["etag"]})
-    assert resolved.status_code == 200 and resolved.json()["queries"] == {sid: [1, 2, a.json()["id"]]}
+    resolved = client.get(url, headers={"If-None-Match": answered.headers["etag"]})
+    assert resolved.status_code == 200 and resolved.json()["queries"] == {sid: [0, 2, a.json()["id"], 0]}
+    # An old comment reopened, then one more: the thread is open throughout, the brief still changes.
+    live.client.post(f"{base}/comments/{q['id']}/reopen", headers=keys["translator"])
+    reopened = client.get(url, headers={"If-None-Match": resolved.headers["etag"]})
+    assert reopened.status_code == 200 and reopened.json()["queries"] == {sid: [1, 2, a.json()["id"], 1]}
+    live.client.post(f"{base}/comments/{a.json()['id']}/reopen", headers=keys["translator"])
+    both = client.get(url, headers={"If-None-Match": reopened.headers["etag"]})
+    assert both.status_code == 200 and both.json()["queries"] == {sid: [1, 2, a.json()["id"], 2]}
+    live.client.post(f"{base}/comments/{a.json()['id']}/resolve", headers=keys["translator"])
 
     # The page reloads a changed thread from the article's comments, as /v1 lists them.
     listed = client.get(f"/review/api/articles/{job_id}/comments")
     assert listed.status_code == 200
-    assert [(c["body"], c["open"]) for c in listed.json()["comments"]] == [("Which base?", False), ("Henoko.", True)]
+    assert [(c["body"], c["open"]) for c in listed.json()["comments"]] == [("Which base?", False), ("Henoko.", False)]
     assert client.get("/review/api/articles/nope/comments").status_code == 404
 
 
@@ -302,9 +399,10 @@ def test_the_focus_stays_on_a_query_button_across_the_poll(
     site: tuple[LiveServer, dict[str, dict[str, str]], str],
     browser: object,
 ) -> None:
-    """A Resolve button with the keyboard's focus keeps it when the poll redraws its thread (an answer
-    added and the query resolved elsewhere): the same query's button, now Reopen, where it was on the
-    screen. Resolving another query moves the focus to no other button than the one pressed."""
+    """The thread's one Resolve button, with the keyboard's focus, keeps it when the poll redraws
+    the thread (an answer added and the thread resolved elsewhere): the same button, now Reopen,
+    where it was on the screen. From the keyboard it reopens and resolves the thread, the focus
+    staying on it."""
     live, keys, _ = site
     job_id, segs = translated_article(live.client, keys["cms"])
     sid, base = segs[0]["id"], f"/v1/articles/{job_id}"
@@ -319,18 +417,17 @@ def test_the_focus_stays_on_a_query_button_across_the_poll(
     page.goto(f"/review/articles/{job_id}")
     row = page.locator(".seg").filter(has=page.locator(f"[aria-controls='thread-{sid}']"))
     row.locator(".queries-toggle").click()
-    first = row.get_by_role("button", name=re.compile(r"^Resolve the query by cms: Which base"))
-    first.focus()
-    first.evaluate("b => b.scrollIntoView({block: 'center'})")
+    assert page.locator("#open-queries-toolbar").inner_text() == "1"  # two comments, one thread
+    assert row.locator(".thread-list button").count() == 0
+    button = row.get_by_role("button", name=re.compile(r"^Resolve the query by cms: Which base"))
+    button.focus()
+    button.evaluate("b => b.scrollIntoView({block: 'center'})")
     where = "() => [document.activeElement.getBoundingClientRect().top, window.scrollY]"
     before = page.evaluate(where)
-    focused = (
-        "() => [document.activeElement.closest('li')?.querySelector('.comment-body')?.textContent,"
-        " document.activeElement.textContent]"
-    )
-    assert page.evaluate(focused) == ["Which base?", "Resolve"]
+    focused = "() => [document.activeElement.classList.contains('thread-button'), document.activeElement.textContent]"
+    assert page.evaluate(focused) == [True, "Resolve"]
 
-    # Another client answers, and resolves the focused query.
+    # Another client answers, and resolves the thread.
     answer = live.client.post(f"{base}/segments/{sid}/comments", json={"body": "Henoko."}, headers=keys["cms"])
     assert answer.status_code == 201, answer.text
     done = live.client.post(f"{base}/comments/{asked[0]['id']}/resolve", headers=keys["translator"])
@@ -339,24 +436,28 @@ def test_the_focus_stays_on_a_query_button_across_the_poll(
         page.clock.run_for(15_500)
     assert polled.value.status == 200
     row.locator(".thread-list .comment").nth(2).wait_for()
-    row.locator(".thread-list .comment.resolved").wait_for()
-    assert page.evaluate(focused) == ["Which base?", "Reopen"]
+    row.locator(".thread-list .comment.resolved").nth(2).wait_for()
+    assert page.evaluate(focused) == [True, "Reopen"]
+    assert page.locator("#open-queries-toolbar").inner_text() == "0"
+    # The answer came in above the button: the page scrolled by as much, so the button stays put.
     after = page.evaluate(where)
-    assert abs(after[0] - before[0]) < 1 and abs(after[1] - before[1]) < 1, (before, after)
+    assert abs(after[0] - before[0]) < 1 and after[1] > before[1], (before, after)
 
-    # From the keyboard: Enter reopens it, and the focus stays on it.
-    with page.expect_response(lambda r: r.url.endswith("/reopen")):
+    # From the keyboard: Enter reopens the thread (its question), and the focus stays on the button.
+    with page.expect_response(lambda r: r.url.endswith(f"/comments/{asked[0]['id']}/reopen")):
         page.keyboard.press("Enter")
-    row.locator(".thread-list .comment.resolved").wait_for(state="detached")
-    assert page.evaluate(focused) == ["Which base?", "Resolve"]
-    # Resolve the first, then the second: the focus is on the second's button, not the first's.
+    row.locator(".thread-list .comment.open").wait_for()
+    assert page.evaluate(focused) == [True, "Resolve"]
+    assert page.locator("#open-queries-toolbar").inner_text() == "1"
+    # Enter again resolves the whole thread; the focus stays.
     with page.expect_response(lambda r: r.url.endswith("/resolve")):
         page.keyboard.press("Enter")
-    second = row.get_by_role("button", name=re.compile(r"^Resolve the query by cms: Which governor"))
-    with page.expect_response(lambda r: r.url.endswith("/resolve")):
-        second.click()
     page.wait_for_function("() => document.activeElement.textContent === 'Reopen'")
-    assert page.evaluate(focused) == ["Which governor?", "Reopen"]
+    assert page.evaluate(focused) == [True, "Reopen"]
+    assert row.locator(".thread-list .comment.open").count() == 0
+    assert page.locator("#open-queries-toolbar").inner_text() == "0"
+    stored = live.client.get(f"{base}/comments", headers=keys["translator"]).json()
+    assert [c["open"] for c in stored] == [False, False, False]
     page.context.close()
 
 

@@ -1,7 +1,8 @@
 """The CMS learns of queries by webhook (`article.query`), through the real HTTP service and a real
 receiver on loopback, on SQLite and on PostgreSQL: a translator asks, the desk answers from the CMS's
 key, a query is resolved and reopened, each a signed event with the query, who did it and the
-article's open queries; doing what is already done sends nothing; a query asked in the review app
+article's open queries, counted in threads (an answer adds none, resolving the question resolves its
+answers); doing what is already done sends nothing; a query asked in the review app
 is sent too; an article without a callback queues nothing; a withdrawal deletes the query webhooks
 not yet sent. And `open_queries` in the article and in the list."""
 
@@ -202,7 +203,7 @@ def test_the_cms_hears_of_each_query(site: Site, receiver: Receiver) -> None:
         "body": "Henoko.",
         "open": True,
     }
-    assert event["article"]["open_queries"] == 2
+    assert event["article"]["open_queries"] == 1  # the question and its answer: one query
 
     # A query on another segment, which had none: opened.
     other = client.post(
@@ -215,9 +216,9 @@ def test_the_cms_hears_of_each_query(site: Site, receiver: Receiver) -> None:
         second["id"],
         "admin",
     )
-    assert (event["query"]["source"], event["article"]["open_queries"]) == (second["source"], 3)
+    assert (event["query"]["source"], event["article"]["open_queries"]) == (second["source"], 2)
 
-    # Resolved by a translator: the resolver is `by`, the writer `author`.
+    # Resolved by a translator, the whole thread: the resolver is `by`, the writer `author`.
     assert client.post(f"{base}/comments/{query['id']}/resolve", headers=site.auth("translator")).status_code == 200
     event = next_event()
     assert {k: event["query"][k] for k in ("id", "action", "author", "by", "open")} == {
@@ -227,26 +228,28 @@ def test_the_cms_hears_of_each_query(site: Site, receiver: Receiver) -> None:
         "by": "translator",
         "open": False,
     }
-    assert event["article"]["open_queries"] == 2
-    # Resolving it again changes nothing and sends nothing: the next event is the reopening.
+    assert event["article"]["open_queries"] == 1  # the answer went with the question
+    # Resolving it again, or by its answer, changes nothing and sends nothing: the next event is the reopening.
+    assert client.post(f"{base}/comments/{answer.json()['id']}/resolve", headers=site.auth("admin")).status_code == 200
     assert client.post(f"{base}/comments/{query['id']}/resolve", headers=site.auth("admin")).status_code == 200
     assert client.post(f"{base}/comments/{query['id']}/reopen", headers=site.auth("translator")).status_code == 200
     event = next_event()
     assert (event["query"]["action"], event["query"]["by"], event["query"]["open"]) == ("reopened", "translator", True)
-    assert event["article"]["open_queries"] == 3
+    assert event["article"]["open_queries"] == 2
     assert client.post(f"{base}/comments/{query['id']}/reopen", headers=site.auth("translator")).status_code == 200
 
-    # The CMS resolves its own answer, then everything on the first segment is resolved: a new
-    # comment there asks a new query (opened, not answered).
-    assert client.post(f"{base}/comments/{answer.json()['id']}/resolve", headers=site.auth("cms")).status_code == 200
+    # The CMS may not resolve the translator's thread, even by its own answer: refused, nothing sent.
+    # A translator resolves it; then nothing on the first segment is open: a new comment there asks a
+    # new query (opened, not answered).
+    refused = client.post(f"{base}/comments/{answer.json()['id']}/resolve", headers=site.auth("cms"))
+    assert refused.status_code == 403, refused.text
+    assert client.post(f"{base}/comments/{query['id']}/resolve", headers=site.auth("translator")).status_code == 200
     event = next_event()
     assert (event["query"]["action"], event["query"]["by_role"], event["article"]["open_queries"]) == (
         "resolved",
-        "cms",
-        2,
+        "translator",
+        1,
     )
-    assert client.post(f"{base}/comments/{query['id']}/resolve", headers=site.auth("translator")).status_code == 200
-    assert next_event()["query"]["action"] == "resolved"
     again = client.post(
         f"{base}/segments/{first['id']}/comments", json={"body": "And Camp Schwab?"}, headers=site.auth("translator")
     )
@@ -260,7 +263,7 @@ def test_the_cms_hears_of_each_query(site: Site, receiver: Receiver) -> None:
     # Each one signed with the CMS key's secret, its own delivery; nothing more was sent.
     time.sleep(0.3)
     sent = receiver.queries()
-    assert len(sent) == steps == 8
+    assert len(sent) == steps == 7
     assert all(verify(site.secret, h, b) for h, b, _ in sent)
     assert len({p["id"] for _, _, p in sent}) == steps
     listed = deliveries(site, job_id)
@@ -273,7 +276,8 @@ def test_the_cms_hears_of_each_query(site: Site, receiver: Receiver) -> None:
 
 def test_open_queries_in_the_article_and_the_list(site: Site) -> None:
     """Without a callback no webhook is queued; `open_queries` counts each article's open queries,
-    in the article and in each item of the list (answers included, resolved ones not)."""
+    in the article and in each item of the list: segments with an open thread (an answer adds none,
+    a thread resolved counts none)."""
     client = site.live.client
     quiet, segs = translated(site, None, "cms-1")
     busy, segs2 = translated(site, None, "cms-2")
@@ -283,14 +287,17 @@ def test_open_queries_in_the_article_and_the_list(site: Site) -> None:
         (quiet, segs[0]["id"], "Which base?"),
         (busy, segs2[0]["id"], "Which base?"),
         (busy, segs2[0]["id"], "Henoko."),
+        (busy, segs2[0]["id"], "Thanks."),
         (busy, segs2[1]["id"], "Which Tuesday?"),
     ):
         r = client.post(f"/v1/articles/{job_id}/segments/{sid}/comments", json={"body": body}, headers=tr)
         assert r.status_code == 201, r.text
-    resolved = client.post(f"/v1/articles/{busy}/segments/{segs2[1]['id']}/comments", json={"body": "?"}, headers=tr)
-    assert client.post(f"/v1/articles/{busy}/comments/{resolved.json()['id']}/resolve", headers=tr).status_code == 200
+    asked = client.post(f"/v1/articles/{quiet}/segments/{segs[1]['id']}/comments", json={"body": "?"}, headers=tr)
+    answered = client.post(f"/v1/articles/{quiet}/segments/{segs[1]['id']}/comments", json={"body": "!"}, headers=tr)
+    assert asked.status_code == answered.status_code == 201
+    assert client.post(f"/v1/articles/{quiet}/comments/{asked.json()['id']}/resolve", headers=tr).status_code == 200
 
-    expected = {quiet: 1, busy: 3, none: 0}
+    expected = {quiet: 1, busy: 2, none: 0}
     for job_id, n in expected.items():
         assert client.get(f"/v1/articles/{job_id}", headers=site.auth("cms")).json()["open_queries"] == n
         assert deliveries(site, job_id) == []
@@ -308,7 +315,7 @@ def test_open_queries_in_the_article_and_the_list(site: Site) -> None:
     assert paged == expected
     # The answers of the article's review routes carry it too.
     started = client.post(f"/v1/articles/{busy}/review", headers=tr)
-    assert started.status_code == 200 and started.json()["open_queries"] == 3
+    assert started.status_code == 200 and started.json()["open_queries"] == 2
     # Nothing was queued for an article without a callback.
     engine = sqlalchemy.create_engine(site.url)
     try:

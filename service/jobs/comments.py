@@ -1,18 +1,27 @@
 """Queries on segments: a translator asks the desk or the reporter about an ambiguous source
 sentence ("is 'the base' Futenma or Henoko here?"), someone answers in the same thread, and the
-query is resolved (or reopened). Each comment is one row of `segment_comments`, plain text.
+query is resolved (or reopened). Each comment is one row of `segment_comments`, plain text, with its
+own `resolved_at`.
+
+A query is a thread: a segment's comments are one thread, open while any of them is unresolved.
+Open queries are counted in threads (segments with an open one), not comments, wherever they are
+counted: the approval block, the article's `open_queries`, the review app's totals and markers, the
+webhook. Resolving a comment resolves its whole thread (every open comment of the segment, stamped
+with the same person and time); reopening a comment reopens the thread (that comment is open again).
+An answer therefore never needs resolving on its own.
 
 Who may do what: anyone who may read the article may read its comments and add one (a cms key only
 on its owner's articles, so that a desk editor working in the CMS can answer); translators and
-admins, who edit the translation, resolve or reopen any comment, anyone else only their own. An
-article with open comments is approved only with an override reason (service.jobs.review). A
+admins, who edit the translation, resolve any thread and reopen any comment; anyone else resolves
+only a thread it started (its first comment is theirs) and reopens only its own comments. An
+article with open queries is approved only with an override reason (service.jobs.review). A
 withdrawn article's comments go with it (service.jobs.articles).
 
 An article with a callback URL gets an `article.query` webhook (service.jobs.deliveries), written in
 the transaction of the change it reports, for each comment added (`opened`: the segment had no open
-comment; `answered`: it had) and each one resolved or reopened; doing what is already done changes
-nothing and sends nothing. The CMS's own actions are sent too, marked by `by` and `by_role`, so that
-one stream of events tells the whole thread and its `open_queries` stays current.
+thread; `answered`: it had), each thread resolved and each comment reopened; doing what is already
+done changes nothing and sends nothing. The CMS's own actions are sent too, marked by `by` and
+`by_role`, so that one stream of events tells the whole thread and its `open_queries` stays current.
 """
 
 from __future__ import annotations
@@ -58,7 +67,7 @@ def _comment_number(comment_id: str) -> int | None:
 
 
 class NotYours(PermissionError):
-    """Resolving or reopening another's comment without the role to (a 403)."""
+    """Resolving another's thread, or reopening another's comment, without the role to (a 403)."""
 
 
 def checked_body(body: str) -> str:
@@ -119,10 +128,13 @@ def list_comments(
 def set_resolved(
     db: Database, job_id: str, comment_id: str, principal: Principal, *, resolved: bool, settings: Settings
 ) -> SegmentComment:
-    """Resolve (or, with `resolved` false, reopen) a comment, with its `article.query` webhook when
-    the article has a callback. Doing what is already done changes nothing and sends nothing (a
-    resolved comment keeps who resolved it and when). Raises JobNotFound, CommentNotFound, NotYours
-    (a role that does not edit translations, on a comment it did not write)."""
+    """Resolve the thread of a comment (every open comment on its segment, stamped with `principal`
+    and one time), or, with `resolved` false, reopen the comment (the thread is open again), with
+    the `article.query` webhook when the article has a callback. Doing what is already done (a
+    thread with nothing open, an open comment) changes nothing and sends nothing: a resolved comment
+    keeps who resolved it and when. Returns the comment named. Raises JobNotFound, CommentNotFound,
+    NotYours (a role that does not edit translations, resolving a thread whose first comment is
+    another's, or reopening another's comment)."""
     with db.session() as session:
         job = hold_job(session, job_id, principal.scope)
         number = _comment_number(comment_id)
@@ -133,24 +145,49 @@ def set_resolved(
         )
         if row is None:
             raise CommentNotFound(job_id, comment_id)
-        if Permission.SEGMENTS_EDIT not in ROLE_PERMISSIONS[principal.role] and row.author != principal.name:
-            what = "resolve" if resolved else "reopen"
-            raise NotYours(
-                f"your role ({principal.role.value}) may {what} only the comments it wrote; this one is {row.author}'s"
-            )
+        edits = Permission.SEGMENTS_EDIT in ROLE_PERMISSIONS[principal.role]
         action = None
-        if resolved and row.resolved_at is None:
-            row.resolved_at = utcnow()
-            row.resolved_by = principal.name
-            action = "resolved"
-        elif not resolved and row.resolved_at is not None:
-            row.resolved_at = None
-            row.resolved_by = None
-            action = "reopened"
+        if resolved:
+            thread = _thread(session, job_id, row.segment_id)
+            still_open = [c for c in thread if c.resolved_at is None]
+            # The thread acted on: its open comments, or, once resolved, those resolved with this one.
+            acted = still_open or [c for c in thread if c.resolved_at == row.resolved_at] or [row]
+            if not edits and acted[0].author != principal.name:
+                raise NotYours(
+                    f"your role ({principal.role.value}) may resolve only the threads it started; "
+                    f"this one is {acted[0].author}'s"
+                )
+            if still_open:
+                now = utcnow()
+                for c in still_open:
+                    c.resolved_at = now
+                    c.resolved_by = principal.name
+                action = "resolved"
+        else:
+            if not edits and row.author != principal.name:
+                raise NotYours(
+                    f"your role ({principal.role.value}) may reopen only the comments it wrote; "
+                    f"this one is {row.author}'s"
+                )
+            if row.resolved_at is not None:
+                row.resolved_at = None
+                row.resolved_by = None
+                action = "reopened"
         session.flush()
         if action is not None:
             _notify(session, job, row, action, principal, settings)
         return row
+
+
+def _thread(session: Session, job_id: str, segment_id: str) -> list[SegmentComment]:
+    """A segment's comments, oldest first: its thread (a handful of rows)."""
+    return list(
+        session.scalars(
+            select(SegmentComment)
+            .where(SegmentComment.job_id == job_id, SegmentComment.segment_id == segment_id)
+            .order_by(SegmentComment.created_at, SegmentComment.id)
+        )
+    )
 
 
 def _open_on_segment(session: Session, job_id: str, segment_id: str) -> int:
@@ -210,25 +247,25 @@ def _notify(
 
 
 def open_count(session: Session, job_id: str) -> int:
-    """How many of the article's comments are open (approval is refused while any is, unless
-    overridden)."""
+    """How many of the article's queries are open: segments with an open thread (any comment not
+    resolved), however many comments each has. Approval is refused while any is, unless overridden."""
     return int(
         session.scalar(
-            select(func.count())
-            .select_from(SegmentComment)
-            .where(SegmentComment.job_id == job_id, SegmentComment.resolved_at.is_(None))
+            select(func.count(func.distinct(SegmentComment.segment_id))).where(
+                SegmentComment.job_id == job_id, SegmentComment.resolved_at.is_(None)
+            )
         )
         or 0
     )
 
 
 def open_by_job(session: Session, job_ids: list[str]) -> dict[str, int]:
-    """How many comments are open on each of these articles (those with none left out), in one
-    grouped query whatever their number: the article list's column."""
+    """How many queries (segments with an open thread) are open on each of these articles (those
+    with none left out), in one grouped query whatever their number: the article list's column."""
     if not job_ids:
         return {}
     rows = session.execute(
-        select(SegmentComment.job_id, func.count())
+        select(SegmentComment.job_id, func.count(func.distinct(SegmentComment.segment_id)))
         .where(SegmentComment.job_id.in_(job_ids), SegmentComment.resolved_at.is_(None))
         .group_by(SegmentComment.job_id)
     ).all()
@@ -236,19 +273,22 @@ def open_by_job(session: Session, job_ids: list[str]) -> dict[str, int]:
 
 
 def open_by_segment(session: Session, job_id: str) -> dict[str, int]:
-    """Each segment's open comments (segments with none are left out): the workspace's markers."""
-    rows = session.execute(
-        select(SegmentComment.segment_id, func.count())
+    """The segments with an open thread, each with 1 (its one open query; segments with none are
+    left out): the workspace's markers."""
+    rows = session.scalars(
+        select(SegmentComment.segment_id)
         .where(SegmentComment.job_id == job_id, SegmentComment.resolved_at.is_(None))
-        .group_by(SegmentComment.segment_id)
+        .distinct()
     ).all()
-    return {segment_id: int(n) for segment_id, n in rows}
+    return {segment_id: 1 for segment_id in rows}
 
 
 def thread_marks(session: Session, job_id: str) -> dict[str, list[int]]:
-    """Each segment's thread in brief, `[open, all, last id]` (segments without comments left out):
-    what the open workspace polls (one grouped query), so that a query asked, answered, resolved or
-    reopened elsewhere changes the state's ETag and the page reloads just that thread."""
+    """Each segment's thread in brief, `[open, all, last id, open comments]` (segments without
+    comments left out; `open` is 1 while the thread is open, else 0): what the open workspace polls
+    (one grouped query), so that a query asked, answered, resolved or reopened elsewhere changes the
+    state's ETag and the page reloads just that thread. The open comments are counted as well: an
+    old comment reopened in a thread that is open already changes nothing else."""
     rows = session.execute(
         select(
             SegmentComment.segment_id,
@@ -259,4 +299,4 @@ def thread_marks(session: Session, job_id: str) -> dict[str, list[int]]:
         .where(SegmentComment.job_id == job_id)
         .group_by(SegmentComment.segment_id)
     ).all()
-    return {segment_id: [int(n_open), int(n), int(last)] for segment_id, n_open, n, last in rows}
+    return {segment_id: [1 if n_open else 0, int(n), int(last), int(n_open)] for segment_id, n_open, n, last in rows}

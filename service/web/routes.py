@@ -460,6 +460,7 @@ async def article_view(
             rows = [r for r in rows if r["changed"]]
         if rows:
             blocks.append({"block": block, "rows": rows})
+    open_threads = comments_open(thread)  # a segment's thread is one query, however many comments
 
     return _page(
         request,
@@ -483,8 +484,8 @@ async def article_view(
         can_comment=user.may(Permission.COMMENTS_WRITE),
         can_resolve_any=user.may(Permission.SEGMENTS_EDIT),
         comments=[_comment_json(c) for c in thread],
-        open_queries=sum(1 for c in thread if c.resolved_at is None),
-        open_by_segment=comments_open(thread),
+        open_queries=len(open_threads),
+        open_by_segment=open_threads,
         pending=sum(1 for s in doc.segments if s.status == "needs_review"),
         titles=titles,
         notes={t["id"]: t.get("note", "") for t in job.glossary_terms},
@@ -780,12 +781,9 @@ def _comment_json(row: SegmentComment) -> dict[str, Any]:
 
 
 def comments_open(thread: list[SegmentComment]) -> dict[str, int]:
-    """Each segment's open comments, for the markers (segments with none left out)."""
-    counts: dict[str, int] = {}
-    for c in thread:
-        if c.resolved_at is None:
-            counts[c.segment_id] = counts.get(c.segment_id, 0) + 1
-    return counts
+    """The segments with an open thread (a comment not resolved), each with 1: a thread is one query
+    however many comments it has. For the markers and the totals (segments with none left out)."""
+    return {c.segment_id: 1 for c in thread if c.resolved_at is None}
 
 
 def _comment_error(exc: Exception) -> JSONResponse:
@@ -869,7 +867,7 @@ def article_state(session: Session, job_id: str, scope: str | None = None) -> di
     """What an open article page polls for: the job's status, how many segments need review, and
     each segment's version and who last changed it (one small query; the page then asks only for
     the segments whose version it does not have), and each segment's queries in brief
-    (`comments.thread_marks`: open, all, last id; a second small query), so that the markers and
+    (`comments.thread_marks`: open, all, last id, open comments; a second small query), so that the markers and
     an open thread follow what others ask, answer and resolve. `scope`: as `get_job`'s."""
     job = get_job(session, job_id, scope)
     rows = session.execute(

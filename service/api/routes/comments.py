@@ -1,9 +1,10 @@
 """Queries on segments over HTTP (service.jobs.comments): list an article's comments, add one to a
-segment, resolve or reopen one.
+segment, resolve a comment's thread or reopen a comment.
 
-A cms key reads and comments on its owner's articles only (another's is a 404, as everywhere), and
-resolves or reopens only the comments it wrote (403 otherwise); translators and admins do all of
-it on every article. Each change fires an `article.query` webhook when the article has a callback."""
+A query is a thread: a segment's comments, open while any of them is. A cms key reads and comments
+on its owner's articles only (another's is a 404, as everywhere), resolves only the threads it
+started and reopens only the comments it wrote (403 otherwise); translators and admins do all of it
+on every article. Each change fires an `article.query` webhook when the article has a callback."""
 
 from __future__ import annotations
 
@@ -75,9 +76,10 @@ def list_comments(
     response_model=CommentOut,
     responses=responses(*AUTH_ERRORS, 404, 422),
     summary="Ask a query about a segment, or answer one (a new open comment)",
-    description="An article with open comments is approved only with an override reason. A cms key comments "
-    "only on its owner's articles (another's is a 404). An article with a callback gets an `article.query` "
-    "webhook: action `opened` (the segment had no open comment) or `answered` (it had).",
+    description="A segment's comments are one thread, open while any of them is; an article with open threads "
+    "is approved only with an override reason. A cms key comments only on its owner's articles (another's is a "
+    "404). An article with a callback gets an `article.query` webhook: action `opened` (the segment had no open "
+    "thread: a new query) or `answered` (it had).",
 )
 def add_comment(job_id: str, segment_id: str, body: CommentIn, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
     try:
@@ -101,10 +103,12 @@ def _set_resolved(job_id: str, comment_id: str, runtime: RuntimeDep, principal: 
     "/{job_id}/comments/{comment_id}/resolve",
     response_model=CommentOut,
     responses=responses(*AUTH_ERRORS, 404),
-    summary="Resolve a comment (the query is answered); resolving a resolved one changes nothing",
-    description="Translators and admins resolve any comment; a cms key only those it wrote (403 otherwise). "
-    "An article with a callback gets an `article.query` webhook, action `resolved` (none when it was resolved "
-    "already).",
+    summary="Resolve the comment's thread (the query is answered); resolving a resolved thread changes nothing",
+    description="Resolves the whole thread the comment is in: every open comment on its segment, the question "
+    "and its answers, is marked resolved by you at one time, and the article has one open query fewer. Returns "
+    "the comment named. Translators and admins resolve any thread; a cms key only a thread it started (its first "
+    "open comment is the key's own; 403 otherwise). An article with a callback gets an `article.query` webhook, "
+    "action `resolved` (none when nothing in the thread was open).",
 )
 def resolve_comment(job_id: str, comment_id: str, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
     return _set_resolved(job_id, comment_id, runtime, principal, True)
@@ -114,9 +118,11 @@ def resolve_comment(job_id: str, comment_id: str, runtime: RuntimeDep, principal
     "/{job_id}/comments/{comment_id}/reopen",
     response_model=CommentOut,
     responses=responses(*AUTH_ERRORS, 404),
-    summary="Reopen a resolved comment; reopening an open one changes nothing",
-    description="Translators and admins reopen any comment; a cms key only those it wrote (403 otherwise). "
-    "An article with a callback gets an `article.query` webhook, action `reopened` (none when it was open).",
+    summary="Reopen a resolved comment, and so its thread; reopening an open one changes nothing",
+    description="The comment is open again, and with it its segment's thread (an open query, blocking approval "
+    "until resolved); the thread's other comments stay as they are. Translators and admins reopen any comment; "
+    "a cms key only those it wrote (403 otherwise). An article with a callback gets an `article.query` webhook, "
+    "action `reopened` (none when it was open).",
 )
 def reopen_comment(job_id: str, comment_id: str, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
     return _set_resolved(job_id, comment_id, runtime, principal, False)

@@ -702,14 +702,18 @@
   }
 
   // Queries asked, answered, resolved or reopened elsewhere: a segment whose thread in brief
-  // ([open, all, last id]) differs from this page's gets its thread reloaded and redrawn (its list
-  // and marker only: what is being typed in its query box, and the focus, stay), and the totals
-  // follow. Segments a filter leaves off the page count too: the totals are the article's.
-  const brief = (list) => [list.filter((c) => c.open).length, list.length, Math.max(0, ...list.map((c) => Number(c.id)))];
+  // ([thread open, all, last id, open comments]) differs from this page's gets its thread reloaded
+  // and redrawn (its list, button and marker only: what is being typed in its query box, and the
+  // focus, stay), and the totals follow. Segments a filter leaves off the page count too: the
+  // totals are the article's.
+  const brief = (list) => {
+    const open = list.filter((c) => c.open).length;
+    return [open ? 1 : 0, list.length, Math.max(0, ...list.map((c) => Number(c.id))), open];
+  };
   async function catchUpQueries() {
     const marks = known.queries || {};
     const changed = [...new Set([...Object.keys(marks), ...comments.keys()])].filter((id) =>
-      String(brief(comments.get(id) || [])) !== String(marks[id] || [0, 0, 0]));
+      String(brief(comments.get(id) || [])) !== String(marks[id] || [0, 0, 0, 0]));
     if (!changed.length) return;
     const r = await send("GET", `/review/api/articles/${jobId}/comments`);
     if (r.status !== 200 || !Array.isArray(r.data?.comments)) return; // asked again next time
@@ -1151,9 +1155,11 @@
   }
 
   // --- queries on segments: ask the desk or the reporter, answer, resolve ---------------------------
-  // Each segment's thread (its comments, oldest first) opens with the segment's Queries button; a
-  // segment with open queries shows how many on that button, and the toolbar the article's total.
-  // Comments are built with text nodes: stored text is never parsed as HTML.
+  // Each segment's thread (its comments, oldest first) opens with the segment's Queries button. A
+  // query is a thread: open while any of its comments is, resolved all at once with the thread's one
+  // Resolve button, reopened with its Reopen button. A segment with an open thread shows it on that
+  // button, and the toolbar the article's total of open threads. Comments are built with text nodes:
+  // stored text is never parsed as HTML.
   const threadData = JSON.parse(document.getElementById("comments-data")?.textContent || "[]");
   const mayResolveAny = article?.dataset.resolveAny === "1";
   const comments = new Map(); // segment id → its comments
@@ -1161,49 +1167,96 @@
     if (!comments.has(c.segment_id)) comments.set(c.segment_id, []);
     comments.get(c.segment_id).push(c);
   }
+  const isOpen = (list) => list.some((c) => c.open);
   function countOpen() {
     let n = 0;
-    for (const list of comments.values()) n += list.filter((c) => c.open).length;
+    for (const list of comments.values()) if (isOpen(list)) n += 1;
     for (const el of document.querySelectorAll("#open-queries, #open-queries-toolbar, .open-queries-count")) {
       el.textContent = String(n);
     }
     showOverride();
   }
-  const commentOf = (row, id) => (comments.get(row.dataset.id) || []).find((c) => String(c.id) === String(id));
+  // The comment the thread's button acts on: while the thread is open, its first open comment (whose
+  // author started it: the one a cms key may resolve); once resolved, the first of those resolved
+  // last, together (the question of the query last resolved), which Reopen opens again.
+  function threadHead(list) {
+    const open = list.filter((c) => c.open);
+    if (open.length) return open[0];
+    const last = list.reduce((a, c) => (c.resolved_at && (!a || c.resolved_at > a) ? c.resolved_at : a), "");
+    return list.find((c) => c.resolved_at === last) || list[list.length - 1];
+  }
   // A segment's thread, brought up to date in place: each comment's item (keyed by its id) is kept
-  // and only its text and button are changed, new comments are added and gone ones removed. So a
-  // redraw (the poll's, or after resolving) leaves the focus on a Resolve or Reopen button, and the
-  // page scrolled, as they were.
+  // and only its text is changed, new comments are added and gone ones removed; the thread's one
+  // button stays the same element and says Resolve or Reopen. So a redraw (the poll's, or after
+  // resolving) leaves the focus on that button, and the page scrolled, as they were.
   function drawThread(row) {
     const id = row.dataset.id;
     const list = comments.get(id) || [];
-    const open = list.filter((c) => c.open).length;
+    const open = isOpen(list);
     const marker = row.querySelector(".query-marker");
     if (marker) {
-      marker.textContent = `${open} open`;
-      marker.hidden = open === 0;
+      marker.textContent = `${open ? 1 : 0} open`;
+      marker.hidden = !open;
     }
-    row.classList.toggle("has-open-queries", open > 0);
+    row.classList.toggle("has-open-queries", open);
     const ol = row.querySelector(".thread-list");
     if (!ol) return;
-    const focused = ol.contains(document.activeElement) ? document.activeElement : null;
+    const controls = threadControls(row, ol);
+    const focused = ol.contains(document.activeElement) || controls.contains(document.activeElement)
+      ? document.activeElement : null;
     const top = focused?.getBoundingClientRect().top;
     const ids = new Set(list.map((c) => String(c.id)));
     for (const li of [...ol.children]) if (!ids.has(li.dataset.comment)) li.remove();
     const kept = new Map([...ol.children].map((li) => [li.dataset.comment, li]));
     list.forEach((c, i) => {
-      const li = kept.get(String(c.id)) || commentItem(row, c);
+      const li = kept.get(String(c.id)) || commentItem(c);
       fillComment(li, c);
       if (ol.children[i] !== li) ol.insertBefore(li, ol.children[i] || null); // only new ones move
     });
-    if (focused && !focused.isConnected) {
+    fillControls(controls, list);
+    if (focused && (!focused.isConnected || focused.hidden)) {
       (row.querySelector(".query-text") || row.querySelector(".queries-toggle"))?.focus({ preventScroll: true });
     } else if (focused) {
       const moved = focused.getBoundingClientRect().top - top;
       if (moved) window.scrollBy(0, moved);
     }
   }
-  function commentItem(row, c) {
+  // The thread's state and its one button, under its comments (made once per segment).
+  function threadControls(row, ol) {
+    let p = row.querySelector(".thread-state");
+    if (p) return p;
+    p = document.createElement("p");
+    p.className = "thread-state";
+    const state = document.createElement("span");
+    state.className = "thread-status";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary thread-button";
+    button.hidden = true;
+    button.addEventListener("click", () => {
+      const list = comments.get(row.dataset.id) || []; // as the thread is now, not as first drawn
+      if (list.length) setResolved(row, threadHead(list).id, isOpen(list));
+    });
+    p.append(state, document.createTextNode(" "), button);
+    ol.after(p);
+    return p;
+  }
+  function fillControls(p, list) {
+    p.hidden = list.length === 0;
+    const button = p.querySelector("button");
+    if (!list.length) { button.hidden = true; return; }
+    const open = isOpen(list);
+    const head = threadHead(list);
+    const by = [...new Set(list.filter((c) => !c.open && c.resolved_at === head.resolved_at).map((c) => c.resolved_by || "?"))];
+    p.querySelector(".thread-status").textContent = open ? "Query open" : `Query resolved by ${by.join(", ")}`;
+    // A cms key resolves only a thread it started and reopens only its own comment.
+    button.hidden = !(mayResolveAny || head.author === me);
+    const verb = open ? "Resolve" : "Reopen";
+    button.className = "secondary thread-button " + (open ? "resolve-query" : "reopen-query");
+    button.textContent = verb;
+    button.setAttribute("aria-label", `${verb} the query by ${head.author}: ${head.body.slice(0, 60)}`);
+  }
+  function commentItem(c) {
     const li = document.createElement("li");
     li.dataset.comment = String(c.id);
     const head = document.createElement("p");
@@ -1216,15 +1269,6 @@
     const body = document.createElement("p");
     body.className = "comment-body";
     li.append(head, body);
-    if (mayResolveAny || c.author === me) {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.addEventListener("click", () => {
-        const now = commentOf(row, li.dataset.comment); // as the thread has it now, not as first drawn
-        if (now) setResolved(row, now.id, now.open);
-      });
-      li.append(button);
-    }
     return li;
   }
   function fillComment(li, c) {
@@ -1235,14 +1279,10 @@
     when.textContent = new Date(c.created_at).toLocaleString();
     li.querySelector(".comment-state").textContent = c.open ? "open" : `resolved by ${c.resolved_by || "?"}`;
     li.querySelector(".comment-body").textContent = c.body;
-    const button = li.querySelector("button");
-    if (button) {
-      button.className = "secondary " + (c.open ? "resolve-query" : "reopen-query");
-      button.textContent = c.open ? "Resolve" : "Reopen";
-      button.setAttribute("aria-label", `${c.open ? "Resolve" : "Reopen"} the query by ${c.author}: ${c.body.slice(0, 60)}`);
-    }
   }
-  // The button the translator pressed keeps the focus: the same element, now saying the other.
+  // Resolving resolves the whole thread (the server stamps each open comment with the same person
+  // and time: the answer given for the one named); reopening opens the one comment again. The button
+  // pressed keeps the focus: the same element, now saying the other.
   async function setResolved(row, id, resolve) {
     const r = await call("POST", `/review/api/articles/${jobId}/comments/${id}/${resolve ? "resolve" : "reopen"}`);
     if (r.status !== 200) {
@@ -1251,10 +1291,16 @@
     }
     const c = commentOf(row, id);
     if (c) Object.assign(c, r.data);
+    if (resolve && !r.data.open) {
+      for (const other of comments.get(row.dataset.id) || []) {
+        if (other.open) Object.assign(other, { open: false, resolved_at: r.data.resolved_at, resolved_by: r.data.resolved_by });
+      }
+    }
     drawThread(row);
     countOpen();
     flash(resolve ? "Query resolved." : "Query reopened.");
   }
+  const commentOf = (row, id) => (comments.get(row.dataset.id) || []).find((c) => String(c.id) === String(id));
   async function addQuery(row) {
     const text = row.querySelector(".query-text");
     if (!text.value.trim()) {
