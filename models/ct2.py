@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from models.batching import BatchPlan, output_cap
-from models.engine import DEFAULT_DECODE, DecodeOptions, ModelLoadError, Translation, decode_in_batches
-from models.specs import ModelSpec, detect_family, spec_for
+from models.engine import DEFAULT_DECODE, DecodeOptions, Translation, decode_in_batches, load_failure, model_spec
+from models.specs import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,8 @@ class CTranslate2Engine:
             tokenizer = AutoTokenizer.from_pretrained(model_dir)
             config = AutoConfig.from_pretrained(model_dir)
         except (OSError, ValueError, ImportError) as exc:
-            raise ModelLoadError(
-                f"cannot load translation model {name_or_path!r} for CTranslate2: {str(exc).splitlines()[0]}\n"
-                "Point duiyi at a local copy of the model with --model PATH or DUIYI_MODEL=PATH."
-            ) from exc
+            raise load_failure(name_or_path, exc, engine="CTranslate2") from exc
+        spec = model_spec(name_or_path, family, config, tokenizer)
         gpus = ctranslate2.get_cuda_device_count()
         want_gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
         if want_gpu and gpus == 0:
@@ -153,7 +151,6 @@ class CTranslate2Engine:
             inter_threads=workers,
             intra_threads=0 if want_gpu else 1,
         )
-        spec = spec_for(family) if family else spec_for(detect_family(config, type(tokenizer).__name__))
         limit = int(getattr(config, "max_position_embeddings", 512) or 512)
         log.info(
             "loaded %s with CTranslate2 (%s, %s) on %s, %d worker(s)",

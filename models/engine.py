@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from models.batching import BatchPlan, plan_batches
-from models.specs import Family, ModelSpec, detect_family, spec_for
+from models.specs import Family, ModelSpec, UnknownFamilyError, detect_family, spec_for
 
 if TYPE_CHECKING:
     import torch
@@ -90,6 +90,39 @@ class DeadlineExceeded(TimeoutError):
 
 class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message says which and what to do."""
+
+
+def load_failure(name_or_path: str, exc: BaseException, *, engine: str = "") -> ModelLoadError:
+    """The one line that says a model could not be loaded: which model, from where, the cause in
+    brief, and what to do. One line because the command line prints it as its only line."""
+    path = Path(name_or_path).expanduser()
+    where = "the Hugging Face hub (is this machine offline?)"
+    # transformers' messages run over several lines, the first sometimes ending in "one of:"; the
+    # first, without its closing punctuation, is the cause in brief.
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = lines[0].rstrip(" :.") if lines else type(exc).__name__
+    if path.is_dir():
+        where = "the directory"
+        if not (path / "config.json").is_file():
+            reason = "it holds no config.json, so it is not a saved model"
+    elif path.exists():
+        where, reason = "the path", "it is a file, not a model directory"
+    elif name_or_path.startswith(("/", ".", "~")):
+        where, reason = "the directory", "no such directory"
+    return ModelLoadError(
+        f"cannot load translation model {name_or_path!r}{f' for {engine}' if engine else ''} from {where}: "
+        f"{reason}; point duiyi at a local copy of the model with --model PATH or DUIYI_MODEL=PATH "
+        "(a directory holding config.json and the tokenizer files)"
+    )
+
+
+def model_spec(name_or_path: str, family: str | None, config: Any, tokenizer: Any) -> ModelSpec:
+    """The spec of the family named, else of the one the loaded config shows; `ModelLoadError`
+    (one line, as `load_failure`'s) for a model of no family duiyi knows, such as a BART or T5."""
+    try:
+        return spec_for(family) if family else spec_for(detect_family(config, type(tokenizer).__name__))
+    except UnknownFamilyError as exc:
+        raise ModelLoadError(f"cannot use translation model {name_or_path!r}: {exc}") from exc
 
 
 def _pick_device(device: str) -> str:
@@ -216,17 +249,8 @@ class TransformersEngine:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
             model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=_pick_dtype(device))
         except (OSError, ValueError, ImportError, RuntimeError) as exc:
-            path = Path(name_or_path).expanduser()
-            where = "the directory" if path.exists() else "the Hugging Face hub (is this machine offline?)"
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if not path.exists() and name_or_path.startswith(("/", ".", "~")):
-                where, reason = "the directory", "no such directory"
-            raise ModelLoadError(
-                f"cannot load translation model {name_or_path!r} from {where}: {reason}\n"
-                "Point duiyi at a local copy of the model with --model PATH or DUIYI_MODEL=PATH "
-                "(a directory holding config.json and the tokenizer files)."
-            ) from exc
-        spec = spec_for(family) if family else spec_for(detect_family(model.config, type(tokenizer).__name__))
+            raise load_failure(name_or_path, exc) from exc
+        spec = model_spec(name_or_path, family, model.config, tokenizer)
         model = model.to(device).eval()
         log.info("loaded %s (%s) on %s", name_or_path, spec.family.value, device)
         return cls(name_or_path, model, tokenizer, spec, device)

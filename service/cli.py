@@ -328,17 +328,21 @@ def _logging(settings: Settings) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from service.jobs.worker import MetricsPortUnavailable, run_worker, stop_on_signals
+    from service.jobs.worker import MetricsPortUnavailable, WorkerMetrics, run_worker, stop_on_signals
 
     settings = _settings(args)
     _logging(settings)
-    db = _database(settings)  # a database it cannot use: one line now, before the model loads
-    stop = stop_on_signals()
+    # What it cannot use is one line now, before the model loads: the database, the metrics port.
+    db = _database(settings)
     try:
-        run_worker(settings, _load_engine(settings), stop, runners=args.runners, db=db)
+        metrics = WorkerMetrics(settings)
     except MetricsPortUnavailable as exc:
-        print(f"duiyi: setting metrics_port (DUIYI_METRICS_PORT / --metrics-port): {exc}", file=sys.stderr)
+        db.close()
+        flag = " / --metrics-port" if exc.setting == "metrics_port" else ""
+        print(f"duiyi: setting {exc.setting} (DUIYI_{exc.setting.upper()}{flag}): {exc}", file=sys.stderr)
         return 2
+    stop = stop_on_signals()
+    run_worker(settings, _load_engine(settings), stop, runners=args.runners, db=db, metrics=metrics)
     return 0
 
 

@@ -39,21 +39,31 @@ class Glossaries(Protocol):
 
 
 class GlossaryStore:
-    def __init__(self, glossaries: dict[str, Glossary]) -> None:
+    """Glossaries read from files. `origins`: where each came from, as StoredGlossary.origin says
+    it: "shipped" (glossary/data/) or "file" (DUIYI_GLOSSARY_DIR, a file there replacing a shipped
+    glossary of its name included); a name it lacks is "file"."""
+
+    def __init__(self, glossaries: dict[str, Glossary], origins: dict[str, str] | None = None) -> None:
         self._glossaries = glossaries
+        self._origins = origins or {}
         self._stacks: dict[tuple[str, ...], Glossary] = {}
 
     @classmethod
     def load(cls, extra_dir: Path | None = None) -> GlossaryStore:
         found: dict[str, Glossary] = {}
-        for directory in (SHIPPED, extra_dir):
+        origins: dict[str, str] = {}
+        for directory, origin in ((SHIPPED, "shipped"), (extra_dir, "file")):
             if directory is None:
                 continue
             if not directory.is_dir():
                 raise FileNotFoundError(f"glossary directory {directory} does not exist")
             for path in sorted(directory.glob("*.csv")):
                 found[path.stem] = parse_csv(path.read_text(encoding="utf-8"), path.stem)
-        return cls(found)
+                origins[path.stem] = origin
+        return cls(found, origins)
+
+    def origin(self, name: str) -> str:
+        return self._origins.get(name, "file")
 
     def names(self) -> list[str]:
         return sorted(self._glossaries)
@@ -98,10 +108,12 @@ class DatabaseGlossaries:
                 if name in have:
                     continue
                 g = files.get(name)
-                origin = "shipped" if (SHIPPED / f"{name}.csv").exists() else "file"
                 session.add(
                     StoredGlossary(
-                        name=name, description=g.description, terms=[term_to_json(t) for t in g.terms], origin=origin
+                        name=name,
+                        description=g.description,
+                        terms=[term_to_json(t) for t in g.terms],
+                        origin=files.origin(name),
                     )
                 )
                 added.append(name)

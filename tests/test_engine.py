@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,7 @@ def test_batches_are_length_sorted_and_within_budget() -> None:
 
 def test_beam_search_batches_count_every_hypothesis() -> None:
     """With beam 4 each sentence is four decoder rows: a quarter as many sentences fit the budget."""
-    common = {"max_batch_tokens": 400, "max_batch_size": 64, "ratio": 1.0, "extra": 0, "ceiling": 100}
+    common: dict[str, Any] = {"max_batch_tokens": 400, "max_batch_size": 64, "ratio": 1.0, "extra": 0, "ceiling": 100}
     greedy = plan_batches([10] * 40, **common)
     beam = plan_batches([10] * 40, **common, beams=4)
     assert [len(p.indices) for p in greedy] == [20, 20]
@@ -103,6 +104,7 @@ def test_missing_model_says_what_to_do(tmp_path: Path) -> None:
     message = str(info.value)
     assert "nope" in message and "--model PATH" in message and "DUIYI_MODEL" in message
     assert "Traceback" not in message
+    assert len(message.splitlines()) == 1, message  # the command line prints it as its one line
 
 
 def test_ctranslate2_converts_once_and_caches_next_to_the_model(

@@ -218,3 +218,101 @@ def test_the_list_keeps_its_order_while_articles_change(
             assert _rows(client.get("/review").text) == ["Newer article", "Older article"]
         finally:
             client.close()
+
+
+def _seed_flagged(url: str, flags_per_job: list[list[list[dict[str, object]]]]) -> list[str]:
+    """Translated jobs written straight into the database, one per entry: each entry a list of its
+    segments' flags. The jobs' ids, in order."""
+    from service.storage.db import Database
+    from service.storage.tables import Job, StoredArticle, StoredSegment, utcnow
+
+    db = Database(url)
+    db.migrate()
+    ids = []
+    try:
+        with db.session() as session:
+            for n, segments in enumerate(flags_per_job):
+                article = StoredArticle(format="text", title=f"Flagged {n}", body="Text.")
+                session.add(article)
+                session.flush()
+                job = Job(
+                    id=f"{n:032x}",
+                    article_id=article.id,
+                    owner="local",
+                    request_hash="0" * 64,
+                    status="translated",
+                    targets=["zh-Hans", "zh-TW"],
+                    glossaries=[],
+                    glossary_terms=[],
+                    segments_total=len(segments),
+                    segments_done=len(segments),
+                    created_at=utcnow(),
+                )
+                session.add(job)
+                session.flush()
+                session.add_all(
+                    StoredSegment(
+                        job_id=job.id,
+                        id=f"b{i}.s0",
+                        position=i,
+                        block_id=f"b{i}",
+                        source="Hello.",
+                        targets={"zh-Hans": "你好。", "zh-TW": "你好。"},
+                        terms=[],
+                        flags=flags,
+                        origin="mt",
+                        status="draft",
+                    )
+                    for i, flags in enumerate(segments)
+                )
+                ids.append(job.id)
+    finally:
+        db.close()
+    return ids
+
+
+def test_the_list_counts_each_articles_flags_in_the_database(engines: dict[str, Engine], database_url: str) -> None:
+    """The Flags column is each article's number of flags (every flag of every segment: a segment
+    with three counts three), summed by the database in one grouped query rather than loaded into
+    the app segment by segment; the same numbers as counting the stored flags in Python."""
+    import random
+
+    from service.config import Settings
+
+    rng = random.Random(7)
+    codes = ["term_missing", "number_mismatch", "length_ratio", "repetition", "untranslated"]
+
+    def flag() -> dict[str, object]:
+        code = rng.choice(codes)
+        return {
+            "code": code,
+            "reason": f'{code}: “安倍” missing, 100% (a quote: " and a [bracket])',
+            "variant": rng.choice(["zh-Hans", "zh-TW", None]),
+        }
+
+    # No segments at all, segments without flags, and a spread of flagged ones.
+    data: list[list[list[dict[str, object]]]] = [[], [[], []], [[flag()]], [[flag(), flag(), flag()], [], [flag()]]]
+    data += [
+        [[flag() for _ in range(rng.choice([0, 0, 0, 1, 2, 5]))] for _ in range(rng.randint(1, 40))] for _ in range(20)
+    ]
+    ids = _seed_flagged(database_url, data)
+    expected = {job_id: sum(len(flags) for flags in segments) for job_id, segments in zip(ids, data, strict=True)}
+    assert len(set(expected.values())) > 5  # varied enough to tell counts apart
+
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    settings = Settings(model="unused", device="cpu", database_url=database_url, runners=0)
+    with serve(settings, engines["marian"]) as live, httpx.Client(base_url=live.url) as client:
+        sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", seen)
+        try:
+            page = client.get("/review")
+        finally:
+            sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", seen)
+    assert page.status_code == 200, page.text
+    assert {job_id: int(_cell(page.text, job_id, "flags-count")) for job_id in ids} == expected
+    on_segments = [s for s in statements if "FROM segments" in s]
+    assert len(on_segments) == 1, on_segments
+    assert "GROUP BY" in on_segments[0], on_segments[0]

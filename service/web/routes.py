@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -224,12 +224,21 @@ async def logout(request: Request, csrf_token: Annotated[str, Form()]) -> Redire
 
 
 def _flag_counts(runtime: Runtime, jobs: list[Job]) -> dict[str, int]:
+    """Each job's number of flags: every flag of every segment (a segment with two flags counts
+    two). Summed by the database in one grouped query: loading 500 articles' flags into Python took
+    most of the list page's time. `json_array_length` is SQLite's and PostgreSQL's (the column is
+    JSON, not JSONB, there)."""
     counts: dict[str, int] = {j.id: 0 for j in jobs}
+    if not counts:
+        return counts
+    flags = func.sum(func.json_array_length(StoredSegment.flags))
     with runtime.db.session() as session:
-        for job_id, flags in session.execute(
-            select(StoredSegment.job_id, StoredSegment.flags).where(StoredSegment.job_id.in_(list(counts)))
-        ):
-            counts[job_id] += len(flags)
+        rows = session.execute(
+            select(StoredSegment.job_id, flags)
+            .where(StoredSegment.job_id.in_(list(counts)))
+            .group_by(StoredSegment.job_id)
+        )
+        counts.update({job_id: int(n or 0) for job_id, n in rows})
     return counts
 
 
