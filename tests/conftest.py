@@ -3,6 +3,7 @@ the production code path, and a real HTTP server on loopback."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
@@ -11,8 +12,10 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +32,7 @@ from service.glossaries import GlossaryStore
 from service.keys import CreatedKey, create_key
 from service.pipeline import Pipeline
 from service.storage.db import Database
+from service.webhooks import DELIVERY_HEADER
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DUIYI_SHARED", REPO.parent / "shared"))
@@ -177,6 +181,114 @@ def server(
     settings = Settings(model=str(tiny_dirs[family]), engine=engine_kind, device="cpu", max_chars=20_000)
     with serve(settings, all_engines[(engine_kind, family)]) as live:
         yield live
+
+
+# --- a CMS's webhook endpoint on loopback ----------------------------------------------------------
+
+
+@dataclass
+class WebhookReceiver:
+    """A CMS's webhook endpoint on loopback (`url`, ending in /hooks/duiyi). Records each request in
+    `received`: its headers, names as sent, and its body. Answers `script`'s statuses in turn, then
+    `status`. While `hold` is an event not yet set, a request sets `entered` and waits for `hold` (60 s
+    at most) before it answers."""
+
+    url: str = ""
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    script: list[int] = field(default_factory=list)
+    status: int = 200
+    hold: threading.Event | None = None
+    entered: threading.Event = field(default_factory=threading.Event)
+
+    def lowered(self) -> list[tuple[dict[str, str], bytes]]:
+        """The requests so far, with header names in lower case (as frameworks often give them)."""
+        return [({k.lower(): v for k, v in headers.items()}, body) for headers, body in list(self.received)]
+
+    def payloads(self) -> list[dict[str, Any]]:
+        """The events so far, each request's body parsed."""
+        return [json.loads(body) for _, body in list(self.received)]
+
+    def articles(self) -> list[str]:
+        """The article of each event so far."""
+        return [event["article"]["id"] for event in self.payloads()]
+
+    def events(self) -> list[tuple[str, str]]:
+        """Each event so far: its name and its article."""
+        return [(event["event"], event["article"]["id"]) for event in self.payloads()]
+
+    def wait(self, count: int, timeout: float = 30) -> None:
+        """Until `count` requests arrived."""
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            assert time.monotonic() < deadline, f"got {len(self.received)} webhook(s), expected {count}"
+            time.sleep(0.02)
+
+    def wait_event(self, event: str, timeout: float = 30) -> None:
+        """Until an `event` webhook arrived."""
+        deadline = time.monotonic() + timeout
+        while not any(h["duiyi-event"] == event for h, _ in self.lowered()):
+            assert time.monotonic() < deadline, f"no {event} webhook"
+            time.sleep(0.02)
+
+    def queries(self) -> list[tuple[dict[str, str], bytes, dict[str, Any]]]:
+        """The `article.query` requests so far: headers (names in lower case), body, payload."""
+        return [(h, b, json.loads(b)) for h, b in self.lowered() if h["duiyi-event"] == "article.query"]
+
+    def wait_queries(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+        """The payloads of the first `count` `article.query` requests, once that many arrived."""
+        deadline = time.monotonic() + timeout
+        while len(found := self.queries()) < count:
+            assert time.monotonic() < deadline, f"got {len(found)} article.query webhook(s), expected {count}"
+            time.sleep(0.02)
+        return [payload for _, _, payload in found[:count]]
+
+    def last_for(self, delivery_id: str) -> tuple[dict[str, str], bytes]:
+        """The latest try of delivery `delivery_id` that reached the receiver (header names as sent)."""
+        tries = [(h, b) for h, b in list(self.received) if h[DELIVERY_HEADER] == delivery_id]
+        assert tries, f"delivery {delivery_id} never reached the receiver"
+        return tries[-1]
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A WebhookReceiver serving on a free loopback port until the block ends."""
+    state = WebhookReceiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.received.append((dict(self.headers.items()), body))
+            status = state.script.pop(0) if state.script else state.status
+            hold = state.hold
+            if hold is not None:
+                state.entered.set()
+                hold.wait(60)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/duiyi"
+    try:
+        yield state
+    finally:
+        if state.hold is not None:
+            state.hold.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A CMS's webhook endpoint on loopback, for one test."""
+    with webhook_receiver() as state:
+        yield state
 
 
 # --- databases: every storage and job test runs on SQLite and on PostgreSQL ----------------------

@@ -34,12 +34,9 @@ from service.jobs.articles import Principal, Submission, submit
 from service.jobs.runner import JobRunner
 from service.storage.db import Database, _sqlite_pragmas
 from service.storage.tables import Delivery, Job, StoredArticle, StoredSegment
-from tests import test_webhook_delivery
-from tests.conftest import POSTGRES_ADMIN_URL, fresh_postgres, serve
-from tests.test_webhook_delivery import Receiver
+from tests.conftest import POSTGRES_ADMIN_URL, WebhookReceiver, fresh_postgres, serve
 
 LOCAL = Principal(key_id=None, name="test", role=Role.ADMIN)
-receiver = test_webhook_delivery.receiver  # the fixture: a real HTTP server on loopback that records webhooks
 
 
 class FaultyEngine:
@@ -154,7 +151,7 @@ def test_a_transient_engine_error_is_retried(
 
 
 def test_a_job_that_keeps_failing_fails_with_a_webhook_and_a_resubmission_queues_it_again(
-    database_url: str, tiny_dirs: dict[str, Path], engines: dict[str, Engine], receiver: Receiver
+    database_url: str, tiny_dirs: dict[str, Path], engines: dict[str, Engine], receiver: WebhookReceiver
 ) -> None:
     engine = FaultyEngine(engines["marian"])
     engine.fail_calls = None  # every call fails, until the engine is mended

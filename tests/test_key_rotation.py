@@ -14,9 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +40,8 @@ from service.keys import (
 )
 from service.storage.db import Database, alembic_config
 from service.storage.tables import ApiKey, Delivery, utcnow
-from service.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
-from tests.conftest import REPO, LiveServer, keyed_settings, make_keys, serve
+from service.webhooks import SIGNATURE_HEADER, verify
+from tests.conftest import REPO, LiveServer, WebhookReceiver, keyed_settings, make_keys, serve
 from tests.test_webhook_delivery import readme_verify
 
 
@@ -480,44 +478,6 @@ def test_review_app_session_of_a_rotated_key_ends_with_its_overlap(live_keys: tu
 # --- webhooks signed with the old and the new secret, over HTTP --------------------------------------
 
 
-@dataclass
-class Receiver:
-    """A CMS's webhook endpoint on loopback: answers `script`'s statuses in turn, then 200."""
-
-    url: str = ""
-    script: list[int] = field(default_factory=list)
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-
-    def last_for(self, delivery_id: str) -> tuple[dict[str, str], bytes]:
-        """The latest try of delivery `delivery_id` that reached the receiver."""
-        tries = [(h, b) for h, b in self.received if h[DELIVERY_HEADER] == delivery_id]
-        assert tries, f"delivery {delivery_id} never reached the receiver"
-        return tries[-1]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.received.append((dict(self.headers.items()), body))
-            self.send_response(state.script.pop(0) if state.script else 200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/duiyi"
-    yield state
-    server.shutdown()
-
-
 def _delivery(live: LiveServer, job_id: str, headers: dict[str, str], state: str, attempts: int) -> dict[str, Any]:
     """The job's only delivery, once it is in `state` with at least `attempts` attempts recorded."""
     deadline = time.monotonic() + 30
@@ -536,7 +496,7 @@ def _signatures(headers: dict[str, str]) -> list[str]:
 
 
 def test_webhooks_verify_with_either_secret_during_the_overlap_then_with_the_new_one(
-    tiny_dirs: dict[str, Path], engines: dict[str, Engine], database_url: str, receiver: Receiver
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], database_url: str, receiver: WebhookReceiver
 ) -> None:
     """A newsroom whose webhook secret may have leaked rotates its key with a new secret and a day's
     overlap. Its receiver, on the old secret until it deploys the new one, verifies every webhook of

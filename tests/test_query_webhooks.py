@@ -8,13 +8,10 @@ not yet sent. And `open_queries` in the article and in the list."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,60 +20,10 @@ import sqlalchemy
 
 from models.engine import Engine
 from service.webhooks import verify
-from tests.conftest import LiveServer, keyed_settings, make_keys, serve
+from tests.conftest import LiveServer, WebhookReceiver, keyed_settings, make_keys, serve
 from tests.test_review_ui import signed_in_client
 
 ARTICLE = "Officials said the base would move.\n\nThe governor objected on Tuesday."
-
-
-@dataclass
-class Receiver:
-    """A CMS's webhook endpoint on loopback: records each request; answers `status`."""
-
-    url: str = ""
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    status: int = 200
-
-    def queries(self) -> list[tuple[dict[str, str], bytes, dict[str, Any]]]:
-        """The `article.query` requests so far: headers, body, payload."""
-        return [(h, b, json.loads(b)) for h, b in list(self.received) if h["duiyi-event"] == "article.query"]
-
-    def wait_queries(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
-        """The payloads of the first `count` `article.query` requests, once that many arrived."""
-        deadline = time.monotonic() + timeout
-        while len(found := self.queries()) < count:
-            assert time.monotonic() < deadline, f"got {len(found)} article.query webhook(s), expected {count}"
-            time.sleep(0.02)
-        return [payload for _, _, payload in found[:count]]
-
-    def wait_event(self, event: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(h["duiyi-event"] == event for h, _ in list(self.received)):
-            assert time.monotonic() < deadline, f"no {event} webhook"
-            time.sleep(0.02)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(state.status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/duiyi"
-    yield state
-    server.shutdown()
 
 
 @dataclass
@@ -137,7 +84,7 @@ def deliveries(site: Site, job_id: str) -> list[dict[str, Any]]:
     return list(listed.json())
 
 
-def test_the_cms_hears_of_each_query(site: Site, receiver: Receiver) -> None:
+def test_the_cms_hears_of_each_query(site: Site, receiver: WebhookReceiver) -> None:
     client = site.live.client
     job_id, segs = translated(site, receiver.url)
     receiver.wait_event("article.translated")
@@ -335,7 +282,7 @@ def slow_retries(database_url: str, tiny_dirs: dict[str, Path], engines: dict[st
         yield made
 
 
-def test_a_withdrawal_deletes_query_webhooks_not_yet_sent(slow_retries: Site, receiver: Receiver) -> None:
+def test_a_withdrawal_deletes_query_webhooks_not_yet_sent(slow_retries: Site, receiver: WebhookReceiver) -> None:
     """A query webhook the CMS has not taken yet (its receiver answered 503, the retry is a minute
     away) goes with the article: deleted, never sent again; `article.withdrawn` is queued in its
     place."""
@@ -370,7 +317,7 @@ def test_a_withdrawal_deletes_query_webhooks_not_yet_sent(slow_retries: Site, re
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_query_asked_in_the_review_app_is_sent(
-    database_url: str, tiny_dirs: dict[str, Path], engines: dict[str, Engine], receiver: Receiver
+    database_url: str, tiny_dirs: dict[str, Path], engines: dict[str, Engine], receiver: WebhookReceiver
 ) -> None:
     """The review app, where translators ask, queues the same webhooks as /v1; with DUIYI_PUBLIC_URL
     the links are absolute."""

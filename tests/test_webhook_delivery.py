@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,45 +25,7 @@ from service.config import Settings
 from service.keys import create_key
 from service.storage.db import Database
 from service.webhooks import DELIVERY_HEADER, EVENT_HEADER, verify
-from tests.conftest import REPO, LiveServer, keyed_settings, make_keys, serve
-
-
-@dataclass
-class Receiver:
-    url: str
-    # Status codes to answer in turn; 200 once they run out.
-    script: list[int] = field(default_factory=list)
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-
-    def wait(self, count: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < count:
-            assert time.monotonic() < deadline, f"got {len(self.received)} webhook(s), expected {count}"
-            time.sleep(0.02)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.received.append((dict(self.headers.items()), body))
-            status = state.script.pop(0) if state.script else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/duiyi"
-    yield state
-    server.shutdown()
+from tests.conftest import REPO, LiveServer, WebhookReceiver, keyed_settings, make_keys, serve
 
 
 @contextmanager
@@ -118,7 +79,9 @@ def submit(live: LiveServer, keys: dict[str, tuple[str, str]], callback: str) ->
     return str(r.json()["id"])
 
 
-def test_signed_article_translated(hooked: tuple[LiveServer, dict[str, tuple[str, str]]], receiver: Receiver) -> None:
+def test_signed_article_translated(
+    hooked: tuple[LiveServer, dict[str, tuple[str, str]]], receiver: WebhookReceiver
+) -> None:
     live, keys = hooked
     job_id = submit(live, keys, receiver.url)
     receiver.wait(1)
@@ -148,7 +111,7 @@ def test_signed_article_translated(hooked: tuple[LiveServer, dict[str, tuple[str
 
 
 def test_retries_until_the_receiver_answers(
-    hooked: tuple[LiveServer, dict[str, tuple[str, str]]], receiver: Receiver
+    hooked: tuple[LiveServer, dict[str, tuple[str, str]]], receiver: WebhookReceiver
 ) -> None:
     live, keys = hooked
     receiver.script = [503, 500]
@@ -170,7 +133,7 @@ def test_retries_until_the_receiver_answers(
 
 
 def test_gives_up_after_the_limit_and_records_it(
-    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: Receiver
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: WebhookReceiver
 ) -> None:
     settings = Settings(
         model=str(tiny_dirs["marian"]),
@@ -222,7 +185,7 @@ def test_disallowed_callbacks_refused_at_submission(
 
 
 def test_a_keys_default_callback_is_used(
-    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: Receiver
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: WebhookReceiver
 ) -> None:
     url = f"sqlite:///{tmp_path / 'duiyi.db'}"
     made = make_keys(url, (Role.CMS,), suffix="-with-hook", callback_url=receiver.url)["cms"]
@@ -246,7 +209,7 @@ def test_the_dispatcher_connects_to_the_address_it_vetted(
     tiny_dirs: dict[str, Path],
     engines: dict[str, Engine],
     tmp_path: Path,
-    receiver: Receiver,
+    receiver: WebhookReceiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The callback's host resolves (for the service's check) to the receiver's loopback address and
@@ -313,7 +276,7 @@ def test_a_dns_failure_at_send_time_is_retried(
     tiny_dirs: dict[str, Path],
     engines: dict[str, Engine],
     tmp_path: Path,
-    receiver: Receiver,
+    receiver: WebhookReceiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The resolver fails with EAI_AGAIN ("Temporary failure in name resolution") when the
@@ -359,7 +322,7 @@ def test_a_callback_refused_by_policy_at_send_time_fails_at_once(
     tiny_dirs: dict[str, Path],
     engines: dict[str, Engine],
     tmp_path: Path,
-    receiver: Receiver,
+    receiver: WebhookReceiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The host resolves to a public address at submission and to a private one when the
@@ -385,7 +348,7 @@ def test_a_callback_refused_by_policy_at_send_time_fails_at_once(
 
 
 def test_a_failed_delivery_can_be_redelivered(
-    tiny_dirs: dict[str, Path], engines: dict[str, Engine], database_url: str, receiver: Receiver
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], database_url: str, receiver: WebhookReceiver
 ) -> None:
     receiver.script = [500, 502]
     with keyed_service(tiny_dirs["marian"], engines["marian"], database_url, webhook_max_attempts=2) as (live, keys):
@@ -431,7 +394,7 @@ def test_a_failed_delivery_can_be_redelivered(
 
 
 def test_a_redelivery_gets_a_fresh_round_of_attempts(
-    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: Receiver
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: WebhookReceiver
 ) -> None:
     """A redelivered delivery that keeps failing is tried DUIYI_WEBHOOK_MAX_ATTEMPTS times again,
     not once: the limit counts the tries since it was queued."""
@@ -450,7 +413,7 @@ def test_a_redelivery_gets_a_fresh_round_of_attempts(
 
 
 def test_a_pending_delivery_is_sent_at_once_when_redelivered(
-    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: Receiver
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: WebhookReceiver
 ) -> None:
     """A CMS back from an outage need not wait out the backoff (up to an hour by default)."""
     receiver.script = [503]
@@ -469,7 +432,7 @@ def test_a_pending_delivery_is_sent_at_once_when_redelivered(
 
 
 def test_a_redelivery_to_a_url_no_longer_allowed_is_refused(
-    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: Receiver
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: WebhookReceiver
 ) -> None:
     """The operator has since taken the receiver's host off DUIYI_WEBHOOK_ALLOWED_HOSTS: 422 at
     once, rather than a queued delivery that can only fail."""
@@ -504,7 +467,7 @@ def test_a_redelivery_to_a_url_no_longer_allowed_is_refused(
 
 
 def test_a_receiver_that_hangs_holds_back_only_its_own_webhooks(
-    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: Receiver
+    tiny_dirs: dict[str, Path], engines: dict[str, Engine], tmp_path: Path, receiver: WebhookReceiver
 ) -> None:
     """One CMS's receiver hangs past the timeout while events for it pile up; another receiver's
     webhook still arrives at once (a second sender takes it), and the hanging receiver is never

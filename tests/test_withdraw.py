@@ -13,8 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from service.auth import Role
 from service.config import Settings
 from service.storage.tables import Base, Job, StoredArticle
 from service.webhooks import verify
-from tests.conftest import LiveServer, keyed_settings, make_keys, serve
+from tests.conftest import LiveServer, WebhookReceiver, keyed_settings, make_keys, serve
 
 # --- the engine, held at a gate ----------------------------------------------------------------
 
@@ -53,56 +52,6 @@ class GatedEngine:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-
-# --- a webhook receiver that can hold a request ----------------------------------------------------
-
-
-@dataclass
-class Receiver:
-    url: str = ""
-    received: list[dict[str, Any]] = field(default_factory=list)
-    raw: list[tuple[dict[str, str], bytes]] = field(default_factory=list)  # headers and body, as sent
-    hold: threading.Event | None = None  # while set to an unset event, requests wait for it
-    entered: threading.Event = field(default_factory=threading.Event)
-    status: int = 200
-
-    def articles(self) -> list[str]:
-        return [event["article"]["id"] for event in self.received]
-
-    def events(self) -> list[tuple[str, str]]:
-        return [(event["event"], event["article"]["id"]) for event in self.received]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.raw.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            state.received.append(json.loads(body))
-            status = 200
-            if state.hold is not None:
-                state.entered.set()
-                state.hold.wait(60)
-                status = state.status
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/duiyi"
-    yield state
-    if state.hold is not None:
-        state.hold.set()
-    server.shutdown()
 
 
 # --- the service -----------------------------------------------------------------------------------
@@ -281,7 +230,7 @@ def test_a_queued_article_withdrawn_is_never_translated(
 
 
 def test_a_runner_mid_article_stops_at_its_next_save_and_writes_nothing(
-    live: LiveServer, gated: GatedEngine, database_url: str, receiver: Receiver, caplog: pytest.LogCaptureFixture
+    live: LiveServer, gated: GatedEngine, database_url: str, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The job is withdrawn while its runner decodes its second chunk: the runner finishes decoding,
     finds the job gone when it saves, and stops: no segment, job or webhook comes back, nothing is
@@ -330,7 +279,7 @@ def test_a_runner_mid_article_stops_at_its_next_save_and_writes_nothing(
 
 
 def test_webhooks_of_a_withdrawn_article_are_not_sent_or_retried(
-    live: LiveServer, database_url: str, receiver: Receiver, caplog: pytest.LogCaptureFixture
+    live: LiveServer, database_url: str, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Article A's webhook is on its way (the receiver holds the request); B's waits behind it (one
     delivery to a URL at a time). Both are withdrawn. A's answer is a 503, which would be retried:
@@ -339,7 +288,7 @@ def test_webhooks_of_a_withdrawn_article_are_not_sent_or_retried(
     caplog.set_level(logging.INFO, logger="service")
     client = live.client
     hold = threading.Event()
-    receiver.hold, receiver.status = hold, 503
+    receiver.hold, receiver.script = hold, [503]
     a = submit(client, {"body": "Story A is translated.", "callback_url": receiver.url})
     assert receiver.entered.wait(60), "the webhook of A was never sent"
     b = translated(client, submit(client, {"body": "Story B is translated.", "callback_url": receiver.url})["id"])
@@ -519,7 +468,7 @@ def test_the_cms_is_told_when_an_admin_withdraws_its_article(
     database_url: str,
     tiny_dirs: dict[str, Path],
     gated: GatedEngine,
-    receiver: Receiver,
+    receiver: WebhookReceiver,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -542,7 +491,7 @@ def test_the_cms_is_told_when_an_admin_withdraws_its_article(
         assert r.status_code == 200, r.text
         wait_until(lambda: ("article.withdrawn", job["id"]) in receiver.events(), "the withdrawal webhook")
 
-    headers, raw = receiver.raw[receiver.events().index(("article.withdrawn", job["id"]))]
+    headers, raw = receiver.lowered()[receiver.events().index(("article.withdrawn", job["id"]))]
     event = json.loads(raw)
     assert event == {
         "id": headers["duiyi-delivery"],
