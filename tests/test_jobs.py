@@ -110,6 +110,30 @@ def test_external_id_and_revision(live: LiveServer) -> None:
     assert {j["revision"] for j in by_external} == {"1", "2"}
 
 
+def test_the_list_gives_each_revisions_successors_in_one_query(live: LiveServer) -> None:
+    """`newer_ids` in a listed page comes from one query for the page, not one per article (each
+    of which read the whole jobs table before `previous_job_id` had an index)."""
+    ids = []
+    for revision in ("1", "2", "3"):
+        body = {**ARTICLE, "body": f"Revision {revision}.", "external_id": "cms-2", "revision": revision}
+        ids.append(live.client.post("/v1/articles", json=body).json()["id"])
+    lone = live.client.post("/v1/articles", json={**ARTICLE, "body": "Alone."}).json()["id"]
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", seen)
+    try:
+        items = live.client.get("/v1/articles", params={"limit": 10}).json()["items"]
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", seen)
+    newer = {j["id"]: j["newer_ids"] for j in items}
+    assert newer == {ids[0]: [ids[1]], ids[1]: [ids[2]], ids[2]: [], lone: []}
+    successors = [s for s in statements if "previous_job_id IN" in s]
+    assert len(successors) == 1, statements
+
+
 def _segments(job: dict) -> dict[str, dict]:
     return {s["source"]: s for b in job["document"]["blocks"] for s in b["segments"]}
 

@@ -375,7 +375,24 @@ def article_of(session: Session, job: Job) -> Article:
 
 
 def newer_revisions(session: Session, job_id: str) -> list[str]:
-    return list(session.scalars(select(Job.id).where(Job.previous_job_id == job_id).order_by(Job.created_at)))
+    """The ids of the revisions that follow `job_id`, oldest first."""
+    return newer_by_job(session, [job_id]).get(job_id, [])
+
+
+def newer_by_job(session: Session, job_ids: Sequence[str]) -> dict[str, list[str]]:
+    """`newer_revisions` of each of `job_ids` (a page of a list) in one query, by the index on
+    `previous_job_id`; a job with none is left out."""
+    found: dict[str, list[str]] = {}
+    for start in range(0, len(job_ids), 500):
+        rows = session.execute(
+            select(Job.previous_job_id, Job.id)
+            .where(Job.previous_job_id.in_(job_ids[start : start + 500]))
+            .order_by(Job.created_at, Job.id)
+        )
+        for previous, job_id in rows:
+            if previous is not None:
+                found.setdefault(previous, []).append(job_id)
+    return found
 
 
 def list_jobs(

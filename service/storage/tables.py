@@ -134,6 +134,8 @@ class Job(Base):
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_created", "created_at"),  # the review app's list, newest submitted first
         Index("ix_jobs_updated", "updated_at"),
+        # A revision's successors (`newer_ids`, and unlinking them when it is withdrawn).
+        Index("ix_jobs_previous", "previous_job_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -33,6 +33,7 @@ from service.jobs.articles import (
     TooManyJobs,
     get_job,
     list_jobs,
+    newer_by_job,
     newer_revisions,
     stored_document,
     submit,
@@ -232,8 +233,10 @@ def list_articles(
         )
         more = len(jobs) > limit
         page = jobs[:limit]
-        queries = comments.open_by_job(session, [j.id for j in page])  # one grouped query for the page
-        items = [_summary(j, newer_revisions(session, j.id), queries.get(j.id, 0)) for j in page]
+        ids = [j.id for j in page]
+        # One query each for the page, not one per article.
+        queries, newer = comments.open_by_job(session, ids), newer_by_job(session, ids)
+        items = [_summary(j, newer.get(j.id, []), queries.get(j.id, 0)) for j in page]
     last = jobs[len(items) - 1] if items else None
     return ArticleList(
         items=items,
