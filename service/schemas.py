@@ -6,12 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from glossary.terms import Glossary, Term
 from service.documents import AlignedDocument, AlignedSegment, SourceFormat
+
+if TYPE_CHECKING:
+    from service.storage.tables import MemoryEntry
 
 
 def _text_only(value: Any) -> Any:
@@ -538,6 +542,33 @@ class ConcordanceTerm(BaseModel):
     form: MarkedText = Field(description="the form a translation in `variant` must use")
     do_not_translate: bool
     note: str
+
+
+# A translation memory entry's id in a path (the API's and the review app's upkeep routes).
+EntryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the entry's id, as concordance search gives it")]
+
+
+class MemoryEntryOut(BaseModel):
+    id: int
+    source: str = Field(description="the English sentence, white space normalised")
+    target: str = Field(description="its translation, as plain text")
+    variant: str
+    origin: str = Field(description="approved (a reviewed article's segment), tmx (imported) or corrected")
+    job_id: str | None = Field(description="the article whose approval stored it last (it may have been withdrawn)")
+    created_at: datetime = Field(description="when it was stored or corrected last")
+
+
+def memory_entry_out(entry: MemoryEntry) -> MemoryEntryOut:
+    """A translation memory entry as the upkeep routes answer it (the API's and the review app's)."""
+    return MemoryEntryOut(
+        id=entry.id,
+        source=entry.source,
+        target=entry.target,
+        variant=entry.variant,
+        origin=entry.origin,
+        job_id=entry.job_id,
+        created_at=entry.created_at,
+    )
 
 
 class ConcordanceOut(BaseModel):

@@ -29,7 +29,6 @@ from glossary.terms import VARIANTS
 from service import concordance
 from service import memory as upkeep
 from service.api.deps import Runtime
-from service.api.routes.memory import EntryId, entry_out
 from service.auth import Permission, key_lookup
 from service.documents import AlignedSegment, Article, Inline, SourceFormat, in_format
 from service.formats import FORMAT_BY_SUFFIX
@@ -50,7 +49,7 @@ from service.jobs.articles import (
 from service.jobs.codec import segment_from_row
 from service.keys import authenticate
 from service.memory import SEARCH_LIMIT, SEARCH_MAX
-from service.schemas import Incoming, SegmentState, segment_out, stored_segment_out
+from service.schemas import EntryId, Incoming, SegmentState, memory_entry_out, segment_out, stored_segment_out
 from service.storage.db import contains_in_any_case
 from service.storage.tables import Job, SegmentComment, StoredArticle, StoredSegment
 from service.translate import InputError
@@ -680,7 +679,7 @@ async def correct_memory_entry(request: Request, entry_id: EntryId) -> JSONRespo
         return _json_error(422, "invalid_request", str(exc))
     except upkeep.EntryNotFound as exc:
         return _json_error(404, "not_found", str(exc))
-    return JSONResponse(entry_out(entry).model_dump(mode="json"))
+    return JSONResponse(memory_entry_out(entry).model_dump(mode="json"))
 
 
 @router.delete("/api/memory/entries/{entry_id}")
@@ -694,7 +693,7 @@ async def delete_memory_entry(request: Request, entry_id: EntryId) -> JSONRespon
         entry = await run_in_threadpool(upkeep.delete_entry, runtime.memory, entry_id, by=user.principal.name)
     except upkeep.EntryNotFound as exc:
         return _json_error(404, "not_found", str(exc))
-    return JSONResponse(entry_out(entry).model_dump(mode="json"))
+    return JSONResponse(memory_entry_out(entry).model_dump(mode="json"))
 
 
 async def _json_body(request: Request, model: type[BaseModel]) -> Any:

@@ -5,7 +5,6 @@ Suggestions for one segment are an article's (service.api.routes.files)."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -23,8 +22,7 @@ from service.auth import Permission
 from service.interchange.tmx import TMEntry, TMXError, export_tmx, import_tmx
 from service.jobs.articles import JobNotFound, Principal
 from service.memory import MAX_CORRECTION, SEARCH_LIMIT, SEARCH_MAX, SEARCH_MAX_QUERY, Remembered
-from service.schemas import ConcordanceOut, Incoming
-from service.storage.tables import MemoryEntry
+from service.schemas import ConcordanceOut, EntryId, Incoming, MemoryEntryOut, memory_entry_out
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["memory"])
@@ -32,7 +30,6 @@ router = APIRouter(tags=["memory"])
 MemoryEditor = Annotated[Principal, Requires(Permission.MEMORY_EDIT)]
 MemoryReader = Annotated[Principal, Requires(Permission.MEMORY_READ)]
 _XML_BODY = {"requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}}
-EntryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the entry's id, as concordance search gives it")]
 
 
 class MemoryImported(BaseModel):
@@ -147,29 +144,6 @@ def search_memory(
     return concordance.to_response(found, q, variant)
 
 
-class MemoryEntryOut(BaseModel):
-    id: int
-    source: str = Field(description="the English sentence, white space normalised")
-    target: str = Field(description="its translation, as plain text")
-    variant: str
-    origin: str = Field(description="approved (a reviewed article's segment), tmx (imported) or corrected")
-    job_id: str | None = Field(description="the article whose approval stored it last (it may have been withdrawn)")
-    created_at: datetime = Field(description="when it was stored or corrected last")
-
-
-def entry_out(entry: MemoryEntry) -> MemoryEntryOut:
-    """An entry as the upkeep routes answer it (here and in the review app's)."""
-    return MemoryEntryOut(
-        id=entry.id,
-        source=entry.source,
-        target=entry.target,
-        variant=entry.variant,
-        origin=entry.origin,
-        job_id=entry.job_id,
-        created_at=entry.created_at,
-    )
-
-
 class MemoryCorrection(Incoming):
     model_config = ConfigDict(extra="forbid")
     target: str = Field(
@@ -200,7 +174,7 @@ def correct_entry(
         raise ApiError(422, "invalid_request", str(exc)) from None
     except upkeep.EntryNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
-    return entry_out(entry)
+    return memory_entry_out(entry)
 
 
 @router.delete(
@@ -217,7 +191,7 @@ def delete_entry(entry_id: EntryId, runtime: RuntimeDep, principal: MemoryEditor
         entry = upkeep.delete_entry(runtime.memory, entry_id, by=principal.name)
     except upkeep.EntryNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
-    return entry_out(entry)
+    return memory_entry_out(entry)
 
 
 @router.delete(
