@@ -311,8 +311,8 @@ class ArticleJob(BaseModel):
     approval_override: str | None
     open_queries: int = Field(
         description="queries on its segments not resolved: segments whose thread has a comment open, however many "
-        "comments it has (approval needs an override while any is); asking, "
-        "resolving or reopening one does not change `updated_at`: the `article.query` webhook tells of it"
+        "comments it has (approval needs an override while any is); a comment added, or a thread "
+        "resolved or reopened, changes `updated_at`, so a CMS polling the list sees the count change"
     )
     created_at: datetime
     updated_at: datetime

@@ -273,6 +273,47 @@ def test_open_queries_in_the_article_and_the_list(site: Site) -> None:
     assert queued == 0
 
 
+def test_polling_the_list_sees_queries_change(site: Site) -> None:
+    """A CMS without a callback polls the list with its cursor: a query asked, answered, resolved
+    or reopened moves the article past the cursor, with its new `open_queries`; resolving what is
+    already resolved does not."""
+    client = site.live.client
+    job_id, segs = translated(site, None, "cms-poll")
+    cms, tr = site.auth("cms"), site.auth("translator")
+
+    def drain(after: str | None) -> str | None:
+        while True:
+            page = client.get("/v1/articles", params={"after": after} if after else {}, headers=cms).json()
+            after = page["next_cursor"] or after
+            if not page["more"]:
+                return after
+
+    def changed(after: str | None) -> tuple[list[tuple[str, int]], str | None]:
+        page = client.get("/v1/articles", params={"after": after} if after else {}, headers=cms).json()
+        return [(j["id"], j["open_queries"]) for j in page["items"]], page["next_cursor"] or after
+
+    after = drain(None)
+    assert changed(after)[0] == []
+    base = f"/v1/articles/{job_id}"
+    asked = client.post(f"{base}/segments/{segs[0]['id']}/comments", json={"body": "Which base?"}, headers=tr)
+    assert asked.status_code == 201, asked.text
+    seen, after = changed(after)
+    assert seen == [(job_id, 1)]
+    answered = client.post(f"{base}/segments/{segs[0]['id']}/comments", json={"body": "Henoko."}, headers=cms)
+    assert answered.status_code == 201, answered.text
+    seen, after = changed(after)
+    assert seen == [(job_id, 1)]
+    comment = asked.json()["id"]
+    assert client.post(f"{base}/comments/{comment}/resolve", headers=tr).status_code == 200
+    seen, after = changed(after)
+    assert seen == [(job_id, 0)]
+    assert client.post(f"{base}/comments/{comment}/resolve", headers=tr).status_code == 200
+    assert changed(after)[0] == []  # nothing was done
+    assert client.post(f"{base}/comments/{comment}/reopen", headers=tr).status_code == 200
+    seen, after = changed(after)
+    assert seen == [(job_id, 1)]
+
+
 @pytest.fixture
 def slow_retries(database_url: str, tiny_dirs: dict[str, Path], engines: dict[str, Engine]) -> Iterator[Site]:
     """The service whose failed webhooks wait a minute before their next try."""

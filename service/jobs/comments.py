@@ -103,6 +103,7 @@ def add_comment(
         action = "answered" if job.callback_url and _open_on_segment(session, job_id, segment_id) else "opened"
         row = SegmentComment(job_id=job_id, segment_id=segment_id, author=principal.name, body=text)
         session.add(row)
+        job.updated_at = utcnow()  # a new comment is a change: a CMS polling the list sees it
         session.flush()
         _notify(session, job, row, action, principal, settings, source=source)
         return row
@@ -173,6 +174,8 @@ def set_resolved(
                 row.resolved_at = None
                 row.resolved_by = None
                 action = "reopened"
+        if action is not None:
+            job.updated_at = utcnow()  # the open count changed: a CMS polling the list sees it
         session.flush()
         if action is not None:
             _notify(session, job, row, action, principal, settings)
