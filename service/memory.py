@@ -34,6 +34,7 @@ import logging
 import math
 import re
 import threading
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -87,8 +88,10 @@ def query_pattern(query: str) -> re.Pattern[str]:
     """What a concordance query matches, in any case: its text, white space normalised; where it
     starts with a Latin letter or digit, only at the start of a word, and where it ends with one, at
     the end of a word or before an English plural or possessive ending. So "base" finds "bases" and
-    "base's" but not "database" or "baseline", "US" not "use", while "基地" finds "军事基地"."""
-    text = normalize(query)
+    "base's" but not "database" or "baseline", "US" not "use", while "基地" finds "军事基地". The
+    query is composed (NFC) first, as text typed or pasted on some systems comes decomposed (É as E
+    and a combining accent) while stored text is almost always composed."""
+    text = unicodedata.normalize("NFC", normalize(query))
     if not text:
         raise ValueError("the query is empty")
     latin = re.compile(f"[{_LATIN}]")
@@ -360,7 +363,7 @@ class TranslationMemory:
         IGNORECASE takes every pair of characters the database does), reading them as a stream and
         stopping at the limit: a query that many entries hold reads only a few of them."""
         pattern = query_pattern(query)
-        text = normalize(query)
+        text = unicodedata.normalize("NFC", normalize(query))
         limit = max(1, min(limit, SEARCH_MAX))
         hits: list[Concordance] = []
         more = False

@@ -104,6 +104,9 @@ def test_the_concordance_finds_letters_beyond_ascii_in_any_case(db: Database) ->
     assert _found(memory, "ÉLYSÉE PALACE") == [palace]
     assert _found(memory, "Österreich") == ["ÖSTERREICH WILL VOTE IN MAY."]
     assert _found(memory, "SÃO PAULO") == ["Flights to São Paulo were cancelled."]
+    # Typed or pasted decomposed (E and a combining accent), the query finds the composed text.
+    assert _found(memory, "E\u0301lyse\u0301e") == [palace]
+    assert memory.search("sa\u0303o paulo").hits[0].source_matches == ((11, 20),)
     assert _found(memory, "são paulo") == ["Flights to São Paulo were cancelled."]
     # Greek: a final sigma (ς) is a sigma (Σ, σ) in any position; found in the source and the target.
     greek = "ODYSSEUS, in Greek ΟΔΥΣΣΕΥΣ, sailed home."
@@ -152,6 +155,7 @@ def test_the_article_list_finds_titles_and_cms_ids_beyond_ascii_in_any_case(db: 
     assert titles("élysée") == ["Macron receives Merkel at the Élysée"]
     assert titles("AT THE ÉLYSÉE") == ["Macron receives Merkel at the Élysée"]
     assert titles("österreich") == ["ÖSTERREICH: the vote"]
+    assert titles("o\u0308sterreich") == ["ÖSTERREICH: the vote"]  # decomposed, as typed on some systems
     assert titles("Wien-Übersicht") == ["ÖSTERREICH: the vote"]  # the CMS id
     assert titles("οδυσσευς στην ιθακη") == []  # ί (with tonos) is another letter than ι
     assert titles("οδυσσευς στην ιθάκη") == ["Ο ΟΔΥΣΣΕΥΣ στην Ιθάκη"]

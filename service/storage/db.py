@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -181,7 +182,9 @@ def any_case_pattern(text: str) -> str:
 
 def contains_in_any_case(column: SQLColumnExpression[Any], text: str, dialect: str) -> ColumnElement[bool]:
     """Whether `column` holds `text` in any case (see above); `text` is plain text (`%` and `_`
-    are no wildcards). `dialect`: "sqlite" or "postgresql"."""
+    are no wildcards), composed (NFC) here: a decomposed É (E and a combining accent) finds the
+    composed one stored. `dialect`: "sqlite" or "postgresql"."""
+    text = unicodedata.normalize("NFC", text)
     if not has_unicode_case(text):
         if dialect == "sqlite" or text.lower() == text.upper():
             return column.contains(text, autoescape=True)  # SQLite's LIKE ignores the case of A to Z
