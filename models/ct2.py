@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from models.batching import BatchPlan, output_cap
-from models.engine import DEFAULT_DECODE, DecodeOptions, Translation, decode_in_batches, load_failure, model_spec
+from models.engine import (
+    DEFAULT_DECODE,
+    DecodeOptions,
+    ModelLoadError,
+    Translation,
+    brief,
+    decode_in_batches,
+    load_failure,
+    model_spec,
+)
 from models.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -136,7 +145,14 @@ class CTranslate2Engine:
                 "bfloat16" if want_gpu and "bfloat16" in ctranslate2.get_supported_compute_types("cuda") else
                 "float16" if want_gpu else "int8"
             )  # fmt: skip
-        converted = convert(model_dir, revision, compute_type)
+        try:
+            converted = convert(model_dir, revision, compute_type)
+        except Exception as exc:  # whatever stops the conversion, the command says it in one line
+            raise ModelLoadError(
+                f"cannot convert translation model {name_or_path!r} to CTranslate2 ({compute_type}) in "
+                f"{_cache_dir(model_dir, revision, compute_type)}: {brief(exc)} (the converted model is kept "
+                "there, or under ~/.cache/duiyi where the model's folder is read-only); or run with --engine transformers"
+            ) from exc
         index = int(device.split(":")[1]) if device.startswith("cuda:") else 0
         # On the CPU, one core per sub-batch and as many sub-batches as cores: with 2 cores, two
         # sub-batches side by side decoded 990-1,580 tokens/s against 740-940 for one batch on both

@@ -92,15 +92,19 @@ class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message says which and what to do."""
 
 
+def brief(exc: BaseException) -> str:
+    """An exception's cause in brief, one line. transformers' messages run over several lines, the
+    first sometimes ending in "one of:"; the first, without its closing punctuation, is the cause."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0].rstrip(" :.") if lines else type(exc).__name__
+
+
 def load_failure(name_or_path: str, exc: BaseException, *, engine: str = "") -> ModelLoadError:
     """The one line that says a model could not be loaded: which model, from where, the cause in
     brief, and what to do. One line because the command line prints it as its only line."""
     path = Path(name_or_path).expanduser()
     where = "the Hugging Face hub (is this machine offline?)"
-    # transformers' messages run over several lines, the first sometimes ending in "one of:"; the
-    # first, without its closing punctuation, is the cause in brief.
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    reason = lines[0].rstrip(" :.") if lines else type(exc).__name__
+    reason = brief(exc)
     if path.is_dir():
         where = "the directory"
         if not (path / "config.json").is_file():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -138,6 +139,27 @@ def test_a_glossary_file_that_is_not_a_glossary_is_named(tmp_path: Path) -> None
     env = {"DUIYI_DATA_DIR": str(tmp_path), "DUIYI_GLOSSARY_DIR": str(glossaries), "DUIYI_LOG_LEVEL": "warning"}
     for args in (("translate", str(article)), ("serve", "--port", "0")):
         one_line_error(run(*args, "--model", "/no/such/model", env=env), "setting glossary_dir (DUIYI_GLOSSARY_DIR)")
+
+
+def test_a_ctranslate2_conversion_that_cannot_be_written_is_one_line(
+    tiny_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """`--engine ctranslate2` converts the model into its folder, or under ~/.cache/duiyi; where
+    neither can be written (here: a file stands where each folder would be), the command stops with
+    one line naming the folder and the way out, not a traceback."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_dirs["marian"], model)
+    (model / "ctranslate2").write_text("not a folder", encoding="utf-8")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".cache").write_text("not a folder", encoding="utf-8")
+    article = tmp_path / "a.txt"
+    article.write_text("Hello.", encoding="utf-8")
+    env = {"DUIYI_DATA_DIR": str(tmp_path), "HOME": str(home), "DUIYI_LOG_LEVEL": "error"}
+    done = run("translate", str(article), "--model", str(model), "--engine", "ctranslate2", env=env)
+    one_line_error(
+        done, "cannot convert translation model", "to CTranslate2", str(home / ".cache"), "--engine transformers"
+    )
 
 
 def test_a_body_without_a_json_content_type_is_told_so(engines: dict[str, Engine], tiny_dirs: dict[str, Path]) -> None:
