@@ -92,7 +92,7 @@ def _corner(text: str) -> str:
 
 
 # The inline markup a target of an HTML or Markdown article holds (the source's own, which is all a
-# person's edit may hold: service.jobs.review.check_markup): tags and comments, with a code element
+# person's edit may hold: service.jobs.markup.check_markup): tags and comments, with a code element
 # whole; in Markdown an image whole, a link's destination and title or reference, a code span, a
 # raw tag or autolink, a backslash escape.
 _MARKUP = {

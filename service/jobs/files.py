@@ -26,7 +26,7 @@ from service.interchange.xliff import (
     XUnit,
     import_xliff_for,
 )
-from service.jobs import review
+from service.jobs import markup, review
 from service.jobs.articles import DONE_TRANSLATING, InvalidTransition, JobStatus, get_job, stored_document
 from service.memory import Suggestion, TranslationMemory
 from service.qa import QASettings
@@ -93,7 +93,7 @@ def to_xliff(job: Job, doc: AlignedDocument, variant: str, versions: dict[str, i
     # Each segment's inlines as the segmenter gave them to it. An HTML article's targets hold its
     # code and images as tags, so they are codes too; a Markdown article's code spans and images are
     # text in its targets, its raw HTML tags (which span no text) codes.
-    placed = review.placed_inlines(blocks, doc.segments)
+    placed = markup.placed_inlines(blocks, doc.segments)
     for seg, (start, inlines) in zip(doc.segments, placed, strict=True):
         target = seg.targets.get(variant, "")
         by_block.setdefault(seg.block_id, []).append(
@@ -154,7 +154,7 @@ def _canonical(target: str, fmt: SourceFormat) -> str:
         return target
     parts: list[str] = []
     position = 0
-    for tag in review._TAG.finditer(target):
+    for tag in markup.TAG.finditer(target):
         parts += [in_format(html.unescape(target[position : tag.start()]), fmt), tag.group()]
         position = tag.end()
     parts.append(in_format(html.unescape(target[position:]), fmt))
@@ -266,7 +266,7 @@ def apply_xliff(
             try:
                 # Refused here, before anything is stored, where a target brings markup its source lacks.
                 change = review.edited(job, rows, row, variant=chosen, text=text, rules=rules, qa=qa)
-            except review.MarkupNotAllowed as exc:
+            except markup.MarkupNotAllowed as exc:
                 raise XliffError(str(exc)) from None
             result.edited.append(row.id)
         approve = approving and (change[0].status if change else row.status) != "approved"

@@ -33,7 +33,7 @@ from service.auth import Permission, key_lookup
 from service.documents import AlignedSegment, Article, Inline, SourceFormat, in_format
 from service.formats import FORMAT_BY_SUFFIX
 from service.glossaries import UnknownGlossaryError
-from service.jobs import comments, files, review
+from service.jobs import comments, files, markup, review
 from service.jobs.articles import (
     DONE_TRANSLATING,
     IdempotencyConflict,
@@ -447,7 +447,7 @@ async def article_view(
     inlines = {
         s.id: [(at - start, at - start + i.end - i.start, i) for at, i in placed]
         for s, (start, placed) in zip(
-            doc.segments, review.placed_inlines({b.id: b for b in doc.blocks}, doc.segments), strict=True
+            doc.segments, markup.placed_inlines({b.id: b for b in doc.blocks}, doc.segments), strict=True
         )
     }
     # A revision: its sentences that the previous revision does not have (corrected or added).
@@ -726,7 +726,7 @@ async def edit(request: Request, job_id: str, segment_id: str) -> JSONResponse:
         )
     except review.VersionConflict as exc:
         return _json_error(409, "version_conflict", str(exc), current=_seg_json(exc.current))
-    except review.MarkupNotAllowed as exc:
+    except markup.MarkupNotAllowed as exc:
         return _json_error(422, "markup_not_allowed", str(exc))  # as /v1 says it
     except (ValueError, KeyError) as exc:
         return _json_error(422, "invalid_request", str(exc))

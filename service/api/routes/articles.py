@@ -21,7 +21,7 @@ from service.api.security import AUTH_ERRORS, Requires, article_scope, check_art
 from service.auth import Permission
 from service.documents import Article
 from service.glossaries import UnknownGlossaryError
-from service.jobs import comments, review
+from service.jobs import comments, markup, review
 from service.jobs.articles import (
     IdempotencyConflict,
     InvalidTransition,
@@ -470,7 +470,7 @@ def edit_segment(
         return _conflict(exc)
     except KeyError:
         raise ApiError(422, "unknown_variant", f"this article has no {body.variant!r} target") from None
-    except review.MarkupNotAllowed as exc:
+    except markup.MarkupNotAllowed as exc:
         raise ApiError(422, "markup_not_allowed", str(exc)) from None
     except (JobNotFound, review.SegmentNotFound, InvalidTransition) as exc:
         raise _review_errors(exc) from None
