@@ -188,7 +188,7 @@ def _glossary_files(settings: Settings) -> GlossaryStore:
 
 
 def _listen(settings: Settings) -> socket.socket:
-    """The socket `serve` listens on, bound before the model loads (as uvicorn would bind it), so
+    """The socket `serve` listens on, bound and listening before the model loads, so
     that an address in use or not this machine's is one line and exit status 2 at once, not
     uvicorn's log line and status 3 after the wait for the model."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
@@ -196,6 +196,9 @@ def _listen(settings: Settings) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((settings.host, settings.port))
+        # Listening at once: a socket only bound leaves the port to any other process with
+        # SO_REUSEADDR that listens on it during the model load, and uvicorn then serves nothing.
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         # In use, or below 1024 without the privilege: the port; not this machine's address: the host.

@@ -5,6 +5,7 @@ table, every `origin` a segment can have is named, a setting said to take 0 take
 from __future__ import annotations
 
 import ast
+import errno
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from models.engine import Engine
+from service.cli import _listen
 from service.config import Settings
 from service.schemas import SegmentOut
 from tests.conftest import REPO, serve
@@ -128,6 +130,26 @@ def test_serve_on_a_port_in_use_says_so_before_loading_the_model(tmp_path: Path)
             env={"DUIYI_DATA_DIR": str(tmp_path), "DUIYI_LOG_LEVEL": "warning"},
         )
     one_line_error(done, f"setting port (DUIYI_PORT / --port): cannot listen on 127.0.0.1:{port}", "in use")
+
+
+def test_serve_holds_its_port_while_the_model_loads() -> None:
+    """The socket `serve` takes before loading the model (`_listen`) is listening at once: no other
+    process can listen on the port during the load, even one with SO_REUSEADDR (Python's
+    http.server sets it). Only bound, it let such a process take the port, and duiyi then logged
+    that it listened and served nothing."""
+    sock = _listen(Settings(host="127.0.0.1", port=0))
+    try:
+        port = sock.getsockname()[1]
+        with socket.socket() as rival:
+            rival.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            with pytest.raises(OSError) as refused:
+                rival.bind(("127.0.0.1", port))
+                rival.listen()
+            assert refused.value.errno == errno.EADDRINUSE
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # and a client that comes during the load waits in its queue
+    finally:
+        sock.close()
 
 
 def test_a_glossary_file_that_is_not_a_glossary_is_named(tmp_path: Path) -> None:
