@@ -62,9 +62,11 @@ def _locate(
     hit of the term had its place in the old text; the person's new text comes next; first ones first.
     A form is found as the article's format may write it (`AT&amp;T` or `AT&T` in HTML)."""
     spans: list[tuple[int, int] | None] = [None] * len(terms)
-    groups: dict[str, list[int]] = {}
+    # The hits of one term that must read the same: one entry can want two forms in a sentence
+    # ("Security Consultative Committee (SCC)": 美日安全保障磋商委员会 and SCC), each found on its own.
+    groups: dict[tuple[str, str], list[int]] = {}
     for index, term in enumerate(terms):
-        groups.setdefault(term.term_id, []).append(index)
+        groups.setdefault((term.term_id, term.expected.get(variant, "")), []).append(index)
     kept = _unchanged(old, text) if old is not None else None
     taken: list[tuple[int, int]] = []
     for same in sorted(groups.values(), key=lambda ix: -len(terms[ix[0]].expected.get(variant, ""))):

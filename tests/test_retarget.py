@@ -134,3 +134,24 @@ def test_a_term_is_found_and_written_as_the_articles_format_writes_it(news: Glos
             for variant, span in term.targets.items():
                 assert span is not None
                 assert html.unescape(new.targets[variant][span.start : span.end]) == term.expected[variant]
+
+
+def test_one_entry_with_two_forms_in_a_sentence_is_found_in_each(news: Glossary) -> None:
+    """ "Security Consultative Committee (SCC)" has two hits of one entry, one to read as the name
+    and one as the abbreviation: a translator's edit that keeps both is not flagged, one that drops
+    the abbreviation is flagged for it alone."""
+    source = "Abe Shinzo told the Security Consultative Committee (SCC) that Futenma must move."
+    segment = translated(source, "QZX1告诉QZX2（QZX3），QZX4必须搬迁。", news)
+    assert [(t.term_id, t.expected["zh-Hans"]) for t in segment.terms if t.term_id == "scc"] == [
+        ("scc", "美日安全保障磋商委员会"),
+        ("scc", "SCC"),
+    ]
+    assert missing(segment) == []
+    new = edit(segment, "安倍晋三告诉美日安全保障磋商委员会（SCC），普天间必须迁走。")
+    assert new.targets["zh-TW"] == "安倍晉三告訴美日安全保障磋商委員會（SCC），普天間必須遷走。"
+    assert missing(new) == []
+    assert_spans_hold_the_forms(new)
+    dropped = edit(segment, "安倍晋三告诉美日安全保障磋商委员会，普天间必须迁走。")
+    assert missing(dropped) == [(v, "scc") for v in sorted(VARIANTS)]
+    flagged = {f.reason for f in dropped.flags if f.code == "term_missing" and f.variant == "zh-Hans"}
+    assert len(flagged) == 1 and flagged.pop().endswith("should read “SCC”")
