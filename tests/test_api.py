@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from service.api.app import max_body_bytes
 from service.config import Settings
 from tests.conftest import LiveServer, serve
 
@@ -186,7 +187,7 @@ def test_a_body_without_length_is_refused_at_the_limit_not_read_whole(server: Li
     """A chunked body (no Content-Length) is answered 413 as soon as it passes the limit, while the
     client is still sending: the service never holds more of it than the limit."""
     url = urlsplit(server.url)
-    limit = server.settings.max_chars * 4 + 65_536
+    limit = max_body_bytes(server.settings.max_chars)
     chunk = b"x" * 65_536
     with socket.create_connection((url.hostname, url.port), timeout=20) as sock:
         head = f"POST /v1/translate HTTP/1.1\r\nHost: {url.hostname}\r\nContent-Type: application/json\r\n"

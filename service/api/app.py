@@ -14,7 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.engine import DecodeOptions, Engine
 from models.scheduler import BatchingEngine
@@ -83,29 +84,51 @@ def build_pipeline(settings: Settings, engine: Engine, memory: Memory | None = N
 
 # Uploads of files (XLIFF, TMX, TBX, CSV, an article file): larger, and in any encoding the format allows.
 _FILE_UPLOADS = re.compile(r"^/v1/(articles/[^/]+/import|memory/import|glossaries/[^/]+)$|^/review/new$")
+# The most bytes a character can take in a JSON body: a \uXXXX escape is 6, a character beyond
+# U+FFFF a pair of them (12); a form's percent-encoding takes at most 12 (%XX for each of 4 bytes).
+_BYTES_PER_CHAR = 12
+# Room beside the text: the other fields of a request, JSON's punctuation.
+_BODY_ROOM = 65_536
+
+
+def max_body_bytes(max_chars: int) -> int:
+    """The largest body, other than an uploaded file, the request guard reads: room for
+    `max_chars` characters however they are written, so that the character limit (DUIYI_MAX_CHARS),
+    checked after parsing with a message that says so, is what decides for any text within it."""
+    return max_chars * _BYTES_PER_CHAR + _BODY_ROOM
 
 
 class _RequestGuard(BaseHTTPMiddleware):
-    """Refuse, before any parsing, a body far above the character limit (UTF-8 takes at most 4 bytes
-    a character, plus room for JSON) and a JSON body that is not UTF-8. File uploads have their own,
-    larger limit and are decoded by their parsers. And answer an unexpected failure with JSON
-    (`errors.unexpected`): here, since Starlette's last-resort handler answers and then re-raises,
-    which drops the connection."""
+    """Refuse, before any parsing, a body larger than any request within the character limit could
+    be (`max_body_bytes`), and a JSON body that is not UTF-8: for the methods that carry a body
+    (POST, PUT, PATCH); a body sent with another is not read, and no route takes one. File uploads
+    have their own limit and are decoded by their parsers. And answer an unexpected failure with
+    JSON (`errors.unexpected`): here, since Starlette's last-resort handler answers and then
+    re-raises, which drops the connection."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, max_file_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_chars: int, max_file_bytes: int) -> None:
         super().__init__(app)
-        self.max_bytes = max_bytes
+        self.max_chars = max_chars
+        self.max_bytes = max_body_bytes(max_chars)
         self.max_file_bytes = max_file_bytes
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        upload = request.method in ("POST", "PUT") and bool(_FILE_UPLOADS.match(request.url.path))
-        limit = self.max_file_bytes if upload else self.max_bytes
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
-            return errors.error_json(
-                413, "too_large", f"the request body has {int(length):,} bytes; the limit is {limit:,}"
+    def _too_large(self, size: str, upload: bool) -> Response:
+        if upload:
+            limit = f"{self.max_file_bytes:,} bytes, DUIYI_MAX_UPLOAD_BYTES"
+        else:
+            limit = (
+                f"{self.max_bytes:,} bytes, more than any request within DUIYI_MAX_CHARS "
+                f"({self.max_chars:,} characters) takes"
             )
-        if request.method in ("POST", "PUT", "PATCH"):
+        return errors.error_json(413, "too_large", f"the request body has {size} bytes; the limit is {limit}")
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if request.method in errors.BODY_METHODS:
+            upload = request.method in ("POST", "PUT") and bool(_FILE_UPLOADS.match(request.url.path))
+            limit = self.max_file_bytes if upload else self.max_bytes
+            length = request.headers.get("content-length")
+            if length and length.isdigit() and int(length) > limit:
+                return self._too_large(f"{int(length):,}", upload)
             # Read as it comes, and stop at the limit: a body sent without Content-Length (chunked)
             # is never held in memory beyond it.
             chunks: list[bytes] = []
@@ -113,9 +136,7 @@ class _RequestGuard(BaseHTTPMiddleware):
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    return errors.error_json(
-                        413, "too_large", f"the request body has more than {limit:,} bytes, the limit"
-                    )
+                    return self._too_large(f"more than {limit:,}", upload)
                 chunks.append(chunk)
             body = b"".join(chunks)
             # What Request.body() keeps, so that the route reads the same bytes.
@@ -131,6 +152,35 @@ class _RequestGuard(BaseHTTPMiddleware):
             return await call_next(request)
         except Exception as exc:  # noqa: BLE001 (a bug, answered and logged)
             return errors.unexpected(request, exc)
+
+
+class _HeadAsGet:
+    """HEAD on a path that takes GET is answered as GET, without the body (its status and headers,
+    Content-Length included), as HTTP has it: a health check or a CDN may send HEAD. FastAPI's
+    routes take only the methods they name (Starlette's own routes and static files answer HEAD
+    themselves, and are left to). A pure ASGI middleware, so a streamed body is not buffered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        routes = list(errors.routes_of(scope["app"].router.routes))
+        as_get = {**scope, "method": "GET"}
+        if any(r.matches(scope)[0] is Match.FULL for r in routes) or not any(
+            r.matches(as_get)[0] is Match.FULL for r in routes
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app(as_get, receive, headers_only)
 
 
 def create_app(
@@ -197,9 +247,8 @@ def create_app(
         memory=memory,
         runners=runners,
     )
-    app.add_middleware(
-        _RequestGuard, max_bytes=settings.max_chars * 4 + 65_536, max_file_bytes=settings.max_upload_bytes
-    )
+    app.add_middleware(_HeadAsGet)
+    app.add_middleware(_RequestGuard, max_chars=settings.max_chars, max_file_bytes=settings.max_upload_bytes)
     # The review app's sessions: a signed cookie, HttpOnly, SameSite=Lax, sent to /review only.
     app.add_middleware(
         SessionMiddleware,

@@ -3,13 +3,19 @@ The handlers live here, in one place; routes raise `ApiError`."""
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Iterable, Iterator, Sequence
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import RouteContext, iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from service.logs import current_request_id
 from service.schemas import ErrorResponse
@@ -53,6 +59,44 @@ def _describe(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def malformed_json(errors: list[dict[str, Any]]) -> str:
+    """The message for a body that is not JSON: what the parser found, and where (`json_invalid`,
+    whose `loc` ends in the character offset and whose `ctx.error` is the parser's reason)."""
+    err = next(e for e in errors if e.get("type") == "json_invalid")
+    # json's reasons: "Expecting value", "Unterminated string starting at", …
+    reason = str((err.get("ctx") or {}).get("error") or "not JSON").removesuffix(" at")
+    where = [p for p in err.get("loc", ()) if isinstance(p, int)]
+    at = f" at character {where[-1]}" if where else ""
+    return f"the request body is not valid JSON: {reason[:1].lower()}{reason[1:]}{at}"
+
+
+# The order HTTP's specification lists them in, for Allow.
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def routes_of(routes: Sequence[BaseRoute]) -> Iterator[RouteContext]:
+    """Every route of an app's list, the routes of included routers among them, with their whole
+    paths (an app's list holds an included router as one entry, which has no path of its own)."""
+    return iter_route_contexts(routes)
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope, also: Iterable[str] = ()) -> list[str]:
+    """The methods `scope`'s path takes: those of every route whose path matches it (a path has one
+    route per method), with `also` (what the route that answered named), and HEAD wherever GET is
+    (the app answers HEAD as GET without the body)."""
+    # The path as it came: a mount, routing, rewrites the scope's root_path.
+    root = scope.get("app_root_path", scope.get("root_path", ""))
+    probe = {"type": "http", "method": "", "path": scope["path"], "root_path": root}
+    methods = {m.strip().upper() for m in also if m.strip()}
+    for route in routes_of(routes):
+        taken = route.methods
+        if taken and route.matches(probe)[0] is not Match.NONE:
+            methods |= {m.upper() for m in taken}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods, key=lambda m: (_METHOD_ORDER.index(m) if m in _METHOD_ORDER else len(_METHOD_ORDER), m))
+
+
 def _is_json(request: Request) -> bool:
     """Whether the request's Content-Type is one FastAPI reads as JSON (application/json, or
     application/…+json)."""
@@ -69,7 +113,7 @@ def install(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_json(400, "malformed_json", f"the request body is not valid JSON: {_describe(errors)}")
+            return error_json(400, "malformed_json", malformed_json(errors))
         if any(tuple(e.get("loc", ())) == ("body",) for e in errors) and not _is_json(request):
             # FastAPI reads a body as JSON only when its Content-Type says so (`curl -d` sends
             # application/x-www-form-urlencoded): the body as a whole is then "not a dictionary".
@@ -82,7 +126,7 @@ def install(app: FastAPI) -> None:
         return error_json(422, "invalid_request", _describe(errors))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {
             404: "not_found",
             405: "method_not_allowed",
@@ -90,10 +134,15 @@ def install(app: FastAPI) -> None:
             413: "too_large",
             415: "unsupported_media_type",
         }
-        # Its headers too: a 405's Allow names the methods the path takes.
-        return error_json(
-            exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), headers=dict(exc.headers or {})
-        )
+        headers = dict(exc.headers or {})
+        message = str(exc.detail)
+        if exc.status_code == 405:
+            # Routing names only the methods of the first route whose path matched; the path may
+            # have a route for each of several methods, and Allow names them all.
+            allowed = allowed_methods(request.app.router.routes, request.scope, headers.get("Allow", "").split(","))
+            headers["Allow"] = ", ".join(allowed)
+            message = f"this path does not take {request.method}; it takes {', '.join(allowed)}"
+        return error_json(exc.status_code, codes.get(exc.status_code, "http_error"), message, headers=headers)
 
 
 DATABASE_RETRY_AFTER_S = 5
@@ -127,6 +176,7 @@ _TEXT = {
     401: "No API key, or not a valid one",
     403: "The API key's role may not do this",
     404: "Not found",
+    405: "The path does not take this method: the Allow header names those it takes",
     409: "Conflict: the resource changed (edit based on an old version) or is not in a state that allows this",
     413: "Input larger than the configured limit",
     415: "The body's Content-Type is not one this endpoint reads",
@@ -146,10 +196,63 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorResponse, "description": _TEXT[s]} for s in statuses}
 
 
+# Headers that answers with these statuses carry (set where the status is answered: security.py,
+# the routes, `unexpected`, the 405 handler).
+_HEADERS: dict[int, dict[str, dict[str, Any]]] = {
+    401: {"WWW-Authenticate": {"description": "`Bearer`: send the key as `Authorization: Bearer <key>`"}},
+    405: {"Allow": {"description": "the methods this path takes, comma-separated"}},
+    429: {"Retry-After": {"description": "seconds to wait before the next request", "schema": {"type": "integer"}}},
+    503: {
+        "Retry-After": {
+            "description": "seconds to wait before retrying (not on /readyz's `not_ready`)",
+            "schema": {"type": "integer"},
+        }
+    },
+}
+# Success headers the routes set, by operation: the new (or existing) job's URL.
+_SUCCESS_HEADERS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("post", "/v1/articles"): {"Location": {"description": "the article job's URL, `/v1/articles/{job_id}`"}},
+}
+# The methods that carry a body: the request guard (service/api/app.py) reads theirs, and answers
+# 400 and 413 for them; a body sent with any other method is not read.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _headers(declared: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: {"schema": {"type": "string"}} | header for name, header in declared.items()}
+
+
+def _success_text(status: str, operation: dict[str, Any], spec: dict[str, Any]) -> str:
+    """A 2xx's description in place of FastAPI's "Successful Response": the response model's own
+    description where it has one, else the status and the operation's summary."""
+    content = operation["responses"][status].get("content", {}).get("application/json", {})
+    ref = str(content.get("schema", {}).get("$ref", ""))
+    described = spec.get("components", {}).get("schemas", {}).get(ref.rpartition("/")[2], {}).get("description")
+    if ref and described:
+        return str(described)
+    phrase = HTTPStatus(int(status)).phrase
+    summary = operation.get("summary")
+    return f"{phrase}: {summary}" if summary else phrase
+
+
+def _head(get: dict[str, Any]) -> dict[str, Any]:
+    """The HEAD operation beside a GET: the same parameters, statuses and headers, no bodies."""
+    head = copy.deepcopy(get)
+    head["operationId"] = str(get.get("operationId", "")).removesuffix("_get") + "_head"
+    head["summary"] = f"{get.get('summary') or 'GET'} (HEAD: headers only)"
+    head["description"] = "Answered as GET, with its status and headers, Content-Length included, and no body."
+    for response in head["responses"].values():
+        response.pop("content", None)
+    return head
+
+
 def document_common_errors(app: FastAPI) -> None:
-    """Add to the OpenAPI document the statuses any operation can return from the app's shared
-    layers, so no route has to remember them: 500 and 503 (the database) everywhere; 400 (malformed JSON, not UTF-8) and
-    413 (too large) wherever there is a request body, since the request guard answers those."""
+    """Complete the OpenAPI document with what the app's shared layers do, so that no route has to
+    remember it: 500 and 503 (the database) everywhere; 405, with Allow, everywhere (no path takes
+    every method); 400 (malformed JSON, not UTF-8) and 413 (too large) on every POST, PUT and PATCH,
+    since the request guard answers those; the headers of 401, 405, 429 and 503 and of the routes'
+    answers; a description for each success in place of "Successful Response"; and HEAD beside
+    every GET, as the app answers it."""
     from fastapi.openapi.utils import get_openapi
 
     def openapi() -> dict[str, Any]:
@@ -157,11 +260,29 @@ def document_common_errors(app: FastAPI) -> None:
             return app.openapi_schema
         spec = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
         ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
-        for item in spec.get("paths", {}).values():
-            for operation in item.values():
-                statuses = [500, 503] + ([400, 413] if "requestBody" in operation else [])
+        for path, item in spec.get("paths", {}).items():
+            for method, operation in item.items():
+                answers = operation["responses"]
+                statuses = [405, 500, 503] + ([400, 413] if method.upper() in BODY_METHODS else [])
                 for status in statuses:
-                    operation["responses"].setdefault(str(status), {"description": _TEXT[status], "content": ref})
+                    answers.setdefault(str(status), {"description": _TEXT[status], "content": copy.deepcopy(ref)})
+                for status, response in answers.items():
+                    code = int(status) if status.isdigit() else 0
+                    declared = _HEADERS.get(code, {})
+                    if 200 <= code < 300:
+                        declared = _SUCCESS_HEADERS.get((method, path), {})
+                        if response.get("description") == "Successful Response":
+                            response["description"] = _success_text(status, operation, spec)
+                    if declared:
+                        response["headers"] = _headers(declared) | response.get("headers", {})
+        for path, item in spec.get("paths", {}).items():
+            if "get" in item:
+                ordered: dict[str, Any] = {}
+                for method, operation in item.items():
+                    ordered[method] = operation
+                    if method == "get":  # HEAD right after GET
+                        ordered["head"] = _head(operation)
+                spec["paths"][path] = ordered
         app.openapi_schema = spec
         return spec
 
