@@ -504,7 +504,9 @@ def test_notices_come_from_the_app_not_the_url(site: tuple[LiveServer, dict[str,
     page = sign_in(browser, live, keys["translator"])
     page.goto(f"/review/articles/{job_id}?message=Your+session+expired.+Sign+in+at+https://evil.example")
     assert page.locator("#message").count() == 0 and "evil.example" not in page.content()
-    page.click("#approve-article")  # two segments need review and no reason was given: refused
+    # Two segments need review and the reason is blank (the browser asks for one; a space passes): refused.
+    page.fill("input[name=override]", " ")
+    page.click("#approve-article")
     page.wait_for_load_state()
     assert "need review" in page.locator("#message").inner_text()
     assert "message=" not in page.url
@@ -708,15 +710,21 @@ def focused_segment(page: object) -> str:
     return str(page.evaluate("() => document.activeElement.closest('.seg')?.dataset.id || ''"))  # type: ignore[attr-defined]
 
 
+# A second press counts once the warning could be read: this long after it (the page's 800 ms, and some).
+WARNING_READ_MS = 1000
+
+
 def warned(key_target: object, key: str = "Control+Enter") -> None:
     """Asks to approve a flagged segment the first time (a key pressed on, or a click of, `key_target`)
-    and checks that its segment says so instead of approving it."""
+    and checks that its segment says so instead of approving it; returns once a second press would
+    count (a press right after the warning is taken for a double press, and ignored)."""
     row = key_target.locator("xpath=ancestor::div[contains(@class, 'seg')][1]")  # type: ignore[attr-defined]
     if key:
         key_target.press(key)  # type: ignore[attr-defined]
     else:
         key_target.click()  # type: ignore[attr-defined]
     row.locator(".approve-warning", has_text="again to approve it anyway").wait_for()
+    row.page.wait_for_timeout(WARNING_READ_MS)  # type: ignore[attr-defined]
 
 
 def test_approving_moves_on_to_the_next_segment_not_yet_approved(
@@ -930,6 +938,7 @@ def test_the_article_approval_form_follows_the_segments(
             arg=row.element_handle(),
         )
         if row.locator(".seg-status").inner_text() != "approved":
+            page.wait_for_timeout(WARNING_READ_MS)  # a second click right after the warning is ignored
             row.locator("button.approve").click()
         row.locator(".seg-status", has_text="approved").wait_for()
     question.wait_for(state="hidden")
@@ -1175,6 +1184,7 @@ def test_updating_repetitions_can_be_turned_off(site: tuple[LiveServer, dict[str
         arg=first.element_handle(),
     )
     if first.locator(".seg-status").inner_text() != "approved":
+        page.wait_for_timeout(WARNING_READ_MS)  # a second click right after the warning is ignored
         first.locator("button.approve").click()
     first.locator(".seg-status", has_text="approved").wait_for()
     assert [r.post_data_json["propagate"] for r in approvals] == [False]

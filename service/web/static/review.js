@@ -9,7 +9,8 @@
 //
 // A segment's saves and approvals run one after another (each sends the version the one before
 // got back), text that could not be saved stays in its editor, marked, and is sent again, and
-// leaving the page waits for the saves or warns.
+// leaving the page waits for the saves or warns. An article withdrawn while the page is open (a
+// 404) stops all that: the page says so, sends nothing more, and keeps unsaved text to copy.
 "use strict";
 
 (function () {
@@ -99,6 +100,7 @@
   const notes = JSON.parse(document.getElementById("term-notes")?.textContent || "{}");
   const segData = (row) => JSON.parse(row.querySelector(".seg-data").textContent);
   const pageError = document.getElementById("page-error");
+  let withdrawn = false; // the article was withdrawn while the page was open (articleWithdrawn)
   const segUrl = (row) => `/review/api/articles/${jobId}/segments/${encodeURIComponent(row.dataset.id)}`;
 
   // "Update repetitions": whether a save or approval also changes the sentence's untouched
@@ -165,7 +167,9 @@
       const none = Number(document.getElementById("pending-count")?.textContent || 0) === 0 &&
         Number(document.getElementById("open-queries")?.textContent || 0) === 0;
       label.hidden = none;
-      label.querySelector("input").disabled = none;
+      const reason = label.querySelector("input");
+      reason.disabled = none;
+      reason.required = !none; // the browser asks for it, rather than the server refusing a blank one
     }
   }
   function setPendingTo(n) {
@@ -199,6 +203,9 @@
     if (edit && edit.dataset.dirty !== "1" && document.activeElement !== edit) edit.value = text;
     for (const other of row.querySelectorAll(".other")) {
       other.querySelector(".other-text").textContent = seg.targets[other.dataset.variant] || "";
+      // A variant edited by hand is locked: editing this one no longer regenerates it.
+      const lock = other.querySelector(".locked-mark");
+      if (lock) lock.hidden = !(seg.locked_variants || []).includes(other.dataset.variant);
     }
     const flags = row.querySelector(".flags");
     flags.replaceChildren();
@@ -218,6 +225,9 @@
       else if (seg.status === "needs_review") setPending(1);
     }
     badge.textContent = seg.status;
+    // Approved already: nothing for its button to do (an edit reopens it, and the button with it).
+    const approveButton = row.querySelector("button.approve");
+    if (approveButton) approveButton.disabled = seg.status === "approved" || withdrawn;
     row.querySelector(".origin").textContent = seg.origin;
     row.className = row.className.replace(/status-\S+/, "status-" + seg.status);
     // A warning about flags the segment no longer has (or approved since) is said no more.
@@ -226,7 +236,12 @@
   }
 
   // --- approving a flagged segment: said once, in the segment, before it is approved ------------
+  // Approving it anyway takes a second press made after the warning could be read: a key held
+  // down (its repeats) never approves, nor a press that came before the warning was shown or
+  // within WARNING_READ_MS of it (a double click, a key pressed twice in a row).
+  const WARNING_READ_MS = 800;
   const warned = new WeakMap(); // row → the flags (flagKey) the translator was warned of
+  const warnedAt = new WeakMap(); // row → when the warning was shown (performance.now())
   const flagKey = (seg) => JSON.stringify((seg.flags || []).map((f) => [f.code, f.variant || "", f.reason]));
   // Whether approving now would pass over flags the translator has not been warned of yet.
   const needsWarning = (row, seg) =>
@@ -238,9 +253,15 @@
       "(or Approve) again to approve it anyway.";
     row.classList.add("warned");
     warned.set(row, flagKey(seg));
+    warnedAt.set(row, performance.now());
   }
+  // Whether a press at `pressed` came too soon after the warning to be the deliberate second one.
+  const tooSoon = (row, seg, pressed) =>
+    seg.status !== "approved" && (seg.flags || []).length > 0 && warnedAt.has(row) &&
+    pressed < warnedAt.get(row) + WARNING_READ_MS;
   function unwarn(row) {
     warned.delete(row);
+    warnedAt.delete(row);
     row.querySelector(".approve-warning").textContent = "";
     row.classList.remove("warned");
   }
@@ -252,10 +273,13 @@
     if (!box) return;
     const list = box.querySelector("ul");
     list.replaceChildren();
+    // One line per term and form: an entry used twice with one form ("SCC … the SCC") is listed
+    // once, one used with two (its name, then its acronym kept as written) twice.
     const seen = new Set();
     for (const t of segData(row).terms || []) {
-      if (seen.has(t.term_id)) continue;
-      seen.add(t.term_id);
+      const key = JSON.stringify([t.term_id, (t.expected || {})[variant] || ""]);
+      if (seen.has(key)) continue;
+      seen.add(key);
       const li = document.createElement("li");
       li.dataset.term = t.term_id;
       const term = document.createElement("span");
@@ -292,6 +316,7 @@
     saved: "Saved",
     failed: "Not saved — your text is kept here",
     conflict: "Not saved — changed by someone else",
+    withdrawn: "Not saved — the article was withdrawn",
     approving: "Approving…",
     approved: "Approved",
   };
@@ -315,23 +340,37 @@
     row.classList.remove("conflicted");
   }
 
+  // Who stored the segment's `version`, from the article's state (the last poll's, else asked for
+  // now); "" when that is not known (changed again since, or no answer).
+  async function changedBy(row, version) {
+    let s = known?.segments[row.dataset.id];
+    if (!s || s[0] !== version) {
+      const r = await send("GET", `/review/api/articles/${jobId}/state`);
+      s = r.status === 200 ? r.data?.segments?.[row.dataset.id] : null;
+    }
+    return s && s[0] === version ? s[1] || "" : "";
+  }
+  const whoChanged = (by) =>
+    by === me ? "You changed this segment in another tab" : `${by || "Someone else"} changed this segment`;
+
   // `mine`: what the translator typed, or null when they typed nothing (then nothing is quoted).
-  function showConflict(row, current, mine) {
+  async function showConflict(row, current, mine) {
+    const who = whoChanged(await changedBy(row, current.version));
     const box = row.querySelector(".conflict");
     box.hidden = false;
     box.replaceChildren();
     const p = document.createElement("p");
     const theirs = current.targets[variant] || "";
     if (mine !== null && mine !== theirs) {
-      p.textContent = "Someone else changed this segment; their newer text is shown. Your text was:";
+      p.textContent = `${who}; the newer text is shown. Your text was:`;
       const q = document.createElement("blockquote");
       q.className = "mine";
       q.lang = variant;
       q.textContent = mine;
       box.append(p, q);
     } else {
-      p.textContent = "Someone else changed this segment since this page was loaded; their newer text " +
-        "is shown. Nothing was approved: check it and approve again.";
+      p.textContent = `${who} since this page was loaded; the newer text is shown. Nothing was ` +
+        "approved: check it and approve again.";
       box.append(p);
     }
     row.classList.add("conflicted");
@@ -373,6 +412,7 @@
     const edit = row.querySelector(".target-edit");
     if (!edit || edit.dataset.dirty !== "1") return ok;
     clearTimeout(timers.get(row));
+    if (withdrawn) { keptToCopy(row); return false; }
     const text = edit.value;
     setState(row, "saving");
     const r = await call("PATCH", segUrl(row), { variant, text, version: Number(row.dataset.version), propagate: propagate() });
@@ -390,9 +430,10 @@
       return true;
     }
     if (r.status === 409 && r.data?.error?.current) {
-      showConflict(row, r.data.error.current, edit.value);
+      await showConflict(row, r.data.error.current, edit.value);
       return false;
     }
+    if (r.status === 404) { articleWithdrawn(); return false; } // the article is gone, and the segment with it
     // Not saved: the text stays in the editor, marked unsaved, and is sent again.
     const again = r.status === 0 || r.status === 401 || r.status === 403 || r.status === 429 || r.status >= 500;
     showProblem(row, `Not saved: ${why(r)}. Your text is kept here` +
@@ -415,7 +456,12 @@
       return true;
     }
     if (r.status === 409 && r.data?.error?.current) {
-      showConflict(row, r.data.error.current, null); // the approval had no text of the translator's
+      await showConflict(row, r.data.error.current, null); // the approval had no text of the translator's
+      return false;
+    }
+    if (r.status === 404) {
+      articleWithdrawn();
+      if (!isDirty(row)) setState(row, "");
       return false;
     }
     showProblem(row, `Not approved: ${why(r)}.`);
@@ -521,14 +567,17 @@
   // with QA flags is not approved at the first asking: the segment says which flags it has, and
   // asking again approves it (unless its flags changed in between: then it says so again).
   async function approve(row) {
+    const pressed = performance.now();
     clearTimeout(timers.get(row));
     const ok = await enqueue(row, async (before) => {
       if (!(await doSave(row, before))) return false;
       while (isDirty(row)) { // typed while that save was on its way
         if (!(await doSave(row, true))) return false;
       }
+      if (withdrawn) return false;
       const seg = segData(row);
       if (needsWarning(row, seg)) { warn(row, seg); return false; }
+      if (tooSoon(row, seg, pressed)) return false; // not yet the deliberate second press
       return doApprove(row);
     });
     if (!ok) return;
@@ -656,7 +705,7 @@
   let known = null; // the last state: { status, pending, segments: { id: [version, changed by] }, queries }
   let polling = false;
   async function poll() {
-    if (polling || document.visibilityState !== "visible") return;
+    if (polling || withdrawn || document.visibilityState !== "visible") return;
     polling = true;
     try {
       let response;
@@ -670,6 +719,9 @@
         stateTag = response.headers.get("ETag") || "";
         known = await response.json();
         showJobStatus(known.status);
+      } else if (response.status === 404) {
+        articleWithdrawn();
+        return;
       } else if (response.status !== 304) {
         return;
       }
@@ -730,7 +782,34 @@
     countOpen();
   }
 
-  setInterval(poll, POLL_MS);
+  const polls = setInterval(poll, POLL_MS);
+
+  // --- a withdrawn article ------------------------------------------------------------------------
+  // The poll or a save answered 404: the article was withdrawn (deleted). Nothing more is sent
+  // (no retries, no polls): the page says so once, and what the translator typed and could not
+  // save stays in its editor, to copy. (`withdrawn` is declared at the top.)
+  function articleWithdrawn() {
+    if (withdrawn) return;
+    withdrawn = true;
+    clearInterval(polls);
+    for (const row of rows) {
+      clearTimeout(timers.get(row));
+      const edit = row.querySelector(".target-edit");
+      if (edit) edit.readOnly = true; // still selectable, to copy
+      if (isDirty(row)) keptToCopy(row);
+    }
+    for (const b of document.querySelectorAll("button.approve, #approve-article, .add-query, .thread-button")) {
+      b.disabled = true;
+    }
+    pageError.textContent = "This article was withdrawn: nothing more can be saved or approved on this " +
+      "page. Any text you typed that was not saved is still in its editor (marked): copy it from there.";
+    pageError.hidden = false;
+  }
+  function keptToCopy(row) {
+    showProblem(row, "Not saved: this article was withdrawn. Your text is kept here: copy it.");
+    setState(row, "withdrawn");
+    row.classList.add("unsaved");
+  }
   document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") poll(); });
 
   // --- leaving the page -------------------------------------------------------------------------
@@ -740,6 +819,7 @@
   // Save everything first; stay (and say why) when something could not be saved.
   let leaving = false;
   async function leave(go, undo) {
+    if (withdrawn) { go(); return; } // nothing can be saved: the browser asks about typed text
     if (leaving) return;
     leaving = true;
     pageError.hidden = false;
@@ -805,9 +885,10 @@
     const view = row.querySelector(".target-view");
     const edit = row.querySelector(".target-edit");
     view.addEventListener("click", () => open(row));
+    // A key held down repeats: its repeats neither approve nor open anything.
     view.addEventListener("keydown", (e) => {
-      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); approve(row); }
-      else if (e.key === "Enter") { e.preventDefault(); open(row); }
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); if (!e.repeat) approve(row); }
+      else if (e.key === "Enter") { e.preventDefault(); if (!e.repeat) open(row); }
     });
     row.querySelector(".approve")?.addEventListener("click", () => approve(row));
     if (!edit) continue;
@@ -819,7 +900,7 @@
       timers.set(row, setTimeout(() => save(row), 800));
     });
     edit.addEventListener("keydown", (e) => {
-      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); approve(row); }
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); if (!e.repeat) approve(row); }
       if (e.key === "Escape") { e.preventDefault(); close(row, true); }
     });
     edit.addEventListener("blur", () => { setTimeout(() => { if (document.activeElement !== edit) close(row); }, 150); });
@@ -1285,6 +1366,7 @@
   // pressed keeps the focus: the same element, now saying the other.
   async function setResolved(row, id, resolve) {
     const r = await call("POST", `/review/api/articles/${jobId}/comments/${id}/${resolve ? "resolve" : "reopen"}`);
+    if (r.status === 404) { articleWithdrawn(); return; }
     if (r.status !== 200) {
       flash(`The query could not be ${resolve ? "resolved" : "reopened"}: ${why(r)}`);
       return;
@@ -1301,7 +1383,9 @@
     flash(resolve ? "Query resolved." : "Query reopened.");
   }
   const commentOf = (row, id) => (comments.get(row.dataset.id) || []).find((c) => String(c.id) === String(id));
+  const posting = new WeakSet(); // rows whose query is on its way: a second Ctrl+Enter posts nothing
   async function addQuery(row) {
+    if (posting.has(row) || withdrawn) return;
     const text = row.querySelector(".query-text");
     if (!text.value.trim()) {
       flash("Write the query first.");
@@ -1310,7 +1394,10 @@
     }
     const button = row.querySelector(".add-query");
     button.disabled = true;
+    posting.add(row); // (call() answers every failure with a status: it never throws)
     const r = await call("POST", `/review/api/articles/${jobId}/segments/${encodeURIComponent(row.dataset.id)}/comments`, { body: text.value });
+    posting.delete(row);
+    if (r.status === 404) { articleWithdrawn(); return; } // the query stays in its box, to copy
     button.disabled = false;
     if (r.status !== 201) {
       flash(`The query was not added: ${why(r)}`);
