@@ -79,7 +79,11 @@ def secured(
 
 
 def operations(spec: dict) -> set[tuple[str, str]]:
-    return {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+    """The document's operations but HEAD, which each GET has beside it (answered as the GET,
+    under the GET's role decision)."""
+    found = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+    assert {(m, p) for m, p in found if m == "HEAD"} == {("HEAD", p) for m, p in found if m == "GET"}
+    return {(m, p) for m, p in found if m != "HEAD"}
 
 
 def concrete(path: str) -> str:

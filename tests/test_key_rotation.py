@@ -438,8 +438,8 @@ def test_rotation_is_documented(live_keys: tuple[LiveServer, Database]) -> None:
     spec = live.client.get("/openapi.json").json()
     op = spec["paths"]["/v1/keys/{key_id}/rotate"]["post"]
     # Every status it answers: 400 (malformed JSON) and 413 (too large) from the request guard,
-    # 422 for a bad overlap or flag, 500 and 503 as everywhere.
-    assert set(op["responses"]) == {"201", "400", "401", "403", "404", "409", "413", "422", "429", "500", "503"}
+    # 422 for a bad overlap or flag, 405, 500 and 503 as everywhere.
+    assert set(op["responses"]) == {"201", "400", "401", "403", "404", "405", "409", "413", "422", "429", "500", "503"}
     assert "overlap" in op["description"] and "401" in op["description"]
     assert "new_webhook_secret" in op["description"]
     schemas = spec["components"]["schemas"]
