@@ -197,3 +197,29 @@ def test_the_concordance_leaves_the_translations_in_view(
     assert editor.evaluate(ON_TOP)
     page.screenshot(path=str(OUTPUT / f"review-layout-{size['width']}-concordance-editing.png"))
     page.context.close()
+
+
+@pytest.mark.parametrize("size", [DESK, TABLET, PHONE], ids=["1280", "tablet-768", "phone-390"])
+def test_the_sentence_being_edited_stays_in_sight_when_the_concordance_opens(
+    desk: tuple[LiveServer, dict[str, str], str], browser: object, size: dict[str, int]
+) -> None:
+    """Ctrl+Shift+F from a sentence at the very bottom of the window: the article narrows beside
+    the docked box (or a sheet rises over the window's lower half), and the sentence is scrolled so
+    that its translation is wholly on screen and clear of the box."""
+    live, keys, job_id = desk
+    page: Any = sign_in(browser, live, keys["translator"])
+    page.set_viewport_size(size)
+    page.goto(f"/review/articles/{job_id}")
+    row = row_of(page, "The mayor of Nago")
+    row.locator(".target-view").click()
+    editor = row.locator("textarea.target-edit")
+    editor.wait_for()
+    row.evaluate("r => r.scrollIntoView({block: 'end'})")
+    editor.press("Control+Shift+F")
+    concordance = page.locator("#concordance")
+    concordance.wait_for()
+    page.wait_for_timeout(100)  # one frame for the scroll
+    panel, target = box(concordance), box(row.locator(".target"))
+    assert not overlap(panel, target), (panel, target)
+    assert target["y"] >= 0 and target["y"] + target["height"] <= size["height"], target
+    page.context.close()

@@ -1198,8 +1198,11 @@
       back = { row: row && el.classList.contains("target-edit") ? row : null, element: el };
       panel.hidden = false;
       opener?.setAttribute("aria-expanded", "true");
+      // The sentence being edited stays in sight: beside the docked box, or above the sheet on a
+      // narrow window (the segments' scroll margins make room for either).
+      back.row?.scrollIntoView({ block: "nearest" });
       if (text) input.value = text;
-      input.focus();
+      input.focus({ preventScroll: true });
       input.select();
       if (text) search();
     }
