@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from service.storage.tables import MemoryEntry
 
 
-def _text_only(value: Any) -> Any:
+def text_only(value: Any) -> Any:
     """`value`, if every string in it is text UTF-8 can carry: JSON's `\\ud800` escapes can smuggle in
     a lone UTF-16 surrogate, which is not a character, and which storage and the model cannot take;
     and `\\u0000` a NUL, which is no text either and which PostgreSQL refuses to store."""
@@ -34,22 +34,23 @@ def _text_only(value: Any) -> Any:
             raise ValueError(f"holds a NUL (U+0000 at character {value.index(chr(0))}), which is not text: remove it")
     elif isinstance(value, list | tuple):
         for item in value:
-            _text_only(item)
+            text_only(item)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _text_only(key)
-            _text_only(item)
+            text_only(key)
+            text_only(item)
     return value
 
 
 class Incoming(BaseModel):
-    """A request body: its strings are checked to be text (see `_text_only`); nested bodies are
-    Incoming too."""
+    """A request body: its strings are checked to be text (see `text_only`); nested bodies are
+    Incoming too. Checked before pydantic's own checks (a length, a pattern), which cannot read a
+    lone surrogate and would say only that the value is no unicode string."""
 
-    @field_validator("*", mode="after")
+    @field_validator("*", mode="before")
     @classmethod
     def _strings_are_text(cls, value: Any) -> Any:
-        return _text_only(value)
+        return text_only(value)
 
 
 class ArticleIn(Incoming):
@@ -382,10 +383,15 @@ class DeliveryOut(BaseModel):
     attempts: list[DeliveryAttemptOut]
 
 
+# The longest target a person may store for one segment, however it comes: an edit (/v1 and the
+# review app) or an XLIFF import.
+MAX_SEGMENT_TEXT = 20_000
+
+
 class SegmentEditIn(Incoming):
     model_config = ConfigDict(extra="forbid")
     variant: str = Field(default="zh-Hans", description="zh-Hans regenerates the others; another variant locks it")
-    text: str = Field(max_length=20_000)
+    text: str = Field(max_length=MAX_SEGMENT_TEXT)
     version: int = Field(description="the segment version this edit is based on")
     propagate: bool = Field(
         default=True,
@@ -544,8 +550,13 @@ class ConcordanceTerm(BaseModel):
     note: str
 
 
+# The largest id of a row with an Integer key (API keys, translation memory entries, comments): a
+# 4-byte integer on PostgreSQL, which refuses a larger number in a query (SQLite would take it).
+MAX_ROW_ID = 2**31 - 1
+# Such an id in a path: beyond the range, a 422, as for a path that is no number.
+RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 # A translation memory entry's id in a path (the API's and the review app's upkeep routes).
-EntryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the entry's id, as concordance search gives it")]
+EntryId = Annotated[RowId, Path(description="the entry's id, as concordance search gives it")]
 
 
 class MemoryEntryOut(BaseModel):

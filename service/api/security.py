@@ -1,14 +1,15 @@
 """Access checks, in one place: who is calling (an API key, as `Authorization: Bearer KEY`), may
 their role do this, are they within their rate limit, and may they see this article. Routes
 declare what they need with `Requires(Permission.X)` and receive the caller's Principal; routes
-on one article call `check_article`, routes listing articles filter by `article_scope`."""
+on one article call `check_article`, routes listing articles filter by `article_scope`. Ids in
+paths are `JobId`, `SegmentId` and `DeliveryId` (and `service.schemas.RowId` for numbers)."""
 
 from __future__ import annotations
 
 import math
 from typing import Annotated, Any
 
-from fastapi import Depends, Security
+from fastapi import Depends, Path, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -76,9 +77,39 @@ def check_article(db: Database, job_id: str, principal: Principal) -> None:
     if owner is None:
         return
     with db.session() as session:
-        found = session.scalar(select(Job.owner).where(Job.id == job_id))
+        found = None if "\0" in job_id else session.scalar(select(Job.owner).where(Job.id == job_id))
     if found != owner:
         raise ApiError(404, "not_found", str(JobNotFound(job_id)))
 
 
 AUTH_ERRORS = (401, 403, 429)
+
+
+# Ids in paths. An id holding a NUL (U+0000) names nothing this service made, and PostgreSQL cannot
+# even look for one (its text holds no NUL): such an id is a 404 at once, as any id that names
+# nothing is, on every database.
+
+
+def _job_id(job_id: Annotated[str, Path(description="the article's id: `id` in the answer to its submission")]) -> str:
+    if "\0" in job_id:
+        raise ApiError(404, "not_found", str(JobNotFound(job_id)))
+    return job_id
+
+
+def _segment_id(segment_id: Annotated[str, Path(description="the segment's id in its article, as `b3.s2`")]) -> str:
+    if "\0" in segment_id:
+        raise ApiError(404, "not_found", f"no segment {segment_id!r}")
+    return segment_id
+
+
+def _delivery_id(
+    delivery_id: Annotated[str, Path(description="a webhook delivery's id, as `…/deliveries` lists it")],
+) -> str:
+    if "\0" in delivery_id:
+        raise ApiError(404, "not_found", f"no webhook delivery {delivery_id!r}")
+    return delivery_id
+
+
+JobId = Annotated[str, Depends(_job_id)]
+SegmentId = Annotated[str, Depends(_segment_id)]
+DeliveryId = Annotated[str, Depends(_delivery_id)]

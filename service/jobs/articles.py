@@ -340,8 +340,9 @@ def submit(
 
 def get_job(session: Session, job_id: str, scope: str | None = None) -> Job:
     """The job, or JobNotFound; with `scope` (`Principal.scope`), also JobNotFound for another
-    owner's job, so that a caller learns nothing of articles it may not see."""
-    job = session.get(Job, job_id)
+    owner's job, so that a caller learns nothing of articles it may not see. An id holding a NUL
+    names no job (and PostgreSQL could not look for it)."""
+    job = None if "\0" in job_id else session.get(Job, job_id)
     if job is None or (scope is not None and job.owner != scope):
         raise JobNotFound(job_id)
     return job
@@ -356,6 +357,8 @@ def hold_job(session: Session, job_id: str, scope: str | None = None) -> Job:
     and a withdrawal of the article take turns, so that a change that waited finds the article gone
     (404) instead of failing on rows deleted under it (a 500), and an approval sees every change made
     before it. Changes to one article take turns with each other too; each holds it for milliseconds."""
+    if "\0" in job_id:  # no job's id, and no text PostgreSQL could look for
+        raise JobNotFound(job_id)
     held = session.execute(
         update(Job)
         .where(Job.id == job_id)
@@ -410,7 +413,9 @@ def list_jobs(
     `since`: changed at or after that time; `after`: a position in that order, (updated_at, id) of
     the last job a client has seen, for the next page: strictly after it, so that a page never
     repeats the last one's jobs, however many share a time. `owner`: only the jobs it submitted (a
-    CMS sees only its own)."""
+    CMS sees only its own). An `external_id` holding a NUL is none that was stored: no jobs."""
+    if external_id is not None and "\0" in external_id:
+        return []
     query = select(Job)
     if owner is not None:
         query = query.where(Job.owner == owner)

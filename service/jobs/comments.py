@@ -31,8 +31,9 @@ from sqlalchemy.orm import Session
 
 from service.auth import ROLE_PERMISSIONS, Permission
 from service.config import Settings
-from service.jobs.articles import JobNotFound, Principal, hold_job
+from service.jobs.articles import Principal, get_job, hold_job
 from service.jobs.deliveries import enqueue, links
+from service.schemas import MAX_ROW_ID
 from service.storage.db import Database
 from service.storage.tables import Delivery, Job, SegmentComment, StoredSegment, utcnow
 
@@ -53,17 +54,14 @@ class CommentNotFound(LookupError):
         super().__init__(f"article {job_id} has no comment {comment_id!r}")
 
 
-_MAX_ID = 2**63 - 1  # the largest id any database here stores (BIGINT); beyond it, no such comment
-
-
 def _comment_number(comment_id: str) -> int | None:
     """The comment id in a URL as a number, or None for text that names no comment (not a number,
-    out of range): answered as a comment that does not exist, after the article is checked, so that
-    another owner's article is a 404 whatever follows its id."""
+    out of range of the id column, MAX_ROW_ID): answered as a comment that does not exist, after the
+    article is checked, so that another owner's article is a 404 whatever follows its id."""
     if not comment_id.isascii() or not comment_id.isdecimal() or len(comment_id) > 19:
         return None
     number = int(comment_id)
-    return number if 1 <= number <= _MAX_ID else None
+    return number if 1 <= number <= MAX_ROW_ID else None
 
 
 class NotYours(PermissionError):
@@ -115,9 +113,7 @@ def list_comments(
     """The article's comments, oldest first (a thread reads in order); only the open ones with
     `open_only`, only one segment's with `segment_id`. JobNotFound as get_job with `scope`."""
     with db.session() as session:
-        job = session.get(Job, job_id)
-        if job is None or (scope is not None and job.owner != scope):
-            raise JobNotFound(job_id)
+        get_job(session, job_id, scope)
         query = select(SegmentComment).where(SegmentComment.job_id == job_id)
         if open_only:
             query = query.where(SegmentComment.resolved_at.is_(None))

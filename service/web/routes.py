@@ -19,7 +19,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +29,8 @@ from glossary.terms import VARIANTS
 from service import concordance
 from service import memory as upkeep
 from service.api.deps import Runtime
+from service.api.errors import _describe, malformed_json
+from service.api.security import JobId, SegmentId
 from service.auth import Permission, key_lookup
 from service.documents import AlignedSegment, Article, Inline, SourceFormat, in_format
 from service.formats import FORMAT_BY_SUFFIX
@@ -49,7 +51,16 @@ from service.jobs.articles import (
 from service.jobs.codec import segment_from_row
 from service.keys import authenticate
 from service.memory import SEARCH_LIMIT, SEARCH_MAX
-from service.schemas import EntryId, Incoming, SegmentState, memory_entry_out, segment_out, stored_segment_out
+from service.schemas import (
+    MAX_SEGMENT_TEXT,
+    EntryId,
+    Incoming,
+    SegmentState,
+    memory_entry_out,
+    segment_out,
+    stored_segment_out,
+    text_only,
+)
 from service.storage.db import contains_in_any_case
 from service.storage.tables import Job, SegmentComment, StoredArticle, StoredSegment
 from service.translate import InputError
@@ -250,7 +261,10 @@ def find_jobs(
     """The newest submitted jobs (each with its article's title) whose title or external id
     contains `q` (in any case, letters beyond ASCII included: `contains_in_any_case`), or whose id
     starts with it; `q` is plain text (`%` and `_` are no wildcards). With `scope`
-    (`Principal.scope`: a cms key's), only that owner's."""
+    (`Principal.scope`: a cms key's), only that owner's. A `q` holding a NUL finds nothing: no
+    stored text has one (and PostgreSQL could not look for it)."""
+    if "\0" in q:
+        return []
     query = select(Job, StoredArticle.title).join(StoredArticle, StoredArticle.id == Job.article_id)
     if scope is not None:
         query = query.where(Job.owner == scope)
@@ -335,8 +349,16 @@ async def new_article(request: Request) -> Response:
             fmt = FORMAT_BY_SUFFIX.get(Path(upload.filename).suffix.lower(), "text")
     if fmt not in {f.value for f in SourceFormat}:
         fmt = "text"
+    title, byline = str(form.get("title", "")), str(form.get("byline", ""))
+    # Text only, as /v1 takes it: no NUL, no lone surrogate (a file could hold one, a form field too).
+    what = "The file" if isinstance(upload, UploadFile) and upload.filename else "The text"
+    for label, value in (("The title", title), ("The byline", byline), (what, body)):
+        try:
+            text_only(value)
+        except ValueError as exc:
+            return await _new_error(request, user, form, f"{label} {exc}.")
     sub = Submission(
-        article=Article(body, SourceFormat(fmt), str(form.get("title", "")), "", str(form.get("byline", ""))),
+        article=Article(body, SourceFormat(fmt), title, "", byline),
         targets=[str(v) for v in form.getlist("targets")] or None,
         glossaries=[str(g) for g in form.getlist("glossaries")],
     )
@@ -540,7 +562,7 @@ async def approve_article(request: Request, job_id: str) -> Response:
 class _Edit(Incoming):
     model_config = ConfigDict(extra="forbid")
     variant: str
-    text: str
+    text: str = Field(max_length=MAX_SEGMENT_TEXT)  # as /v1's SegmentEditIn
     version: int
     propagate: bool = True  # the same edit of the sentence's untouched repetitions, as /v1
 
@@ -574,7 +596,7 @@ async def session_info(request: Request) -> JSONResponse:
 
 
 @router.get("/api/articles/{job_id}/progress")
-async def progress(request: Request, job_id: str) -> JSONResponse:
+async def progress(request: Request, job_id: JobId) -> JSONResponse:
     user = await _user(request, Permission.ARTICLES_READ)
     runtime = _runtime(request)
 
@@ -599,7 +621,7 @@ async def progress(request: Request, job_id: str) -> JSONResponse:
 
 
 @router.get("/api/articles/{job_id}/segments/{segment_id}/suggestions")
-async def suggestions(request: Request, job_id: str, segment_id: str, variant: str = "") -> JSONResponse:
+async def suggestions(request: Request, job_id: JobId, segment_id: SegmentId, variant: str = "") -> JSONResponse:
     """Translation memory suggestions for the segment a translator opened, best first. Asked for one
     segment at a time, so a page loads without scanning the memory for every segment it shows."""
     await _user(request, Permission.MEMORY_READ)
@@ -675,6 +697,8 @@ async def correct_memory_entry(request: Request, entry_id: EntryId) -> JSONRespo
         entry = await run_in_threadpool(
             upkeep.correct_entry, runtime.memory, entry_id, body.target, by=user.principal.name
         )
+    except _MalformedJson as exc:
+        return _json_error(400, "malformed_json", str(exc))
     except ValueError as exc:  # a body that is no correction, or a BadCorrection
         return _json_error(422, "invalid_request", str(exc))
     except upkeep.EntryNotFound as exc:
@@ -696,15 +720,36 @@ async def delete_memory_entry(request: Request, entry_id: EntryId) -> JSONRespon
     return JSONResponse(memory_entry_out(entry).model_dump(mode="json"))
 
 
+class _MalformedJson(ValueError):
+    """A body that is no JSON: a 400 `malformed_json`, as /v1 answers it (a ValueError: a route that
+    does not tell it apart answers a 422)."""
+
+
 async def _json_body(request: Request, model: type[BaseModel]) -> Any:
+    """The body as `model`: parsed as /v1 parses one (Python's JSON reader, which takes a `\\ud800`
+    escape, for `Incoming` to refuse with its own message), then validated. _MalformedJson for no
+    JSON, ValueError saying what is wrong as /v1 says it (`errors._describe`) for an invalid body."""
     try:
-        return model.model_validate_json(await request.body())
+        data = json.loads(await request.body())
+    except json.JSONDecodeError as exc:
+        # What FastAPI reports for /v1, for /v1's message.
+        error = {
+            "type": "json_invalid",
+            "loc": ("body", exc.pos),
+            "msg": "JSON decode error",
+            "ctx": {"error": exc.msg},
+        }
+        raise _MalformedJson(malformed_json([error])) from None
+    except UnicodeDecodeError:
+        raise _MalformedJson("the request body is not valid JSON: it is not UTF-8 text") from None
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise ValueError(str(exc)) from None
+        raise ValueError(_describe([dict(e) for e in exc.errors()])) from None
 
 
 @router.patch("/api/articles/{job_id}/segments/{segment_id}")
-async def edit(request: Request, job_id: str, segment_id: str) -> JSONResponse:
+async def edit(request: Request, job_id: JobId, segment_id: SegmentId) -> JSONResponse:
     user = await _user(request, Permission.SEGMENTS_EDIT)
     check_csrf(user, request.headers.get(CSRF_HEADER))
     runtime = _runtime(request)
@@ -728,6 +773,8 @@ async def edit(request: Request, job_id: str, segment_id: str) -> JSONResponse:
         return _json_error(409, "version_conflict", str(exc), current=_seg_json(exc.current))
     except markup.MarkupNotAllowed as exc:
         return _json_error(422, "markup_not_allowed", str(exc))  # as /v1 says it
+    except _MalformedJson as exc:
+        return _json_error(400, "malformed_json", str(exc))
     except (ValueError, KeyError) as exc:
         return _json_error(422, "invalid_request", str(exc))
     except (JobNotFound, review.SegmentNotFound) as exc:
@@ -738,7 +785,7 @@ async def edit(request: Request, job_id: str, segment_id: str) -> JSONResponse:
 
 
 @router.post("/api/articles/{job_id}/segments/{segment_id}/approve")
-async def approve_segment(request: Request, job_id: str, segment_id: str) -> JSONResponse:
+async def approve_segment(request: Request, job_id: JobId, segment_id: SegmentId) -> JSONResponse:
     user = await _user(request, Permission.ARTICLES_APPROVE)
     check_csrf(user, request.headers.get(CSRF_HEADER))
     runtime = _runtime(request)
@@ -757,6 +804,8 @@ async def approve_segment(request: Request, job_id: str, segment_id: str) -> JSO
         )
     except review.VersionConflict as exc:
         return _json_error(409, "version_conflict", str(exc), current=_seg_json(exc.current))
+    except _MalformedJson as exc:
+        return _json_error(400, "malformed_json", str(exc))
     except ValueError as exc:
         return _json_error(422, "invalid_request", str(exc))
     except (JobNotFound, review.SegmentNotFound) as exc:
@@ -797,6 +846,8 @@ def comments_open(thread: list[SegmentComment]) -> dict[str, int]:
 def _comment_error(exc: Exception) -> JSONResponse:
     if isinstance(exc, comments.BadComment):
         return _json_error(422, "invalid_comment", str(exc))
+    if isinstance(exc, _MalformedJson):
+        return _json_error(400, "malformed_json", str(exc))
     if isinstance(exc, ValueError):
         return _json_error(422, "invalid_request", str(exc))
     if isinstance(exc, comments.NotYours):
@@ -814,7 +865,7 @@ _COMMENT_ERRORS = (
 
 
 @router.post("/api/articles/{job_id}/segments/{segment_id}/comments")
-async def add_comment(request: Request, job_id: str, segment_id: str) -> JSONResponse:
+async def add_comment(request: Request, job_id: JobId, segment_id: SegmentId) -> JSONResponse:
     """A query on a segment, or an answer in its thread, as POST /v1/.../comments."""
     user = await _user(request, Permission.COMMENTS_WRITE)
     check_csrf(user, request.headers.get(CSRF_HEADER))
@@ -849,7 +900,7 @@ async def _set_resolved(request: Request, job_id: str, comment_id: str, resolved
 
 
 @router.get("/api/articles/{job_id}/comments")
-async def thread_comments(request: Request, job_id: str) -> JSONResponse:
+async def thread_comments(request: Request, job_id: JobId) -> JSONResponse:
     """The article's comments, oldest first, as /v1 lists them: the page asks for them when the
     polled state says a thread changed elsewhere (`article_state`'s `queries`)."""
     user = await _user(request, Permission.ARTICLES_READ)
@@ -862,12 +913,12 @@ async def thread_comments(request: Request, job_id: str) -> JSONResponse:
 
 
 @router.post("/api/articles/{job_id}/comments/{comment_id}/resolve")
-async def resolve_comment(request: Request, job_id: str, comment_id: str) -> JSONResponse:
+async def resolve_comment(request: Request, job_id: JobId, comment_id: str) -> JSONResponse:
     return await _set_resolved(request, job_id, comment_id, True)
 
 
 @router.post("/api/articles/{job_id}/comments/{comment_id}/reopen")
-async def reopen_comment(request: Request, job_id: str, comment_id: str) -> JSONResponse:
+async def reopen_comment(request: Request, job_id: JobId, comment_id: str) -> JSONResponse:
     return await _set_resolved(request, job_id, comment_id, False)
 
 
@@ -892,7 +943,7 @@ def article_state(session: Session, job_id: str, scope: str | None = None) -> di
 
 
 @router.get("/api/articles/{job_id}/state")
-async def state(request: Request, job_id: str) -> Response:
+async def state(request: Request, job_id: JobId) -> Response:
     """The article's state for an open page (`article_state`), polled while it is visible, so that
     counts and segments others changed are brought up to date without a reload. With the ETag of
     the last answer in If-None-Match, an unchanged state is a bodiless 304."""
@@ -909,24 +960,28 @@ async def state(request: Request, job_id: str) -> Response:
         return _json_error(404, "not_found", str(exc))
     body = json.dumps(found, separators=(",", ":"), sort_keys=True).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    if etag in (t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")):
+    # `*` matches any state there is (RFC 9110 13.1.2); the article's is one, else it was a 404.
+    if {etag, "*"} & {t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")}:
         return Response(status_code=304, headers={"ETag": etag})
     return Response(body, media_type="application/json", headers={"ETag": etag})
 
 
 @router.get("/api/articles/{job_id}/segments")
-async def segments(request: Request, job_id: str, id: Annotated[list[str] | None, Query()] = None) -> JSONResponse:
+async def segments(request: Request, job_id: JobId, id: Annotated[list[str] | None, Query()] = None) -> JSONResponse:
     """The segments named (`?id=…&id=…`; at most 200), as the page shows them: those whose version
     the page found out of date. Ids the article does not have are left out."""
     user = await _user(request, Permission.ARTICLES_READ)
     runtime = _runtime(request)
-    wanted = list(dict.fromkeys(id or []))
+    # An id holding a NUL is none the article has (and PostgreSQL could not look for it): left out.
+    wanted = [i for i in dict.fromkeys(id or []) if "\0" not in i]
     if len(wanted) > 200:
         return _json_error(422, "invalid_request", f"at most 200 segments at a time, not {len(wanted)}")
 
     def load() -> list[StoredSegment]:
         with runtime.db.session() as session:
-            get_job(session, job_id, user.principal.scope)
+            get_job(session, job_id, user.principal.scope)  # an article that is not there is a 404, ids or none
+            if not wanted:
+                return []
             return list(
                 session.scalars(
                     select(StoredSegment)
@@ -936,7 +991,7 @@ async def segments(request: Request, job_id: str, id: Annotated[list[str] | None
             )
 
     try:
-        rows = await run_in_threadpool(load) if wanted else []
+        rows = await run_in_threadpool(load)
     except JobNotFound as exc:
         return _json_error(404, "not_found", str(exc))
     return JSONResponse({"segments": [_seg_json(r) for r in rows]})

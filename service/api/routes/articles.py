@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
-from service.api.security import AUTH_ERRORS, Requires, article_scope, check_article
+from service.api.security import AUTH_ERRORS, DeliveryId, JobId, Requires, SegmentId, article_scope, check_article
 from service.auth import Permission
 from service.documents import Article
 from service.glossaries import UnknownGlossaryError
@@ -192,8 +192,11 @@ def submit_article(
     summary="List article jobs, oldest change first",
     description="A cms key lists only the articles its owner submitted; translator and admin keys list all. "
     "Jobs come in the order they last changed (ties by id); to page, or to poll for changes, pass the answer's "
-    "`next_cursor` as `after` (422 `invalid_cursor` for one this service did not give).",
+    "`next_cursor` as `after` (422 `invalid_cursor` for one this service did not give; 422 `invalid_since` for a "
+    "`since` that is no time in years 1 to 9999 once in UTC).",
 )
+# With a trailing slash too, the same answer (rather than a redirect to the path without it).
+@router.get("/", response_model=ArticleList, include_in_schema=False)
 def list_articles(
     runtime: RuntimeDep,
     principal: Reader,
@@ -206,13 +209,15 @@ def list_articles(
         str | None,
         Query(max_length=200, description="the `next_cursor` of an earlier answer: only jobs that changed after it"),
     ] = None,
-    external_id: Annotated[str | None, Query(max_length=200)] = None,
+    external_id: Annotated[str | None, Query(max_length=200, description="only the jobs of this CMS id")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ArticleList:
-    if since is not None and since.tzinfo is None:
+    if since is not None:
         # Times are stored and returned in UTC, so a bare `2024-05-01` or `…T12:00` means UTC too
         # (never the server's local time, which a client cannot know).
-        since = since.replace(tzinfo=UTC)
+        since = _in_utc(since)
+    if external_id is not None and "\0" in external_id:
+        raise ApiError(422, "invalid_request", "external_id: holds a NUL (U+0000), which no external id has")
     position = None
     if after is not None:
         try:
@@ -246,6 +251,21 @@ def list_articles(
     )
 
 
+def _in_utc(since: datetime) -> datetime:
+    """`since` in UTC (a time without a timezone is UTC); 422 `invalid_since` for a time that UTC
+    puts outside the years 1 to 9999 (`9999-12-31T23:59:59-14:00`), which no database takes."""
+    if since.tzinfo is None:
+        return since.replace(tzinfo=UTC)
+    try:
+        return since.astimezone(UTC)
+    except OverflowError:
+        raise ApiError(
+            422,
+            "invalid_since",
+            f"since: {since.isoformat()} is out of range: in UTC it falls before the year 1 or after 9999",
+        ) from None
+
+
 def cursor(updated_at: datetime, job_id: str) -> str:
     """A position in the list's order, opaque to clients: the job's last change and its id."""
     text = f"{updated_at.astimezone(UTC).isoformat()}|{job_id}"
@@ -271,7 +291,7 @@ def read_cursor(value: str) -> tuple[datetime, str]:
     responses=responses(*AUTH_ERRORS, 404),
     summary="An article job: status, progress and, once translated, the aligned document",
 )
-def read_article(job_id: str, runtime: RuntimeDep, principal: Reader) -> ArticleJob:
+def read_article(job_id: JobId, runtime: RuntimeDep, principal: Reader) -> ArticleJob:
     """404 for an article that does not exist, and for another owner's article to a cms key."""
     check_article(runtime.db, job_id, principal)
     try:
@@ -287,7 +307,7 @@ def read_article(job_id: str, runtime: RuntimeDep, principal: Reader) -> Article
     summary="Withdraw an article (a spiked story, a legal takedown): delete it and everything stored for it",
 )
 def withdraw_article(
-    job_id: str,
+    job_id: JobId,
     runtime: RuntimeDep,
     principal: Withdrawer,
     memory: Annotated[
@@ -335,7 +355,7 @@ def withdraw_article(
     responses=responses(*AUTH_ERRORS, 404),
     summary="Webhook deliveries of a job, with every attempt",
 )
-def read_deliveries(job_id: str, runtime: RuntimeDep, principal: Reader) -> list[DeliveryOut]:
+def read_deliveries(job_id: JobId, runtime: RuntimeDep, principal: Reader) -> list[DeliveryOut]:
     """404 for an article that does not exist, and for another owner's article to a cms key."""
     check_article(runtime.db, job_id, principal)
     with runtime.db.session() as session:
@@ -382,7 +402,9 @@ def _deliveries_out(session: Session, deliveries: list[Delivery]) -> list[Delive
     responses=responses(*AUTH_ERRORS, 404, 409, 422),
     summary="Send a webhook delivery again (a failed one, or a pending one now rather than at its next retry)",
 )
-def redeliver_delivery(job_id: str, delivery_id: str, runtime: RuntimeDep, principal: Redeliverer) -> DeliveryOut:
+def redeliver_delivery(
+    job_id: JobId, delivery_id: DeliveryId, runtime: RuntimeDep, principal: Redeliverer
+) -> DeliveryOut:
     """202: a failed delivery is queued again with a fresh round of `DUIYI_WEBHOOK_MAX_ATTEMPTS`
     tries; a pending one is tried at once instead of at `next_attempt_at`. It stays the same
     delivery (same `Duiyi-Delivery` id and body, so a receiver drops a copy it already has), and
@@ -446,7 +468,7 @@ _SEGMENT_ERRORS = {
     summary="Edit a segment's target (optimistic: name the version the edit is based on)",
 )
 def edit_segment(
-    job_id: str, segment_id: str, body: SegmentEditIn, runtime: RuntimeDep, principal: Editor
+    job_id: JobId, segment_id: SegmentId, body: SegmentEditIn, runtime: RuntimeDep, principal: Editor
 ) -> SegmentSaved | Response:
     """Unless `propagate` is false, the same edit is made, in the same transaction, of the article's
     other segments with the same source sentence that no person has edited or approved (nor changed
@@ -484,7 +506,7 @@ def edit_segment(
     summary="Approve one segment",
 )
 def approve_segment(
-    job_id: str, segment_id: str, body: SegmentApproveIn, runtime: RuntimeDep, principal: Approver
+    job_id: JobId, segment_id: SegmentId, body: SegmentApproveIn, runtime: RuntimeDep, principal: Approver
 ) -> SegmentSaved | Response:
     """Unless `propagate` is false, the article's other segments with the same source sentence that
     no person has edited or approved, and that read exactly as this one does, are approved with it
@@ -513,7 +535,7 @@ def approve_segment(
     responses=responses(*AUTH_ERRORS, 404, 409),
     summary="Start reviewing a translated article (records the reviewer)",
 )
-def start_review(job_id: str, runtime: RuntimeDep, principal: Editor) -> ArticleJob:
+def start_review(job_id: JobId, runtime: RuntimeDep, principal: Editor) -> ArticleJob:
     check_article(runtime.db, job_id, principal)
     try:
         review.start_review(runtime.db, job_id, principal.name)
@@ -529,7 +551,7 @@ def start_review(job_id: str, runtime: RuntimeDep, principal: Editor) -> Article
     summary="Approve the article (fires article.approved)",
 )
 def approve_article(
-    job_id: str, runtime: RuntimeDep, principal: Approver, body: ArticleApproveIn | None = None
+    job_id: JobId, runtime: RuntimeDep, principal: Approver, body: ArticleApproveIn | None = None
 ) -> ArticleJob:
     """Refused (409) while a segment needs review, unless `override` says why (recorded)."""
     check_article(runtime.db, job_id, principal)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
-from service.api.security import AUTH_ERRORS, Requires
+from service.api.security import AUTH_ERRORS, JobId, Requires, SegmentId
 from service.auth import Permission
 from service.jobs import comments
 from service.jobs.articles import JobNotFound, Principal
@@ -58,7 +58,7 @@ def _error(exc: Exception) -> Exception:
     description="A cms key reads only its owner's articles (another's is a 404).",
 )
 def list_comments(
-    job_id: str,
+    job_id: JobId,
     runtime: RuntimeDep,
     principal: Reader,
     open: Annotated[bool, Query(description="only the comments not resolved")] = False,
@@ -81,7 +81,9 @@ def list_comments(
     "404). An article with a callback gets an `article.query` webhook: action `opened` (the segment had no open "
     "thread: a new query) or `answered` (it had).",
 )
-def add_comment(job_id: str, segment_id: str, body: CommentIn, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
+def add_comment(
+    job_id: JobId, segment_id: SegmentId, body: CommentIn, runtime: RuntimeDep, principal: Commenter
+) -> CommentOut:
     try:
         row = comments.add_comment(runtime.db, job_id, segment_id, body.body, principal, settings=runtime.settings)
     except (JobNotFound, comments.SegmentNotFound, comments.BadComment) as exc:
@@ -110,7 +112,7 @@ def _set_resolved(job_id: str, comment_id: str, runtime: RuntimeDep, principal: 
     "open comment is the key's own; 403 otherwise). An article with a callback gets an `article.query` webhook, "
     "action `resolved` (none when nothing in the thread was open).",
 )
-def resolve_comment(job_id: str, comment_id: str, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
+def resolve_comment(job_id: JobId, comment_id: str, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
     return _set_resolved(job_id, comment_id, runtime, principal, True)
 
 
@@ -124,5 +126,5 @@ def resolve_comment(job_id: str, comment_id: str, runtime: RuntimeDep, principal
     "a cms key only those it wrote (403 otherwise). An article with a callback gets an `article.query` webhook, "
     "action `reopened` (none when it was open).",
 )
-def reopen_comment(job_id: str, comment_id: str, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
+def reopen_comment(job_id: JobId, comment_id: str, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
     return _set_resolved(job_id, comment_id, runtime, principal, False)

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
-from service.api.security import AUTH_ERRORS, Requires, check_article
+from service.api.security import AUTH_ERRORS, JobId, Requires, SegmentId, check_article
 from service.auth import Permission
 from service.interchange.tmx import export_tmx
 from service.interchange.xliff import XliffError, XliffVariantError, export_xliff
@@ -113,7 +113,7 @@ def download(body: bytes | str, media: str, name: str) -> Response:
     description="A cms key exports only its owner's articles (another's is a 404).",
 )
 def export_article(
-    job_id: str,
+    job_id: JobId,
     runtime: RuntimeDep,
     principal: Reader,
     format: ExportFormat = ExportFormat.JSON,
@@ -176,7 +176,7 @@ def export_article(
     "unless `overwrite=true`.",
 )
 async def import_article(
-    job_id: str,
+    job_id: JobId,
     request: Request,
     runtime: RuntimeDep,
     principal: Editor,
@@ -266,7 +266,7 @@ def _segment_out(row: StoredSegment) -> dict:
     description="For translators and admins: the memory holds every owner's approved sentences.",
 )
 def suggestions(
-    job_id: str, segment_id: str, runtime: RuntimeDep, principal: MemoryReader, variant: str | None = None
+    job_id: JobId, segment_id: SegmentId, runtime: RuntimeDep, principal: MemoryReader, variant: str | None = None
 ) -> list[SuggestionOut]:
     check_article(runtime.db, job_id, principal)
     try:
@@ -281,14 +281,17 @@ def suggestions(
     response_model=list[EditOut],
     responses=responses(*AUTH_ERRORS, 404),
     summary="Every change people made to a segment: who, when, before, after",
-    description="A cms key reads only its owner's articles (another's is a 404).",
+    description="A cms key reads only its owner's articles (another's is a 404). 404 for a segment the article "
+    "does not have.",
 )
-def history(job_id: str, segment_id: str, runtime: RuntimeDep, principal: Reader) -> list[EditOut]:
+def history(job_id: JobId, segment_id: SegmentId, runtime: RuntimeDep, principal: Reader) -> list[EditOut]:
     check_article(runtime.db, job_id, principal)
     with runtime.db.session() as session:
         try:
             get_job(session, job_id)
-        except JobNotFound as exc:
+            if session.get(StoredSegment, (job_id, segment_id)) is None:
+                raise review.SegmentNotFound(job_id, segment_id)
+        except (JobNotFound, review.SegmentNotFound) as exc:
             raise _file_errors(exc) from None
         rows = session.scalars(
             select(SegmentEdit)

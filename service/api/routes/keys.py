@@ -13,13 +13,14 @@ from service.api.security import AUTH_ERRORS, Requires
 from service.auth import MAX_OVERLAP, Permission, Role, parse_overlap
 from service.jobs.articles import Principal
 from service.keys import KeyNameTaken, KeyNotRotatable, create_key, key_status, list_keys, revoke_key, rotate_key
-from service.schemas import Incoming, KeyCreated, KeyIn, KeyOut
+from service.schemas import Incoming, KeyCreated, KeyIn, KeyOut, RowId
 from service.storage.tables import ApiKey
 from service.webhooks import CallbackRefused, check_callback_url
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 Admin = Annotated[Principal, Requires(Permission.KEYS_MANAGE)]
+KeyId = Annotated[RowId, Path(description="the key's id, as `GET /v1/keys` lists it")]
 
 
 def _out(row: ApiKey) -> KeyOut:
@@ -106,7 +107,7 @@ def make_key(body: KeyIn, runtime: RuntimeDep, _: Admin) -> KeyCreated:
     responses=responses(*AUTH_ERRORS, 404),
     summary="Revoke an API key (at once, for every process)",
 )
-def delete_key(key_id: Annotated[int, Path(ge=1)], runtime: RuntimeDep, _: Admin) -> KeyOut:
+def delete_key(key_id: KeyId, runtime: RuntimeDep, _: Admin) -> KeyOut:
     row = revoke_key(runtime.db, key_id)
     if row is None:
         raise ApiError(404, "not_found", f"no API key with id {key_id}")
@@ -121,9 +122,7 @@ def delete_key(key_id: Annotated[int, Path(ge=1)], runtime: RuntimeDep, _: Admin
     summary="Rotate an API key: a new key for the same owner (shown in this answer only), with a new webhook "
     "secret if asked; the old one is revoked at once or after an overlap",
 )
-def rotate(
-    key_id: Annotated[int, Path(ge=1)], runtime: RuntimeDep, _: Admin, body: KeyRotateIn | None = None
-) -> KeyRotated:
+def rotate(key_id: KeyId, runtime: RuntimeDep, _: Admin, body: KeyRotateIn | None = None) -> KeyRotated:
     """The new key has the old one's name, role, callback URL, webhook secret and owner: the CMS's
     articles stay its own (it reads them, its corrections join their revision chains, its retries
     with an `Idempotency-Key` are recognised). With `overlap`, the old key works on until

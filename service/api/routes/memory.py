@@ -208,5 +208,6 @@ def forget_article(
     job_id: Annotated[str, Path(max_length=36, pattern=r"^[^\x00]+$")], runtime: RuntimeDep, principal: MemoryEditor
 ) -> MemoryForgotten:
     removed, kept = runtime.memory.forget(job_id)
-    log.info("memory of article %s removed by %s: %d entries removed, %d kept", job_id, principal.name, removed, kept)
+    # %r: the id is whatever the URL held (a line break too), not one this service made.
+    log.info("memory of article %r removed by %s: %d entries removed, %d kept", job_id, principal.name, removed, kept)
     return MemoryForgotten(removed=removed, kept=kept)

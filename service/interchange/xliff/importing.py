@@ -31,6 +31,7 @@ from service.interchange.xliff.model import (
     _brief,
     status_for,
 )
+from service.schemas import MAX_SEGMENT_TEXT
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,11 @@ def _import_unit(
         if target_el is None:
             continue
         target = _content(target_el, where, _Restorer(where, data, source_el), escape)
+        if len(target) > MAX_SEGMENT_TEXT:
+            raise XliffError(
+                f"{where}: the target has {len(target):,} characters, more than the {MAX_SEGMENT_TEXT:,} a "
+                "segment may hold (as an edit may)"
+            )
         try:
             status = status_for(segment.get("state"), segment.get("subState"))
         except ValueError as exc:
