@@ -1,5 +1,8 @@
 # duiyi on one NVIDIA GPU (CPU works too). Build: docker build -t duiyi .
-# Run:   docker run --gpus all -p 8000:8000 -v duiyi-models:/models -v duiyi-data:/data duiyi
+# Run:   docker run --gpus all --stop-timeout 90 --restart unless-stopped -p 8000:8000 \
+#            -v duiyi-models:/models -v duiyi-data:/data duiyi
+# (--stop-timeout 90: stopping finishes requests in flight, hands jobs back; see the README.)
+# A worker (no HTTP; PostgreSQL): docker run ... -e DUIYI_DATABASE_URL=... -e DUIYI_METRICS_PORT=9100 duiyi duiyi worker
 # /data holds the embedded SQLite database (jobs, segments, keys, glossaries); with PostgreSQL
 # (DUIYI_DATABASE_URL) it stays empty. API keys: docker exec CONTAINER duiyi keys create ...
 # The default model downloads into the /models volume on the first start (allow a few minutes);
@@ -39,6 +42,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     DUIYI_DATA_DIR=/data
 VOLUME ["/models", "/data"]
 EXPOSE 8000
+# serve's /healthz on DUIYI_PORT, or a worker's metrics on DUIYI_METRICS_PORT (service/healthcheck.py);
+# a worker without DUIYI_METRICS_PORT has no HTTP to ask: run it with --no-healthcheck.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --retries=3 \
-    CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
+    CMD ["python3", "-m", "service.healthcheck"]
 CMD ["duiyi", "serve"]

@@ -6,6 +6,8 @@ import argparse
 import errno
 import html
 import json
+import logging
+import os
 import re
 import socket
 import sys
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from models.engine import Engine
 from models.tiny import HELP as TINY_HELP
-from service.config import Settings
+from service.config import Settings, unknown_variables
 from service.documents import SourceFormat
 from service.formats import FORMAT_BY_SUFFIX
 from service.schemas import TranslateResponse
@@ -23,6 +25,30 @@ from service.schemas import TranslateResponse
 if TYPE_CHECKING:
     from service.glossaries import GlossaryStore
     from service.storage.db import Database
+
+
+# How long `serve`, told to stop, waits for the requests in flight before it cancels them (their
+# callers see the connection close, and retry). Without a limit a request kept it up to
+# DUIYI_REQUEST_TIMEOUT_S (120 s), a stalled upload for ever. Then come the runners (the chunk in
+# hand: half of DUIYI_JOB_LEASE_S, at most 30 s, then a few seconds to close the engine and hand
+# the jobs back) and the webhook dispatcher (at most 10 s): 25 + 30 + 10 s and the hand-back stay
+# within the 90 s the README asks to give it (`docker run --stop-timeout 90`).
+GRACEFUL_SHUTDOWN_S = 25
+
+
+def _error(message: str) -> None:
+    """A command's line on stderr for a mistake it can name: `duiyi: message`, or with
+    DUIYI_LOG_FORMAT=json one JSON object like the log's lines (level `error`, logger `duiyi`), so a
+    log collector reading stderr takes it as one entry. The variable is read as it stands, not
+    through the settings: the mistake may be in the settings."""
+    fmt = next((v for k, v in os.environ.items() if k.upper() == "DUIYI_LOG_FORMAT"), "")
+    if fmt.strip().lower() != "json":
+        print(f"duiyi: {message}", file=sys.stderr)
+        return
+    from service.logs import JsonFormatter
+
+    record = logging.makeLogRecord({"name": "duiyi", "levelname": "ERROR", "levelno": logging.ERROR, "msg": message})
+    print(JsonFormatter().format(record), file=sys.stderr)
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
@@ -105,7 +131,11 @@ def _parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database")
     dsub = db.add_subparsers(dest="db_command", required=True)
-    dsub.add_parser("upgrade", help="apply migrations (serve and worker also do this when they start)")
+    dsub.add_parser(
+        "upgrade",
+        help="apply migrations (serve and worker also do this when they start); prints the schema's "
+        "revision before and after. There is no downgrade: back the database up first",
+    )
 
     models = sub.add_parser("models", help="model utilities")
     msub = models.add_subparsers(dest="models_command", required=True)
@@ -129,7 +159,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     def refuse(name: str, message: str) -> None:
         # The flag only where this command has it (`keys` and `db` take none of these).
         flag = f" / --{name.replace('_', '-')}" if name in keys and hasattr(args, name) else ""
-        print(f"duiyi: setting {name} (DUIYI_{name.upper()}{flag}): {message}", file=sys.stderr)
+        _error(f"setting {name} (DUIYI_{name.upper()}{flag}): {message}")
 
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -156,10 +186,9 @@ def _load_engine(settings: Settings) -> Engine:
         # torch only fails at the first tensor moved there, with a traceback.
         index, count = int(settings.device.removeprefix("cuda:")), torch.cuda.device_count()
         if torch.cuda.is_available() and index >= count:
-            print(
-                f"duiyi: setting device (DUIYI_DEVICE / --device): there is no GPU {settings.device} "
+            _error(
+                f"setting device (DUIYI_DEVICE / --device): there is no GPU {settings.device} "
                 f"here ({count} GPU(s): cuda:0 to cuda:{count - 1})",
-                file=sys.stderr,
             )
             raise SystemExit(2)
     try:
@@ -171,7 +200,7 @@ def _load_engine(settings: Settings) -> Engine:
             cpu_threads=settings.cpu_threads,
         )
     except ModelLoadError as exc:
-        print(f"duiyi: {exc}", file=sys.stderr)
+        _error(str(exc))
         raise SystemExit(2) from None
 
 
@@ -183,7 +212,7 @@ def _glossary_files(settings: Settings) -> GlossaryStore:
     try:
         return GlossaryStore.load(settings.glossary_dir)
     except (OSError, ValueError) as exc:  # GlossaryFormatError and UnicodeDecodeError are ValueErrors
-        print(f"duiyi: setting glossary_dir (DUIYI_GLOSSARY_DIR): {exc}", file=sys.stderr)
+        _error(f"setting glossary_dir (DUIYI_GLOSSARY_DIR): {exc}")
         raise SystemExit(2) from None
 
 
@@ -203,10 +232,9 @@ def _listen(settings: Settings) -> socket.socket:
         sock.close()
         # In use, or below 1024 without the privilege: the port; not this machine's address: the host.
         name = "port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "host"
-        print(
-            f"duiyi: setting {name} (DUIYI_{name.upper()} / --{name}): cannot listen on "
+        _error(
+            f"setting {name} (DUIYI_{name.upper()} / --{name}): cannot listen on "
             f"{settings.host}:{settings.port}: {exc.strerror or exc}",
-            file=sys.stderr,
         )
         raise SystemExit(2) from None
     return sock
@@ -229,6 +257,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, _load_engine(settings), store=store, db=db)
     # log_config=None: uvicorn's lines go through the handler `_logging` set up, in its format.
     config = uvicorn.Config(app, log_level=settings.log_level, log_config=None)
+    # On SIGTERM, requests in flight get GRACEFUL_SHUTDOWN_S to finish, not their own deadline.
+    config.timeout_graceful_shutdown = GRACEFUL_SHUTDOWN_S
     host, port = sock.getsockname()[:2]
     # uvicorn logs where it listens only when it binds the socket itself.
     logging.getLogger("uvicorn.error").info("listening on http://%s:%d", f"[{host}]" if ":" in host else host, port)
@@ -264,7 +294,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
-        print(f"duiyi: no such file: {', '.join(missing)}", file=sys.stderr)
+        _error(f"no such file: {', '.join(missing)}")
         return 2
     store = _glossary_files(settings)
     requests = []
@@ -273,7 +303,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
             # utf-8-sig: a byte order mark (Windows editors write one) is not part of the first sentence.
             text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as exc:
-            print(f"duiyi: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
+            _error(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})")
             return 2
         fmt = SourceFormat(args.format or FORMAT_BY_SUFFIX.get(path.suffix.lower(), "text"))
         request = TranslateRequest(
@@ -285,7 +315,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         try:
             requests.append((path, prepare(request, settings, store)))
         except (InputError, UnknownGlossaryError) as exc:
-            print(f"duiyi: {path}: {exc}", file=sys.stderr)
+            _error(f"{path}: {exc}")
             return 2
     pipeline = build_pipeline(settings, _load_engine(settings))
     results = []
@@ -342,7 +372,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except MetricsPortUnavailable as exc:
         db.close()
         flag = " / --metrics-port" if exc.setting == "metrics_port" else ""
-        print(f"duiyi: setting {exc.setting} (DUIYI_{exc.setting.upper()}{flag}): {exc}", file=sys.stderr)
+        _error(f"setting {exc.setting} (DUIYI_{exc.setting.upper()}{flag}): {exc}")
         return 2
     stop = stop_on_signals()
     run_worker(settings, _load_engine(settings), stop, runners=args.runners, db=db, metrics=metrics)
@@ -353,6 +383,19 @@ def _database(settings: Settings) -> Database:
     """The database, migrated. One that cannot be opened or migrated (an unparsable URL, a server
     that does not answer, a directory that cannot be made) ends the command with exit status 2 and
     one line naming the setting, like a bad value does."""
+    return _migrated(settings)[0]
+
+
+def _revision(db: Database) -> str | None:
+    """The schema's Alembic revision; None for a database without one (new, or not duiyi's)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _migrated(settings: Settings) -> tuple[Database, str | None, str | None]:
+    """`_database`, with the schema's revision before and after the migrations."""
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -365,18 +408,19 @@ def _database(settings: Settings) -> Database:
     db: Database | None = None
     try:
         db = Database(settings.database)
+        before = _revision(db)
         db.migrate()
+        after = _revision(db)
     except (SQLAlchemyError, CommandError, OSError) as exc:
         # The first line only: SQLAlchemy appends the SQL and a link on further lines. The URL
         # itself is not repeated, since it may hold a password.
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         where = f" {db.describe()}" if db is not None else ""
-        print(
-            f"duiyi: setting {setting}: cannot use the database{where}: {reason[0] if reason else type(exc).__name__}",
-            file=sys.stderr,
+        _error(
+            f"setting {setting}: cannot use the database{where}: {reason[0] if reason else type(exc).__name__}",
         )
         raise SystemExit(2) from None
-    return db
+    return db, before, after
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -395,10 +439,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
         except ValidationError as exc:
             error = exc.errors()[0]
             flag = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "the key"
-            print(f"duiyi: {flag}: {error['msg']}", file=sys.stderr)
+            _error(f"{flag}: {error['msg']}")
             return 2
         if not args.name.strip():
-            print("duiyi: --name: must not be blank; name who uses the key", file=sys.stderr)
+            _error("--name: must not be blank; name who uses the key")
             return 2
         if args.callback_url is not None:
             try:
@@ -408,20 +452,20 @@ def cmd_keys(args: argparse.Namespace) -> int:
                     allow_private=settings.webhook_allow_private,
                 )
             except CallbackRefused as exc:
-                print(f"duiyi: --callback-url: {exc}", file=sys.stderr)
+                _error(f"--callback-url: {exc}")
                 return 2
     if args.keys_command == "rotate":
         try:
             overlap = parse_overlap(args.overlap)
         except ValueError as exc:
-            print(f"duiyi: --overlap: {exc}", file=sys.stderr)
+            _error(f"--overlap: {exc}")
             return 2
     db = _database(settings)
     if args.keys_command == "create":
         try:
             made = create_key(db, name=args.name, role=Role(args.role), callback_url=args.callback_url)
         except KeyNameTaken as exc:
-            print(f"duiyi: {exc}", file=sys.stderr)
+            _error(str(exc))
             return 2
         print(f"key ({made.row.role}, {made.row.name}; shown only now, store it safely):\n{made.key}")
         print(f"webhook secret (verifies Duiyi-Signature on this key's webhooks):\n{made.row.webhook_secret}")
@@ -433,10 +477,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
         try:
             rotated = rotate_key(db, args.key_id, overlap=overlap, new_webhook_secret=args.new_webhook_secret)
         except KeyNotRotatable as exc:
-            print(f"duiyi: {exc}", file=sys.stderr)
+            _error(str(exc))
             return 2
         if rotated is None:
-            print(f"duiyi: no API key with id {args.key_id}", file=sys.stderr)
+            _error(f"no API key with id {args.key_id}")
             return 2
         new, old = rotated.new.row, rotated.old
         print(f"new key {new.id} ({new.role}, {new.name}, owner {new.owner}; shown only now, store it safely):")
@@ -458,7 +502,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     else:
         revoked = revoke_key(db, args.key_id)
         if revoked is None:
-            print(f"duiyi: no API key with id {args.key_id}", file=sys.stderr)
+            _error(f"no API key with id {args.key_id}")
             return 2
         print(f"revoked key {revoked.id} ({revoked.name})")
     return 0
@@ -476,14 +520,14 @@ def cmd_articles(args: argparse.Namespace) -> int:
     try:
         before = datetime.fromisoformat(args.before)
     except ValueError:
-        print(f"duiyi: --before: {args.before!r} is not an ISO 8601 date or time (e.g. 2026-01-31)", file=sys.stderr)
+        _error(f"--before: {args.before!r} is not an ISO 8601 date or time (e.g. 2026-01-31)")
         return 2
     before = before if before.tzinfo else before.replace(tzinfo=UTC)
     valid = [s.value for s in JobStatus]
     statuses = [s.strip() for s in args.status.split(",") if s.strip()] if args.status else []
     unknown = [s for s in statuses if s not in valid]
     if unknown:
-        print(f"duiyi: --status: unknown state {unknown[0]!r}; states: {', '.join(valid)}", file=sys.stderr)
+        _error(f"--status: unknown state {unknown[0]!r}; states: {', '.join(valid)}")
         return 2
     db = _database(_settings(args))
     query = select(Job.id, Job.status, Job.external_id, Job.revision, Job.updated_at).where(Job.updated_at < before)
@@ -514,8 +558,17 @@ def cmd_articles(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    db = _database(_settings(args))
-    print(f"{db.describe()}: schema up to date")
+    from alembic.script import ScriptDirectory
+
+    from service.storage.db import MIGRATIONS
+
+    db, before, after = _migrated(_settings(args))
+    if before == after:
+        print(f"{db.describe()}: schema up to date at {after}")
+    else:
+        applied = len(list(ScriptDirectory(str(MIGRATIONS)).iterate_revisions(after, before or "base")))
+        print(f"{db.describe()}: schema {before or 'none'} → {after}, applied {applied} migration(s)")
+    db.close()
     return 0
 
 
@@ -526,7 +579,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         out = build_tiny(args.outdir, args.family, seed=args.seed)
     except OSError as exc:
         # An OUTDIR that is a file, a directory that may not be written to, a full disk.
-        print(f"duiyi: cannot write a model to {args.outdir}: {exc.strerror or exc}", file=sys.stderr)
+        _error(f"cannot write a model to {args.outdir}: {exc.strerror or exc}")
         return 2
     print(f"wrote a tiny random-weight {args.family} model to {out} (its translations are gibberish)")
     return 0
@@ -534,6 +587,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # A mistyped setting (DUIYI_DATABASE_URI) would be ignored, and its default used (SQLite in
+    # place of the PostgreSQL it named): refused, before anything starts.
+    unknown = unknown_variables(os.environ)
+    for message in unknown:
+        _error(message)
+    if unknown:
+        return 2
     commands = {
         "serve": cmd_serve,
         "translate": cmd_translate,

@@ -3,11 +3,14 @@ or the CLI, and passed down; nothing reads the environment at import time."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -25,9 +28,15 @@ _DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")
 # A host pattern with a port (`cms.example.com:8443`): hosts are matched without their port.
 _WITH_PORT = re.compile(r"[^:]*:\d*")
 
+# DUIYI_* variables that are not settings: the ones the project's own tests and tools read
+# (tests/conftest.py, .ci/run). Any other DUIYI_* variable is a mistyped setting, refused
+# (`unknown_variables`) rather than silently ignored.
+TOOL_VARIABLES = frozenset({"DUIYI_SHARED", "DUIYI_TEST_POSTGRES", "DUIYI_CHROMIUM", "DUIYI_REQUIRE_POSTGRES"})
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DUIYI_", extra="ignore")
+    # allow_inf_nan=False: `inf` or `nan` is no duration, limit or ratio (a timeout of inf is none).
+    model_config = SettingsConfigDict(env_prefix="DUIYI_", extra="ignore", allow_inf_nan=False)
 
     # Hugging Face hub id or local directory of the translation model.
     model: str = DEFAULT_MODEL
@@ -97,7 +106,9 @@ class Settings(BaseSettings):
     # Segments decoded and saved together; a runner that dies loses at most this much work.
     job_chunk_segments: int = Field(default=32, gt=0)
     # A runner renews its claim on a job this often / 3; a killed runner's job is taken over after this.
-    job_lease_s: float = Field(default=60.0, gt=0)
+    # At least a second: below it the renewals hammer the database (every lease / 3), and a renewal
+    # slower than two thirds of the lease hands a live runner's job to another.
+    job_lease_s: float = Field(default=60.0, ge=1)
     # How often an idle runner (and the webhook dispatcher, at most every second) looks for work.
     job_poll_s: float = Field(default=1.0, gt=0)
     # Attempts (ended by an engine error or a dead runner) after which a job fails instead of being retried.
@@ -219,6 +230,24 @@ class Settings(BaseSettings):
                 raise ValueError(f"{pattern!r} has a port: name the host alone (any port is allowed)")
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        """Empty, or an http(s) URL with a host and at most a path: links are this + `/v1/...`."""
+        value = value.strip()
+        if not value:
+            return value
+        try:
+            parts = urlsplit(value)
+            host, _port = parts.hostname, parts.port  # the port: a ValueError when not a number
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not host:
+            raise ValueError(f"{value!r} is not an http(s) URL with a host, such as https://duiyi.example.com")
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError(f"{value!r} has a query or fragment: give the address alone (a path is allowed)")
+        return value
+
     @field_validator("glossary_dir")
     @classmethod
     def _check_glossary_dir(cls, value: Path | None) -> Path | None:
@@ -231,6 +260,23 @@ class Settings(BaseSettings):
         from service.storage.db import default_url
 
         return self.database_url or default_url(self.data_dir)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One message for each DUIYI_* variable of `environ` that is neither a setting nor one of
+    TOOL_VARIABLES (in any case, as settings are read), with the closest setting's name."""
+    settings = [name.upper() for name in Settings.model_fields]
+    known = {*(f"DUIYI_{name}" for name in settings), *TOOL_VARIABLES}
+    messages = []
+    for variable in sorted(environ):
+        name = variable.upper()
+        if not name.startswith("DUIYI_") or name in known:
+            continue
+        # Compared without the prefix, which every name shares.
+        close = difflib.get_close_matches(name.removeprefix("DUIYI_"), settings, n=1, cutoff=0.6)
+        hint = f"did you mean DUIYI_{close[0]}?" if close else "see the README's Configuration for the settings"
+        messages.append(f"{variable} is not a setting of duiyi ({hint}); unset it")
+    return messages
 
 
 def _default_data_dir() -> Path:
