@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from glossary.terms import VARIANTS
-from service import concordance
+from service import concordance, exports
 from service import memory as upkeep
 from service.api.deps import Runtime
 from service.api.errors import _describe, malformed_json
@@ -556,6 +556,31 @@ async def approve_article(request: Request, job_id: str) -> Response:
     return RedirectResponse(f"/review/articles/{quote(job_id)}", status_code=303)
 
 
+@router.post("/articles/{job_id}/reopen", response_model=None)
+async def reopen_article(request: Request, job_id: str) -> Response:
+    """The article's "Reopen for review" (an approved article) or "Start review" (a translated
+    one): POST /v1/articles/{id}/review's `review.start_review`, for those who may edit segments.
+    Reopening clears the approval, and the segments that only its override approved need review
+    again; the page it redirects to shows them so."""
+    user = await _user(request, Permission.SEGMENTS_EDIT)
+    runtime = _runtime(request)
+    form = await request.form()
+    check_csrf(user, str(form.get(CSRF_FIELD, "")))
+
+    def run() -> str:
+        with runtime.db.session() as session:
+            was = get_job(session, job_id, user.principal.scope).status
+        review.start_review(runtime.db, job_id, user.principal.name)
+        return "Reopened for review." if was == JobStatus.APPROVED.value else "You are reviewing this article."
+
+    try:
+        message = await run_in_threadpool(run)
+    except (JobNotFound, InvalidTransition) as exc:
+        message = str(exc)
+    request.session["flash"] = message
+    return RedirectResponse(f"/review/articles/{quote(job_id)}", status_code=303)
+
+
 # --- the script's JSON API (session cookie + CSRF header) ----------------------------------------
 
 
@@ -618,6 +643,42 @@ async def progress(request: Request, job_id: JobId) -> JSONResponse:
             "failure": job.failure,
         }
     )
+
+
+# The bilingual page's own stylesheet is inline, which the app's CSP refuses; it runs no script.
+_EXPORT_PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+@router.get("/api/articles/{job_id}/export")
+async def export_article(
+    request: Request,
+    job_id: JobId,
+    format: exports.ExportFormat = exports.ExportFormat.JSON,
+    variant: str | None = None,
+) -> Response:
+    """The article as a file, for the page's Export links: GET /v1/articles/{id}/export's file
+    (`service.exports`), its media type and download name, and its errors (JSON, with the same
+    codes), with the session's role and scope: a cms user's own articles only."""
+    user = await _user(request, Permission.ARTICLES_READ)
+    runtime = _runtime(request)
+    try:
+        found = await run_in_threadpool(
+            lambda: exports.export(runtime.db, job_id, format, variant, scope=user.principal.scope)
+        )
+    except JobNotFound as exc:
+        return _json_error(404, "not_found", str(exc))
+    except files.NotTranslatedYet as exc:
+        return _json_error(409, "invalid_state", str(exc))
+    except files.UnknownVariant as exc:
+        return _json_error(422, "unknown_variant", str(exc), valid=exc.valid)
+    headers = {}
+    if disposition := found.content_disposition():
+        headers["Content-Disposition"] = disposition
+    if format is exports.ExportFormat.HTML:
+        headers["Content-Security-Policy"] = _EXPORT_PAGE_CSP
+    return Response(found.body, media_type=found.media_type, headers=headers)
 
 
 @router.get("/api/articles/{job_id}/segments/{segment_id}/suggestions")
@@ -1042,7 +1103,7 @@ def install(app: Any) -> None:
     app.add_middleware(SecurityHeaders)
 
 
-_FORM_BACK = re.compile(r"^/review/articles/([^/]+)/approve$")
+_FORM_BACK = re.compile(r"^/review/articles/([^/]+)/(?:approve|reopen)$")
 
 # The review app's own script and stylesheet only: no inline script or style (the pages' JSON data
 # blocks are not scripts that run), no framing, forms posted back to the app only.
@@ -1072,9 +1133,11 @@ class SecurityHeaders:
         async def with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control" or static]
+                # A response's own policy (an exported page's: no script at all) stands.
+                if not any(k.lower() == b"content-security-policy" for k, _ in headers):
+                    headers.append((b"content-security-policy", CSP.encode()))
                 headers += [
                     (b"x-frame-options", b"DENY"),
-                    (b"content-security-policy", CSP.encode()),
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"same-origin"),
                 ]

@@ -5,11 +5,9 @@ upkeep) is service.api.routes.memory's."""
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -18,33 +16,21 @@ from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
 from service.api.security import AUTH_ERRORS, JobId, Requires, SegmentId, check_article
 from service.auth import Permission
-from service.interchange.tmx import export_tmx
-from service.interchange.xliff import XliffError, XliffVariantError, export_xliff
+from service.exports import ExportFormat, export
+from service.interchange.xliff import XliffError, XliffVariantError
 from service.jobs import files, review
 from service.jobs.articles import InvalidTransition, JobNotFound, Principal, get_job
 from service.jobs.codec import segment_from_row
-from service.schemas import ConflictResponse, SegmentState, aligned_to_response, stored_segment_out
+from service.schemas import ConflictResponse, stored_segment_out
 from service.storage.tables import SegmentEdit, StoredSegment
 
 router = APIRouter(tags=["files"])
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).resolve().parents[2] / "web" / "templates"),
-    autoescape=select_autoescape(["html"]),
-)
 
 Reader = Annotated[Principal, Requires(Permission.ARTICLES_READ)]
 Editor = Annotated[Principal, Requires(Permission.SEGMENTS_EDIT)]
 MemoryEditor = Annotated[Principal, Requires(Permission.MEMORY_EDIT)]
 MemoryReader = Annotated[Principal, Requires(Permission.MEMORY_READ)]
 _XML_BODY = {"requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}}
-
-
-class ExportFormat(StrEnum):
-    JSON = "json"
-    XLIFF = "xliff"
-    TMX = "tmx"
-    HTML = "html"
-    TEXT = "text"
 
 
 class ImportFormat(StrEnum):
@@ -121,35 +107,12 @@ def export_article(
 ) -> Response:
     check_article(runtime.db, job_id, principal)
     try:
-        job, doc, states = files.load(runtime.db, job_id)
-        chosen = files.check_variant(doc.variants, variant)
+        found = export(runtime.db, job_id, format, variant)
     except (JobNotFound, files.NotTranslatedYet, files.UnknownVariant) as exc:
         raise _file_errors(exc) from None
-    stem = f"{job.external_id or job.id}.{chosen}"
-    if format is ExportFormat.XLIFF:
-        return download(
-            export_xliff(files.to_xliff(job, doc, chosen, {sid: version for sid, (version, _) in states.items()})),
-            "application/xliff+xml",
-            f"{stem}.xlf",
-        )
-    if format is ExportFormat.TMX:
-        entries = files.approved_entries(runtime.db, job, doc, chosen)
-        return download(export_tmx(entries), "application/x-tmx+xml", f"{stem}.tmx")
-    if format is ExportFormat.TEXT:
-        return Response(doc.full_text[chosen], media_type="text/plain; charset=utf-8")
-    if format is ExportFormat.HTML:
-        kinds = {b.id: b.kind.value for b in doc.blocks}
-        rows, seen = [], set()
-        for seg in doc.segments:
-            flags = [f for f in seg.flags if f.variant in (None, chosen)]
-            rows.append({"seg": seg, "first": seg.block_id not in seen, "kind": kinds[seg.block_id], "flags": flags})
-            seen.add(seg.block_id)
-        page = _templates.get_template("bilingual.html").render(
-            title=job.external_id or f"Article {job.id}", variant=chosen, status=job.status, model=doc.model, rows=rows
-        )
-        return Response(page, media_type="text/html; charset=utf-8")
-    body = aligned_to_response(doc, {k: SegmentState(v, locked) for k, (v, locked) in states.items()})
-    return Response(body.model_dump_json(), media_type="application/json")
+    disposition = found.content_disposition()
+    headers = {"Content-Disposition": disposition} if disposition else None
+    return Response(found.body, media_type=found.media_type, headers=headers)
 
 
 @router.post(

@@ -154,6 +154,7 @@
   // The article's approval form follows both: shown unless the article is approved, asking for a
   // reason only while a segment still needs review.
   const approvalForm = document.getElementById("approve-article-form");
+  const reopenForm = document.getElementById("reopen-article-form");
   function setPending(delta) {
     for (const el of document.querySelectorAll("#pending-count, .pending-count")) {
       el.textContent = Math.max(0, Number(el.textContent) + delta);
@@ -182,6 +183,10 @@
     badge.textContent = status;
     badge.className = "status status-" + status;
     if (approvalForm) approvalForm.hidden = status === "approved";
+    if (reopenForm) {
+      reopenForm.hidden = status !== "approved" && status !== "translated";
+      reopenForm.querySelector("button").textContent = status === "translated" ? "Start review" : "Reopen for review";
+    }
   }
   async function refreshJobStatus() {
     const r = await send("GET", `/review/api/articles/${jobId}/progress`);
@@ -824,7 +829,11 @@
     leaving = true;
     pageError.hidden = false;
     pageError.textContent = "Saving your changes first…";
-    await Promise.all(unsaved().map((row) => save(row)));
+    // Until nothing is on its way: a save queued meanwhile (an editor closing as the focus left it)
+    // is waited for too, not taken for one that failed. A save that failed ends it.
+    for (let round = 0; round < 3 && unsaved().length; round += 1) {
+      if (!(await Promise.all(unsaved().map((row) => save(row)))).every(Boolean)) break;
+    }
     leaving = false;
     const left = unsaved();
     if (!left.length) { pageError.hidden = true; go(); return; }
@@ -844,7 +853,8 @@
     if (!a || e.defaultPrevented || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || a.target) return;
     if (!unsaved().length) return;
     e.preventDefault();
-    leave(() => { window.location.href = a.href; });
+    // A download link (the Export links) is followed again once saved: a download, not a page.
+    leave(() => { if (a.hasAttribute("download")) a.click(); else window.location.href = a.href; });
   });
   document.addEventListener("submit", (e) => {
     if (!unsaved().length) return;
