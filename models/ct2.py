@@ -151,7 +151,8 @@ class CTranslate2Engine:
             raise ModelLoadError(
                 f"cannot convert translation model {name_or_path!r} to CTranslate2 ({compute_type}) in "
                 f"{_cache_dir(model_dir, revision, compute_type)}: {brief(exc)} (the converted model is kept "
-                "there, or under ~/.cache/duiyi where the model's folder is read-only); or run with --engine transformers"
+                "there, or under ~/.cache/duiyi where the model's folder is read-only); "
+                "or run with --engine transformers"
             ) from exc
         index = int(device.split(":")[1]) if device.startswith("cuda:") else 0
         # On the CPU, one core per sub-batch and as many sub-batches as cores: with 2 cores, two
