@@ -26,6 +26,8 @@ _SANE_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 current_request_id: ContextVar[str | None] = ContextVar("duiyi_request_id", default=None)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+# Libraries whose lines below WARNING name whole URLs (see `configure`).
+QUIET_LOGGERS = ("httpx", "httpcore")
 
 
 class RequestIds:
@@ -95,7 +97,9 @@ class JsonFormatter(logging.Formatter):
 def configure(level: str, fmt: str) -> None:
     """The process's logging: one handler on stderr, in `fmt` ("text" or "json"), at `level`.
     uvicorn's loggers are left without handlers of their own, so their lines (access lines too)
-    come through this one, in the same format."""
+    come through this one, in the same format. httpx and httpcore (the webhook client) log at
+    WARNING at most: their INFO and DEBUG lines carry each request's whole URL, and a CMS's callback
+    URL may hold a token in its query (the dispatcher logs it without, `loggable_url`)."""
     install_record_factory()
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
@@ -106,3 +110,5 @@ def configure(level: str, fmt: str) -> None:
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers[:] = []
         uvicorn_logger.propagate = True
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

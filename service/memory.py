@@ -46,7 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.documents import SourceFormat, plain_text
-from service.storage.db import Database, contains_in_any_case
+from service.storage.db import LONG_WAIT, Database, contains_in_any_case
 from service.storage.tables import Job, MemoryEntry, StoredArticle, StoredSegment, utcnow
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,8 @@ class TranslationMemory:
         then follow all of this one's, which is what lets lookups read only what is new (see the
         module's docstring). SQLite has one writer at a time anyway."""
         if session.get_bind().dialect.name == "postgresql":
-            session.execute(select(func.pg_advisory_xact_lock(_WRITER_LOCK)))
+            # As long as another writer's import takes: no statement_timeout for this wait.
+            session.execute(select(func.pg_advisory_xact_lock(_WRITER_LOCK)).execution_options(**LONG_WAIT))
 
     @classmethod
     def forget_job(cls, session: Session, job_id: str) -> tuple[int, int]:

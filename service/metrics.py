@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.storage.db import Database
+from service.storage.db import Database, SingleFlight
 from service.storage.tables import Delivery, Job, utcnow
 
 log = logging.getLogger(__name__)
@@ -158,23 +158,34 @@ class StoreCollector(Collector):
     """The job queue and the webhook outbox as they stand in the database, read at each scrape with
     a few indexed queries: jobs per state, the age of the oldest queued job (runners falling behind)
     and of the oldest webhook not yet delivered (a CMS that does not answer), webhooks waiting and
-    given up. `duiyi_database_up` is 0 when the database does not answer; the scrape still succeeds."""
+    given up. `duiyi_database_up` is 0 when the database does not answer within `time_limit_s`
+    (the queries run in a thread of their own, one read at a time: a scrape while an earlier read
+    still hangs waits for that one); the scrape still succeeds, well within Prometheus' default
+    10 s scrape timeout."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, time_limit_s: float = 3.0) -> None:
         self.db = db
+        self.time_limit_s = time_limit_s
+        self._reads = SingleFlight(self._read, name="duiyi-metrics-database")
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []  # no query at registration
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("duiyi_database_up", "Whether the database answered this scrape's queries")
+        error: Exception | None = None
         try:
-            families = self._read()
+            families = self._reads.start().result(timeout=self.time_limit_s)
+        except TimeoutError:
+            error = TimeoutError(f"no answer within {self.time_limit_s:g} s")
         except SQLAlchemyError as e:
-            log.warning("metrics: the database did not answer: %s", e.__class__.__name__)
+            error = e
+        if error is not None:
+            self.db.outage.failed(error, "metrics")  # said once per outage, not at every scrape
             up.add_metric([], 0)
             yield up
             return
+        self.db.outage.answered("metrics")
         up.add_metric([], 1)
         yield up
         yield from families

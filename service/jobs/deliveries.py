@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import delete, func, or_, select, update
@@ -35,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.keys import owner_webhook_secrets
-from service.storage.db import Database
+from service.storage.db import Database, database_unavailable
 from service.storage.tables import ApiKey, Delivery, DeliveryAttempt, Job, utcnow
 from service.webhooks import (
     CallbackRefused,
@@ -53,6 +54,21 @@ log = logging.getLogger(__name__)
 # (service.jobs.comments, which adds the query's part of the payload).
 JOB_EVENTS = ("article.translated", "article.approved", "article.failed", "article.query")
 EVENTS = (*JOB_EVENTS, "article.withdrawn")
+
+# The longest pause of a sender that the database failed, before it tries again.
+DATABASE_BACKOFF_CAP_S = 30.0
+
+
+def loggable_url(url: str) -> str:
+    """A callback URL as the log shows it: without user info, query or fragment, where a CMS may
+    put a token (`https://cms.example/hooks/duiyi?token=…` → `https://cms.example/hooks/duiyi`)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        return "(an unparseable URL)"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def links(settings: Settings, job_id: str) -> dict[str, str]:
@@ -176,16 +192,30 @@ class Dispatcher:
 
     def _run(self) -> None:
         timeout = httpx.Timeout(self.settings.webhook_timeout_s)
+        poll_s = min(1.0, self.settings.job_poll_s)
+        failures = 0  # in a row: each pauses longer, up to DATABASE_BACKOFF_CAP_S
         with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
             while not self._stop.is_set():
                 try:
                     busy = self.run_once(client)
-                except Exception:  # a database hiccup must not end the thread; the outbox keeps the work
-                    log.exception("webhook dispatcher: unexpected error; retrying shortly")
-                    busy = False
-                if not busy and not self._stop.is_set():
-                    with self._wake:
-                        self._wake.wait(min(1.0, self.settings.job_poll_s))
+                except Exception as exc:  # nothing ends the thread; the outbox keeps the work
+                    failures += 1
+                    pause = backoff_delay(failures, base_s=poll_s, cap_s=DATABASE_BACKOFF_CAP_S)
+                    if database_unavailable(exc):
+                        self.db.outage.failed(exc, "webhook dispatcher")  # logged once per outage
+                    else:  # a bug
+                        log.exception("webhook dispatcher: unexpected error; retrying in %.1f s", pause)
+                    self._pause(pause)
+                    continue
+                failures = 0
+                self.db.outage.answered("webhook dispatcher")
+                if not busy:
+                    self._pause(poll_s)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait `seconds`, less if woken (a new event) or stopped."""
+        with self._wake:
+            self._wake.wait_for(self._stop.is_set, timeout=seconds)
 
     def _claim(self) -> Delivery | None:
         """A due delivery to a URL that no sender of this process is sending to, leased to this
@@ -350,12 +380,22 @@ class Dispatcher:
             else:
                 row.state = "failed"
         if ok:
-            log.info("webhook %s %s delivered to %s (attempt %d)", delivery.event, delivery.id, delivery.url, number)
+            log.info(
+                "webhook %s %s delivered to %s (attempt %d)",
+                delivery.event,
+                delivery.id,
+                loggable_url(delivery.url),
+                number,
+            )
         elif retry_in is not None:
             log.warning("webhook %s attempt %d failed (%s); retrying in %.1f s", delivery.id, number, error, retry_in)
         else:
             log.error(
-                "webhook %s to %s failed for good after %d attempt(s): %s", delivery.id, delivery.url, number, error
+                "webhook %s to %s failed for good after %d attempt(s): %s",
+                delivery.id,
+                loggable_url(delivery.url),
+                number,
+                error,
             )
 
 
@@ -446,5 +486,5 @@ def redeliver(db: Database, job_id: str, delivery_id: str, settings: Settings) -
         assert row is not None
         if row.state == "delivered":
             raise AlreadyDelivered(delivery_id)
-        log.info("webhook %s to %s: redelivery requested", delivery_id, row.url)
+        log.info("webhook %s to %s: redelivery requested", delivery_id, loggable_url(row.url))
         return row

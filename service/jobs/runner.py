@@ -423,12 +423,21 @@ class JobRunner:
         """Claim and translate jobs until `stopping` is set. Nothing the database or a job does
         ends the loop."""
         wake = wake or threading.Event()
+        claim_failures = 0  # in a row: each pauses longer, up to 30 s
         while not self.stopping.is_set():
             try:
                 job_id = self.claim()
-            except Exception:  # the database may be restarting; keep trying
-                log.exception("runner %s: could not claim a job", self.name)
-                job_id = None
+            except Exception as exc:  # nothing ends the loop: the database may be restarting
+                claim_failures += 1
+                pause = backoff_delay(claim_failures, base_s=self.settings.job_poll_s, cap_s=30.0)
+                if database_unavailable(exc):
+                    self.db.outage.failed(exc, f"runner {self.name}")  # logged once per outage
+                else:  # a bug
+                    log.exception("runner %s: could not claim a job; retrying in %.1f s", self.name, pause)
+                self.stopping.wait(pause)
+                continue
+            claim_failures = 0
+            self.db.outage.answered(f"runner {self.name}")
             if job_id is None:
                 wake.wait(self.settings.job_poll_s)
                 wake.clear()

@@ -1,8 +1,19 @@
 """The database handle: one SQLAlchemy engine and session factory per process, and migrations.
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout, so the API's threads, the job
-runner and the webhook dispatcher can share one file. PostgreSQL needs nothing special; several
-processes may share it (jobs are claimed with leases, see `service.jobs.runner`).
+runner and the webhook dispatcher can share one file. Several processes may share a PostgreSQL
+(jobs are claimed with leases, see `service.jobs.runner`).
+
+A PostgreSQL that does not answer must not hang the service: a server that accepts connections but
+never replies, or a network that drops everything mid-connection, gives no error of its own, and a
+statement would wait for ever. So every wait on PostgreSQL has a limit (see `Limits`): connecting,
+each answer on an open connection (checked by the client, which sees a stalled network where the
+server's own `statement_timeout` cannot), the pool's liveness check of an idle connection, and a
+free connection of the pool. Past a limit the connection is closed and the caller gets an
+`OperationalError`, which `database_unavailable` reads as an outage (the API answers 503
+`database_unavailable`). A statement that may rightly wait longer (one queueing for a lock that
+another transaction holds as long as it runs) is run with `LONG_WAIT`; migrations have no
+limits but connecting's.
 
 Text searches "in any case" (`contains_in_any_case`) match the same on both: neither database's
 own case folding can be trusted beyond ASCII (SQLite's LIKE and lower() fold only A to Z;
@@ -13,21 +24,29 @@ the C locale).
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import re
+import threading
+import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
+from psycopg.abc import PQGen
 from sqlalchemy import Boolean, ColumnElement, Engine, SQLColumnExpression, and_, create_engine, event, func, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +63,183 @@ def database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+def describe_error(exc: BaseException) -> str:
+    """`exc` in one line for a log: the driver's error (not SQLAlchemy's wrapper, which adds the
+    statement and its parameters) and the first line of its message."""
+    orig = getattr(exc, "orig", None) or exc
+    first = next(iter(str(orig).strip().splitlines()), "")
+    return f"{type(orig).__name__}: {first}" if first else type(orig).__name__
+
+
 def default_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'duiyi.db').resolve()}"
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How long the service waits on PostgreSQL, in seconds. Past any of them the caller gets an
+    OperationalError (an outage: the API answers 503 `database_unavailable`), so a request on a
+    database that hangs is answered within about `ping_s + connect_s` (a pooled connection found
+    dead, then a new one that does not come), or `wait_s` when the database stops answering in the
+    middle of a request, or `pool_s + connect_s` when every pooled connection is held.
+
+    The longest statements the service runs in the ordinary way take well under a second at a
+    newsroom's scale (a concordance search of 100,000 memory entries 0.13 to 0.35 s on
+    PostgreSQL, a process's first suggestion lookup reading them all about 0.7 s, 500 memory entries
+    a statement for a TMX import or an approval about 20 ms: docs/benchmarks.md), a fortieth of
+    `statement_s` or less. A wait for a lock another transaction holds for as long as it runs
+    (the translation memory's writers take turns) can rightly be longer: `LONG_WAIT`."""
+
+    # Connecting: the TCP connection, TLS and authentication (psycopg's connect_timeout; whole
+    # seconds, 2 at least). Milliseconds on a LAN or in one cloud region.
+    connect_s: int = 3
+    # The server cancels a statement running longer (`statement_timeout`): a query that went wrong
+    # or waits for a lock, which the server sees and the connection survives. Well above the
+    # longest ordinary statement at a newsroom's scale, with room for a memory ten times the one
+    # measured (a concordance search of a million entries, a purge of years of articles): what
+    # decides how soon a hung database is answered 503 is `ping_s + connect_s`, not this.
+    statement_s: float = 15.0
+    # The client waits at most this long for any answer on an open connection: a network or a
+    # server that stopped answering in the middle of a request, which no server-side limit sees.
+    # Longer than `statement_s`, so that a slow statement is cancelled by the server first (and its
+    # connection kept).
+    wait_s: float = 20.0
+    # A statement run with LONG_WAIT: no statement_timeout, and the client waits this long (the
+    # longest an HTTP request may take by default, DUIYI_REQUEST_TIMEOUT_S).
+    long_wait_s: float = 120.0
+    # The pool's check (`SELECT 1`) of a connection that was idle in it, before handing it out.
+    ping_s: float = 2.0
+    # Waiting for a free connection of the pool (SQLAlchemy's pool_timeout; it was 30).
+    pool_s: float = 3.0
+    # TCP keepalives on idle connections (probes after 30 s idle, 10 s apart, 3 unanswered: dead),
+    # and unacknowledged data for 30 s ends a connection (tcp_user_timeout): they find connections
+    # that a network partition left dead, including those of migrations, which have no other limit.
+    keepalives_idle_s: int = 30
+    keepalives_interval_s: int = 10
+    keepalives_count: int = 3
+    tcp_user_timeout_s: int = 30
+
+
+LIMITS = Limits()
+
+# Execution option: this statement may wait for its answer up to `Limits.long_wait_s`, and the
+# server does not cancel it (statement_timeout 0), e.g. `select(func.pg_advisory_xact_lock(k))
+# .execution_options(**LONG_WAIT)`. The server-side limit stays off for the rest of its
+# transaction; the client's usual one comes back with the transaction's next statement.
+LONG_WAIT = {"duiyi_long_wait": True}
+
+
+# psycopg 3.3 and later: Connection.wait takes a timeout.
+_PSYCOPG_WAITS_WITH_TIMEOUT = "timeout" in inspect.signature(psycopg.Connection.wait).parameters
+
+
+class _LimitedConnection(psycopg.Connection[Any]):
+    """A psycopg connection that waits at most `wait_limit_s` for any answer (None: no limit),
+    then closes itself and raises OperationalError. `Database` sets the limit: its `Limits.ping_s`
+    while the connection idles in the pool (the pool's liveness check), `wait_s` once handed out."""
+
+    wait_limit_s: float | None = None
+
+    def wait(self, gen: PQGen[Any], interval: float = 0.1, timeout: float | None = None) -> Any:
+        limit = self.wait_limit_s
+        if timeout is not None or limit is None:  # psycopg's own limits (cancelling, notifies)
+            return super().wait(gen, interval, timeout)
+        try:
+            return super().wait(gen, interval, limit)
+        except psycopg.errors._WaitTimeout:
+            # The answer may still come, in the middle of whatever is asked next: the connection is
+            # done for (closed, so that SQLAlchemy sees a disconnection and drops it from its pool).
+            self.pgconn.finish()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {limit:g} s; connection closed"
+            ) from None
+
+
+def _postgres_connect_args(url: URL, limits: Limits, *, statement_timeout: bool) -> dict[str, Any]:
+    """psycopg's connection parameters for `limits`. Parameters the URL's query sets itself
+    (`?connect_timeout=10`) win; its `options` come after ours, so a `-c statement_timeout=…` of
+    its own wins too."""
+    given = url.query
+    args: dict[str, Any] = {
+        "connect_timeout": limits.connect_s,
+        "keepalives": 1,
+        "keepalives_idle": limits.keepalives_idle_s,
+        "keepalives_interval": limits.keepalives_interval_s,
+        "keepalives_count": limits.keepalives_count,
+        "tcp_user_timeout": limits.tcp_user_timeout_s * 1000,
+    }
+    args = {name: value for name, value in args.items() if name not in given}
+    if statement_timeout:
+        ours = f"-c statement_timeout={round(limits.statement_s * 1000)}"
+        theirs = given.get("options")
+        theirs = " ".join(theirs) if isinstance(theirs, tuple) else theirs
+        args["options"] = f"{ours} {theirs}" if theirs else ours
+    return args
+
+
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, limits: Limits = LIMITS) -> None:
         self.url = make_url(url)
+        self.limits = limits
+        # One account of an outage in the log for the process's loops (`Outage`).
+        self.outage = Outage()
         kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        elif self.is_postgres:
+            kwargs["connect_args"] = _postgres_connect_args(self.url, limits, statement_timeout=True)
+            kwargs["pool_timeout"] = limits.pool_s
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        elif self.is_postgres and self.url.get_driver_name() == "psycopg":
+            if _PSYCOPG_WAITS_WITH_TIMEOUT:
+                self._limit_waits()
+            else:
+                log.warning(
+                    "psycopg %s: no limit on waiting for PostgreSQL's answers (3.3 or later has it)",
+                    psycopg.__version__,
+                )
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.checks = SingleFlight(self.check, name="duiyi-database-check")
+
+    def _limit_waits(self) -> None:
+        """The client-side limits (`_LimitedConnection`): `ping_s` while a connection idles in the
+        pool (the only statement it then runs is the pool's check), `wait_s` once handed out,
+        `long_wait_s` for a statement run with LONG_WAIT."""
+        limits = self.limits
+
+        def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> _LimitedConnection:
+            conn = _LimitedConnection.connect(*cargs, **cparams)
+            conn.wait_limit_s = limits.wait_s
+            return conn
+
+        def idle(dbapi_connection: Any, _record: Any) -> None:
+            if isinstance(dbapi_connection, _LimitedConnection):
+                dbapi_connection.wait_limit_s = limits.ping_s
+
+        def handed_out(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+            if isinstance(dbapi_connection, _LimitedConnection):
+                dbapi_connection.wait_limit_s = limits.wait_s
+
+        def before_execute(
+            _conn: Any, cursor: Any, _statement: str, _parameters: Any, context: Any, _executemany: bool
+        ) -> None:
+            dbapi_connection = cursor.connection
+            if not isinstance(dbapi_connection, _LimitedConnection):
+                return
+            if context is not None and context.execution_options.get("duiyi_long_wait"):
+                dbapi_connection.execute("SET LOCAL statement_timeout = 0")
+                dbapi_connection.wait_limit_s = limits.long_wait_s
+            else:
+                dbapi_connection.wait_limit_s = limits.wait_s
+
+        event.listen(self.engine, "do_connect", connect)
+        event.listen(self.engine, "checkin", idle)
+        event.listen(self.engine, "checkout", handed_out)
+        event.listen(self.engine, "before_cursor_execute", before_execute)
 
     @property
     def is_sqlite(self) -> bool:
@@ -79,25 +259,102 @@ class Database:
         with self.sessions() as session, session.begin():
             yield session
 
+    def check(self) -> None:
+        """A `SELECT 1`: raises what the database raises when it cannot answer."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision. On PostgreSQL an advisory lock makes
-        processes starting together take turns instead of racing."""
-        with self.engine.connect() as conn:
-            if self.is_postgres:
-                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
-                conn.commit()
-            try:
-                cfg = alembic_config(self.url.render_as_string(hide_password=False))
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-                conn.commit()
-            finally:
+        processes starting together take turns instead of racing, on a connection of its own with
+        no time limit but connecting's: a migration may rewrite a large table, and a process may
+        wait for another's."""
+        engine = self.engine
+        if self.is_postgres:
+            connect_args = _postgres_connect_args(self.url, self.limits, statement_timeout=False)
+            engine = create_engine(self.url, poolclass=NullPool, connect_args=connect_args)
+        try:
+            with engine.connect() as conn:
                 if self.is_postgres:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
+                    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
                     conn.commit()
+                try:
+                    cfg = alembic_config(self.url.render_as_string(hide_password=False))
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+                    conn.commit()
+                finally:
+                    if self.is_postgres:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
+                        conn.commit()
+        finally:
+            if engine is not self.engine:
+                engine.dispose()
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+T = TypeVar("T")
+
+
+class SingleFlight(Generic[T]):
+    """Runs `fn` in a thread of its own, one call at a time: `start()` is the call under way, or a
+    new one. For a check that must answer within a time of its own whatever the database does
+    (/metrics, /readyz): the caller waits on the future as long as it likes, and a database that
+    hangs holds one thread (until the limits end its wait), however often it is asked."""
+
+    def __init__(self, fn: Callable[[], T], *, name: str) -> None:
+        self._fn = fn
+        self._name = name
+        self._lock = threading.Lock()
+        self._current: Future[T] | None = None
+
+    def start(self) -> Future[T]:
+        with self._lock:
+            if self._current is None or self._current.done():
+                future: Future[T] = Future()
+                future.set_running_or_notify_cancel()
+                threading.Thread(target=self._run, args=(future,), name=self._name, daemon=True).start()
+                self._current = future
+            return self._current
+
+    def _run(self, future: Future[T]) -> None:
+        try:
+            future.set_result(self._fn())
+        except BaseException as exc:  # noqa: BLE001 - the caller gets it from the future
+            future.set_exception(exc)
+
+
+class Outage:
+    """A database outage told once in the log, however many of the process's loops (job runners,
+    webhook senders, metrics) keep failing on it: a WARNING at the first failure, an INFO when one
+    succeeds again, with how long it lasted. The loops back off meanwhile, each on its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: float | None = None  # time.monotonic() of the first failure; None: no outage
+
+    def failed(self, exc: BaseException, who: str) -> None:
+        """`who` (a loop) found the database unavailable (`exc`)."""
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        log.warning(
+            "%s: the database is unavailable (%s); retrying with backoff, and saying so once more when it answers",
+            who,
+            describe_error(exc),
+        )
+
+    def answered(self, who: str) -> None:
+        """`who` used the database successfully."""
+        if self._since is None:  # the common case: no lock
+            return
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None:
+            log.info("%s: the database answers again, after %.1f s unavailable", who, time.monotonic() - since)
 
 
 def alembic_config(url: str) -> Config:

@@ -1,6 +1,17 @@
+"""Health: /healthz (the process is up: Docker's HEALTHCHECK), /readyz (ready for traffic: the model
+answers and the database does) and /metrics.
+
+/healthz runs on the event loop and touches nothing: it answers while every worker thread waits
+on a database that hangs, so a database outage never gets the container restarted. /readyz and
+/metrics wait on the database for a limited time, each in a thread of its own (never the request
+thread pool, which requests stuck on a hanging database may hold)."""
+
 from __future__ import annotations
 
+import asyncio
 import time
+from dataclasses import dataclass
+from weakref import WeakKeyDictionary
 
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
@@ -10,19 +21,61 @@ from starlette.concurrency import run_in_threadpool
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
 from service.schemas import Health, Ready
+from service.storage.db import Database
 
 router = APIRouter(tags=["health"])
 _PROBE_TTL_S = 10.0
+# /readyz's database check: a `SELECT 1` given this long (a healthy database answers in
+# milliseconds), its answer reused for _DATABASE_TTL_S, so that probes every second or two from
+# several load balancers cost the database one query at most that often.
+_DATABASE_CHECK_S = 2.0
+_DATABASE_TTL_S = 2.0
+
+
+@dataclass
+class _DatabaseCheck:
+    checked_at: float = 0.0  # time.monotonic(); 0: never
+    reason: str = ""  # why the database is not ready; empty: it answered
+
+
+_database_checks: WeakKeyDictionary[Database, _DatabaseCheck] = WeakKeyDictionary()
 
 
 @router.get("/healthz", response_model=Health, summary="The process is up")
-def healthz() -> Health:
+async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Ready, responses=responses(503), summary="The model is loaded and answering")
+async def _database_not_ready(db: Database) -> str:
+    """Why the database is not ready ("" when it answered), from a check at most _DATABASE_TTL_S old."""
+    state = _database_checks.setdefault(db, _DatabaseCheck())
+    if time.monotonic() - state.checked_at > _DATABASE_TTL_S:
+        # A check still under way (the database hangs) is waited for, not doubled.
+        check = db.checks.start()
+        deadline = time.monotonic() + _DATABASE_CHECK_S
+        while not check.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if not check.done():
+            state.reason = f"the database did not answer within {_DATABASE_CHECK_S:g} s"
+        elif (error := check.exception()) is not None:
+            # The class only: the driver's message names the database's host, and /readyz needs no key.
+            state.reason = f"the database does not answer ({type(error).__name__})"
+        else:
+            state.reason = ""
+        state.checked_at = time.monotonic()
+    return state.reason
+
+
+@router.get(
+    "/readyz",
+    response_model=Ready,
+    responses=responses(503),
+    summary="The model is loaded and answering, and the database answers",
+)
 async def readyz(runtime: RuntimeDep) -> Ready:
     engine = runtime.engine
+    if reason := await _database_not_ready(runtime.db):
+        raise ApiError(503, "not_ready", reason)
     state = runtime.readiness
     if time.monotonic() - state.checked_at > _PROBE_TTL_S:
 
@@ -47,5 +100,8 @@ async def readyz(runtime: RuntimeDep) -> Ready:
     summary="Prometheus metrics: the engine, HTTP requests, the job queue and webhooks (README: Monitoring)",
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
-def metrics(runtime: RuntimeDep) -> PlainTextResponse:
-    return PlainTextResponse(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(runtime: RuntimeDep) -> PlainTextResponse:
+    # In the event loop's own executor, not the request thread pool: the database figures wait at
+    # most StoreCollector.time_limit_s, and the scrape must not queue behind requests that wait longer.
+    body = await asyncio.to_thread(generate_latest, runtime.metrics.registry)
+    return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
