@@ -79,19 +79,28 @@ class Fragment:
         return bool(_LETTER.search(_PLACEHOLDER.sub(" ", self.masked)))
 
     def walk(self) -> Iterator[Fragment]:
-        yield self
-        for slot in self.slots:
-            if slot.child is not None:
-                yield from slot.child.walk()
+        """This fragment and its children's, depth first (without nesting generators, whose every
+        step would pass through all the levels above it)."""
+        todo = [self]
+        while todo:
+            frag = todo.pop()
+            yield frag
+            todo += (slot.child for slot in reversed(frag.slots) if slot.child is not None)
 
     def hits(self) -> Iterator[tuple[TermHit, int]]:
-        """Every term hit in this fragment and its children, with its offset in this fragment."""
-        for slot in self.slots:
-            if slot.hit is not None:
-                yield slot.hit, 0
-            if slot.child is not None:
-                for hit, offset in slot.child.hits():
-                    yield hit, slot.start + offset
+        """Every term hit in this fragment and its children, with its offset in this fragment, in
+        the order of the text."""
+        levels = [(iter(self.slots), 0)]  # each fragment entered: its slots still to see, and its offset
+        while levels:
+            slots, offset = levels[-1]
+            for slot in slots:
+                if slot.hit is not None:
+                    yield slot.hit, offset
+                if slot.child is not None:
+                    levels.append((iter(slot.child.slots), offset + slot.start))
+                    break
+            else:
+                levels.pop()
 
 
 def _within(inline: Inline, outer: Inline) -> bool:
@@ -110,30 +119,38 @@ def build_fragment(
 ) -> Fragment:
     """Mask the outermost inline markup and the terms outside it; recurse into the markup."""
     keys = keys if keys is not None else itertools.count(1)
+    return _fragment(text, 0, len(text), sorted(inlines, key=lambda i: (i.start, -i.end)), glossary, keys)
+
+
+def _fragment(
+    text: str, start: int, end: int, inlines: list[Inline], glossary: Glossary, keys: Iterator[int]
+) -> Fragment:
+    """The fragment of `text[start:end]`, whose inline markup is `inlines` (offsets in `text`, by start
+    and then outermost first). Each level's markup keeps its offsets in `text` (only a slot's own is
+    made relative): nested markup costs the square of its depth to sort out, not its cube."""
+    source = text[start:end]
     outer: list[Inline] = []
-    for inline in sorted(inlines, key=lambda i: (i.start, -i.end)):
+    for inline in inlines:
         if not any(_within(inline, o) for o in outer):
             outer.append(inline)
+    # The outer markup with offsets in `source`.
+    placed = [i if start == 0 else Inline(i.start - start, i.end - start, i.open, i.close, i.verbatim) for i in outer]
 
-    def crosses(start: int, end: int) -> bool:
-        return any((start < o.end and o.start < end) if o.end > o.start else start < o.start < end for o in outer)
+    def crosses(begin: int, finish: int) -> bool:
+        return any(
+            (begin < o.end and o.start < finish) if o.end > o.start else begin < o.start < finish for o in placed
+        )
 
     slots: list[Slot] = []
-    for inline in outer:
+    for inline, here in zip(outer, placed, strict=True):
         key = next(keys)
         if inline.verbatim or inline.end == inline.start:
-            slots.append(
-                Slot(key, SlotKind.VERBATIM, inline.start, inline.end, text[inline.start : inline.end], inline=inline)
-            )
+            slots.append(Slot(key, SlotKind.VERBATIM, here.start, here.end, source[here.start : here.end], inline=here))
             continue
-        inner = tuple(
-            Inline(i.start - inline.start, i.end - inline.start, i.open, i.close, i.verbatim)
-            for i in inlines
-            if i is not inline and _within(i, inline)
-        )
-        child = build_fragment(text[inline.start : inline.end], inner, glossary, keys)
-        slots.append(Slot(key, SlotKind.MARKUP, inline.start, inline.end, child.source, inline=inline, child=child))
-    for hit in find_terms(text, glossary, fits=lambda span: not crosses(span.start, span.end)):
+        inner = [i for i in inlines if i is not inline and _within(i, inline)]
+        child = _fragment(text, inline.start, inline.end, inner, glossary, keys)
+        slots.append(Slot(key, SlotKind.MARKUP, here.start, here.end, child.source, inline=here, child=child))
+    for hit in find_terms(source, glossary, fits=lambda span: not crosses(span.start, span.end)):
         # A term wrapped over a line end ("Shinzo\nAbe" in hard-wrapped copy) is the term as a reader
         # reads it, on one line: what the response lists as its source text, and what a term kept in
         # English (do-not-translate) puts into the translation and a person's edit must have.
@@ -143,11 +160,11 @@ def build_fragment(
     masked: list[str] = []
     pos = 0
     for slot in slots:
-        masked.append(text[pos : slot.start])
+        masked.append(source[pos : slot.start])
         masked.append(PLACEHOLDER.format(slot.key))
         pos = slot.end
-    masked.append(text[pos:])
-    return Fragment(next(keys), text, "".join(masked), tuple(slots))
+    masked.append(source[pos:])
+    return Fragment(next(keys), source, "".join(masked), tuple(slots))
 
 
 @dataclass

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from glossary.terms import VARIANTS, Glossary
 from service.config import Settings
 from service.documents import Article
+from service.formats import MarkupTooDeep, parse_blocks
 from service.glossaries import Glossaries
 from service.schemas import TranslateRequest
 
@@ -45,7 +46,9 @@ def check_targets(targets: list[str] | None, settings: Settings) -> tuple[str, .
 
 
 def check_article(article: Article, settings: Settings, *, what: str = "article") -> None:
-    """Refuse an article with no text, or more than DUIYI_MAX_CHARS characters in all its fields."""
+    """Refuse an article with no text, more than DUIYI_MAX_CHARS characters in all its fields, or
+    markup nested deeper than the formats read (service.formats.MarkupTooDeep: it could never be
+    translated; it is parsed as the pipeline will parse it, a second at most for the largest)."""
     fields = (article.body, article.title, article.subtitle, article.byline, article.date)
     if not any(x.strip() for x in fields):
         raise InputError("empty_input", "there is no text to translate")
@@ -56,6 +59,10 @@ def check_article(article: Article, settings: Settings, *, what: str = "article"
             f"the {what} has {size:,} characters; the limit is {settings.max_chars:,} "
             "(split the article, or raise DUIYI_MAX_CHARS)",
         )
+    try:
+        parse_blocks(article)
+    except MarkupTooDeep as exc:
+        raise InputError("markup_too_deep", str(exc)) from None
 
 
 def prepare(request: TranslateRequest, settings: Settings, store: Glossaries) -> TranslateJob:

@@ -16,7 +16,8 @@ Where each format is handled (this module only dispatches to them):
 - `structured`: an HTML page's structured data (`<script type="application/ld+json">`): which
   texts are translated, and writing them back as written.
 - `common`: what several formats share (the article's fields, image texts as blocks, trimming
-  inline markup, the HTML elements whose content is carried as sent, the English language tag).
+  inline markup, the HTML elements whose content is carried as sent, the English language tag, how
+  deep markup may nest).
 """
 
 from __future__ import annotations
@@ -24,24 +25,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from service.documents import Article, Block, SourceFormat
-from service.formats.common import _FIELDS, IMAGE_TEXTS
+from service.formats.common import _FIELDS, IMAGE_TEXTS, MAX_ELEMENT_DEPTH, MAX_INLINE_DEPTH, FormatError, MarkupTooDeep
 from service.formats.html import _html_blocks, _render_html
 from service.formats.markdown import _markdown_blocks, _render_markdown
 from service.formats.text import _render_text, _text_blocks
 
-__all__ = ["FORMAT_BY_SUFFIX", "IMAGE_TEXTS", "FormatError", "parse_blocks", "render"]
+__all__ = [
+    "FORMAT_BY_SUFFIX",
+    "IMAGE_TEXTS",
+    "MAX_ELEMENT_DEPTH",
+    "MAX_INLINE_DEPTH",
+    "FormatError",
+    "MarkupTooDeep",
+    "parse_blocks",
+    "render",
+]
 
 # The input format an uploaded or named file has, by its suffix; anything else is plain text.
 FORMAT_BY_SUFFIX = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
 
 
-class FormatError(ValueError):
-    """Input that cannot be read in the format it claims."""
-
-
 def parse_blocks(article: Article) -> tuple[list[Block], str, str]:
     """Blocks of the article (structured fields first), the text tail, and the HTML or Markdown page
-    if any, whose blocks' translations `render` puts in their places."""
+    if any, whose blocks' translations `render` puts in their places. Raises MarkupTooDeep for a
+    page whose markup nests deeper than the parsers read."""
     blocks: list[Block] = []
     for kind, value in zip(_FIELDS, (article.title, article.subtitle, article.byline, article.date), strict=True):
         if value.strip():

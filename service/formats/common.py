@@ -1,12 +1,14 @@
 """What several source formats share: the article's structured fields, an image's texts as blocks
-of their own (Markdown and HTML), trimming inline markup to its text (Markdown and HTML), and what
-an HTML page and its structured data both consult (the elements carried through as sent, the tag of
-English)."""
+of their own (Markdown and HTML), trimming inline markup to its text (Markdown and HTML), what an
+HTML page and its structured data both consult (the elements carried through as sent, the tag of
+English), and how deep markup may nest (`MarkupTooDeep`)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
+
+from bs4 import PageElement
 
 from service.documents import Block, BlockKind, Inline, SourceFormat, plain_text
 
@@ -20,6 +22,30 @@ _SKIP_TAGS = ("script", "style", "pre", "code", "template", "noscript")
 _OPAQUE_TAGS = (*_SKIP_TAGS, "img", "svg", "math")
 # A language tag that says English (`en`, `en-GB`).
 _ENGLISH = re.compile(r"en(?:-|$)", re.IGNORECASE)
+
+# How deep markup may nest. An HTML page's elements: as deep as a browser's parser nests them (Blink
+# and WebKit stop at 512), which legacy pages whose every `<p>` or `<li>` is left open (each then
+# holds all that follows it) reach sooner than written structure does. Inline markup inside one
+# text (HTML elements in a paragraph; Markdown emphasis, links and strikethrough): far deeper than
+# any article's, and what each sentence's markup costs to protect and restore grows with its square.
+MAX_ELEMENT_DEPTH = 512
+MAX_INLINE_DEPTH = 100
+
+
+class FormatError(ValueError):
+    """Input that cannot be read in the format it claims."""
+
+
+class MarkupTooDeep(FormatError):
+    """Markup nested deeper than the service reads (`MAX_ELEMENT_DEPTH`, `MAX_INLINE_DEPTH`, and
+    Markdown quotes and lists deeper than markdown-it reads): refused when an article is submitted,
+    rather than accepted and never translated."""
+
+
+def _inside(node: PageElement, names: Container[str]) -> bool:
+    """Whether an element named in `names` holds `node`: BeautifulSoup's `find_parent(names)`, without
+    its filter machinery, which costs more than the walk up itself (every element of a page is asked)."""
+    return any(parent.name in names for parent in node.parents)
 
 
 def _image_blocks(first: int, number: int, texts: Iterable[tuple[str, object]]) -> list[Block]:

@@ -11,7 +11,7 @@ import html
 import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 from bs4 import BeautifulSoup, Comment, NavigableString, PageElement, Tag
@@ -22,8 +22,12 @@ from service.formats.common import (
     _OPAQUE_TAGS,
     _SKIP_TAGS,
     IMAGE_TEXTS,
+    MAX_ELEMENT_DEPTH,
+    MAX_INLINE_DEPTH,
+    MarkupTooDeep,
     _image_blocks,
     _image_texts,
+    _inside,
     _trimmed,
 )
 from service.formats.structured import _ld_scripts, _ld_texts, _rewrite_ld
@@ -129,15 +133,15 @@ _HtmlUnit = Tag | list[PageElement]
 # stays markup, as sent. `_CARRIED` are the elements whose content is never translated.
 _FALLBACK = "noscript"
 _CARRIED = tuple(t for t in _OPAQUE_TAGS if t != _FALLBACK)
+# What holds no images or labels to translate: what is carried as sent, and the page's chrome.
+_UNREAD = (*_CARRIED, *_CHROME_TAGS)
 
 
 def _late_last(elements: Iterable[Tag]) -> list[Tag]:
     """`elements` (in document order) with those in a <noscript> after the others: translated since
     a later version, they are numbered after what stored documents already name by number."""
     found = list(elements)
-    return [el for el in found if el.find_parent(_FALLBACK) is None] + [
-        el for el in found if el.find_parent(_FALLBACK) is not None
-    ]
+    return [el for el in found if not _inside(el, (_FALLBACK,))] + [el for el in found if _inside(el, (_FALLBACK,))]
 
 
 def _html_images(soup: BeautifulSoup) -> list[Tag]:
@@ -145,7 +149,7 @@ def _html_images(soup: BeautifulSoup) -> list[Tag]:
     content is carried through as sent, nor those of the page's chrome (a site's logo in its <nav>).
     Stored documents name images by their number in this list, so what counts as one changes only
     with a migration of their image blocks: in document order, those in a <noscript> after the rest."""
-    return _late_last(img for img in soup.find_all("img") if img.find_parent((*_CARRIED, *_CHROME_TAGS)) is None)
+    return _late_last(img for img in soup.find_all("img") if not _inside(img, _UNREAD))
 
 
 # Elements whose `title` is not a tooltip a reader sees (or is not this module's to translate): those
@@ -168,7 +172,7 @@ def _html_labels(soup: BeautifulSoup) -> list[tuple[Tag, str]]:
         attrs = ["aria-label", *(["title"] if el.name not in _UNTITLED else [])]
         if not any(str(el.get(a) or "").strip() for a in attrs) or el.name in (*_SKIP_TAGS, *_CHROME_TAGS, "img"):
             continue
-        if el.find_parent((*_CARRIED, *_CHROME_TAGS)) is None and not _in_embed(el):
+        if not _inside(el, _UNREAD) and not _in_embed(el):
             found += [(el, a) for a in attrs if str(el.get(a) or "").strip()]
     return found
 
@@ -181,14 +185,17 @@ def _html_metas(soup: BeautifulSoup) -> list[Tag]:
         for meta in soup.find_all("meta")
         if str(meta.get("name") or meta.get("property") or "").lower() in _META_TEXTS
         and str(meta.get("content") or "").strip()
-        and meta.find_parent(_OPAQUE_TAGS) is None
+        and not _inside(meta, _OPAQUE_TAGS)
     ]
 
 
 def _in_embed(node: PageElement) -> bool:
     """Whether `node` is in a social media embed (see `_EMBED_CLASSES`), or is one."""
     for el in (node, *node.parents):
-        if isinstance(el, Tag) and not _EMBED_CLASSES.isdisjoint(el.get_attribute_list("class")):
+        # Most elements have no class: looking for the attribute first spares the list of classes.
+        if not isinstance(el, Tag) or "class" not in el.attrs:
+            continue
+        if not _EMBED_CLASSES.isdisjoint(el.get_attribute_list("class")):
             return True
     return False
 
@@ -196,18 +203,55 @@ def _in_embed(node: PageElement) -> bool:
 def _html_elements(soup: BeautifulSoup) -> Iterator[Tag]:
     """Block elements that hold text directly (a <li> holding <p>s yields the <p>s instead)."""
     for el in soup.find_all(_BLOCK_TAGS):
-        if el.find_parent(_SKIP_TAGS):
+        if _inside(el, _SKIP_TAGS):
             continue
-        if el.find(_BLOCK_TAGS):
+        if _holds(el, _BLOCK_TAGS):
             continue
         yield el
 
 
+def _holds(node: Tag, names: tuple[str, ...]) -> bool:
+    """Whether `node` holds an element named in `names`: `node.find(names)`, without BeautifulSoup's
+    filter machinery (see `_inside`)."""
+    return any(isinstance(el, Tag) and el.name in names for el in node.descendants)
+
+
 def _has_text(node: PageElement) -> bool:
-    if isinstance(node, Tag):
-        return node.name not in _OPAQUE_TAGS and any(_has_text(child) for child in node.children)
-    # Comments, doctypes and CDATA are strings of other types.
-    return type(node) is NavigableString and bool(node.strip())
+    """Whether `node` holds text a reader sees: not only markup, nor only what is carried as sent."""
+    todo = [node]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, Tag):
+            if node.name not in _OPAQUE_TAGS:
+                todo.extend(node.contents)
+        # Comments, doctypes and CDATA are strings of other types.
+        elif type(node) is NavigableString and node.strip():
+            return True
+    return False
+
+
+def _check_depth(soup: BeautifulSoup) -> None:
+    """Refuse a page whose elements nest deeper than MAX_ELEMENT_DEPTH."""
+    depth = {id(soup): 0}
+    for node in soup.descendants:
+        if isinstance(node, Tag):
+            depth[id(node)] = depth[id(node.parent)] + 1
+            if depth[id(node)] > MAX_ELEMENT_DEPTH:
+                raise MarkupTooDeep(
+                    f"the HTML nests elements more than {MAX_ELEMENT_DEPTH} deep (the <{node.name}> on line "
+                    f"{node.sourceline} is inside {MAX_ELEMENT_DEPTH} others; an element never closed, such as "
+                    "a legacy page's <p> or <li>, holds all that follows it)"
+                )
+
+
+@dataclass
+class _Level:
+    """An element `_html_units` is in: its children still to see, whether its loose text counts, and
+    the run of loose text gathered so far."""
+
+    children: Iterator[PageElement]
+    loose_text: bool
+    run: list[PageElement] = field(default_factory=list)
 
 
 def _html_units(soup: BeautifulSoup) -> list[tuple[int, _HtmlUnit]]:
@@ -235,27 +279,34 @@ def _html_units(soup: BeautifulSoup) -> list[tuple[int, _HtmlUnit]]:
         found.append(run)
 
     def walk(node: Tag, loose_text: bool, late: bool = False) -> None:
-        run: list[PageElement] = []
-        for child in node.children:
-            if isinstance(child, Tag) and (child.name in _BREAK_TAGS or child.find(_BREAK_TAGS) is not None):
-                flush(run, loose_text)
-                run = []
-                if id(child) in leaves or (late and child.name in _BLOCK_TAGS and child.find(_BLOCK_TAGS) is None):
-                    found.append(child)
-                elif child.name == _FALLBACK:
-                    fallbacks.append((child, loose_text))
-                elif child.name not in _SKIP_TAGS:
-                    walk(child, loose_text and child.name not in _CHROME_TAGS, late)
+        # Depth first, in document order, without recursion (elements nest up to MAX_ELEMENT_DEPTH):
+        # each element entered, with the run of loose text being gathered in it.
+        levels = [_Level(iter(node.children), loose_text)]
+        while levels:
+            level = levels[-1]
+            for child in level.children:
+                if isinstance(child, Tag) and (child.name in _BREAK_TAGS or _holds(child, _BREAK_TAGS)):
+                    flush(level.run, level.loose_text)
+                    level.run = []
+                    if id(child) in leaves or (late and child.name in _BLOCK_TAGS and not _holds(child, _BLOCK_TAGS)):
+                        found.append(child)
+                    elif child.name == _FALLBACK:
+                        fallbacks.append((child, level.loose_text))
+                    elif child.name not in _SKIP_TAGS:
+                        levels.append(_Level(iter(child.children), level.loose_text and child.name not in _CHROME_TAGS))
+                        break
+                else:
+                    level.run.append(child)
             else:
-                run.append(child)
-        flush(run, loose_text)
+                flush(level.run, level.loose_text)
+                levels.pop()
 
     walk(soup, True)
     runs = itertools.count(len(leaves))
     units = [(leaves[id(u)] if isinstance(u, Tag) else next(runs), u) for u in found]
     # The page's <title> (what a browser's tab and a search engine show) is translated too; numbered
     # after everything else, so that pages stored before it was keep their numbers (and its English).
-    titles = [t for t in soup.find_all("title") if t.find_parent(_OPAQUE_TAGS) is None and _has_text(t)]
+    titles = [t for t in soup.find_all("title") if not _inside(t, _OPAQUE_TAGS) and _has_text(t)]
     units += [(next(runs), title) for title in titles]
     # Then what <noscript>s standing on their own hold (left as sent before): their block elements and
     # loose text, as the page's are; those inside them included (the list grows as they are walked).
@@ -400,12 +451,10 @@ def _spans(soup: BeautifulSoup, source: str) -> dict[int, _Span] | None:
 
 def _end(node: PageElement, spans: Mapping[int, _Span]) -> int:
     """Where `node` ends in the page: after its end tag, or its last content where it has none."""
+    while spans[id(node)].end is None and isinstance(node, Tag) and node.contents:
+        node = node.contents[-1]
     span = spans[id(node)]
-    if span.end is not None:
-        return span.end
-    if isinstance(node, Tag) and node.contents:
-        return _end(node.contents[-1], spans)
-    return span.open_end
+    return span.end if span.end is not None else span.open_end
 
 
 def _content(unit: _HtmlUnit, spans: Mapping[int, _Span], source: str) -> tuple[int, int]:
@@ -461,30 +510,38 @@ def _start_tag(tag: Tag) -> str:
     return f"<{tag.name}{attrs}>"
 
 
-def _html_inline(nodes: Iterable[PageElement]) -> tuple[str, tuple[Inline, ...]]:
+def _html_inline(nodes: Iterable[PageElement], *, deepest: int | None = None) -> tuple[str, tuple[Inline, ...]]:
+    """A unit's text and inline markup. Raises MarkupTooDeep where elements in it nest deeper than
+    `deepest` (MAX_INLINE_DEPTH as a page is read; a page stored before such pages were refused is
+    written back all the same)."""
     parts: list[str] = []
+    length = 0  # of the parts
     inlines: list[Inline] = []
     breaks: list[Inline] = []
 
-    def walk(children: Iterable[PageElement]) -> None:
+    def add(text: str) -> None:
+        nonlocal length
+        parts.append(text)
+        length += len(text)
+
+    def walk(children: Iterable[PageElement], depth: int) -> None:
         for child in children:
             if isinstance(child, Comment):
                 # An editor's note or a CMS's marker inside the text: markup, kept where it stands.
-                at = len("".join(parts))
-                inlines.append(Inline(at, at, child.output_ready(), "", verbatim=True))
+                inlines.append(Inline(length, length, child.output_ready(), "", verbatim=True))
             elif isinstance(child, NavigableString):
                 if type(child) is NavigableString:
-                    parts.append(_SPACE.sub(" ", str(child)))
+                    add(_SPACE.sub(" ", str(child)))
             elif isinstance(child, Tag):
-                start = len("".join(parts))
+                start = length
                 if child.name == "br":
-                    parts.append("\n")  # rendered back as <br> (see service.pipeline)
+                    add("\n")  # rendered back as <br> (see service.pipeline)
                     # At the block's edge, where no sentence takes it as white space, it is markup.
                     breaks.append(Inline(start, start, str(child), "", verbatim=True))
                     inlines.append(breaks[-1])
                 elif child.name in _OPAQUE_TAGS:
                     raw = child.get_text() if child.name == "code" else ""
-                    parts.append(raw)
+                    add(raw)
                     inlines.append(
                         Inline(
                             start,
@@ -494,11 +551,16 @@ def _html_inline(nodes: Iterable[PageElement]) -> tuple[str, tuple[Inline, ...]]
                             verbatim=True,
                         )
                     )
+                elif deepest is not None and depth >= deepest:
+                    raise MarkupTooDeep(
+                        f"a paragraph's markup nests more than {deepest} elements deep (the <{child.name}> "
+                        f"on line {child.sourceline} is inside {deepest} others)"
+                    )
                 else:
-                    walk(child.children)
-                    inlines.append(Inline(start, len("".join(parts)), _start_tag(child), f"</{child.name}>"))
+                    walk(child.children, depth + 1)
+                    inlines.append(Inline(start, length, _start_tag(child), f"</{child.name}>"))
 
-    walk(nodes)
+    walk(nodes, 0)
     raw = "".join(parts)
     inside = range(len(raw) - len(raw.lstrip()), len(raw.rstrip()))
     inlines = [i for i in inlines if not (any(i is b for b in breaks) and i.start in inside)]
@@ -531,6 +593,7 @@ def _html_blocks(source: str, first: int) -> list[Block]:
     """Blocks in document order: an image's alt text and title stand where the image does, after
     the block that holds it, or between the blocks around it (an image in a <figure>)."""
     soup = BeautifulSoup(source, "html.parser")
+    _check_depth(soup)
     order = {id(node): n for n, node in enumerate(soup.descendants)}
     # Where each unit and each image begins in the page (a run of loose text never begins with an image).
     unit_at = {order[id(u if isinstance(u, Tag) else u[0])]: (index, u) for index, u in _html_units(soup)}
@@ -576,7 +639,7 @@ def _html_blocks(source: str, first: int) -> list[Block]:
         assert el is not None  # a run stands in an element, or in the document itself
         if _in_embed(el):
             continue  # numbered all the same: pages stored before keep their numbers
-        text, inlines = _html_inline(unit.children if isinstance(unit, Tag) else unit)
+        text, inlines = _html_inline(unit.children if isinstance(unit, Tag) else unit, deepest=MAX_INLINE_DEPTH)
         if not text.strip():
             continue
         name = el.name or "p"
@@ -586,7 +649,7 @@ def _html_blocks(source: str, first: int) -> list[Block]:
             kind, level = BlockKind.LIST_ITEM, 0
         elif name == "title":
             kind, level = BlockKind.TITLE, 0
-        elif name == "blockquote" or el.find_parent("blockquote"):
+        elif name == "blockquote" or _inside(el, ("blockquote",)):
             kind, level = BlockKind.QUOTE, 0
         else:
             kind, level = BlockKind.PARAGRAPH, 0
@@ -742,12 +805,13 @@ def _declare_language(soup: BeautifulSoup, lang: str) -> None:
     if isinstance(root, Tag):
         root["lang"] = lang
     for el in soup.find_all(True):
-        if el.find_parent(_CARRIED) is not None or el.name in _CARRIED or _in_embed(el):
+        english = [attr for attr in ("lang", "xml:lang") if _ENGLISH.match(str(el.get(attr, "")))]
+        content_language = el.name == "meta" and str(el.get("http-equiv", "")).lower() == "content-language"
+        if not (english or content_language) or _inside(el, _CARRIED) or el.name in _CARRIED or _in_embed(el):
             continue
-        for attr in ("lang", "xml:lang"):
-            if _ENGLISH.match(str(el.get(attr, ""))):
-                el[attr] = lang
-        if el.name == "meta" and str(el.get("http-equiv", "")).lower() == "content-language":
+        for attr in english:
+            el[attr] = lang
+        if content_language:
             el["content"] = lang
 
 
@@ -772,17 +836,19 @@ def _with_html_attribute_texts(
     # that holds it (an image, a <noscript> and what it holds: see _html_inline), if any.
     held: dict[int, tuple[str, Tag | None]] = {}
 
-    def hold(el: Tag, holder: str, carrier: Tag | None) -> None:
-        carrier = carrier or (el if el.name in _OPAQUE_TAGS else None)
-        held[id(el)] = (holder, carrier)
-        for child in el.find_all(True, recursive=False):
-            hold(child, holder, carrier)
+    def hold(top: Tag, holder: str) -> None:
+        todo: list[tuple[Tag, Tag | None]] = [(top, None)]
+        while todo:
+            el, carrier = todo.pop()
+            carrier = carrier or (el if el.name in _OPAQUE_TAGS else None)
+            held[id(el)] = (holder, carrier)
+            todo += ((child, carrier) for child in el.find_all(True, recursive=False))
 
     for index, unit in units.items():
         if index in holders:
             for node in unit.children if isinstance(unit, Tag) else unit:
                 if isinstance(node, Tag):
-                    hold(node, holders[index], None)
+                    hold(node, holders[index])
 
     def update(el: Tag, attrs: Mapping[str, str]) -> None:
         holder, carrier = held.get(id(el), (None, None))

@@ -18,7 +18,7 @@ from markdown_it.rules_block import StateBlock
 from markdown_it.token import Token
 
 from service.documents import Block, BlockKind, Inline, SourceFormat, markdown_escape, markdown_reader, plain_text
-from service.formats.common import IMAGE_TEXTS, _image_blocks, _image_texts, _trimmed
+from service.formats.common import IMAGE_TEXTS, MAX_INLINE_DEPTH, MarkupTooDeep, _image_blocks, _image_texts, _trimmed
 
 # Blocks whose translation goes into markup (an image's, a link's, a reference definition's), not
 # into a place of the page.
@@ -160,6 +160,10 @@ def _markdown_parser() -> MarkdownIt:
 
 
 _MD = _markdown_parser()
+# How deep markdown-it reads quotes and lists in one another (below its `maxNesting`, which also
+# bounds how deep it looks for links in links, and so what `[[[[…` costs to read): what a quote or
+# list item deeper holds, it drops without a word. A list counts two levels (the list, and its item).
+_MD_DEPTH = _MD.options.maxNesting - 1
 # YAML (or TOML) front matter, which a Markdown CMS puts at the very top: data, left as sent.
 _FRONT_MATTER = re.compile(r"\A(-{3}|\+{3})[ \t]*\r?\n(?:.*\r?\n)*?(?:\1|\.{3})[ \t]*(?:\r?\n|\Z)")
 _NEWLINE = re.compile(r"\r\n?|\n")
@@ -210,8 +214,10 @@ def _md_places(source: str) -> list[_MdPlace]:
     return _md_read(source)[0]
 
 
-def _md_read(source: str) -> tuple[list[_MdPlace], list[_MdDefinition]]:
-    """The places of a Markdown page (see `_md_places`), and its definitions' titles."""
+def _md_read(source: str, *, whole: bool = False) -> tuple[list[_MdPlace], list[_MdDefinition]]:
+    """The places of a Markdown page (see `_md_places`), and its definitions' titles. `whole`: raise
+    MarkupTooDeep for a page that nests quotes and lists deeper than markdown-it reads, rather than
+    read it without what it drops there (as a page stored before such pages were refused is)."""
     front = _front_matter(source)
     # The front matter's lines stay, as empty ones, so that markdown-it's line numbers are the page's.
     read = "\n" * len(_NEWLINE.findall(front)) + source[len(front) :]
@@ -225,6 +231,13 @@ def _md_read(source: str) -> tuple[list[_MdPlace], list[_MdDefinition]]:
         line = bisect.bisect_right(read_lines, pos) - 1
         return page_lines[line] + pos - read_lines[line]
 
+    for tok in tokens if whole else ():
+        if tok.type in ("blockquote_open", "list_item_open") and tok.level >= _MD_DEPTH:
+            line = f" (line {tok.map[0] + 1})" if tok.map else ""
+            raise MarkupTooDeep(
+                f"the Markdown nests quotes and lists more than {_MD_DEPTH} levels deep{line}, deeper than "
+                "its parser reads (a list counts two: the list and its item)"
+            )
     places: list[_MdPlace] = []
     around: list[Token] = []
     # Each definition's title comes before the places of the tokens made after it.
@@ -252,11 +265,11 @@ def _md_read(source: str) -> tuple[list[_MdPlace], list[_MdDefinition]]:
     return places, definitions
 
 
-def _md_labels(source: str) -> tuple[list[_MdPlace], list[_MdLabel]]:
+def _md_labels(source: str, *, whole: bool = False) -> tuple[list[_MdPlace], list[_MdLabel]]:
     """The places of a Markdown page, and its labels in document order: the titles of its inline
     links, each in the place that holds it, and of its reference definitions (which reference links'
     and images' titles are). Stored documents name a label by its number in this list."""
-    places, definitions = _md_read(source)
+    places, definitions = _md_read(source, whole=whole)
     labels: list[_MdLabel] = []
     before = iter(definitions)
     definition = next(before, None)
@@ -331,7 +344,9 @@ def _md_alt(children: Iterable[Token]) -> str:
 
 def _md_inline(children: list[Token], *, cell: bool = False) -> tuple[str, tuple[Inline, ...]]:
     """A block's text and inline markup. In a table's `cell`, markup kept as written has its `|` as
-    `\\|` (a table's source must, to keep it in its cell; markdown-it gives it without the `\\`)."""
+    `\\|` (a table's source must, to keep it in its cell; markdown-it gives it without the `\\`).
+    Raises MarkupTooDeep for markup nested deeper than MAX_INLINE_DEPTH (markdown-it nests emphasis
+    as deep as delimiters run: `**` a level)."""
 
     def written(markup: str) -> str:
         return markup.replace("|", "\\|") if cell else markup
@@ -341,6 +356,10 @@ def _md_inline(children: list[Token], *, cell: bool = False) -> tuple[str, tuple
     stack: list[tuple[int, str, str, bool]] = []
     length = 0
     for tok in children:
+        if len(stack) > MAX_INLINE_DEPTH:
+            raise MarkupTooDeep(
+                f"a paragraph's emphasis, links and strikethrough nest more than {MAX_INLINE_DEPTH} levels deep"
+            )
         if tok.type == "text" and stack and stack[-1][3]:  # an autolink's address
             text.append(written(tok.content))
             length += len(text[-1])
@@ -397,7 +416,7 @@ def _markdown_blocks(source: str, first: int) -> list[Block]:
     that holds them, a reference definition's title stands where the definition does."""
     blocks: list[Block] = []
     images = itertools.count()
-    places, labels = _md_labels(source)
+    places, labels = _md_labels(source, whole=True)
     links: dict[int, list[int]] = {}  # place → the numbers of its links' titles
     definitions: dict[int, list[int]] = {}  # place → the numbers of the definitions' titles before it
     for n, label in enumerate(labels):

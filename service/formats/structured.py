@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from bs4 import BeautifulSoup, Tag
 
-from service.formats.common import _ENGLISH, _OPAQUE_TAGS
+from service.formats.common import _ENGLISH, _OPAQUE_TAGS, _inside
 
 # object, and its texts that search engines show; and a string in the script as written.
 _LD_ARTICLE = re.compile(r"(?:Article|BlogPosting|WebPage)$")
@@ -27,34 +27,37 @@ def _ld_scripts(soup: BeautifulSoup) -> list[Tag]:
     return [
         script
         for script in soup.find_all("script")
-        if str(script.get("type", "")).strip().lower() == "application/ld+json"
-        and script.find_parent(_OPAQUE_TAGS) is None
+        if str(script.get("type", "")).strip().lower() == "application/ld+json" and not _inside(script, _OPAQUE_TAGS)
     ]
 
 
 def _ld_strings(script: Tag) -> list[tuple[str, bool, str]]:
     """Each string value of a structured data script, in order: the property it is the value of,
-    whether it is an article's, and the value; none where the script is not valid JSON."""
+    whether it is an article's, and the value; none where the script is not valid JSON, or nests
+    deeper than Python's JSON parser reads (some hundreds of levels, RecursionError)."""
     try:
         data = json.loads(script.string or "", object_pairs_hook=_JsonObject)
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
     found: list[tuple[str, bool, str]] = []
-
-    def walk(value: object, key: str, article: bool) -> None:
+    # Depth first, in the order of the source, without recursion: (a member's name) or (a value, the
+    # property it is the value of, whether it is an article's); the next one to see last.
+    todo: list[tuple[str] | tuple[object, str, bool]] = [(data, "", False)]
+    while todo:
+        entry = todo.pop()
+        if len(entry) == 1:
+            found.append(("", False, entry[0]))  # a member's name, also a string in the source
+            continue
+        value, key, article = entry
         if isinstance(value, _JsonObject):
             types = [t for k, v in value if k == "@type" for t in (v if isinstance(v, list) else [v])]
             article = any(_LD_ARTICLE.search(str(t)) for t in types)
-            for member, item in value:
-                found.append(("", False, member))  # its name, also a string in the source
-                walk(item, member, article)
+            for member, item in reversed(value):
+                todo += [(item, member, article), (member,)]
         elif isinstance(value, list):
-            for item in value:
-                walk(item, key, article)
+            todo += [(item, key, article) for item in reversed(value)]
         elif isinstance(value, str):
             found.append((key, article, value))
-
-    walk(data, "", False)
     return found
 
 

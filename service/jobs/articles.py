@@ -271,14 +271,18 @@ def submit(
     same article (the same Idempotency-Key or external_id + revision, the same content), found
     it, and queued it again if it had failed.
 
-    Raises InputError (bad article or targets), UnknownGlossaryError, CallbackRefused,
-    IdempotencyConflict or TooManyJobs; nothing is stored or changed then.
+    Raises InputError (bad article or targets, markup nested deeper than the formats read),
+    UnknownGlossaryError, CallbackRefused, IdempotencyConflict or TooManyJobs; nothing is stored or
+    changed then.
     """
     owner = principal.owner
     with db.session() as session:
         found = _existing(session, sub, owner)
     if found is not None:
-        return _resubmitted(db, _same_or_conflict(found, sub), settings)
+        job = _same_or_conflict(found, sub)
+        if job.status == JobStatus.FAILED.value:
+            check_article(sub.article, settings)  # (accepted before it was refused:) queued again, it would fail again
+        return _resubmitted(db, job, settings)
 
     check_article(sub.article, settings)
     targets = check_targets(sub.targets, settings)

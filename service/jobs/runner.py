@@ -20,7 +20,8 @@ What ends an attempt, and what becomes of the job (its saved segments are always
   queue, claimable again after a backoff, and the attempt counts; after `job_max_attempts`
   attempts the job fails with the last error as its reason.
 - The job's data cannot be translated (its article does not parse, its stored glossary is
-  unreadable): retrying would fail the same way, so the job fails at once.
+  unreadable): retrying would fail the same way, so the job fails at once. (An article whose markup
+  nests deeper than the formats read is refused when submitted; one stored before that fails here.)
 - The job is withdrawn (deleted with everything stored for it, `service.jobs.articles.withdraw`):
   the runner finds it gone at its next save or lease renewal (the chunk it is decoding is finished
   first, and then dropped) and stops, writing nothing and settling nothing.
@@ -49,6 +50,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from models.scheduler import QueueFull
 from service.config import Settings
 from service.documents import AlignedSegment
+from service.formats import FormatError
 from service.jobs import revisions
 from service.jobs.articles import JobStatus, article_of, move
 from service.jobs.codec import document_to_json, glossary_from_json, segment_row
@@ -200,6 +202,8 @@ class JobRunner:
                 self._retry_or_fail(job_id, exc)
             except LostJob:
                 raise
+            except FormatError as exc:  # its article cannot be read (stored before submission refused it)
+                self._fail(job_id, exc, reason=f"the article cannot be translated: {exc}")
             # Bad job data (or a bug) before or after the engine: it would fail again. (_fail logs it.)
             except Exception as exc:  # noqa: BLE001
                 self._fail(job_id, exc)
@@ -393,13 +397,14 @@ class JobRunner:
                 exc_info=error,
             )
 
-    def _fail(self, job_id: str, error: BaseException) -> None:
-        """Fail the job at once: `error` says its data cannot be translated, and would again."""
+    def _fail(self, job_id: str, error: BaseException, reason: str | None = None) -> None:
+        """Fail the job at once: `error` says its data cannot be translated, and would again. The
+        job's failure says `reason`, else the error (logged with its traceback: a bug, or bad data)."""
         with self.db.session() as session:
             self._ours(session, job_id)
             job = session.get(Job, job_id, populate_existing=True)
             assert job is not None
-            delivery = self._mark_failed(session, job, describe(error), error)
+            delivery = self._mark_failed(session, job, reason or describe(error), None if reason else error)
         self._wake_dispatcher(delivery)
 
     def _mark_failed(
