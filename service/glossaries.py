@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +30,21 @@ class UnknownGlossaryError(LookupError):
         super().__init__(f"unknown glossary {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
         self.unknown = list(unknown)
         self.valid = list(valid)
+
+
+@dataclass(frozen=True)
+class GlossaryInfo:
+    """What an admin asks of a stored glossary besides its terms: where it came from (`origin`:
+    "shipped", "file" or "api", as StoredGlossary keeps it), its revision (1 as seeded or created,
+    one more with each edit), and when it was stored or last edited, and by whom (None: seeded from
+    files). `terms`: how many it holds."""
+
+    name: str
+    terms: int
+    origin: str
+    revision: int
+    updated_at: datetime
+    updated_by: str | None
 
 
 class Glossaries(Protocol):
@@ -139,11 +156,44 @@ class DatabaseGlossaries:
             row = session.get(StoredGlossary, name)
             if row is None:
                 raise UnknownGlossaryError([name], self.names())
-            glossary = glossary_from_json(row.name, row.terms, row.description)
-            revision = row.revision
+        return self._parsed(row)
+
+    def _parsed(self, row: StoredGlossary) -> Glossary:
+        """The glossary of a committed row, parsed once per revision (cached)."""
         with self._lock:
-            self._cache[name] = (revision, glossary)
+            cached = self._cache.get(row.name)
+        if cached and cached[0] == row.revision:
+            return cached[1]
+        glossary = glossary_from_json(row.name, row.terms, row.description)
+        with self._lock:
+            self._cache[row.name] = (row.revision, glossary)
         return glossary
+
+    def _described(self, row: StoredGlossary) -> tuple[Glossary, GlossaryInfo]:
+        glossary = self._parsed(row)
+        info = GlossaryInfo(
+            name=row.name,
+            terms=len(glossary.terms),
+            origin=row.origin,
+            revision=row.revision,
+            updated_at=row.updated_at,
+            updated_by=row.updated_by,
+        )
+        return glossary, info
+
+    def described(self, name: str) -> tuple[Glossary, GlossaryInfo]:
+        """The glossary and its GlossaryInfo, of one revision (read together)."""
+        with self.db.session() as session:
+            row = session.get(StoredGlossary, name)
+            if row is None:
+                raise UnknownGlossaryError([name], sorted(session.scalars(select(StoredGlossary.name))))
+        return self._described(row)
+
+    def infos(self) -> list[GlossaryInfo]:
+        """Every glossary's GlossaryInfo, by name."""
+        with self.db.session() as session:
+            rows = sorted(session.scalars(select(StoredGlossary)), key=lambda row: row.name)
+        return [self._described(row)[1] for row in rows]
 
     def get(self, name: str) -> Glossary:
         revisions = self._revisions([name])
@@ -167,8 +217,8 @@ class DatabaseGlossaries:
                 self._stacks[key] = cached
         return cached
 
-    def put(self, glossary: Glossary, *, by: str) -> tuple[Glossary, bool]:
-        """Create or replace a glossary; the stored glossary and whether it is new."""
+    def put(self, glossary: Glossary, *, by: str) -> tuple[Glossary, GlossaryInfo, bool]:
+        """Create or replace a glossary; the stored glossary, its GlossaryInfo, and whether it is new."""
         with self.db.session() as session:
             row = session.get(StoredGlossary, glossary.name, with_for_update=True)
             terms = [term_to_json(t) for t in glossary.terms]
@@ -186,7 +236,7 @@ class DatabaseGlossaries:
                 row.origin = "api"
                 row.updated_at = utcnow()
                 row.updated_by = by
-        return self.get(glossary.name), created
+        return *self.described(glossary.name), created
 
     def put_term(self, name: str, term: Term, *, by: str) -> bool:
         """Add or replace one term (by id); whether it is new."""

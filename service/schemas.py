@@ -15,6 +15,7 @@ from glossary.terms import Glossary, Term
 from service.documents import AlignedDocument, AlignedSegment, SourceFormat
 
 if TYPE_CHECKING:
+    from service.glossaries import GlossaryInfo
     from service.storage.tables import MemoryEntry
 
 
@@ -146,13 +147,27 @@ class TermInfo(BaseModel):
     note: str
 
 
-class GlossarySummary(BaseModel):
+class _GlossaryStored(BaseModel):
+    """Where a stored glossary came from, and its last change: what an admin asks before editing."""
+
     name: str
-    terms: int
+    origin: Literal["shipped", "file", "api"] = Field(
+        description="where it came from: `shipped` (glossary/data/, as released), `file` (DUIYI_GLOSSARY_DIR) or "
+        "`api` (created or edited through the API since: a PUT of it or of one of its terms, a term's DELETE)"
+    )
+    revision: int = Field(description="1 as stored from its file or first PUT; one more with each edit")
+    updated_at: datetime = Field(description="when it was stored from its file, created, or last edited")
+    updated_by: str | None = Field(
+        description="the name of the API key that created it or last edited it; null: stored from its file, "
+        "never edited"
+    )
 
 
-class GlossaryOut(BaseModel):
-    name: str
+class GlossarySummary(_GlossaryStored):
+    terms: int = Field(description="how many terms it holds")
+
+
+class GlossaryOut(_GlossaryStored):
     terms: list[TermInfo]
 
 
@@ -237,8 +252,22 @@ def term_info(term: Term) -> TermInfo:
     )
 
 
-def glossary_out(glossary: Glossary) -> GlossaryOut:
-    return GlossaryOut(name=glossary.name, terms=[term_info(t) for t in glossary.terms])
+def _stored(info: GlossaryInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "origin": info.origin,
+        "revision": info.revision,
+        "updated_at": info.updated_at,
+        "updated_by": info.updated_by,
+    }
+
+
+def glossary_summary(info: GlossaryInfo) -> GlossarySummary:
+    return GlossarySummary(**_stored(info), terms=info.terms)
+
+
+def glossary_out(glossary: Glossary, info: GlossaryInfo) -> GlossaryOut:
+    return GlossaryOut(**_stored(info), terms=[term_info(t) for t in glossary.terms])
 
 
 # --- article jobs -------------------------------------------------------------------------------

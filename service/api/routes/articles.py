@@ -146,7 +146,14 @@ def submit_article(
     runtime: RuntimeDep,
     principal: Submitter,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            description="your id for this submission: resubmitted with the same key, the article is never "
+            "duplicated (200 with its job)",
+        ),
+    ] = None,
 ) -> ArticleJob:
     """202 with `Location` for a new job. Resubmitting with the same `Idempotency-Key`, or the same
     `external_id` and `revision`, answers 200 with the existing job, except that a job that had
@@ -210,7 +217,9 @@ def list_articles(
         Query(max_length=200, description="the `next_cursor` of an earlier answer: only jobs that changed after it"),
     ] = None,
     external_id: Annotated[str | None, Query(max_length=200, description="only the jobs of this CMS id")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Annotated[
+        int, Query(ge=1, le=500, description="at most this many jobs (default 50); `next_cursor` continues")
+    ] = 50,
 ) -> ArticleList:
     if since is not None:
         # Times are stored and returned in UTC, so a bare `2024-05-01` or `…T12:00` means UTC too
@@ -536,6 +545,11 @@ def approve_segment(
     summary="Start reviewing a translated article (records the reviewer)",
 )
 def start_review(job_id: JobId, runtime: RuntimeDep, principal: Editor) -> ArticleJob:
+    """For translators and admins: you are recorded as the article's reviewer, and a translated
+    article moves to `in_review`. An approved one is reopened so: its approval is cleared, and the
+    segments only an approval override approved go back to the status they had. Answers the job
+    without its document. 409 (`invalid_state`) while it is still being translated, or after it
+    failed."""
     check_article(runtime.db, job_id, principal)
     try:
         review.start_review(runtime.db, job_id, principal.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
@@ -25,6 +25,7 @@ router = APIRouter(prefix="/v1/articles", tags=["comments"])
 
 Reader = Annotated[Principal, Requires(Permission.ARTICLES_READ)]
 Commenter = Annotated[Principal, Requires(Permission.COMMENTS_WRITE)]
+CommentId = Annotated[str, Path(description="the comment's id, as `GET …/comments` lists it")]
 
 
 def _out(row: SegmentComment) -> CommentOut:
@@ -112,7 +113,7 @@ def _set_resolved(job_id: str, comment_id: str, runtime: RuntimeDep, principal: 
     "open comment is the key's own; 403 otherwise). An article with a callback gets an `article.query` webhook, "
     "action `resolved` (none when nothing in the thread was open).",
 )
-def resolve_comment(job_id: JobId, comment_id: str, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
+def resolve_comment(job_id: JobId, comment_id: CommentId, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
     return _set_resolved(job_id, comment_id, runtime, principal, True)
 
 
@@ -126,5 +127,5 @@ def resolve_comment(job_id: JobId, comment_id: str, runtime: RuntimeDep, princip
     "a cms key only those it wrote (403 otherwise). An article with a callback gets an `article.query` webhook, "
     "action `reopened` (none when it was open).",
 )
-def reopen_comment(job_id: JobId, comment_id: str, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
+def reopen_comment(job_id: JobId, comment_id: CommentId, runtime: RuntimeDep, principal: Commenter) -> CommentOut:
     return _set_resolved(job_id, comment_id, runtime, principal, False)

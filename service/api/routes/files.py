@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from glossary.terms import VARIANTS
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
 from service.api.security import AUTH_ERRORS, JobId, Requires, SegmentId, check_article
@@ -102,8 +103,17 @@ def export_article(
     job_id: JobId,
     runtime: RuntimeDep,
     principal: Reader,
-    format: ExportFormat = ExportFormat.JSON,
-    variant: Annotated[str | None, Query(description="default: the article's first target")] = None,
+    format: Annotated[
+        ExportFormat,
+        Query(description="json, xliff (XLIFF 2.0), tmx (approved segments), html (bilingual table) or text"),
+    ] = ExportFormat.JSON,
+    variant: Annotated[
+        str | None,
+        Query(
+            description="the variant to export (default: the article's first target)",
+            json_schema_extra={"enum": list(VARIANTS)},
+        ),
+    ] = None,
 ) -> Response:
     check_article(runtime.db, job_id, principal)
     try:
@@ -143,13 +153,14 @@ async def import_article(
     request: Request,
     runtime: RuntimeDep,
     principal: Editor,
-    format: ImportFormat = ImportFormat.XLIFF,
+    format: Annotated[ImportFormat, Query(description="xliff (XLIFF 2.0 or 2.1), the only one")] = ImportFormat.XLIFF,
     variant: Annotated[
         str | None,
         Query(
             description="the variant to import into, which the file's trgLang must name (else 422 invalid_xliff); "
             "default: the one of the article's variants that its trgLang names. A variant the article lacks is "
-            "a 422 unknown_variant"
+            "a 422 unknown_variant",
+            json_schema_extra={"enum": list(VARIANTS)},
         ),
     ] = None,
     overwrite: Annotated[
@@ -229,7 +240,17 @@ def _segment_out(row: StoredSegment) -> dict:
     description="For translators and admins: the memory holds every owner's approved sentences.",
 )
 def suggestions(
-    job_id: JobId, segment_id: SegmentId, runtime: RuntimeDep, principal: MemoryReader, variant: str | None = None
+    job_id: JobId,
+    segment_id: SegmentId,
+    runtime: RuntimeDep,
+    principal: MemoryReader,
+    variant: Annotated[
+        str | None,
+        Query(
+            description="the variant to suggest in (default: the article's first target)",
+            json_schema_extra={"enum": list(VARIANTS)},
+        ),
+    ] = None,
 ) -> list[SuggestionOut]:
     check_article(runtime.db, job_id, principal)
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from glossary.csvio import GlossaryFormatError, parse_csv, to_csv
@@ -18,14 +18,22 @@ from service.auth import Permission
 from service.glossaries import UnknownGlossaryError
 from service.interchange.tbx import TBXError, export_tbx, import_tbx
 from service.jobs.articles import Principal
-from service.schemas import GlossaryOut, GlossarySummary, TermIn, TermInfo, glossary_out, term_info
+from service.schemas import (
+    GlossaryOut,
+    GlossarySummary,
+    TermIn,
+    TermInfo,
+    glossary_out,
+    glossary_summary,
+    term_info,
+)
 
 router = APIRouter(prefix="/v1/glossaries", tags=["glossaries"])
 
 Reader = Annotated[Principal, Requires(Permission.GLOSSARIES_READ)]
 Editor = Annotated[Principal, Requires(Permission.GLOSSARIES_EDIT)]
 Name = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,100}$", description="letters, digits, - and _")]
-TermId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,200}$")]
+TermId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,200}$", description="the term's id in the glossary")]
 
 
 def _unknown(exc: UnknownGlossaryError) -> ApiError:
@@ -34,16 +42,22 @@ def _unknown(exc: UnknownGlossaryError) -> ApiError:
 
 @router.get("", response_model=list[GlossarySummary], responses=responses(*AUTH_ERRORS), summary="List glossaries")
 def list_glossaries(runtime: RuntimeDep, _: Reader) -> list[GlossarySummary]:
-    store = runtime.glossaries
-    return [GlossarySummary(name=n, terms=len(store.get(n).terms)) for n in store.names()]
+    """Every glossary, by name: how many terms it holds, where it came from (`origin`: `shipped`,
+    `file` or `api`), its `revision`, and when and by which key it was last edited (`updated_at`,
+    `updated_by`). Any key may read them; articles name them in `glossaries`."""
+    return [glossary_summary(info) for info in runtime.glossaries.infos()]
 
 
 @router.get(
     "/{name}", response_model=GlossaryOut, responses=responses(*AUTH_ERRORS, 404), summary="One glossary with its terms"
 )
 def read_glossary(name: Name, runtime: RuntimeDep, _: Reader) -> GlossaryOut:
+    """The glossary's terms in their stored order (each with its English forms, its target per
+    variant: zh-Hans, and the regional forms only where they differ from OpenCC's conversion, its
+    case rule, do-not-translate and note), with where it came from and its last edit as the list
+    gives them. 404 `unknown_glossary` (`valid`: the glossaries there are)."""
     try:
-        return glossary_out(runtime.glossaries.get(name))
+        return glossary_out(*runtime.glossaries.described(name))
     except UnknownGlossaryError as exc:
         raise _unknown(exc) from None
 
@@ -62,8 +76,16 @@ _TBX_TYPES = ("application/x-tbx+xml", "application/tbx+xml", "application/xml",
     summary="A glossary as CSV (for spreadsheets) or TBX (for terminology tools)",
 )
 def export_glossary(
-    name: Name, runtime: RuntimeDep, _: Reader, format: GlossaryFormat = GlossaryFormat.CSV
+    name: Name,
+    runtime: RuntimeDep,
+    _: Reader,
+    format: Annotated[
+        GlossaryFormat, Query(description="csv (for spreadsheets) or tbx (for terminology tools)")
+    ] = GlossaryFormat.CSV,
 ) -> Response:
+    """A download (`NAME.csv` or `NAME.tbx`): CSV with the columns the shipped glossary has (UTF-8),
+    or TBX-Basic. Either can be edited and sent back whole with `PUT /v1/glossaries/{name}`. 404
+    `unknown_glossary`."""
     try:
         glossary = runtime.glossaries.get(name)
     except UnknownGlossaryError as exc:
@@ -83,12 +105,18 @@ def export_glossary(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {t: {"schema": {"type": "string"}} for t in ("text/csv", "application/x-tbx+xml")},
+            "content": {t: {"schema": {"type": "string"}} for t in ("text/csv", "text/plain", *_TBX_TYPES)},
         }
     },
     summary="Create or replace a glossary from CSV or TBX",
 )
 async def put_glossary(name: Name, request: Request, response: Response, runtime: RuntimeDep, p: Editor) -> GlossaryOut:
+    """For admins. The body is the whole glossary: CSV (`text/csv` or `text/plain`, UTF-8, the
+    shipped glossary's columns) or TBX (`application/x-tbx+xml`, `application/tbx+xml`,
+    `application/xml` or `text/xml`). It replaces the glossary of that name whole, a shipped one
+    too (200), or creates it (201); either way its `origin` becomes `api`, and requests and jobs
+    submitted from then on use it (a job keeps the terms it was submitted with). 415 for another
+    content type; 400 `invalid_utf8`; 422 `invalid_glossary`, naming the row or term at fault."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     data = await request.body()
     try:
@@ -106,10 +134,10 @@ async def put_glossary(name: Name, request: Request, response: Response, runtime
         raise ApiError(400, "invalid_utf8", f"the CSV is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except (GlossaryFormatError, TBXError, UnknownVariantError, ValueError) as exc:
         raise ApiError(422, "invalid_glossary", str(exc)) from None
-    stored, created = await run_in_threadpool(runtime.glossaries.put, glossary, by=p.name)
+    stored, info, created = await run_in_threadpool(runtime.glossaries.put, glossary, by=p.name)
     if created:
         response.status_code = 201
-    return glossary_out(stored)
+    return glossary_out(stored, info)
 
 
 @router.put(
@@ -119,6 +147,11 @@ async def put_glossary(name: Name, request: Request, response: Response, runtime
     summary="Add or replace one term",
 )
 def put_term(name: Name, term_id: TermId, body: TermIn, response: Response, runtime: RuntimeDep, p: Editor) -> TermInfo:
+    """For admins. Adds the term (201) or replaces the one with this id (200), which keeps its place.
+    `forms`: its English forms, canonical first (none holding `;`); `targets`: its zh-Hans form
+    (required unless `do_not_translate`) and regional forms where they differ from OpenCC's. The
+    glossary's `origin` becomes `api` and its `revision` one more. 404 `unknown_glossary`; 422
+    `invalid_term`."""
     problem = separator_problem(body.forms)
     if problem:
         raise ApiError(422, "invalid_term", problem)
@@ -149,6 +182,8 @@ def put_term(name: Name, term_id: TermId, body: TermIn, response: Response, runt
     summary="Remove one term",
 )
 def delete_term(name: Name, term_id: TermId, runtime: RuntimeDep, p: Editor) -> Response:
+    """For admins. The glossary's `origin` becomes `api` and its `revision` one more. 404:
+    `unknown_glossary`, or `not_found` for a term it does not have."""
     try:
         removed = runtime.glossaries.delete_term(name, term_id, by=p.name)
     except UnknownGlossaryError as exc:

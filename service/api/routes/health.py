@@ -43,6 +43,9 @@ _database_checks: WeakKeyDictionary[Database, _DatabaseCheck] = WeakKeyDictionar
 
 @router.get("/healthz", response_model=Health, summary="The process is up")
 async def healthz() -> Health:
+    """200 `{"status": "ok"}` while the process runs. It touches neither the model nor the
+    database, so it answers during a database outage: Docker's HEALTHCHECK asks it. Load balancers
+    should ask /readyz. Needs no key."""
     return Health(status="ok")
 
 
@@ -73,6 +76,10 @@ async def _database_not_ready(db: Database) -> str:
     summary="The model is loaded and answering, and the database answers",
 )
 async def readyz(runtime: RuntimeDep) -> Ready:
+    """200 with the model's name and device when the service can take traffic: the database
+    answered a `SELECT 1` within 2 s (asked at most every 2 s) and the model translated a test
+    sentence (asked at most every 10 s); otherwise 503 `not_ready`, saying which failed. Needs no
+    key."""
     engine = runtime.engine
     if reason := await _database_not_ready(runtime.db):
         raise ApiError(503, "not_ready", reason)
@@ -101,6 +108,8 @@ async def readyz(runtime: RuntimeDep) -> Ready:
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
 async def metrics(runtime: RuntimeDep) -> PlainTextResponse:
+    """Prometheus text format, for a scraper: the engine's figures, HTTP requests, the job queue and
+    webhook deliveries (README: Monitoring). Needs no key."""
     # In the event loop's own executor, not the request thread pool: the database figures wait at
     # most StoreCollector.time_limit_s, and the scrape must not queue behind requests that wait longer.
     body = await asyncio.to_thread(generate_latest, runtime.metrics.registry)

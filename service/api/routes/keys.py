@@ -75,6 +75,8 @@ class KeyRotated(KeyCreated):
 
 @router.get("", response_model=list[KeyOut], responses=responses(*AUTH_ERRORS), summary="List API keys")
 def read_keys(runtime: RuntimeDep, _: Admin) -> list[KeyOut]:
+    """For admins. Every key made, revoked and expired ones too, oldest first, with its role, owner,
+    callback URL and `state`. Never the key itself (only its hash is stored) nor its webhook secret."""
     return [_out(r) for r in list_keys(runtime.db)]
 
 
@@ -86,6 +88,11 @@ def read_keys(runtime: RuntimeDep, _: Admin) -> list[KeyOut]:
     summary="Create an API key (the key is shown in this answer only)",
 )
 def make_key(body: KeyIn, runtime: RuntimeDep, _: Admin) -> KeyCreated:
+    """For admins. A key for `role` (cms, translator or admin); a cms key's articles are its own
+    (its `owner`), and their webhooks go to its `callback_url` unless an article names another.
+    The answer holds `key`, to send as `Authorization: Bearer KEY`, and `webhook_secret`, which
+    signs its webhooks: both shown this once. 409 `name_taken` for a name a key has already; 422
+    `callback_refused` for a callback URL the service will not call."""
     if body.callback_url:
         try:
             s = runtime.settings
@@ -108,6 +115,9 @@ def make_key(body: KeyIn, runtime: RuntimeDep, _: Admin) -> KeyCreated:
     summary="Revoke an API key (at once, for every process)",
 )
 def delete_key(key_id: KeyId, runtime: RuntimeDep, _: Admin) -> KeyOut:
+    """For admins. The key is refused (401) from the next request on, in every process; its
+    articles stay, and so do its owner's other keys. Answers the key as revoked; revoking it again
+    changes nothing. 404: no key with this id."""
     row = revoke_key(runtime.db, key_id)
     if row is None:
         raise ApiError(404, "not_found", f"no API key with id {key_id}")

@@ -48,6 +48,12 @@ class MemoryImported(BaseModel):
     summary="Seed the translation memory from a TMX file",
 )
 async def import_memory(request: Request, runtime: RuntimeDep, _: MemoryEditor) -> MemoryImported:
+    """For admins. The body is a TMX file whose source language is English: each translation unit's
+    English sentence and its Chinese translations (zh-CN, zh-TW, zh-HK… mapped to duiyi's variants)
+    become memory entries (origin `tmx`), replacing the memory's entry for the same sentence and
+    variant. Articles submitted afterwards reuse them, and suggestions offer them. Units without
+    English or without a Chinese translation are skipped. 422 (`invalid_tmx`): not a TMX file, or
+    not from English; nothing is stored then."""
     data = await request.body()
     try:
         entries = import_tmx(data)
@@ -68,7 +74,10 @@ async def import_memory(request: Request, runtime: RuntimeDep, _: MemoryEditor) 
 def export_memory(
     runtime: RuntimeDep,
     _: MemoryReader,
-    variant: Annotated[str | None, Query(description="only this variant (default: every variant)")] = None,
+    variant: Annotated[
+        str | None,
+        Query(description="only this variant (default: every variant)", json_schema_extra={"enum": list(VARIANTS)}),
+    ] = None,
 ) -> Response:
     if variant is not None and variant not in VARIANTS:
         # An empty file would look like an empty memory; a misspelt variant is the client's mistake.
@@ -104,7 +113,8 @@ def search_memory(
         str | None,
         Query(
             description="only the memory's entries of this variant (default: every variant); "
-            "the glossary terms' forms in it (default: zh-Hans)"
+            "the glossary terms' forms in it (default: zh-Hans)",
+            json_schema_extra={"enum": list(VARIANTS)},
         ),
     ] = None,
     limit: Annotated[
@@ -205,7 +215,9 @@ def delete_entry(entry_id: EntryId, runtime: RuntimeDep, principal: MemoryEditor
     "it. An id that names no entry removes nothing (`removed` 0): a withdrawn article's id is known nowhere else.",
 )
 def forget_article(
-    job_id: Annotated[str, Path(max_length=36, pattern=r"^[^\x00]+$")], runtime: RuntimeDep, principal: MemoryEditor
+    job_id: Annotated[str, Path(max_length=36, pattern=r"^[^\x00]+$", description="the withdrawn article's id")],
+    runtime: RuntimeDep,
+    principal: MemoryEditor,
 ) -> MemoryForgotten:
     removed, kept = runtime.memory.forget(job_id)
     # %r: the id is whatever the URL held (a line break too), not one this service made.

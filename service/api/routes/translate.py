@@ -30,6 +30,12 @@ router = APIRouter(prefix="/v1", tags=["translate"])
 async def translate(
     request: TranslateRequest, runtime: RuntimeDep, _: Annotated[Principal, Requires(Permission.TRANSLATE)]
 ) -> TranslateResponse:
+    """Translates `text`, or an `article`'s fields, in `format` (text, markdown or html) into each
+    of `targets`, and answers when it is done: the document block by block and sentence by
+    sentence in every variant (with glossary hits and QA flags), and each variant's full text.
+    Nothing is stored: for an article to review, or one longer than a request should wait for,
+    submit it with `POST /v1/articles`. 503 `busy` (with `Retry-After`) when the service has too
+    many sentences waiting; 504 `timeout` after `DUIYI_REQUEST_TIMEOUT_S`."""
     try:
         job = prepare(request, runtime.settings, runtime.glossaries)
     except UnknownGlossaryError as exc:
