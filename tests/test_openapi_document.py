@@ -122,6 +122,7 @@ def test_the_glossary_upload_documents_every_type_it_takes(live: LiveServer, spe
         assert answer.json()["name"] == "openapi-types"
     refused = live.client.put("/v1/glossaries/openapi-types", content=csv, headers={"content-type": "text/json"})
     assert refused.status_code == 415
+    assert all(kind in refused.json()["error"]["message"] for kind in GLOSSARY_TYPES)  # the message names them all
 
 
 def test_the_format_parameters_are_described(spec: dict[str, Any]) -> None:

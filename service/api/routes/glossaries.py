@@ -128,7 +128,8 @@ async def put_glossary(name: Name, request: Request, response: Response, runtime
             raise ApiError(
                 415,
                 "unsupported_media_type",
-                f"send the glossary as text/csv or application/x-tbx+xml, not {media or 'no type'}",
+                f"send the glossary as CSV (text/csv or text/plain) or TBX ({', '.join(_TBX_TYPES)}), "
+                f"not {media or 'no type'}",
             )
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_utf8", f"the CSV is not UTF-8 ({exc.reason} at byte {exc.start})") from None
