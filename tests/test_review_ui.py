@@ -595,7 +595,16 @@ def test_a_stale_csrf_token_loses_nothing(site: tuple[LiveServer, dict[str, str]
         r = client.post(url, data={"csrf_token": "stale"})
         assert r.status_code == 403 and r.headers["content-type"].startswith("text/html"), url
         assert "The form expired" in r.text and "Nothing was done" in r.text
-    assert f'href="/review/articles/{job_id}"' in client.post(f"/review/articles/{job_id}/approve", data={}).text
+    tokenless = client.post(f"/review/articles/{job_id}/approve", data={})
+    assert tokenless.status_code == 403 and f'href="/review/articles/{job_id}"' in tokenless.text
+    assert "The form could not be read" in tokenless.text and "Nothing was done" in tokenless.text
+    # A multipart form cut short carries no token either: not called expired.
+    broken = client.post(
+        "/review/new",
+        content=b'--xyz\r\nContent-Disposition: form-data; name="body"\r\n\r\nHello',
+        headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+    assert broken.status_code in (400, 403) and "The form expired" not in broken.text, broken.text[:300]
     client.close()
 
 

@@ -1079,7 +1079,7 @@ def install(app: Any) -> None:
         return _page(request, "message.html", None, 403, title="Not allowed", message=str(exc))
 
     @app.exception_handler(BadCsrf)
-    async def bad_csrf(request: Request, _: BadCsrf) -> Response:
+    async def bad_csrf(request: Request, exc: BadCsrf) -> Response:
         if request.url.path.startswith("/review/api/"):
             return _json_error(403, "csrf", "the request lacks this session's CSRF token (signed in again since?)")
         # A browser form from a page loaded before the session changed: a page, not JSON, saying
@@ -1094,9 +1094,14 @@ def install(app: Any) -> None:
             "message.html",
             user,
             403,
-            title="The form expired",
-            message="Nothing was done: the page was loaded before you last signed in (or out). "
-            "Open it again and repeat what you did.",
+            title="The form could not be read" if exc.missing else "The form expired",
+            message=(
+                "Nothing was done: the form arrived without its security token (cut short, or not sent from "
+                "this app's pages). Open the page again and repeat what you did."
+                if exc.missing
+                else "Nothing was done: the page was loaded before you last signed in (or out). "
+                "Open it again and repeat what you did."
+            ),
             back=f"/review/articles/{back.group(1)}" if back else "/review",
         )
 

@@ -36,7 +36,13 @@ class Forbidden(Exception):
 
 
 class BadCsrf(Exception):
-    """A state-changing request without this session's CSRF token."""
+    """A state-changing request without this session's CSRF token: `missing` when it carried none at
+    all (a form cut short or not sent from the app's pages), else another session's (a page loaded
+    before the user last signed in or out)."""
+
+    def __init__(self, *, missing: bool = False) -> None:
+        super().__init__("missing" if missing else "stale")
+        self.missing = missing
 
 
 @dataclass(frozen=True)
@@ -112,5 +118,7 @@ async def current_user(request: Request, db: Database, *, auth_disabled: bool) -
 
 
 def check_csrf(user: WebUser, sent: str | None) -> None:
-    if not sent or not user.csrf or not hmac.compare_digest(sent, user.csrf):
+    if not sent:
+        raise BadCsrf(missing=True)
+    if not user.csrf or not hmac.compare_digest(sent, user.csrf):
         raise BadCsrf
