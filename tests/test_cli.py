@@ -258,14 +258,18 @@ def test_articles_purge_withdraws_what_was_not_changed_since_the_date(tmp_path: 
 
 def test_the_readme_synopsis_has_every_option_of_each_command() -> None:
     """Each command's line in the README's "Command line" synopsis names every option its
-    --help lists (`keys` aside: its lines are the API keys section's), and `--device` its forms."""
+    --help lists, and `--device` its forms; so do the `keys` lines of "API keys and roles" (the
+    `keys` commands were once left out, and the synopsis lacked `--callback-url` and
+    `--new-webhook-secret`)."""
     import argparse
 
     from service.cli import _parser
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("\n## Command line\n") :]
-    block = section[section.index("```sh\n") + 6 : section.index("\n```\n")].replace("\\\n", " ")
+
+    def block_of(title: str) -> str:
+        section = readme[readme.index(f"\n## {title}\n") :]
+        return section[section.index("```sh\n") + 6 : section.index("\n```\n")].replace("\\\n", " ")
 
     def command_of(line: str) -> str:
         """`duiyi models tiny OUTDIR [--family …]` → `models tiny`."""
@@ -276,7 +280,10 @@ def test_the_readme_synopsis_has_every_option_of_each_command() -> None:
             words.append(word)
         return " ".join(words)
 
-    lines = {command_of(line): line for line in block.splitlines() if line.startswith("duiyi ")}
+    def synopses(title: str) -> dict[str, str]:
+        return {command_of(line): line for line in block_of(title).splitlines() if line.startswith("duiyi ")}
+
+    lines = synopses("Command line")
 
     def commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
         found: dict[str, argparse.ArgumentParser] = {}
@@ -287,12 +294,15 @@ def test_the_readme_synopsis_has_every_option_of_each_command() -> None:
         return found or {prefix: parser}
 
     checked = []
+    keys_lines = synopses("API keys and roles")
     for command, parser in commands(_parser()).items():
-        assert command in lines, f"no synopsis line for duiyi {command}"
-        line = lines[command]
         options = [o for a in parser._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
-        missing = [o for o in options if not re.search(rf"{re.escape(o)}\b(?!-)", line)]
-        assert not missing, f"duiyi {command}: options missing from the README's synopsis: {missing}"
+        for where, found in (("Command line", lines), ("API keys and roles", keys_lines)):
+            if where != "Command line" and not command.startswith("keys"):
+                continue
+            assert command in found, f"{where}: no synopsis line for duiyi {command}"
+            missing = [o for o in options if not re.search(rf"{re.escape(o)}\b(?!-)", found[command])]
+            assert not missing, f"{where}: duiyi {command}: options missing from the synopsis: {missing}"
         checked.append(command)
     expected = {"serve", "translate", "worker", "models tiny", "db upgrade", "articles purge", "keys rotate"}
     assert expected <= set(checked)

@@ -318,52 +318,6 @@ def test_scripts_serve_restarts_without_a_package_index(tmp_path: Path) -> None:
 # --- README ----------------------------------------------------------------------------------------
 
 
-def readme_block(section: str) -> str:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    text = readme[readme.index(f"\n## {section}\n") :]
-    return text[text.index("```sh\n") + 6 : text.index("\n```\n")].replace("\\\n", " ")
-
-
-def test_the_synopses_have_every_option_of_every_command() -> None:
-    """test_cli's check left `keys` out ("its lines are the API keys section's") and nothing checked
-    those: the Command line synopsis lacked `--callback-url` and `--new-webhook-secret`. Here every
-    command is checked, `keys` included, in both sections."""
-    import argparse
-
-    from service.cli import _parser
-
-    def command_of(line: str) -> str:
-        words = []
-        for word in line.split()[1:]:
-            if word.startswith(("[", "-")) or not word.islower():
-                break
-            words.append(word)
-        return " ".join(words)
-
-    def commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
-        found: dict[str, argparse.ArgumentParser] = {}
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    found |= commands(sub, f"{prefix} {name}".strip())
-        return found or {prefix: parser}
-
-    every = commands(_parser())
-    assert {"keys create", "keys rotate", "db upgrade", "serve"} <= set(every)
-    for section, which in (("Command line", set(every)), ("API keys and roles", {c for c in every if "keys" in c})):
-        lines = {command_of(line): line for line in readme_block(section).splitlines() if line.startswith("duiyi ")}
-        for command_name in which:
-            assert command_name in lines, f"{section}: no synopsis line for duiyi {command_name}"
-            options = [
-                o
-                for a in every[command_name]._actions
-                for o in a.option_strings
-                if o.startswith("--") and o != "--help"
-            ]
-            missing = [o for o in options if not re.search(rf"{re.escape(o)}\b(?!-)", lines[command_name])]
-            assert not missing, f"{section}: duiyi {command_name} lacks {missing}"
-
-
 def test_the_readme_downloads_with_the_installed_hub_cli() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "huggingface-cli" not in readme
