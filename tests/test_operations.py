@@ -26,22 +26,9 @@ from service.config import TOOL_VARIABLES, Settings
 from service.jobs.worker import WorkerMetrics
 from service.storage.db import MIGRATIONS, Database, alembic_config
 from tests.conftest import REPO
+from tests.test_settings_errors import DUIYI, one_line_error, run
 
-DUIYI = str(Path(sys.executable).parent / "duiyi")
 HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
-
-
-def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.upper().startswith("DUIYI_")} | env
-    return subprocess.run([DUIYI, *args], capture_output=True, text=True, timeout=300, check=False, env=environ)
-
-
-def one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> None:
-    """Exit status 2 and a single line on stderr, holding `words`: no traceback."""
-    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
-    assert len(done.stderr.splitlines()) == 1, done.stderr[-2000:]
-    for word in words:
-        assert word in done.stderr, done.stderr
 
 
 def free_port() -> int:

@@ -27,7 +27,8 @@ DUIYI = str(Path(sys.executable).parent / "duiyi")
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("DUIYI_")} | env
+    # Without this environment's DUIYI_* variables, in any case (as settings are read).
+    environ = {k: v for k, v in os.environ.items() if not k.upper().startswith("DUIYI_")} | env
     return subprocess.run([DUIYI, *args], capture_output=True, text=True, timeout=300, check=False, env=environ)
 
 
@@ -36,7 +37,7 @@ def one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> None:
     assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
     assert len(done.stderr.splitlines()) == 1, done.stderr[-2000:]
     for word in words:
-        assert word in done.stderr
+        assert word in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize(
