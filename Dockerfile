@@ -26,14 +26,15 @@ RUN groupadd --system --gid 10001 duiyi \
     && chown duiyi:duiyi /models /data
 
 WORKDIR /app
-# torch first, in its own layer: it is large and changes rarely.
+# torch first, in its own layer: it is large and changes rarely. Then everything else at the releases
+# CI tested (requirements/constraints.txt, written by scripts/lock).
 COPY requirements/ requirements/
 RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install -r requirements/torch.txt
 COPY pyproject.toml README.md ./
 COPY service/ service/
 COPY models/ models/
 COPY glossary/ glossary/
-RUN /opt/venv/bin/pip install .
+RUN /opt/venv/bin/pip install -c requirements/constraints.txt .
 
 USER 10001:10001
 ENV PATH=/opt/venv/bin:$PATH \

@@ -110,3 +110,55 @@ def test_the_installed_wheel_serves_everything(tiny_dirs: dict[str, Path], tmp_p
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _pins() -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    lines = (REPO / "requirements" / "constraints.txt").read_text(encoding="utf-8").splitlines()
+    pins = [line.split("==") for line in lines if line and not line.startswith("#")]
+    assert all(len(pin) == 2 for pin in pins), "every line of constraints.txt is name==version"
+    return {canonicalize_name(name): version for name, version in pins}
+
+
+def test_constraints_pin_every_dependency_within_its_range() -> None:
+    """requirements/constraints.txt (scripts/lock) pins each package pyproject.toml names, test tools
+    included, at a release its range admits: a dependency added without running scripts/lock, or a
+    range moved past the pinned release, fails here rather than on a new machine. torch is pinned in
+    requirements/torch.txt alone."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = [Requirement(r) for r in [*project["dependencies"], *project["optional-dependencies"]["test"]]]
+    pins = _pins()
+    assert "torch" not in pins
+    torch = (REPO / "requirements" / "torch.txt").read_text(encoding="utf-8").split()
+    assert torch == ["torch==2.13.0"]
+    others = [r for r in wanted if canonicalize_name(r.name) != "torch"]
+    unpinned = [str(r) for r in others if canonicalize_name(r.name) not in pins]
+    assert not unpinned, f"not in requirements/constraints.txt (run ./scripts/lock): {unpinned}"
+    outside = [
+        f"{r} (pinned {pins[canonicalize_name(r.name)]})"
+        for r in others
+        if not r.specifier.contains(pins[canonicalize_name(r.name)], prereleases=True)
+    ]
+    assert not outside, f"pinned outside pyproject.toml's range (run ./scripts/lock): {outside}"
+
+
+def test_setup_installed_the_pinned_releases() -> None:
+    """./scripts/setup installs with `-c requirements/constraints.txt`: what this venv holds is what the
+    file pins (a package the file pins but this venv lacks, such as one for another Python, is skipped)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    differ = []
+    for name, pinned in _pins().items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            continue
+        if installed != pinned:
+            differ.append(f"{name} {installed} (pinned {pinned})")
+    assert not differ, f"installed releases differ from requirements/constraints.txt: {differ}"
