@@ -440,6 +440,11 @@ class SegmentApproveIn(Incoming):
     )
 
 
+class SegmentUnlockIn(Incoming):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(description="the segment version the release is based on")
+
+
 class SegmentSaved(SegmentOut):
     """The segment as stored after an edit or approval, and the repetitions changed with it."""
 

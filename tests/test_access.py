@@ -36,6 +36,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/articles/{job_id}/review"): EDITORS,
     ("PATCH", "/v1/articles/{job_id}/segments/{segment_id}"): EDITORS,
     ("POST", "/v1/articles/{job_id}/segments/{segment_id}/approve"): EDITORS,
+    ("POST", "/v1/articles/{job_id}/segments/{segment_id}/variants/{variant}/unlock"): EDITORS,
     ("POST", "/v1/articles/{job_id}/approve"): EDITORS,
     ("GET", "/v1/glossaries"): ALL,
     ("GET", "/v1/glossaries/{name}"): ALL,

@@ -11,6 +11,13 @@ term's own regional form put in), unless a variant was itself edited by hand, wh
 article without zh-Hans, an edit of one variant stands in for it: the other unlocked variants are
 regenerated from it, through zh-Hans (service.retarget).
 
+A locked variant can be released (`release_variant`): it is unlocked and derived again from the
+segment's zh-Hans as an edit of zh-Hans would derive it (QA run again, a new version, its history
+noted `UNLOCK_NOTE`), for a translator who once fixed zh-TW by hand and has since corrected zh-Hans.
+In an article without zh-Hans it is derived from the variant that stands in for zh-Hans: the other
+locked variant a person wrote last (the unlocked ones already follow that one); where no other
+variant is locked, nothing but its own derivations could give it a text, and the release is refused.
+
 Repetitions (as CAT tools propagate them): an edit of one segment is applied, in the same
 transaction, to the other segments of the article whose source is the same sentence (white space
 normalised; in a block of the same kind; with the same inline markup) that no person has edited or
@@ -55,6 +62,9 @@ log = logging.getLogger(__name__)
 # How the history notes a segment that an article's approval override approved while it needed
 # review (the reason follows): no person approved it. A note that starts otherwise is another's.
 OVERRIDE_NOTE = "approved unreviewed by the article's approval override"
+# How the history notes a variant released from its lock (`release_variant`): "unlocked zh-TW:
+# derived again from zh-Hans". A person's own change, not a propagation (see `_untouched`).
+UNLOCK_NOTE = "unlocked"
 
 
 class SegmentNotFound(LookupError):
@@ -71,6 +81,17 @@ class VersionConflict(Exception):
             f"last changed by {current.updated_by or 'the machine'}); reload it and edit the newer text"
         )
         self.current = current
+
+
+class NotReleasable(Exception):
+    """A release refused: `code` says why, for the API. `not_locked`: the variant follows the
+    others already (never edited by hand, released since, or zh-Hans, which is never locked);
+    `nothing_to_derive_from`: an article without zh-Hans in which no other variant was written by
+    hand, so that only the variant's own derivations could give it a text."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ApprovalBlocked(Exception):
@@ -221,17 +242,19 @@ def _apply(
     repeat: Callable[[Job, list[StoredSegment]], Repeat] | None = None,
     note: str = "",
     memory: TranslationMemory | None = None,
+    why: str = "",
 ) -> Saved:
-    """Store `new` over `row` if `row` is still at version `based_on`; history for what changed.
-    With `repeat` (given the job and all its segments), the repetitions of `row` that no person has
-    changed are changed as it says, in the same transaction, each recorded with `note`. With
-    `memory`, the approved ones among them all go into the translation memory."""
+    """Store `new` over `row` if `row` is still at version `based_on`; history for what changed
+    (with `why` as its note, where the change needs one). With `repeat` (given the job and all its
+    segments), the repetitions of `row` that no person has changed are changed as it says, in the
+    same transaction, each recorded with `note`. With `memory`, the approved ones among them all go
+    into the translation memory."""
     now = utcnow()
     with db.session() as session:
         job = hold_job(session, job_id)
         _reviewable(job)
         same, everything = repetitions(session, job, row) if repeat is not None else ([], [])
-        stored = _store(session, job, row, new, based_on=based_on, by=by, locked=locked, now=now)
+        stored = _store(session, job, row, new, based_on=based_on, by=by, locked=locked, now=now, note=why)
         done: list[StoredSegment] = []
         if same and repeat is not None:
             change = repeat(job, everything)
@@ -258,10 +281,12 @@ def _store(
     by: str,
     locked: list[str],
     now: datetime,
+    note: str = "",
 ) -> StoredSegment:
     """In the caller's transaction: store `new` over `row` if `row` is still at version `based_on`
-    (else VersionConflict), history for what changed, and the job into review."""
-    stored = _store_if(session, job, row, new, based_on=based_on, by=by, locked=locked, now=now)
+    (else VersionConflict), history for what changed (with `note`, as `_store_if`), and the job
+    into review."""
+    stored = _store_if(session, job, row, new, based_on=based_on, by=by, locked=locked, now=now, note=note)
     if stored is None:
         current = session.get(StoredSegment, (job.id, row.id), populate_existing=True)
         assert current is not None
@@ -383,8 +408,8 @@ def repetitions(session: Session, job: Job, row: StoredSegment) -> tuple[list[St
 def _untouched(session: Session, job_id: str, rows: list[StoredSegment]) -> list[StoredSegment]:
     """Those of `rows` no person has changed: not approved, with no change of a person's own in their
     history (only changes with a note: propagations, and an override's approval undone by
-    reopening), and not carried over from a person's work in the previous revision (a person's name
-    on it that no note explains)."""
+    reopening; a variant unlocked, UNLOCK_NOTE, is a person's own), and not carried over from a
+    person's work in the previous revision (a person's name on it that no note explains)."""
     own: set[str] = set()
     propagated: set[str] = set()
     for segment_id, note in session.execute(
@@ -392,7 +417,7 @@ def _untouched(session: Session, job_id: str, rows: list[StoredSegment]) -> list
         .where(SegmentEdit.job_id == job_id, SegmentEdit.segment_id.in_([r.id for r in rows]))
         .distinct()
     ):
-        (propagated if note else own).add(segment_id)
+        (propagated if note and not note.startswith(f"{UNLOCK_NOTE} ") else own).add(segment_id)
     return [
         r for r in rows if r.status != "approved" and r.id not in own and (r.updated_by is None or r.id in propagated)
     ]
@@ -419,16 +444,7 @@ def edit_segment(
     if variant not in row.targets:
         raise KeyError(variant)
     with db.session() as session:
-        job = get_job(session, job_id)
-        block = (
-            list(
-                session.scalars(
-                    select(StoredSegment).where(StoredSegment.job_id == job_id, StoredSegment.block_id == row.block_id)
-                )
-            )
-            if has_markup(job)
-            else []
-        )
+        job, block = _with_block(session, job_id, row)
     new, locked = edited(job, block, row, variant=variant, text=text, rules=rules, qa=qa)
 
     def repeat(job: Job, everything: list[StoredSegment]) -> Repeat:
@@ -455,6 +471,89 @@ def edit_segment(
     )
 
 
+def _with_block(session: Session, job_id: str, row: StoredSegment) -> tuple[Job, list[StoredSegment]]:
+    """The job, and the stored segments of `row`'s block where its markup is checked (`edited`'s
+    `block`: HTML and Markdown articles; else none)."""
+    job = get_job(session, job_id)
+    if not has_markup(job):
+        return job, []
+    query = select(StoredSegment).where(StoredSegment.job_id == job_id, StoredSegment.block_id == row.block_id)
+    return job, list(session.scalars(query))
+
+
+def release_variant(
+    db: Database,
+    job_id: str,
+    segment_id: str,
+    *,
+    variant: str,
+    version: int,
+    by: str,
+    rules: dict[str, VariantRule],
+    qa: QASettings,
+) -> Saved:
+    """Unlock `variant` of a segment and derive it again, as an edit of zh-Hans to the text it has
+    now would (`edited`: the variant regenerated with OpenCC and the glossary's regional forms, QA
+    run again), stored as a new version if `row` is still at `version` (else VersionConflict), its
+    history noted "unlocked zh-TW: derived again from zh-Hans". In an article without zh-Hans, from
+    the variant standing in for it (`_stand_in`). Raises KeyError (no such variant), NotReleasable
+    and, for an article that cannot be reviewed, InvalidTransition.
+
+    Not propagated to repetitions: a release gives up a text a person wrote for a derived one, which
+    the translator decides where they see it, segment by segment; a repetition keeps its lock until
+    it is released there. It is a person's change: propagation leaves the segment alone afterwards,
+    as after an edit (`_untouched`)."""
+    row = _segment(db, job_id, segment_id)
+    if row.version != version:
+        raise VersionConflict(row, version)
+    if variant not in row.targets:
+        raise KeyError(variant)
+    if variant == "zh-Hans":
+        raise NotReleasable("not_locked", "zh-Hans is never locked: the other variants are derived from it")
+    if variant not in row.locked_variants:
+        raise NotReleasable(
+            "not_locked",
+            f"{variant} of segment {segment_id} is not locked (not edited by hand, or released already): "
+            "it is derived from the others as they are edited",
+        )
+    with db.session() as session:
+        job, block = _with_block(session, job_id, row)
+        source = "zh-Hans" if "zh-Hans" in row.targets else _stand_in(session, job, row, variant)
+    new, locked = edited(job, block, row, variant=source, text=row.targets[source], rules=rules, qa=qa, release=variant)
+    return _apply(
+        db,
+        job_id,
+        row,
+        new,
+        based_on=version,
+        by=by,
+        locked=locked,
+        why=f"{UNLOCK_NOTE} {variant}: derived again from {source}",
+    )
+
+
+def _stand_in(session: Session, job: Job, row: StoredSegment, variant: str) -> str:
+    """In an article without zh-Hans, the variant that stands in for it when `variant` is released:
+    of the others locked (written by hand), the one changed last (the unlocked variants were
+    regenerated from that edit too); where the history names none of them (a lock carried over
+    from the previous revision), the first in the article's targets. NotReleasable where no other
+    variant is locked."""
+    others = [v for v in job.targets if v != variant and v in row.targets and v in row.locked_variants]
+    if not others:
+        raise NotReleasable(
+            "nothing_to_derive_from",
+            f"this article has no zh-Hans, and no variant but {variant} of segment {row.id} was edited by hand: "
+            f"there is nothing to derive {variant} from. Edit the variant it should follow; then release it",
+        )
+    last = session.scalar(
+        select(SegmentEdit.variant)
+        .where(SegmentEdit.job_id == job.id, SegmentEdit.segment_id == row.id, SegmentEdit.variant.in_(others))
+        .order_by(SegmentEdit.id.desc())
+        .limit(1)
+    )
+    return last if last is not None and last in others else others[0]
+
+
 def edited(
     job: Job,
     block: list[StoredSegment],
@@ -464,15 +563,17 @@ def edited(
     text: str,
     rules: dict[str, VariantRule],
     qa: QASettings,
+    release: str | None = None,
 ) -> tuple[AlignedSegment, list[str]]:
     """What editing `row`'s `variant` to `text` makes of the segment (the other variants regenerated,
     QA run again), and its locked variants; nothing is stored. `block`: the stored segments of its
-    block (read only for HTML and Markdown articles). Raises KeyError (no such variant) and
+    block (read only for HTML and Markdown articles). `release`: a locked variant to unlock first,
+    so that it is regenerated too (`release_variant`). Raises KeyError (no such variant) and
     MarkupNotAllowed."""
     if variant not in row.targets:
         raise KeyError(variant)
     check_markup(job, block, row, text)
-    locked = set(row.locked_variants)
+    locked = {v for v in row.locked_variants if v != release}
     if variant != "zh-Hans":
         locked.add(variant)
     variants = list(row.targets)

@@ -506,6 +506,8 @@ async def article_view(
         previous=previous[0] if previous else None,
         changed_count=len(new_here),
         can_edit=user.may(Permission.SEGMENTS_EDIT),
+        # What a locked variant's button derives it from again (service.jobs.review.release_variant).
+        derive_from="zh-Hans" if "zh-Hans" in doc.variants else "the last edit",
         can_approve=user.may(Permission.ARTICLES_APPROVE),
         can_search=user.may(Permission.MEMORY_READ),
         # Admins correct and delete memory entries from the Concordance box.
@@ -596,6 +598,11 @@ class _Approve(Incoming):
     model_config = ConfigDict(extra="forbid")
     version: int
     propagate: bool = True
+
+
+class _Unlock(Incoming):
+    model_config = ConfigDict(extra="forbid")
+    version: int
 
 
 def _json_error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -867,6 +874,44 @@ async def approve_segment(request: Request, job_id: JobId, segment_id: SegmentId
         return _json_error(409, "version_conflict", str(exc), current=_seg_json(exc.current))
     except _MalformedJson as exc:
         return _json_error(400, "malformed_json", str(exc))
+    except ValueError as exc:
+        return _json_error(422, "invalid_request", str(exc))
+    except (JobNotFound, review.SegmentNotFound) as exc:
+        return _json_error(404, "not_found", str(exc))
+    except InvalidTransition as exc:
+        return _json_error(409, "invalid_state", str(exc))
+    return JSONResponse(_saved_json(saved))
+
+
+@router.post("/api/articles/{job_id}/segments/{segment_id}/variants/{variant}/unlock")
+async def unlock_variant(request: Request, job_id: JobId, segment_id: SegmentId, variant: str) -> JSONResponse:
+    """The "Derive from zh-Hans again" button of a locked variant: /v1's unlock, answered as a save
+    is (the page updates the segment in place)."""
+    user = await _user(request, Permission.SEGMENTS_EDIT)
+    check_csrf(user, request.headers.get(CSRF_HEADER))
+    runtime = _runtime(request)
+    try:
+        body: _Unlock = await _json_body(request, _Unlock)
+        saved = await run_in_threadpool(
+            lambda: review.release_variant(
+                runtime.db,
+                job_id,
+                segment_id,
+                variant=variant,
+                version=body.version,
+                by=user.principal.name,
+                rules=runtime.rules,
+                qa=runtime.pipeline.settings.qa,
+            )
+        )
+    except review.VersionConflict as exc:
+        return _json_error(409, "version_conflict", str(exc), current=_seg_json(exc.current))
+    except review.NotReleasable as exc:
+        return _json_error(409, exc.code, str(exc))  # as /v1 says it
+    except _MalformedJson as exc:
+        return _json_error(400, "malformed_json", str(exc))
+    except KeyError:
+        return _json_error(422, "unknown_variant", f"this article has no {variant!r} target")
     except ValueError as exc:
         return _json_error(422, "invalid_request", str(exc))
     except (JobNotFound, review.SegmentNotFound) as exc:

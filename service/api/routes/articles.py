@@ -11,10 +11,11 @@ import binascii
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from glossary.terms import VARIANTS
 from service.api.deps import RuntimeDep
 from service.api.errors import ApiError, responses
 from service.api.security import AUTH_ERRORS, DeliveryId, JobId, Requires, SegmentId, article_scope, check_article
@@ -57,6 +58,7 @@ from service.schemas import (
     SegmentOut,
     SegmentSaved,
     SegmentState,
+    SegmentUnlockIn,
     WithdrawnRows,
     aligned_to_response,
     stored_segment_out,
@@ -503,6 +505,68 @@ def edit_segment(
         raise ApiError(422, "unknown_variant", f"this article has no {body.variant!r} target") from None
     except markup.MarkupNotAllowed as exc:
         raise ApiError(422, "markup_not_allowed", str(exc)) from None
+    except (JobNotFound, review.SegmentNotFound, InvalidTransition) as exc:
+        raise _review_errors(exc) from None
+    return _saved_out(saved)
+
+
+_UNLOCK_ERRORS = {
+    **responses(*AUTH_ERRORS, 404, 422),
+    409: {
+        "model": ConflictResponse,
+        "description": "Based on an old version (`version_conflict`: the body has the newer segment); the variant "
+        "is not locked (`not_locked`); in an article without zh-Hans, no other variant was edited by hand to derive "
+        "it from (`nothing_to_derive_from`); the article cannot be reviewed (`invalid_state`)",
+    },
+}
+
+
+@router.post(
+    "/{job_id}/segments/{segment_id}/variants/{variant}/unlock",
+    response_model=SegmentSaved,
+    responses=_UNLOCK_ERRORS,
+    summary="Unlock a variant edited by hand: derive it again from zh-Hans (optimistic: name the version)",
+)
+def unlock_variant(
+    job_id: JobId,
+    segment_id: SegmentId,
+    variant: Annotated[
+        str,
+        Path(
+            description="the locked variant (one of the segment's `locked_variants`); one the article lacks is a "
+            "422 unknown_variant",
+            json_schema_extra={"enum": list(VARIANTS)},
+        ),
+    ],
+    body: SegmentUnlockIn,
+    runtime: RuntimeDep,
+    principal: Editor,
+) -> SegmentSaved | Response:
+    """The variant is no longer kept as edited by hand: it is derived again from the segment's
+    zh-Hans as an edit of zh-Hans derives it (the glossary's regional forms, QA run again), and
+    follows later edits of zh-Hans. A new version, in the segment's history with the note
+    `unlocked zh-TW: derived again from zh-Hans`; answered as an edit is (`repetitions` is always
+    empty: a release is this segment's alone). In an article without zh-Hans, the variant is
+    derived from the other variant edited by hand last; 409 `nothing_to_derive_from` where none
+    was. 409 `not_locked` for a variant that is not locked (zh-Hans never is)."""
+    check_article(runtime.db, job_id, principal)
+    try:
+        saved = review.release_variant(
+            runtime.db,
+            job_id,
+            segment_id,
+            variant=variant,
+            version=body.version,
+            by=principal.name,
+            rules=runtime.rules,
+            qa=runtime.pipeline.settings.qa,
+        )
+    except review.VersionConflict as exc:
+        return _conflict(exc)
+    except KeyError:
+        raise ApiError(422, "unknown_variant", f"this article has no {variant!r} target") from None
+    except review.NotReleasable as exc:
+        raise ApiError(409, exc.code, str(exc)) from None
     except (JobNotFound, review.SegmentNotFound, InvalidTransition) as exc:
         raise _review_errors(exc) from None
     return _saved_out(saved)

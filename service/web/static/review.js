@@ -209,8 +209,12 @@
     for (const other of row.querySelectorAll(".other")) {
       other.querySelector(".other-text").textContent = seg.targets[other.dataset.variant] || "";
       // A variant edited by hand is locked: editing this one no longer regenerates it.
+      const locked = (seg.locked_variants || []).includes(other.dataset.variant);
       const lock = other.querySelector(".locked-mark");
-      if (lock) lock.hidden = !(seg.locked_variants || []).includes(other.dataset.variant);
+      if (lock) lock.hidden = !locked;
+      // Its button unlocks it (derived again from zh-Hans): there while it is locked.
+      const unlockButton = other.querySelector("button.unlock");
+      if (unlockButton) { unlockButton.hidden = !locked; unlockButton.disabled = withdrawn; }
     }
     const flags = row.querySelector(".flags");
     flags.replaceChildren();
@@ -358,8 +362,9 @@
   const whoChanged = (by) =>
     by === me ? "You changed this segment in another tab" : `${by || "Someone else"} changed this segment`;
 
-  // `mine`: what the translator typed, or null when they typed nothing (then nothing is quoted).
-  async function showConflict(row, current, mine) {
+  // `mine`: what the translator typed, or null when they typed nothing (then nothing is quoted, and
+  // `undone` says what was not done).
+  async function showConflict(row, current, mine, undone = "Nothing was approved: check it and approve again.") {
     const who = whoChanged(await changedBy(row, current.version));
     const box = row.querySelector(".conflict");
     box.hidden = false;
@@ -374,8 +379,7 @@
       q.textContent = mine;
       box.append(p, q);
     } else {
-      p.textContent = `${who} since this page was loaded; the newer text is shown. Nothing was ` +
-        "approved: check it and approve again.";
+      p.textContent = `${who} since this page was loaded; the newer text is shown. ${undone}`;
       box.append(p);
     }
     row.classList.add("conflicted");
@@ -471,6 +475,53 @@
     }
     showProblem(row, `Not approved: ${why(r)}.`);
     setState(row, isDirty(row) ? "failed" : "saved");
+    return false;
+  }
+
+  // "Derive from zh-Hans again" on a variant locked by an edit by hand: after the segment's saves
+  // (with the version they got back), the server unlocks it and derives it again from zh-Hans (in
+  // an article without zh-Hans, from the variant edited by hand last); the row shows the new text.
+  const deriveFrom = article.dataset.deriveFrom || "zh-Hans";
+  async function unlock(row, button) {
+    const other = button.dataset.variant;
+    clearTimeout(timers.get(row));
+    button.disabled = true; // one release per click (a double click sends one)
+    const ok = await enqueue(row, async (before) => {
+      if (!(await doSave(row, before))) return false;
+      while (isDirty(row)) { // typed while that save was on its way
+        if (!(await doSave(row, true))) return false;
+      }
+      if (withdrawn) return false;
+      return doUnlock(row, other);
+    });
+    button.disabled = withdrawn;
+    // The button goes once the variant is unlocked: the focus goes to the translation, not the page.
+    if (ok && (document.activeElement === button || document.activeElement === document.body)) {
+      const edit = row.querySelector(".target-edit");
+      (edit && !edit.hidden ? edit : row.querySelector(".target-view")).focus();
+    }
+  }
+
+  async function doUnlock(row, other) {
+    const url = `${segUrl(row)}/variants/${encodeURIComponent(other)}/unlock`;
+    const r = await call("POST", url, { version: Number(row.dataset.version) });
+    if (r.status === 200) {
+      clearProblem(row);
+      const { repetitions = [], ...seg } = r.data; // a release is this segment's alone: none
+      update(row, seg);
+      setState(row, isDirty(row) ? "dirty" : "saved");
+      const line = row.querySelector(".save-state");
+      if (line && !isDirty(row)) line.textContent = `${other} derived again from ${deriveFrom}; edits change it again.`;
+      refreshJobStatus();
+      return true;
+    }
+    if (r.status === 409 && r.data?.error?.current) {
+      await showConflict(row, r.data.error.current, null,
+        `Nothing was unlocked: check ${other}, and derive it again if it is still locked.`);
+      return false;
+    }
+    if (r.status === 404) { articleWithdrawn(); return false; }
+    showProblem(row, `${other} was not derived again: ${why(r)}.`);
     return false;
   }
 
@@ -803,7 +854,7 @@
       if (edit) edit.readOnly = true; // still selectable, to copy
       if (isDirty(row)) keptToCopy(row);
     }
-    for (const b of document.querySelectorAll("button.approve, #approve-article, .add-query, .thread-button")) {
+    for (const b of document.querySelectorAll("button.approve, button.unlock, #approve-article, .add-query, .thread-button")) {
       b.disabled = true;
     }
     pageError.textContent = "This article was withdrawn: nothing more can be saved or approved on this " +
@@ -901,6 +952,7 @@
       else if (e.key === "Enter") { e.preventDefault(); if (!e.repeat) open(row); }
     });
     row.querySelector(".approve")?.addEventListener("click", () => approve(row));
+    for (const button of row.querySelectorAll("button.unlock")) button.addEventListener("click", () => unlock(row, button));
     if (!edit) continue;
     edit.addEventListener("input", () => {
       fit(edit);
