@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -241,11 +242,10 @@ def _listen(settings: Settings) -> socket.socket:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import logging
-
-    import uvicorn
-
+    """Serve until SIGTERM or SIGINT, then stop gracefully and exit 0 (`service.serving`). Ctrl+C
+    while it starts (the model can take minutes to load) ends it in one line, status 130."""
     from service.api.app import create_app
+    from service.serving import serve
 
     settings = _settings(args)
     _logging(settings)
@@ -254,16 +254,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store = _glossary_files(settings)
     db = _database(settings)
     sock = _listen(settings)
-    app = create_app(settings, _load_engine(settings), store=store, db=db)
-    # log_config=None: uvicorn's lines go through the handler `_logging` set up, in its format.
-    config = uvicorn.Config(app, log_level=settings.log_level, log_config=None)
-    # On SIGTERM, requests in flight get GRACEFUL_SHUTDOWN_S to finish, not their own deadline.
-    config.timeout_graceful_shutdown = GRACEFUL_SHUTDOWN_S
+    try:
+        app = create_app(settings, _load_engine(settings), store=store, db=db)
+    except KeyboardInterrupt:
+        logging.getLogger(__name__).warning("serve: interrupted while starting; nothing was served")
+        return 128 + signal.SIGINT
     host, port = sock.getsockname()[:2]
     # uvicorn logs where it listens only when it binds the socket itself.
     logging.getLogger("uvicorn.error").info("listening on http://%s:%d", f"[{host}]" if ":" in host else host, port)
-    uvicorn.Server(config).run(sockets=[sock])
-    return 0
+    # On SIGTERM, requests in flight get GRACEFUL_SHUTDOWN_S to finish, not their own deadline.
+    return serve(
+        app, sock, log_level=settings.log_level, graceful_s=GRACEFUL_SHUTDOWN_S, runners=app.state.runtime.runners
+    )
 
 
 def _bilingual_html(doc: TranslateResponse) -> str:

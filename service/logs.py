@@ -94,15 +94,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def redact_database_errors(record: logging.LogRecord) -> bool:
+    """A handler's filter: a record's traceback as `service.storage.db.loggable` has it, without
+    what a database error's message may quote (a statement's parameters, the row PostgreSQL quotes
+    back: article text), whichever logger wrote it (uvicorn's, a library's). The service's own
+    lines do this themselves; this is for the others. Keeps every record."""
+    if record.exc_info and record.exc_info[1] is not None:
+        from service.storage.db import loggable
+
+        safe = loggable(record.exc_info[1])
+        if safe is not record.exc_info[1]:
+            record.exc_info = (type(safe), safe, safe.__traceback__)
+            record.exc_text = None
+    return True
+
+
 def configure(level: str, fmt: str) -> None:
     """The process's logging: one handler on stderr, in `fmt` ("text" or "json"), at `level`.
     uvicorn's loggers are left without handlers of their own, so their lines (access lines too)
     come through this one, in the same format. httpx and httpcore (the webhook client) log at
     WARNING at most: their INFO and DEBUG lines carry each request's whole URL, and a CMS's callback
-    URL may hold a token in its query (the dispatcher logs it without, `loggable_url`)."""
+    URL may hold a token in its query (the dispatcher logs it without, `loggable_url`). No
+    traceback shows what a database error quotes of the data (`redact_database_errors`)."""
     install_record_factory()
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(redact_database_errors)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -341,8 +341,8 @@ def test_a_refused_database_is_logged_once_not_at_every_poll(
     model: Path, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A webhook dispatcher (3 senders) and a job runner, polling every 50 ms, against a closed
-    port for 3 s: one warning, no traceback, and far fewer tries than polls (they back off); one
-    line when the database answers again."""
+    port for 3 s: one warning each, no traceback, and far fewer tries than polls (they back off);
+    one line each when the database answers them again."""
     with relayed_postgres() as (relay, url):
         db = Database(url)
         db.migrate()
@@ -367,8 +367,9 @@ def test_a_refused_database_is_logged_once_not_at_every_poll(
             assert 4 <= len(tries) <= 60, len(tries)
             relay.accept()
             deadline = time.monotonic() + 20
-            while not any("answers again" in r.getMessage() for r in caplog.records):
-                assert time.monotonic() < deadline, "the end of the outage was not logged"
+            loops = {w.split(":")[0] for w in warnings}
+            while len([r for r in caplog.records if "answers again" in r.getMessage()]) < len(loops):
+                assert time.monotonic() < deadline, "the end of the outage was not logged by each loop"
                 time.sleep(0.1)
             time.sleep(0.5)
         finally:
@@ -378,9 +379,89 @@ def test_a_refused_database_is_logged_once_not_at_every_poll(
             db.close()
     records = list(caplog.records)
     assert not [r for r in records if r.exc_info], "a traceback was logged"
+    # One line per loop that told of the outage, naming the same loop (each loop has its own record:
+    # the runner's WARNING and the dispatcher's INFO no longer tell of one outage between them).
     after = [r.getMessage() for r in records if r not in during]
-    assert len(after) == 1 and "the database answers again, after" in after[0], after
+    assert all("the database answers again, after" in line for line in after), after
+    assert sorted(line.split(":")[0] for line in after) == sorted(w.split(":")[0] for w in warnings), (warnings, after)
     print(f"\n{len(tries)} connection attempts in the 3 s outage")
+
+
+def outage_lines(records: list[logging.LogRecord], who: str) -> tuple[list[str], list[str]]:
+    """The WARNINGs that `who`'s outages started and the INFOs that they ended (`Outage`)."""
+    started = [r.getMessage() for r in records if r.levelno == logging.WARNING and r.getMessage().startswith(who)]
+    ended = [r.getMessage() for r in records if r.levelno == logging.INFO and r.getMessage().startswith(who)]
+    return started, [line for line in ended if "the database answers again" in line]
+
+
+def test_requests_refused_by_an_outage_are_logged_once_not_each(
+    model: Path, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """40 requests on a refused database: 40 answers 503, one WARNING (it was one each), and one
+    INFO at the first request answered again; a second outage is told again."""
+    with relayed_postgres() as (relay, url):
+        settings = Settings(model=str(model), device="cpu", database_url=url, runners=0)
+        with serve(settings, engine) as live:
+            assert live.client.get("/v1/articles").status_code == 200
+            caplog.set_level(logging.INFO)
+            for outage in (1, 2):
+                relay.refuse()
+                answers = [live.client.get("/v1/articles") for _ in range(20)]
+                answers += [live.client.post("/v1/articles", json={"body": "Refused."}) for _ in range(20)]
+                assert all(is_database_unavailable(a) for a in answers), [a.status_code for a in answers]
+                relay.accept()
+                deadline = time.monotonic() + BOUND_S
+                while live.client.get("/v1/articles").status_code != 200:
+                    assert time.monotonic() < deadline, "no recovery"
+                    time.sleep(0.1)
+                assert live.client.get("/v1/articles").status_code == 200
+                started, ended = outage_lines(caplog.records, "the API:")
+                assert len(started) == outage and len(ended) == outage, (started, ended)
+                assert "the database is unavailable (OperationalError" in started[-1], started
+            api = [r for r in caplog.records if r.name == "service.api.errors" and r.levelno >= logging.INFO]
+            assert not api, [r.getMessage() for r in api]  # no line per request (DEBUG only)
+
+
+def test_lease_renewals_in_an_outage_are_logged_once_without_a_traceback(
+    model: Path, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A runner's heartbeat renewing its job's lease three times a second through a 2.5 s outage:
+    one WARNING, no traceback but at DEBUG (it was a traceback at each beat), and one INFO when a
+    renewal goes through again."""
+    from tests.test_job_failures import add_job, runner_settings
+
+    with relayed_postgres() as (relay, url):
+        db = Database(url)
+        db.migrate()
+        settings = runner_settings(url, job_lease_s=1.0)
+        job_id = add_job(db, settings, ["The harbour will reopen in May."])
+        runner = JobRunner(db, build_pipeline(settings, engine), settings, name="beating")
+        assert runner.claim() == job_id
+        stop = threading.Event()
+        beat = threading.Thread(target=runner._heartbeat, args=(job_id, stop), daemon=True)
+        caplog.set_level(logging.DEBUG)
+        tries: list[object] = []
+        event.listen(db.engine, "handle_error", tries.append)
+        try:
+            relay.refuse()
+            beat.start()
+            time.sleep(2.5)
+            relay.accept()
+            deadline = time.monotonic() + BOUND_S
+            while not outage_lines(caplog.records, "runner beating:")[1]:
+                assert time.monotonic() < deadline, "the end of the outage was not logged"
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            beat.join(10)
+            db.close()
+    assert len(tries) >= 4, tries  # the heartbeat kept trying
+    started, ended = outage_lines(caplog.records, "runner beating:")
+    assert len(started) == 1 and len(ended) == 1, (started, ended)
+    loud = [r for r in caplog.records if r.levelno > logging.DEBUG and (r.exc_info or r.levelno >= logging.ERROR)]
+    assert not loud, [r.getMessage() for r in loud]
+    quiet = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
+    assert len(quiet) >= 4 and all("lease renewal failed" in r.getMessage() for r in quiet), len(quiet)
 
 
 def test_loggable_url_drops_what_may_hold_a_secret() -> None:
@@ -442,3 +523,28 @@ def test_callback_tokens_stay_out_of_the_log(model: Path, engine: Engine, tmp_pa
     assert f"delivered to {receiver.url} (attempt 1)" in text
     assert f"to {receiver.url} failed for good" in text
     assert "HTTP Request:" not in text  # httpx's own line, with the whole URL
+
+
+def test_each_loop_tells_its_own_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """The record was shared by the process's loops: the runner's WARNING could be ended by the
+    dispatcher's INFO, and the runner, still failing, told nothing more. Now each line of an outage
+    names the loop it happened to, and each loop's outage ends when that loop is answered."""
+    from service.storage.db import Outage
+
+    outage = Outage()
+    refused = OperationalError("SELECT 1", None, Exception("connection refused"))
+    caplog.set_level(logging.INFO, logger="service.storage.db")
+    outage.failed(refused, "runner a")
+    outage.failed(refused, "webhook dispatcher")
+    outage.failed(refused, "runner a")  # still the same outage
+    outage.answered("webhook dispatcher")
+    outage.answered("webhook dispatcher")  # no outage of its own any more
+    outage.failed(refused, "runner a")
+    outage.answered("runner a")
+    lines = [(r.levelname, r.getMessage().split(": the database ")[0]) for r in caplog.records]
+    assert lines == [
+        ("WARNING", "runner a"),
+        ("WARNING", "webhook dispatcher"),
+        ("INFO", "webhook dispatcher"),
+        ("INFO", "runner a"),
+    ], lines

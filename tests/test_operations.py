@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -183,12 +185,12 @@ def test_the_image_runs_the_health_check_tested_here() -> None:
     assert "--stop-timeout 90" in text
 
 
-def test_serve_on_any_port_is_healthy_and_stops_in_time_with_an_upload_in_flight(
-    tiny_dirs: dict[str, Path], tmp_path: Path
-) -> None:
-    """On a port other than 8000 the image's check asks the right one. Told to stop while a client
-    is still uploading (a slow or stalled CMS), `serve` waited for it without end; now the upload
-    is cut after GRACEFUL_SHUTDOWN_S, and the process is gone well within the 90 s Docker gives it."""
+@contextmanager
+def serving(
+    tiny_dirs: dict[str, Path], tmp_path: Path, log_level: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A real `duiyi serve` (a tiny model, one job runner, its log in tmp_path/serve.log), ready:
+    the process and its port. Killed at the end if it is still running."""
     port = free_port()
     env = {
         "DUIYI_MODEL": str(tiny_dirs["marian"]),
@@ -196,18 +198,43 @@ def test_serve_on_any_port_is_healthy_and_stops_in_time_with_an_upload_in_flight
         "DUIYI_PORT": str(port),
         "DUIYI_DATA_DIR": str(tmp_path),
         "DUIYI_AUTH_DISABLED": "true",
-        "DUIYI_LOG_LEVEL": "warning",
+        "DUIYI_LOG_LEVEL": log_level,
         "DUIYI_RUNNERS": "1",
     }
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DUIYI_")} | env
-    log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen([DUIYI, "serve"], env=environ, stdout=log, stderr=subprocess.STDOUT)
-    upload = socket.socket()
-    try:
-        deadline = time.monotonic() + 120
-        while not ready(f"http://127.0.0.1:{port}/readyz"):
-            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.2)
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = subprocess.Popen([DUIYI, "serve"], env=environ, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while not ready(f"http://127.0.0.1:{port}/readyz"):
+                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.2)
+            yield server, port
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+
+
+def stopped_cleanly(server: subprocess.Popen[bytes], log: Path) -> str:
+    """The log of a `serve` that has exited: status 0 and no traceback. uvicorn raised the signal
+    it had caught again once stopped, so the process ended with 143 (SIGTERM) or a KeyboardInterrupt
+    traceback after asyncio's CancelledError (SIGINT), and a request cut short at the end of the
+    graceful stop logged a CancelledError traceback."""
+    text = log.read_text()
+    assert server.returncode == 0, (server.returncode, text)
+    assert "Traceback" not in text and "CancelledError" not in text, text
+    return text
+
+
+def test_serve_on_any_port_is_healthy_and_stops_in_time_with_an_upload_in_flight(
+    tiny_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """On a port other than 8000 the image's check asks the right one. Told to stop while a client
+    is still uploading (a slow or stalled CMS), `serve` waited for it without end; now the upload
+    is cut after GRACEFUL_SHUTDOWN_S, answered 503 `shutting_down` with Retry-After, and the process
+    is gone well within the 90 s Docker gives it, with status 0."""
+    with serving(tiny_dirs, tmp_path, "warning") as (server, port), socket.socket() as upload:
         healthy = healthcheck({"DUIYI_PORT": str(port), "DUIYI_HOST": "0.0.0.0"})
         assert healthy.returncode == 0, healthy.stdout
         assert healthcheck({"DUIYI_PORT": str(free_port())}).returncode == 1
@@ -228,14 +255,42 @@ def test_serve_on_any_port_is_healthy_and_stops_in_time_with_an_upload_in_flight
         took = time.monotonic() - stopped_at
         # The upload had its time; then the idle runner and the dispatcher stop at once.
         assert GRACEFUL_SHUTDOWN_S - 1 <= took <= GRACEFUL_SHUTDOWN_S + 15, took
-        # uvicorn ends by raising the signal it caught again, as a process stopped by it does.
-        assert server.returncode in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()
-    finally:
-        upload.close()
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-        log.close()
+        upload.settimeout(5)
+        answer = upload.recv(65536).decode()
+    stopped_cleanly(server, tmp_path / "serve.log")
+    assert answer.startswith("HTTP/1.1 503 "), answer
+    assert "retry-after: 5" in answer.lower() and '"code":"shutting_down"' in answer, answer
+
+
+def test_serve_stopped_by_ctrl_c_finishes_the_request_in_flight_and_exits_0(
+    tiny_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """SIGINT (Ctrl+C) with a request still arriving: the request is answered, the runner stopped,
+    one line says how the stop went, and the exit status is 0 (it was a KeyboardInterrupt traceback)."""
+    with serving(tiny_dirs, tmp_path, "info") as (server, port), socket.socket() as client:
+        body = b'{"text": "Abe met Putin in Tokyo.", "targets": ["zh-Hans"]}'
+        head = (
+            "POST /v1/translate HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
+        client.connect(("127.0.0.1", port))
+        client.sendall(head.encode() + body[:10])
+        time.sleep(0.5)
+        server.send_signal(signal.SIGINT)
+        time.sleep(1.0)  # the server is stopping, the request still in flight
+        assert server.poll() is None
+        client.sendall(body[10:])
+        client.settimeout(60)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        server.wait(timeout=60)
+    text = stopped_cleanly(server, tmp_path / "serve.log")
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    stops = [line for line in text.splitlines() if "serve: stopped" in line]
+    assert len(stops) == 1, text
+    assert "stopped on SIGINT in " in stops[0] and "the requests in flight finished" in stops[0], stops
+    assert "the job runners stopped" in stops[0], stops
 
 
 def test_a_worker_with_a_metrics_port_is_healthy_and_one_without_is_not() -> None:

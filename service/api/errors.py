@@ -13,15 +13,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import RouteContext, iter_route_contexts
+from sqlalchemy import event
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from service.logs import current_request_id
 from service.schemas import ErrorResponse
-from service.storage.db import database_unavailable
+from service.storage.db import Database, database_unavailable, describe_error, loggable
 
 log = logging.getLogger(__name__)
+
+# Who the API's requests are in the log's account of a database outage (`service.storage.db.Outage`).
+API_OUTAGE = "the API"
 
 
 class ApiError(Exception):
@@ -104,7 +108,27 @@ def _is_json(request: Request) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+def _database(app: FastAPI) -> Database | None:
+    runtime = getattr(app.state, "runtime", None)
+    db = getattr(runtime, "db", None)
+    return db if isinstance(db, Database) else None
+
+
+def _tell_when_the_database_answers(db: Database) -> None:
+    """Close the API's outage (`unexpected` opened it) at the first statement a request gets an
+    answer to: the statements run while a request is handled are those with a request id."""
+
+    def answered(*_: Any) -> None:
+        if current_request_id.get() is not None:
+            db.outage.answered(API_OUTAGE)
+
+    event.listen(db.engine, "after_cursor_execute", answered)
+
+
 def install(app: FastAPI) -> None:
+    if (db := _database(app)) is not None:
+        _tell_when_the_database_answers(db)
+
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_json(exc.status, exc.code, exc.message, exc.valid, exc.headers)
@@ -152,9 +176,21 @@ def unexpected(request: Request, exc: Exception) -> JSONResponse:
     """The answer to a failure no handler expects (a bug): JSON like every other error, so clients
     can parse it and the OpenAPI document is true, with the traceback in the log, not the answer.
     A database that cannot be used just now (down, restarting, out of connections) is no bug: 503
-    with Retry-After, which a CMS retries, rather than a 500, which it may not."""
+    with Retry-After, which a CMS retries, rather than a 500, which it may not; the outage is logged
+    once (a WARNING when it starts, an INFO when a request gets an answer again), not at each of the
+    thousands of requests it may refuse. No error's message reaches the log with a statement's
+    parameters or the rows PostgreSQL quotes back (`loggable`): they are article text."""
     if database_unavailable(exc):
-        log.warning("%s %s: the database is unavailable: %s", request.method, request.url.path, exc.__class__.__name__)
+        db = _database(request.app)
+        if db is not None:
+            db.outage.failed(exc, API_OUTAGE)
+        log.log(
+            logging.DEBUG if db is not None else logging.WARNING,
+            "%s %s: 503, the database is unavailable (%s)",
+            request.method,
+            request.url.path,
+            describe_error(exc),
+        )
         return error_json(
             503,
             "database_unavailable",
@@ -162,12 +198,30 @@ def unexpected(request: Request, exc: Exception) -> JSONResponse:
             "with the same Idempotency-Key, or external_id and revision, is never duplicated)",
             headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
         )
-    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    log.error("%s %s failed", request.method, request.url.path, exc_info=loggable(exc))
     return error_json(
         500,
         "internal_error",
         f"the service failed on this request and logged why (request id {current_request_id.get() or '-'}); "
         "retry, and report it with that id if it fails again",
+    )
+
+
+# What a request cut short by the service's stop is told to wait before it retries (another
+# instance may take it at once; this one needs the time to load its model again).
+STOPPING_RETRY_AFTER_S = 5
+
+
+def shutting_down(graceful_s: int) -> JSONResponse:
+    """The answer to a request still in flight when the service's graceful stop ran out of time
+    (`service.serving`): 503 with Retry-After, and Connection: close."""
+    return error_json(
+        503,
+        "shutting_down",
+        f"the service is stopping and this request did not finish in the {graceful_s} s it had; retry after "
+        f"{STOPPING_RETRY_AFTER_S} s (a resubmitted article with the same Idempotency-Key, or external_id and "
+        "revision, is never duplicated)",
+        headers={"Retry-After": str(STOPPING_RETRY_AFTER_S), "Connection": "close"},
     )
 
 
@@ -184,8 +238,8 @@ _TEXT = {
     429: "Rate limit of this API key exceeded: retry after the Retry-After header's seconds",
     500: "Internal error",
     503: (
-        "Busy (the queue is full), or the database does not answer: retry after the Retry-After header's "
-        "seconds; for /readyz, not ready"
+        "Busy (the queue is full), the database does not answer, or the service is stopping: retry after the "
+        "Retry-After header's seconds; for /readyz, not ready"
     ),
     504: "The translation did not finish within the request timeout",
 }

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.keys import owner_webhook_secrets
-from service.storage.db import Database, database_unavailable
+from service.storage.db import Database, database_unavailable, loggable
 from service.storage.tables import ApiKey, Delivery, DeliveryAttempt, Job, utcnow
 from service.webhooks import (
     CallbackRefused,
@@ -203,8 +203,10 @@ class Dispatcher:
                     pause = backoff_delay(failures, base_s=poll_s, cap_s=DATABASE_BACKOFF_CAP_S)
                     if database_unavailable(exc):
                         self.db.outage.failed(exc, "webhook dispatcher")  # logged once per outage
-                    else:  # a bug
-                        log.exception("webhook dispatcher: unexpected error; retrying in %.1f s", pause)
+                    else:  # a bug (its traceback without what a database error may quote: article text)
+                        log.error(
+                            "webhook dispatcher: unexpected error; retrying in %.1f s", pause, exc_info=loggable(exc)
+                        )
                     self._pause(pause)
                     continue
                 failures = 0

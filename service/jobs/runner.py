@@ -56,7 +56,7 @@ from service.jobs.articles import JobStatus, article_of, move
 from service.jobs.codec import document_to_json, glossary_from_json, segment_row
 from service.jobs.deliveries import Dispatcher, enqueue
 from service.pipeline import Pipeline, Prepared
-from service.storage.db import Database, database_unavailable
+from service.storage.db import Database, database_unavailable, describe_error, loggable
 from service.storage.tables import Delivery, Job, StoredSegment, utcnow
 from service.webhooks import backoff_delay
 
@@ -77,7 +77,10 @@ class DecodeFailed(Exception):
 
 
 def describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """`exc` in one line, for the log and for a failed job's reason (which its API answer and its
+    `article.failed` webhook carry): `describe_error`, so never a statement's parameters or the rows
+    PostgreSQL quotes back, which are article text."""
+    return describe_error(exc)
 
 
 def runner_name() -> str:
@@ -106,6 +109,8 @@ class JobRunner:
         self.pipeline = pipeline
         self.settings = settings
         self.name = name or runner_name()
+        # Its record of a database outage (`Outage`): its loop, its lease renewals and its saves.
+        self.outage_name = f"runner {self.name}"
         self.dispatcher = dispatcher
         self.stopping = threading.Event()
         # Jobs handed back in a row because the database was unavailable (0 once a chunk is saved):
@@ -214,7 +219,11 @@ class JobRunner:
                 log.warning("job %s: lost the claim (lease lapsed); another runner continues it", job_id)
         except DATABASE_ERRORS as exc:  # the database, not the job (or settling the job failed on it)
             self.database_failures += 1
-            log.warning("job %s: the database is unavailable (%s); handing the job back", job_id, describe(exc))
+            if database_unavailable(exc):
+                self.db.outage.failed(exc, self.outage_name)  # logged once per outage
+                log.info("job %s: the database is unavailable (%s); handing the job back", job_id, describe(exc))
+            else:
+                log.warning("job %s: settling it failed (%s); handing the job back", job_id, describe(exc))
             self._hand_back(job_id)
         finally:
             stop_beat.set()
@@ -229,14 +238,23 @@ class JobRunner:
             return False
 
     def _heartbeat(self, job_id: str, stop: threading.Event) -> None:
+        """Renew the job's lease every third of it until `stop`. A renewal the database cannot
+        answer is part of the runner's outage, told once (`Outage`), its traceback at DEBUG only:
+        the next beat, or the chunk's save, tries again."""
         while not stop.wait(self.settings.job_lease_s / 3):
             try:
                 with self.db.session() as session:
                     self._ours(session, job_id)
             except LostJob:
                 return
-            except Exception:  # the next beat (or the chunk's commit) tries again
-                log.exception("job %s: lease renewal failed", job_id)
+            except Exception as exc:  # the next beat (or the chunk's commit) tries again
+                if database_unavailable(exc):
+                    self.db.outage.failed(exc, self.outage_name)
+                    log.debug("job %s: lease renewal failed", job_id, exc_info=loggable(exc))
+                else:  # a bug
+                    log.error("job %s: lease renewal failed", job_id, exc_info=loggable(exc))
+            else:
+                self.db.outage.answered(self.outage_name)
 
     def _translate(self, job_id: str) -> None:
         with self.db.session() as session:
@@ -340,12 +358,15 @@ class JobRunner:
         return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
     def _hand_back(self, job_id: str) -> None:
-        """Release the job, retrying while the database is unavailable; a stopping runner tries
-        once more and then leaves the job to be taken over once its lease lapses."""
+        """Release the job, retrying while the database is unavailable (each retry at DEBUG: the
+        outage itself is told once, `Outage`); a stopping runner tries once more and then leaves
+        the job to be taken over once its lease lapses."""
         tries = 0
         while True:
             try:
-                if self._release(job_id):
+                released = self._release(job_id)
+                self.db.outage.answered(self.outage_name)
+                if released:
                     log.info("job %s handed back to the queue", job_id)
                 else:
                     log.warning("job %s: not handed back: it is no longer this runner's", job_id)
@@ -360,10 +381,23 @@ class JobRunner:
                     )
                     return
                 delay = backoff_delay(tries, base_s=self.settings.job_poll_s, cap_s=10.0)
-                log.warning("job %s: handing it back failed (%s); retrying in %.1f s", job_id, describe(exc), delay)
+                unavailable = database_unavailable(exc)
+                if unavailable:
+                    self.db.outage.failed(exc, self.outage_name)
+                log.log(
+                    logging.DEBUG if unavailable else logging.WARNING,
+                    "job %s: handing it back failed (%s); retrying in %.1f s",
+                    job_id,
+                    describe(exc),
+                    delay,
+                )
                 self.stopping.wait(delay)
-            except Exception:  # a bug: never out of the runner's thread
-                log.exception("job %s: could not hand it back; it is resumed once its lease lapses", job_id)
+            except Exception as exc:  # a bug: never out of the runner's thread
+                log.error(
+                    "job %s: could not hand it back; it is resumed once its lease lapses",
+                    job_id,
+                    exc_info=loggable(exc),
+                )
                 return
 
     def _retry_or_fail(self, job_id: str, error: BaseException) -> None:
@@ -394,7 +428,7 @@ class JobRunner:
                 attempts,
                 self.settings.job_max_attempts,
                 delay,
-                exc_info=error,
+                exc_info=loggable(error),
             )
 
     def _fail(self, job_id: str, error: BaseException, reason: str | None = None) -> None:
@@ -415,7 +449,7 @@ class JobRunner:
         job.failure = reason
         job.runner = None
         job.lease_until = None
-        log.error("job %s failed: %s", job.id, reason, exc_info=error)
+        log.error("job %s failed: %s", job.id, reason, exc_info=None if error is None else loggable(error))
         return enqueue(session, job, "article.failed", self.settings)
 
     def _wake_dispatcher(self, delivery: Delivery | None) -> None:
@@ -436,21 +470,23 @@ class JobRunner:
                 claim_failures += 1
                 pause = backoff_delay(claim_failures, base_s=self.settings.job_poll_s, cap_s=30.0)
                 if database_unavailable(exc):
-                    self.db.outage.failed(exc, f"runner {self.name}")  # logged once per outage
+                    self.db.outage.failed(exc, self.outage_name)  # logged once per outage
                 else:  # a bug
-                    log.exception("runner %s: could not claim a job; retrying in %.1f s", self.name, pause)
+                    log.error(
+                        "runner %s: could not claim a job; retrying in %.1f s", self.name, pause, exc_info=loggable(exc)
+                    )
                 self.stopping.wait(pause)
                 continue
             claim_failures = 0
-            self.db.outage.answered(f"runner {self.name}")
+            self.db.outage.answered(self.outage_name)
             if job_id is None:
                 wake.wait(self.settings.job_poll_s)
                 wake.clear()
                 continue
             try:
                 self.process(job_id)
-            except Exception:  # a bug; the job is resumed once its lease lapses
-                log.exception("runner %s: unexpected error with job %s", self.name, job_id)
+            except Exception as exc:  # a bug; the job is resumed once its lease lapses
+                log.error("runner %s: unexpected error with job %s", self.name, job_id, exc_info=loggable(exc))
                 self.database_failures += 1
             if self.database_failures:
                 pause = backoff_delay(self.database_failures, base_s=self.settings.job_poll_s, cap_s=30.0)

@@ -27,6 +27,7 @@ import functools
 import inspect
 import logging
 import re
+import sqlite3
 import threading
 import time
 import unicodedata
@@ -43,7 +44,7 @@ from alembic.config import Config
 from psycopg.abc import PQGen
 from sqlalchemy import Boolean, ColumnElement, Engine, SQLColumnExpression, and_, create_engine, event, func, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -63,12 +64,60 @@ def database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+# What follows the first line of a database error's message, or ends it, and may quote an article:
+# SQLAlchemy's statement and its parameters, PostgreSQL's DETAIL ("Failing row contains (…)").
+_QUOTED_TAIL = re.compile(r"\s*(\[SQL[: ]|\[parameters: |DETAIL: ).*", re.S)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of `exc`'s message, without what may quote the data (`_QUOTED_TAIL`)."""
+    return _QUOTED_TAIL.sub("", next(iter(str(exc).strip().splitlines()), "")).strip()
+
+
 def describe_error(exc: BaseException) -> str:
-    """`exc` in one line for a log: the driver's error (not SQLAlchemy's wrapper, which adds the
-    statement and its parameters) and the first line of its message."""
+    """`exc` in one line for a log or a job's stored failure: the driver's error (not SQLAlchemy's
+    wrapper, which adds the statement and its parameters) and the first line of its message. Never
+    the parameters, nor PostgreSQL's DETAIL, which quotes the failing row: a statement's values are
+    article text, confidential until published."""
     orig = getattr(exc, "orig", None) or exc
-    first = next(iter(str(orig).strip().splitlines()), "")
+    first = _first_line(orig)
     return f"{type(orig).__name__}: {first}" if first else type(orig).__name__
+
+
+# Errors whose message may quote what a statement stored: SQLAlchemy's (statement and parameters)
+# and the drivers' (PostgreSQL's DETAIL).
+_QUOTING_ERRORS: tuple[type[BaseException], ...] = (StatementError, psycopg.Error, sqlite3.Error)
+
+
+class Redacted(Exception):
+    """Stands in a log for an exception whose message may quote a statement's data (`loggable`):
+    its class and `describe_error`'s line, with its traceback."""
+
+
+def loggable(exc: BaseException) -> BaseException:
+    """`exc` as it may be logged with its traceback (`exc_info=`): itself, unless it or an
+    exception it was raised from or during is a database error, whose message may hold the
+    statement's parameters or the row PostgreSQL quotes back (article text). Then a copy of the
+    chain in which each exception is a `Redacted` naming its class and the first line of its
+    message, with its traceback: where it happened stays in the log, the data does not."""
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and all(link is not seen for seen in chain):
+        chain.append(link)
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+    if not any(isinstance(link, _QUOTING_ERRORS) for link in chain):
+        return exc
+    stand_in: BaseException | None = None
+    for link in reversed(chain):
+        kind = type(link)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        first = describe_error(link) if isinstance(link, StatementError) else _first_line(link)
+        outer = Redacted(f"{name}: {first}" if first else name).with_traceback(link.__traceback__)
+        outer.__cause__ = stand_in
+        outer.__suppress_context__ = True
+        stand_in = outer
+    assert stand_in is not None
+    return stand_in
 
 
 def default_url(data_dir: Path) -> str:
@@ -181,9 +230,12 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False, limits: Limits = LIMITS) -> None:
         self.url = make_url(url)
         self.limits = limits
-        # One account of an outage in the log for the process's loops (`Outage`).
+        # Each of the process's loops (job runners, webhook senders, metrics, the API) tells an
+        # outage once in the log (`Outage`).
         self.outage = Outage()
-        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+        # hide_parameters: a statement's values (article text, confidential until published) are
+        # never part of an error's message, nor of SQLAlchemy's own log lines (`echo`).
+        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True, "hide_parameters": True}
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -272,7 +324,7 @@ class Database:
         engine = self.engine
         if self.is_postgres:
             connect_args = _postgres_connect_args(self.url, self.limits, statement_timeout=False)
-            engine = create_engine(self.url, poolclass=NullPool, connect_args=connect_args)
+            engine = create_engine(self.url, poolclass=NullPool, connect_args=connect_args, hide_parameters=True)
         try:
             with engine.connect() as conn:
                 if self.is_postgres:
@@ -327,20 +379,25 @@ class SingleFlight(Generic[T]):
 
 
 class Outage:
-    """A database outage told once in the log, however many of the process's loops (job runners,
-    webhook senders, metrics) keep failing on it: a WARNING at the first failure, an INFO when one
-    succeeds again, with how long it lasted. The loops back off meanwhile, each on its own."""
+    """Database outages told once each in the log, however long they last and however often the
+    loop that meets them tries again: for each loop (`who`: a job runner, the webhook dispatcher's
+    senders, the metrics, the API's requests), a WARNING at its first failure and an INFO, with how
+    long it lasted, when that loop uses the database successfully again. Each loop has its own
+    record, so that both lines of an outage name the same loop, and a loop that stops asking (no
+    more requests, no more scrapes) leaves no outage open for the others. The loops back off
+    meanwhile, each on its own."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._since: float | None = None  # time.monotonic() of the first failure; None: no outage
+        # who → time.monotonic() of its first failure, for each loop in an outage.
+        self._since: dict[str, float] = {}
 
     def failed(self, exc: BaseException, who: str) -> None:
         """`who` (a loop) found the database unavailable (`exc`)."""
         with self._lock:
-            if self._since is not None:
+            if who in self._since:
                 return
-            self._since = time.monotonic()
+            self._since[who] = time.monotonic()
         log.warning(
             "%s: the database is unavailable (%s); retrying with backoff, and saying so once more when it answers",
             who,
@@ -349,10 +406,10 @@ class Outage:
 
     def answered(self, who: str) -> None:
         """`who` used the database successfully."""
-        if self._since is None:  # the common case: no lock
+        if not self._since:  # the common case: no outage, no lock
             return
         with self._lock:
-            since, self._since = self._since, None
+            since = self._since.pop(who, None)
         if since is not None:
             log.info("%s: the database answers again, after %.1f s unavailable", who, time.monotonic() - since)
 
