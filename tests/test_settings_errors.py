@@ -237,11 +237,11 @@ def _error_table() -> dict[str, set[int]]:
 
 def _codes_in_the_code() -> dict[str, set[int | None]]:
     """Every error code the API's code can answer with, read from the source: `ApiError(status,
-    code)` and `error_json(status, code)`, the codes of InputError and BadQuery (their status set
+    code)` and `error_json(status, code)`, the codes of InputError, BadQuery and NotReleasable (their status set
     where they are caught), `"code": …` in bodies built by hand, and the handlers' status → code
     mappings. Status None: not written beside the code."""
     files = [*sorted((REPO / "service" / "api").rglob("*.py")), REPO / "service" / "translate.py"]
-    files.append(REPO / "service" / "concordance.py")
+    files += [REPO / "service" / "concordance.py", REPO / "service" / "jobs" / "review.py"]
     found: dict[str, set[int | None]] = {}
 
     def add(code: object, status: object = None) -> None:
@@ -255,7 +255,7 @@ def _codes_in_the_code() -> dict[str, set[int | None]]:
                 values = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
                 if name in ("ApiError", "error_json") and len(values) >= 2:
                     add(values[1], values[0])
-                elif name in ("InputError", "BadQuery") and values:
+                elif name in ("InputError", "BadQuery", "NotReleasable") and values:
                     add(values[0])
             elif isinstance(node, ast.Dict):
                 for key, value in zip(node.keys, node.values, strict=True):
