@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from glossary.terms import VARIANTS
@@ -32,6 +32,25 @@ _WITH_PORT = re.compile(r"[^:]*:\d*")
 # (tests/conftest.py, .ci/run). Any other DUIYI_* variable is a mistyped setting, refused
 # (`unknown_variables`) rather than silently ignored.
 TOOL_VARIABLES = frozenset({"DUIYI_SHARED", "DUIYI_TEST_POSTGRES", "DUIYI_CHROMIUM", "DUIYI_REQUIRE_POSTGRES"})
+
+# The settings that are text (a name, a path, an address, a secret): empty, each is its default.
+EMPTY_IS_DEFAULT = frozenset(
+    {
+        "model",
+        "family",
+        "engine",
+        "device",
+        "host",
+        "log_level",
+        "log_format",
+        "glossary_dir",
+        "data_dir",
+        "database_url",
+        "session_secret",
+        "webhook_secret",
+        "public_url",
+    }
+)
 
 
 class Settings(BaseSettings):
@@ -114,7 +133,7 @@ class Settings(BaseSettings):
     # Attempts (ended by an engine error or a dead runner) after which a job fails instead of being retried.
     job_max_attempts: int = Field(default=3, ge=1)
     # Jobs queued or translating; past it, POST /v1/articles answers 503 with Retry-After.
-    max_pending_jobs: int = Field(default=1000, ge=0)
+    max_pending_jobs: int = Field(default=1000, gt=0)
 
     # --- API keys ---
     # Local use only: every request acts as an admin, and the service logs a warning.
@@ -146,13 +165,25 @@ class Settings(BaseSettings):
     # jitter): waits of 5 s doubling to an hour, then about hourly, so a CMS that is down for
     # minutes, or overnight, still gets its events.
     webhook_max_attempts: int = Field(default=40, ge=1)
-    webhook_backoff_base_s: float = Field(default=5.0, ge=0)
-    webhook_backoff_cap_s: float = Field(default=3600.0, ge=0)
+    # Neither may be 0: the tries would come at once, a dead receiver's 40 spent in seconds.
+    webhook_backoff_base_s: float = Field(default=5.0, gt=0)
+    webhook_backoff_cap_s: float = Field(default=3600.0, gt=0)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     # Threads per process that send webhooks; each receiver (callback URL) gets one at a time.
     webhook_senders: int = Field(default=4, ge=1, le=64)
     # The service's address as clients see it, for absolute links in webhooks; empty: relative links.
     public_url: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_the_default(cls, data: object) -> object:
+        """An empty (or blank) text setting is the default, as if unset, as DUIYI_FAMILY and
+        DUIYI_DATABASE_URL always were: `DUIYI_DATA_DIR=` put the database in the current directory
+        (Path("") is "."), `DUIYI_HOST=` listened on every interface. Numbers and switches are
+        refused empty (not a number), lists are empty lists."""
+        if not isinstance(data, dict):
+            return data
+        return {k: v for k, v in data.items() if not (k in EMPTY_IS_DEFAULT and isinstance(v, str) and not v.strip())}
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

@@ -13,17 +13,20 @@ from sqlalchemy.orm import Session
 
 from service.auth import NewKey, Role, keys_match, new_key
 from service.auth import new_webhook_secret as make_webhook_secret
+from service.schemas import key_name
 from service.storage.db import Database
 from service.storage.tables import ApiKey, utcnow
 
 
 class KeyNameTaken(ValueError):
     def __init__(self, name: str) -> None:
-        super().__init__(f"an API key named {name!r} exists already; pick another name or revoke it first")
+        # A revoked key keeps its name (only rotation hands a name on): revoking frees none.
+        super().__init__(f"an API key named {name!r} exists already (revoked keys keep theirs); pick another name")
 
 
 class KeyNotRotatable(ValueError):
-    """The key is revoked, or was rotated already: there is nothing live to hand over."""
+    """The key is revoked or expired, or was rotated already and a successor works: there is
+    nothing live to hand over, or the successor is the one to rotate."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class RotatedKey:
 
 
 def create_key(db: Database, *, name: str, role: Role, callback_url: str | None = None) -> CreatedKey:
+    """A new key named `name`, trimmed (`key_name`: a blank one is a ValueError), that owns what it
+    submits. KeyNameTaken when a key has the name."""
+    name = key_name(name)
     made: NewKey = new_key()
     row = ApiKey(
         name=name,
@@ -75,8 +81,15 @@ def rotate_key(
 
     The webhook secret is kept unless `new_webhook_secret` (a secret that may have leaked): then
     the new key gets a fresh one, and the owner's webhooks are signed with both secrets while the
-    old key works (its overlap), with the new one alone after it (`owner_webhook_secrets`). Raises
-    KeyNotRotatable for a revoked key, or one rotated already (rotate its successor).
+    old key works (its overlap), with the new one alone after it (`owner_webhook_secrets`).
+
+    Raises KeyNotRotatable for a key that no longer works (revoked, or its overlap over), and for
+    one rotated already whose successor works (rotate that). A key rotated with an overlap whose
+    successors were all revoked since (the new key leaked, or went to the wrong place) can be
+    rotated again while it works: otherwise its owner, left with a key that is about to expire,
+    could only start over with a new key and lose its articles. The revoked successors give up the
+    name to the new key, and the old key's remaining time is never lengthened: it expires at the
+    end of the new overlap or of the first one, whichever comes first.
     """
     made = new_key()
     try:
@@ -86,18 +99,35 @@ def rotate_key(
             if old is None:
                 return None
             now = utcnow()
-            if old.expires_at is not None:  # rotated before, at once (revoked) or with an overlap
+            # Its successors: the keys of its owner made after it (only a rotation makes them).
+            successors = list(
+                session.scalars(
+                    select(ApiKey).where(ApiKey.owner == old.owner, ApiKey.id > old.id).order_by(ApiKey.id.desc())
+                )
+            )
+            working = [key for key in successors if key.usable(now)]
+            if working:
                 raise KeyNotRotatable(
                     f"API key {old.id} ({old.name}) was rotated already ({key_state(old, now)}); "
-                    f"rotate its successor{_successor(session, old)}"
+                    f"rotate its successor, key {working[0].id}"
                 )
             if old.revoked_at is not None:
                 raise KeyNotRotatable(
                     f"API key {old.id} ({old.name}) was revoked on {old.revoked_at:%Y-%m-%d}; "
                     "a revoked key cannot be rotated: create a new key (duiyi keys create)"
                 )
+            if not old.usable(now):
+                raise KeyNotRotatable(
+                    f"API key {old.id} ({old.name}) was rotated and has {key_state(old, now)}; an expired "
+                    "key cannot be rotated: create a new key (duiyi keys create)"
+                )
             # Expiry first: the name is unique among keys without one, and the new key takes it.
-            old.expires_at = now + overlap
+            # A revoked successor (it has no expiry) gives the name up: it expired when revoked.
+            for revoked in successors:
+                if revoked.expires_at is None:
+                    revoked.expires_at = revoked.revoked_at
+            ends = now + overlap
+            old.expires_at = ends if old.expires_at is None else min(old.expires_at, ends)
             if overlap <= timedelta(0):
                 old.revoked_at = now
             session.flush()
@@ -115,14 +145,6 @@ def rotate_key(
         # SQLite has no row locks: another rotation of this key committed first.
         raise KeyNotRotatable(f"API key {key_id} was rotated meanwhile; rotate the key that replaced it") from None
     return RotatedKey(CreatedKey(row, made.key), old)
-
-
-def _successor(session: Session, old: ApiKey) -> str:
-    """ ", key N": the newest key of `old`'s owner, which replaced it; "" if there is none."""
-    newer = session.scalar(
-        select(ApiKey.id).where(ApiKey.owner == old.owner, ApiKey.id > old.id).order_by(ApiKey.id.desc()).limit(1)
-    )
-    return f", key {newer}" if newer is not None else ""
 
 
 def owner_webhook_secrets(session: Session, key: ApiKey, now: datetime | None = None) -> list[str]:

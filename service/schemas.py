@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from glossary.terms import Glossary, Term
 from service.documents import AlignedDocument, AlignedSegment, SourceFormat
@@ -511,11 +512,31 @@ class ConflictResponse(BaseModel):
 # --- API keys and glossary edits ---------------------------------------------------------------
 
 
+def key_name(name: str) -> str:
+    """An API key's name as stored: trimmed, and not blank, since it names who uses the key (the
+    one rule of `POST /v1/keys`, `duiyi keys create` and `service.keys.create_key`)."""
+    trimmed = name.strip()
+    if not trimmed:
+        raise ValueError("must not be blank; name who uses the key")
+    return trimmed
+
+
 class KeyIn(Incoming):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, description="who uses the key; trimmed, not blank")
     role: Literal["cms", "translator", "admin"]
     callback_url: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _a_name(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # pydantic's own check says it is no string
+        try:
+            return key_name(value)
+        except ValueError as exc:
+            # Its own type: the message as written, not after pydantic's "Value error, ".
+            raise PydanticCustomError("blank_name", str(exc)) from None
 
 
 class KeyOut(BaseModel):

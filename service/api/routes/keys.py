@@ -91,8 +91,10 @@ def make_key(body: KeyIn, runtime: RuntimeDep, _: Admin) -> KeyCreated:
     """For admins. A key for `role` (cms, translator or admin); a cms key's articles are its own
     (its `owner`), and their webhooks go to its `callback_url` unless an article names another.
     The answer holds `key`, to send as `Authorization: Bearer KEY`, and `webhook_secret`, which
-    signs its webhooks: both shown this once. 409 `name_taken` for a name a key has already; 422
-    `callback_refused` for a callback URL the service will not call."""
+    signs its webhooks: both shown this once. `name` is trimmed; a blank one is a 422
+    (`invalid_request`), as in `duiyi keys create`. 409 `name_taken` for a name a key has already
+    (a revoked key keeps its name); 422 `callback_refused` for a callback URL the service will not
+    call."""
     if body.callback_url:
         try:
             s = runtime.settings
@@ -141,7 +143,10 @@ def rotate(key_id: KeyId, runtime: RuntimeDep, _: Admin, body: KeyRotateIn | Non
     one is in this answer only, and until `replaced.expires_at` the owner's webhooks (those queued
     before the rotation too) carry two signatures, `Duiyi-Signature: v1=<new>,v1=<old>`, so the
     receiver verifies with either; after it, only the new one's (without an overlap, at once).
-    409 (`not_rotatable`) for a revoked key, or one rotated already (rotate its successor)."""
+    409 (`not_rotatable`) for a revoked or expired key, or one rotated already whose successor
+    works (rotate that). A key whose successors were all revoked while it works (its overlap) can
+    be rotated again: the revoked successors give up the name, and its `expires_at` is never put
+    later than it was."""
     overlap = parse_overlap(body.overlap if body else "0")
     replace_secret = body.new_webhook_secret if body else False
     try:

@@ -157,7 +157,10 @@ def search_memory(
 class MemoryCorrection(Incoming):
     model_config = ConfigDict(extra="forbid")
     target: str = Field(
-        min_length=1, max_length=MAX_CORRECTION, description="the right translation, as plain text (no markup)"
+        min_length=1,
+        max_length=MAX_CORRECTION,
+        description="the right translation, as plain text: markup in it (`<b>`, `**`) is stored as the characters "
+        "typed, and shows as text where an article takes it",
     )
 
 
@@ -215,7 +218,9 @@ def delete_entry(entry_id: EntryId, runtime: RuntimeDep, principal: MemoryEditor
     "it. An id that names no entry removes nothing (`removed` 0): a withdrawn article's id is known nowhere else.",
 )
 def forget_article(
-    job_id: Annotated[str, Path(max_length=36, pattern=r"^[^\x00]+$", description="the withdrawn article's id")],
+    job_id: Annotated[
+        str, Path(max_length=36, pattern=r"^[^\x00]+$", description="the article's id (withdrawn, or still there)")
+    ],
     runtime: RuntimeDep,
     principal: MemoryEditor,
 ) -> MemoryForgotten:
