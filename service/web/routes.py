@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
@@ -24,6 +25,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from glossary.terms import VARIANTS
 from service import concordance, exports
@@ -335,7 +337,21 @@ async def new_article(request: Request) -> Response:
     user = await _user(request, Permission.ARTICLES_SUBMIT)
     runtime = _runtime(request)
     form = await request.form()
-    check_csrf(user, str(form.get(CSRF_FIELD, "")))
+    try:
+        check_csrf(user, str(form.get(CSRF_FIELD, "")))
+    except BadCsrf as exc:
+        if exc.missing:
+            raise  # a form cut short: what arrived of it is no text to offer again
+        # A form from a page loaded before the editor last signed in: nothing is submitted, and what
+        # they typed comes back in the form, with this session's token, to be sent again.
+        return await _new_error(
+            request,
+            user,
+            form,
+            "Nothing was submitted: the form was older than your last sign-in. Your text is kept below; "
+            "check it and submit it again.",
+            code=403,
+        )
     body = str(form.get("body", ""))
     fmt = str(form.get("format", "") or "")
     upload = form.get("file")
@@ -375,13 +391,18 @@ async def new_article(request: Request) -> Response:
     return RedirectResponse(f"/review/articles/{job.id}", status_code=303)
 
 
-async def _new_error(request: Request, user: WebUser, form: Any, message: str) -> HTMLResponse:
+async def _new_error(request: Request, user: WebUser, form: Any, message: str, code: int = 422) -> HTMLResponse:
+    """The form again, saying what is wrong, with what the editor typed and chose in it (a browser
+    cannot be given a file back: the message says to choose it again)."""
     runtime = _runtime(request)
+    upload = form.get("file")
+    if isinstance(upload, UploadFile) and upload.filename:
+        message += f" The file you chose ({upload.filename}) is not kept: choose it (or another) again."
     return _page(
         request,
         "new.html",
         user,
-        422,
+        code,
         error=message,
         variants=VARIANTS,
         defaults=[str(v) for v in form.getlist("targets")] or runtime.settings.default_targets,
@@ -459,7 +480,7 @@ async def article_view(
     try:
         job, title, stored, previous, thread = await run_in_threadpool(load)
     except JobNotFound:
-        return _page(request, "message.html", user, 404, title="Not found", message=f"There is no article {job_id}.")
+        return _no_article(request, user, job_id)
     if stored is None:
         return _page(request, "progress.html", user, job=job, title=title)
     doc, states = stored
@@ -525,6 +546,21 @@ async def article_view(
     )
 
 
+def _shown_id(job_id: str) -> str:
+    """An id from the URL as a page may show it: as typed, unless it holds what no page should
+    print (a NUL, a control or direction character): then quoted with escapes, as the JSON API's
+    messages quote it."""
+    return job_id if job_id.isprintable() else repr(job_id)
+
+
+def _no_article(request: Request, user: WebUser | None, job_id: str) -> HTMLResponse:
+    """The 404 page of an article that is not there (never was, withdrawn, another owner's, or an
+    id no article could have): the answer itself, for a page and for a form posted to one, never a
+    redirect to it (a browser would show the form's notice on no page, and retry nothing)."""
+    message = f"There is no article {_shown_id(job_id)}."
+    return _page(request, "message.html", user, 404, title="Not found", message=message)
+
+
 def _pop_flash(request: Request) -> str:
     """The notice a form post left for the page it redirected to (in the signed session, never
     the URL: a link cannot make the page say anything)."""
@@ -552,7 +588,9 @@ async def approve_article(request: Request, job_id: str) -> Response:
         )
         runtime.dispatcher.wake()
         message = "Article approved."
-    except (JobNotFound, InvalidTransition, review.ApprovalBlocked) as exc:
+    except JobNotFound:
+        return _no_article(request, user, job_id)
+    except (InvalidTransition, review.ApprovalBlocked) as exc:
         message = str(exc)
     request.session["flash"] = message
     return RedirectResponse(f"/review/articles/{quote(job_id)}", status_code=303)
@@ -577,7 +615,9 @@ async def reopen_article(request: Request, job_id: str) -> Response:
 
     try:
         message = await run_in_threadpool(run)
-    except (JobNotFound, InvalidTransition) as exc:
+    except JobNotFound:
+        return _no_article(request, user, job_id)
+    except InvalidTransition as exc:
         message = str(exc)
     request.session["flash"] = message
     return RedirectResponse(f"/review/articles/{quote(job_id)}", status_code=303)
@@ -1147,8 +1187,28 @@ def install(app: Any) -> None:
                 else "Nothing was done: the page was loaded before you last signed in (or out). "
                 "Open it again and repeat what you did."
             ),
-            back=f"/review/articles/{back.group(1)}" if back else "/review",
+            back=f"/review/articles/{quote(back.group(1), safe='')}" if back else "/review",
         )
+
+    # A page or form path of the app that no route takes (an article id holding a `/`, a path
+    # mistyped): the app's 404 page, as for an article that is not there; the script's API and the
+    # static files answer as the rest of the service does (JSON).
+    answer_http_error = app.exception_handlers.get(StarletteHTTPException, http_exception_handler)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def page_not_found(request: Request, exc: StarletteHTTPException) -> Response:
+        path = request.url.path
+        page = (path == "/review" or path.startswith("/review/")) and not path.startswith(
+            ("/review/api/", "/review/static/")
+        )
+        if exc.status_code != 404 or not page:
+            answered: Response = await answer_http_error(request, exc)
+            return answered
+        try:
+            user: WebUser | None = await _user(request)
+        except NotSignedIn:
+            user = None
+        return _page(request, "message.html", user, 404, title="Not found", message="There is no such page.")
 
     app.add_middleware(SecurityHeaders)
 

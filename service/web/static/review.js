@@ -93,6 +93,43 @@
     setTimeout(tick, 500);
   }
 
+  // --- the new-article form ----------------------------------------------------------------------
+  // What an editor typed or chose is not lost without a word: leaving the page asks first, and the
+  // form is sent only once the session is known to be theirs still (signed out, or signed in again
+  // in another tab, it would be refused and the page with the text gone): else it says so, and the
+  // text stays.
+  const newForm = document.getElementById("new-article");
+  if (newForm) {
+    let sending = false;
+    const field = (name) => newForm.querySelector(`[name="${name}"]`);
+    const typed = () => ["title", "byline", "body"].some((name) => field(name).value.trim() !== "") ||
+      field("file").files.length > 0;
+    window.addEventListener("beforeunload", (e) => {
+      if (!sending && typed()) { e.preventDefault(); e.returnValue = ""; }
+    });
+    newForm.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      if (sending) return;
+      const problem = document.getElementById("new-problem");
+      const button = newForm.querySelector('button[type="submit"]');
+      button.disabled = true; // one submission per press
+      const s = await send("GET", "/review/api/session");
+      button.disabled = false;
+      let trouble = "";
+      if (s.status === 0 || s.status === 401 || s.status >= 500) trouble = why(s);
+      else if (s.status === 200 && s.data?.user !== me) trouble = `you are signed in as ${s.data?.user} in another tab`;
+      if (trouble) {
+        problem.textContent = `Not submitted: ${trouble}. Your text is kept here: submit it again once that is put right.`;
+        problem.hidden = false;
+        return;
+      }
+      if (s.status === 200 && s.data?.csrf) field("csrf_token").value = s.data.csrf; // signed in again since
+      problem.hidden = true;
+      sending = true;
+      newForm.submit();
+    });
+  }
+
   if (!article) return;
   const jobId = article.dataset.job;
   const variant = article.dataset.variant;
@@ -367,20 +404,31 @@
   async function showConflict(row, current, mine, undone = "Nothing was approved: check it and approve again.") {
     const who = whoChanged(await changedBy(row, current.version));
     const box = row.querySelector(".conflict");
+    // The translator's text quoted by an earlier conflict (not in the editor any more): still quoted.
+    const earlier = [...box.querySelectorAll("blockquote.mine")].map((q) => q.textContent);
     box.hidden = false;
     box.replaceChildren();
     const p = document.createElement("p");
     const theirs = current.targets[variant] || "";
-    if (mine !== null && mine !== theirs) {
-      p.textContent = `${who}; the newer text is shown. Your text was:`;
+    const quote = (text) => {
       const q = document.createElement("blockquote");
       q.className = "mine";
       q.lang = variant;
-      q.textContent = mine;
-      box.append(p, q);
+      q.textContent = text;
+      return q;
+    };
+    if (mine !== null && mine !== theirs) {
+      p.textContent = `${who}; the newer text is shown. Your text was:`;
+      box.append(p, quote(mine));
     } else {
       p.textContent = `${who} since this page was loaded; the newer text is shown. ${undone}`;
       box.append(p);
+    }
+    for (const text of new Set(earlier)) {
+      if (text === mine || text === theirs) continue;
+      const before = document.createElement("p");
+      before.textContent = "Your text before that was:";
+      box.append(before, quote(text));
     }
     row.classList.add("conflicted");
     const edit = row.querySelector(".target-edit");
@@ -727,7 +775,9 @@
       q.textContent = seg.targets[variant] || "";
       const then = document.createElement("p");
       then.textContent = "Saving your text will show both, to merge; close the editor unchanged to take this one.";
-      box.replaceChildren(p, q, then);
+      // The translator's own text that a conflict quoted (the editor has the newer text now) stays.
+      const mine = [...box.querySelectorAll("blockquote.mine")].flatMap((q) => [q.previousElementSibling, q]);
+      box.replaceChildren(...mine.filter(Boolean), p, q, then);
       box.hidden = false;
       row.classList.add("changed-elsewhere");
       return false;
@@ -871,6 +921,9 @@
   // --- leaving the page -------------------------------------------------------------------------
   const rows = [...document.querySelectorAll(".seg")];
   const unsaved = () => rows.filter((row) => isDirty(row) || chains.has(row));
+  // Text typed elsewhere on the page that only its author can send (a query not added yet, a memory
+  // entry's correction not saved): leaving the page asks first, since it cannot be saved for them.
+  const typedElsewhere = [() => [...document.querySelectorAll(".query-text")].some((box) => box.value.trim() !== "")];
 
   // Save everything first; stay (and say why) when something could not be saved.
   let leaving = false;
@@ -895,7 +948,7 @@
   }
 
   window.addEventListener("beforeunload", (e) => {
-    if (unsaved().length) { e.preventDefault(); e.returnValue = ""; }
+    if (unsaved().length || typedElsewhere.some((typed) => typed())) { e.preventDefault(); e.returnValue = ""; }
   });
   window.addEventListener("online", () => { for (const row of unsaved()) save(row); });
 
@@ -1032,9 +1085,11 @@
       done.classList.toggle("failed", failed);
     }
 
+    const entryOf = new WeakMap(); // li → its entry (h), as its buttons act on it
     function entryItem(h) {
       const li = document.createElement("li");
       li.dataset.entry = String(h.id);
+      entryOf.set(li, h);
       const meta = piece("span", "cc-meta", "", "");
       fillMeta(meta, h);
       li.append(
@@ -1064,8 +1119,16 @@
     }
 
     // The entry's actions, or what replaced them (the correction's editor, the question before
-    // deleting); `focus`: the Correct button takes the focus back.
+    // deleting); `focus`: the Correct button takes the focus back. An entry kept only for its
+    // correction (the search shown does not find it) goes once that is saved or cancelled, the focus
+    // to the search box.
     function restore(li, focus) {
+      if (li.classList.contains("cc-kept")) {
+        li.remove();
+        showCount(shown);
+        if (focus) input.focus();
+        return;
+      }
       li.querySelector(".cc-edit")?.remove();
       li.querySelector(".cc-confirm")?.remove();
       const actions = li.querySelector(".cc-actions");
@@ -1188,27 +1251,81 @@
         shown.memory = shown.memory.filter((x) => x.id !== h.id);
         showCount(shown);
       }
-      (next?.querySelector(".cc-correct") || input).focus();
+      // (Not one whose buttons a correction or a question replaced: those are hidden.)
+      (next?.querySelector(".cc-actions:not([hidden]) .cc-correct") || input).focus();
       said(r.status === 200
         ? `Entry deleted: “${brief(h.source)}” (${h.variant}).`
         : `“${brief(h.source)}” (${h.variant}) was deleted already (by someone else?).`);
     }
 
     function showCount(data) {
+      // The list's heading also stands over corrections kept from an earlier search.
+      document.getElementById("concordance-memory-title").hidden = !memoryList.childElementCount;
+      if (!data) return;
       const m = data.memory.length;
       const g = data.glossary.length;
-      document.getElementById("concordance-memory-title").hidden = !m;
       count.textContent = `“${data.query}”: ${m}${data.more ? "+" : ""} translation memory ` +
         `entr${m === 1 ? "y" : "ies"}${data.more ? " (the newest; refine the search for others)" : ""}, ` +
         `${g} glossary term${g === 1 ? "" : "s"}.`;
     }
 
+    // A correction typed and not saved: leaving the page asks first, as for a segment's text.
+    typedElsewhere.push(() => [...memoryList.querySelectorAll(".cc-edit textarea")].some((text) =>
+      text.value.trim() !== (entryOf.get(text.closest("li"))?.target || "")));
+
+    // The memory's entries of a new search (none for a blank query), in place of the last one's.
+    // An entry being corrected keeps its editor, with what was typed: in its place when the search
+    // finds it again, else at the top of the list, marked, until its correction is saved or
+    // cancelled. (A question before deleting, which holds nothing typed, stays only with an entry
+    // the search finds.)
+    function listEntries(memory) {
+      const open = new Map([...memoryList.children]
+        .filter((li) => li.querySelector(".cc-edit, .cc-confirm"))
+        .map((li) => [li.dataset.entry, li]));
+      const items = memory.map((h, i) => {
+        const li = open.get(String(h.id));
+        if (!li) return entryItem(h);
+        open.delete(String(h.id));
+        // The same entry: its words marked as this search finds them, its buttons acting on it.
+        const kept = entryOf.get(li);
+        memory[i] = Object.assign(kept, h);
+        li.querySelector(".cc-source").replaceWith(piece("span", "cc-source", "en", kept.source, kept.source_matches));
+        li.querySelector(".cc-target").replaceWith(piece("span", "cc-target", kept.variant, kept.target, kept.target_matches));
+        fillMeta(li.querySelector(".cc-meta"), kept);
+        li.classList.remove("cc-kept");
+        li.querySelector(".cc-kept-note")?.remove();
+        return li;
+      });
+      const elsewhere = [...open.values()].filter((li) => li.querySelector(".cc-edit"));
+      for (const li of elsewhere) {
+        if (!li.classList.contains("cc-kept")) {
+          li.classList.add("cc-kept");
+          const note = document.createElement("p");
+          note.className = "cc-kept-note";
+          note.textContent = "Not found by this search: kept here until you save or cancel its correction.";
+          li.prepend(note);
+        }
+      }
+      // The focus stays where it was (the list is put together again around it), with its selection.
+      const focused = memoryList.contains(document.activeElement) ? document.activeElement : null;
+      const range = focused?.tagName === "TEXTAREA" ? [focused.selectionStart, focused.selectionEnd] : null;
+      memoryList.replaceChildren(...elsewhere, ...items);
+      if (focused?.isConnected && document.activeElement !== focused) {
+        focused.focus({ preventScroll: true });
+        if (range) focused.setSelectionRange(...range);
+      }
+      if (elsewhere.length) {
+        const n = elsewhere.length;
+        said(`${n === 1 ? "A correction" : `${n} corrections`} not saved yet ${n === 1 ? "is" : "are"} kept at ` +
+          "the top of the list: save or cancel it there.");
+      }
+    }
+
     function show(data) {
       shown = data;
-      memoryList.replaceChildren();
-      termList.replaceChildren();
       said("");
-      for (const h of data.memory) memoryList.append(entryItem(h));
+      listEntries(data.memory);
+      termList.replaceChildren();
       for (const t of data.glossary) {
         const li = document.createElement("li");
         t.forms.forEach((f, i) => {
@@ -1230,10 +1347,11 @@
       const mine = ++asked;
       if (!q) {
         shown = null;
-        memoryList.replaceChildren();
+        said("");
+        listEntries([]);
         termList.replaceChildren();
         count.textContent = "";
-        said("");
+        showCount(null);
         return;
       }
       count.textContent = "Searching…";
@@ -1257,7 +1375,11 @@
       const text = selected().replace(/\s+/g, " ").trim().slice(0, 200);
       const el = document.activeElement;
       const row = el?.closest?.(".seg");
-      back = { row: row && el.classList.contains("target-edit") ? row : null, element: el };
+      // Asked again from within the box (a word selected in a correction): Esc still goes back to
+      // where the translator was before it opened.
+      if (!(back && !panel.hidden && panel.contains(el))) {
+        back = { row: row && el.classList.contains("target-edit") ? row : null, element: el };
+      }
       panel.hidden = false;
       opener?.setAttribute("aria-expanded", "true");
       // The sentence being edited stays in sight: beside the docked box, or above the sheet on a
