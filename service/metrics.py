@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -171,7 +171,16 @@ class StoreCollector(Collector):
     def describe(self) -> list[GaugeMetricFamily]:
         return []  # no query at registration
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        # This process's own count (`Outage.refused`), not the database's: no query.
+        refused = CounterMetricFamily(
+            "duiyi_database_writes_refused",
+            "Writes the database answered but refused, by reason (storage_full, read_only), in this process",
+            labels=["reason"],
+        )
+        for reason, count in self.db.outage.refused().items():
+            refused.add_metric([reason.value], count)
+        yield refused
         up = GaugeMetricFamily("duiyi_database_up", "Whether the database answered this scrape's queries")
         error: Exception | None = None
         try:

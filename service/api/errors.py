@@ -20,7 +20,7 @@ from starlette.types import Scope
 
 from service.logs import current_request_id
 from service.schemas import ErrorResponse
-from service.storage.db import Database, database_unavailable, describe_error, loggable
+from service.storage.db import Database, Refusal, database_unavailable, describe_error, loggable, refused_write
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,25 @@ def install(app: FastAPI) -> None:
 
 
 DATABASE_RETRY_AFTER_S = 5
+# A database that refuses writes (full, read-only) waits for an operator: minutes, not seconds.
+STORAGE_RETRY_AFTER_S = 60
+_NOT_DUPLICATED = (
+    "a resubmitted article with the same Idempotency-Key, or external_id and revision, is never duplicated"
+)
+
+
+def _refused(refusal: Refusal) -> JSONResponse:
+    """The answer to a request whose write the database refused (`refused_write`): it answered,
+    so not `database_unavailable`'s "did not answer", which sends a client and an operator looking
+    for an outage that is not there."""
+    then = (
+        ": this request was not carried out and nothing of it was stored (work accepted before is kept); "
+        f"retry after {STORAGE_RETRY_AFTER_S} s ({_NOT_DUPLICATED})"
+    )
+    headers = {"Retry-After": str(STORAGE_RETRY_AFTER_S)}
+    if refusal is Refusal.STORAGE_FULL:
+        return error_json(503, "storage_full", f"the service's storage is full{then}", headers=headers)
+    return error_json(503, "database_read_only", f"the service's database is read-only{then}", headers=headers)
 
 
 def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -178,24 +197,29 @@ def unexpected(request: Request, exc: Exception) -> JSONResponse:
     A database that cannot be used just now (down, restarting, out of connections) is no bug: 503
     with Retry-After, which a CMS retries, rather than a 500, which it may not; the outage is logged
     once (a WARNING when it starts, an INFO when a request gets an answer again), not at each of the
-    thousands of requests it may refuse. No error's message reaches the log with a statement's
+    thousands of requests it may refuse. So is a database that answers but refuses to store (its
+    storage full, or read-only): 503 `storage_full` or `database_read_only`, and one ERROR in the
+    log (`service.storage.db.Outage`). No error's message reaches the log with a statement's
     parameters or the rows PostgreSQL quotes back (`loggable`): they are article text."""
     if database_unavailable(exc):
         db = _database(request.app)
         if db is not None:
             db.outage.failed(exc, API_OUTAGE)
+        refusal = refused_write(exc)
         log.log(
             logging.DEBUG if db is not None else logging.WARNING,
-            "%s %s: 503, the database is unavailable (%s)",
+            "%s %s: 503, the database %s (%s)",
             request.method,
             request.url.path,
+            f"refuses writes: {refusal.why}" if refusal is not None else "is unavailable",
             describe_error(exc),
         )
+        if refusal is not None:
+            return _refused(refusal)
         return error_json(
             503,
             "database_unavailable",
-            f"the database did not answer; retry after {DATABASE_RETRY_AFTER_S} s (a resubmitted article "
-            "with the same Idempotency-Key, or external_id and revision, is never duplicated)",
+            f"the database did not answer; retry after {DATABASE_RETRY_AFTER_S} s ({_NOT_DUPLICATED})",
             headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
         )
     log.error("%s %s failed", request.method, request.url.path, exc_info=loggable(exc))
@@ -238,8 +262,9 @@ _TEXT = {
     429: "Rate limit of this API key exceeded: retry after the Retry-After header's seconds",
     500: "Internal error",
     503: (
-        "Busy (the queue is full), the database does not answer, or the service is stopping: retry after the "
-        "Retry-After header's seconds; for /readyz, not ready"
+        "Busy (the queue is full), the database does not answer, the database refuses writes (its storage is "
+        "full, or it is read-only: nothing of the request was stored), or the service is stopping: retry after "
+        "the Retry-After header's seconds; for /readyz, not ready"
     ),
     504: "The translation did not finish within the request timeout",
 }

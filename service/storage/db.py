@@ -19,14 +19,23 @@ Text searches "in any case" (`contains_in_any_case`) match the same on both: nei
 own case folding can be trusted beyond ASCII (SQLite's LIKE and lower() fold only A to Z;
 PostgreSQL's lower() and ILIKE fold what the database's LC_CTYPE says, nothing beyond ASCII under
 the C locale).
+
+A database that answers but refuses to store (`refused_write`: its storage is full, or it is
+read-only) is not down, and is said as such: the API answers 503 `storage_full` or
+`database_read_only`, and the log has one ERROR naming the database and where its storage is
+(`Outage`), not a "did not answer" for each request. An SQLite database in a directory that cannot
+be written is refused when the `Database` is made, naming the directory and why.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import logging
+import os
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -35,6 +44,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -56,12 +66,52 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK = 0x64756979
 
 
+class Refusal(StrEnum):
+    """Why a database that answers refused a write (`refused_write`); the value is the label of
+    `duiyi_database_writes_refused_total`."""
+
+    STORAGE_FULL = "storage_full"
+    READ_ONLY = "read_only"
+
+    @property
+    def why(self) -> str:
+        if self is Refusal.STORAGE_FULL:
+            return "its storage is full"
+        return "it is read-only"
+
+
+# SQLite's primary result codes (the low byte of an extended one: SQLITE_READONLY_DBMOVED is 8 too).
+_SQLITE_REFUSALS = {13: Refusal.STORAGE_FULL, 8: Refusal.READ_ONLY}  # SQLITE_FULL, SQLITE_READONLY
+# PostgreSQL's SQLSTATEs: disk_full (53100: a table, an index, the WAL or a temporary file could not
+# grow), read_only_sql_transaction (25006: a hot standby, or default_transaction_read_only). Not the
+# rest of class 53: out_of_memory (53200) and too_many_connections (53300) pass, and are outages.
+_POSTGRES_REFUSALS = {"53100": Refusal.STORAGE_FULL, "25006": Refusal.READ_ONLY}
+
+
+def refused_write(exc: BaseException) -> Refusal | None:
+    """Why the database refused what `exc` was raised for, when it answered but can store nothing
+    at all (its storage full, or read-only), whatever the statement: for an operator to fix, not a
+    fault of the statement. None for every other error."""
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        return _SQLITE_REFUSALS.get(code & 0xFF) if isinstance(code, int) else None
+    if isinstance(orig, psycopg.Error):
+        return _POSTGRES_REFUSALS.get(orig.sqlstate or "")
+    return None
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """Whether `exc` says the database could not be used just now (an outage: no connection, a lost
-    one, a lock or a pool with none to spare), rather than that a statement was wrong."""
+    one, a lock or a pool with none to spare; or storage that refuses writes, `refused_write`),
+    rather than that a statement was wrong: the caller backs off and tries again, and a job is
+    never failed for it."""
     if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout)):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    # A read-only PostgreSQL raises an InternalError (25006), which is no bug of the statement.
+    return exc.connection_invalidated or refused_write(exc) is not None
 
 
 # What follows the first line of a database error's message, or ends it, and may quote an article:
@@ -231,14 +281,14 @@ class Database:
         self.url = make_url(url)
         self.limits = limits
         # Each of the process's loops (job runners, webhook senders, metrics, the API) tells an
-        # outage once in the log (`Outage`).
-        self.outage = Outage()
+        # outage once in the log (`Outage`), and the process tells once that writes are refused.
+        self.outage = Outage(self.describe(), self._storage)
         # hide_parameters: a statement's values (article text, confidential until published) are
         # never part of an error's message, nor of SQLAlchemy's own log lines (`echo`).
         kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True, "hide_parameters": True}
         if self.is_sqlite:
-            if self.url.database and self.url.database != ":memory:":
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            if (path := self.sqlite_path) is not None:
+                _check_writable(path)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         elif self.is_postgres:
             kwargs["connect_args"] = _postgres_connect_args(self.url, limits, statement_timeout=True)
@@ -254,8 +304,41 @@ class Database:
                     "psycopg %s: no limit on waiting for PostgreSQL's answers (3.3 or later has it)",
                     psycopg.__version__,
                 )
+        event.listen(self.engine, "after_cursor_execute", self._count_write)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.checks = SingleFlight(self.check, name="duiyi-database-check")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database's file; None for PostgreSQL, an in-memory database or a `file:` URI."""
+        name = self.url.database
+        if not self.is_sqlite or not name or name == ":memory:" or name.startswith("file:"):
+            return None
+        return Path(name)
+
+    def _storage(self) -> str:
+        """Where the database keeps what it stores, for the log's line on a refused write: the
+        file system of an SQLite database, with its free space; PostgreSQL's server."""
+        path = self.sqlite_path
+        if path is None:
+            return "the database server's storage" if self.is_postgres else "the database's storage"
+        try:
+            usage = shutil.disk_usage(path.parent)
+        except OSError:
+            return f"the file system holding {path.parent}"
+        return f"the file system holding {path.parent}: {_size(usage.free)} free of {_size(usage.total)}"
+
+    def _count_write(
+        self, _conn: Any, _cursor: Any, statement: str, _parameters: Any, context: Any, _executemany: bool
+    ) -> None:
+        """While writes are refused (`Outage.refusing`), count the write statements the thread's
+        transactions run: `session` tells the refusal over when a transaction that wrote commits."""
+        if self.outage.refusing is None:
+            return
+        if (context is not None and (context.isinsert or context.isupdate or context.isdelete)) or _WRITE.match(
+            statement
+        ):
+            _writes.count += 1
 
     def _limit_waits(self) -> None:
         """The client-side limits (`_LimitedConnection`): `ping_s` while a connection idles in the
@@ -308,8 +391,11 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session in a transaction: committed when the block ends, rolled back if it raises."""
+        writes = _writes.count
         with self.sessions() as session, session.begin():
             yield session
+        if _writes.count != writes:  # a transaction that wrote committed while writes were refused
+            self.outage.stored()
 
     def check(self) -> None:
         """A `SELECT 1`: raises what the database raises when it cannot answer."""
@@ -378,6 +464,15 @@ class SingleFlight(Generic[T]):
             future.set_exception(exc)
 
 
+@dataclass
+class _Refused:
+    """Writes refused for `refusal` since `since` (time.monotonic()), the last one at `last`."""
+
+    refusal: Refusal
+    since: float
+    last: float
+
+
 class Outage:
     """Database outages told once each in the log, however long they last and however often the
     loop that meets them tries again: for each loop (`who`: a job runner, the webhook dispatcher's
@@ -385,15 +480,45 @@ class Outage:
     long it lasted, when that loop uses the database successfully again. Each loop has its own
     record, so that both lines of an outage name the same loop, and a loop that stops asking (no
     more requests, no more scrapes) leaves no outage open for the others. The loops back off
-    meanwhile, each on its own."""
+    meanwhile, each on its own.
 
-    def __init__(self) -> None:
+    A database that answers but refuses writes (`refused_write`: full, read-only) is the process's,
+    not a loop's: one ERROR naming the database and its storage (`storage`) at the first refusal,
+    whichever loop meets it, and one INFO when a transaction that wrote commits again (`stored`,
+    called by `Database.session`) at least `settle_s` after the last refusal. Reads, which a full
+    database still answers, end nothing; nor does a small write that finds room (a lease renewal)
+    while larger ones (an article, a chunk of segments) are still refused: the line is not repeated
+    for each request or chunk of a storage that stays full. `refused` counts the refusals."""
+
+    # A refusal is over once writes go through this long after the last refused one.
+    settle_s = 60.0
+
+    def __init__(self, database: str = "the database", storage: Callable[[], str] | None = None) -> None:
         self._lock = threading.Lock()
         # who → time.monotonic() of its first failure, for each loop in an outage.
         self._since: dict[str, float] = {}
+        self._database = database
+        self._storage = storage or (lambda: "its storage")
+        self._refused: _Refused | None = None
+        self._counts = dict.fromkeys(Refusal, 0)
+
+    @property
+    def refusing(self) -> Refusal | None:
+        """Why writes are refused, while they are (since the first refusal, until `stored`)."""
+        refused = self._refused
+        return refused.refusal if refused is not None else None
+
+    def refused(self) -> dict[Refusal, int]:
+        """How many writes each refusal refused since the process started (as the loops met them:
+        a request answered 503, a runner's save or lease renewal, a webhook sender's)."""
+        with self._lock:
+            return dict(self._counts)
 
     def failed(self, exc: BaseException, who: str) -> None:
         """`who` (a loop) found the database unavailable (`exc`)."""
+        if (refusal := refused_write(exc)) is not None:
+            self._refuse(refusal, exc, who)
+            return
         with self._lock:
             if who in self._since:
                 return
@@ -404,6 +529,44 @@ class Outage:
             describe_error(exc),
         )
 
+    def _refuse(self, refusal: Refusal, exc: BaseException, who: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._counts[refusal] += 1
+            refused = self._refused
+            if refused is not None and refused.refusal is refusal:
+                refused.last = now
+                return
+            self._refused = _Refused(refusal, now, now)
+        log.error(
+            "%s: the database %s refuses writes: %s (%s; %s). Nothing new is stored until that is fixed: "
+            "requests that write are answered 503 %s, reads still work, and work accepted before is kept "
+            "and carries on once writes go through; saying so once more when they do",
+            who,
+            self._database,
+            refusal.why,
+            describe_error(exc),
+            self._storage(),
+            "storage_full" if refusal is Refusal.STORAGE_FULL else "database_read_only",
+        )
+
+    def stored(self) -> None:
+        """A transaction that wrote was committed: the refusal, if any, is over once this comes
+        `settle_s` after the last refused write."""
+        now = time.monotonic()
+        with self._lock:
+            refused = self._refused
+            if refused is None or now - refused.last < self.settle_s:
+                return
+            self._refused = None
+        log.info(
+            "the database %s stores again: writes were refused (%s) for %.1f s, the last %.1f s ago",
+            self._database,
+            refused.refusal.value,
+            refused.last - refused.since,
+            now - refused.last,
+        )
+
     def answered(self, who: str) -> None:
         """`who` used the database successfully."""
         if not self._since:  # the common case: no outage, no lock
@@ -412,6 +575,71 @@ class Outage:
             since = self._since.pop(who, None)
         if since is not None:
             log.info("%s: the database answers again, after %.1f s unavailable", who, time.monotonic() - since)
+
+
+# A statement that changes rows, written as text (SQLAlchemy's own say so in their context).
+_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.I)
+
+
+class _Writes(threading.local):
+    """Each thread's count of the write statements it ran while writes were refused."""
+
+    count = 0
+
+
+_writes = _Writes()
+
+
+def _size(n: int) -> str:
+    """`n` bytes for a reader: "512 bytes", "3.9 MiB"."""
+    if n < 1024:
+        return f"{n} bytes"
+    size, unit = n / 1024, "KiB"
+    for larger in ("MiB", "GiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, larger
+    return f"{size:.1f} {unit}"
+
+
+class StorageNotWritable(PermissionError):
+    """The SQLite database's directory or files cannot be written (a read-only file system, or
+    permissions): the service could not store anything there."""
+
+
+def _check_writable(path: Path) -> None:
+    """Make `path`'s directory if it is missing, and raise StorageNotWritable when SQLite could not
+    write there: it needs the directory too, for the -wal and -shm files beside the database (WAL
+    mode), even where the file itself exists. SQLite itself would say only "unable to open
+    database file", at the first statement."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        ancestor = next((p for p in folder.parents if p.exists()), folder)
+        raise StorageNotWritable(
+            f"the directory {folder} cannot be made: {ancestor} {_not_writable(ancestor)}"
+        ) from None
+    for target, mode in (
+        (folder, os.W_OK | os.X_OK),
+        *((p, os.W_OK) for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()),
+    ):
+        if not os.access(target, mode):
+            raise StorageNotWritable(
+                f"{target} {_not_writable(target)}; the SQLite database {path} and its -wal and -shm files "
+                "beside it must be writable"
+            )
+
+
+def _not_writable(target: Path) -> str:
+    """Why `target` cannot be written, as the end of a sentence naming it."""
+    try:
+        read_only = bool(os.statvfs(target).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return "is on a read-only file system" if read_only else f"is not writable by this user (uid {os.getuid()})"
 
 
 def alembic_config(url: str) -> Config:

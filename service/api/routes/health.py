@@ -79,7 +79,14 @@ async def readyz(runtime: RuntimeDep) -> Ready:
     """200 with the model's name and device when the service can take traffic: the database
     answered a `SELECT 1` within 2 s (asked at most every 2 s) and the model translated a test
     sentence (asked at most every 10 s); otherwise 503 `not_ready`, saying which failed. Needs no
-    key."""
+    key.
+
+    A database that answers but refuses writes (its storage full, or read-only) leaves the instance
+    ready: every instance shares that database, so it would take them all out of the load balancer
+    at once, turning each refused write's 503 `storage_full` or `database_read_only`, which says
+    what is wrong, into the balancer's own error, and losing the reads that still work (finished
+    translations, the review app). It is told by the log's ERROR and
+    `duiyi_database_writes_refused_total` instead."""
     engine = runtime.engine
     if reason := await _database_not_ready(runtime.db):
         raise ApiError(503, "not_ready", reason)
