@@ -130,8 +130,14 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(default=60.0, ge=1)
     # How often an idle runner (and the webhook dispatcher, at most every second) looks for work.
     job_poll_s: float = Field(default=1.0, gt=0)
-    # Attempts (ended by an engine error or a dead runner) after which a job fails instead of being retried.
+    # Attempts ended by an error (the engine's, or a statement the database refused) after which a
+    # job fails instead of being retried. A runner that died does not use one up: see below.
     job_max_attempts: int = Field(default=3, ge=1)
+    # Runners lost with a job in a row (killed, or cut off from the database past their lease), none
+    # of which saved a chunk of it, after which the job fails: an article that kills its process
+    # each time. Higher than the attempts above, since a crash of a process with several jobs in hand
+    # (out of memory, a restart) loses every one of their runners, and only one job is at fault.
+    job_max_lost_runners: int = Field(default=10, ge=1)
     # Jobs queued or translating; past it, POST /v1/articles answers 503 with Retry-After.
     max_pending_jobs: int = Field(default=1000, gt=0)
 

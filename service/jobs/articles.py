@@ -199,7 +199,8 @@ def _check_pending(session: Session, settings: Settings) -> None:
 
 def _resubmitted(db: Database, job: Job, settings: Settings) -> tuple[Job, Outcome]:
     """A resubmission of `job`'s article: a failed job is queued again, with a fresh budget of
-    attempts and its saved segments kept (its failure is cleared); any other is answered as it is."""
+    attempts and of lost runners, and its saved segments kept (its failure is cleared); any other is
+    answered as it is."""
     if job.status != JobStatus.FAILED.value:
         return job, Outcome.EXISTING
     with db.session() as session:
@@ -212,6 +213,7 @@ def _resubmitted(db: Database, job: Job, settings: Settings) -> tuple[Job, Outco
                 status=JobStatus.QUEUED.value,
                 failure=None,
                 attempts=0,
+                lost_runners=0,
                 runner=None,
                 lease_until=None,
                 updated_at=utcnow(),

@@ -19,6 +19,15 @@ What ends an attempt, and what becomes of the job (its saved segments are always
   refuses a statement (a constraint, a value: a bug, not an outage): the job goes back to the
   queue, claimable again after a backoff, and the attempt counts; after `job_max_attempts`
   attempts the job fails with the last error as its reason.
+- The runner is lost: its process is killed (out of memory, a restart, an article that crashes
+  it) or cut off from the database for longer than its lease. The next runner takes the job over
+  once the lease lapses; the attempt does not count towards `job_max_attempts` but towards
+  `job_max_lost_runners` (`Job.lost_runners`), a count of runners lost in a row without saving a
+  chunk of the job. A crash loses the runners of every job its process had in hand, and one of
+  them at most is to blame: so a job taken over is a suspect, and runs alone in its process
+  (`Neighbours`) until a chunk of it is saved. An article that kills its process each time then
+  kills it alone, and fails after `job_max_lost_runners` (its reason says its runners kept
+  dying), while the jobs that were beside it at the first crash each lose one runner and finish.
 - The job's data cannot be translated (its article does not parse, its stored glossary is
   unreadable): retrying would fail the same way, so the job fails at once. (An article whose markup
   nests deeper than the formats read is refused when submitted; one stored before that fails here.)
@@ -41,7 +50,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
@@ -95,6 +104,32 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def _suspect() -> ColumnElement[bool]:
+    # Its last runner was lost: it is being taken over now (translating, its lease lapsed; `_claimable`
+    # leaves no other translating job), or was since and has saved no chunk yet.
+    return or_(Job.status == JobStatus.TRANSLATING.value, Job.lost_runners > 0)
+
+
+class Neighbours:
+    """The jobs that one process's runners have in hand, and which of them are suspects (taken
+    over from a lost runner, `Job.lost_runners`). A process dies with every job in it, so a suspect
+    runs alone: it is claimed only by a runner whose process has no job in hand, and while it is in
+    hand the process's other runners claim nothing. When the oldest job waiting is a suspect, a
+    runner with busy neighbours leaves it (and the jobs behind it) for the moment its process is
+    idle, or for another process: waiting for neighbours to finish costs less than another crash
+    with them. Only the process's own runners share this; a crash of one worker process loses
+    nothing of another's."""
+
+    def __init__(self) -> None:
+        # Held while a runner claims: two runners of a process never both believe they are alone.
+        self.lock = threading.Lock()
+        self.in_hand: dict[str, bool] = {}  # job id: whether it is a suspect
+
+    def leave(self, job_id: str) -> None:
+        with self.lock:
+            self.in_hand.pop(job_id, None)
+
+
 class JobRunner:
     def __init__(
         self,
@@ -104,11 +139,14 @@ class JobRunner:
         *,
         name: str | None = None,
         dispatcher: Dispatcher | None = None,
+        neighbours: Neighbours | None = None,
     ) -> None:
         self.db = db
         self.pipeline = pipeline
         self.settings = settings
         self.name = name or runner_name()
+        # The jobs its process's other runners have in hand (RunnerPool's); its own when alone.
+        self.neighbours = neighbours or Neighbours()
         # Its record of a database outage (`Outage`): its loop, its lease renewals and its saves.
         self.outage_name = f"runner {self.name}"
         self.dispatcher = dispatcher
@@ -123,25 +161,56 @@ class JobRunner:
         return timedelta(seconds=self.settings.job_lease_s)
 
     def claim(self) -> str | None:
-        """Take the oldest claimable job; its id, or None when there is none."""
+        """Take the oldest claimable job; its id, or None when there is none, or none this runner
+        may take beside its neighbours' (`Neighbours`). The job is in the process's hand until
+        `process` is done with it."""
+        with self.neighbours.lock:
+            held = self.neighbours.in_hand
+            if any(held.values()):  # a suspect runs alone
+                return None
+            claimed = self._claim(alone=not held)
+            if claimed is None:
+                return None
+            job_id, suspect = claimed
+            held[job_id] = suspect
+            return job_id
+
+    def _claim(self, alone: bool) -> tuple[str, bool] | None:
+        """Take the oldest claimable job (a suspect only when `alone`): its id and whether it is a
+        suspect. Taking a job over from a lost runner counts that runner in `lost_runners` instead
+        of an attempt (the new attempt takes the lost one's number), and fails the job once
+        `job_max_lost_runners` runners were lost in a row."""
         for _ in range(5):  # another runner may win the row between the SELECT and the UPDATE
             now = utcnow()
             gave_up, delivery = False, None
             with self.db.session() as session:
-                query = select(Job.id).where(_claimable(now)).order_by(Job.created_at).limit(1)
+                query = (
+                    select(Job.id, Job.status, Job.lost_runners, Job.runner)
+                    .where(_claimable(now))
+                    .order_by(Job.created_at)
+                    .limit(1)
+                )
                 if self.db.is_postgres:
                     query = query.with_for_update(skip_locked=True)
-                job_id = session.scalar(query)
-                if job_id is None:
+                found = session.execute(query).first()
+                if found is None:
                     return None
+                job_id, status, lost_before, previous = found
+                suspect = status == JobStatus.TRANSLATING.value or lost_before > 0  # as `_suspect`
+                if suspect and not alone:
+                    # Its turn comes when this process is idle (or another process's runner takes it).
+                    return None
+                taken_over = Job.status == JobStatus.TRANSLATING.value
                 won = session.execute(
                     update(Job)
-                    .where(Job.id == job_id, _claimable(now))
+                    .where(Job.id == job_id, _claimable(now), *(() if alone else (~_suspect(),)))
                     .values(
                         status=JobStatus.TRANSLATING.value,
                         runner=self.name,
                         lease_until=now + self._lease(),
-                        attempts=Job.attempts + 1,
+                        # Each SET reads the row as it was: `taken_over` is whether it was translating.
+                        attempts=case((taken_over, Job.attempts), else_=Job.attempts + 1),
+                        lost_runners=case((taken_over, Job.lost_runners + 1), else_=Job.lost_runners),
                         updated_at=now,
                     )
                 )
@@ -149,25 +218,34 @@ class JobRunner:
                     continue
                 job = session.get(Job, job_id)
                 assert job is not None
-                attempts = job.attempts
-                if attempts > self.settings.job_max_attempts:
-                    # An attempt that ended in an error was counted (and the last such failed the job);
-                    # one handed back on a shutdown or a database outage was not. So the last attempt
-                    # ended with its runner gone.
+                attempts, lost = job.attempts, job.lost_runners
+                if suspect and lost >= self.settings.job_max_lost_runners:
                     gave_up = True
                     delivery = self._mark_failed(
                         session,
                         job,
-                        f"gave up after {attempts - 1} attempts; the last ended without its runner "
-                        "finishing or handing the job back (the runner was killed, or cut off from the "
-                        "database for longer than its lease; see the runners' logs)",
+                        f"gave up after its runner was lost {lost} times in a row without saving any of its "
+                        "translation: the process translating it kept dying (killed, perhaps by this article: "
+                        "out of memory, a crash), or was cut off from the database for longer than its lease; "
+                        "see the runners' logs",
                     )
             if gave_up:
                 self._wake_dispatcher(delivery)
                 continue
-            if attempts > 1:
-                log.warning("job %s: attempt %d (an earlier one failed or was cut short)", job_id, attempts)
-            return job_id
+            if status == JobStatus.TRANSLATING.value:
+                log.warning(
+                    "job %s: taken over from runner %s, lost with it (%d of %d runners lost in a row without a "
+                    "chunk saved); it runs alone in this process",
+                    job_id,
+                    previous,
+                    lost,
+                    self.settings.job_max_lost_runners,
+                )
+            elif suspect:
+                log.warning("job %s: its last runner was lost with it; it runs alone in this process", job_id)
+            elif attempts > 1:
+                log.warning("job %s: attempt %d (an earlier one failed)", job_id, attempts)
+            return job_id, bool(lost)
         return None
 
     def _ours(self, session: Session, job_id: str, **values: object) -> None:
@@ -228,6 +306,7 @@ class JobRunner:
         finally:
             stop_beat.set()
             beat.join()
+            self.neighbours.leave(job_id)
 
     def _withdrawn(self, job_id: str) -> bool:
         """Whether the job is gone (withdrawn); False also when the database cannot say."""
@@ -309,7 +388,8 @@ class JobRunner:
                 session.add_all(segment_row(job_id, i, seg) for i, seg in zip(chunk, aligned, strict=True))
                 session.flush()
                 done = session.scalar(select(func.count()).where(StoredSegment.job_id == job_id))
-                self._ours(session, job_id, segments_done=done)
+                # A chunk saved: whatever killed its earlier runners, the job is getting on.
+                self._ours(session, job_id, segments_done=done, lost_runners=0)
             self.database_failures = 0
         with self.db.session() as session:
             self._ours(session, job_id)
@@ -508,8 +588,11 @@ class RunnerPool:
         base = runner_name()
         self.settings = settings
         self.wake = threading.Event()
+        # One process: its runners die together, so a suspect job runs without neighbours here.
+        neighbours = Neighbours()
         self.runners = [
-            JobRunner(db, pipeline, settings, name=f"{base}/{i}", dispatcher=dispatcher) for i in range(count)
+            JobRunner(db, pipeline, settings, name=f"{base}/{i}", dispatcher=dispatcher, neighbours=neighbours)
+            for i in range(count)
         ]
         self.threads = [
             threading.Thread(target=r.run, args=(self.wake,), name=r.name, daemon=True) for r in self.runners

@@ -165,7 +165,13 @@ class Job(Base):
     # Claims by runners; a runner that stops renewing its lease (killed) loses the job to the next.
     runner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None]
+    # Attempts that count towards DUIYI_JOB_MAX_ATTEMPTS, the one in hand included: not those
+    # handed back (a shutdown, a database outage), nor those whose runner was lost.
     attempts: Mapped[int] = mapped_column(default=0)
+    # Runners lost with the job in a row (killed, or cut off past their lease), none of which saved a
+    # chunk of it: DUIYI_JOB_MAX_LOST_RUNNERS of them fail it. Above 0, the job runs alone in its
+    # process (`service.jobs.runner`), so that a job that kills its process takes no other with it.
+    lost_runners: Mapped[int] = mapped_column(default=0)
     reviewer: Mapped[str | None] = mapped_column(String(200))
     approved_by: Mapped[str | None] = mapped_column(String(200))
     approval_override: Mapped[str | None] = mapped_column(Text)
