@@ -53,10 +53,18 @@ def _error(message: str) -> None:
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
+    # Names in any case, as their DUIYI_* variables take them (argparse applies `type` before `choices`).
     p.add_argument("--model", help="hub id or local directory (default: DUIYI_MODEL or Helsinki-NLP/opus-mt-en-zh)")
-    p.add_argument("--family", choices=["marian", "nllb", "m2m100"], help="model family (default: from its config)")
+    p.add_argument(
+        "--family", type=str.lower, choices=["marian", "nllb", "m2m100"], help="model family (default: from its config)"
+    )
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--engine", choices=["transformers", "ctranslate2"], help="inference engine (default transformers)")
+    p.add_argument(
+        "--engine",
+        type=str.lower,
+        choices=["transformers", "ctranslate2"],
+        help="inference engine (default transformers)",
+    )
     p.add_argument("--cpu-threads", type=int, help="cores the engine uses on the CPU (default: every core)")
 
 
@@ -80,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="translate article jobs (no HTTP); several may share one PostgreSQL")
     _engine_args(worker)
-    worker.add_argument("--runners", type=int, help="job runner threads (default DUIYI_RUNNERS, at least 1)")
+    worker.add_argument("--runners", type=int, help="job runner threads, at least 1 (default DUIYI_RUNNERS)")
     worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (default: none)")
 
     keys = sub.add_parser("keys", help="API keys")
@@ -142,7 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     msub = models.add_subparsers(dest="models_command", required=True)
     tiny = msub.add_parser("tiny", help=TINY_HELP, description=TINY_HELP)
     tiny.add_argument("outdir", type=Path, metavar="OUTDIR")
-    tiny.add_argument("--family", choices=["marian", "nllb"], default="marian", help="model family (default marian)")
+    tiny.add_argument(
+        "--family", type=str.lower, choices=["marian", "nllb"], default="marian", help="model family (default marian)"
+    )
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     return parser
 
@@ -288,12 +298,14 @@ def _bilingual_html(doc: TranslateResponse) -> str:
 def cmd_translate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from service.api.app import build_pipeline
+    from service.api.app import build_pipeline, warn_unused_cuda_graphs
     from service.glossaries import UnknownGlossaryError
     from service.schemas import TranslateRequest, aligned_to_response
     from service.translate import InputError, prepare
 
     settings = _settings(args)
+    # Warnings and errors only: stderr holds the progress bars, and the result goes to stdout.
+    _logging(settings, at_least=logging.WARNING)
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
         _error(f"no such file: {', '.join(missing)}")
@@ -319,7 +331,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
         except (InputError, UnknownGlossaryError) as exc:
             _error(f"{path}: {exc}")
             return 2
-    pipeline = build_pipeline(settings, _load_engine(settings))
+    engine = _load_engine(settings)
+    warn_unused_cuda_graphs(settings, engine)
+    pipeline = build_pipeline(settings, engine)
     results = []
     quiet = args.no_progress or not sys.stderr.isatty()
     with tqdm(total=len(requests), desc="files", unit="file", disable=quiet, position=0) as files:
@@ -356,16 +370,28 @@ def cmd_translate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _logging(settings: Settings) -> None:
+def _logging(settings: Settings, at_least: int = logging.NOTSET) -> None:
+    """The process's logging as the settings have it (`service.logs.configure`), at `at_least`
+    or a more severe level."""
     from service.logs import configure
 
-    configure(settings.log_level, settings.log_format)
+    level = max(logging.getLevelNamesMapping()[settings.log_level.upper()], at_least)
+    configure(logging.getLevelName(level), settings.log_format)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from service.jobs.worker import MetricsPortUnavailable, WorkerMetrics, run_worker, stop_on_signals
 
     settings = _settings(args)
+    # A worker is its runners: with none it would translate nothing (DUIYI_RUNNERS=0 is for serve,
+    # an API that leaves the jobs to workers).
+    runners = args.runners if args.runners is not None else settings.runners
+    if runners < 1:
+        _error(
+            f"setting runners (DUIYI_RUNNERS / --runners): a worker needs at least 1 job runner, not {runners} "
+            "(DUIYI_RUNNERS=0 is for serve: an API that leaves the jobs to workers)"
+        )
+        return 2
     _logging(settings)
     # What it cannot use is one line now, before the model loads: the database, the metrics port.
     db = _database(settings)
@@ -377,7 +403,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         _error(f"setting {exc.setting} (DUIYI_{exc.setting.upper()}{flag}): {exc}")
         return 2
     stop = stop_on_signals()
-    run_worker(settings, _load_engine(settings), stop, runners=args.runners, db=db, metrics=metrics)
+    run_worker(settings, _load_engine(settings), stop, runners=runners, db=db, metrics=metrics)
     return 0
 
 
@@ -442,9 +468,6 @@ def cmd_keys(args: argparse.Namespace) -> int:
             error = exc.errors()[0]
             flag = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "the key"
             _error(f"{flag}: {error['msg']}")
-            return 2
-        if not args.name.strip():
-            _error("--name: must not be blank; name who uses the key")
             return 2
         if args.callback_url is not None:
             try:
@@ -577,6 +600,9 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from models.tiny import build_tiny
 
+    # It uses no setting, but a bad one stops it like every other command (its --family is the
+    # tiny model's, not DUIYI_FAMILY's override).
+    _settings(argparse.Namespace())
     try:
         out = build_tiny(args.outdir, args.family, seed=args.seed)
     except OSError as exc:

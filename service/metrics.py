@@ -144,9 +144,12 @@ class RequestMetrics:
 
 def _template(route: object) -> str | None:
     """A route's path as a template without converters (`/v1/articles/{job_id}`; a mount's
-    `/review/static/{path}`)."""
+    `/review/static/{path}`), without a trailing slash: a route that only repeats another with one
+    (`/v1/articles/`, which answers as `/v1/articles` does rather than redirecting) counts under it."""
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return str(path) if path else None
+    if not path:
+        return None
+    return str(path).rstrip("/") or "/"
 
 
 # Job states counted at each scrape: all but `approved`, which only grows (an index range each).

@@ -11,20 +11,30 @@ log and a plain-text 500 to its client. Here a graceful stop ends with status 0,
 is answered 503 with Retry-After (a CMS retries it, on another instance or on this one restarted),
 and the log holds one line saying how the stop went. A second Ctrl+C still stops at once, as
 uvicorn has it (status 130).
+
+It serves HTTP with h11, whose limit on a request's head (URL and headers, 16 KiB) is applied here
+to a head that arrives whole as well as to one still arriving (`BoundedHeadProtocol`): uvicorn's
+default protocol, httptools, has no limit, so a client could make it hold megabytes of headers.
+The control characters httptools refused in a URL or a header, and h11 lets through, are refused too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import socket
 import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
+import h11
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
 
 from service.api.errors import shutting_down
 
@@ -32,6 +42,57 @@ if TYPE_CHECKING:
     from service.jobs.runner import RunnerPool
 
 log = logging.getLogger(__name__)
+
+# The most a request's URL and headers may take together, in bytes: h11's own limit on a head that
+# has not all arrived yet, which `BoundedHeadProtocol` applies to a whole one too. No request the
+# API takes comes near it (its longest query, a CMS id, is 200 characters).
+MAX_HEAD_BYTES = 16 * 1024
+# Control characters, HTAB aside: h11 refuses only NUL, CR and LF in a header's value or in the
+# URL, where httptools (uvicorn's default, which served duiyi before) refused them all.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class _BoundedHead(h11.Connection):
+    """h11's server side, which refuses a request head over `max_head` bytes however it arrived,
+    and one with a control character in its URL or a header's value. h11 checks its limit only
+    while a head is incomplete: one that came whole in a single read (100 KB sent at once over
+    loopback does) went through whatever its size."""
+
+    def __init__(self, max_head: int) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=max_head)
+        self.max_head = max_head
+
+    def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        event = super().next_event()
+        if isinstance(event, h11.Request):
+            # uvicorn answers these as it does h11's own refusals: 400, plain text, connection closed.
+            headers = event.headers.raw_items()
+            # As sent, give or take optional white space: "GET /path HTTP/1.1\r\n", "name: value\r\n"…, "\r\n".
+            size = len(event.method) + len(event.target) + 12 + sum(len(n) + len(v) + 4 for n, v in headers) + 2
+            if size > self.max_head:
+                raise h11.RemoteProtocolError(
+                    f"request head of {size} bytes, over {self.max_head}", error_status_hint=431
+                )
+            if _CONTROL.search(event.target) or any(_CONTROL.search(value) for _, value in headers):
+                raise h11.RemoteProtocolError("a control character in the request's URL or headers")
+        return event
+
+
+class BoundedHeadProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a request's URL and headers held to the config's
+    `h11_max_incomplete_event_size` bytes (`MAX_HEAD_BYTES` in `serve`), whole or arriving, and
+    free of control characters: else uvicorn's plain-text 400 `Invalid HTTP request received.`,
+    and the connection closed."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, object],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.conn = _BoundedHead(config.h11_max_incomplete_event_size or MAX_HEAD_BYTES)
 
 
 class CutShortAnswer:
@@ -98,7 +159,14 @@ def serve(app: ASGIApp, sock: socket.socket, *, log_level: str, graceful_s: int,
     when a second SIGINT cut the stop short. Logs the stop in one line."""
     cut = CutShortAnswer(app, graceful_s)
     # log_config=None: uvicorn's lines go through the handler `service.logs.configure` set up.
-    config = uvicorn.Config(cut, log_level=log_level, log_config=None, timeout_graceful_shutdown=graceful_s)
+    config = uvicorn.Config(
+        cut,
+        log_level=log_level,
+        log_config=None,
+        timeout_graceful_shutdown=graceful_s,
+        http=BoundedHeadProtocol,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+    )
     server = GracefulServer(config)
     cut.server = server
     server.run(sockets=[sock])

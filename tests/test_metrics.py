@@ -36,6 +36,9 @@ def test_requests_are_counted_by_route_template_and_status(
         for job_id in ("0f8e", "a1b2"):  # two ids, one route: ids are not labels
             assert live.client.get(f"/v1/articles/{job_id}").status_code == 404
         assert live.client.get("/no/such/path").status_code == 404
+        # The list with a trailing slash too (an alias, not a redirect): one route, one value.
+        assert live.client.get("/v1/articles").status_code == 200
+        assert live.client.get("/v1/articles/").status_code == 200
         # Refused at the door, before routing, and still named by its route.
         assert live.client.post("/v1/translate", content=b"x" * 100_000).status_code == 413
         got = samples(live.client)
@@ -47,6 +50,8 @@ def test_requests_are_counted_by_route_template_and_status(
     assert count("POST", "/v1/translate", "200") == 1
     assert count("GET", "/v1/articles/{job_id}", "404") == 2
     assert count("GET", "unmatched", "404") == 1
+    assert count("GET", "/v1/articles", "200") == 2
+    assert not any(("route", "/v1/articles/") in labels for _, labels in got)
     assert count("POST", "/v1/translate", "413") == 1
     assert not any("0f8e" in str(labels) for _, labels in got)
     timed = ("duiyi_http_request_duration_seconds_count", (("method", "POST"), ("route", "/v1/translate")))

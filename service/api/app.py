@@ -54,14 +54,24 @@ def build_batching(settings: Settings, engine: Engine, observer: EngineMetrics |
         cuda_graphs=settings.cuda_graphs,
         observer=observer,
     )
-    if settings.cuda_graphs and (batching.stepper is None or not batching.stepper.cuda_graphs):
-        log.warning(
-            "DUIYI_CUDA_GRAPHS has no effect here: it applies to the running batch of the transformers "
-            "engine on a CUDA device (this engine: %s on %s)",
-            type(engine).__name__,
-            getattr(engine, "device", "?"),
-        )
+    warn_unused_cuda_graphs(settings, engine, batching)
     return batching
+
+
+def warn_unused_cuda_graphs(settings: Settings, engine: Engine, batching: BatchingEngine | None = None) -> None:
+    """Warn, once at start-up, when DUIYI_CUDA_GRAPHS is set where it does nothing: it applies to the
+    running batch of `batching` (the engine worker of `serve` and `worker`) for the transformers
+    engine on a CUDA device. `batching` None: a command that decodes without one (`duiyi translate`
+    translates in whole batches), where it never applies."""
+    if not settings.cuda_graphs or (batching is not None and batching.stepper and batching.stepper.cuda_graphs):
+        return
+    log.warning(
+        "DUIYI_CUDA_GRAPHS has no effect here: it applies to the running batch of the transformers "
+        "engine on a CUDA device (this engine: %s on %s%s)",
+        type(engine).__name__,
+        getattr(engine, "device", "?"),
+        "; duiyi translate decodes in whole batches, without one" if batching is None else "",
+    )
 
 
 def build_pipeline(settings: Settings, engine: Engine, memory: Memory | None = None) -> Pipeline:

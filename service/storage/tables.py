@@ -60,7 +60,9 @@ class ApiKey(Base):
     __table_args__ = (
         # A name belongs to one owner. A rotated key's successor takes over its name (and owner) while
         # the rotated key, which then has an expiry, keeps working until it: the name is unique among
-        # keys without one (revision 0007). A revoked key keeps its name, as before.
+        # keys without one (revision 0007). A revoked key keeps its name, as before, except a rotated
+        # key's successor revoked during the overlap: rotating the old key again gives the successor
+        # an expiry (when it was revoked), and the name passes to the new key (service.keys.rotate_key).
         Index(
             "uq_api_keys_name",
             "name",
