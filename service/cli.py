@@ -351,6 +351,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
                     glossary=job.glossary,
                     glossary_names=job.glossary_names,
                     progress=progress,
+                    parsed=job.parsed,
                 )
             results.append((path, aligned_to_response(aligned)))
             files.update(1)

@@ -23,6 +23,7 @@ from service.documents import (
     AlignedSegment,
     AlignedTerm,
     Article,
+    Block,
     Document,
     Flag,
     SourceFormat,
@@ -56,8 +57,14 @@ class PipelineSettings:
     redecode_loops: bool = True
 
 
-def parse(article: Article, engine: Engine, settings: PipelineSettings) -> Document:
-    blocks, tail, page = parse_blocks(article)
+# What service.formats.parse_blocks gives for an article: its blocks, its text tail, its page.
+Parsed = tuple[list[Block], str, str]
+
+
+def parse(article: Article, engine: Engine, settings: PipelineSettings, parsed: Parsed | None = None) -> Document:
+    """The article's document: its blocks (as `parsed` has them, where the caller parsed it already
+    with service.formats.parse_blocks, else parsed now), segmented for the engine."""
+    blocks, tail, page = parsed if parsed is not None else parse_blocks(article)
     segments = segment_blocks(
         blocks,
         measure=engine.count_tokens,
@@ -107,20 +114,32 @@ class Pipeline:
         glossary_names: Sequence[str] = (),
         progress: Progress | None = None,
         deadline: float | None = None,
+        parsed: Parsed | None = None,
     ) -> AlignedDocument:
         """The aligned document of `article`. `deadline` (time.monotonic()): give up with
-        DeadlineExceeded, and leave undecoded sentences undecoded, once it passes."""
-        prepared = self.prepare(article, targets=targets, glossary=glossary, glossary_names=glossary_names)
+        DeadlineExceeded, and leave undecoded sentences undecoded, once it passes. `parsed`: the
+        article as service.formats.parse_blocks gave it (service.translate.check_article returns
+        that), not parsed again."""
+        prepared = self.prepare(
+            article, targets=targets, glossary=glossary, glossary_names=glossary_names, parsed=parsed
+        )
         segments = self.translate_segments(prepared, range(len(prepared.doc.segments)), progress, deadline)
         return self.assemble(prepared.doc, segments, prepared.targets, prepared.glossary_names)
 
     def prepare(
-        self, article: Article, *, targets: Sequence[str], glossary: Glossary, glossary_names: Sequence[str] = ()
+        self,
+        article: Article,
+        *,
+        targets: Sequence[str],
+        glossary: Glossary,
+        glossary_names: Sequence[str] = (),
+        parsed: Parsed | None = None,
     ) -> Prepared:
         """Parse and segment `article` and protect its terms: everything before the model. Cheap and
-        deterministic, so a resumed job prepares again and translates only what is missing."""
+        deterministic, so a resumed job prepares again and translates only what is missing.
+        `parsed`: the article already parsed (see `translate`)."""
         rules = tuple(rule_for(v, self.rules) for v in targets)
-        doc = parse(article, self.engine, self.settings)
+        doc = parse(article, self.engine, self.settings, parsed)
         keys = itertools.count(1)
         fragments = tuple(build_fragment(s.text, s.inlines, glossary, keys) for s in doc.segments)
         return Prepared(doc, fragments, rules, tuple(targets), tuple(glossary_names) or (glossary.name,))

@@ -10,6 +10,7 @@ from service.config import Settings
 from service.documents import Article
 from service.formats import MarkupTooDeep, parse_blocks
 from service.glossaries import Glossaries
+from service.pipeline import Parsed
 from service.schemas import TranslateRequest
 
 
@@ -29,6 +30,8 @@ class TranslateJob:
     targets: tuple[str, ...]
     glossary: Glossary
     glossary_names: tuple[str, ...]
+    # The article as check_article parsed it, for the pipeline to take rather than parse it again.
+    parsed: Parsed | None = None
 
 
 def check_targets(targets: list[str] | None, settings: Settings) -> tuple[str, ...]:
@@ -45,10 +48,13 @@ def check_targets(targets: list[str] | None, settings: Settings) -> tuple[str, .
     return tuple(chosen)
 
 
-def check_article(article: Article, settings: Settings, *, what: str = "article") -> None:
+def check_article(article: Article, settings: Settings, *, what: str = "article") -> Parsed:
     """Refuse an article with no text, more than DUIYI_MAX_CHARS characters in all its fields, or
     markup nested deeper than the formats read (service.formats.MarkupTooDeep: it could never be
-    translated; it is parsed as the pipeline will parse it, a second at most for the largest)."""
+    translated). It is parsed as the pipeline parses it (a tenth of a second at most for an article
+    of 100,000 characters, about a second for as many brackets; see bench/markdown_cost.py): the
+    parse is returned, for a translation made now to take (`Pipeline.translate(parsed=…)`) rather
+    than parse it again."""
     fields = (article.body, article.title, article.subtitle, article.byline, article.date)
     if not any(x.strip() for x in fields):
         raise InputError("empty_input", "there is no text to translate")
@@ -60,13 +66,14 @@ def check_article(article: Article, settings: Settings, *, what: str = "article"
             "(split the article, or raise DUIYI_MAX_CHARS)",
         )
     try:
-        parse_blocks(article)
+        return parse_blocks(article)
     except MarkupTooDeep as exc:
         raise InputError("markup_too_deep", str(exc)) from None
 
 
 def prepare(request: TranslateRequest, settings: Settings, store: Glossaries) -> TranslateJob:
-    """Validate a request; raises InputError or UnknownGlossaryError."""
+    """Validate a request; raises InputError or UnknownGlossaryError. The job carries the article
+    as parsed to check it (`parsed`), for the pipeline to take."""
     if (request.text is None) == (request.article is None):
         raise InputError("invalid_request", "send exactly one of `text` or `article`")
     if request.article is not None:
@@ -74,8 +81,8 @@ def prepare(request: TranslateRequest, settings: Settings, store: Glossaries) ->
         article = Article(a.body, request.format, a.title, a.subtitle, a.byline, a.date)
     else:
         article = Article(request.text or "", request.format)
-    check_article(article, settings, what="input")
+    parsed = check_article(article, settings, what="input")
     targets = check_targets(request.targets, settings)
     names = tuple(request.glossaries if request.glossaries is not None else settings.default_glossaries)
     glossary = store.stacked(names) if names else Glossary(name="none")
-    return TranslateJob(article, targets, glossary, names)
+    return TranslateJob(article, targets, glossary, names, parsed)

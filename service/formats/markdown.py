@@ -6,15 +6,18 @@ as sent, or anew from the blocks for documents stored without their page."""
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import re
 from collections.abc import Iterable, Mapping
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from markdown_it import MarkdownIt
 from markdown_it.helpers import parseLinkDestination, parseLinkTitle
 from markdown_it.parser_block import RuleFuncBlockType
 from markdown_it.rules_block import StateBlock
+from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 
 from service.documents import Block, BlockKind, Inline, SourceFormat, markdown_escape, markdown_reader, plain_text
@@ -149,8 +152,74 @@ def _label_end(written: str) -> int:
     return -1
 
 
+class _LabelWalks:
+    """What one inline text's walks over link labels found (see `_link_label_end`): the first `]` at
+    or after `since` (`close`, -1 for none), and each walk's end by where it started, whether it
+    stopped at a nested link, and where the text it walked ended."""
+
+    def __init__(self) -> None:
+        self.since = 0
+        self.close: int | None = None
+        self.ends: dict[tuple[int, bool, int], int] = {}
+
+
+def _link_label_end(state: StateInline, start: int, disable_nested: bool = False) -> int:
+    """markdown-it's `parseLinkLabel` (where the label of a link or image opening at `start` ends,
+    or -1), with the same result and the same tokens skipped, at a fraction of its cost where a page
+    holds many `[`: each of them asks where its label ends, and each asking walks the text after it,
+    token by token, up to `maxNesting` brackets deep. Three shortcuts: a label with no `]` after it
+    ends nowhere (the walk could only fail); a walk asked again (a link's rule, then its noting; a
+    bracket skipped in a walk, then read) is answered as first walked, since the tokens it skipped
+    are skipped alike ever after (markdown-it caches each); and a token already skipped is looked up,
+    not skipped through markdown-it's every rule again."""
+    src, end, skipped = state.src, state.posMax, state.cache
+    walks: _LabelWalks | None = state.__dict__.get("_duiyi_label_walks")
+    if walks is None:
+        walks = state.__dict__["_duiyi_label_walks"] = _LabelWalks()
+    close = walks.close
+    if close is None or not walks.since <= start + 1 <= (close if close >= 0 else start + 1):
+        walks.since, walks.close = start + 1, src.find("]", start + 1)
+        close = walks.close
+    if close < 0 or close >= end:
+        return -1
+    key = (start, disable_nested, end)
+    known = walks.ends.get(key)
+    if known is not None:
+        return known
+    before = state.pos
+    pos, level, found = start + 1, 1, -1
+    while pos < end:
+        marker = src[pos]
+        if marker == "]":
+            level -= 1
+            if level == 0:
+                found = pos
+                break
+        after = skipped.get(pos)
+        if after is None:
+            state.pos = pos
+            state.md.inline.skipToken(state)
+            after = state.pos
+        if marker == "[":
+            if after == pos + 1:
+                level += 1  # a `[` that is text, not part of a token
+            elif disable_nested:
+                break
+        pos = after
+    state.pos = before
+    walks.ends[key] = found
+    return found
+
+
+# What markdown-it's rules reach through `md.helpers`: its own, but for reading a link's label.
+_HELPERS = SimpleNamespace(
+    parseLinkLabel=_link_label_end, parseLinkDestination=parseLinkDestination, parseLinkTitle=parseLinkTitle
+)
+
+
 def _markdown_parser() -> MarkdownIt:
     md = markdown_reader()
+    md.helpers = _HELPERS  # type: ignore[assignment]
     for name in ("table", "heading", "lheading", "paragraph"):
         rule = md.block.ruler.__rules__[md.block.ruler.__find__(name)]
         md.block.ruler.at(name, _noting_spans(name, rule.fn), {"alt": rule.alt})
@@ -208,16 +277,65 @@ def _front_matter(source: str) -> str:
     return match.group() if match else ""
 
 
-def _md_places(source: str) -> list[_MdPlace]:
+class _MdPage(NamedTuple):
+    """A Markdown page as read (see `_md_page`): its places, its labels, and why it may not be read
+    whole ("" where it may)."""
+
+    places: tuple[_MdPlace, ...]
+    labels: tuple[_MdLabel, ...]
+    too_deep: str
+
+
+def _md_places(source: str) -> tuple[_MdPlace, ...]:
     """The places of a Markdown page, in order. Stored documents name a block's place by its number
     in this list (`Block.element`), so what counts as one changes only with a migration."""
-    return _md_read(source)[0]
+    return _md_page(source).places
 
 
-def _md_read(source: str, *, whole: bool = False) -> tuple[list[_MdPlace], list[_MdDefinition]]:
-    """The places of a Markdown page (see `_md_places`), and its definitions' titles. `whole`: raise
+def _md_labels(source: str, *, whole: bool = False) -> tuple[tuple[_MdPlace, ...], tuple[_MdLabel, ...]]:
+    """The places of a Markdown page, and its labels in document order: the titles of its inline
+    links, each in the place that holds it, and of its reference definitions (which reference links'
+    and images' titles are). Stored documents name a label by its number in this list. `whole`: raise
     MarkupTooDeep for a page that nests quotes and lists deeper than markdown-it reads, rather than
     read it without what it drops there (as a page stored before such pages were refused is)."""
+    page = _md_page(source)
+    if whole and page.too_deep:
+        raise MarkupTooDeep(page.too_deep)
+    return page.places, page.labels
+
+
+@functools.lru_cache(maxsize=4)
+def _md_page(source: str) -> _MdPage:
+    """The page read once for the several times it is asked for: an article is read when it is
+    parsed, and twice more for each variant written (its places, its labels), which for a large page
+    of brackets (seconds to read) was most of a request's time. Only read, never changed, by those
+    who ask (markdown-it's tokens among them), so they may share it. The last few pages read are
+    kept: about 1 MB for an article of 100,000 characters, 30 MB for as many of `*a*a…`."""
+    places, definitions, too_deep = _md_read(source)
+    labels: list[_MdLabel] = []
+    before = iter(definitions)
+    definition = next(before, None)
+    for number, (tok, around, _) in enumerate(places):
+        while definition is not None and definition.before <= number:
+            labels.append(_MdLabel(number, "", definition.title, definition.span))
+            definition = next(before, None)
+        if tok.type != "inline":
+            continue
+        cell = bool(around) and around[-1].type in ("th_open", "td_open")
+        for child in tok.children or ():
+            title = _md_link_title(child)
+            if title:
+                labels.append(_MdLabel(number, _md_link_close(child, cell), title, None))
+    while definition is not None:
+        labels.append(_MdLabel(len(places), "", definition.title, definition.span))
+        definition = next(before, None)
+    return _MdPage(tuple(places), tuple(labels), too_deep)
+
+
+def _md_read(source: str) -> tuple[list[_MdPlace], list[_MdDefinition], str]:
+    """The places of a Markdown page (see `_md_places`), its definitions' titles, and why it may
+    not be read whole: "" where it may, else what to tell of its quotes and lists nested deeper than
+    markdown-it reads (what it drops there is not among its places)."""
     front = _front_matter(source)
     # The front matter's lines stay, as empty ones, so that markdown-it's line numbers are the page's.
     read = "\n" * len(_NEWLINE.findall(front)) + source[len(front) :]
@@ -231,13 +349,15 @@ def _md_read(source: str, *, whole: bool = False) -> tuple[list[_MdPlace], list[
         line = bisect.bisect_right(read_lines, pos) - 1
         return page_lines[line] + pos - read_lines[line]
 
-    for tok in tokens if whole else ():
+    too_deep = ""
+    for tok in tokens:
         if tok.type in ("blockquote_open", "list_item_open") and tok.level >= _MD_DEPTH:
             line = f" (line {tok.map[0] + 1})" if tok.map else ""
-            raise MarkupTooDeep(
+            too_deep = (
                 f"the Markdown nests quotes and lists more than {_MD_DEPTH} levels deep{line}, deeper than "
                 "its parser reads (a list counts two: the list and its item)"
             )
+            break
     places: list[_MdPlace] = []
     around: list[Token] = []
     # Each definition's title comes before the places of the tokens made after it.
@@ -262,32 +382,7 @@ def _md_read(source: str, *, whole: bool = False) -> tuple[list[_MdPlace], list[
         (start, end), text, _ = title
         definitions.append(_MdDefinition(len(places), (in_page(start), in_page(end)), text))
         title = next(titles, None)
-    return places, definitions
-
-
-def _md_labels(source: str, *, whole: bool = False) -> tuple[list[_MdPlace], list[_MdLabel]]:
-    """The places of a Markdown page, and its labels in document order: the titles of its inline
-    links, each in the place that holds it, and of its reference definitions (which reference links'
-    and images' titles are). Stored documents name a label by its number in this list."""
-    places, definitions = _md_read(source, whole=whole)
-    labels: list[_MdLabel] = []
-    before = iter(definitions)
-    definition = next(before, None)
-    for number, (tok, around, _) in enumerate(places):
-        while definition is not None and definition.before <= number:
-            labels.append(_MdLabel(number, "", definition.title, definition.span))
-            definition = next(before, None)
-        if tok.type != "inline":
-            continue
-        cell = bool(around) and around[-1].type in ("th_open", "td_open")
-        for child in tok.children or ():
-            title = _md_link_title(child)
-            if title:
-                labels.append(_MdLabel(number, _md_link_close(child, cell), title, None))
-    while definition is not None:
-        labels.append(_MdLabel(len(places), "", definition.title, definition.span))
-        definition = next(before, None)
-    return places, labels
+    return places, definitions, too_deep
 
 
 def _md_image(label: str, src: str, title: str | None) -> str:
@@ -524,6 +619,33 @@ def _is_md_image(block: Block, inline: Inline) -> bool:
     return inline.verbatim and not (inline.open or inline.close) and block.text.startswith("![", inline.start)
 
 
+class _Spliced:
+    """A block's translation with some of its markup replaced, one piece after another, and put
+    together once at the end (not copied whole at each replacement: a paragraph of thousands of
+    images or titled links made that take seconds). Each replacement takes the first occurrence from
+    where the one before it ended, the markup's order in the translation being the source's; else,
+    where a person's edit moved it, the first anywhere."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.parts: list[str] = []
+        self.at = 0  # where the text not yet copied into `parts` starts
+
+    def replace(self, old: str, new: str) -> None:
+        found = self.text.find(old, self.at)
+        if found < 0:
+            whole = self.joined()
+            found = whole.find(old)
+            if found < 0:
+                return  # not in it (a person's edit may have dropped it)
+            self.text, self.parts, self.at = whole, [], 0
+        self.parts += [self.text[self.at : found], new]
+        self.at = found + len(old)
+
+    def joined(self) -> str:
+        return "".join(self.parts) + self.text[self.at :]
+
+
 def _with_markdown_image_texts(blocks: tuple[Block, ...], inner: Mapping[str, str]) -> dict[str, str]:
     """`inner` with each translated image text in its image, in the translation of the block that
     holds it: the label escaped so that it reads back as that text (`]` is `\\]`), the title quoted."""
@@ -535,6 +657,7 @@ def _with_markdown_image_texts(blocks: tuple[Block, ...], inner: Mapping[str, st
     for block in blocks:
         if block.kind not in IMAGE_TEXTS:
             written += [(block.id, block.text[i.start : i.end]) for i in block.inlines if _is_md_image(block, i)]
+    spliced: dict[str, _Spliced] = {}
     for number, attrs in sorted(texts.items()):
         if number >= len(written):
             continue
@@ -542,7 +665,7 @@ def _with_markdown_image_texts(blocks: tuple[Block, ...], inner: Mapping[str, st
         reference = _MD_REFERENCE.search(source) if source.endswith("]") else None
         if reference is not None:  # ![label][ref]: its title is its definition's
             label = markdown_escape(attrs["alt"]) if "alt" in attrs else source[2 : reference.start() - 1]
-            out[holder] = out[holder].replace(source, f"![{label}]{reference.group()}", 1)
+            spliced.setdefault(holder, _Spliced(out[holder])).replace(source, f"![{label}]{reference.group()}")
             continue
         children = _MD.parseInline(source)[0].children or []
         if len(children) != 1 or children[0].type != "image":
@@ -550,7 +673,9 @@ def _with_markdown_image_texts(blocks: tuple[Block, ...], inner: Mapping[str, st
         image = children[0]
         label = markdown_escape(attrs["alt"]) if "alt" in attrs else image.content
         title = attrs.get("title", str(image.attrs.get("title") or ""))
-        out[holder] = out[holder].replace(source, _md_image(label, str(image.attrs.get("src", "")), title or None), 1)
+        markup = _md_image(label, str(image.attrs.get("src", "")), title or None)
+        spliced.setdefault(holder, _Spliced(out[holder])).replace(source, markup)
+    out.update((holder, into.joined()) for holder, into in spliced.items())
     return out
 
 
@@ -581,7 +706,7 @@ def _with_markdown_labels(
         return out, []
     places, labels = _md_labels(page)
     holders = {b.element: b.id for b in blocks if b.element >= 0 and b.kind not in _ATTRIBUTE_TEXTS}
-    after: dict[str, int] = {}  # holder → where its last link retitled ends: links with the same close go in order
+    spliced: dict[str, _Spliced] = {}  # links with the same close are retitled in order
     titles: list[tuple[tuple[int, int], str]] = []
     for number, text in sorted(texts.items()):
         label = labels[number] if number < len(labels) and text else None
@@ -595,11 +720,8 @@ def _with_markdown_labels(
             continue
         around = places[label.place][1]
         retitled = _retitled(label.close, text, bool(around) and around[-1].type in ("th_open", "td_open"))
-        at = out[holder].find(label.close, after.get(holder, 0))
-        at = at if at >= 0 else out[holder].find(label.close)
-        if at >= 0:
-            out[holder] = out[holder][:at] + retitled + out[holder][at + len(label.close) :]
-            after[holder] = at + len(retitled)
+        spliced.setdefault(holder, _Spliced(out[holder])).replace(label.close, retitled)
+    out.update((holder, into.joined()) for holder, into in spliced.items())
     return out, titles
 
 

@@ -37,7 +37,9 @@ async def translate(
     submit it with `POST /v1/articles`. 503 `busy` (with `Retry-After`) when the service has too
     many sentences waiting; 504 `timeout` after `DUIYI_REQUEST_TIMEOUT_S`."""
     try:
-        job = prepare(request, runtime.settings, runtime.glossaries)
+        # In a worker thread: it parses the article (and reads glossaries), which for a large page
+        # takes long enough to hold up every other request if done on the event loop.
+        job = await run_in_threadpool(prepare, request, runtime.settings, runtime.glossaries)
     except UnknownGlossaryError as exc:
         raise ApiError(422, "unknown_glossary", str(exc), valid=exc.valid) from None
     except InputError as exc:
@@ -52,6 +54,7 @@ async def translate(
             glossary=job.glossary,
             glossary_names=job.glossary_names,
             deadline=deadline,
+            parsed=job.parsed,  # parsed once, to check it
         )
         return aligned_to_response(doc)
 
