@@ -27,7 +27,7 @@ import signal
 import socket
 import time
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import h11
 import uvicorn
@@ -153,6 +153,11 @@ class GracefulServer(uvicorn.Server):
             self.should_exit = True
 
 
+# How `duiyi serve` reads HTTP, for uvicorn.Config; the tests' live servers (tests/conftest.py)
+# read it the same way, so that they test the HTTP layer production runs.
+HTTP_OPTIONS: dict[str, Any] = {"http": BoundedHeadProtocol, "h11_max_incomplete_event_size": MAX_HEAD_BYTES}
+
+
 def serve(app: ASGIApp, sock: socket.socket, *, log_level: str, graceful_s: int, runners: RunnerPool | None) -> int:
     """Serve `app` on `sock` until SIGTERM or SIGINT; the command's exit status: 0 once stopped
     gracefully (requests in flight had up to `graceful_s` to finish, the app's shutdown ran), 130
@@ -164,8 +169,7 @@ def serve(app: ASGIApp, sock: socket.socket, *, log_level: str, graceful_s: int,
         log_level=log_level,
         log_config=None,
         timeout_graceful_shutdown=graceful_s,
-        http=BoundedHeadProtocol,
-        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        **HTTP_OPTIONS,
     )
     server = GracefulServer(config)
     cut.server = server

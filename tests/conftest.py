@@ -31,6 +31,7 @@ from service.config import Settings
 from service.glossaries import GlossaryStore
 from service.keys import CreatedKey, create_key
 from service.pipeline import Pipeline
+from service.serving import HTTP_OPTIONS
 from service.storage.db import Database
 from service.webhooks import DELIVERY_HEADER
 
@@ -133,7 +134,8 @@ def serve(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
     settings = settings.model_copy(update=defaults)
     app = create_app(settings, engine)
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **HTTP_OPTIONS)
+    srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
