@@ -88,6 +88,22 @@ class DeadlineExceeded(TimeoutError):
     """The caller's deadline passed before its sentences were decoded."""
 
 
+class SourceTooLong(ValueError):
+    """A source is longer than the model accepts. The pipeline cuts sentences to the model's limit
+    before they get here; one that still arrives over it is refused whole, with this, rather than
+    truncated (text silently lost) or run (the model's position table overflows: an IndexError)."""
+
+
+def check_lengths(lengths: Sequence[int], limit: int) -> None:
+    """Raise SourceTooLong when any source measures more than `limit` tokens (prefix included)."""
+    over = [n for n in lengths if n > limit]
+    if over:
+        raise SourceTooLong(
+            f"{len(over)} source(s) longer than the model's limit of {limit} tokens "
+            f"(the longest {max(over)}); split them before translating"
+        )
+
+
 class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message says which and what to do."""
 
@@ -286,8 +302,10 @@ class TransformersEngine:
         max_batch_size: int = 64,
         deadline: float | None = None,
     ) -> list[Translation]:
+        lengths = [self.count_tokens(s) for s in sources]
+        check_lengths(lengths, self.max_source_tokens)
         return decode_in_batches(
-            [self.count_tokens(s) for s in sources],
+            lengths,
             lambda plan: self._generate([sources[i] for i in plan.indices], plan, options),
             options=options,
             max_batch_tokens=max_batch_tokens,
@@ -427,6 +445,7 @@ __all__ = [
     "Engine",
     "Family",
     "ModelLoadError",
+    "SourceTooLong",
     "TransformersEngine",
     "Translation",
     "load_engine",

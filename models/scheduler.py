@@ -39,7 +39,15 @@ from enum import StrEnum
 from typing import Protocol
 
 from models.batching import output_cap
-from models.engine import DEFAULT_DECODE, DeadlineExceeded, DecodeOptions, Engine, Translation, is_greedy
+from models.engine import (
+    DEFAULT_DECODE,
+    DeadlineExceeded,
+    DecodeOptions,
+    Engine,
+    Translation,
+    check_lengths,
+    is_greedy,
+)
 from models.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -431,6 +439,7 @@ class BatchingEngine:
         DeadlineExceeded when `deadline` (time.monotonic()) passes first; what was not yet decoded
         then never is."""
         lengths = [self.engine.count_tokens(s) for s in sources]
+        check_lengths(lengths, self.max_source_tokens)  # refused before queueing, not in the worker
         with self._cond:
             if self._stop:
                 raise RuntimeError("the translation engine has been closed")

@@ -26,17 +26,18 @@ from service.documents import (
     Block,
     Document,
     Flag,
+    Inline,
     SourceFormat,
     SourceSegment,
     TargetSpan,
     in_format,
 )
 from service.formats import parse_blocks, render
-from service.protect import Fragment, RenderContext, Rendered, SlotKind, build_fragment, tidy
+from service.protect import PLACEHOLDERS, Fragment, RenderContext, Rendered, SlotKind, build_fragment, tidy
 from service.protect import render as render_fragment
 from service.qa import QASettings, length_ratio, number_mismatch, repetition, untranslated
 from service.retarget import realign
-from service.segmenter import segment_blocks, soft_wraps, unwrapped
+from service.segmenter import segment_blocks, soft_wraps, split_long, unwrapped
 from service.variants import CJK_OR_FULL, VariantRule, chinese_dates, is_date, localize, rule_for
 
 log = logging.getLogger(__name__)
@@ -259,6 +260,42 @@ class Pipeline:
             if progress:
                 progress(0, 0)
             return []
+        pieces = [self._pieces(source) for source in sources]
+        if any(len(p) > 1 for p in pieces):
+            flat = [piece for p in pieces for piece in p]
+            done = self._decode_whole(flat, options, progress, deadline)
+            out: list[str] = []
+            for p in pieces:
+                parts, done = done[: len(p)], done[len(p) :]
+                out.append(tidy(_joined(parts)) if len(parts) > 1 else parts[0])
+            return out
+        return self._decode_whole(sources, options, progress, deadline)
+
+    def _pieces(self, source: str) -> list[str]:
+        """`source` (a masked sentence, as the model is given it) in pieces the model accepts: itself
+        where it fits, else cut at clause boundaries or white space (never through a placeholder),
+        each piece decoded on its own. Segmentation measures sentences as they are masked, but a
+        glossary term's placeholder, or the text of one link or emphasis longer than the model's
+        limit (markup never crosses segments), may still leave one too long: this measures exactly
+        what the model is given and cuts it rather than have the engine refuse it."""
+        limit = self.engine.max_source_tokens
+        if self.engine.count_tokens(source) <= limit:
+            return [source]
+        keep = tuple(Inline(m.start(), m.end(), "", "") for m in PLACEHOLDERS.finditer(source))
+        spans = split_long(
+            source,
+            0,
+            len(source),
+            measure=self.engine.count_tokens,
+            limit=max(8, limit - self.settings.length_margin),
+            inlines=keep,
+        )
+        log.info("decoding a sentence of %d characters in %d pieces", len(source), len(spans))
+        return [source[s:e] for s, e in spans]
+
+    def _decode_whole(
+        self, sources: list[str], options: DecodeOptions, progress: Progress | None, deadline: float | None
+    ) -> list[str]:
         # Chunks let a progress bar move; each chunk is still length-sorted into batches.
         chunk = max(self.settings.max_batch_size, 1) * (4 if progress else 1_000_000)
         out: list[str] = []
@@ -390,6 +427,17 @@ def assemble_text(doc: Document, segments: Sequence[AlignedSegment], variant: st
         by_block[seg.block_id].append(seg)
     inner = {block_id: _join_block(segs, variant, doc.format) for block_id, segs in by_block.items()}
     return render(doc.format, doc.blocks, inner, tail=doc.tail, page=doc.html, lang=variant)
+
+
+def _joined(parts: Sequence[str]) -> str:
+    """The translations of a sentence's pieces as one: no space between Chinese neighbours, one
+    between others (Latin words, figures, placeholders)."""
+    out = ""
+    for part in (p.strip() for p in parts):
+        if out and part and not (CJK_OR_FULL.match(out[-1]) or CJK_OR_FULL.match(part[0])):
+            out += " "
+        out += part
+    return out
 
 
 def _identity(text: str) -> str:

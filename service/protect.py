@@ -34,6 +34,8 @@ from service.variants import CJK_OR_FULL, tidy_hans
 # puts it against the text before it, and a model that copies that text keeps it there.
 PLACEHOLDER = "QZX{}"
 _PLACEHOLDER = re.compile(r"([ \t]*)Q\s?Z\s?X\s?(\d+)(?![0-9])([ \t]*)", re.IGNORECASE)
+# A placeholder exactly as masking writes it (the pipeline never cuts a sentence through one).
+PLACEHOLDERS = re.compile(r"QZX\d+")
 _LETTER = re.compile(r"[^\W\d_]")
 _PRIVATE = 0xE000  # placeholders stand in the Private Use Area while typography runs
 

@@ -411,26 +411,75 @@ def _cover_gaps(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]
     return fixed
 
 
-def split_long(text: str, start: int, end: int, *, measure: Callable[[str], int], limit: int) -> list[tuple[int, int]]:
+def masked_span(text: str, start: int, end: int, inlines: Sequence[Inline] = ()) -> str:
+    """text[start:end] as the model is given it (service.protect masks the same way): on one line
+    (`unwrapped`), each outermost inline element wholly inside it a placeholder. A sentence of
+    25,000 one-letter emphases is 25,000 placeholders, far longer in tokens than its letters, so
+    a sentence is measured in this form, not in its letters. The placeholder's number is a wide
+    one, as the article's later placeholders are, so the measure errs long."""
+    inside = sorted(
+        (i for i in inlines if start <= i.start and i.end <= end),
+        key=lambda i: (i.start, -i.end),
+    )
+    parts: list[str] = []
+    pos = start
+    for inline in inside:
+        if inline.start < pos:
+            continue  # inside an element already masked
+        parts.append(text[pos : inline.start])
+        parts.append(_PLACEHOLDER_MEASURED)
+        pos = inline.end
+    parts.append(text[pos:end])
+    return unwrapped("".join(parts))
+
+
+# What a placeholder of service.protect is measured as (QZX and a key as wide as an article's).
+_PLACEHOLDER_MEASURED = "QZX99999"
+
+
+def _crosses(inlines: Sequence[Inline], left_end: int, right_start: int) -> bool:
+    """Whether a cut that ends one part at `left_end` and begins the next at `right_start` would cut
+    through an inline element (markup never crosses segments, nor a placeholder pieces)."""
+    return any(i.end > i.start and i.start < left_end and i.end > right_start for i in inlines)
+
+
+def split_long(
+    text: str,
+    start: int,
+    end: int,
+    *,
+    measure: Callable[[str], int],
+    limit: int,
+    inlines: Sequence[Inline] = (),
+) -> list[tuple[int, int]]:
     """Split the sentence text[start:end] at clause boundaries until each part measures ≤ limit
-    (in the model's tokens). Never truncates: a part with no boundary left is cut at white space,
-    and as a last resort in the middle, so the parts always tile the sentence."""
-    if measure(text[start:end]) <= limit or end - start < 2:
+    (in the model's tokens, of the part as the model is given it: `masked_span`). Never truncates:
+    a part with no boundary left is cut at white space, and as a last resort at the character
+    nearest the middle, so the parts always tile the sentence. No cut goes through one of
+    `inlines` (offsets in `text`); a part that only such a cut could shorten is left whole."""
+    if end - start < 2 or measure(masked_span(text, start, end, inlines)) <= limit:
         return [(start, end)]
     sentence = text[start:end]
     middle = len(sentence) // 2
-    cuts = [m for m in _CLAUSE.finditer(sentence) if m.start() > 0 and m.end() < len(sentence)]
+
+    def fits(m: re.Match[str]) -> bool:
+        return m.start() > 0 and m.end() < len(sentence) and not _crosses(inlines, start + m.start(), start + m.end())
+
+    cuts = [m for m in _CLAUSE.finditer(sentence) if fits(m)]
     if not cuts:
-        cuts = [m for m in _SPACE.finditer(sentence) if m.start() > 0 and m.end() < len(sentence)]
+        cuts = [m for m in _SPACE.finditer(sentence) if fits(m)]
     if cuts:
         best = min(cuts, key=lambda m: abs(m.start() - middle))
         left_end, right_start = start + best.start(), start + best.end()
     else:
-        left_end = right_start = start + middle
-    if left_end == start:
-        left_end = right_start = start + middle
-    return split_long(text, start, left_end, measure=measure, limit=limit) + split_long(
-        text, right_start, end, measure=measure, limit=limit
+        # At the character nearest the middle that no inline element spans.
+        free = sorted(range(start + 1, end), key=lambda at: abs(at - start - middle))
+        at = next((at for at in free if not _crosses(inlines, at, at)), None)
+        if at is None:
+            return [(start, end)]
+        left_end = right_start = at
+    return split_long(text, start, left_end, measure=measure, limit=limit, inlines=inlines) + split_long(
+        text, right_start, end, measure=measure, limit=limit, inlines=inlines
     )
 
 
@@ -463,7 +512,11 @@ def segment_blocks(
             spans = [(0, len(text))]  # a code block: one untranslated segment
         else:
             spans = _merge_crossing(split_sentences(text, reflow=reflow), block.inlines)
-            spans = [part for s, e in spans for part in split_long(text, s, e, measure=measure, limit=limit)]
+            spans = [
+                part
+                for s, e in spans
+                for part in split_long(text, s, e, measure=measure, limit=limit, inlines=block.inlines)
+            ]
             spans = _merge_crossing(spans, block.inlines)
         pos = 0
         for j, (start, end) in enumerate(spans):
