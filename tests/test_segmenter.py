@@ -468,3 +468,24 @@ def test_a_bulleted_list_out_of_a_pdf_keeps_its_items_and_joins_their_lines() ->
     segments = text_segments(body)
     assert [unwrapped(s.text) for s in segments] == ["• " + item for item in items]
     assert rebuilt(body) == body
+
+
+def test_sentence_spans_are_pysbds_own_on_repeated_sentences() -> None:
+    """service.segmenter reads each sentence's place on from where the same sentence was last found
+    (pySBD reads the text again from its start for every sentence, minutes on a page of `![`): the
+    spans must be pySBD's own, repeated sentences, white space and look-alikes included."""
+    import pysbd
+
+    from service.segmenter import _pysbd
+
+    texts = [
+        "![ " * 300,
+        "Yes! Yes!  Yes! No. Yes! " * 40,
+        "He said no. He said no.\nHe said no. She said yes. He said no." * 10,
+        "U.S. talks. Talks. U.S. talks. Talks in the U.S. talks. " * 20,
+    ]
+    for text in texts:
+        ours = [(s.sent, s.start, s.end) for s in _pysbd().segment(text)]
+        theirs = pysbd.Segmenter(language="en", clean=False, char_span=True).segment(text)
+        assert ours == [(s.sent, s.start, s.end) for s in theirs]
+        assert len(ours) > 10
