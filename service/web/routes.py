@@ -856,6 +856,31 @@ async def _json_body(request: Request, model: type[BaseModel]) -> Any:
         raise ValueError(_describe([dict(e) for e in exc.errors()])) from None
 
 
+# What refuses a save of the segment routes below (an edit, an approval, an unlock), each said as
+# /v1 says it; a route catches what is its own alone (markup, an unknown variant) before these.
+_SAVE_ERRORS = (
+    review.VersionConflict,
+    _MalformedJson,
+    ValueError,
+    JobNotFound,
+    review.SegmentNotFound,
+    InvalidTransition,
+)
+
+
+def _save_refused(exc: Exception) -> JSONResponse:
+    """The JSON error for one of `_SAVE_ERRORS`."""
+    if isinstance(exc, review.VersionConflict):
+        return _json_error(409, "version_conflict", str(exc), current=_seg_json(exc.current))
+    if isinstance(exc, _MalformedJson):
+        return _json_error(400, "malformed_json", str(exc))
+    if isinstance(exc, ValueError):
+        return _json_error(422, "invalid_request", str(exc))
+    if isinstance(exc, LookupError):  # JobNotFound, SegmentNotFound
+        return _json_error(404, "not_found", str(exc))
+    return _json_error(409, "invalid_state", str(exc))  # InvalidTransition
+
+
 @router.patch("/api/articles/{job_id}/segments/{segment_id}")
 async def edit(request: Request, job_id: JobId, segment_id: SegmentId) -> JSONResponse:
     user = await _user(request, Permission.SEGMENTS_EDIT)
@@ -877,18 +902,12 @@ async def edit(request: Request, job_id: JobId, segment_id: SegmentId) -> JSONRe
                 propagate=body.propagate,
             )
         )
-    except review.VersionConflict as exc:
-        return _json_error(409, "version_conflict", str(exc), current=_seg_json(exc.current))
     except markup.MarkupNotAllowed as exc:
         return _json_error(422, "markup_not_allowed", str(exc))  # as /v1 says it
-    except _MalformedJson as exc:
-        return _json_error(400, "malformed_json", str(exc))
-    except (ValueError, KeyError) as exc:
+    except KeyError as exc:
         return _json_error(422, "invalid_request", str(exc))
-    except (JobNotFound, review.SegmentNotFound) as exc:
-        return _json_error(404, "not_found", str(exc))
-    except InvalidTransition as exc:
-        return _json_error(409, "invalid_state", str(exc))
+    except _SAVE_ERRORS as exc:
+        return _save_refused(exc)
     return JSONResponse(_saved_json(saved))
 
 
@@ -910,16 +929,8 @@ async def approve_segment(request: Request, job_id: JobId, segment_id: SegmentId
                 propagate=body.propagate,
             )
         )
-    except review.VersionConflict as exc:
-        return _json_error(409, "version_conflict", str(exc), current=_seg_json(exc.current))
-    except _MalformedJson as exc:
-        return _json_error(400, "malformed_json", str(exc))
-    except ValueError as exc:
-        return _json_error(422, "invalid_request", str(exc))
-    except (JobNotFound, review.SegmentNotFound) as exc:
-        return _json_error(404, "not_found", str(exc))
-    except InvalidTransition as exc:
-        return _json_error(409, "invalid_state", str(exc))
+    except _SAVE_ERRORS as exc:
+        return _save_refused(exc)
     return JSONResponse(_saved_json(saved))
 
 
@@ -944,20 +955,12 @@ async def unlock_variant(request: Request, job_id: JobId, segment_id: SegmentId,
                 qa=runtime.pipeline.settings.qa,
             )
         )
-    except review.VersionConflict as exc:
-        return _json_error(409, "version_conflict", str(exc), current=_seg_json(exc.current))
     except review.NotReleasable as exc:
         return _json_error(409, exc.code, str(exc))  # as /v1 says it
-    except _MalformedJson as exc:
-        return _json_error(400, "malformed_json", str(exc))
     except KeyError:
         return _json_error(422, "unknown_variant", f"this article has no {variant!r} target")
-    except ValueError as exc:
-        return _json_error(422, "invalid_request", str(exc))
-    except (JobNotFound, review.SegmentNotFound) as exc:
-        return _json_error(404, "not_found", str(exc))
-    except InvalidTransition as exc:
-        return _json_error(409, "invalid_state", str(exc))
+    except _SAVE_ERRORS as exc:
+        return _save_refused(exc)
     return JSONResponse(_saved_json(saved))
 
 
