@@ -25,6 +25,7 @@ from models.engine import (
     ModelLoadError,
     Translation,
     brief,
+    check_lengths,
     decode_in_batches,
     load_failure,
     model_spec,
@@ -199,6 +200,7 @@ class CTranslate2Engine:
         deadline: float | None = None,
     ) -> list[Translation]:
         tokens = [self._tokens(s) for s in sources]
+        check_lengths([len(t) for t in tokens], self.max_source_tokens)
         return decode_in_batches(
             [len(t) for t in tokens],
             lambda plan: self._run(plan, tokens, options),
