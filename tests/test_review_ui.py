@@ -204,6 +204,33 @@ def test_login_refuses_bad_keys_and_forms_need_csrf(site: tuple[LiveServer, dict
     live.client.cookies.clear()
 
 
+def test_forms_cut_short_and_form_addresses_opened_get_pages(site: tuple[LiveServer, dict[str, str], str]) -> None:
+    # A browser shows what the app answers: a form missing its fields, or an address only a form
+    # posts to opened as a page (a bookmark of the sign-out), gets a page of the app, not JSON.
+    live, keys, job_id = site
+    client = httpx.Client(base_url=live.url, follow_redirects=False)
+    for data in ({}, {"key": keys["translator"]}, {"csrf_token": "x"}):
+        r = client.post("/review/login", data=data)
+        assert r.status_code in (400, 401) and r.headers["content-type"].startswith("text/html"), (data, r.text[:200])
+    # The page it answers carries a token that works (the session had none before).
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.post("/review/login", data={}).text)
+    assert token and token.group(1)
+    signed = client.post("/review/login", data={"key": keys["translator"], "csrf_token": token.group(1)})
+    assert signed.status_code == 303
+    tokenless = client.post("/review/logout", data={})
+    assert tokenless.status_code == 403 and "The form could not be read" in tokenless.text
+    assert client.get("/review").status_code == 200  # still signed in: nothing was done
+    for path in ("/review/logout", f"/review/articles/{job_id}/approve", f"/review/articles/{job_id}/reopen"):
+        r = client.get(path)
+        assert r.status_code == 405 and r.headers["content-type"].startswith("text/html"), path
+        assert r.headers["allow"] == "POST" and "nothing was done" in r.text
+    # The API keeps its JSON.
+    api = client.get(f"/review/api/articles/{job_id}/state", headers={"Accept": "application/json"})
+    assert api.status_code == 200
+    assert client.delete("/review/api/session").headers["content-type"] == "application/json"
+    client.close()
+
+
 def test_memory_suggestions_for_the_segment_being_edited(
     site: tuple[LiveServer, dict[str, str], str], browser: object
 ) -> None:

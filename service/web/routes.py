@@ -192,12 +192,13 @@ async def login_page(request: Request, next: str = "/review") -> HTMLResponse:
 @router.post("/login", response_model=None)
 async def login(
     request: Request,
-    key: Annotated[str, Form()],
-    csrf_token: Annotated[str, Form()],
+    key: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/review",
 ) -> Response:
+    # Fields missing (a form cut short, or not this page's) get the login page saying so, not JSON.
     runtime = _runtime(request)
-    if csrf_token != request.session.get("login_csrf"):
+    if not csrf_token or csrf_token != request.session.get("login_csrf"):
         return _page(
             request,
             "login.html",
@@ -205,7 +206,8 @@ async def login(
             400,
             next=next,
             error="The form expired; try again.",
-            login_csrf=request.session.get("login_csrf", ""),
+            # A fresh token where the session had none (its cookie lost), so that the next try works.
+            login_csrf=request.session.setdefault("login_csrf", secrets.token_urlsafe(16)),
         )
     lookup = key_lookup(key.strip())
     row = await run_in_threadpool(authenticate, runtime.db, lookup, key.strip()) if lookup else None
@@ -225,7 +227,7 @@ async def login(
 
 
 @router.post("/logout")
-async def logout(request: Request, csrf_token: Annotated[str, Form()]) -> RedirectResponse:
+async def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> RedirectResponse:
     user = await _user(request)
     check_csrf(user, csrf_token)
     await sign_out(request, _runtime(request).db)
@@ -1204,13 +1206,26 @@ def install(app: Any) -> None:
         page = (path == "/review" or path.startswith("/review/")) and not path.startswith(
             ("/review/api/", "/review/static/")
         )
-        if exc.status_code != 404 or not page:
+        if exc.status_code not in (404, 405) or not page:
             answered: Response = await answer_http_error(request, exc)
             return answered
         try:
             user: WebUser | None = await _user(request)
         except NotSignedIn:
             user = None
+        if exc.status_code == 405:
+            # An address a form posts to, opened in the browser (a bookmark, or typed): a page, with
+            # the Allow header the answer must carry.
+            refused = _page(
+                request,
+                "message.html",
+                user,
+                405,
+                title="Not a page",
+                message="This address takes a form sent from the app's pages; nothing was done.",
+            )
+            refused.headers.update(exc.headers or {})
+            return refused
         return _page(request, "message.html", user, 404, title="Not found", message="There is no such page.")
 
     app.add_middleware(SecurityHeaders)
