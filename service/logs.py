@@ -15,6 +15,7 @@ import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -109,13 +110,42 @@ def redact_database_errors(record: logging.LogRecord) -> bool:
     return True
 
 
+# Query parameters whose values an access line keeps: choices, numbers, times, ids and cursors.
+# Any other's value is replaced by "…": a concordance search's `q` is article text, a list's
+# search a headline, and a client may put what it should not (`?api_key=`) in any.
+LOGGED_QUERY_VALUES = frozenset(
+    {"variant", "format", "status", "limit", "side", "open", "since", "after", "external_id", "job", "id"}
+)
+
+
+def _loggable_target(target: str) -> str:
+    """A request's path and query as an access line shows it (see LOGGED_QUERY_VALUES)."""
+    path, sep, query = target.partition("?")
+    if not sep:
+        return target
+    kept = []
+    for pair in query.split("&"):
+        name, eq, _value = pair.partition("=")
+        kept.append(pair if not eq or unquote_plus(name) in LOGGED_QUERY_VALUES else f"{name}=…")
+    return f"{path}?{'&'.join(kept)}"
+
+
+def mask_access_query(record: logging.LogRecord) -> bool:
+    """uvicorn.access's filter: the request's target (its args' third) without confidential values."""
+    args = record.args
+    if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+        record.args = (*args[:2], _loggable_target(args[2]), *args[3:])
+    return True
+
+
 def configure(level: str, fmt: str) -> None:
     """The process's logging: one handler on stderr, in `fmt` ("text" or "json"), at `level`.
     uvicorn's loggers are left without handlers of their own, so their lines (access lines too)
     come through this one, in the same format. httpx and httpcore (the webhook client) log at
     WARNING at most: their INFO and DEBUG lines carry each request's whole URL, and a CMS's callback
     URL may hold a token in its query (the dispatcher logs it without, `loggable_url`). No
-    traceback shows what a database error quotes of the data (`redact_database_errors`)."""
+    traceback shows what a database error quotes of the data (`redact_database_errors`), and no
+access line a query's text (`mask_access_query`)."""
     install_record_factory()
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
@@ -127,5 +157,8 @@ def configure(level: str, fmt: str) -> None:
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers[:] = []
         uvicorn_logger.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    if mask_access_query not in access.filters:
+        access.addFilter(mask_access_query)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -64,6 +64,9 @@ def test_every_line_is_in_the_format_and_access_lines_carry_the_request_id(
                 assert time.monotonic() < deadline, "the service did not start"
                 time.sleep(0.2)
             named = client.get("/v1/glossaries", headers={"X-Request-ID": "cms-4711"})
+            # A search's words are article text: its access line keeps the choices, not the words.
+            searched = client.get("/v1/memory/search?q=EMBARGOED%20phrase&side=source&api_key=SECRETKEY")
+            assert searched.status_code == 200
             unnamed = client.post("/v1/translate", json={"text": "Logged."})
             assert named.status_code == 200 and unnamed.status_code == 200
     finally:
@@ -71,6 +74,8 @@ def test_every_line_is_in_the_format_and_access_lines_carry_the_request_id(
         _, err = proc.communicate(timeout=90)
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines
+    assert not [line for line in lines if "EMBARGOED" in line or "SECRETKEY" in line]
+    assert any("GET /v1/memory/search?q=…&side=source&api_key=…" in line for line in lines)
     if fmt == "json":
         entries = [json.loads(line) for line in lines]  # every line is one JSON object
         assert all({"time", "level", "logger", "message"} <= e.keys() for e in entries)
