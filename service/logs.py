@@ -145,7 +145,7 @@ def configure(level: str, fmt: str) -> None:
     WARNING at most: their INFO and DEBUG lines carry each request's whole URL, and a CMS's callback
     URL may hold a token in its query (the dispatcher logs it without, `loggable_url`). No
     traceback shows what a database error quotes of the data (`redact_database_errors`), and no
-access line a query's text (`mask_access_query`)."""
+    access line a query's text (`mask_access_query`)."""
     install_record_factory()
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
