@@ -132,15 +132,19 @@ def to_xliff(job: Job, doc: AlignedDocument, variant: str, versions: dict[str, i
 
 def approved_entries(db: Database, job: Job, doc: AlignedDocument, variant: str) -> list[TMEntry]:
     """The article's approved segments in `variant`, for a CAT tool's memory (a TMX export): as the
-    translation memory has them, without those that only an approval override approved and no
-    person edited (`review.approve_article`)."""
+    translation memory has them, without those that only an approval override approved where no
+    person wrote `variant` (`review.approve_article`, `review.written_variants`)."""
     with db.session() as session:
         overridden = set(review.overridden(session, job.id))
+        written: dict[str, set[str]] = {}
+        if overridden:
+            query = select(StoredSegment).where(StoredSegment.job_id == job.id, StoredSegment.id.in_(overridden))
+            written = review.written_variants(session, job, list(session.scalars(query)))
     when = job.approved_at or job.updated_at
     return [
         TMEntry(source=s.source, variant=variant, target=target, created_at=when, note=f"{job.id} {s.id}")
         for s in doc.segments
-        if s.status == "approved" and s.source.strip() and not (s.id in overridden and s.origin != "human")
+        if s.status == "approved" and s.source.strip() and (s.id not in overridden or variant in written.get(s.id, ()))
         # Plain text, as the source is: without an HTML article's tags and escapes.
         for target in [plain_text(s.targets.get(variant, ""), doc.format)]
         if target.strip()
@@ -237,6 +241,8 @@ def apply_xliff(
     # by someone else before the changes are stored is a conflict rather than overwritten.
     with db.session() as session:
         rows = list(session.scalars(select(StoredSegment).where(StoredSegment.job_id == job.id)))
+        # Approved by the article's approval override alone: a `final` in the file is a person's approval.
+        unreviewed = set(review.overridden(session, job.id))
     by_id = {r.id: r for r in rows}
     result = ImportResult([], [], [])
     changes: list[review.Change] = []
@@ -269,7 +275,9 @@ def apply_xliff(
             except markup.MarkupNotAllowed as exc:
                 raise XliffError(str(exc)) from None
             result.edited.append(row.id)
-        approve = approving and (change[0].status if change else row.status) != "approved"
+        approve = approving and (
+            (change[0].status if change else row.status) != "approved" or (change is None and row.id in unreviewed)
+        )
         if approve:
             result.approved.append(row.id)
         elif change is None:

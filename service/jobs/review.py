@@ -28,9 +28,21 @@ version, as for any edit). See `repetitions`.
 
 An article approved with an override (segments still needing review) is published as it is, but
 the segments that needed review were approved by no person: their history records it (a note that
-starts `OVERRIDE_NOTE` and gives the reason), those no person edited stay out of the translation
-memory, and reopening the article puts every one of them back to review (`overridden`), so that
-approving it again needs a person's review of them, or an override again.
+starts `OVERRIDE_NOTE` and gives the reason), only the variants of them that a person wrote go into
+the translation memory (`written_variants`), and reopening the article puts every one of them back
+to review (`overridden`), so that approving it again needs a person's review of them, or an override
+again. A person who approves such a segment afterwards (the API, the review app, a file's `final`)
+approves it as any segment: recorded (`CONFIRMED_NOTE`; the article is not reopened for it), into
+the memory, and no longer the override's.
+
+The translation memory takes a segment's translations when it is approved: by a person
+(`approve_segment`, an imported file), or by the article's approval, which stores only the segments
+it approves then. A segment approved already was stored when it was, and is not stored again (an
+admin's correction or deletion of its entry since stands), nor one that only a reopening put back
+to review and that nobody changed since (its override's approval stored what it could).
+
+An edit that leaves the variant's text as it is stored changes nothing (`edit_segment`): no new
+version, no history, and an approved segment or article stays approved.
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
@@ -62,6 +74,11 @@ log = logging.getLogger(__name__)
 # How the history notes a segment that an article's approval override approved while it needed
 # review (the reason follows): no person approved it. A note that starts otherwise is another's.
 OVERRIDE_NOTE = "approved unreviewed by the article's approval override"
+# How the history notes such a segment put back to review by reopening the article (`_into_review`).
+REOPENED_NOTE = "back to review: the article was reopened, and only its approval override had approved this"
+# How the history notes a person's approval of a segment that only the override had approved: the
+# status stays `approved`, but from now on it is a person's approval (`overridden` no longer names it).
+CONFIRMED_NOTE = "approved by a person: only the article's approval override had approved it"
 # How the history notes a variant released from its lock (`release_variant`): "unlocked zh-TW:
 # derived again from zh-Hans". A person's own change, not a propagation (see `_untouched`).
 UNLOCK_NOTE = "unlocked"
@@ -133,6 +150,25 @@ def overridden(session: Session, job_id: str) -> dict[str, str]:
     }
 
 
+def _reopened(session: Session, job_id: str) -> set[str]:
+    """The job's segments whose last change is their return to review by a reopening of the article
+    (REOPENED_NOTE): none since the override that had approved them. Read in the caller's
+    transaction."""
+    last = (
+        select(SegmentEdit.segment_id, func.max(SegmentEdit.id).label("last"))
+        .where(SegmentEdit.job_id == job_id)
+        .group_by(SegmentEdit.segment_id)
+        .subquery()
+    )
+    return set(
+        session.scalars(
+            select(SegmentEdit.segment_id)
+            .join(last, SegmentEdit.id == last.c.last)
+            .where(SegmentEdit.note == REOPENED_NOTE)
+        )
+    )
+
+
 def _into_review(session: Session, job: Job, by: str) -> dict[str, StoredSegment]:
     """Move a translated or approved job into review (recording its reviewer). An approved one is
     reopened: nothing of its approval is left on the job, and the segments only its override
@@ -178,7 +214,7 @@ def _override_undone(session: Session, job: Job, by: str) -> dict[str, StoredSeg
                 status_after=before[row.id],
                 by=by,
                 at=now,
-                note="back to review: the article was reopened, and only its approval override had approved this",
+                note=REOPENED_NOTE,
             )
         )
         row.status = before[row.id]
@@ -282,11 +318,14 @@ def _store(
     locked: list[str],
     now: datetime,
     note: str = "",
+    reopen: bool = True,
 ) -> StoredSegment:
     """In the caller's transaction: store `new` over `row` if `row` is still at version `based_on`
     (else VersionConflict), history for what changed (with `note`, as `_store_if`), and the job
-    into review."""
-    stored = _store_if(session, job, row, new, based_on=based_on, by=by, locked=locked, now=now, note=note)
+    into review (unless not `reopen`)."""
+    stored = _store_if(
+        session, job, row, new, based_on=based_on, by=by, locked=locked, now=now, note=note, reopen=reopen
+    )
     if stored is None:
         current = session.get(StoredSegment, (job.id, row.id), populate_existing=True)
         assert current is not None
@@ -308,9 +347,12 @@ def _store_if(
     locked: list[str],
     now: datetime,
     note: str = "",
+    reopen: bool = True,
 ) -> StoredSegment | None:
     """`_store`, answering None (and changing nothing) where `row` is no longer at version
-    `based_on`. `note`: why, in the history, when the person did not make the change directly."""
+    `based_on`. `note`: why, in the history, when the person did not make the change directly.
+    `reopen`: move the job into review (reopen an approved one); not for a person's approval of a
+    segment approved already (`_confirm`), which changes nothing that was published."""
     # What it was, read before the UPDATE: that brings a `row` in this session up to date with it.
     before, status_before = dict(row.targets), row.status
     done = session.execute(
@@ -347,7 +389,8 @@ def _store_if(
                 note=note or None,
             )
         )
-    _into_review(session, job, by)
+    if reopen:
+        _into_review(session, job, by)
     stored = session.get(StoredSegment, (job.id, row.id), populate_existing=True)
     assert stored is not None
     return stored
@@ -408,8 +451,9 @@ def repetitions(session: Session, job: Job, row: StoredSegment) -> tuple[list[St
 def _untouched(session: Session, job_id: str, rows: list[StoredSegment]) -> list[StoredSegment]:
     """Those of `rows` no person has changed: not approved, with no change of a person's own in their
     history (only changes with a note: propagations, and an override's approval undone by
-    reopening; a variant unlocked, UNLOCK_NOTE, is a person's own), and not carried over from a
-    person's work in the previous revision (a person's name on it that no note explains)."""
+    reopening; a variant unlocked, UNLOCK_NOTE, and an approval CONFIRMED_NOTE are a person's own),
+    and not carried over from a person's work in the previous revision (a person's name on it that
+    no note explains)."""
     own: set[str] = set()
     propagated: set[str] = set()
     for segment_id, note in session.execute(
@@ -417,7 +461,8 @@ def _untouched(session: Session, job_id: str, rows: list[StoredSegment]) -> list
         .where(SegmentEdit.job_id == job_id, SegmentEdit.segment_id.in_([r.id for r in rows]))
         .distinct()
     ):
-        (propagated if note and not note.startswith(f"{UNLOCK_NOTE} ") else own).add(segment_id)
+        mine = not note or note.startswith(f"{UNLOCK_NOTE} ") or note == CONFIRMED_NOTE
+        (own if mine else propagated).add(segment_id)
     return [
         r for r in rows if r.status != "approved" and r.id not in own and (r.updated_by is None or r.id in propagated)
     ]
@@ -437,8 +482,18 @@ def edit_segment(
     propagate: bool = True,
 ) -> Saved:
     """Edit one variant of a segment (see the module's docstring); with `propagate`, the same edit
-    of its repetitions that no person has changed, in the same transaction."""
+    of its repetitions that no person has changed, in the same transaction.
+
+    A text that is the variant's stored text changes nothing (an editor's autosave after a character
+    typed and deleted): answered with the segment as stored, whatever `version` it names, since
+    nothing conflicts with it; no new version, no history, no lock of a derived variant, and an
+    approved segment (or article) stays approved. The edit stores a variant's text as it is given
+    (`realign`), so the texts are compared as they are."""
     row = _segment(db, job_id, segment_id)
+    if text == row.targets.get(variant):
+        with db.session() as session:
+            _reviewable(get_job(session, job_id))
+        return Saved(row, [])
     if row.version != version:
         raise VersionConflict(row, version)
     if variant not in row.targets:
@@ -604,14 +659,21 @@ def apply_changes(
     edit_segment and approve_segment store it (history kept, the job into review, approved
     translations into the memory), in order. All or nothing: a segment changed since its row was read
     (VersionConflict), or an article that cannot be reviewed (InvalidTransition), leaves every
-    segment as it was. The stored segments, in the order of `changes`."""
+    segment as it was. The stored segments, in the order of `changes`.
+
+    Approving a segment that only the article's approval override approved is a person's approval
+    of it (`_confirm`); a file that does nothing else leaves the article approved."""
     now = utcnow()
     with db.session() as session:
         job = hold_job(session, job_id)
         _reviewable(job)
+        unreviewed = overridden(session, job_id)
+        confirmed = {
+            c.row.id for c in changes if c.approve and c.edit is None and c.row.status == "approved"
+        } & unreviewed.keys()
         # Reopened first: the segments that only an override approved go back to review, as new
-        # versions, on which this file's changes of them are then based.
-        back = _into_review(session, job, by)
+        # versions, on which this file's changes of them are then based (and approved as others are).
+        back = _into_review(session, job, by) if any(c.row.id not in confirmed for c in changes) else {}
         stored: dict[int, StoredSegment] = {}
         approved: list[StoredSegment] = []
         # Stored in the order of their ids, the order `repetitions` locks segments in: an import and
@@ -636,6 +698,9 @@ def apply_changes(
                     now=now,
                 )
                 approved.append(row)
+            elif change.approve and row.id in confirmed and row.id not in back:
+                row = _confirm(session, job, row, by=by, now=now)
+                approved.append(row)
             stored[index] = row
         _remember(session, job, approved, memory)
         return [stored[index] for index in range(len(changes))]
@@ -649,21 +714,134 @@ def _approved(row: StoredSegment) -> AlignedSegment:
     )
 
 
-def _remember(session: Session, job: Job, approved: list[StoredSegment], memory: TranslationMemory | None) -> None:
+def _confirm(session: Session, job: Job, row: StoredSegment, *, by: str, now: datetime) -> StoredSegment:
+    """In the caller's transaction: `by`'s approval of `row`, approved already, but by the article's
+    approval override only (`overridden`): a new version (if `row` is still at its version, else
+    VersionConflict) and history noted CONFIRMED_NOTE, approved to approved, which makes it a
+    person's approval from now on (a reopening leaves it approved; the memory and a TMX export take
+    it). The article is not reopened: nothing that was published changes."""
+    locked = list(row.locked_variants)
+    return _store(
+        session,
+        job,
+        row,
+        _approved(row),
+        based_on=row.version,
+        by=by,
+        locked=locked,
+        now=now,
+        note=CONFIRMED_NOTE,
+        reopen=False,
+    )
+
+
+def _remember(
+    session: Session,
+    job: Job,
+    approved: list[StoredSegment],
+    memory: TranslationMemory | None,
+    variants: dict[str, set[str]] | None = None,
+) -> None:
+    """`approved`'s translations into the memory (but for sentences with inline markup); with
+    `variants`, only those it gives a segment (by id; a segment it does not name: all of them)."""
     if memory is None or not approved:
         return
     everything = list(session.scalars(select(StoredSegment).where(StoredSegment.job_id == job.id)))
     skip = with_markup(job, everything)
     fmt = job_format(job)
+    only = variants or {}
     memory.remember(
         (
             Remembered(r.source, variant, plain_text(text, fmt), job_id=job.id, segment_id=r.id)
             for r in approved
             if r.id not in skip
             for variant, text in r.targets.items()
+            if r.id not in only or variant in only[r.id]
         ),
         session,
     )
+
+
+def _variant_edits(session: Session, job_id: str, segment_ids: Sequence[str]) -> dict[str, set[str]]:
+    """The variants that the history of `job_id` has people's changes of, by segment."""
+    edits: dict[str, set[str]] = {}
+    if not segment_ids:
+        return edits
+    for segment_id, variant in session.execute(
+        select(SegmentEdit.segment_id, SegmentEdit.variant)
+        .where(
+            SegmentEdit.job_id == job_id,
+            SegmentEdit.segment_id.in_(list(segment_ids)),
+            SegmentEdit.variant.is_not(None),
+        )
+        .distinct()
+    ):
+        if variant is not None:  # never, by the query: for the type checker
+            edits.setdefault(segment_id, set()).add(variant)
+    return edits
+
+
+def _wrote_base(row: StoredSegment, edited: set[str]) -> bool:
+    """Whether changes of `edited` (variants) wrote `row`'s base text: its zh-Hans; in an article
+    without zh-Hans, any variant (the one edited stands in for zh-Hans, the others follow it)."""
+    return "zh-Hans" in edited if "zh-Hans" in row.targets else bool(edited)
+
+
+def _same_base(row: StoredSegment, earlier: StoredSegment) -> bool:
+    """Whether `earlier` (a previous revision's segment) has `row`'s base text: its zh-Hans; in an
+    article without zh-Hans, every variant the two have in common."""
+    if "zh-Hans" in row.targets:
+        return earlier.targets.get("zh-Hans") == row.targets["zh-Hans"]
+    common = [v for v in row.targets if v in earlier.targets]
+    return bool(common) and all(earlier.targets[v] == row.targets[v] for v in common)
+
+
+def _carried_base(session: Session, job: Job, rows: list[StoredSegment]) -> set[str]:
+    """Of `rows` (a person's work, origin `human`, whose base text nobody wrote in `job`), those
+    whose base text a person wrote in an earlier revision: carried over (service.jobs.revisions) as
+    it was there. Looked for revision by revision, back along `previous_job_id`, in the segments of
+    the same source sentence and the same base text that were a person's there too."""
+    found: set[str] = set()
+    pending = rows
+    seen = {job.id}
+    previous = job.previous_job_id
+    while pending and previous is not None and previous not in seen:
+        seen.add(previous)
+        earlier = list(
+            session.scalars(
+                select(StoredSegment).where(
+                    StoredSegment.job_id == previous,
+                    StoredSegment.origin == "human",
+                    StoredSegment.source.in_({r.source for r in pending}),
+                )
+            )
+        )
+        edits = _variant_edits(session, previous, [e.id for e in earlier])
+        further: list[StoredSegment] = []
+        for row in pending:
+            same = [e for e in earlier if e.source == row.source and _same_base(row, e)]
+            if any(_wrote_base(e, edits.get(e.id, set())) for e in same):
+                found.add(row.id)
+            elif same:  # carried over there too: from further back, or the machine's
+                further.append(row)
+        pending = further
+        before = session.get(Job, previous)
+        previous = before.previous_job_id if before is not None else None
+    return found
+
+
+def written_variants(session: Session, job: Job, rows: Sequence[StoredSegment]) -> dict[str, set[str]]:
+    """The variants of each of `rows` (the job's segments) that a person wrote, by id: all of them
+    where a person wrote its zh-Hans (in an article without zh-Hans, edited any variant, which stands
+    in for zh-Hans), since the others are derived from that text or locked; else its locked
+    variants, each edited by hand (and not released since: a release derives the variant again from
+    the zh-Hans nobody wrote). The history of `job` says whether a person wrote the zh-Hans; for a
+    segment carried over with a person's work from the previous revision, the earlier revisions'
+    (`_carried_base`). What an article's approval override may put into the memory."""
+    edits = _variant_edits(session, job.id, [r.id for r in rows])
+    based = {r.id for r in rows if _wrote_base(r, edits.get(r.id, set()))}
+    based |= _carried_base(session, job, [r for r in rows if r.id not in based and r.origin == "human"])
+    return {r.id: set(r.targets) if r.id in based else set(r.locked_variants) & set(r.targets) for r in rows}
 
 
 def approve_segment(
@@ -679,16 +857,26 @@ def approve_segment(
     """Approve one segment; its translations go into the translation memory. With `propagate`, its
     repetitions that no person has changed and that read as it does (every variant the same text: a
     propagated edit, or the same machine translation) are approved with it, in the same transaction;
-    one that reads otherwise is left for the translator to look at."""
+    one that reads otherwise is left for the translator to look at.
+
+    A segment approved already is left as it is (a new version would make others' edits conflict
+    for nothing), unless only the article's approval override approved it: then this is the first
+    person's approval of it, recorded (`_confirm`) and into the memory, with no repetitions (they
+    are approved already) and the article left approved."""
     row = _segment(db, job_id, segment_id)
     if row.version != version:
         raise VersionConflict(row, version)
     if row.status == "approved":
-        # Nothing to change: a new version would make others' edits conflict for nothing, and
-        # storing it would reopen an approved article.
         with db.session() as session:
             _reviewable(get_job(session, job_id))
-        return Saved(row, [])
+            if row.id not in overridden(session, job_id):
+                return Saved(row, [])
+        with db.session() as session:
+            job = hold_job(session, job_id)
+            _reviewable(job)
+            confirmed = _confirm(session, job, row, by=by, now=utcnow())
+            _remember(session, job, [confirmed], memory)
+            return Saved(confirmed, [])
 
     def repeat(_job: Job, _everything: list[StoredSegment]) -> Repeat:
         def change(stored: StoredSegment, other: StoredSegment) -> tuple[AlignedSegment, list[str]] | None:
@@ -721,9 +909,14 @@ def approve_article(
 ) -> Job:
     """Approve the article: every segment becomes approved. Refused while a segment needs review or
     a query on a segment is open, unless `override` gives a reason (recorded on the job, and in the
-    history of each segment that needed review, which the override alone approves). The approved
-    translations go into the translation memory, but for those the override alone approved and no
-    person edited: a machine translation nobody looked at is not reused as approved."""
+    history of each segment that needed review, which the override alone approves).
+
+    The translations of the segments it approves go into the translation memory: not those approved
+    already (stored when they were approved; an admin's correction or deletion of their entries
+    since stands), nor those that only a reopening put back to review and nobody changed since
+    (`REOPENED_NOTE`: their override's approval stored what it could); of those the override alone
+    approves, only the variants a person wrote (`written_variants`): a machine translation nobody
+    looked at is not reused as approved."""
     now = utcnow()
     with db.session() as session:
         job = hold_job(session, job_id)
@@ -736,6 +929,10 @@ def approve_article(
         reason = override.strip() if override else ""
         if (pending or queries) and not reason:
             raise ApprovalBlocked(len(pending), queries)
+        approving = [r for r in rows if r.status != "approved"]
+        # What the memory takes of them, read before they change: see above.
+        stored_before = _reopened(session, job_id)
+        written = written_variants(session, job, pending)
         for r in rows:
             if r.status != "approved":
                 session.add(
@@ -754,9 +951,11 @@ def approve_article(
                 r.version += 1
                 r.updated_at = now
                 r.updated_by = by
-        # A person's edit is their translation, which the override publishes as it is.
-        unreviewed = {r.id for r in pending if r.origin != "human"}
-        _remember(session, job, [r for r in rows if r.id not in unreviewed], memory)
+        # A person's edit is their translation, which the override publishes as it is: the variants
+        # they wrote, not a machine's zh-Hans beside the zh-TW they fixed.
+        remembered = [r for r in approving if r.id not in stored_before]
+        _remember(session, job, remembered, memory, written)
+        unreviewed = {r.id for r in pending if written[r.id] != set(r.targets)}
         move(job, JobStatus.APPROVED)
         job.approved_at = now
         job.approved_by = by
@@ -765,7 +964,7 @@ def approve_article(
         if job.approval_override is not None:
             log.info(
                 "article %s approved by %s with an override (%r): %d segment(s) approved unreviewed (%d kept "
-                "out of the translation memory), %d open query(ies)",
+                "out of the translation memory, wholly or in the variants no person wrote), %d open query(ies)",
                 job_id,
                 by,
                 reason,
