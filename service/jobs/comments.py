@@ -17,6 +17,13 @@ only a thread it started (its first comment is theirs) and reopens only its own 
 article with open queries is approved only with an override reason (service.jobs.review). A
 withdrawn article's comments go with it (service.jobs.articles).
 
+A new revision of the article takes over the open threads of its sentences that stand unchanged
+(`copy_open_threads`, when it is translated: service.jobs.revisions pairs the sentences), so that a
+question asked on the old revision still blocks the new one's approval: each such thread copied
+whole, every comment with its author, time and state, the first one's text headed by
+`carried_note` naming the revision it came from. Resolved threads stay behind, and so do the
+threads of sentences that changed (counted in the log). A copy is no new query: it sends no webhook.
+
 An article with a callback URL gets an `article.query` webhook (service.jobs.deliveries), written in
 the transaction of the change it reports, for each comment added (`opened`: the segment had no open
 thread; `answered`: it had), each thread resolved and each comment reopened; doing what is already
@@ -25,6 +32,8 @@ done changes nothing and sends nothing. The CMS's own actions are sent too, mark
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection, Mapping
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -105,6 +114,70 @@ def add_comment(
         session.flush()
         _notify(session, job, row, action, principal, settings, source=source)
         return row
+
+
+def carried_note(revision: str | None) -> str:
+    """What heads the first comment of a thread copied from the previous revision of its article."""
+    return f"[From revision {revision}] " if revision else "[From the previous revision] "
+
+
+def copy_open_threads(
+    session: Session,
+    job_id: str,
+    previous_id: str,
+    onto: Mapping[str, str],
+    *,
+    unchanged: Collection[str],
+    revision: str | None,
+) -> tuple[int, int]:
+    """In the caller's transaction (the one that writes the new revision's segments): copy the open
+    threads of the previous revision (job `previous_id`, labelled `revision`) onto article `job_id`,
+    each from the old segment that `onto` names for a new one (new id: old id) to that new one, whole
+    (every comment with its author, time and state, so that the thread reads as it did; resolved
+    threads are not copied), the first comment headed by `carried_note`. A thread copied there
+    already (a resumed translation) is not copied again. No webhook: the CMS heard of the query when
+    it was asked. Returns the threads copied, and the open threads of the previous revision left
+    behind: those on segments not in `unchanged` (the old ids of the sentences that stand unchanged
+    in the new revision)."""
+    threads: dict[str, list[SegmentComment]] = {}
+    for row in session.scalars(
+        select(SegmentComment)
+        .where(SegmentComment.job_id == previous_id)
+        .order_by(SegmentComment.created_at, SegmentComment.id)
+    ):
+        threads.setdefault(row.segment_id, []).append(row)
+    open_threads = {sid: rows for sid, rows in threads.items() if any(c.resolved_at is None for c in rows)}
+    behind = sum(1 for sid in open_threads if sid not in unchanged)
+    wanted = {new: old for new, old in onto.items() if old in open_threads}
+    if not wanted:
+        return 0, behind
+    there = {
+        (c.segment_id, c.author, c.created_at, c.body)
+        for c in session.scalars(
+            select(SegmentComment).where(SegmentComment.job_id == job_id, SegmentComment.segment_id.in_(list(wanted)))
+        )
+    }
+    note = carried_note(revision)
+    copied = 0
+    for new_id, old_id in sorted(wanted.items()):
+        copies = [
+            SegmentComment(
+                job_id=job_id,
+                segment_id=new_id,
+                author=c.author,
+                body=note + c.body if k == 0 else c.body,
+                created_at=c.created_at,
+                resolved_at=c.resolved_at,
+                resolved_by=c.resolved_by,
+            )
+            for k, c in enumerate(open_threads[old_id])
+        ]
+        first = copies[0]
+        if (new_id, first.author, first.created_at, first.body) in there:
+            continue
+        session.add_all(copies)
+        copied += 1
+    return copied, behind
 
 
 def list_comments(

@@ -355,7 +355,7 @@ class JobRunner:
                 raise LostJob(job_id)
             # A new revision of an article keeps what people did in the previous one (unchanged sentences).
             carried = revisions.carried_over(session, job, prepared, self.pipeline, todo)
-        todo = [i for i in todo if i not in carried]
+        todo = [i for i in todo if i not in carried.rows]
         with self.db.session() as session:
             # Ours first, as at every save: a job lost or withdrawn meanwhile gets no rows.
             self._ours(
@@ -363,14 +363,24 @@ class JobRunner:
                 job_id,
                 document=document_to_json(prepared.doc),
                 segments_total=len(segments),
-                segments_done=len(current) + len(carried),
+                segments_done=len(current) + len(carried.rows),
                 model=self.pipeline.engine.name,
             )
             # Rows from a different segmentation (another model since the last attempt) go.
             session.execute(
                 delete(StoredSegment).where(StoredSegment.job_id == job_id, StoredSegment.id.not_in(current))
             )
-            session.add_all(carried.values())
+            session.add_all(carried.rows.values())
+            # Open queries on unchanged sentences follow them, with the rows (no webhook: not new).
+            copied, behind = revisions.carry_queries(session, job_id, carried)
+        if copied or behind:
+            log.info(
+                "job %s: %d open query(ies) carried over from revision %s; %d left there on sentences that changed",
+                job_id,
+                copied,
+                carried.previous_id,
+                behind,
+            )
         if saved:
             log.info(
                 "job %s: %d of %d segments already saved; translating the rest", job_id, len(current), len(segments)
