@@ -56,7 +56,7 @@ async def import_memory(request: Request, runtime: RuntimeDep, _: MemoryEditor) 
     not from English; nothing is stored then."""
     data = await request.body()
     try:
-        entries = import_tmx(data)
+        entries = await run_in_threadpool(import_tmx, data)  # seconds for a large file: off the event loop
     except TMXError as exc:
         raise ApiError(422, "invalid_tmx", str(exc)) from None
     remembered = [Remembered(e.source, e.variant, e.target, origin="tmx") for e in entries]
