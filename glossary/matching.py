@@ -13,9 +13,11 @@ Rules (golden cases in tests/test_matching.py):
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import NamedTuple
 
 from glossary.terms import Glossary, Term
 
@@ -72,35 +74,81 @@ def _key(text: str, pos: int) -> str:
 _WHOLE = r"(?<![^\W_])(?:{})(?![^\W_{a}])(?![{a}](?![sS](?![^\W_]))[^\W_])"
 
 
+# Which alternative matched, from the text it matched: the form with its apostrophes, hyphens and
+# white space made alike and its letters lower-cased, where `re` with IGNORECASE could match them
+# (ASCII letters; the four other characters that `re` takes for one of them, as tests/
+# test_glossary_scale.py checks against every code point). Any other character stands for every
+# other: this key is never finer than the patterns, so a form that matched has the key of the text.
+_SAME = str.maketrans(
+    {c: "'" for c in _APOSTROPHES} | {"‐": "-", "‑": "-"} | {"\u0130": "i", "\u0131": "i", "\u212a": "k", "\u017f": "s"}
+)
+_ANY_OTHER = "\x00"
+
+
+def _match_key(text: str) -> str:
+    out: list[str] = []
+    for ch in text.translate(_SAME):
+        if ch.isspace():
+            if not out or out[-1] != " ":
+                out.append(" ")
+        else:
+            out.append(ch.lower() if ch.isascii() else _ANY_OTHER)
+    return "".join(out)
+
+
+class _Bucket(NamedTuple):
+    """The forms that start with one key, longest first (the order the alternation tries them in)."""
+
+    pattern: re.Pattern[str]
+    terms: tuple[Term, ...]  # the forms' terms, in that order
+    # By match key: the forms that have it, as (pattern, term), in the alternation's order.
+    by_key: dict[str, list[tuple[str, Term]]]
+
+    def term(self, matched: str) -> Term:
+        """The term of the first form that matches `matched` whole: the alternative the regex took
+        (each form matches one text at most at a place, and all share the lookarounds after it)."""
+        found = self.by_key[_match_key(matched)]
+        if len(found) > 1:
+            for pattern, term in found:
+                if re.fullmatch(pattern, matched):
+                    return term
+        return found[0][1]
+
+
 @dataclass(frozen=True)
 class _Compiled:
-    # By key: the forms starting with it, longest first, as (regex, term).
-    forms: dict[str, list[tuple[str, Term]]]
-    # By key: the forms' alternation (group i+1 belongs to terms[i]), compiled when first needed.
-    patterns: dict[str, tuple[re.Pattern[str], tuple[Term, ...]]] = field(default_factory=dict)
+    # By key: the forms starting with it, longest first, as (regex, form, term).
+    forms: dict[str, list[tuple[str, str, Term]]]
+    # By key: the forms' alternation (non-capturing: capture groups make `re` cost the square of the
+    # forms at each place) and the way back to the term, compiled when first needed.
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
 
-    def at(self, key: str) -> tuple[re.Pattern[str], tuple[Term, ...]] | None:
-        found = self.patterns.get(key)
+    def at(self, key: str) -> _Bucket | None:
+        found = self.buckets.get(key)
         if found is None and key in self.forms:
             forms = self.forms[key]
-            groups = "|".join(f"({p})" for p, _ in forms)
-            found = re.compile(_WHOLE.format(groups, a=_APOSTROPHES)), tuple(t for _, t in forms)
-            self.patterns[key] = found
+            by_key: dict[str, list[tuple[str, Term]]] = {}
+            for pattern, form, term in forms:
+                by_key.setdefault(_match_key(form), []).append((pattern, term))
+            alternation = "|".join(p for p, _, _ in forms)
+            compiled = re.compile(_WHOLE.format(alternation, a=_APOSTROPHES))
+            found = _Bucket(compiled, tuple(t for _, _, t in forms), by_key)
+            self.buckets[key] = found
         return found
 
 
 @lru_cache(maxsize=64)
 def _compile(glossary: Glossary) -> _Compiled:
-    alternatives: list[tuple[int, str, str, Term]] = []
+    alternatives: list[tuple[int, str, str, str, Term]] = []
     for term in glossary.terms:
         for form in term.forms:
             if form:
-                alternatives.append((len(form), _key(form, 0), _form_pattern(form, term.case_sensitive), term))
+                alternatives.append((len(form), _key(form, 0), _form_pattern(form, term.case_sensitive), form, term))
     # Longest forms first: at one position the alternation then takes the longest that fits.
     alternatives.sort(key=lambda a: -a[0])
-    forms: dict[str, list[tuple[str, Term]]] = {}
-    for _, key, pattern, term in alternatives:
-        forms.setdefault(key, []).append((pattern, term))
+    forms: dict[str, list[tuple[str, str, Term]]] = {}
+    for _, key, pattern, form, term in alternatives:
+        forms.setdefault(key, []).append((pattern, form, term))
     return _Compiled(forms)
 
 
@@ -117,19 +165,23 @@ def find_terms(text: str, glossary: Glossary, *, fits: Callable[[Span], bool] | 
         found = compiled.at(_key(text, start.start()))
         if found is None:
             continue
-        pattern, terms = found
-        match = pattern.match(text, start.start())
-        if match is None or match.lastindex is None:
+        match = found.pattern.match(text, start.start())
+        if match is None:
             continue
         span = Span(match.start(), match.end())
         if fits is None or fits(span):
-            candidates.append(TermHit(terms[match.lastindex - 1], span, match.group(0)))
+            candidates.append(TermHit(found.term(match.group(0)), span, match.group(0)))
     chosen: list[TermHit] = []
-    taken: list[Span] = []
+    # The chosen spans' starts and ends, in text order (they do not overlap, so both are sorted): a
+    # hit overlaps a chosen span only if it overlaps the last one that starts before it ends.
+    starts: list[int] = []
+    ends: list[int] = []
     for hit in sorted(candidates, key=lambda h: (-(h.span.end - h.span.start), h.span.start)):
-        if all(hit.span.end <= s.start or hit.span.start >= s.end for s in taken):
+        at = bisect_left(starts, hit.span.end)
+        if at == 0 or ends[at - 1] <= hit.span.start:
             chosen.append(hit)
-            taken.append(hit.span)
+            starts.insert(at, hit.span.start)
+            ends.insert(at, hit.span.end)
     return _abbreviations_as_written(text, sorted(chosen, key=lambda h: h.span.start))
 
 

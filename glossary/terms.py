@@ -97,18 +97,26 @@ def stack(glossaries: Sequence[Glossary]) -> Glossary:
     """Merge glossaries in order: a later term replaces an earlier one with the same id, and takes
     over any English form it shares with earlier terms (an outlet's "Putin" beats the newsroom's)."""
     merged: dict[str, Term] = {}
+    # Each merged form's casefold -> the one merged term that holds it (a term taking a form takes it
+    # from every other), so a term touches only the terms it shares a form with, not all of them.
+    owner: dict[str, str] = {}
     for glossary in glossaries:
         for term in glossary.terms:
             claimed = {f.casefold() for f in term.forms}
-            for tid, old in list(merged.items()):
-                if tid == term.id:
-                    continue
+            replaced = merged.pop(term.id, None)
+            if replaced is not None:
+                for form in replaced.forms:
+                    owner.pop(form.casefold(), None)
+            losers = {owner[c] for c in claimed if c in owner}
+            for tid in losers:
+                old = merged[tid]
                 kept = tuple(f for f in old.forms if f.casefold() not in claimed)
                 if not kept:
                     del merged[tid]
-                elif kept != old.forms:
+                else:  # a dict keeps a replaced value's place
                     merged[tid] = Term(old.id, kept, old.targets, old.case_sensitive, old.do_not_translate, old.note)
-            merged.pop(term.id, None)
             merged[term.id] = term
+            for c in claimed:
+                owner[c] = term.id
     name = "+".join(g.name for g in glossaries)
     return Glossary(name=name, terms=tuple(merged.values()))
