@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+
 from models.batching import BatchPlan, output_cap
 from models.engine import (
     DEFAULT_DECODE,
@@ -26,6 +28,8 @@ from models.engine import (
     Translation,
     brief,
     check_lengths,
+    check_tokenizer_files,
+    damaged_weights,
     decode_in_batches,
     load_failure,
     model_spec,
@@ -73,7 +77,11 @@ def convert(model_dir: Path, revision: str, quantization: str) -> Path:
     if (target / "model.bin").is_file():
         return target
     from ctranslate2.converters import TransformersConverter
+    from transformers.utils import logging as hf_logging
 
+    # The converter loads the model with transformers, whose progress bar ("Loading weights") would
+    # go to stderr whatever the log format or --no-progress, as the transformers engine keeps it off.
+    hf_logging.disable_progress_bar()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     try:
@@ -127,9 +135,18 @@ class CTranslate2Engine:
         core this process may use)."""
         try:
             import ctranslate2
+        except ImportError as exc:  # a dependency of duiyi, but an environment may lack it or break it
+            raise ModelLoadError(
+                f"cannot load translation model {name_or_path!r} for CTranslate2: the ctranslate2 package "
+                f"cannot be imported ({brief(exc)}); install it into duiyi's Python environment "
+                "(pip install 'ctranslate2>=4.5', a dependency of duiyi that reinstalling duiyi also brings), "
+                "or run with --engine transformers"
+            ) from exc
+        try:
             from transformers import AutoConfig, AutoTokenizer
 
             model_dir, revision = _resolve(name_or_path)
+            check_tokenizer_files(name_or_path, model_dir, engine="CTranslate2")
             tokenizer = AutoTokenizer.from_pretrained(model_dir)
             config = AutoConfig.from_pretrained(model_dir)
         except (OSError, ValueError, ImportError) as exc:
@@ -148,6 +165,8 @@ class CTranslate2Engine:
             )  # fmt: skip
         try:
             converted = convert(model_dir, revision, compute_type)
+        except SafetensorError as exc:  # the model's own weights, not the conversion, are at fault
+            raise damaged_weights(name_or_path, model_dir, exc, engine="CTranslate2") from exc
         except Exception as exc:  # whatever stops the conversion, the command says it in one line
             raise ModelLoadError(
                 f"cannot convert translation model {name_or_path!r} to CTranslate2 ({compute_type}) in "

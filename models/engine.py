@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
 import os
 import threading
@@ -17,8 +18,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from safetensors import SafetensorError, safe_open
+
 from models.batching import BatchPlan, plan_batches
-from models.specs import Family, ModelSpec, UnknownFamilyError, detect_family, spec_for
+from models.specs import Family, ModelSpec, UnknownFamilyError, config_families, detect_family, spec_for
 
 if TYPE_CHECKING:
     import torch
@@ -121,28 +124,165 @@ def load_failure(name_or_path: str, exc: BaseException, *, engine: str = "") -> 
     path = Path(name_or_path).expanduser()
     where = "the Hugging Face hub (is this machine offline?)"
     reason = brief(exc)
+    advice = (
+        "point duiyi at a local copy of the model with --model PATH or DUIYI_MODEL=PATH "
+        "(a directory holding config.json and the tokenizer files)"
+    )
     if path.is_dir():
         where = "the directory"
         if not (path / "config.json").is_file():
             reason = "it holds no config.json, so it is not a saved model"
+        else:
+            # A saved model that does not load: a file of it is missing or damaged, not the path.
+            broken = _unreadable_json(path) if isinstance(exc, ValueError) else None
+            if broken is not None:
+                reason = f"{broken} is damaged: it is not valid JSON ({reason})"
+            if isinstance(exc, ImportError):
+                advice = "install what it names into duiyi's Python environment"
+            else:
+                advice = _fetch_again(name_or_path, hub=False)
     elif path.exists():
         where, reason = "the path", "it is a file, not a model directory"
     elif name_or_path.startswith(("/", ".", "~")):
         where, reason = "the directory", "no such directory"
     return ModelLoadError(
         f"cannot load translation model {name_or_path!r}{f' for {engine}' if engine else ''} from {where}: "
-        f"{reason}; point duiyi at a local copy of the model with --model PATH or DUIYI_MODEL=PATH "
-        "(a directory holding config.json and the tokenizer files)"
+        f"{reason}; {advice}"
+    )
+
+
+def _unreadable_json(model_dir: Path) -> Path | None:
+    """The first JSON file of a model directory that does not parse: transformers' JSON errors
+    ("Unterminated string starting at …") do not say which file they were reading."""
+    for file in sorted(model_dir.glob("*.json")):
+        try:
+            json.loads(file.read_bytes())
+        except ValueError:
+            return file
+        except OSError:
+            continue
+    return None
+
+
+def _fetch_again(name_or_path: str, *, hub: bool) -> str:
+    """What to do about a model whose own files are missing or damaged: fetch them again, whole."""
+    if hub:
+        return f"download the model again (hf download {name_or_path} --force-download)"
+    return (
+        "copy the model directory again, whole (config.json, the weights and the tokenizer files), "
+        "or download the model again (hf download REPO --local-dir DIR)"
+    )
+
+
+def local_model_dir(name_or_path: str) -> Path | None:
+    """The model directory `name_or_path` names on this machine (`~` expanded), or None when it
+    names no directory here (a hub id)."""
+    path = Path(name_or_path).expanduser()
+    return path if path.is_dir() else None
+
+
+def _hub_snapshot(name_or_path: str) -> Path | None:
+    """The hub cache's copy of a model named by its hub id, where there is one."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name_or_path, "config.json")
+    except (ValueError, OSError):  # an id the hub refuses (HFValidationError): no cached copy to name
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def damaged_weights(
+    name_or_path: str, model_dir: Path | None, exc: BaseException, *, engine: str = ""
+) -> ModelLoadError:
+    """A weights file safetensors cannot read (cut short, empty, or not safetensors at all): the
+    one line names the file, found by opening each of the model's .safetensors files in turn."""
+    hub = local_model_dir(name_or_path) is None
+    folder = model_dir or (_hub_snapshot(name_or_path) if hub else None)
+    damaged = None
+    for file in sorted(folder.glob("*.safetensors")) if folder else ():
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError):
+            damaged = file
+            break
+    what = f"its weights file {damaged}" if damaged else "a weights file of it"
+    return ModelLoadError(
+        f"cannot load translation model {name_or_path!r}{f' for {engine}' if engine else ''}: {what} is damaged, "
+        f"cut short or not a safetensors file ({brief(exc)}); {_fetch_again(name_or_path, hub=hub)}"
+    )
+
+
+# The files each tokenizer class of the families duiyi drives cannot do without (each entry: one of
+# these files). Without them transformers fails with a TypeError that names no file (Marian,
+# M2M100), or, for NLLB, builds a tokenizer of its 9 special tokens that reads every word as <unk>.
+_TOKENIZER_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "MarianTokenizer": (("source.spm",), ("target.spm",), ("vocab.json",)),
+    "NllbTokenizer": (("tokenizer.json", "sentencepiece.bpe.model"),),
+    "NllbTokenizerFast": (("tokenizer.json", "sentencepiece.bpe.model"),),
+    "M2M100Tokenizer": (("vocab.json",), ("sentencepiece.bpe.model",)),
+}
+# The tokenizer transformers takes for a model whose tokenizer_config.json names none.
+_DEFAULT_TOKENIZER = {"marian": "MarianTokenizer", "m2m_100": "M2M100Tokenizer"}
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def check_tokenizer_files(name_or_path: str, model_dir: Path, *, engine: str = "") -> None:
+    """ModelLoadError naming the tokenizer files a model directory lacks, before transformers tries
+    to build the tokenizer without them. Checked beforehand, not by mapping the error: the error
+    is a bare TypeError (a path that is None) that names no file and could come from anywhere,
+    and NLLB's tokenizer raises nothing at all. A class duiyi does not know is left to transformers."""
+    settings = _json_object(model_dir / "tokenizer_config.json")
+    tokenizer_class = settings.get("tokenizer_class") if settings else None
+    if not tokenizer_class:
+        config = _json_object(model_dir / "config.json") or {}
+        tokenizer_class = _DEFAULT_TOKENIZER.get(str(config.get("model_type", "")))
+    needs = _TOKENIZER_FILES.get(str(tokenizer_class), ())
+    if tokenizer_class == "MarianTokenizer" and settings and settings.get("separate_vocabs"):
+        needs = (*needs, ("target_vocab.json",))
+    missing = [files for files in needs if not any((model_dir / f).is_file() for f in files)]
+    if not missing:
+        return
+    named = " and ".join(" or ".join(files) for files in missing)
+    told = "" if settings else " (it holds no tokenizer_config.json to name another tokenizer)"
+    raise ModelLoadError(
+        f"cannot load translation model {name_or_path!r}{f' for {engine}' if engine else ''}: its tokenizer "
+        f"({tokenizer_class}) needs {named}, which the directory {model_dir} does not hold{told}; "
+        f"{_fetch_again(name_or_path, hub=local_model_dir(name_or_path) is None)}"
     )
 
 
 def model_spec(name_or_path: str, family: str | None, config: Any, tokenizer: Any) -> ModelSpec:
     """The spec of the family named, else of the one the loaded config shows; `ModelLoadError`
-    (one line, as `load_failure`'s) for a model of no family duiyi knows, such as a BART or T5."""
+    (one line, as `load_failure`'s) for a model of no family duiyi knows, such as a BART or T5, and
+    for a family named that its config contradicts (the wrong prompt and forced tokens: every
+    translation would be wrong). A family may be named for a model whose config shows none duiyi
+    knows, or to tell NLLB from M2M100 where the tokenizer does not."""
+    tokenizer_class = type(tokenizer).__name__
     try:
-        return spec_for(family) if family else spec_for(detect_family(config, type(tokenizer).__name__))
+        if not family:
+            return spec_for(detect_family(config, tokenizer_class))
+        spec = spec_for(family)
     except UnknownFamilyError as exc:
         raise ModelLoadError(f"cannot use translation model {name_or_path!r}: {exc}") from exc
+    possible = config_families(config, tokenizer_class)
+    if possible and spec.family not in possible:
+        shown = " or ".join(sorted(f.value for f in possible))
+        model_type = getattr(config, "model_type", "")
+        raise ModelLoadError(
+            f"setting family (DUIYI_FAMILY / --family): translation model {name_or_path!r} is of family {shown} "
+            f"(its config's model_type {model_type!r}, tokenizer {tokenizer_class}), not {spec.family.value}; "
+            f"leave the family unset to take it from the model, or name {shown}"
+        )
+    return spec
 
 
 def _pick_device(device: str) -> str:
@@ -151,7 +291,10 @@ def _pick_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"device {device!r} was asked for but CUDA is not available; use --device cpu")
+        raise ModelLoadError(
+            f"setting device (DUIYI_DEVICE / --device): {device!r} was asked for but CUDA is not available "
+            "here; use cpu, or auto (CUDA where there is one)"
+        )
     return device
 
 
@@ -261,13 +404,21 @@ class TransformersEngine:
             import torch
 
             torch.set_num_threads(cpu_threads)  # process-wide: one engine per process
+        # A path given with `~` (the shell did not expand it, or it came from DUIYI_MODEL) is a path:
+        # transformers would take it for a hub id, and refuse it as one.
+        model_dir = local_model_dir(name_or_path)
+        source = str(model_dir) if model_dir else name_or_path
+        if model_dir is not None:
+            check_tokenizer_files(name_or_path, model_dir)
         try:
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-            model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=_pick_dtype(device))
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForSeq2SeqLM.from_pretrained(source, dtype=_pick_dtype(device))
+        except SafetensorError as exc:
+            raise damaged_weights(name_or_path, model_dir, exc) from exc
         except (OSError, ValueError, ImportError, RuntimeError) as exc:
             raise load_failure(name_or_path, exc) from exc
         spec = model_spec(name_or_path, family, model.config, tokenizer)

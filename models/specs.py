@@ -67,3 +67,20 @@ def detect_family(config: Any, tokenizer_class: str = "") -> Family:
     raise UnknownFamilyError(
         f"cannot recognise the model family from model_type {model_type!r}; name it with --family ({valid})"
     )
+
+
+def config_families(config: Any, tokenizer_class: str = "") -> frozenset[Family] | None:
+    """The families a model's config (and tokenizer class) allow: one for a Marian model or an
+    m2m_100 one whose tokenizer says NLLB or M2M100, both m2m_100 families where the tokenizer does
+    not tell them apart, None for an architecture duiyi does not know (any family may be named)."""
+    model_type = getattr(config, "model_type", "")
+    if model_type == "marian":
+        return frozenset({Family.MARIAN})
+    if model_type == "m2m_100":
+        name = tokenizer_class.lower()
+        if "nllb" in name:
+            return frozenset({Family.NLLB})
+        if "m2m100" in name:
+            return frozenset({Family.M2M100})
+        return frozenset({Family.NLLB, Family.M2M100})
+    return None
