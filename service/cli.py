@@ -25,7 +25,7 @@ from service.schemas import TranslateResponse
 
 if TYPE_CHECKING:
     from service.glossaries import GlossaryStore
-    from service.storage.db import Database
+    from service.storage.db import Database, Migration
 
 
 # How long `serve`, told to stop, waits for the requests in flight before it cancels them (their
@@ -378,6 +378,9 @@ def _logging(settings: Settings, at_least: int = logging.NOTSET) -> None:
 
     level = max(logging.getLevelNamesMapping()[settings.log_level.upper()], at_least)
     configure(logging.getLevelName(level), settings.log_format)
+    # Alembic's INFO lines at each start ("Context impl SQLiteImpl.", "Running upgrade …"), below
+    # DEBUG: `_database` says in one line what the migrations did.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -409,26 +412,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _database(settings: Settings) -> Database:
-    """The database, migrated. One that cannot be opened or migrated (an unparsable URL, a server
-    that does not answer, a directory that cannot be made) ends the command with exit status 2 and
-    one line naming the setting, like a bad value does."""
-    return _migrated(settings)[0]
+    """The database, migrated, what the migrations did logged in one line. One that cannot be
+    opened or migrated (an unparsable URL, or one duiyi has no driver for, a server that does not
+    answer, a directory that cannot be made, a schema a newer duiyi migrated) ends the command with
+    exit status 2 and one line, naming the setting where a setting is at fault."""
+    db, migration = _migrated(settings)
+    logging.getLogger(__name__).info("database %s", migration.summary(db.describe()))
+    return db
 
 
-def _revision(db: Database) -> str | None:
-    """The schema's Alembic revision; None for a database without one (new, or not duiyi's)."""
-    from alembic.runtime.migration import MigrationContext
-
-    with db.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
-
-
-def _migrated(settings: Settings) -> tuple[Database, str | None, str | None]:
-    """`_database`, with the schema's revision before and after the migrations."""
+def _migrated(settings: Settings) -> tuple[Database, Migration]:
+    """`_database`, with what the migrations did."""
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from service.storage.db import Database
+    from service.storage.db import Database, MigrationRefused, UnsupportedDatabase
 
     if settings.database_url:
         setting = "database_url (DUIYI_DATABASE_URL)"
@@ -437,9 +435,16 @@ def _migrated(settings: Settings) -> tuple[Database, str | None, str | None]:
     db: Database | None = None
     try:
         db = Database(settings.database)
-        before = _revision(db)
-        db.migrate()
-        after = _revision(db)
+        migration = db.migrate()
+    except UnsupportedDatabase as exc:
+        _error(f"setting {setting}: cannot use the database {exc.url}: {exc}")
+        raise SystemExit(2) from None
+    except MigrationRefused as exc:
+        # Not the settings' fault: another process, or another version of duiyi.
+        assert db is not None
+        _error(f"cannot use the database {db.describe()}: {exc}")
+        db.close()
+        raise SystemExit(2) from None
     except (SQLAlchemyError, CommandError, OSError) as exc:
         # The first line only: SQLAlchemy appends the SQL and a link on further lines. The URL
         # itself is not repeated, since it may hold a password.
@@ -449,7 +454,7 @@ def _migrated(settings: Settings) -> tuple[Database, str | None, str | None]:
             f"setting {setting}: cannot use the database{where}: {reason[0] if reason else type(exc).__name__}",
         )
         raise SystemExit(2) from None
-    return db, before, after
+    return db, migration
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -584,16 +589,11 @@ def cmd_articles(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from alembic.script import ScriptDirectory
-
-    from service.storage.db import MIGRATIONS
-
-    db, before, after = _migrated(_settings(args))
-    if before == after:
-        print(f"{db.describe()}: schema up to date at {after}")
-    else:
-        applied = len(list(ScriptDirectory(str(MIGRATIONS)).iterate_revisions(after, before or "base")))
-        print(f"{db.describe()}: schema {before or 'none'} → {after}, applied {applied} migration(s)")
+    settings = _settings(args)
+    # The log on stderr: a wait for another process's migration is said there.
+    _logging(settings)
+    db, migration = _migrated(settings)
+    print(migration.summary(db.describe()))
     db.close()
     return 0
 

@@ -285,6 +285,19 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} has a query or fragment: give the address alone (a path is allowed)")
         return value
 
+    @field_validator("data_dir", "glossary_dir", mode="before")
+    @classmethod
+    def _expand_home(cls, value: object) -> object:
+        """`~` or `~user` leading a path is that home directory, as a shell would have made it: an
+        env file read by systemd or Docker expands nothing, and `DUIYI_DATA_DIR=~/duiyi-data` was
+        a folder named `~` in the current directory."""
+        if not isinstance(value, (str, Path)) or not str(value).startswith("~"):
+            return value
+        try:
+            return Path(value).expanduser()
+        except RuntimeError:  # no HOME, and no such user
+            raise ValueError(f"{value}: the home directory it names cannot be found; give the whole path") from None
+
     @field_validator("glossary_dir")
     @classmethod
     def _check_glossary_dir(cls, value: Path | None) -> Path | None:

@@ -25,24 +25,31 @@ read-only) is not down, and is said as such: the API answers 503 `storage_full` 
 `database_read_only`, and the log has one ERROR naming the database and where its storage is
 (`Outage`), not a "did not answer" for each request. An SQLite database in a directory that cannot
 be written is refused when the `Database` is made, naming the directory and why.
+
+Processes that start together (`serve` and `worker` on first boot, or after an upgrade) take turns
+to migrate (`Database.migrate`): on PostgreSQL with an advisory lock, on SQLite with a lock file
+beside the database. The others wait, saying so once in the log, and then find nothing left to do;
+one that waits longer than `MIGRATION_WAIT_S` gives up, naming the process that holds the lock.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import functools
 import inspect
 import logging
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -51,10 +58,23 @@ from typing import Any, Generic, TypeVar
 import psycopg
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from psycopg.abc import PQGen
-from sqlalchemy import Boolean, ColumnElement, Engine, SQLColumnExpression, and_, create_engine, event, func, text
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Connection,
+    Engine,
+    SQLColumnExpression,
+    and_,
+    create_engine,
+    event,
+    func,
+    text,
+)
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -64,6 +84,75 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant: the PostgreSQL advisory lock that lets only one process migrate at a time.
 _MIGRATION_LOCK = 0x64756979
+# How long a process waits for another's migration before it gives up, naming the holder (exit
+# status 2 for the commands; run under a supervisor, it is started again and waits again). Several
+# minutes: a migration may rewrite a large table (the translation memory's), and a holder that is
+# stuck (a hung process keeping its connection, or its lock file, open) should not hang every start
+# for ever, silently.
+MIGRATION_WAIT_S = 600.0
+# How often a waiting process tries the lock again.
+_MIGRATION_POLL_S = 0.2
+# The SQLite lock file beside the database (`duiyi.db.migration.lock`); it stays there.
+_SQLITE_LOCK_SUFFIX = ".migration.lock"
+
+
+class UnsupportedDatabase(ValueError):
+    """A database URL duiyi has no driver for: its message says what to write instead. `url` is
+    the URL as given, without its password."""
+
+    def __init__(self, message: str, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+def supported_url(url: URL) -> URL:
+    """`url`, when duiyi can use it: SQLite through Python's sqlite3 (`sqlite:///PATH`), or
+    PostgreSQL through psycopg 3 (`postgresql+psycopg://…`; a plain `postgresql://` is taken as
+    that, whichever driver the installed SQLAlchemy would pick for it). Otherwise UnsupportedDatabase,
+    saying what to write, rather than SQLAlchemy's traceback for a driver that is not installed
+    (`No module named 'MySQLdb'`) or its `Can't load plugin` for `postgres://`."""
+    backend, _, driver = url.drivername.partition("+")
+    if backend == "postgresql" and driver in ("", "psycopg"):
+        return url.set(drivername="postgresql+psycopg")
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        return url
+    if backend == "postgres":
+        why = "postgres:// is not a name SQLAlchemy knows: write postgresql+psycopg://… (the rest of the URL as it is)"
+    elif backend == "postgresql":
+        why = (
+            f"duiyi reaches PostgreSQL through psycopg 3, not {driver}: write postgresql+psycopg://… "
+            "(the rest of the URL as it is)"
+        )
+    elif backend == "sqlite":
+        why = f"duiyi opens SQLite through Python's sqlite3, not {driver}: write sqlite:///PATH"
+    else:
+        why = (
+            f"duiyi stores in SQLite (sqlite:///PATH, the default, in DUIYI_DATA_DIR) or PostgreSQL "
+            f"(postgresql+psycopg://USER:PASSWORD@HOST/DB), not {url.drivername}"
+        )
+    raise UnsupportedDatabase(why, url.render_as_string(hide_password=True))
+
+
+class MigrationRefused(Exception):
+    """This process cannot migrate the database, through no fault of the settings: a newer duiyi
+    migrated it, or another process has held the migration lock past `MIGRATION_WAIT_S`."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What `Database.migrate` did: the schema's revision before (None: a new database) and
+    after, and how many migrations this process applied (0 when another process had applied them
+    while this one waited its turn)."""
+
+    before: str | None
+    after: str | None
+    applied: int
+
+    def summary(self, database: str) -> str:
+        """One line for an operator: `sqlite:///…: schema 0006 → 0013, applied 7 migration(s)`."""
+        if self.applied == 0:
+            return f"{database}: schema up to date at {self.after}"
+        return f"{database}: schema {self.before or 'none'} → {self.after}, applied {self.applied} migration(s)"
 
 
 class Refusal(StrEnum):
@@ -278,7 +367,8 @@ def _postgres_connect_args(url: URL, limits: Limits, *, statement_timeout: bool)
 
 class Database:
     def __init__(self, url: str, *, echo: bool = False, limits: Limits = LIMITS) -> None:
-        self.url = make_url(url)
+        # UnsupportedDatabase for a URL duiyi has no driver for.
+        self.url = supported_url(make_url(url))
         self.limits = limits
         # Each of the process's loops (job runners, webhook senders, metrics, the API) tells an
         # outage once in the log (`Outage`), and the process tells once that writes are refused.
@@ -402,32 +492,44 @@ class Database:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision. On PostgreSQL an advisory lock makes
-        processes starting together take turns instead of racing, on a connection of its own with
-        no time limit but connecting's: a migration may rewrite a large table, and a process may
-        wait for another's."""
+    def migrate(self, *, wait_s: float = MIGRATION_WAIT_S) -> Migration:
+        """Bring the schema to the newest Alembic revision, and say what this process did.
+
+        Processes starting together take turns instead of racing (`_migration_turn`), and the
+        revision before is read once this process has its turn: the others find the schema up to
+        date, and report 0 migrations applied. A process that waits says so once in the log, and
+        gives up with MigrationRefused after `wait_s`. On PostgreSQL the migration runs on a
+        connection of its own with no time limit but connecting's: a migration may rewrite a large
+        table. A database at a revision this version does not know (a newer duiyi migrated it) is
+        refused with MigrationRefused, before anything is changed."""
         engine = self.engine
         if self.is_postgres:
             connect_args = _postgres_connect_args(self.url, self.limits, statement_timeout=False)
             engine = create_engine(self.url, poolclass=NullPool, connect_args=connect_args, hide_parameters=True)
+        cfg = alembic_config(self.url.render_as_string(hide_password=False))
+        script = ScriptDirectory.from_config(cfg)
         try:
-            with engine.connect() as conn:
-                if self.is_postgres:
-                    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
-                    conn.commit()
-                try:
-                    cfg = alembic_config(self.url.render_as_string(hide_password=False))
-                    cfg.attributes["connection"] = conn
-                    command.upgrade(cfg, "head")
-                    conn.commit()
-                finally:
-                    if self.is_postgres:
-                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
-                        conn.commit()
+            with engine.connect() as conn, self._migration_turn(conn, wait_s):
+                before = _current_revision(conn)
+                _check_known(before, script)
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+                after = _current_revision(conn)
         finally:
             if engine is not self.engine:
                 engine.dispose()
+        applied = 0 if before == after else len(list(script.iterate_revisions(after, before or "base")))
+        return Migration(before, after, applied)
+
+    def _migration_turn(self, conn: Connection, wait_s: float) -> AbstractContextManager[None]:
+        """This process's turn to migrate: PostgreSQL's advisory lock on `conn`, or an SQLite
+        database's lock file. Nothing for an SQLite database in memory (no other process sees it)."""
+        if self.is_postgres:
+            return _postgres_turn(conn, self.describe(), wait_s)
+        if (path := self.sqlite_path) is not None:
+            return _sqlite_turn(path, self.describe(), wait_s)
+        return nullcontext()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -616,6 +718,10 @@ def _check_writable(path: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+            # The directory, or one above it, is a file: mkdir says only "[Errno 17] File exists".
+            file = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+            raise NotADirectoryError(f"{file} is a file, not a directory") from None
         if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise
         ancestor = next((p for p in folder.parents if p.exists()), folder)
@@ -624,13 +730,18 @@ def _check_writable(path: Path) -> None:
         ) from None
     for target, mode in (
         (folder, os.W_OK | os.X_OK),
-        *((p, os.W_OK) for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()),
+        *((p, os.W_OK) for p in (path, *_sqlite_companions(path)) if p.exists()),
     ):
         if not os.access(target, mode):
             raise StorageNotWritable(
-                f"{target} {_not_writable(target)}; the SQLite database {path} and its -wal and -shm files "
-                "beside it must be writable"
+                f"{target} {_not_writable(target)}; the SQLite database {path} and its -wal, -shm and "
+                f"{_SQLITE_LOCK_SUFFIX} files beside it must be writable"
             )
+
+
+def _sqlite_companions(path: Path) -> tuple[Path, ...]:
+    """The files SQLite and duiyi keep beside the database `path`: WAL mode's, and the migration lock."""
+    return Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}{_SQLITE_LOCK_SUFFIX}")
 
 
 def _not_writable(target: Path) -> str:
@@ -647,6 +758,144 @@ def alembic_config(url: str) -> Config:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
+
+
+def _current_revision(conn: Connection) -> str | None:
+    """The schema's Alembic revision (None: a database without one), read on `conn`, whose
+    transaction is then ended (alembic begins its own)."""
+    revision = MigrationContext.configure(conn).get_current_revision()
+    conn.commit()
+    return revision
+
+
+def _check_known(revision: str | None, script: ScriptDirectory) -> None:
+    """MigrationRefused for a database at a revision this version's migrations do not have, rather
+    than alembic's "Can't locate revision identified by '0014'" after a rollback of the code."""
+    if revision is None or any(known.revision == revision for known in script.walk_revisions()):
+        return
+    head = script.get_current_head()
+    if re.fullmatch(r"\d{4}", revision) and head is not None and revision > head:
+        raise MigrationRefused(
+            f"a newer duiyi migrated this database (schema {revision}), and this version knows schemas up "
+            f"to {head}: run the newer version, or restore the backup taken before the upgrade to go back "
+            "to this one (there is no downgrade)"
+        )
+    raise MigrationRefused(
+        f"its schema is at revision {revision!r}, which is none of duiyi's (this version knows schemas up to "
+        f"{head}): is it another application's database?"
+    )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} minutes" if seconds >= 120 else f"{seconds:g} s"
+
+
+def _wait_for_turn(take: Callable[[], bool], holder: Callable[[], str], database: str, wait_s: float) -> None:
+    """Take the migration lock (`take`: whether it was taken, without waiting), waiting for
+    another process's turn, once said in the log, for `wait_s` at most. `holder`: who holds it,
+    for the log and the error."""
+    if take():
+        return
+    start = time.monotonic()
+    log.info(
+        "waiting for another process's migration of the database %s to end (the migration lock is %s); "
+        "giving up after %s",
+        database,
+        holder(),
+        _duration(wait_s),
+    )
+    while not take():
+        if time.monotonic() - start >= wait_s:
+            raise MigrationRefused(
+                f"waited {_duration(wait_s)} for another process's migration, which has not ended (the migration "
+                f"lock is {holder()}): it may be migrating a large database still; if it is stuck, stop it, "
+                "then start this one again"
+            )
+        time.sleep(_MIGRATION_POLL_S)
+    log.info(
+        "the other process's migration of the database %s ended after %.1f s; going on",
+        database,
+        time.monotonic() - start,
+    )
+
+
+@contextmanager
+def _postgres_turn(conn: Connection, database: str, wait_s: float) -> Iterator[None]:
+    """This process's turn to migrate a PostgreSQL database: the session's advisory lock on `conn`
+    (the other processes' `pg_try_advisory_lock` fails until it is released, or the session ends)."""
+
+    def take() -> bool:
+        taken = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _MIGRATION_LOCK}).scalar())
+        conn.commit()
+        return taken
+
+    _wait_for_turn(take, lambda: _postgres_holder(conn), database, wait_s)
+    try:
+        yield
+    finally:
+        try:
+            conn.rollback()  # a migration that failed left its transaction aborted
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
+            conn.commit()
+        except SQLAlchemyError:
+            pass  # the connection is lost, and its lock with it
+
+
+def _postgres_holder(conn: Connection) -> str:
+    """Who holds the migration lock: the PostgreSQL session's pid, client and application."""
+    row = conn.execute(
+        text(
+            "SELECT a.pid, a.client_addr, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = :high AND l.objid::bigint = :low "
+            "AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
+        {"high": _MIGRATION_LOCK >> 32, "low": _MIGRATION_LOCK & 0xFFFFFFFF},
+    ).first()
+    conn.commit()
+    if row is None:
+        return "held by a session this user cannot see"
+    pid, client, application = row
+    who = f"held by the PostgreSQL session of pid {pid}"
+    if client is not None:
+        who += f", client {client}"
+    return f"{who}, application {application!r}" if application else who
+
+
+@contextmanager
+def _sqlite_turn(path: Path, database: str, wait_s: float) -> Iterator[None]:
+    """This process's turn to migrate an SQLite database: an exclusive `flock` on the lock file
+    beside it, which says which process holds it. A lock of the kernel's, not of SQLite's: alembic
+    runs SQLite's DDL outside any transaction (a batch migration copies a table and renames it in
+    several statements, each committed), so no transaction of ours could hold the others off for
+    the whole migration; and the lock covers reading the revision before, too. The kernel releases
+    it when its process ends, however it ends. The file stays (removing it would let a process
+    that opened it before lock a file no longer there)."""
+    lock = Path(f"{path}{_SQLITE_LOCK_SUFFIX}")
+    with open(lock, "a+", encoding="utf-8") as file:
+
+        def take() -> bool:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+        def holder() -> str:
+            try:
+                note = lock.read_text(encoding="utf-8").strip()
+            except OSError:
+                note = ""
+            return f"{lock}, held by {note}" if note else str(lock)
+
+        _wait_for_turn(take, holder, database, wait_s)
+        try:
+            file.seek(0)
+            file.truncate()
+            file.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+            file.flush()
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
