@@ -17,6 +17,7 @@ at the end of the sentence and flagged `markup_moved`: nothing of the source is 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -131,25 +132,50 @@ def _fragment(
     and then outermost first). Each level's markup keeps its offsets in `text` (only a slot's own is
     made relative): nested markup costs the square of its depth to sort out, not its cube."""
     source = text[start:end]
+    # The outermost markup, in one sweep: every element before one in this order begins where it
+    # does or earlier, so one is inside an outer element that holds text when the furthest end of
+    # those (of those that begin before it, for a zero-width one) reaches past it.
     outer: list[Inline] = []
+    outer_starts: list[int] = []  # of the outer elements that hold text, and the furthest end of those up to each
+    outer_reach: list[int] = []
     for inline in inlines:
-        if not any(_within(inline, o) for o in outer):
+        if inline.start == inline.end:
+            before = bisect.bisect_left(outer_starts, inline.start)
+            inside = before > 0 and outer_reach[before - 1] > inline.start
+        else:
+            inside = bool(outer_reach) and outer_reach[-1] >= inline.end
+        if not inside:
             outer.append(inline)
+            if inline.end > inline.start:
+                outer_starts.append(inline.start)
+                outer_reach.append(max(inline.end, outer_reach[-1] if outer_reach else inline.end))
     # The outer markup with offsets in `source`.
     placed = [i if start == 0 else Inline(i.start - start, i.end - start, i.open, i.close, i.verbatim) for i in outer]
+    # For the terms: the outer elements that hold text by start, with the furthest end up to each,
+    # and the places of the zero-width ones.
+    spans = sorted((o.start, o.end) for o in placed if o.end > o.start)
+    span_starts = [s for s, _ in spans]
+    span_reach = list(itertools.accumulate((e for _, e in spans), max))
+    points = sorted(o.start for o in placed if o.end == o.start)
 
     def crosses(begin: int, finish: int) -> bool:
-        return any(
-            (begin < o.end and o.start < finish) if o.end > o.start else begin < o.start < finish for o in placed
-        )
+        before = bisect.bisect_left(span_starts, finish)
+        if before > 0 and span_reach[before - 1] > begin:
+            return True
+        after = bisect.bisect_right(points, begin)
+        return after < len(points) and points[after] < finish
 
+    starts = [i.start for i in inlines]
     slots: list[Slot] = []
     for inline, here in zip(outer, placed, strict=True):
         key = next(keys)
         if inline.verbatim or inline.end == inline.start:
             slots.append(Slot(key, SlotKind.VERBATIM, here.start, here.end, source[here.start : here.end], inline=here))
             continue
-        inner = [i for i in inlines if i is not inline and _within(i, inline)]
+        # Its children begin inside it: a run of `inlines`.
+        first = bisect.bisect_left(starts, inline.start)
+        last = bisect.bisect_right(starts, inline.end)
+        inner = [i for i in inlines[first:last] if i is not inline and _within(i, inline)]
         child = _fragment(text, inline.start, inline.end, inner, glossary, keys)
         slots.append(Slot(key, SlotKind.MARKUP, here.start, here.end, child.source, inline=here, child=child))
     for hit in find_terms(source, glossary, fits=lambda span: not crosses(span.start, span.end)):

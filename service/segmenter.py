@@ -15,6 +15,7 @@ the model a space for it and writes no break into the translation.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 import threading
@@ -435,36 +436,66 @@ def _cover_gaps(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]
     return fixed
 
 
+class _Inlines:
+    """A block's inline elements, sorted by start once, so that what a span or a cut asks of them
+    reads only the elements that overlap it: a paragraph of thousands of emphases took minutes when
+    every sentence and every candidate cut looked at all of them."""
+
+    def __init__(self, inlines: Sequence[Inline]) -> None:
+        self.inlines = tuple(inlines)
+        # By start, outermost first (equal ones in their order): how masking reads them.
+        self.order = sorted(range(len(self.inlines)), key=lambda k: (self.inlines[k].start, -self.inlines[k].end))
+        self.by_start = [self.inlines[k] for k in self.order]
+        self.starts = [i.start for i in self.by_start]
+        # The elements that hold text, by start, and the furthest end of those up to each.
+        spans = sorted((i.start, i.end) for i in self.inlines if i.end > i.start)
+        self.span_starts = [start for start, _ in spans]
+        self.reach = list(itertools.accumulate((end for _, end in spans), max))
+
+    def crosses(self, left_end: int, right_start: int) -> bool:
+        """Whether a cut that ends one part at `left_end` and begins the next at `right_start` would
+        cut through an element that holds text: one that begins before the first ends and ends
+        after the second begins."""
+        before = bisect.bisect_left(self.span_starts, left_end)
+        return before > 0 and self.reach[before - 1] > right_start
+
+    def between(self, low: int | None, high: int) -> list[Inline]:
+        """The elements that begin at `low` or after (anywhere, where `low` is None) and before
+        `high`, in their own order."""
+        first = 0 if low is None else bisect.bisect_left(self.starts, low)
+        last = bisect.bisect_left(self.starts, high)
+        return [self.inlines[k] for k in sorted(self.order[first:last])]
+
+    def masked(self, text: str, start: int, end: int) -> str:
+        """`masked_span` of text[start:end]."""
+        parts: list[str] = []
+        pos = start
+        k = bisect.bisect_left(self.starts, start)
+        while k < len(self.starts) and self.starts[k] <= end:
+            inline = self.by_start[k]
+            if inline.end > end:
+                k += 1  # not wholly inside the span
+                continue
+            parts.append(text[pos : inline.start])
+            parts.append(_PLACEHOLDER_MEASURED)
+            pos = inline.end
+            # Those that begin before its end are inside the element just masked.
+            k = bisect.bisect_left(self.starts, pos, k + 1)
+        parts.append(text[pos:end])
+        return unwrapped("".join(parts))
+
+
 def masked_span(text: str, start: int, end: int, inlines: Sequence[Inline] = ()) -> str:
     """text[start:end] as the model is given it (service.protect masks the same way): on one line
     (`unwrapped`), each outermost inline element wholly inside it a placeholder. A sentence of
     25,000 one-letter emphases is 25,000 placeholders, far longer in tokens than its letters, so
     a sentence is measured in this form, not in its letters. The placeholder's number is a wide
     one, as the article's later placeholders are, so the measure errs long."""
-    inside = sorted(
-        (i for i in inlines if start <= i.start and i.end <= end),
-        key=lambda i: (i.start, -i.end),
-    )
-    parts: list[str] = []
-    pos = start
-    for inline in inside:
-        if inline.start < pos:
-            continue  # inside an element already masked
-        parts.append(text[pos : inline.start])
-        parts.append(_PLACEHOLDER_MEASURED)
-        pos = inline.end
-    parts.append(text[pos:end])
-    return unwrapped("".join(parts))
+    return _Inlines(inlines).masked(text, start, end)
 
 
 # What a placeholder of service.protect is measured as (QZX and a key as wide as an article's).
 _PLACEHOLDER_MEASURED = "QZX99999"
-
-
-def _crosses(inlines: Sequence[Inline], left_end: int, right_start: int) -> bool:
-    """Whether a cut that ends one part at `left_end` and begins the next at `right_start` would cut
-    through an inline element (markup never crosses segments, nor a placeholder pieces)."""
-    return any(i.end > i.start and i.start < left_end and i.end > right_start for i in inlines)
 
 
 def split_long(
@@ -481,13 +512,19 @@ def split_long(
     a part with no boundary left is cut at white space, and as a last resort at the character
     nearest the middle, so the parts always tile the sentence. No cut goes through one of
     `inlines` (offsets in `text`); a part that only such a cut could shorten is left whole."""
-    if end - start < 2 or measure(masked_span(text, start, end, inlines)) <= limit:
+    return _split_long(text, start, end, measure, limit, _Inlines(inlines))
+
+
+def _split_long(
+    text: str, start: int, end: int, measure: Callable[[str], int], limit: int, inlines: _Inlines
+) -> list[tuple[int, int]]:
+    if end - start < 2 or measure(inlines.masked(text, start, end)) <= limit:
         return [(start, end)]
     sentence = text[start:end]
     middle = len(sentence) // 2
 
     def fits(m: re.Match[str]) -> bool:
-        return m.start() > 0 and m.end() < len(sentence) and not _crosses(inlines, start + m.start(), start + m.end())
+        return m.start() > 0 and m.end() < len(sentence) and not inlines.crosses(start + m.start(), start + m.end())
 
     cuts = [m for m in _CLAUSE.finditer(sentence) if fits(m)]
     if not cuts:
@@ -498,20 +535,20 @@ def split_long(
     else:
         # At the character nearest the middle that no inline element spans.
         free = sorted(range(start + 1, end), key=lambda at: abs(at - start - middle))
-        at = next((at for at in free if not _crosses(inlines, at, at)), None)
+        at = next((at for at in free if not inlines.crosses(at, at)), None)
         if at is None:
             return [(start, end)]
         left_end = right_start = at
-    return split_long(text, start, left_end, measure=measure, limit=limit, inlines=inlines) + split_long(
-        text, right_start, end, measure=measure, limit=limit, inlines=inlines
+    return _split_long(text, start, left_end, measure, limit, inlines) + _split_long(
+        text, right_start, end, measure, limit, inlines
     )
 
 
-def _merge_crossing(spans: list[tuple[int, int]], inlines: tuple[Inline, ...]) -> list[tuple[int, int]]:
+def _merge_crossing(spans: list[tuple[int, int]], inlines: _Inlines) -> list[tuple[int, int]]:
     """Join neighbouring spans that an inline element straddles: markup never crosses segments."""
     merged: list[tuple[int, int]] = []
     for span in spans:
-        if merged and any(i.end > i.start and i.start < merged[-1][1] and i.end > span[0] for i in inlines):
+        if merged and inlines.crosses(merged[-1][1], span[0]):
             merged[-1] = (merged[-1][0], span[1])
         else:
             merged.append(span)
@@ -528,6 +565,7 @@ def segment_blocks(
     segments: list[SourceSegment] = []
     for block in blocks:
         text = block.text
+        index = _Inlines(block.inlines)
         if (
             len(block.inlines) == 1
             and block.inlines[0].verbatim
@@ -535,18 +573,16 @@ def segment_blocks(
         ):
             spans = [(0, len(text))]  # a code block: one untranslated segment
         else:
-            spans = _merge_crossing(split_sentences(text, reflow=reflow), block.inlines)
-            spans = [
-                part
-                for s, e in spans
-                for part in split_long(text, s, e, measure=measure, limit=limit, inlines=block.inlines)
-            ]
-            spans = _merge_crossing(spans, block.inlines)
+            spans = _merge_crossing(split_sentences(text, reflow=reflow), index)
+            spans = [part for s, e in spans for part in _split_long(text, s, e, measure, limit, index)]
+            spans = _merge_crossing(spans, index)
         pos = 0
         for j, (start, end) in enumerate(spans):
             next_start = spans[j + 1][0] if j + 1 < len(spans) else len(text) + 1
             inlines: list[Inline] = []
-            for i in block.inlines:
+            # Only those that begin in the span or before the next one (or before the first) can be
+            # the segment's: an element inside it, or a zero-width one after it.
+            for i in index.between(None if j == 0 else start, max(end, next_start)):
                 if i.end > i.start:
                     if start <= i.start and i.end <= end:
                         inlines.append(Inline(i.start - start, i.end - start, i.open, i.close, i.verbatim))
