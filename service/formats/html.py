@@ -7,9 +7,11 @@ Structured data scripts are handled in service.formats.structured."""
 
 from __future__ import annotations
 
+import bisect
 import html
 import itertools
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -355,7 +357,7 @@ class _Tokens(HTMLParser):
         self.lines = [0, *(m.end() for m in re.finditer("\n", source))]
         self.nodes: list[tuple[str | None, tuple[int, int], _Span]] = []  # tag name or None, (line, column), span
         self.open: list[tuple[str, _Span]] = []
-        self.closed_void: list[str] = []
+        self.closed_void: Counter[str] = Counter()  # void elements' names, each as often as still open to an end tag
         self.pending: _Span | None = None  # a string whose end is the next token's start
         self.in_text = False
 
@@ -381,7 +383,7 @@ class _Tokens(HTMLParser):
         span.open_end = span.start + len(self.get_starttag_text() or "")
         self.nodes.append((tag, self.getpos(), span))
         if self.void(tag):
-            self.closed_void.append(tag)
+            self.closed_void[tag] += 1
         else:
             self.open.append((tag, span))
 
@@ -391,8 +393,8 @@ class _Tokens(HTMLParser):
         self.nodes.append((tag, self.getpos(), span))
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in self.closed_void:
-            self.closed_void.remove(tag)  # BeautifulSoup ignores it: the text around runs on across it
+        if self.closed_void[tag] > 0:
+            self.closed_void[tag] -= 1  # BeautifulSoup ignores it: the text around runs on across it
             return
         span = self.token()
         for n in range(len(self.open) - 1, -1, -1):
@@ -517,7 +519,7 @@ def _html_inline(nodes: Iterable[PageElement], *, deepest: int | None = None) ->
     parts: list[str] = []
     length = 0  # of the parts
     inlines: list[Inline] = []
-    breaks: list[Inline] = []
+    breaks: set[int] = set()  # the line breaks' inlines, by id
 
     def add(text: str) -> None:
         nonlocal length
@@ -537,8 +539,8 @@ def _html_inline(nodes: Iterable[PageElement], *, deepest: int | None = None) ->
                 if child.name == "br":
                     add("\n")  # rendered back as <br> (see service.pipeline)
                     # At the block's edge, where no sentence takes it as white space, it is markup.
-                    breaks.append(Inline(start, start, str(child), "", verbatim=True))
-                    inlines.append(breaks[-1])
+                    inlines.append(Inline(start, start, str(child), "", verbatim=True))
+                    breaks.add(id(inlines[-1]))
                 elif child.name in _OPAQUE_TAGS:
                     raw = child.get_text() if child.name == "code" else ""
                     add(raw)
@@ -563,16 +565,18 @@ def _html_inline(nodes: Iterable[PageElement], *, deepest: int | None = None) ->
     walk(nodes, 0)
     raw = "".join(parts)
     inside = range(len(raw) - len(raw.lstrip()), len(raw.rstrip()))
-    inlines = [i for i in inlines if not (any(i is b for b in breaks) and i.start in inside)]
+    inlines = [i for i in inlines if not (id(i) in breaks and i.start in inside)]
     # Trim and collapse white space, moving inline offsets with it.
     keep = [i for i, ch in enumerate(raw) if not (ch == " " and (i == 0 or raw[i - 1] in " \n"))]
     text = "".join(raw[i] for i in keep)
-    offsets = {old: new for new, old in enumerate(keep)}
+    # Where each position of `raw` goes in `text`: where the first character kept from there on does.
+    moves: list[int] = []
+    for new, old in enumerate(keep):
+        moves += [new] * (old + 1 - len(moves))
+    moves += [len(text)] * (len(raw) + 1 - len(moves))
 
     def moved(pos: int) -> int:
-        while pos < len(raw) and pos not in offsets:
-            pos += 1
-        return offsets.get(pos, len(text))
+        return moves[min(pos, len(raw))]
 
     stripped = text.strip()
     shift = len(text) - len(text.lstrip())
@@ -717,6 +721,7 @@ def _render_html(blocks: tuple[Block, ...], inner: Mapping[str, str], page: str,
     head: list[str] = []
     edits: list[tuple[int, int, str]] = []  # where in the page (start, end), and what goes there
     covered: list[tuple[int, int]] = []  # the units' contents, written as their blocks' translations say
+    written: set[tuple[int, int]] = set()  # the same, to look up
     for block in blocks:
         if block.kind is BlockKind.META:
             text = " ".join(plain_text(inner[block.id], SourceFormat.HTML).split())
@@ -730,10 +735,11 @@ def _render_html(blocks: tuple[Block, ...], inner: Mapping[str, str], page: str,
         if block.element >= 0 and spans is None:
             _replace(units[block.element], inner[block.id])
         elif block.element >= 0:
-            if places[block.element] in covered:
+            if places[block.element] in written:
                 continue
             start, end = places[block.element]
             covered.append((start, end))
+            written.add((start, end))
             translated = BeautifulSoup(inner[block.id], "html.parser")
             if _html_inline(translated.contents) != as_sent[block.element]:
                 edits.append((start, end, str(translated)))
@@ -768,8 +774,15 @@ def _written_back(
     structured data scripts' texts. A tag in a unit's content is the translation's, which carries
     what changed in it (see `_with_html_attribute_texts`)."""
 
+    # Whether a tag lies in a unit's content: the furthest end of the contents that start before it
+    # is past it. The contents by where they start, and the furthest end of each one and those before.
+    ordered = sorted(covered)
+    starts = [start for start, _ in ordered]
+    furthest = list(itertools.accumulate((end for _, end in ordered), max))
+
     def inside(span: _Span) -> bool:
-        return any(start <= span.start and span.open_end <= end for start, end in covered)
+        before = bisect.bisect_right(starts, span.start)
+        return before > 0 and span.open_end <= furthest[before - 1]
 
     def value(v: object) -> str:
         return " ".join(v) if isinstance(v, list) else str(v)

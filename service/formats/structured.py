@@ -84,9 +84,11 @@ def _rewrite_ld(script: Tag, values: Mapping[int, str], lang: str | None) -> Non
     if not values:
         return
     spans = [m.span() for m in _JSON_STRING.finditer(raw)]
-    out = raw
-    for n in sorted((n for n in values if n < len(spans)), reverse=True):
+    out: list[str] = []
+    at = 0
+    for n in sorted(n for n in values if n < len(spans)):
         start, end = spans[n]
         # "<" escaped: a script's text must not hold "</script>" or "<!--".
-        out = out[:start] + json.dumps(values[n], ensure_ascii=False).replace("<", "\\u003c") + out[end:]
-    script.string = out
+        out += [raw[at:start], json.dumps(values[n], ensure_ascii=False).replace("<", "\\u003c")]
+        at = end
+    script.string = "".join([*out, raw[at:]])
