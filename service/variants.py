@@ -9,6 +9,7 @@ each variant's own form: conversion never touches a term.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,31 +96,127 @@ def _corner(text: str) -> str:
 # person's edit may hold: service.jobs.markup.check_markup): tags and comments, with a code element
 # whole; in Markdown an image whole, a link's destination and title or reference, a code span, a
 # raw tag or autolink, a backslash escape.
-_MARKUP = {
-    SourceFormat.HTML: re.compile(r"<!--.*?-->|<code\b[^>]*>.*?</code>|<[A-Za-z/!?][^<>]*>", re.DOTALL | re.IGNORECASE),
-    SourceFormat.MARKDOWN: re.compile(
-        r"!\[[^\]]*\](?:\([^)]*\)|\[[^\]]*\])?|\]\((?:[^()]|\([^()]*\))*\)|\]\[[^\]]*\]|(`+).+?\1|"
-        r"<[A-Za-z/!?][^<>]*>|\\.",
-        re.DOTALL,
-    ),
-}
+_MARKDOWN_MARKUP = re.compile(
+    r"!\[[^\]]*\](?:\([^)]*\)|\[[^\]]*\])?|\]\((?:[^()]|\([^()]*\))*\)|\]\[[^\]]*\]|`|<[A-Za-z/!?][^<>]*>|\\.",
+    re.DOTALL,
+)
+_HTML_TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
+_HTML_CODE_OPEN = re.compile(r"<code\b[^>]*>", re.IGNORECASE)
+_HTML_CODE_CLOSE = re.compile(r"</code>", re.IGNORECASE)
+
+
+class CodeSpans:
+    r"""Where a Markdown code span starting at a backtick ends, as the pattern `(`+).+?\1` (DOTALL)
+    finds it (a run of backticks, at least one character, then as many backticks: the longest run
+    from that backtick that has such a closer, the nearest closer), in time linear in the text all
+    told: the regex backtracks over every shorter run and every closer, cubic on a long run of
+    backticks (audit: "中" + 4,000 backticks took seconds)."""
+
+    def __init__(self, text: str) -> None:
+        runs = [m.span() for m in re.finditer("`+", text)]
+        self._starts = [start for start, _ in runs]
+        self._runs = runs
+        # The longest run after each run (0 after the last).
+        self._longest_after = [0] * (len(runs) + 1)
+        for index in range(len(runs) - 1, -1, -1):
+            start, end = runs[index]
+            self._longest_after[index] = max(self._longest_after[index + 1], end - start)
+
+    def at(self, start: int) -> tuple[int, int] | None:
+        """(backticks, end) of the code span that begins at `start` (a backtick), else None."""
+        index = bisect.bisect_right(self._starts, start) - 1
+        length = self._runs[index][1] - start  # the run from `start`, to its end
+        # A closer inside the run itself (`length` ≥ 2 × backticks + 1), or in a later run.
+        ticks = max(min(length, self._longest_after[index + 1]), (length - 1) // 2)
+        if ticks == 0:
+            return None
+        if 2 * ticks + 1 <= length:
+            return ticks, start + 2 * ticks + 1
+        later = index + 1
+        while self._runs[later][1] - self._runs[later][0] < ticks:
+            later += 1
+        return ticks, self._runs[later][0] + ticks
+
+
+def _markup_spans(text: str, fmt: SourceFormat) -> list[tuple[int, int]] | None:
+    """Where the inline markup of an HTML or Markdown target stands (None for other formats): what
+    `re.sub` would replace of the patterns in `_markdown_spans` and `_html_spans` (a code span or
+    element whole), found without the backtracking that made those patterns cubic or quadratic on
+    an edit of unclosed backticks, comments or code elements."""
+    if fmt is SourceFormat.MARKDOWN:
+        return _markdown_spans(text)
+    if fmt is SourceFormat.HTML:
+        return _html_spans(text)
+    return None
+
+
+def _markdown_spans(text: str) -> list[tuple[int, int]]:
+    r"""`!\[[^\]]*\](?:\([^)]*\)|\[[^\]]*\])?|\]\((?:[^()]|\([^()]*\))*\)|\]\[[^\]]*\]|(`+).+?\1|<[A-Za-z/!?][^<>]*>|\\.`
+    (DOTALL), with its code spans found by `CodeSpans`."""
+    spans: list[tuple[int, int]] = []
+    code: CodeSpans | None = None
+    at = 0
+    while m := _MARKDOWN_MARKUP.search(text, at):
+        if m.group() != "`":
+            spans.append(m.span())
+            at = m.end()
+            continue
+        code = code or CodeSpans(text)
+        found = code.at(m.start())
+        if found is None:
+            at = m.start() + 1
+            continue
+        spans.append((m.start(), found[1]))
+        at = found[1]
+    return spans
+
+
+def _html_spans(text: str) -> list[tuple[int, int]]:
+    r"""`<!--.*?-->|<code\b[^>]*>.*?</code>|<[A-Za-z/!?][^<>]*>` (DOTALL, IGNORECASE), each `<`
+    tried in turn; once a comment or code element finds no closer, none later does either, so
+    later openers are not followed to the end of the text again."""
+    spans: list[tuple[int, int]] = []
+    comments = code = True  # whether a comment, or a code element, may still close
+    last = text.rfind(">")  # every piece of markup ends in a `>`
+    at = text.find("<", 0, last) if last > 0 else -1
+    while at >= 0:
+        end = -1
+        if comments and text.startswith("<!--", at):
+            close = text.find("-->", at + 4)
+            if close >= 0:
+                end = close + 3
+            else:
+                comments = False
+        if end < 0 and code:
+            opened = _HTML_CODE_OPEN.match(text, at)
+            if opened:
+                closed = _HTML_CODE_CLOSE.search(text, opened.end())
+                if closed:
+                    end = closed.end()
+                else:
+                    code = False
+        if end < 0 and (tag := _HTML_TAG.match(text, at)):
+            end = tag.end()
+        if end >= 0:
+            spans.append((at, end))
+            at = text.find("<", end, last)
+        else:
+            at = text.find("<", at + 1, last)
+    return spans
 
 
 def _outside_markup(text: str, fmt: SourceFormat, convert: Callable[[str], str]) -> str:
     """`convert` applied to `text` with its inline markup (in format `fmt`) parked as a private-use
     character, which the typography rules take for Chinese, as service.protect parks placeholders:
     a quotation mark beside a tag is beside the text the tag marks up."""
-    pattern = _MARKUP.get(fmt)
-    if pattern is None:
+    spans = _markup_spans(text, fmt)
+    if spans is None:
         return convert(text)
     park = next(chr(c) for c in range(0xF8FF, 0xE000, -1) if chr(c) not in text)
-    parked: list[str] = []
-
-    def keep(m: re.Match[str]) -> str:
-        parked.append(m.group())
-        return park
-
-    converted = convert(pattern.sub(keep, text))
+    parked = [text[start:end] for start, end in spans]
+    edges = [0, *(at for span in spans for at in span), len(text)]
+    outside = [text[edges[i] : edges[i + 1]] for i in range(0, len(edges), 2)]
+    converted = convert(park.join(outside))
     back = iter(parked)
     return re.sub(re.escape(park), lambda _: next(back), converted)
 
@@ -146,17 +243,37 @@ _PUNCT = {",": "，", "?": "？", "!": "！", ":": "：", ";": "；"}
 # Punctuation after Chinese, or before it ("在Tokyo,日本", "达到1000,其中"); the comma or colon of
 # a figure (1,000, 10:30) has neither beside it.
 _AFTER_HAN_PUNCT = re.compile(rf"(?<=[{_HAN}{_CLOSE}]){_SP}*([,?!:;]){_SP}*")
-_BEFORE_HAN_PUNCT = re.compile(rf"{_SP}*([,?!:;]){_SP}*(?=[{_HAN}{_OPEN}])")
+# Not from the second space of a run on: the first was tried, and failed as this one would (each
+# try from a space walks the whole run, quadratic in a long run of spaces).
+_BEFORE_HAN_PUNCT = re.compile(rf"(?<!{_SP}){_SP}*+([,?!:;]){_SP}*(?=[{_HAN}{_OPEN}])")
 _AFTER_HAN_STOP = re.compile(rf"(?<=[{_HAN}{_CLOSE}]){_SP}*\.(?!\d)(?=\s|$|[{_HAN}“”‘’」』)）\"]){_SP}*")
 # A Chinese sentence ending in a figure ("增长了3.5%."): after letters a full stop may be an
 # abbreviation's (U.S.), so it stays.
 _FIGURE_STOP = re.compile(rf"(?<=[\d%])\.(?={_SP}*$|[{_CLOSE}])")
 _LATIN_END = re.compile(rf"(?<=[A-Za-z\d%])([?!])(?={_SP}*$|[{_CLOSE}])")
-_ELLIPSIS = re.compile(rf"(?<={_CJK}){_SP}*(?:\.{{3,}}|…)+|(?:\.{{3,}}|…)+{_SP}*(?={_CJK})")
-# -- against a word is an option (--help), not a dash.
-_DASHES = r"(?:-{2,}(?![A-Za-z\d])|—)+"
-_DASH = re.compile(rf"(?<={_CJK}){_SP}*{_DASHES}{_SP}*|(?<![A-Za-z\d-]){_SP}*{_DASHES}{_SP}*(?={_CJK})")
-_PARENS = re.compile(r"\(\s*([^()]*?)\s*\)")
+# Runs of dots or dashes (……, ——) beside Chinese. Written so that they cannot backtrack: as
+# `(?<=CJK)SP*(?:\.{3,}|…)+|(?:\.{3,}|…)+SP*(?=CJK)` they split a run of dots every possible way
+# before giving up, exponential in its length (a line of 40 hyphens stalled the server for
+# seconds). The same matches, found once: a run beside Chinese before it; else the whole run, if
+# Chinese follows; else the run up to its last … (itself Chinese), if the run holds one after its
+# first mark. A run that starts inside a run of dots or hyphens, or of spaces before one, was tried
+# from that run's start (unless a letter, a digit or a hyphen precedes that: then from its second).
+_DOTS = r"(?:\.{3,}+|…)"
+_ELLIPSIS = re.compile(
+    rf"(?<={_CJK}){_SP}*+(?>{_DOTS}+)"
+    rf"|(?!(?<=\.)\.)(?:(?>{_DOTS}+){_SP}*+(?={_CJK})|{_DOTS}(?:{_DOTS}(?=…|\.{{3,}}+…))*+(?=…))"
+)
+# -- against a word is an option (--help), not a dash: a run of hyphens before a letter is a dash
+# up to its last hyphen but one.
+_DASH_MARK = r"(?:(?>-{2,}(?![A-Za-z\d]))|—)"
+_DASH = re.compile(
+    rf"(?<={_CJK}){_SP}*+(?>{_DASH_MARK}+){_SP}*+"
+    rf"|(?<![A-Za-z\d-])(?!(?<=(?<![A-Za-z\d-]){_SP}){_SP}){_SP}*+"
+    rf"(?:(?>{_DASH_MARK}+){_SP}*+(?={_CJK})|{_DASH_MARK}(?:{_DASH_MARK}(?=—|-{{2,}}+—))*+(?=—))"
+)
+# Parentheses with no parentheses inside; the callback strips white space inside them (as
+# `\(\s*([^()]*?)\s*\)` did, cubic in the spaces after an unclosed parenthesis).
+_PARENS = re.compile(r"\(([^()]*+)\)")
 _STRAIGHT = re.compile(r'"([^"\n]*)"')
 
 _MONTHS = {
@@ -246,8 +363,9 @@ def _parens(text: str) -> str:
     """( ) → （ ） around Chinese or beside it: 委员会（SCC）."""
 
     def pair(m: re.Match[str]) -> str:
-        if HAN.search(m.group(1)) or _beside_chinese(text, m.start(), m.end()):
-            return f"（{m.group(1)}）"
+        inside = m.group(1).strip()  # str.isspace() is the regex's \s
+        if HAN.search(inside) or _beside_chinese(text, m.start(), m.end()):
+            return f"（{inside}）"
         return m.group(0)
 
     return _PARENS.sub(pair, text)
