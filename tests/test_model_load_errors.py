@@ -6,9 +6,7 @@ path, and converting a model for CTranslate2 writes no progress bar to a JSON lo
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,22 +15,9 @@ from transformers import AutoConfig, PreTrainedTokenizerFast
 
 from models.engine import ModelLoadError, load_engine, model_spec
 from models.specs import Family
+from tests.test_small_fixes import one_line_error, run
 
-DUIYI = str(Path(sys.executable).parent / "duiyi")
 ENGINES = ("transformers", "ctranslate2")
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("DUIYI_")} | (env or {})
-    return subprocess.run([DUIYI, *args], capture_output=True, text=True, timeout=300, check=False, env=environ)
-
-
-def one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> None:
-    """Exit status 2 and a single line on stderr, holding `words`: no traceback, no second line."""
-    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
-    assert len(done.stderr.splitlines()) == 1, done.stderr[-2000:]
-    for word in words:
-        assert word in done.stderr, done.stderr
 
 
 def copy_model(source: Path, target: Path) -> Path:
