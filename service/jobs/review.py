@@ -687,16 +687,7 @@ def apply_changes(
                 new, locked = change.edit
                 row = _store(session, job, row, new, based_on=row.version, by=by, locked=locked, now=now)
             if change.approve and row.status != "approved":
-                row = _store(
-                    session,
-                    job,
-                    row,
-                    _approved(row),
-                    based_on=row.version,
-                    by=by,
-                    locked=list(row.locked_variants),
-                    now=now,
-                )
+                row = _approve(session, job, row, by=by, now=now)
                 approved.append(row)
             elif change.approve and row.id in confirmed and row.id not in back:
                 row = _confirm(session, job, row, by=by, now=now)
@@ -720,7 +711,13 @@ def _confirm(session: Session, job: Job, row: StoredSegment, *, by: str, now: da
     VersionConflict) and history noted CONFIRMED_NOTE, approved to approved, which makes it a
     person's approval from now on (a reopening leaves it approved; the memory and a TMX export take
     it). The article is not reopened: nothing that was published changes."""
-    locked = list(row.locked_variants)
+    return _approve(session, job, row, by=by, now=now, note=CONFIRMED_NOTE, reopen=False)
+
+
+def _approve(
+    session: Session, job: Job, row: StoredSegment, *, by: str, now: datetime, note: str = "", reopen: bool = True
+) -> StoredSegment:
+    """In the caller's transaction: `row` approved as it reads, by `by` (`_store`, based on its version)."""
     return _store(
         session,
         job,
@@ -728,10 +725,10 @@ def _confirm(session: Session, job: Job, row: StoredSegment, *, by: str, now: da
         _approved(row),
         based_on=row.version,
         by=by,
-        locked=locked,
+        locked=list(row.locked_variants),
         now=now,
-        note=CONFIRMED_NOTE,
-        reopen=False,
+        note=note,
+        reopen=reopen,
     )
 
 
